@@ -1,0 +1,314 @@
+//! [`AuthX`]: the handle that issues and verifies tokens, cheap to clone, shared by
+//! every layer built from it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::claims::{Claims, Fresh, NumericDate, TokenType};
+use crate::config::AuthXConfig;
+use crate::error::{AuthError, Challenge, ConfigError, IssueError, Reject, RequestHead};
+use crate::policy::Requirement;
+use crate::source::HeaderSource;
+use crate::token::{Signer, Verifier, audience_claim, ensure_crypto_backend};
+
+/// Issues and verifies AuthX-compatible tokens. Build it once from an
+/// [`AuthXConfig`]; clones share everything.
+#[derive(Clone)]
+pub struct AuthX {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    verifier: Verifier,
+    signer: Option<Signer>,
+    source: HeaderSource,
+    challenge: Challenge,
+    rejection: Option<Arc<dyn Reject>>,
+    access_lifetime: Duration,
+    refresh_lifetime: Duration,
+    fresh_max_age: Option<Duration>,
+    issuer: Option<String>,
+    audience: Vec<String>,
+}
+
+impl AuthX {
+    /// Checks the configuration and prepares keys and validation once.
+    pub fn new(config: AuthXConfig) -> Result<AuthX, ConfigError> {
+        ensure_crypto_backend()?;
+        if config.key.weak_secret {
+            if !config.allow_weak_secret {
+                return Err(ConfigError::new(format!(
+                    "the {} secret is shorter than the algorithm's output size (RFC 7518 3.2); \
+                     use a longer random secret, or opt in with AuthXConfig::allow_weak_secret",
+                    config.key.alg
+                )));
+            }
+            tracing::warn!(alg = %config.key.alg, "tower-authx: using an HMAC secret too short to be safe");
+        }
+        if config.max_token_len == 0 {
+            return Err(ConfigError::new("max_token_len must be positive"));
+        }
+        if config.header_type.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(ConfigError::new("header_type must be a single ASCII token"));
+        }
+        let verifier = Verifier::new(
+            &config.key,
+            config.leeway,
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.max_token_len,
+        );
+        Ok(AuthX {
+            inner: Arc::new(Inner {
+                verifier,
+                signer: Signer::new(&config.key),
+                source: HeaderSource {
+                    name: config.header_name.clone(),
+                    scheme: config.header_type.clone(),
+                    max_token_len: config.max_token_len,
+                },
+                challenge: Challenge {
+                    scheme: if config.header_type.is_empty() { "Bearer".into() } else { config.header_type },
+                    header_name: config.header_name.as_str().to_owned(),
+                    realm: config.realm,
+                },
+                rejection: config.rejection,
+                access_lifetime: config.access_lifetime,
+                refresh_lifetime: config.refresh_lifetime,
+                fresh_max_age: config.fresh_max_age,
+                issuer: config.issuer,
+                audience: config.audience,
+            }),
+        })
+    }
+
+    /// An access token for `sub`: fresh at login, not fresh at refresh.
+    pub fn create_access_token(&self, sub: impl Into<String>, fresh: bool) -> Result<String, IssueError> {
+        self.access_token(sub).fresh(fresh).issue()
+    }
+
+    /// A refresh token for `sub`.
+    pub fn create_refresh_token(&self, sub: impl Into<String>) -> Result<String, IssueError> {
+        self.refresh_token(sub).issue()
+    }
+
+    /// A fresh access token and a refresh token, as a login answers.
+    pub fn create_token_pair(&self, sub: impl Into<String>) -> Result<TokenPair, IssueError> {
+        let sub = sub.into();
+        Ok(TokenPair {
+            access_token: self.create_access_token(sub.clone(), true)?,
+            refresh_token: self.create_refresh_token(sub)?,
+            token_type: "bearer",
+        })
+    }
+
+    /// Starts an access token with options (scopes, your own claims, lifetime...).
+    pub fn access_token(&self, sub: impl Into<String>) -> TokenBuilder<'_> {
+        TokenBuilder::new(self, sub.into(), TokenType::Access)
+    }
+
+    /// Starts a refresh token with options.
+    pub fn refresh_token(&self, sub: impl Into<String>) -> TokenBuilder<'_> {
+        TokenBuilder::new(self, sub.into(), TokenType::Refresh)
+    }
+
+    /// Verifies `token` and checks it against `requirement`.
+    pub fn verify<E: DeserializeOwned>(&self, token: &str, requirement: Requirement) -> Result<Claims<E>, AuthError> {
+        let now = NumericDate::now();
+        let claims = self.inner.verifier.verify::<E>(token, now)?;
+        self.check(&claims, requirement, now)?;
+        Ok(claims)
+    }
+
+    /// Finds the token in `headers` and verifies it against `requirement`.
+    pub fn authenticate<E: DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        requirement: Requirement,
+    ) -> Result<Claims<E>, AuthError> {
+        let token = self.inner.source.token(headers)?;
+        self.verify(token, requirement)
+    }
+
+    /// Checks already verified claims against `requirement` at `now`.
+    pub fn check<E>(&self, claims: &Claims<E>, requirement: Requirement, now: NumericDate) -> Result<(), AuthError> {
+        requirement.check(claims, now, self.inner.fresh_max_age)
+    }
+
+    /// Whether `claims` prove a recent login now (any of the three lawful forms).
+    pub fn is_fresh<E>(&self, claims: &Claims<E>) -> bool {
+        claims.is_fresh_at(NumericDate::now(), self.inner.fresh_max_age)
+    }
+
+    /// The default rejection: status, `{"detail": ...}` and `WWW-Authenticate`.
+    pub fn default_rejection(&self, error: &AuthError) -> Response<Bytes> {
+        self.inner.challenge.response(error)
+    }
+
+    /// The configured rejection for `error` (yours, or the default), with a
+    /// `tracing` event that names the reason and never the token.
+    pub fn reject(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
+        tracing::debug!(reason = %error, method = %request.method, path = request.uri.path(), "tower-authx: request refused");
+        match &self.inner.rejection {
+            Some(custom) => custom.reject(error, request),
+            None => self.default_rejection(error),
+        }
+    }
+}
+
+impl fmt::Debug for AuthX {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthX")
+            .field("alg", &self.inner.verifier.alg)
+            .field("can_sign", &self.inner.signer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a login answers: AuthX's `TokenResponse`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenPair {
+    /// A fresh access token.
+    pub access_token: String,
+    /// A refresh token.
+    pub refresh_token: String,
+    /// Always `"bearer"`.
+    pub token_type: &'static str,
+}
+
+/// Claims that callers' own claims may not overwrite.
+const RESERVED: [&str; 12] =
+    ["sub", "jti", "type", "fresh", "csrf", "iat", "exp", "nbf", "iss", "aud", "scopes", "auth_time"];
+
+/// A token being issued. Defaults follow AuthX: a UUID v4 `jti` and `csrf`, `iat`
+/// now, `exp` after the configured lifetime, `fresh: false` on access tokens.
+#[derive(Debug)]
+#[must_use = "call .issue() to get the token"]
+pub struct TokenBuilder<'a> {
+    authx: &'a AuthX,
+    claims: Claims<serde_json::Map<String, serde_json::Value>>,
+    lifetime: Option<Duration>,
+    extra_error: Option<IssueError>,
+}
+
+impl<'a> TokenBuilder<'a> {
+    fn new(authx: &'a AuthX, sub: String, token_type: TokenType) -> Self {
+        let now = NumericDate::now().whole_seconds();
+        let inner = &authx.inner;
+        TokenBuilder {
+            authx,
+            claims: Claims {
+                sub,
+                jti: Some(uuid::Uuid::new_v4().to_string()),
+                token_type,
+                fresh: (token_type == TokenType::Access).then_some(Fresh::Bool(false)),
+                csrf: Some(uuid::Uuid::new_v4().to_string()),
+                iat: Some(now),
+                exp: now,
+                nbf: None,
+                iss: inner.issuer.clone(),
+                aud: audience_claim(&inner.audience),
+                scopes: None,
+                auth_time: None,
+                extra: serde_json::Map::new(),
+            },
+            lifetime: None,
+            extra_error: None,
+        }
+    }
+
+    /// Marks an access token fresh (at login) or not (at refresh).
+    pub fn fresh(mut self, fresh: bool) -> Self {
+        if self.claims.token_type == TokenType::Access {
+            self.claims.fresh = Some(Fresh::Bool(fresh));
+        }
+        self
+    }
+
+    /// Fresh until `until` (flask-jwt-extended's `fresh=timedelta`).
+    pub fn fresh_until(mut self, until: NumericDate) -> Self {
+        if self.claims.token_type == TokenType::Access {
+            self.claims.fresh = Some(Fresh::Until(until.whole_seconds()));
+        }
+        self
+    }
+
+    /// When the user last typed credentials (`auth_time`).
+    pub fn auth_time(mut self, at: NumericDate) -> Self {
+        self.claims.auth_time = Some(at.whole_seconds());
+        self
+    }
+
+    /// AuthX's `scopes`.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.claims.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Your own claims, written at the top level of the payload (AuthX's `data=`).
+    /// Must serialize to a JSON object whose names are not registered claims.
+    pub fn extra<T: Serialize>(mut self, extra: &T) -> Self {
+        match serde_json::to_value(extra) {
+            Ok(serde_json::Value::Object(map)) => {
+                if let Some(name) = map.keys().find(|k| RESERVED.contains(&k.as_str())) {
+                    self.extra_error = Some(IssueError(format!("extra claim '{name}' is reserved")));
+                }
+                self.claims.extra = map;
+            }
+            Ok(_) => self.extra_error = Some(IssueError("extra claims must be a JSON object".into())),
+            Err(e) => self.extra_error = Some(IssueError(e.to_string())),
+        }
+        self
+    }
+
+    /// Overrides the configured lifetime for this token.
+    pub fn lifetime(mut self, d: Duration) -> Self {
+        self.lifetime = Some(d);
+        self
+    }
+
+    /// Sets `iat` (default: now). With [`lifetime`](Self::lifetime) or the
+    /// configured one, `exp` follows from it.
+    pub fn issued_at(mut self, iat: NumericDate) -> Self {
+        self.claims.iat = Some(iat.whole_seconds());
+        self
+    }
+
+    /// Sets `nbf`.
+    pub fn not_before(mut self, nbf: NumericDate) -> Self {
+        self.claims.nbf = Some(nbf.whole_seconds());
+        self
+    }
+
+    /// Sets the `jti` (default: a UUID v4).
+    pub fn jti(mut self, jti: impl Into<String>) -> Self {
+        self.claims.jti = Some(jti.into());
+        self
+    }
+
+    /// Signs the token.
+    pub fn issue(mut self) -> Result<String, IssueError> {
+        if let Some(e) = self.extra_error {
+            return Err(e);
+        }
+        let inner = &self.authx.inner;
+        let signer = inner.signer.as_ref().ok_or_else(|| IssueError("the key can only verify".into()))?;
+        let lifetime = self.lifetime.unwrap_or(match self.claims.token_type {
+            TokenType::Access => inner.access_lifetime,
+            TokenType::Refresh => inner.refresh_lifetime,
+        });
+        let start = self.claims.iat.unwrap_or_else(NumericDate::now);
+        self.claims.exp = start.plus(lifetime).whole_seconds();
+        signer.sign(&self.claims)
+    }
+}

@@ -1,0 +1,496 @@
+//! The claim set on the wire: AuthX 1.7's names and types, read strictly.
+//!
+//! Reading is strict on purpose: a claim of the wrong JSON type is refused, never
+//! coerced (`"fresh": "true"` is not fresh, `"sub": 5` is not a subject), `null` is
+//! refused for every claim we know, and a member named twice is refused (RFC 7519 4:
+//! either refuse or take the last; taking the last lets a forger hide a value).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// The verified claims of a token, as AuthX and flask-jwt-extended write them.
+///
+/// `E` is your own claim type, flattened at the top level of the payload (AuthX's
+/// `data=`). The default, [`NoExtra`], ignores anything else and costs nothing.
+///
+/// The layers put a `Claims<E>` into the request's extensions once the token is
+/// verified; read it with `req.extensions().get::<Claims>()`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Claims<E = NoExtra> {
+    /// The subject: who the token speaks for (AuthX's `uid`).
+    pub sub: String,
+    /// The token's unique id (a UUID v4 when we issue it); the revocation key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// `access` or `refresh`. A token without `type` is an access token, as in both
+    /// Python libraries.
+    #[serde(rename = "type")]
+    pub token_type: TokenType,
+    /// Freshness as written in the token (access tokens only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fresh: Option<Fresh>,
+    /// The value a cookie-borne token's CSRF header must repeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf: Option<String>,
+    /// Issued at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<NumericDate>,
+    /// Expiry: always present in a verified token.
+    pub exp: NumericDate,
+    /// Not before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<NumericDate>,
+    /// Issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audience: one string or a list, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+    /// AuthX's scopes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// When the user last typed credentials (OpenID Connect; RFC 9470).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<NumericDate>,
+    /// Your own claims.
+    #[serde(flatten)]
+    pub extra: E,
+}
+
+impl<E> Claims<E> {
+    /// Whether the token proves a recent login at `now`: `"fresh": true`, a
+    /// `"fresh"` NumericDate not yet past, or an `auth_time` within `max_age`.
+    pub fn is_fresh_at(&self, now: NumericDate, max_age: Option<Duration>) -> bool {
+        match self.fresh {
+            Some(Fresh::Bool(true)) => return true,
+            Some(Fresh::Until(until)) if now.0 < until.0 => return true,
+            _ => {}
+        }
+        match (self.auth_time, max_age) {
+            (Some(at), Some(max_age)) => now.0 - at.0 <= max_age.as_secs_f64(),
+            _ => false,
+        }
+    }
+
+    /// Whether the token carries every scope in `required`. A granted scope ending in
+    /// `:*` grants everything below it (AuthX's wildcard: `admin:*` grants
+    /// `admin:users:read`).
+    pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
+        required.iter().all(|r| self.has_scope(r.as_ref()))
+    }
+
+    /// Whether the token carries `required`, directly or through a wildcard.
+    pub fn has_scope(&self, required: &str) -> bool {
+        self.scopes.iter().flatten().any(|granted| {
+            granted == required
+                || granted.strip_suffix('*').is_some_and(|prefix| {
+                    prefix.ends_with(':') && required.starts_with(prefix)
+                })
+        })
+    }
+}
+
+/// The `type` claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    /// Sent with each request.
+    Access,
+    /// Traded for a new access token.
+    Refresh,
+}
+
+impl TokenType {
+    /// The claim's value on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Access => "access",
+            TokenType::Refresh => "refresh",
+        }
+    }
+}
+
+impl fmt::Display for TokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `fresh` claim: AuthX writes a boolean, flask-jwt-extended may write a
+/// NumericDate until which the token counts as fresh.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Fresh {
+    /// `true` at login, `false` at refresh.
+    Bool(bool),
+    /// Fresh until this instant.
+    Until(NumericDate),
+}
+
+impl<'de> Deserialize<'de> for Fresh {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FreshVisitor;
+        impl<'de> Visitor<'de> for FreshVisitor {
+            type Value = Fresh;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean or a NumericDate")
+            }
+            fn visit_bool<Er: de::Error>(self, v: bool) -> Result<Fresh, Er> {
+                Ok(Fresh::Bool(v))
+            }
+            fn visit_u64<Er: de::Error>(self, v: u64) -> Result<Fresh, Er> {
+                NumericDateVisitor.visit_u64(v).map(Fresh::Until)
+            }
+            fn visit_i64<Er: de::Error>(self, v: i64) -> Result<Fresh, Er> {
+                NumericDateVisitor.visit_i64(v).map(Fresh::Until)
+            }
+            fn visit_f64<Er: de::Error>(self, v: f64) -> Result<Fresh, Er> {
+                NumericDateVisitor.visit_f64(v).map(Fresh::Until)
+            }
+        }
+        d.deserialize_any(FreshVisitor)
+    }
+}
+
+/// Seconds since the Unix epoch (RFC 7519 2). Integers and fractions are both read
+/// (AuthX writes `exp` with microseconds); negative, infinite or absurd values are
+/// refused. We write whole seconds, which every JWT library reads.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct NumericDate(f64);
+
+/// Year 9999: anything later is not a date but an attempt at overflow.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+impl NumericDate {
+    /// The current time.
+    pub fn now() -> Self {
+        NumericDate::from_system_time(SystemTime::now())
+    }
+
+    /// From a `SystemTime` (instants before 1970 become 0).
+    pub fn from_system_time(t: SystemTime) -> Self {
+        NumericDate(t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()))
+    }
+
+    /// From whole seconds since the epoch.
+    pub fn from_secs(secs: u64) -> Self {
+        NumericDate((secs as f64).min(MAX_NUMERIC_DATE))
+    }
+
+    /// Seconds since the epoch, with any fraction.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0
+    }
+
+    /// This instant moved `d` later.
+    pub fn plus(self, d: Duration) -> Self {
+        NumericDate((self.0 + d.as_secs_f64()).min(MAX_NUMERIC_DATE))
+    }
+
+    /// This instant truncated to whole seconds.
+    pub fn whole_seconds(self) -> Self {
+        NumericDate(self.0.trunc())
+    }
+}
+
+impl Serialize for NumericDate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.fract() == 0.0 {
+            // In range by construction: 0 <= self.0 <= MAX_NUMERIC_DATE.
+            s.serialize_u64(self.0 as u64)
+        } else {
+            s.serialize_f64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumericDateVisitor)
+    }
+}
+
+struct NumericDateVisitor;
+
+impl<'de> Visitor<'de> for NumericDateVisitor {
+    type Value = NumericDate;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a NumericDate (seconds since 1970)")
+    }
+    fn visit_u64<Er: de::Error>(self, v: u64) -> Result<NumericDate, Er> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_i64<Er: de::Error>(self, v: i64) -> Result<NumericDate, Er> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_f64<Er: de::Error>(self, v: f64) -> Result<NumericDate, Er> {
+        if v.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&v) {
+            Ok(NumericDate(v))
+        } else {
+            Err(Er::custom("a NumericDate out of range"))
+        }
+    }
+}
+
+/// The `aud` claim: one audience or several.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "api"`
+    One(String),
+    /// `"aud": ["api", "admin"]`
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Every audience named.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let slice = match self {
+            Audience::One(a) => std::slice::from_ref(a),
+            Audience::Many(v) => v.as_slice(),
+        };
+        slice.iter().map(String::as_str)
+    }
+}
+
+/// The default extra-claims type: ignores claims it does not know, writes none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoExtra;
+
+impl Serialize for NoExtra {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for NoExtra {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| NoExtra)
+    }
+}
+
+/// The members we know, told apart without allocating; others keep their name.
+enum Member {
+    Sub,
+    Jti,
+    Type,
+    Fresh,
+    Csrf,
+    Iat,
+    Exp,
+    Nbf,
+    Iss,
+    Aud,
+    Scopes,
+    AuthTime,
+    Other(String),
+}
+
+impl Member {
+    fn from_name(name: &str) -> Member {
+        match name {
+            "sub" => Member::Sub,
+            "jti" => Member::Jti,
+            "type" => Member::Type,
+            "fresh" => Member::Fresh,
+            "csrf" => Member::Csrf,
+            "iat" => Member::Iat,
+            "exp" => Member::Exp,
+            "nbf" => Member::Nbf,
+            "iss" => Member::Iss,
+            "aud" => Member::Aud,
+            "scopes" => Member::Scopes,
+            "auth_time" => Member::AuthTime,
+            other => Member::Other(other.to_owned()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+        impl Visitor<'_> for MemberVisitor {
+            type Value = Member;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_str<Er: de::Error>(self, v: &str) -> Result<Member, Er> {
+                Ok(Member::from_name(v))
+            }
+        }
+        d.deserialize_identifier(MemberVisitor)
+    }
+}
+
+/// Reads a claim's value once; a second occurrence or a wrongly typed value is
+/// an error naming the claim (and never its value).
+fn read_once<'de, A, T>(map: &mut A, slot: &mut Option<T>, name: &str, ty: &str) -> Result<(), A::Error>
+where
+    A: MapAccess<'de>,
+    T: Deserialize<'de>,
+{
+    if slot.is_some() {
+        return Err(de::Error::custom(format_args!("duplicate claim '{name}'")));
+    }
+    let value = map
+        .next_value::<T>()
+        .map_err(|_| de::Error::custom(format_args!("claim '{name}' must be {ty}")))?;
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de, E: DeserializeOwned> Deserialize<'de> for Claims<E> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ClaimsVisitor(PhantomData))
+    }
+}
+
+struct ClaimsVisitor<E>(PhantomData<fn() -> E>);
+
+impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
+    type Value = Claims<E>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims<E>, A::Error> {
+        const STRING: &str = "a string";
+        const DATE: &str = "a NumericDate";
+        let (mut sub, mut jti, mut token_type, mut fresh, mut csrf) = (None, None, None, None, None);
+        let (mut iat, mut exp, mut nbf, mut iss, mut aud) = (None, None, None, None, None);
+        let (mut scopes, mut auth_time) = (None, None);
+        let mut others = serde_json::Map::new();
+        while let Some(member) = map.next_key::<Member>()? {
+            let m = &mut map;
+            match member {
+                Member::Sub => read_once(m, &mut sub, "sub", STRING)?,
+                Member::Jti => read_once(m, &mut jti, "jti", STRING)?,
+                Member::Type => read_once(m, &mut token_type, "type", "\"access\" or \"refresh\"")?,
+                Member::Fresh => read_once(m, &mut fresh, "fresh", "a boolean or a NumericDate")?,
+                Member::Csrf => read_once(m, &mut csrf, "csrf", STRING)?,
+                Member::Iat => read_once(m, &mut iat, "iat", DATE)?,
+                Member::Exp => read_once(m, &mut exp, "exp", DATE)?,
+                Member::Nbf => read_once(m, &mut nbf, "nbf", DATE)?,
+                Member::Iss => read_once(m, &mut iss, "iss", STRING)?,
+                Member::Aud => read_once(m, &mut aud, "aud", "a string or a list of strings")?,
+                Member::Scopes => read_once(m, &mut scopes, "scopes", "a list of strings")?,
+                Member::AuthTime => read_once(m, &mut auth_time, "auth_time", DATE)?,
+                Member::Other(name) => {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    if others.insert(name, value).is_some() {
+                        return Err(de::Error::custom("duplicate claim"));
+                    }
+                }
+            }
+        }
+        let extra = E::deserialize(serde_json::Value::Object(others))
+            .map_err(|_| de::Error::custom("the token's own claims do not have the expected types"))?;
+        Ok(Claims {
+            sub: sub.ok_or_else(|| de::Error::custom("missing claim 'sub'"))?,
+            jti,
+            token_type: token_type.unwrap_or(TokenType::Access),
+            fresh,
+            csrf,
+            iat,
+            exp: exp.ok_or_else(|| de::Error::custom("missing claim 'exp'"))?,
+            nbf,
+            iss,
+            aud,
+            scopes,
+            auth_time,
+            extra,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Claims, String> {
+        serde_json::from_str::<Claims>(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn authx_payload_with_float_exp_parses() {
+        let c = parse(r#"{"sub":"user1","jti":"x","type":"access","fresh":true,"csrf":"","iat":1795934701,"exp":1795935601.309765}"#).unwrap();
+        assert_eq!(c.fresh, Some(Fresh::Bool(true)));
+        assert_eq!(c.exp.as_secs_f64(), 1795935601.309765);
+    }
+
+    #[test]
+    fn wrong_types_and_nulls_are_refused() {
+        for bad in [
+            r#"{"sub":5,"exp":1}"#,
+            r#"{"sub":"a","exp":"1"}"#,
+            r#"{"sub":"a","exp":null}"#,
+            r#"{"sub":"a","exp":-1}"#,
+            r#"{"sub":"a","exp":1e300}"#,
+            r#"{"sub":"a","exp":true}"#,
+            r#"{"sub":"a","exp":1,"fresh":"true"}"#,
+            r#"{"sub":"a","exp":1,"fresh":null}"#,
+            r#"{"sub":"a","exp":1,"nbf":null}"#,
+            r#"{"sub":"a","exp":1,"type":"id"}"#,
+            r#"{"sub":"a","exp":1,"scopes":"admin"}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn duplicate_members_are_refused_known_or_not() {
+        assert!(parse(r#"{"sub":"a","sub":"b","exp":1}"#).is_err());
+        assert!(parse(r#"{"sub":"a","exp":1,"fresh":false,"fresh":true}"#).is_err());
+        assert!(parse(r#"{"sub":"a","exp":1,"role":"u","role":"admin"}"#).is_err());
+    }
+
+    #[test]
+    fn missing_type_means_access_and_missing_exp_is_refused() {
+        assert_eq!(parse(r#"{"sub":"a","exp":1}"#).unwrap().token_type, TokenType::Access);
+        assert!(parse(r#"{"sub":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn freshness_has_three_lawful_forms() {
+        let now = NumericDate::from_secs(1000);
+        let mut c = parse(r#"{"sub":"a","exp":2000,"fresh":true}"#).unwrap();
+        assert!(c.is_fresh_at(now, None));
+        c.fresh = Some(Fresh::Until(NumericDate::from_secs(1001)));
+        assert!(c.is_fresh_at(now, None));
+        c.fresh = Some(Fresh::Until(NumericDate::from_secs(1000)));
+        assert!(!c.is_fresh_at(now, None));
+        c.fresh = Some(Fresh::Bool(false));
+        c.auth_time = Some(NumericDate::from_secs(700));
+        assert!(!c.is_fresh_at(now, None));
+        assert!(c.is_fresh_at(now, Some(Duration::from_secs(300))));
+        assert!(!c.is_fresh_at(now, Some(Duration::from_secs(299))));
+    }
+
+    #[test]
+    fn wildcard_scopes_grant_what_is_below_them() {
+        let c = parse(r#"{"sub":"a","exp":1,"scopes":["admin:*","read"]}"#).unwrap();
+        assert!(c.has_scopes(&["admin:users:read", "read"]));
+        assert!(!c.has_scope("admins"));
+        assert!(!c.has_scope("write"));
+    }
+
+    #[test]
+    fn own_claims_are_flattened_both_ways() {
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        struct Mine {
+            role: String,
+        }
+        let c: Claims<Mine> = serde_json::from_str(r#"{"sub":"a","exp":1,"role":"admin"}"#).unwrap();
+        assert_eq!(c.extra.role, "admin");
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["role"], "admin");
+        assert_eq!(back["exp"], 1);
+        assert!(serde_json::from_str::<Claims<Mine>>(r#"{"sub":"a","exp":1,"role":7}"#).is_err());
+    }
+}

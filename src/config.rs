@@ -1,0 +1,167 @@
+//! One place to configure everything: [`AuthXConfig`], a consuming builder that
+//! [`AuthX::new`](crate::AuthX::new) checks and turns into a ready handle.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use http::header::AUTHORIZATION;
+
+use crate::error::{ConfigError, Reject};
+use crate::keys::Key;
+
+/// The longest token accepted by default. AuthX tokens are about 300 bytes; RS512
+/// tokens with a few scopes about 1 KiB. Longer is refused before decoding.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Configuration, with AuthX's defaults: HS256, access tokens for 15 minutes,
+/// refresh tokens for 20 days, no leeway, the token in `Authorization: Bearer`.
+#[derive(Clone)]
+pub struct AuthXConfig {
+    pub(crate) key: Key,
+    pub(crate) access_lifetime: Duration,
+    pub(crate) refresh_lifetime: Duration,
+    pub(crate) leeway: Duration,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Vec<String>,
+    pub(crate) header_name: HeaderName,
+    pub(crate) header_type: String,
+    pub(crate) fresh_max_age: Option<Duration>,
+    pub(crate) max_token_len: usize,
+    pub(crate) realm: Option<String>,
+    pub(crate) allow_weak_secret: bool,
+    pub(crate) rejection: Option<Arc<dyn Reject>>,
+}
+
+impl AuthXConfig {
+    /// A configuration that signs and verifies with `key`.
+    pub fn new(key: Key) -> Self {
+        AuthXConfig {
+            key,
+            access_lifetime: Duration::from_secs(15 * 60),
+            refresh_lifetime: Duration::from_secs(20 * 24 * 3600),
+            leeway: Duration::ZERO,
+            issuer: None,
+            audience: Vec::new(),
+            header_name: AUTHORIZATION,
+            header_type: "Bearer".to_owned(),
+            fresh_max_age: None,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            realm: None,
+            allow_weak_secret: false,
+            rejection: None,
+        }
+    }
+
+    /// HS256 with `secret`, as AuthX's `JWT_SECRET_KEY`.
+    pub fn from_secret(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Ok(AuthXConfig::new(Key::hs256(secret)?))
+    }
+
+    /// How long access tokens live (`JWT_ACCESS_TOKEN_EXPIRES`, default 15 min).
+    #[must_use]
+    pub fn access_token_lifetime(mut self, d: Duration) -> Self {
+        self.access_lifetime = d;
+        self
+    }
+
+    /// How long refresh tokens live (`JWT_REFRESH_TOKEN_EXPIRES`, default 20 days).
+    #[must_use]
+    pub fn refresh_token_lifetime(mut self, d: Duration) -> Self {
+        self.refresh_lifetime = d;
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (`JWT_DECODE_LEEWAY`, default 0).
+    #[must_use]
+    pub fn leeway(mut self, d: Duration) -> Self {
+        self.leeway = d;
+        self
+    }
+
+    /// The issuer written into tokens and required of every token verified.
+    #[must_use]
+    pub fn issuer(mut self, iss: impl Into<String>) -> Self {
+        self.issuer = Some(iss.into());
+        self
+    }
+
+    /// An audience we accept (call again for more); the tokens we issue name them
+    /// all. Without one, tokens carrying any `aud` are refused (RFC 8725 3.9).
+    #[must_use]
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audience.push(aud.into());
+        self
+    }
+
+    /// The header the token is read from (`JWT_HEADER_NAME`, default `Authorization`).
+    #[must_use]
+    pub fn header_name(mut self, name: HeaderName) -> Self {
+        self.header_name = name;
+        self
+    }
+
+    /// The auth-scheme before the token (`JWT_HEADER_TYPE`, default `Bearer`;
+    /// matched case-insensitively; empty for a bare token).
+    #[must_use]
+    pub fn header_type(mut self, scheme: impl Into<String>) -> Self {
+        self.header_type = scheme.into();
+        self
+    }
+
+    /// Lets `auth_time` prove freshness: a token whose `auth_time` is at most
+    /// `max_age` old counts as fresh (OpenID Connect `max_age`; RFC 9470).
+    #[must_use]
+    pub fn fresh_max_age(mut self, max_age: Duration) -> Self {
+        self.fresh_max_age = Some(max_age);
+        self
+    }
+
+    /// The longest token accepted ([`DEFAULT_MAX_TOKEN_LEN`] by default).
+    #[must_use]
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// A `realm` for the `WWW-Authenticate` challenge.
+    #[must_use]
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// Accepts an HMAC secret shorter than RFC 7518 3.2 allows, with a warning.
+    /// For demos and for migrating services whose secret cannot change yet.
+    #[must_use]
+    pub fn allow_weak_secret(mut self) -> Self {
+        self.allow_weak_secret = true;
+        self
+    }
+
+    /// Replaces the default rejection (JSON `{"detail"}` with an RFC 6750 challenge).
+    #[must_use]
+    pub fn on_reject(mut self, reject: impl Reject) -> Self {
+        self.rejection = Some(Arc::new(reject));
+        self
+    }
+}
+
+impl fmt::Debug for AuthXConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthXConfig")
+            .field("key", &self.key)
+            .field("access_lifetime", &self.access_lifetime)
+            .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("leeway", &self.leeway)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("header_name", &self.header_name)
+            .field("header_type", &self.header_type)
+            .field("fresh_max_age", &self.fresh_max_age)
+            .field("max_token_len", &self.max_token_len)
+            .field("custom_rejection", &self.rejection.is_some())
+            .finish_non_exhaustive()
+    }
+}

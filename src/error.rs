@@ -1,0 +1,243 @@
+//! Why a request was refused ([`AuthError`]), and how a refusal becomes a response
+//! ([`Reject`], with RFC 6750 / RFC 9470 challenges by default).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
+
+use crate::claims::TokenType;
+
+/// Why a request was refused. One enum for every step of the way.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credential at all, or one with another scheme (RFC 6750 3.1: no error code).
+    MissingToken,
+    /// The request itself is malformed: two `Authorization` headers, a scheme
+    /// without a token, whitespace inside the token (400 `invalid_request`).
+    InvalidRequest(&'static str),
+    /// The token is not a well-formed, correctly signed, currently valid JWT for us.
+    InvalidToken(InvalidToken),
+    /// A valid token of the wrong type (a refresh token on an access route).
+    WrongTokenType {
+        /// What the route accepts.
+        expected: TokenType,
+        /// What the token is.
+        found: TokenType,
+    },
+    /// A valid token that does not prove a recent login (RFC 9470 step-up).
+    FreshTokenRequired {
+        /// The configured `auth_time` age limit, sent back as `max_age`.
+        max_age: Option<Duration>,
+    },
+}
+
+/// What is wrong with a token. Messages name the fault, never the token.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// Longer than the configured maximum; refused before any decoding.
+    TooLong,
+    /// Not three base64url segments of JSON objects, or an unusable header.
+    Malformed(Cow<'static, str>),
+    /// `alg` outside the allow-list (including `none` in any casing).
+    Algorithm,
+    /// The signature does not verify.
+    Signature,
+    /// The claims are missing, duplicated or of the wrong type.
+    Claims(Cow<'static, str>),
+    /// `exp` has passed.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `iat` is in the future.
+    IssuedInFuture,
+    /// `iss` is missing or not the configured issuer.
+    Issuer,
+    /// `aud` does not name us, or names anyone while we expect no audience.
+    Audience,
+}
+
+impl AuthError {
+    /// The HTTP status of the default rejection.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The RFC 6750 / RFC 9470 `error` code, if the challenge carries one.
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            AuthError::MissingToken => None,
+            AuthError::InvalidRequest(_) => Some("invalid_request"),
+            AuthError::InvalidToken(_) | AuthError::WrongTokenType { .. } => Some("invalid_token"),
+            AuthError::FreshTokenRequired { .. } => Some("insufficient_user_authentication"),
+        }
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::MissingToken => f.write_str("Missing bearer token"),
+            AuthError::InvalidRequest(why) => write!(f, "Invalid request: {why}"),
+            AuthError::InvalidToken(why) => why.fmt(f),
+            AuthError::WrongTokenType { expected, found } => {
+                write!(f, "'{expected}' token required, '{found}' token received")
+            }
+            AuthError::FreshTokenRequired { .. } => f.write_str("Fresh token required"),
+        }
+    }
+}
+
+impl fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidToken::TooLong => f.write_str("Invalid token: too long"),
+            InvalidToken::Malformed(why) => write!(f, "Invalid token: {why}"),
+            InvalidToken::Algorithm => f.write_str("Invalid token: The specified alg value is not allowed"),
+            InvalidToken::Signature => f.write_str("Signature verification failed"),
+            InvalidToken::Claims(why) => write!(f, "Invalid token: {why}"),
+            InvalidToken::Expired => f.write_str("Token has expired"),
+            InvalidToken::NotYetValid => f.write_str("Invalid token: The token is not yet valid (nbf)"),
+            InvalidToken::IssuedInFuture => f.write_str("Invalid token: The token is not yet valid (iat)"),
+            InvalidToken::Issuer => f.write_str("Invalid issuer"),
+            InvalidToken::Audience => f.write_str("Invalid audience"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+impl From<InvalidToken> for AuthError {
+    fn from(e: InvalidToken) -> Self {
+        AuthError::InvalidToken(e)
+    }
+}
+
+/// The parts of the refused request a rejection may look at.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request URI.
+    pub uri: &'a Uri,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// Turns a refusal into a response. Implement it (or pass a closure) to shape your
+/// own rejections; [`AuthX::default_rejection`](crate::AuthX::default_rejection)
+/// is there to delegate to.
+pub trait Reject: Send + Sync + 'static {
+    /// The response for `error`. The inner service is never called.
+    fn reject(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes>;
+}
+
+impl<F> Reject for F
+where
+    F: Fn(&AuthError, RequestHead<'_>) -> Response<Bytes> + Send + Sync + 'static,
+{
+    fn reject(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
+        self(error, request)
+    }
+}
+
+/// What the default rejection needs from the configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct Challenge {
+    pub(crate) scheme: String,
+    pub(crate) header_name: String,
+    pub(crate) realm: Option<String>,
+}
+
+impl Challenge {
+    /// `401`/`400` with `{"detail": ...}` and an RFC 6750 `WWW-Authenticate`.
+    pub(crate) fn response(&self, error: &AuthError) -> Response<Bytes> {
+        let detail = match error {
+            // AuthX's wording, so clients that match on it keep working.
+            AuthError::MissingToken => format!("Missing '{}' in '{}' header.", self.scheme, self.header_name),
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "detail": detail }).to_string();
+        let mut res = Response::new(Bytes::from(body));
+        *res.status_mut() = error.status();
+        let headers = res.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(&self.www_authenticate(error, &detail)) {
+            headers.insert(WWW_AUTHENTICATE, v);
+        }
+        res
+    }
+
+    fn www_authenticate(&self, error: &AuthError, detail: &str) -> String {
+        let mut params = Vec::new();
+        if let Some(realm) = &self.realm {
+            params.push(format!("realm=\"{}\"", quoted_string_safe(realm)));
+        }
+        if let Some(code) = error.error_code() {
+            params.push(format!("error=\"{code}\""));
+            params.push(format!("error_description=\"{}\"", quoted_string_safe(detail)));
+        }
+        if let AuthError::FreshTokenRequired { max_age: Some(age) } = error {
+            params.push(format!("max_age={}", age.as_secs()));
+        }
+        if params.is_empty() {
+            self.scheme.clone()
+        } else {
+            format!("{} {}", self.scheme, params.join(", "))
+        }
+    }
+}
+
+/// RFC 6750 3: `error_description` may hold only %x20-21 / %x23-5B / %x5D-7E.
+fn quoted_string_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// A configuration the crate will not run with. Returned by constructors, never
+/// a panic at request time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
+        ConfigError(msg.into())
+    }
+
+    pub(crate) fn key(e: jsonwebtoken::errors::Error) -> Self {
+        ConfigError(format!("unusable key: {e}"))
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Issuing a token failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssueError(pub(crate) String);
+
+impl fmt::Display for IssueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot issue token: {}", self.0)
+    }
+}
+
+impl std::error::Error for IssueError {}

@@ -1,0 +1,154 @@
+//! [`RequireAuth`]: a valid token of the required type, or a rejection.
+
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{ClaimsExtra, ResponseBody, ResponseFuture, call_guarded};
+use crate::authx::AuthX;
+use crate::claims::NoExtra;
+use crate::policy::Requirement;
+
+/// Applies [`RequireAuth`]: by default, any valid access token.
+///
+/// ```
+/// # use tower_authx::{AuthX, AuthXConfig, RequireAuthLayer};
+/// let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32])?)?;
+/// let guard = RequireAuthLayer::new(authx.clone());          // access tokens
+/// let refresh = RequireAuthLayer::refresh(authx.clone());    // refresh tokens
+/// let either = RequireAuthLayer::any_type(authx);            // access or refresh
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub struct RequireAuthLayer<E = NoExtra> {
+    authx: AuthX,
+    requirement: Requirement,
+    _claims: PhantomData<fn() -> E>,
+}
+
+impl RequireAuthLayer<NoExtra> {
+    /// Requires a valid access token, fresh or not.
+    pub fn new(authx: AuthX) -> Self {
+        Self::with_requirement(authx, Requirement::access())
+    }
+
+    /// Requires a valid refresh token (a `/refresh` route).
+    pub fn refresh(authx: AuthX) -> Self {
+        Self::with_requirement(authx, Requirement::refresh())
+    }
+
+    /// Requires a valid access or refresh token.
+    pub fn any_type(authx: AuthX) -> Self {
+        Self::with_requirement(authx, Requirement::any_type())
+    }
+
+    /// Requires whatever `requirement` says.
+    pub fn with_requirement(authx: AuthX, requirement: Requirement) -> Self {
+        RequireAuthLayer { authx, requirement, _claims: PhantomData }
+    }
+}
+
+impl<E> RequireAuthLayer<E> {
+    /// Reads your own claim type `E2` too (flattened at the payload's top level);
+    /// the extensions then hold a `Claims<E2>`.
+    pub fn with_claims<E2>(self) -> RequireAuthLayer<E2> {
+        RequireAuthLayer { authx: self.authx, requirement: self.requirement, _claims: PhantomData }
+    }
+}
+
+impl<E> Clone for RequireAuthLayer<E> {
+    fn clone(&self) -> Self {
+        RequireAuthLayer { authx: self.authx.clone(), requirement: self.requirement, _claims: PhantomData }
+    }
+}
+
+impl<E> std::fmt::Debug for RequireAuthLayer<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireAuthLayer").field("requirement", &self.requirement).finish_non_exhaustive()
+    }
+}
+
+impl<S, E> Layer<S> for RequireAuthLayer<E> {
+    type Service = RequireAuth<S, E>;
+
+    fn layer(&self, inner: S) -> RequireAuth<S, E> {
+        RequireAuth { inner, authx: self.authx.clone(), requirement: self.requirement, _claims: PhantomData }
+    }
+}
+
+/// Middleware that verifies the bearer token, puts its
+/// [`Claims<E>`](crate::Claims) into the request's extensions, and answers the
+/// configured rejection instead of calling `S` when it cannot.
+pub struct RequireAuth<S, E = NoExtra> {
+    inner: S,
+    authx: AuthX,
+    requirement: Requirement,
+    _claims: PhantomData<fn() -> E>,
+}
+
+impl<S> RequireAuth<S, NoExtra> {
+    /// Guards `inner` with `authx`'s access-token requirement.
+    pub fn new(inner: S, authx: AuthX) -> Self {
+        RequireAuthLayer::new(authx).layer(inner)
+    }
+}
+
+impl<S, E> RequireAuth<S, E> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, E> Clone for RequireAuth<S, E> {
+    fn clone(&self) -> Self {
+        RequireAuth {
+            inner: self.inner.clone(),
+            authx: self.authx.clone(),
+            requirement: self.requirement,
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, E> std::fmt::Debug for RequireAuth<S, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireAuth")
+            .field("inner", &self.inner)
+            .field("requirement", &self.requirement)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, E, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAuth<S, E>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body<Data = Bytes>,
+    E: ClaimsExtra,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        call_guarded::<S, E, ReqBody>(&mut self.inner, &self.authx, self.requirement, req)
+    }
+}

@@ -1,0 +1,68 @@
+//! AuthX-style JWT authentication for every Tower stack: hyper, axum and tonic.
+//!
+//! Issue access and refresh tokens the way [AuthX] and flask-jwt-extended do
+//! (same claim names and types, so tokens cross between the Python services and
+//! yours), and guard routes with layers that verify the bearer token, put its
+//! [`Claims`] into the request's extensions, and answer `401` with an RFC 6750
+//! challenge when they cannot.
+//!
+//! Freshness is the heart of it: login issues a *fresh* access token, refresh a
+//! non-fresh one, and [`RequireFreshLayer`] guards sensitive routes (password
+//! change, payment) with the RFC 9470 step-up challenge.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_authx::{AuthX, AuthXConfig, Claims, RequireAuthLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let authx = AuthX::new(AuthXConfig::from_secret("a secret of at least 32 bytes!!!")?)?;
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(RequireAuthLayer::new(authx.clone()))
+//!     .service_fn(|req: Request<Full<Bytes>>| async move {
+//!         let claims = req.extensions().get::<Claims>().expect("set by RequireAuth");
+//!         Ok::<_, Infallible>(Response::new(Full::from(format!("hello {}", claims.sub))))
+//!     });
+//!
+//! let token = authx.create_access_token("user1", true)?;
+//! let req = Request::get("/").header("authorization", format!("Bearer {token}")).body(Full::default())?;
+//! let res = service.clone().oneshot(req).await?;
+//! assert_eq!(res.status(), 200);
+//!
+//! let res = service.oneshot(Request::get("/").body(Full::default())?).await?;
+//! assert_eq!(res.status(), 401);
+//! assert_eq!(res.headers()["www-authenticate"], "Bearer");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [AuthX]: https://pypi.org/project/authx/
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+#[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
+compile_error!("tower-authx needs a crypto backend: enable the `rust-crypto` (default) or the `aws-lc-rs` feature");
+
+mod authx;
+mod claims;
+mod config;
+mod error;
+mod keys;
+pub mod layer;
+mod policy;
+mod source;
+mod token;
+
+pub use authx::{AuthX, TokenBuilder, TokenPair};
+pub use claims::{Audience, Claims, Fresh, NoExtra, NumericDate, TokenType};
+pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
+pub use error::{AuthError, ConfigError, InvalidToken, IssueError, Reject, RequestHead};
+pub use keys::{Algorithm, Key};
+pub use layer::{RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer};
+pub use policy::Requirement;

@@ -1,0 +1,218 @@
+//! The wire format: issuing and verifying compact JWS tokens. The only module that
+//! calls `jsonwebtoken` (for the signature arithmetic alone: the header, the claims
+//! and the time checks are ours, so that every rule is one we chose).
+
+use std::borrow::Cow;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::claims::{Audience, Claims, NumericDate};
+use crate::error::{ConfigError, InvalidToken, IssueError};
+use crate::keys::{Algorithm, Key};
+
+/// Makes sure jsonwebtoken has exactly one crypto provider, so no decode can panic.
+pub(crate) fn ensure_crypto_backend() -> Result<(), ConfigError> {
+    #[cfg(all(feature = "rust-crypto", feature = "aws-lc-rs"))]
+    {
+        // Both features on (cargo features add up across a dependency graph):
+        // aws-lc-rs is the one somebody asked for on purpose. Losing the race to a
+        // provider the application installed itself is fine: that one is used.
+        let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+        );
+    }
+    jsonwebtoken::crypto::CryptoProvider::try_get_default()
+        .map(|_| ())
+        .ok_or_else(|| ConfigError::new("no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`"))
+}
+
+/// The JOSE header members we read. Anything else (`jwk`, `jku`, `x5u`, `x5c`) is
+/// ignored: a token never tells us where to fetch a key.
+#[derive(Deserialize)]
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "present")]
+    enc: bool,
+    #[serde(default, deserialize_with = "present")]
+    zip: bool,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// `typ` is optional; when present it must say JWT (RFC 7519 5.1, RFC 9068 2.1).
+fn acceptable_typ(typ: &str) -> bool {
+    ["JWT", "at+jwt", "application/at+jwt"].iter().any(|t| t.eq_ignore_ascii_case(typ))
+}
+
+fn malformed(why: &'static str) -> InvalidToken {
+    InvalidToken::Malformed(Cow::Borrowed(why))
+}
+
+/// Everything needed to check a token, prepared once at construction.
+pub(crate) struct Verifier {
+    pub(crate) alg: Algorithm,
+    key: jsonwebtoken::DecodingKey,
+    leeway: f64,
+    issuer: Option<String>,
+    audience: Vec<String>,
+    pub(crate) max_len: usize,
+}
+
+impl Verifier {
+    pub(crate) fn new(
+        key: &Key,
+        leeway: std::time::Duration,
+        issuer: Option<String>,
+        audience: Vec<String>,
+        max_len: usize,
+    ) -> Self {
+        Verifier {
+            alg: key.alg,
+            key: key.decoding.clone(),
+            leeway: leeway.as_secs_f64(),
+            issuer,
+            audience,
+            max_len,
+        }
+    }
+
+    /// Checks shape, header, signature, claim types and time; nothing about the
+    /// route (type, freshness) which is the policy's business.
+    pub(crate) fn verify<E: DeserializeOwned>(&self, token: &str, now: NumericDate) -> Result<Claims<E>, InvalidToken> {
+        if token.len() > self.max_len {
+            return Err(InvalidToken::TooLong);
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("a JWT has three segments"));
+        };
+
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|_| malformed("the header is not base64url"))?;
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| malformed("the header is not a JWS header"))?;
+        if header.alg != self.alg.as_str() {
+            return Err(InvalidToken::Algorithm);
+        }
+        if header.crit {
+            return Err(malformed("unsupported critical header extension"));
+        }
+        if header.enc || header.zip {
+            return Err(malformed("encrypted tokens are not accepted"));
+        }
+        if header.typ.as_deref().is_some_and(|t| !acceptable_typ(t)) {
+            return Err(malformed("the header's typ is not JWT"));
+        }
+
+        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
+        match jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &self.key, self.alg.to_jwt()) {
+            Ok(true) => {}
+            _ => return Err(InvalidToken::Signature),
+        }
+
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| malformed("the payload is not base64url"))?;
+        let claims: Claims<E> = serde_json::from_slice(&payload).map_err(claims_error)?;
+        self.check_time(&claims, now)?;
+        self.check_issuer_and_audience(&claims)?;
+        Ok(claims)
+    }
+
+    fn check_time<E>(&self, claims: &Claims<E>, now: NumericDate) -> Result<(), InvalidToken> {
+        let now = now.as_secs_f64();
+        if now >= claims.exp.as_secs_f64() + self.leeway {
+            return Err(InvalidToken::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf.as_secs_f64() > now + self.leeway) {
+            return Err(InvalidToken::NotYetValid);
+        }
+        if claims.iat.is_some_and(|iat| iat.as_secs_f64() > now + self.leeway) {
+            return Err(InvalidToken::IssuedInFuture);
+        }
+        Ok(())
+    }
+
+    fn check_issuer_and_audience<E>(&self, claims: &Claims<E>) -> Result<(), InvalidToken> {
+        if let Some(issuer) = &self.issuer
+            && claims.iss.as_deref() != Some(issuer.as_str())
+        {
+            return Err(InvalidToken::Issuer);
+        }
+        // RFC 8725 3.9: a token meant for somebody (any `aud`) is not meant for a
+        // service that expects no audience.
+        let aud_ok = match &claims.aud {
+            None => self.audience.is_empty(),
+            Some(aud) => aud.iter().any(|a| self.audience.iter().any(|ours| ours == a)),
+        };
+        if aud_ok { Ok(()) } else { Err(InvalidToken::Audience) }
+    }
+}
+
+/// A claims error without serde's "at line 1 column 9" and without any value.
+fn claims_error(e: serde_json::Error) -> InvalidToken {
+    let msg = e.to_string();
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => &msg,
+    };
+    let msg = if e.is_data() { msg.to_owned() } else { "the payload is not a JSON object".to_owned() };
+    InvalidToken::Claims(Cow::Owned(msg))
+}
+
+/// Signs claims with the configured key; the header is encoded once.
+pub(crate) struct Signer {
+    alg: Algorithm,
+    key: jsonwebtoken::EncodingKey,
+    header_b64: String,
+}
+
+impl Signer {
+    pub(crate) fn new(key: &Key) -> Option<Signer> {
+        let encoding = key.encoding.clone()?;
+        // Members sorted as PyJWT writes them: {"alg":..,"kid":..,"typ":"JWT"}.
+        let mut header = serde_json::Map::new();
+        header.insert("alg".into(), key.alg.as_str().into());
+        if let Some(kid) = &key.kid {
+            header.insert("kid".into(), kid.as_str().into());
+        }
+        header.insert("typ".into(), "JWT".into());
+        let header_b64 = URL_SAFE_NO_PAD.encode(serde_json::Value::Object(header).to_string());
+        Some(Signer { alg: key.alg, key: encoding, header_b64 })
+    }
+
+    pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, IssueError> {
+        let payload = serde_json::to_vec(claims).map_err(|e| IssueError(e.to_string()))?;
+        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = jsonwebtoken::crypto::sign(token.as_bytes(), &self.key, self.alg.to_jwt())
+            .map_err(|e| IssueError(e.to_string()))?;
+        token.push('.');
+        token.push_str(&signature);
+        Ok(token)
+    }
+}
+
+/// The audience we write into tokens we issue: one string, or a list for several.
+pub(crate) fn audience_claim(audience: &[String]) -> Option<Audience> {
+    match audience {
+        [] => None,
+        [one] => Some(Audience::One(one.clone())),
+        many => Some(Audience::Many(many.to_vec())),
+    }
+}
