@@ -75,7 +75,7 @@ impl AuthX {
                 },
                 challenge: Challenge {
                     scheme: if config.header_type.is_empty() { "Bearer".into() } else { config.header_type },
-                    header_name: config.header_name.as_str().to_owned(),
+                    header_name: title_case(config.header_name.as_str()),
                     realm: config.realm,
                 },
                 rejection: config.rejection,
@@ -169,6 +169,17 @@ impl fmt::Debug for AuthX {
             .field("can_sign", &self.inner.signer.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// `authorization` as people write it: `Authorization` (HeaderName is lowercase).
+fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// What a login answers: AuthX's `TokenResponse`.

@@ -1,0 +1,229 @@
+//! The seed's fresh-token server (AuthX's FastAPI example) on hyper, guarded by
+//! tower-authx: same routes, same JSON, same statuses.
+//!
+//! ```sh
+//! cargo run --example fresh_token          # HOST=127.0.0.1 PORT=8000 JWT_SECRET_KEY=your-secret-key
+//! curl -X POST localhost:8000/login -H 'Content-Type: application/json' \
+//!      -d '{"username":"user1","password":"password1"}'
+//! ```
+//!
+//! Beyond the seed: `/login` also answers a `refresh_token`, and `/refresh` takes
+//! either the fresh access token (as the seed's walkthrough does) or a refresh token.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceExt, service_fn};
+use tower_authx::{AuthX, AuthXConfig, Claims, RequireAuthLayer, RequireFreshLayer};
+
+/// The seed's sample user database: (username, password, e-mail).
+const USERS: [(&str, &str, &str); 2] = [
+    ("user1", "password1", "user1@example.com"),
+    ("user2", "password2", "user2@example.com"),
+];
+
+/// Login bodies are small; anything bigger is refused before it is read.
+const MAX_LOGIN_BODY: usize = 16 * 1024;
+
+type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+struct App {
+    authx: AuthX,
+    any_token: RequireAuthLayer,
+    access: RequireAuthLayer,
+    fresh: RequireFreshLayer,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: u16 = std::env::var("PORT").unwrap_or_else(|_| "8000".into()).parse()?;
+    let secret = std::env::var("JWT_SECRET_KEY").unwrap_or_else(|_| "your-secret-key".into());
+
+    let mut config = AuthXConfig::from_secret(&secret)?;
+    if secret.len() < 32 {
+        // The seed's demo secret is 15 bytes; HS256 wants 32 (RFC 7518 3.2).
+        eprintln!("warning: JWT_SECRET_KEY is shorter than 32 bytes; set a long random secret in production");
+        config = config.allow_weak_secret();
+    }
+    let authx = AuthX::new(config)?;
+    let app = Arc::new(App {
+        any_token: RequireAuthLayer::any_type(authx.clone()),
+        access: RequireAuthLayer::new(authx.clone()),
+        fresh: RequireFreshLayer::new(authx.clone()),
+        authx,
+    });
+
+    let listener = TcpListener::bind((host.as_str(), port)).await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| route(req, app.clone()));
+            // Errors here are the client's (it hung up, sent garbage): nothing to do.
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, Infallible> {
+    let allowed = match req.uri().path() {
+        "/" => Method::GET,
+        "/login" | "/refresh" => Method::POST,
+        "/protected" | "/fresh-required" => Method::GET,
+        _ => return Ok(boxed(json_response(StatusCode::NOT_FOUND, json!({"detail": "Not Found"})))),
+    };
+    if req.method() != allowed {
+        let mut res = json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"detail": "Method Not Allowed"}));
+        res.headers_mut().insert(ALLOW, HeaderValue::from_str(allowed.as_str()).expect("a method is a valid header"));
+        return Ok(boxed(res));
+    }
+    let app2 = app.clone();
+    let res = match req.uri().path() {
+        "/" => boxed(root()),
+        "/login" => boxed(login(req, &app).await),
+        "/refresh" => boxed(app.any_token.layer(service_fn(move |r| refresh(r, app2.clone()))).oneshot(req).await?),
+        "/protected" => boxed(app.access.layer(service_fn(move |r| protected(r, app2.clone()))).oneshot(req).await?),
+        _ => boxed(app.fresh.layer(service_fn(fresh_required)).oneshot(req).await?),
+    };
+    Ok(res)
+}
+
+fn root() -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::OK,
+        json!({
+            "message": "Welcome to AuthX Fresh Token Example",
+            "endpoints": {
+                "login": "POST /login - Get a fresh token",
+                "refresh": "POST /refresh - Get a non-fresh token using a fresh token",
+                "protected": "GET /protected - Access protected resource (requires any token)",
+                "fresh-required": "GET /fresh-required - Access protected resource (requires fresh token)",
+            },
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
+    let body = match Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large or unreadable"),
+    };
+    let user: Login = match serde_json::from_slice(&body) {
+        Ok(user) => user,
+        Err(e) if e.is_data() => {
+            return detail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Body must be a JSON object with string fields 'username' and 'password'",
+            );
+        }
+        Err(_) => return detail(StatusCode::BAD_REQUEST, "Body must be JSON"),
+    };
+    let known = USERS
+        .iter()
+        .any(|(name, password, _)| constant_time_eq(name, &user.username) & constant_time_eq(password, &user.password));
+    if !known {
+        let mut res = detail(StatusCode::UNAUTHORIZED, "Invalid username or password");
+        res.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return res;
+    }
+    match app.authx.create_token_pair(user.username) {
+        Ok(pair) => json_response(
+            StatusCode::OK,
+            json!({"fresh_token": pair.access_token, "token_type": "bearer", "refresh_token": pair.refresh_token}),
+        ),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn refresh(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let claims = verified(&req);
+    Ok(match app.authx.create_access_token(claims.sub.clone(), false) {
+        Ok(token) => json_response(StatusCode::OK, json!({"access_token": token, "token_type": "bearer"})),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    })
+}
+
+async fn protected(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let claims = verified(&req);
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "message": "You have access to this protected resource",
+            "username": claims.sub,
+            "email": email_of(&claims.sub),
+            "fresh": app.authx.is_fresh(claims),
+        }),
+    ))
+}
+
+async fn fresh_required(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let claims = verified(&req);
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "message": "You have access to this fresh-required resource",
+            "username": claims.sub,
+            "email": email_of(&claims.sub),
+        }),
+    ))
+}
+
+/// The claims the guard stored; the handlers only run behind a guard.
+fn verified<B>(req: &Request<B>) -> &Claims {
+    req.extensions().get::<Claims>().expect("handler mounted behind a tower-authx layer")
+}
+
+fn email_of(user: &str) -> Value {
+    USERS.iter().find(|(name, _, _)| *name == user).map_or(Value::Null, |(_, _, email)| json!(email))
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn detail(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
+    json_response(status, json!({ "detail": detail }))
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn boxed<B>(res: Response<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    res.map(|b| b.map_err(Into::into).boxed())
+}

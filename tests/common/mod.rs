@@ -1,0 +1,161 @@
+//! Shared test harness: the example servers as real processes on ephemeral ports,
+//! and a real hyper client over TCP.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// The secret the tests give the example (32 bytes, so no weak-secret warning).
+pub const SECRET: &str = "tower-authx-test-secret-32-bytes";
+
+/// A built example, found beside the test binary (`cargo test` builds examples).
+pub fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let target_profile = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let path = target_profile.join("examples").join(name);
+    assert!(path.exists(), "{} not built: run through `cargo test`", path.display());
+    path
+}
+
+/// A running example server; killed when dropped.
+pub struct Server {
+    pub addr: String,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `examples/<name>` on 127.0.0.1 with an ephemeral port and waits for
+    /// its "listening on http://ADDR" line.
+    pub async fn start(name: &str, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(example_path(name));
+        cmd.env("HOST", "127.0.0.1").env("PORT", "0").env("JWT_SECRET_KEY", SECRET);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn example");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    return addr.to_owned();
+                }
+            }
+            panic!("{name} exited before listening");
+        })
+        .await
+        .expect("example did not start in time");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server { addr, child }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> Call {
+        Call { addr: self.addr.clone(), method, path: path.to_owned(), headers: HeaderMap::new(), body: Bytes::new() }
+    }
+
+    pub fn get(&self, path: &str) -> Call {
+        self.request(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Call {
+        self.request(Method::POST, path)
+    }
+
+    /// Logs in as user1 and returns (fresh access token, refresh token).
+    pub async fn login(&self) -> (String, String) {
+        let res = self
+            .post("/login")
+            .header("content-type", "application/json")
+            .body(r#"{"username":"user1","password":"password1"}"#)
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        let json = res.json();
+        (json["fresh_token"].as_str().unwrap().to_owned(), json["refresh_token"].as_str().unwrap().to_owned())
+    }
+}
+
+/// One request, sent with a real hyper client over its own TCP connection.
+pub struct Call {
+    addr: String,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Call {
+    /// Appends a header; raw bytes allowed, so hostile values can be sent.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_bytes(value.as_ref()).expect("header value"),
+        );
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub async fn send(self) -> Reply {
+        let stream = TcpStream::connect(&self.addr).await.expect("connect");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        tokio::spawn(conn);
+        let mut req = Request::new(Full::new(self.body));
+        *req.method_mut() = self.method;
+        *req.uri_mut() = self.path.parse().expect("request path");
+        *req.headers_mut() = self.headers;
+        req.headers_mut().insert("host", HeaderValue::from_str(&self.addr).expect("host"));
+        let res = sender.send_request(req).await.expect("response");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Reply { status: parts.status, headers: parts.headers, body }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn detail(&self) -> String {
+        self.json()["detail"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn challenge(&self) -> String {
+        self.headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,152 @@
+//! The seed's curl walkthrough, step by step, against `examples/fresh_token.rs`
+//! started as a real process on an ephemeral port.
+
+mod common;
+
+use common::Server;
+use http::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn the_seed_walkthrough_runs_unchanged() {
+    let server = Server::start("fresh_token", &[]).await;
+
+    // The public root lists the endpoints, word for word.
+    let root = server.get("/").send().await;
+    assert_eq!(root.status, StatusCode::OK);
+    assert_eq!(
+        root.json(),
+        json!({
+            "message": "Welcome to AuthX Fresh Token Example",
+            "endpoints": {
+                "login": "POST /login - Get a fresh token",
+                "refresh": "POST /refresh - Get a non-fresh token using a fresh token",
+                "protected": "GET /protected - Access protected resource (requires any token)",
+                "fresh-required": "GET /fresh-required - Access protected resource (requires fresh token)",
+            }
+        })
+    );
+
+    // Step 3: login gives a fresh token.
+    let login = server
+        .post("/login")
+        .header("Content-Type", "application/json")
+        .body(r#"{"username":"user1","password":"password1"}"#)
+        .send()
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert_eq!(login.headers["content-type"], "application/json");
+    let body = login.json();
+    assert_eq!(body["token_type"], "bearer");
+    let fresh = body["fresh_token"].as_str().expect("fresh_token").to_owned();
+    assert!(fresh.starts_with("eyJ"), "a JWT: {fresh}");
+
+    // Step 4: the fresh token opens the fresh-required route.
+    let sensitive = server.get("/fresh-required").bearer(&fresh).send().await;
+    assert_eq!(sensitive.status, StatusCode::OK);
+    assert_eq!(
+        sensitive.json(),
+        json!({
+            "message": "You have access to this fresh-required resource",
+            "username": "user1",
+            "email": "user1@example.com",
+        })
+    );
+
+    // Step 5: refresh with the fresh token gives a non-fresh one.
+    let refreshed = server.post("/refresh").bearer(&fresh).send().await;
+    assert_eq!(refreshed.status, StatusCode::OK);
+    let body = refreshed.json();
+    assert_eq!(body["token_type"], "bearer");
+    let non_fresh = body["access_token"].as_str().expect("access_token").to_owned();
+
+    // Step 6: the non-fresh token works for standard endpoints...
+    let standard = server.get("/protected").bearer(&non_fresh).send().await;
+    assert_eq!(standard.status, StatusCode::OK);
+    assert_eq!(
+        standard.json(),
+        json!({
+            "message": "You have access to this protected resource",
+            "username": "user1",
+            "email": "user1@example.com",
+            "fresh": false,
+        })
+    );
+
+    // ...and is refused by the fresh-required one, with the seed's detail.
+    let refused = server.get("/fresh-required").bearer(&non_fresh).send().await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.json(), json!({"detail": "Fresh token required"}));
+}
+
+#[tokio::test]
+async fn protected_reports_a_fresh_token_as_fresh() {
+    let server = Server::start("fresh_token", &[]).await;
+    let (fresh, _) = server.login().await;
+    let res = server.get("/protected").bearer(&fresh).send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json()["fresh"], true);
+}
+
+#[tokio::test]
+async fn login_also_answers_a_refresh_token_that_refresh_accepts() {
+    let server = Server::start("fresh_token", &[]).await;
+    let (_, refresh) = server.login().await;
+    let res = server.post("/refresh").bearer(&refresh).send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let access = res.json()["access_token"].as_str().unwrap().to_owned();
+    let protected = server.get("/protected").bearer(&access).send().await;
+    assert_eq!(protected.json()["fresh"], false);
+}
+
+#[tokio::test]
+async fn refresh_tokens_do_not_open_access_routes() {
+    let server = Server::start("fresh_token", &[]).await;
+    let (_, refresh) = server.login().await;
+    for path in ["/protected", "/fresh-required"] {
+        let res = server.get(path).bearer(&refresh).send().await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(res.detail(), "'access' token required, 'refresh' token received");
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_the_seeds_401() {
+    let server = Server::start("fresh_token", &[]).await;
+    for body in [r#"{"username":"user1","password":"nope"}"#, r#"{"username":"mallory","password":"password1"}"#] {
+        let res = server.post("/login").header("content-type", "application/json").body(body).send().await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(res.json(), json!({"detail": "Invalid username or password"}));
+    }
+}
+
+#[tokio::test]
+async fn bad_login_bodies_get_a_clear_4xx() {
+    let server = Server::start("fresh_token", &[]).await;
+    let cases: [(&str, StatusCode); 4] = [
+        ("not json", StatusCode::BAD_REQUEST),
+        ("", StatusCode::BAD_REQUEST),
+        (r#"{"username":"user1"}"#, StatusCode::UNPROCESSABLE_ENTITY),
+        (r#"{"username":1,"password":"password1"}"#, StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (body, status) in cases {
+        let res = server.post("/login").header("content-type", "application/json").body(body).send().await;
+        assert_eq!(res.status, status, "{body:?}");
+        assert!(!res.detail().is_empty(), "{body:?}: {}", res.text());
+    }
+    let huge = format!(r#"{{"username":"{}","password":"x"}}"#, "a".repeat(1 << 20));
+    let res = server.post("/login").body(huge).send().await;
+    assert_eq!(res.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_like_fastapi() {
+    let server = Server::start("fresh_token", &[]).await;
+    let res = server.get("/nope").send().await;
+    assert_eq!(res.status, StatusCode::NOT_FOUND);
+    assert_eq!(res.json(), json!({"detail": "Not Found"}));
+    let res = server.request(http::Method::DELETE, "/protected").send().await;
+    assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers["allow"], "GET");
+    assert_eq!(res.json(), json!({"detail": "Method Not Allowed"}));
+}
