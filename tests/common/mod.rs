@@ -30,7 +30,7 @@ pub fn example_path(name: &str) -> PathBuf {
 /// A running example server; killed when dropped.
 pub struct Server {
     pub addr: String,
-    child: Child,
+    _child: Option<Child>,
 }
 
 impl Server {
@@ -58,7 +58,12 @@ impl Server {
         .expect("example did not start in time");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { addr, child }
+        Server { addr, _child: Some(child) }
+    }
+
+    /// A server somebody else runs at `addr`.
+    pub fn at(addr: String) -> Server {
+        Server { addr, _child: None }
     }
 
     pub fn request(&self, method: Method, path: &str) -> Call {
@@ -75,6 +80,16 @@ impl Server {
 
     /// Logs in as user1 and returns (fresh access token, refresh token).
     pub async fn login(&self) -> (String, String) {
+        let json = self.login_json().await;
+        (json["fresh_token"].as_str().unwrap().to_owned(), json["refresh_token"].as_str().unwrap().to_owned())
+    }
+
+    /// Logs in as user1 and returns the fresh access token (all the seed answers).
+    pub async fn login_fresh(&self) -> String {
+        self.login_json().await["fresh_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn login_json(&self) -> Value {
         let res = self
             .post("/login")
             .header("content-type", "application/json")
@@ -82,8 +97,7 @@ impl Server {
             .send()
             .await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-        let json = res.json();
-        (json["fresh_token"].as_str().unwrap().to_owned(), json["refresh_token"].as_str().unwrap().to_owned())
+        res.json()
     }
 }
 
@@ -178,3 +192,30 @@ pub fn now() -> u64 {
 
 /// A standard HS256 header.
 pub const HS256: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+
+/// A Python with authx, flask-jwt-extended, fastapi and uvicorn: the one in
+/// `TOWER_AUTHX_PYTHON`, else `python3` if it has them. `None` means skip, which
+/// CI (`CI` set) does not allow.
+pub fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("TOWER_AUTHX_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
+    let usable = std::process::Command::new(&candidate)
+        .args(["-c", "import authx, flask_jwt_extended, fastapi, uvicorn"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if usable {
+        return Some(candidate);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs the Python interop packages: set TOWER_AUTHX_PYTHON to a python with authx==1.7.1, \
+         flask-jwt-extended==4.7.1, fastapi and uvicorn (see .ci/run)"
+    );
+    eprintln!("skipped: no python with authx and flask-jwt-extended (set TOWER_AUTHX_PYTHON)");
+    None
+}
+
+/// A free loopback port (for servers that cannot report theirs).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
