@@ -49,13 +49,17 @@ struct App {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port: u16 = std::env::var("PORT").unwrap_or_else(|_| "8000".into()).parse()?;
+    let port: u16 = std::env::var("PORT")
+        .unwrap_or_else(|_| "8000".into())
+        .parse()?;
     let secret = std::env::var("JWT_SECRET_KEY").unwrap_or_else(|_| "your-secret-key".into());
 
     let mut config = AuthXConfig::from_secret(&secret)?;
     if secret.len() < 32 {
         // The seed's demo secret is 15 bytes; HS256 wants 32 (RFC 7518 3.2).
-        eprintln!("warning: JWT_SECRET_KEY is shorter than 32 bytes; set a long random secret in production");
+        eprintln!(
+            "warning: JWT_SECRET_KEY is shorter than 32 bytes; set a long random secret in production"
+        );
         config = config.allow_weak_secret();
     }
     let authx = AuthX::new(config)?;
@@ -82,7 +86,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| route(req, app.clone()));
             // Errors here are the client's (it hung up, sent garbage): nothing to do.
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -92,20 +98,46 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         "/" => Method::GET,
         "/login" | "/refresh" => Method::POST,
         "/protected" | "/fresh-required" => Method::GET,
-        _ => return Ok(boxed(json_response(StatusCode::NOT_FOUND, json!({"detail": "Not Found"})))),
+        _ => {
+            return Ok(boxed(json_response(
+                StatusCode::NOT_FOUND,
+                json!({"detail": "Not Found"}),
+            )));
+        }
     };
     if req.method() != allowed {
-        let mut res = json_response(StatusCode::METHOD_NOT_ALLOWED, json!({"detail": "Method Not Allowed"}));
-        res.headers_mut().insert(ALLOW, HeaderValue::from_str(allowed.as_str()).expect("a method is a valid header"));
+        let mut res = json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"detail": "Method Not Allowed"}),
+        );
+        res.headers_mut().insert(
+            ALLOW,
+            HeaderValue::from_str(allowed.as_str()).expect("a method is a valid header"),
+        );
         return Ok(boxed(res));
     }
     let app2 = app.clone();
     let res = match req.uri().path() {
         "/" => boxed(root()),
         "/login" => boxed(login(req, &app).await),
-        "/refresh" => boxed(app.any_token.layer(service_fn(move |r| refresh(r, app2.clone()))).oneshot(req).await?),
-        "/protected" => boxed(app.access.layer(service_fn(move |r| protected(r, app2.clone()))).oneshot(req).await?),
-        _ => boxed(app.fresh.layer(service_fn(fresh_required)).oneshot(req).await?),
+        "/refresh" => boxed(
+            app.any_token
+                .layer(service_fn(move |r| refresh(r, app2.clone())))
+                .oneshot(req)
+                .await?,
+        ),
+        "/protected" => boxed(
+            app.access
+                .layer(service_fn(move |r| protected(r, app2.clone())))
+                .oneshot(req)
+                .await?,
+        ),
+        _ => boxed(
+            app.fresh
+                .layer(service_fn(fresh_required))
+                .oneshot(req)
+                .await?,
+        ),
     };
     Ok(res)
 }
@@ -132,9 +164,17 @@ struct Login {
 }
 
 async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
-    let body = match Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_LOGIN_BODY)
+        .collect()
+        .await
+    {
         Ok(body) => body.to_bytes(),
-        Err(_) => return detail(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large or unreadable"),
+        Err(_) => {
+            return detail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request body too large or unreadable",
+            );
+        }
     };
     let user: Login = match serde_json::from_slice(&body) {
         Ok(user) => user,
@@ -146,12 +186,13 @@ async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
         }
         Err(_) => return detail(StatusCode::BAD_REQUEST, "Body must be JSON"),
     };
-    let known = USERS
-        .iter()
-        .any(|(name, password, _)| constant_time_eq(name, &user.username) & constant_time_eq(password, &user.password));
+    let known = USERS.iter().any(|(name, password, _)| {
+        constant_time_eq(name, &user.username) & constant_time_eq(password, &user.password)
+    });
     if !known {
         let mut res = detail(StatusCode::UNAUTHORIZED, "Invalid username or password");
-        res.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        res.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return res;
     }
     match app.authx.create_token_pair(user.username) {
@@ -163,15 +204,26 @@ async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
     }
 }
 
-async fn refresh(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn refresh(
+    req: Request<Incoming>,
+    app: Arc<App>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
-    Ok(match app.authx.create_access_token(claims.sub.clone(), false) {
-        Ok(token) => json_response(StatusCode::OK, json!({"access_token": token, "token_type": "bearer"})),
-        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    })
+    Ok(
+        match app.authx.create_access_token(claims.sub.clone(), false) {
+            Ok(token) => json_response(
+                StatusCode::OK,
+                json!({"access_token": token, "token_type": "bearer"}),
+            ),
+            Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        },
+    )
 }
 
-async fn protected(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn protected(
+    req: Request<Incoming>,
+    app: Arc<App>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
     Ok(json_response(
         StatusCode::OK,
@@ -198,15 +250,24 @@ async fn fresh_required(req: Request<Incoming>) -> Result<Response<Full<Bytes>>,
 
 /// The claims the guard stored; the handlers only run behind a guard.
 fn verified<B>(req: &Request<B>) -> &Claims {
-    req.extensions().get::<Claims>().expect("handler mounted behind a tower-authx layer")
+    req.extensions()
+        .get::<Claims>()
+        .expect("handler mounted behind a tower-authx layer")
 }
 
 fn email_of(user: &str) -> Value {
-    USERS.iter().find(|(name, _, _)| *name == user).map_or(Value::Null, |(_, _, email)| json!(email))
+    USERS
+        .iter()
+        .find(|(name, _, _)| *name == user)
+        .map_or(Value::Null, |(_, _, email)| json!(email))
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn detail(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
@@ -216,7 +277,8 @@ fn detail(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
 fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
     *res.status_mut() = status;
-    res.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
 }
 

@@ -74,7 +74,11 @@ impl AuthX {
                     max_token_len: config.max_token_len,
                 },
                 challenge: Challenge {
-                    scheme: if config.header_type.is_empty() { "Bearer".into() } else { config.header_type },
+                    scheme: if config.header_type.is_empty() {
+                        "Bearer".into()
+                    } else {
+                        config.header_type
+                    },
                     header_name: title_case(config.header_name.as_str()),
                     realm: config.realm,
                 },
@@ -89,7 +93,11 @@ impl AuthX {
     }
 
     /// An access token for `sub`: fresh at login, not fresh at refresh.
-    pub fn create_access_token(&self, sub: impl Into<String>, fresh: bool) -> Result<String, IssueError> {
+    pub fn create_access_token(
+        &self,
+        sub: impl Into<String>,
+        fresh: bool,
+    ) -> Result<String, IssueError> {
         self.access_token(sub).fresh(fresh).issue()
     }
 
@@ -119,7 +127,11 @@ impl AuthX {
     }
 
     /// Verifies `token` and checks it against `requirement`.
-    pub fn verify<E: DeserializeOwned>(&self, token: &str, requirement: Requirement) -> Result<Claims<E>, AuthError> {
+    pub fn verify<E: DeserializeOwned>(
+        &self,
+        token: &str,
+        requirement: Requirement,
+    ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let claims = self.inner.verifier.verify::<E>(token, now)?;
         self.check(&claims, requirement, now)?;
@@ -137,7 +149,12 @@ impl AuthX {
     }
 
     /// Checks already verified claims against `requirement` at `now`.
-    pub fn check<E>(&self, claims: &Claims<E>, requirement: Requirement, now: NumericDate) -> Result<(), AuthError> {
+    pub fn check<E>(
+        &self,
+        claims: &Claims<E>,
+        requirement: Requirement,
+        now: NumericDate,
+    ) -> Result<(), AuthError> {
         requirement.check(claims, now, self.inner.fresh_max_age)
     }
 
@@ -176,7 +193,9 @@ fn title_case(name: &str) -> String {
     name.split('-')
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |c| c.to_ascii_uppercase().to_string() + chars.as_str())
+            chars.next().map_or_else(String::new, |c| {
+                c.to_ascii_uppercase().to_string() + chars.as_str()
+            })
         })
         .collect::<Vec<_>>()
         .join("-")
@@ -194,8 +213,20 @@ pub struct TokenPair {
 }
 
 /// Claims that callers' own claims may not overwrite.
-const RESERVED: [&str; 12] =
-    ["sub", "jti", "type", "fresh", "csrf", "iat", "exp", "nbf", "iss", "aud", "scopes", "auth_time"];
+const RESERVED: [&str; 12] = [
+    "sub",
+    "jti",
+    "type",
+    "fresh",
+    "csrf",
+    "iat",
+    "exp",
+    "nbf",
+    "iss",
+    "aud",
+    "scopes",
+    "auth_time",
+];
 
 /// A token being issued. Defaults follow AuthX: a UUID v4 `jti` and `csrf`, `iat`
 /// now, `exp` after the configured lifetime, `fresh: false` on access tokens.
@@ -272,11 +303,14 @@ impl<'a> TokenBuilder<'a> {
         match serde_json::to_value(extra) {
             Ok(serde_json::Value::Object(map)) => {
                 if let Some(name) = map.keys().find(|k| RESERVED.contains(&k.as_str())) {
-                    self.extra_error = Some(IssueError(format!("extra claim '{name}' is reserved")));
+                    self.extra_error =
+                        Some(IssueError(format!("extra claim '{name}' is reserved")));
                 }
                 self.claims.extra = map;
             }
-            Ok(_) => self.extra_error = Some(IssueError("extra claims must be a JSON object".into())),
+            Ok(_) => {
+                self.extra_error = Some(IssueError("extra claims must be a JSON object".into()))
+            }
             Err(e) => self.extra_error = Some(IssueError(e.to_string())),
         }
         self
@@ -313,7 +347,10 @@ impl<'a> TokenBuilder<'a> {
             return Err(e);
         }
         let inner = &self.authx.inner;
-        let signer = inner.signer.as_ref().ok_or_else(|| IssueError("the key can only verify".into()))?;
+        let signer = inner
+            .signer
+            .as_ref()
+            .ok_or_else(|| IssueError("the key can only verify".into()))?;
         let lifetime = self.lifetime.unwrap_or(match self.claims.token_type {
             TokenType::Access => inner.access_lifetime,
             TokenType::Refresh => inner.refresh_lifetime,

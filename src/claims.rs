@@ -88,9 +88,9 @@ impl<E> Claims<E> {
     pub fn has_scope(&self, required: &str) -> bool {
         self.scopes.iter().flatten().any(|granted| {
             granted == required
-                || granted.strip_suffix('*').is_some_and(|prefix| {
-                    prefix.ends_with(':') && required.starts_with(prefix)
-                })
+                || granted
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| prefix.ends_with(':') && required.starts_with(prefix))
         })
     }
 }
@@ -174,7 +174,10 @@ impl NumericDate {
 
     /// From a `SystemTime` (instants before 1970 become 0).
     pub fn from_system_time(t: SystemTime) -> Self {
-        NumericDate(t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()))
+        NumericDate(
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        )
     }
 
     /// From whole seconds since the epoch.
@@ -329,7 +332,12 @@ impl<'de> Deserialize<'de> for Member {
 
 /// Reads a claim's value once; a second occurrence or a wrongly typed value is
 /// an error naming the claim (and never its value).
-fn read_once<'de, A, T>(map: &mut A, slot: &mut Option<T>, name: &str, ty: &str) -> Result<(), A::Error>
+fn read_once<'de, A, T>(
+    map: &mut A,
+    slot: &mut Option<T>,
+    name: &str,
+    ty: &str,
+) -> Result<(), A::Error>
 where
     A: MapAccess<'de>,
     T: Deserialize<'de>,
@@ -362,7 +370,8 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims<E>, A::Error> {
         const STRING: &str = "a string";
         const DATE: &str = "a NumericDate";
-        let (mut sub, mut jti, mut token_type, mut fresh, mut csrf) = (None, None, None, None, None);
+        let (mut sub, mut jti, mut token_type, mut fresh, mut csrf) =
+            (None, None, None, None, None);
         let (mut iat, mut exp, mut nbf, mut iss, mut aud) = (None, None, None, None, None);
         let (mut scopes, mut auth_time) = (None, None);
         let mut others = serde_json::Map::new();
@@ -389,8 +398,9 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                 }
             }
         }
-        let extra = E::deserialize(serde_json::Value::Object(others))
-            .map_err(|_| de::Error::custom("the token's own claims do not have the expected types"))?;
+        let extra = E::deserialize(serde_json::Value::Object(others)).map_err(|_| {
+            de::Error::custom("the token's own claims do not have the expected types")
+        })?;
         Ok(Claims {
             sub: sub.ok_or_else(|| de::Error::custom("missing claim 'sub'"))?,
             jti,
@@ -452,7 +462,10 @@ mod tests {
 
     #[test]
     fn missing_type_means_access_and_missing_exp_is_refused() {
-        assert_eq!(parse(r#"{"sub":"a","exp":1}"#).unwrap().token_type, TokenType::Access);
+        assert_eq!(
+            parse(r#"{"sub":"a","exp":1}"#).unwrap().token_type,
+            TokenType::Access
+        );
         assert!(parse(r#"{"sub":"a"}"#).is_err());
     }
 
@@ -486,7 +499,8 @@ mod tests {
         struct Mine {
             role: String,
         }
-        let c: Claims<Mine> = serde_json::from_str(r#"{"sub":"a","exp":1,"role":"admin"}"#).unwrap();
+        let c: Claims<Mine> =
+            serde_json::from_str(r#"{"sub":"a","exp":1,"role":"admin"}"#).unwrap();
         assert_eq!(c.extra.role, "admin");
         let back = serde_json::to_value(&c).unwrap();
         assert_eq!(back["role"], "admin");

@@ -101,12 +101,18 @@ impl fmt::Display for InvalidToken {
         match self {
             InvalidToken::TooLong => f.write_str("Invalid token: too long"),
             InvalidToken::Malformed(why) => write!(f, "Invalid token: {why}"),
-            InvalidToken::Algorithm => f.write_str("Invalid token: The specified alg value is not allowed"),
+            InvalidToken::Algorithm => {
+                f.write_str("Invalid token: The specified alg value is not allowed")
+            }
             InvalidToken::Signature => f.write_str("Signature verification failed"),
             InvalidToken::Claims(why) => write!(f, "Invalid token: {why}"),
             InvalidToken::Expired => f.write_str("Token has expired"),
-            InvalidToken::NotYetValid => f.write_str("Invalid token: The token is not yet valid (nbf)"),
-            InvalidToken::IssuedInFuture => f.write_str("Invalid token: The token is not yet valid (iat)"),
+            InvalidToken::NotYetValid => {
+                f.write_str("Invalid token: The token is not yet valid (nbf)")
+            }
+            InvalidToken::IssuedInFuture => {
+                f.write_str("Invalid token: The token is not yet valid (iat)")
+            }
             InvalidToken::Issuer => f.write_str("Invalid issuer"),
             InvalidToken::Audience => f.write_str("Invalid audience"),
         }
@@ -162,7 +168,10 @@ impl Challenge {
     pub(crate) fn response(&self, error: &AuthError) -> Response<Bytes> {
         let detail = match error {
             // AuthX's wording, so clients that match on it keep working.
-            AuthError::MissingToken => format!("Missing '{}' in '{}' header.", self.scheme, self.header_name),
+            AuthError::MissingToken => format!(
+                "Missing '{}' in '{}' header.",
+                self.scheme, self.header_name
+            ),
             other => other.to_string(),
         };
         let body = serde_json::json!({ "detail": detail }).to_string();
@@ -183,7 +192,10 @@ impl Challenge {
         }
         if let Some(code) = error.error_code() {
             params.push(format!("error=\"{code}\""));
-            params.push(format!("error_description=\"{}\"", quoted_string_safe(detail)));
+            params.push(format!(
+                "error_description=\"{}\"",
+                quoted_string_safe(detail)
+            ));
         }
         if let AuthError::FreshTokenRequired { max_age: Some(age) } = error {
             params.push(format!("max_age={}", age.as_secs()));

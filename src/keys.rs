@@ -151,7 +151,11 @@ impl Key {
     }
 
     /// An asymmetric key pair from PEM: the private key signs, the public key verifies.
-    pub fn from_pem(alg: Algorithm, private_pem: &[u8], public_pem: &[u8]) -> Result<Key, ConfigError> {
+    pub fn from_pem(
+        alg: Algorithm,
+        private_pem: &[u8],
+        public_pem: &[u8],
+    ) -> Result<Key, ConfigError> {
         let mut key = Key::verifying_pem(alg, public_pem)?;
         use jsonwebtoken::EncodingKey as Enc;
         let encoding = match alg {
@@ -169,14 +173,22 @@ impl Key {
         use jsonwebtoken::DecodingKey as Dec;
         let decoding = match alg {
             a if a.is_hmac() => {
-                return Err(ConfigError::new(format!("{alg} takes a secret, not a PEM key")));
+                return Err(ConfigError::new(format!(
+                    "{alg} takes a secret, not a PEM key"
+                )));
             }
             Algorithm::ES256 | Algorithm::ES384 => Dec::from_ec_pem(public_pem),
             Algorithm::EdDSA => Dec::from_ed_pem(public_pem),
             _ => Dec::from_rsa_pem(public_pem),
         }
         .map_err(ConfigError::key)?;
-        Ok(Key { alg, encoding: None, decoding, kid: None, weak_secret: false })
+        Ok(Key {
+            alg,
+            encoding: None,
+            decoding,
+            kid: None,
+            weak_secret: false,
+        })
     }
 
     /// Names this key: the `kid` written into the header of the tokens it signs.

@@ -47,7 +47,9 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 #[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
-compile_error!("tower-authx needs a crypto backend: enable the `rust-crypto` (default) or the `aws-lc-rs` feature");
+compile_error!(
+    "tower-authx needs a crypto backend: enable the `rust-crypto` (default) or the `aws-lc-rs` feature"
+);
 
 mod authx;
 mod claims;

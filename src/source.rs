@@ -42,7 +42,9 @@ impl HeaderSource {
         let value = match (values.next(), values.next()) {
             (None, _) => return Err(AuthError::MissingToken),
             (Some(v), None) => v.as_bytes(),
-            (Some(_), Some(_)) => return Err(AuthError::InvalidRequest("more than one credential header")),
+            (Some(_), Some(_)) => {
+                return Err(AuthError::InvalidRequest("more than one credential header"));
+            }
         };
         // Room for the scheme, its separator and some surrounding whitespace.
         if value.len() > self.max_token_len + self.scheme.len() + 16 {
@@ -62,7 +64,9 @@ impl HeaderSource {
             // credentials = auth-scheme 1*SP token68: spaces only, no tabs.
             let token_start = rest.iter().position(|b| *b != b' ').unwrap_or(rest.len());
             if rest[..token_start].is_empty() || token_start == rest.len() {
-                return Err(AuthError::InvalidRequest("the credential header has a scheme but no token"));
+                return Err(AuthError::InvalidRequest(
+                    "the credential header has a scheme but no token",
+                ));
             }
             &rest[token_start..]
         };
@@ -70,13 +74,16 @@ impl HeaderSource {
             return Err(AuthError::MissingToken);
         }
         if !credential.iter().all(|b| b.is_ascii_graphic()) {
-            return Err(AuthError::InvalidRequest("the token contains whitespace or non-ASCII bytes"));
+            return Err(AuthError::InvalidRequest(
+                "the token contains whitespace or non-ASCII bytes",
+            ));
         }
         if credential.len() > self.max_token_len {
             return Err(InvalidToken::TooLong.into());
         }
         // All ASCII graphic, so UTF-8.
-        std::str::from_utf8(credential).map_err(|_| AuthError::InvalidRequest("the token is not ASCII"))
+        std::str::from_utf8(credential)
+            .map_err(|_| AuthError::InvalidRequest("the token is not ASCII"))
     }
 }
 
@@ -87,7 +94,11 @@ mod tests {
     use http::header::AUTHORIZATION;
 
     fn source() -> HeaderSource {
-        HeaderSource { name: AUTHORIZATION, scheme: "Bearer".into(), max_token_len: 64 }
+        HeaderSource {
+            name: AUTHORIZATION,
+            scheme: "Bearer".into(),
+            max_token_len: 64,
+        }
     }
 
     fn read(values: &[&[u8]]) -> Result<String, AuthError> {
@@ -114,17 +125,35 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_invalid_requests() {
-        for bad in [&b"Bearer"[..], b"Bearer ", b"Bearer\ta.b.c", b"Bearer a.b.c junk", b"Bearer a\xffb"] {
-            assert!(matches!(read(&[bad]), Err(AuthError::InvalidRequest(_))), "{bad:?}");
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer\ta.b.c",
+            b"Bearer a.b.c junk",
+            b"Bearer a\xffb",
+        ] {
+            assert!(
+                matches!(read(&[bad]), Err(AuthError::InvalidRequest(_))),
+                "{bad:?}"
+            );
         }
-        assert!(matches!(read(&[b"Bearer a", b"Bearer b"]), Err(AuthError::InvalidRequest(_))));
+        assert!(matches!(
+            read(&[b"Bearer a", b"Bearer b"]),
+            Err(AuthError::InvalidRequest(_))
+        ));
     }
 
     #[test]
     fn oversized_tokens_are_refused_before_scanning() {
         let long = format!("Bearer {}", ".".repeat(1 << 20));
-        assert_eq!(read(&[long.as_bytes()]), Err(AuthError::InvalidToken(InvalidToken::TooLong)));
+        assert_eq!(
+            read(&[long.as_bytes()]),
+            Err(AuthError::InvalidToken(InvalidToken::TooLong))
+        );
         let just_over = format!("Bearer {}", "a".repeat(65));
-        assert_eq!(read(&[just_over.as_bytes()]), Err(AuthError::InvalidToken(InvalidToken::TooLong)));
+        assert_eq!(
+            read(&[just_over.as_bytes()]),
+            Err(AuthError::InvalidToken(InvalidToken::TooLong))
+        );
     }
 }

@@ -26,7 +26,9 @@ pub(crate) fn ensure_crypto_backend() -> Result<(), ConfigError> {
     }
     jsonwebtoken::crypto::CryptoProvider::try_get_default()
         .map(|_| ())
-        .ok_or_else(|| ConfigError::new("no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`"))
+        .ok_or_else(|| {
+            ConfigError::new("no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`")
+        })
 }
 
 /// The JOSE header members we read. Anything else (`jwk`, `jku`, `x5u`, `x5c`) is
@@ -51,7 +53,9 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 /// `typ` is optional; when present it must say JWT (RFC 7519 5.1, RFC 9068 2.1).
 fn acceptable_typ(typ: &str) -> bool {
-    ["JWT", "at+jwt", "application/at+jwt"].iter().any(|t| t.eq_ignore_ascii_case(typ))
+    ["JWT", "at+jwt", "application/at+jwt"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(typ))
 }
 
 fn malformed(why: &'static str) -> InvalidToken {
@@ -88,7 +92,11 @@ impl Verifier {
 
     /// Checks shape, header, signature, claim types and time; nothing about the
     /// route (type, freshness) which is the policy's business.
-    pub(crate) fn verify<E: DeserializeOwned>(&self, token: &str, now: NumericDate) -> Result<Claims<E>, InvalidToken> {
+    pub(crate) fn verify<E: DeserializeOwned>(
+        &self,
+        token: &str,
+        now: NumericDate,
+    ) -> Result<Claims<E>, InvalidToken> {
         if token.len() > self.max_len {
             return Err(InvalidToken::TooLong);
         }
@@ -102,8 +110,8 @@ impl Verifier {
         let header_json = URL_SAFE_NO_PAD
             .decode(header_b64)
             .map_err(|_| malformed("the header is not base64url"))?;
-        let header: JoseHeader<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| malformed("the header is not a JWS header"))?;
+        let header: JoseHeader<'_> = serde_json::from_slice(&header_json)
+            .map_err(|_| malformed("the header is not a JWS header"))?;
         if header.alg != self.alg.as_str() {
             return Err(InvalidToken::Algorithm);
         }
@@ -118,7 +126,12 @@ impl Verifier {
         }
 
         let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-        match jsonwebtoken::crypto::verify(signature_b64, signed.as_bytes(), &self.key, self.alg.to_jwt()) {
+        match jsonwebtoken::crypto::verify(
+            signature_b64,
+            signed.as_bytes(),
+            &self.key,
+            self.alg.to_jwt(),
+        ) {
             Ok(true) => {}
             _ => return Err(InvalidToken::Signature),
         }
@@ -137,10 +150,16 @@ impl Verifier {
         if now >= claims.exp.as_secs_f64() + self.leeway {
             return Err(InvalidToken::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf.as_secs_f64() > now + self.leeway) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf.as_secs_f64() > now + self.leeway)
+        {
             return Err(InvalidToken::NotYetValid);
         }
-        if claims.iat.is_some_and(|iat| iat.as_secs_f64() > now + self.leeway) {
+        if claims
+            .iat
+            .is_some_and(|iat| iat.as_secs_f64() > now + self.leeway)
+        {
             return Err(InvalidToken::IssuedInFuture);
         }
         Ok(())
@@ -156,9 +175,15 @@ impl Verifier {
         // service that expects no audience.
         let aud_ok = match &claims.aud {
             None => self.audience.is_empty(),
-            Some(aud) => aud.iter().any(|a| self.audience.iter().any(|ours| ours == a)),
+            Some(aud) => aud
+                .iter()
+                .any(|a| self.audience.iter().any(|ours| ours == a)),
         };
-        if aud_ok { Ok(()) } else { Err(InvalidToken::Audience) }
+        if aud_ok {
+            Ok(())
+        } else {
+            Err(InvalidToken::Audience)
+        }
     }
 }
 
@@ -169,7 +194,11 @@ fn claims_error(e: serde_json::Error) -> InvalidToken {
         Some(i) => &msg[..i],
         None => &msg,
     };
-    let msg = if e.is_data() { msg.to_owned() } else { "the payload is not a JSON object".to_owned() };
+    let msg = if e.is_data() {
+        msg.to_owned()
+    } else {
+        "the payload is not a JSON object".to_owned()
+    };
     InvalidToken::Claims(Cow::Owned(msg))
 }
 
@@ -191,7 +220,11 @@ impl Signer {
         }
         header.insert("typ".into(), "JWT".into());
         let header_b64 = URL_SAFE_NO_PAD.encode(serde_json::Value::Object(header).to_string());
-        Some(Signer { alg: key.alg, key: encoding, header_b64 })
+        Some(Signer {
+            alg: key.alg,
+            key: encoding,
+            header_b64,
+        })
     }
 
     pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, IssueError> {

@@ -23,7 +23,10 @@ struct Fixture {
 fn fixtures() -> (AuthX, Vec<Fixture>) {
     let text = include_str!("fixtures/python_tokens.json");
     let f: Fixtures = serde_json::from_str(text).unwrap();
-    (AuthX::new(AuthXConfig::from_secret(&f.secret).unwrap()).unwrap(), f.tokens)
+    (
+        AuthX::new(AuthXConfig::from_secret(&f.secret).unwrap()).unwrap(),
+        f.tokens,
+    )
 }
 
 #[test]
@@ -40,11 +43,26 @@ fn every_python_token_verifies_with_its_type_subject_and_freshness() {
         assert!(claims.jti.is_some(), "{}", f.name);
 
         let as_access = authx.verify::<NoExtra>(&f.token, Requirement::access());
-        assert_eq!(as_access.is_ok(), claims.token_type == TokenType::Access, "{}", f.name);
+        assert_eq!(
+            as_access.is_ok(),
+            claims.token_type == TokenType::Access,
+            "{}",
+            f.name
+        );
         let as_fresh = authx.verify::<NoExtra>(&f.token, Requirement::fresh());
-        assert_eq!(as_fresh.is_ok(), f.fresh && claims.token_type == TokenType::Access, "{}", f.name);
+        assert_eq!(
+            as_fresh.is_ok(),
+            f.fresh && claims.token_type == TokenType::Access,
+            "{}",
+            f.name
+        );
         let as_refresh = authx.verify::<NoExtra>(&f.token, Requirement::refresh());
-        assert_eq!(as_refresh.is_ok(), claims.token_type == TokenType::Refresh, "{}", f.name);
+        assert_eq!(
+            as_refresh.is_ok(),
+            claims.token_type == TokenType::Refresh,
+            "{}",
+            f.name
+        );
     }
 }
 
@@ -55,7 +73,10 @@ fn authx_scopes_and_data_arrive_as_typed_claims() {
         role: String,
     }
     let (authx, tokens) = fixtures();
-    let f = tokens.iter().find(|f| f.name == "authx_access_scopes_and_data").unwrap();
+    let f = tokens
+        .iter()
+        .find(|f| f.name == "authx_access_scopes_and_data")
+        .unwrap();
     let claims: Claims<Role> = authx.verify(&f.token, Requirement::fresh()).unwrap();
     assert_eq!(claims.extra.role, "admin");
     assert!(claims.has_scopes(&["read", "admin:users:write"]));
@@ -65,8 +86,15 @@ fn authx_scopes_and_data_arrive_as_typed_claims() {
 #[test]
 fn a_python_token_under_another_secret_is_refused() {
     let (_, tokens) = fixtures();
-    let other = AuthX::new(AuthXConfig::from_secret("a-different-secret-of-32-bytes!!").unwrap()).unwrap();
+    let other =
+        AuthX::new(AuthXConfig::from_secret("a-different-secret-of-32-bytes!!").unwrap()).unwrap();
     for f in tokens {
-        assert!(other.verify::<NoExtra>(&f.token, Requirement::any_type()).is_err(), "{}", f.name);
+        assert!(
+            other
+                .verify::<NoExtra>(&f.token, Requirement::any_type())
+                .is_err(),
+            "{}",
+            f.name
+        );
     }
 }

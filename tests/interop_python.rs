@@ -18,7 +18,10 @@ fn entry(name: &str, token: String, token_type: &str, fresh: bool) -> Value {
 }
 
 async fn verify_in_python(python: &std::path::Path, spec: Value) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/verify_in_python.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/verify_in_python.py"
+    );
     let mut child = tokio::process::Command::new(python)
         .arg(script)
         .stdin(Stdio::piped())
@@ -40,16 +43,40 @@ async fn verify_in_python(python: &std::path::Path, spec: Value) {
 async fn our_tokens_verify_in_authx_and_flask_jwt_extended() {
     let Some(python) = python() else { return };
     let authx = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap()).unwrap();
-    let scoped = authx.access_token("user1").fresh(true).scopes(["read", "admin:*"]).issue().unwrap();
+    let scoped = authx
+        .access_token("user1")
+        .fresh(true)
+        .scopes(["read", "admin:*"])
+        .issue()
+        .unwrap();
     let mut scoped = entry("access_with_scopes", scoped, "access", true);
     scoped["scopes"] = json!(["read", "admin:users"]);
     let tokens = vec![
-        entry("access_fresh", authx.create_access_token("user1", true).unwrap(), "access", true),
-        entry("access_not_fresh", authx.create_access_token("user1", false).unwrap(), "access", false),
-        entry("refresh", authx.create_refresh_token("user1").unwrap(), "refresh", false),
+        entry(
+            "access_fresh",
+            authx.create_access_token("user1", true).unwrap(),
+            "access",
+            true,
+        ),
+        entry(
+            "access_not_fresh",
+            authx.create_access_token("user1", false).unwrap(),
+            "access",
+            false,
+        ),
+        entry(
+            "refresh",
+            authx.create_refresh_token("user1").unwrap(),
+            "refresh",
+            false,
+        ),
         entry(
             "access_with_extra",
-            authx.access_token("user1").extra(&json!({"role": "admin"})).issue().unwrap(),
+            authx
+                .access_token("user1")
+                .extra(&json!({"role": "admin"}))
+                .issue()
+                .unwrap(),
             "access",
             false,
         ),
@@ -61,11 +88,24 @@ async fn our_tokens_verify_in_authx_and_flask_jwt_extended() {
 #[tokio::test]
 async fn our_tokens_with_issuer_and_audience_verify_in_python() {
     let Some(python) = python() else { return };
-    let config = AuthXConfig::from_secret(SECRET).unwrap().issuer("https://issuer.example").audience("api");
+    let config = AuthXConfig::from_secret(SECRET)
+        .unwrap()
+        .issuer("https://issuer.example")
+        .audience("api");
     let authx = AuthX::new(config).unwrap();
     let tokens = vec![
-        entry("access_iss_aud", authx.create_access_token("user1", true).unwrap(), "access", true),
-        entry("refresh_iss_aud", authx.create_refresh_token("user1").unwrap(), "refresh", false),
+        entry(
+            "access_iss_aud",
+            authx.create_access_token("user1", true).unwrap(),
+            "access",
+            true,
+        ),
+        entry(
+            "refresh_iss_aud",
+            authx.create_refresh_token("user1").unwrap(),
+            "refresh",
+            false,
+        ),
     ];
     let spec = json!({"secret": SECRET, "issuer": "https://issuer.example", "audience": "api", "tokens": tokens});
     verify_in_python(&python, spec).await;
@@ -80,7 +120,10 @@ struct AuthxSeed {
 async fn start_authx_seed(python: &std::path::Path) -> AuthxSeed {
     let port = free_port();
     let child = tokio::process::Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/authx_fresh_token.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/authx_fresh_token.py"
+        ))
         .env("PORT", port.to_string())
         .env("JWT_SECRET_KEY", SECRET)
         .stdout(Stdio::null())
@@ -91,7 +134,10 @@ async fn start_authx_seed(python: &std::path::Path) -> AuthxSeed {
     let server = Server::at(format!("127.0.0.1:{port}"));
     for _ in 0..300 {
         if tokio::net::TcpStream::connect(&server.addr).await.is_ok() {
-            return AuthxSeed { server, _child: child };
+            return AuthxSeed {
+                server,
+                _child: child,
+            };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -122,6 +168,10 @@ async fn tokens_cross_between_the_authx_seed_server_and_ours() {
         let res = verifier.get("/fresh-required").bearer(&stale).send().await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED);
         // The real seed app re-wraps its own HTTPException: "401: Fresh token required".
-        assert!(res.detail().ends_with("Fresh token required"), "{}", res.text());
+        assert!(
+            res.detail().ends_with("Fresh token required"),
+            "{}",
+            res.text()
+        );
     }
 }

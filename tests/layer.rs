@@ -16,7 +16,8 @@ use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_authx::{
-    AuthError, AuthX, AuthXConfig, Claims, NumericDate, RequestHead, RequireAuthLayer, RequireFreshLayer,
+    AuthError, AuthX, AuthXConfig, Claims, NumericDate, RequestHead, RequireAuthLayer,
+    RequireFreshLayer,
 };
 
 const SECRET: &[u8] = b"layer-tests-secret-of-32-bytes!!";
@@ -28,16 +29,24 @@ fn authx() -> AuthX {
 fn request(token: Option<&str>) -> Request<Full<Bytes>> {
     let mut req = Request::get("/").body(Full::default()).unwrap();
     if let Some(t) = token {
-        req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
     }
     req
 }
 
 /// An inner service that counts its calls and answers 200 with the subject.
-fn counting(calls: Arc<AtomicUsize>) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
+fn counting(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+{
     service_fn(move |req: Request<Full<Bytes>>| {
         calls.fetch_add(1, Ordering::SeqCst);
-        let sub = req.extensions().get::<Claims>().map(|c| c.sub.clone()).unwrap_or_default();
+        let sub = req
+            .extensions()
+            .get::<Claims>()
+            .map(|c| c.sub.clone())
+            .unwrap_or_default();
         async move { Ok::<_, Infallible>(Response::new(Full::from(sub))) }
     })
 }
@@ -57,8 +66,16 @@ async fn the_inner_service_is_never_called_on_a_rejection() {
     let fresh = RequireFreshLayer::new(authx.clone()).layer(counting(calls.clone()));
     let stale = authx.create_access_token("u", false).unwrap();
     let refresh = authx.create_refresh_token("u").unwrap();
-    let foreign = AuthX::new(AuthXConfig::from_secret([9u8; 32]).unwrap()).unwrap().create_access_token("u", true).unwrap();
-    for token in [None, Some("garbage"), Some(refresh.as_str()), Some(foreign.as_str())] {
+    let foreign = AuthX::new(AuthXConfig::from_secret([9u8; 32]).unwrap())
+        .unwrap()
+        .create_access_token("u", true)
+        .unwrap();
+    for token in [
+        None,
+        Some("garbage"),
+        Some(refresh.as_str()),
+        Some(foreign.as_str()),
+    ] {
         let res = auth.clone().oneshot(request(token)).await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
@@ -79,11 +96,17 @@ async fn your_own_claims_reach_the_handler_typed() {
         role: String,
     }
     let authx = authx();
-    let token = authx.access_token("u").extra(&serde_json::json!({"role": "admin"})).issue().unwrap();
-    let svc = RequireAuthLayer::new(authx).with_claims::<Mine>().layer(service_fn(|req: Request<Full<Bytes>>| async move {
-        let claims = req.extensions().get::<Claims<Mine>>().unwrap();
-        Ok::<_, Infallible>(Response::new(Full::from(claims.extra.role.clone())))
-    }));
+    let token = authx
+        .access_token("u")
+        .extra(&serde_json::json!({"role": "admin"}))
+        .issue()
+        .unwrap();
+    let svc = RequireAuthLayer::new(authx)
+        .with_claims::<Mine>()
+        .layer(service_fn(|req: Request<Full<Bytes>>| async move {
+            let claims = req.extensions().get::<Claims<Mine>>().unwrap();
+            Ok::<_, Infallible>(Response::new(Full::from(claims.extra.role.clone())))
+        }));
     let res = svc.oneshot(request(Some(&token))).await.unwrap();
     assert_eq!(body_text(res.into_body()).await, "admin");
 }
@@ -127,10 +150,20 @@ async fn refresh_routes_take_refresh_tokens_only() {
     let svc = RequireAuthLayer::refresh(authx.clone()).layer(counting(Arc::default()));
     let refresh = authx.create_refresh_token("u").unwrap();
     let access = authx.create_access_token("u", true).unwrap();
-    assert_eq!(svc.clone().oneshot(request(Some(&refresh))).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        svc.clone()
+            .oneshot(request(Some(&refresh)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     let res = svc.oneshot(request(Some(&access))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(body_text(res.into_body()).await, r#"{"detail":"'refresh' token required, 'access' token received"}"#);
+    assert_eq!(
+        body_text(res.into_body()).await,
+        r#"{"detail":"'refresh' token required, 'access' token received"}"#
+    );
 }
 
 /// A service that is ready only once `open` is set.
@@ -145,7 +178,11 @@ impl Service<Request<Full<Bytes>>> for Gate {
     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        if self.open.load(Ordering::SeqCst) { Poll::Ready(Ok(())) } else { Poll::Pending }
+        if self.open.load(Ordering::SeqCst) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 
     fn call(&mut self, _: Request<Full<Bytes>>) -> Self::Future {
@@ -155,7 +192,9 @@ impl Service<Request<Full<Bytes>>> for Gate {
 
 #[test]
 fn poll_ready_is_the_inner_services() {
-    let gate = Gate { open: Arc::default() };
+    let gate = Gate {
+        open: Arc::default(),
+    };
     let mut svc = RequireAuthLayer::new(authx()).layer(gate.clone());
     let mut cx = Context::from_waker(Waker::noop());
     assert!(svc.poll_ready(&mut cx).is_pending());
@@ -165,15 +204,23 @@ fn poll_ready_is_the_inner_services() {
 
 #[tokio::test]
 async fn the_rejection_can_be_replaced() {
-    let config = AuthXConfig::from_secret(SECRET).unwrap().on_reject(|error: &AuthError, head: RequestHead<'_>| {
-        let mut res = Response::new(Bytes::from(format!("no entry to {}: {error}", head.uri.path())));
-        *res.status_mut() = StatusCode::FORBIDDEN;
-        res
-    });
+    let config = AuthXConfig::from_secret(SECRET).unwrap().on_reject(
+        |error: &AuthError, head: RequestHead<'_>| {
+            let mut res = Response::new(Bytes::from(format!(
+                "no entry to {}: {error}",
+                head.uri.path()
+            )));
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            res
+        },
+    );
     let svc = RequireAuthLayer::new(AuthX::new(config).unwrap()).layer(counting(Arc::default()));
     let res = svc.oneshot(request(None)).await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(body_text(res.into_body()).await, "no entry to /: Missing bearer token");
+    assert_eq!(
+        body_text(res.into_body()).await,
+        "no entry to /: Missing bearer token"
+    );
 }
 
 #[tokio::test]
@@ -195,49 +242,108 @@ async fn header_name_and_scheme_are_configurable() {
     let token = authx.create_access_token("u", false).unwrap();
     let svc = RequireAuthLayer::new(authx).layer(counting(Arc::default()));
     let mut req = request(None);
-    req.headers_mut().insert("x-access-token", token.parse().unwrap());
-    assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), StatusCode::OK);
+    req.headers_mut()
+        .insert("x-access-token", token.parse().unwrap());
+    assert_eq!(
+        svc.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
     let res = svc.oneshot(request(Some(&token))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(body_text(res.into_body()).await, r#"{"detail":"Missing 'Bearer' in 'X-Access-Token' header."}"#);
+    assert_eq!(
+        body_text(res.into_body()).await,
+        r#"{"detail":"Missing 'Bearer' in 'X-Access-Token' header."}"#
+    );
 }
 
 #[tokio::test]
 async fn issuer_and_audience_are_enforced_when_configured() {
-    let config = AuthXConfig::from_secret(SECRET).unwrap().issuer("https://auth.example").audience("api");
+    let config = AuthXConfig::from_secret(SECRET)
+        .unwrap()
+        .issuer("https://auth.example")
+        .audience("api");
     let ours = AuthX::new(config).unwrap();
     let svc = RequireAuthLayer::new(ours.clone()).layer(counting(Arc::default()));
     let good = ours.create_access_token("u", false).unwrap();
-    assert_eq!(svc.clone().oneshot(request(Some(&good))).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        svc.clone()
+            .oneshot(request(Some(&good)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
     // Same key, no iss or aud: refused.
     let bare = authx().create_access_token("u", false).unwrap();
     let res = svc.clone().oneshot(request(Some(&bare))).await.unwrap();
-    assert_eq!(body_text(res.into_body()).await, r#"{"detail":"Invalid issuer"}"#);
-    let other = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap().issuer("https://auth.example").audience("billing")).unwrap();
-    let res = svc.oneshot(request(Some(&other.create_access_token("u", false).unwrap()))).await.unwrap();
-    assert_eq!(body_text(res.into_body()).await, r#"{"detail":"Invalid audience"}"#);
+    assert_eq!(
+        body_text(res.into_body()).await,
+        r#"{"detail":"Invalid issuer"}"#
+    );
+    let other = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .issuer("https://auth.example")
+            .audience("billing"),
+    )
+    .unwrap();
+    let res = svc
+        .oneshot(request(Some(
+            &other.create_access_token("u", false).unwrap(),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        body_text(res.into_body()).await,
+        r#"{"detail":"Invalid audience"}"#
+    );
 }
 
 #[tokio::test]
 async fn auth_time_within_max_age_is_fresh_and_the_challenge_names_max_age() {
-    let config = AuthXConfig::from_secret(SECRET).unwrap().fresh_max_age(Duration::from_secs(300));
+    let config = AuthXConfig::from_secret(SECRET)
+        .unwrap()
+        .fresh_max_age(Duration::from_secs(300));
     let authx = AuthX::new(config).unwrap();
     let svc = RequireFreshLayer::new(authx.clone()).layer(counting(Arc::default()));
     let now = NumericDate::now().as_secs_f64() as u64;
-    let recent = authx.access_token("u").auth_time(NumericDate::from_secs(now - 60)).issue().unwrap();
-    assert_eq!(svc.clone().oneshot(request(Some(&recent))).await.unwrap().status(), StatusCode::OK);
-    let old = authx.access_token("u").auth_time(NumericDate::from_secs(now - 600)).issue().unwrap();
+    let recent = authx
+        .access_token("u")
+        .auth_time(NumericDate::from_secs(now - 60))
+        .issue()
+        .unwrap();
+    assert_eq!(
+        svc.clone()
+            .oneshot(request(Some(&recent)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let old = authx
+        .access_token("u")
+        .auth_time(NumericDate::from_secs(now - 600))
+        .issue()
+        .unwrap();
     let res = svc.oneshot(request(Some(&old))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let challenge = res.headers()["www-authenticate"].to_str().unwrap();
-    assert!(challenge.contains(r#"error="insufficient_user_authentication""#), "{challenge}");
+    assert!(
+        challenge.contains(r#"error="insufficient_user_authentication""#),
+        "{challenge}"
+    );
     assert!(challenge.ends_with("max_age=300"), "{challenge}");
 }
 
 #[tokio::test]
 async fn leeway_tolerates_small_clock_skew() {
     let strict = authx();
-    let lenient = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap().leeway(Duration::from_secs(30))).unwrap();
+    let lenient = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .leeway(Duration::from_secs(30)),
+    )
+    .unwrap();
     let now = NumericDate::now().as_secs_f64() as u64;
     let just_expired = strict
         .access_token("u")
@@ -245,15 +351,30 @@ async fn leeway_tolerates_small_clock_skew() {
         .lifetime(Duration::from_secs(95))
         .issue()
         .unwrap();
-    assert!(strict.verify::<tower_authx::NoExtra>(&just_expired, tower_authx::Requirement::access()).is_err());
-    assert!(lenient.verify::<tower_authx::NoExtra>(&just_expired, tower_authx::Requirement::access()).is_ok());
+    assert!(
+        strict
+            .verify::<tower_authx::NoExtra>(&just_expired, tower_authx::Requirement::access())
+            .is_err()
+    );
+    assert!(
+        lenient
+            .verify::<tower_authx::NoExtra>(&just_expired, tower_authx::Requirement::access())
+            .is_ok()
+    );
 }
 
 #[test]
 fn short_hmac_secrets_need_an_explicit_opt_in() {
     let err = AuthX::new(AuthXConfig::from_secret("your-secret-key").unwrap()).unwrap_err();
     assert!(err.to_string().contains("RFC 7518"), "{err}");
-    assert!(AuthX::new(AuthXConfig::from_secret("your-secret-key").unwrap().allow_weak_secret()).is_ok());
+    assert!(
+        AuthX::new(
+            AuthXConfig::from_secret("your-secret-key")
+                .unwrap()
+                .allow_weak_secret()
+        )
+        .is_ok()
+    );
     let hs512 = tower_authx::Key::hmac(tower_authx::Algorithm::HS512, [1u8; 32]).unwrap();
     assert!(AuthX::new(AuthXConfig::new(hs512)).is_err());
 }
@@ -268,6 +389,10 @@ fn debug_output_never_shows_the_secret() {
 #[tokio::test]
 async fn reserved_names_cannot_be_smuggled_in_as_extra_claims() {
     let authx = authx();
-    let err = authx.access_token("u").extra(&serde_json::json!({"fresh": true})).issue().unwrap_err();
+    let err = authx
+        .access_token("u")
+        .extra(&serde_json::json!({"fresh": true}))
+        .issue()
+        .unwrap_err();
     assert!(err.to_string().contains("reserved"), "{err}");
 }

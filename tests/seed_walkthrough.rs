@@ -38,7 +38,10 @@ async fn the_seed_walkthrough_runs_unchanged() {
     assert_eq!(login.headers["content-type"], "application/json");
     let body = login.json();
     assert_eq!(body["token_type"], "bearer");
-    let fresh = body["fresh_token"].as_str().expect("fresh_token").to_owned();
+    let fresh = body["fresh_token"]
+        .as_str()
+        .expect("fresh_token")
+        .to_owned();
     assert!(fresh.starts_with("eyJ"), "a JWT: {fresh}");
 
     // Step 4: the fresh token opens the fresh-required route.
@@ -58,7 +61,10 @@ async fn the_seed_walkthrough_runs_unchanged() {
     assert_eq!(refreshed.status, StatusCode::OK);
     let body = refreshed.json();
     assert_eq!(body["token_type"], "bearer");
-    let non_fresh = body["access_token"].as_str().expect("access_token").to_owned();
+    let non_fresh = body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
 
     // Step 6: the non-fresh token works for standard endpoints...
     let standard = server.get("/protected").bearer(&non_fresh).send().await;
@@ -74,7 +80,11 @@ async fn the_seed_walkthrough_runs_unchanged() {
     );
 
     // ...and is refused by the fresh-required one, with the seed's detail.
-    let refused = server.get("/fresh-required").bearer(&non_fresh).send().await;
+    let refused = server
+        .get("/fresh-required")
+        .bearer(&non_fresh)
+        .send()
+        .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.json(), json!({"detail": "Fresh token required"}));
 }
@@ -106,17 +116,31 @@ async fn refresh_tokens_do_not_open_access_routes() {
     for path in ["/protected", "/fresh-required"] {
         let res = server.get(path).bearer(&refresh).send().await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{path}");
-        assert_eq!(res.detail(), "'access' token required, 'refresh' token received");
+        assert_eq!(
+            res.detail(),
+            "'access' token required, 'refresh' token received"
+        );
     }
 }
 
 #[tokio::test]
 async fn wrong_credentials_are_the_seeds_401() {
     let server = Server::start("fresh_token", &[]).await;
-    for body in [r#"{"username":"user1","password":"nope"}"#, r#"{"username":"mallory","password":"password1"}"#] {
-        let res = server.post("/login").header("content-type", "application/json").body(body).send().await;
+    for body in [
+        r#"{"username":"user1","password":"nope"}"#,
+        r#"{"username":"mallory","password":"password1"}"#,
+    ] {
+        let res = server
+            .post("/login")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
         assert_eq!(res.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(res.json(), json!({"detail": "Invalid username or password"}));
+        assert_eq!(
+            res.json(),
+            json!({"detail": "Invalid username or password"})
+        );
     }
 }
 
@@ -127,10 +151,18 @@ async fn bad_login_bodies_get_a_clear_4xx() {
         ("not json", StatusCode::BAD_REQUEST),
         ("", StatusCode::BAD_REQUEST),
         (r#"{"username":"user1"}"#, StatusCode::UNPROCESSABLE_ENTITY),
-        (r#"{"username":1,"password":"password1"}"#, StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            r#"{"username":1,"password":"password1"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (body, status) in cases {
-        let res = server.post("/login").header("content-type", "application/json").body(body).send().await;
+        let res = server
+            .post("/login")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
         assert_eq!(res.status, status, "{body:?}");
         assert!(!res.detail().is_empty(), "{body:?}: {}", res.text());
     }
@@ -145,7 +177,10 @@ async fn unknown_routes_and_methods_answer_like_fastapi() {
     let res = server.get("/nope").send().await;
     assert_eq!(res.status, StatusCode::NOT_FOUND);
     assert_eq!(res.json(), json!({"detail": "Not Found"}));
-    let res = server.request(http::Method::DELETE, "/protected").send().await;
+    let res = server
+        .request(http::Method::DELETE, "/protected")
+        .send()
+        .await;
     assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers["allow"], "GET");
     assert_eq!(res.json(), json!({"detail": "Method Not Allowed"}));

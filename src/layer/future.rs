@@ -30,11 +30,17 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn inner(future: F) -> Self {
-        ResponseFuture { state: State::Inner { future } }
+        ResponseFuture {
+            state: State::Inner { future },
+        }
     }
 
     pub(crate) fn rejected(response: Response<Bytes>) -> Self {
-        ResponseFuture { state: State::Rejected { response: Some(response) } }
+        ResponseFuture {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
     }
 }
 
@@ -46,9 +52,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Inner { future } => Poll::Ready(ready!(future.poll(cx)).map(|res| res.map(ResponseBody::inner))),
+            StateProj::Inner { future } => {
+                Poll::Ready(ready!(future.poll(cx)).map(|res| res.map(ResponseBody::inner)))
+            }
             StateProj::Rejected { response } => {
-                let response = response.take().expect("ResponseFuture polled after completion");
+                let response = response
+                    .take()
+                    .expect("ResponseFuture polled after completion");
                 Poll::Ready(Ok(response.map(ResponseBody::rejection)))
             }
         }

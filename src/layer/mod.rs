@@ -30,7 +30,11 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> ClaimsExtra for T {}
 
 /// Verifies the request's token (or reuses claims an outer layer verified) and
 /// stores the claims in the extensions.
-fn authorize<E: ClaimsExtra, B>(authx: &AuthX, requirement: Requirement, req: &mut Request<B>) -> Result<(), AuthError> {
+fn authorize<E: ClaimsExtra, B>(
+    authx: &AuthX,
+    requirement: Requirement,
+    req: &mut Request<B>,
+) -> Result<(), AuthError> {
     if let Some(claims) = req.extensions().get::<Claims<E>>() {
         // Verified by an outer layer of ours: one request, one signature check.
         return authx.check(claims, requirement, NumericDate::now());
@@ -40,7 +44,12 @@ fn authorize<E: ClaimsExtra, B>(authx: &AuthX, requirement: Requirement, req: &m
     Ok(())
 }
 
-fn call_guarded<S, E, B>(inner: &mut S, authx: &AuthX, requirement: Requirement, mut req: Request<B>) -> ResponseFuture<S::Future>
+fn call_guarded<S, E, B>(
+    inner: &mut S,
+    authx: &AuthX,
+    requirement: Requirement,
+    mut req: Request<B>,
+) -> ResponseFuture<S::Future>
 where
     S: Service<Request<B>>,
     E: ClaimsExtra,
@@ -48,7 +57,11 @@ where
     match authorize::<E, B>(authx, requirement, &mut req) {
         Ok(()) => ResponseFuture::inner(inner.call(req)),
         Err(error) => {
-            let head = RequestHead { method: req.method(), uri: req.uri(), headers: req.headers() };
+            let head = RequestHead {
+                method: req.method(),
+                uri: req.uri(),
+                headers: req.headers(),
+            };
             ResponseFuture::rejected(authx.reject(&error, head))
         }
     }

@@ -48,7 +48,11 @@ impl RequireAuthLayer<NoExtra> {
 
     /// Requires whatever `requirement` says.
     pub fn with_requirement(authx: AuthX, requirement: Requirement) -> Self {
-        RequireAuthLayer { authx, requirement, _claims: PhantomData }
+        RequireAuthLayer {
+            authx,
+            requirement,
+            _claims: PhantomData,
+        }
     }
 }
 
@@ -56,19 +60,29 @@ impl<E> RequireAuthLayer<E> {
     /// Reads your own claim type `E2` too (flattened at the payload's top level);
     /// the extensions then hold a `Claims<E2>`.
     pub fn with_claims<E2>(self) -> RequireAuthLayer<E2> {
-        RequireAuthLayer { authx: self.authx, requirement: self.requirement, _claims: PhantomData }
+        RequireAuthLayer {
+            authx: self.authx,
+            requirement: self.requirement,
+            _claims: PhantomData,
+        }
     }
 }
 
 impl<E> Clone for RequireAuthLayer<E> {
     fn clone(&self) -> Self {
-        RequireAuthLayer { authx: self.authx.clone(), requirement: self.requirement, _claims: PhantomData }
+        RequireAuthLayer {
+            authx: self.authx.clone(),
+            requirement: self.requirement,
+            _claims: PhantomData,
+        }
     }
 }
 
 impl<E> std::fmt::Debug for RequireAuthLayer<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequireAuthLayer").field("requirement", &self.requirement).finish_non_exhaustive()
+        f.debug_struct("RequireAuthLayer")
+            .field("requirement", &self.requirement)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,7 +90,12 @@ impl<S, E> Layer<S> for RequireAuthLayer<E> {
     type Service = RequireAuth<S, E>;
 
     fn layer(&self, inner: S) -> RequireAuth<S, E> {
-        RequireAuth { inner, authx: self.authx.clone(), requirement: self.requirement, _claims: PhantomData }
+        RequireAuth {
+            inner,
+            authx: self.authx.clone(),
+            requirement: self.requirement,
+            _claims: PhantomData,
+        }
     }
 }
 

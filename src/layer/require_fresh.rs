@@ -24,7 +24,10 @@ pub type RequireFresh<S, E = NoExtra> = RequireAuth<S, E>;
 impl RequireFreshLayer<NoExtra> {
     /// Requires a fresh access token.
     pub fn new(authx: AuthX) -> Self {
-        RequireFreshLayer(RequireAuthLayer::with_requirement(authx, Requirement::fresh()))
+        RequireFreshLayer(RequireAuthLayer::with_requirement(
+            authx,
+            Requirement::fresh(),
+        ))
     }
 }
 

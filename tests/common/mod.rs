@@ -21,9 +21,16 @@ pub const SECRET: &str = "tower-authx-test-secret-32-bytes";
 /// A built example, found beside the test binary (`cargo test` builds examples).
 pub fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let target_profile = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let target_profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
     let path = target_profile.join("examples").join(name);
-    assert!(path.exists(), "{} not built: run through `cargo test`", path.display());
+    assert!(
+        path.exists(),
+        "{} not built: run through `cargo test`",
+        path.display()
+    );
     path
 }
 
@@ -38,11 +45,15 @@ impl Server {
     /// its "listening on http://ADDR" line.
     pub async fn start(name: &str, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(example_path(name));
-        cmd.env("HOST", "127.0.0.1").env("PORT", "0").env("JWT_SECRET_KEY", SECRET);
+        cmd.env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("JWT_SECRET_KEY", SECRET);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn example");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
@@ -58,7 +69,10 @@ impl Server {
         .expect("example did not start in time");
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { addr, _child: Some(child) }
+        Server {
+            addr,
+            _child: Some(child),
+        }
     }
 
     /// A server somebody else runs at `addr`.
@@ -67,7 +81,13 @@ impl Server {
     }
 
     pub fn request(&self, method: Method, path: &str) -> Call {
-        Call { addr: self.addr.clone(), method, path: path.to_owned(), headers: HeaderMap::new(), body: Bytes::new() }
+        Call {
+            addr: self.addr.clone(),
+            method,
+            path: path.to_owned(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
     }
 
     pub fn get(&self, path: &str) -> Call {
@@ -81,12 +101,18 @@ impl Server {
     /// Logs in as user1 and returns (fresh access token, refresh token).
     pub async fn login(&self) -> (String, String) {
         let json = self.login_json().await;
-        (json["fresh_token"].as_str().unwrap().to_owned(), json["refresh_token"].as_str().unwrap().to_owned())
+        (
+            json["fresh_token"].as_str().unwrap().to_owned(),
+            json["refresh_token"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// Logs in as user1 and returns the fresh access token (all the seed answers).
     pub async fn login_fresh(&self) -> String {
-        self.login_json().await["fresh_token"].as_str().unwrap().to_owned()
+        self.login_json().await["fresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     async fn login_json(&self) -> Value {
@@ -131,17 +157,24 @@ impl Call {
 
     pub async fn send(self) -> Reply {
         let stream = TcpStream::connect(&self.addr).await.expect("connect");
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
         tokio::spawn(conn);
         let mut req = Request::new(Full::new(self.body));
         *req.method_mut() = self.method;
         *req.uri_mut() = self.path.parse().expect("request path");
         *req.headers_mut() = self.headers;
-        req.headers_mut().insert("host", HeaderValue::from_str(&self.addr).expect("host"));
+        req.headers_mut()
+            .insert("host", HeaderValue::from_str(&self.addr).expect("host"));
         let res = sender.send_request(req).await.expect("response");
         let (parts, body) = res.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
-        Reply { status: parts.status, headers: parts.headers, body }
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 }
 
@@ -159,11 +192,15 @@ impl Reply {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub fn detail(&self) -> String {
-        self.json()["detail"].as_str().unwrap_or_default().to_owned()
+        self.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub fn challenge(&self) -> String {
@@ -181,13 +218,18 @@ pub fn forge(header: &str, payload: &str, secret: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let message = format!("{}.{}", b64.encode(header), b64.encode(payload));
     let key = jsonwebtoken::EncodingKey::from_secret(secret).expect("key");
-    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256).expect("sign");
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+            .expect("sign");
     format!("{message}.{signature}")
 }
 
 /// Seconds since the epoch, now.
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A standard HS256 header.
@@ -197,7 +239,9 @@ pub const HS256: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 /// `TOWER_AUTHX_PYTHON`, else `python3` if it has them. `None` means skip, which
 /// CI (`CI` set) does not allow.
 pub fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("TOWER_AUTHX_PYTHON").map(PathBuf::from).unwrap_or_else(|| "python3".into());
+    let candidate = std::env::var_os("TOWER_AUTHX_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "python3".into());
     let usable = std::process::Command::new(&candidate)
         .args(["-c", "import authx, flask_jwt_extended, fastapi, uvicorn"])
         .stderr(Stdio::null())
@@ -217,5 +261,9 @@ pub fn python() -> Option<PathBuf> {
 
 /// A free loopback port (for servers that cannot report theirs).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
