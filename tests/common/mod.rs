@@ -215,6 +215,9 @@ impl Reply {
 /// well-behaved issuer would write, for the attack cases.
 pub fn forge(header: &str, payload: &str, secret: &[u8]) -> String {
     use base64::Engine;
+    // With both crypto features on, jsonwebtoken needs the provider that
+    // AuthX::new installs before it can sign anything.
+    tower_authx::AuthX::new(tower_authx::AuthXConfig::from_secret([0u8; 32]).unwrap()).unwrap();
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let message = format!("{}.{}", b64.encode(header), b64.encode(payload));
     let key = jsonwebtoken::EncodingKey::from_secret(secret).expect("key");
