@@ -68,3 +68,8 @@ pub use error::{AuthError, ConfigError, InvalidToken, IssueError, Reject, Reques
 pub use keys::{Algorithm, Key};
 pub use layer::{RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer};
 pub use policy::Requirement;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
