@@ -130,7 +130,7 @@ impl AuthX {
     pub fn verify<E: DeserializeOwned>(
         &self,
         token: &str,
-        requirement: Requirement,
+        requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let claims = self.inner.verifier.verify::<E>(token, now)?;
@@ -142,7 +142,7 @@ impl AuthX {
     pub fn authenticate<E: DeserializeOwned>(
         &self,
         headers: &HeaderMap,
-        requirement: Requirement,
+        requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
         let token = self.inner.source.token(headers)?;
         self.verify(token, requirement)
@@ -152,7 +152,7 @@ impl AuthX {
     pub fn check<E>(
         &self,
         claims: &Claims<E>,
-        requirement: Requirement,
+        requirement: &Requirement,
         now: NumericDate,
     ) -> Result<(), AuthError> {
         requirement.check(claims, now, self.inner.fresh_max_age)

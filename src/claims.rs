@@ -78,8 +78,8 @@ impl<E> Claims<E> {
     }
 
     /// Whether the token carries every scope in `required`. A granted scope ending in
-    /// `:*` grants everything below it (AuthX's wildcard: `admin:*` grants
-    /// `admin:users:read`).
+    /// `:*` grants its namespace and everything below it (AuthX's wildcard:
+    /// `admin:*` grants `admin` and `admin:users:read`).
     pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
         required.iter().all(|r| self.has_scope(r.as_ref()))
     }
@@ -88,9 +88,12 @@ impl<E> Claims<E> {
     pub fn has_scope(&self, required: &str) -> bool {
         self.scopes.iter().flatten().any(|granted| {
             granted == required
-                || granted
-                    .strip_suffix('*')
-                    .is_some_and(|prefix| prefix.ends_with(':') && required.starts_with(prefix))
+                || granted.strip_suffix(":*").is_some_and(|namespace| {
+                    required == namespace
+                        || required
+                            .strip_prefix(namespace)
+                            .is_some_and(|rest| rest.starts_with(':'))
+                })
         })
     }
 }
@@ -489,6 +492,7 @@ mod tests {
     fn wildcard_scopes_grant_what_is_below_them() {
         let c = parse(r#"{"sub":"a","exp":1,"scopes":["admin:*","read"]}"#).unwrap();
         assert!(c.has_scopes(&["admin:users:read", "read"]));
+        assert!(c.has_scope("admin"));
         assert!(!c.has_scope("admins"));
         assert!(!c.has_scope("write"));
     }

@@ -10,6 +10,7 @@ use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 
 use crate::claims::TokenType;
+use crate::policy::Scopes;
 
 /// Why a request was refused. One enum for every step of the way.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +34,13 @@ pub enum AuthError {
     FreshTokenRequired {
         /// The configured `auth_time` age limit, sent back as `max_age`.
         max_age: Option<Duration>,
+    },
+    /// A valid token without the scopes the route requires (403 `insufficient_scope`).
+    InsufficientScope {
+        /// What the route requires.
+        required: Scopes,
+        /// What the token carries.
+        provided: Vec<String>,
     },
 }
 
@@ -67,6 +75,7 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -78,6 +87,7 @@ impl AuthError {
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken(_) | AuthError::WrongTokenType { .. } => Some("invalid_token"),
             AuthError::FreshTokenRequired { .. } => Some("insufficient_user_authentication"),
+            AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
     }
 }
@@ -92,6 +102,13 @@ impl fmt::Display for AuthError {
                 write!(f, "'{expected}' token required, '{found}' token received")
             }
             AuthError::FreshTokenRequired { .. } => f.write_str("Fresh token required"),
+            // AuthX's wording, Python list reprs included.
+            AuthError::InsufficientScope { required, provided } => write!(
+                f,
+                "Missing required scopes: {}. Provided: {}",
+                python_list(&required.required),
+                python_list(provided)
+            ),
         }
     }
 }
@@ -117,6 +134,11 @@ impl fmt::Display for InvalidToken {
             InvalidToken::Audience => f.write_str("Invalid audience"),
         }
     }
+}
+
+fn python_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 impl std::error::Error for AuthError {}
@@ -197,8 +219,15 @@ impl Challenge {
                 quoted_string_safe(detail)
             ));
         }
-        if let AuthError::FreshTokenRequired { max_age: Some(age) } = error {
-            params.push(format!("max_age={}", age.as_secs()));
+        match error {
+            AuthError::FreshTokenRequired { max_age: Some(age) } => {
+                params.push(format!("max_age={}", age.as_secs()));
+            }
+            AuthError::InsufficientScope { required, .. } => {
+                let scope = required.required.join(" ");
+                params.push(format!("scope=\"{}\"", quoted_string_safe(&scope)));
+            }
+            _ => {}
         }
         if params.is_empty() {
             self.scheme.clone()

@@ -66,8 +66,11 @@ pub use claims::{Audience, Claims, Fresh, NoExtra, NumericDate, TokenType};
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use error::{AuthError, ConfigError, InvalidToken, IssueError, Reject, RequestHead};
 pub use keys::{Algorithm, Key};
-pub use layer::{RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer};
-pub use policy::Requirement;
+pub use layer::{
+    RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer, RequireScopes,
+    RequireScopesLayer,
+};
+pub use policy::{Requirement, Scopes};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

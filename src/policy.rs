@@ -1,15 +1,26 @@
-//! What a route asks of an already verified token: its type, and freshness.
+//! What a route asks of an already verified token: its type, freshness, scopes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::claims::{Claims, NumericDate, TokenType};
 use crate::error::AuthError;
 
-/// What a guarded route accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a guarded route accepts. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Requirement {
     token_type: Option<TokenType>,
     fresh: bool,
+    scopes: Option<Scopes>,
+}
+
+/// Scopes a route requires: all of them, or any one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scopes {
+    /// The scopes named by the route.
+    pub required: Arc<[String]>,
+    /// `true`: every one is needed; `false`: one is enough.
+    pub all: bool,
 }
 
 impl Requirement {
@@ -18,6 +29,7 @@ impl Requirement {
         Requirement {
             token_type: Some(TokenType::Access),
             fresh: false,
+            scopes: None,
         }
     }
 
@@ -26,6 +38,7 @@ impl Requirement {
         Requirement {
             token_type: Some(TokenType::Access),
             fresh: true,
+            scopes: None,
         }
     }
 
@@ -34,6 +47,7 @@ impl Requirement {
         Requirement {
             token_type: Some(TokenType::Refresh),
             fresh: false,
+            scopes: None,
         }
     }
 
@@ -43,7 +57,32 @@ impl Requirement {
         Requirement {
             token_type: None,
             fresh: false,
+            scopes: None,
         }
+    }
+
+    /// Also requires every scope in `scopes` (AuthX's `admin:*` grants `admin:x`).
+    #[must_use]
+    pub fn all_scopes<I: IntoIterator<Item = S>, S: Into<String>>(self, scopes: I) -> Self {
+        self.with_scopes(scopes, true)
+    }
+
+    /// Also requires at least one scope in `scopes`.
+    #[must_use]
+    pub fn any_scope<I: IntoIterator<Item = S>, S: Into<String>>(self, scopes: I) -> Self {
+        self.with_scopes(scopes, false)
+    }
+
+    fn with_scopes<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        scopes: I,
+        all: bool,
+    ) -> Self {
+        self.scopes = Some(Scopes {
+            required: scopes.into_iter().map(Into::into).collect(),
+            all,
+        });
+        self
     }
 
     /// Whether a fresh token is required.
@@ -67,6 +106,19 @@ impl Requirement {
         }
         if self.fresh && !claims.is_fresh_at(now, max_age) {
             return Err(AuthError::FreshTokenRequired { max_age });
+        }
+        if let Some(scopes) = &self.scopes {
+            let granted = if scopes.all {
+                claims.has_scopes(&scopes.required)
+            } else {
+                scopes.required.iter().any(|s| claims.has_scope(s))
+            };
+            if !granted {
+                return Err(AuthError::InsufficientScope {
+                    required: scopes.clone(),
+                    provided: claims.scopes.clone().unwrap_or_default(),
+                });
+            }
         }
         Ok(())
     }

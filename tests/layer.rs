@@ -353,12 +353,12 @@ async fn leeway_tolerates_small_clock_skew() {
         .unwrap();
     assert!(
         strict
-            .verify::<tower_authx::NoExtra>(&just_expired, tower_authx::Requirement::access())
+            .verify::<tower_authx::NoExtra>(&just_expired, &tower_authx::Requirement::access())
             .is_err()
     );
     assert!(
         lenient
-            .verify::<tower_authx::NoExtra>(&just_expired, tower_authx::Requirement::access())
+            .verify::<tower_authx::NoExtra>(&just_expired, &tower_authx::Requirement::access())
             .is_ok()
     );
 }
@@ -395,4 +395,64 @@ async fn reserved_names_cannot_be_smuggled_in_as_extra_claims() {
         .issue()
         .unwrap_err();
     assert!(err.to_string().contains("reserved"), "{err}");
+}
+
+#[tokio::test]
+async fn scopes_all_of_and_any_of_with_authx_wildcards() {
+    use tower_authx::RequireScopesLayer;
+    let authx = authx();
+    let token = authx
+        .access_token("u")
+        .scopes(["posts:read", "admin:*"])
+        .issue()
+        .unwrap();
+    let allowed = [
+        RequireScopesLayer::all(authx.clone(), ["posts:read", "admin:users:delete"]),
+        RequireScopesLayer::all(authx.clone(), ["admin"]),
+        RequireScopesLayer::any(authx.clone(), ["posts:write", "posts:read"]),
+    ];
+    for layer in allowed {
+        let res = layer
+            .layer(counting(Arc::default()))
+            .oneshot(request(Some(&token)))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = RequireScopesLayer::all(authx.clone(), ["posts:read", "posts:write"])
+        .layer(counting(calls.clone()));
+    let res = svc.clone().oneshot(request(Some(&token))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with(r#"Bearer error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with(r#"scope="posts:read posts:write""#),
+        "{challenge}"
+    );
+    assert_eq!(
+        body_text(res.into_body()).await,
+        r#"{"detail":"Missing required scopes: ['posts:read', 'posts:write']. Provided: ['posts:read', 'admin:*']"}"#
+    );
+    // No scopes at all, and a bad token: still 403 and 401 respectively.
+    let bare = authx.create_access_token("u", true).unwrap();
+    assert_eq!(
+        svc.clone()
+            .oneshot(request(Some(&bare)))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        svc.oneshot(request(Some("x.y.z"))).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }

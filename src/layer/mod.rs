@@ -1,4 +1,4 @@
-//! The layers: [`RequireAuth`] and [`RequireFresh`], in tower-http's shape
+//! The layers: [`RequireAuth`], [`RequireFresh`] and [`RequireScopes`], in tower-http's shape
 //! (`Layer` → `Service` → hand-written `ResponseFuture`, body type kept).
 //!
 //! A guarded request takes one way: token from the header → verify → policy →
@@ -9,11 +9,13 @@ mod body;
 mod future;
 mod require_auth;
 mod require_fresh;
+mod require_scopes;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use require_fresh::{RequireFresh, RequireFreshLayer};
+pub use require_scopes::{RequireScopes, RequireScopesLayer};
 
 use http::Request;
 use serde::de::DeserializeOwned;
@@ -32,7 +34,7 @@ impl<T: DeserializeOwned + Clone + Send + Sync + 'static> ClaimsExtra for T {}
 /// stores the claims in the extensions.
 fn authorize<E: ClaimsExtra, B>(
     authx: &AuthX,
-    requirement: Requirement,
+    requirement: &Requirement,
     req: &mut Request<B>,
 ) -> Result<(), AuthError> {
     if let Some(claims) = req.extensions().get::<Claims<E>>() {
@@ -47,7 +49,7 @@ fn authorize<E: ClaimsExtra, B>(
 fn call_guarded<S, E, B>(
     inner: &mut S,
     authx: &AuthX,
-    requirement: Requirement,
+    requirement: &Requirement,
     mut req: Request<B>,
 ) -> ResponseFuture<S::Future>
 where

@@ -62,7 +62,7 @@ impl<E> RequireAuthLayer<E> {
     pub fn with_claims<E2>(self) -> RequireAuthLayer<E2> {
         RequireAuthLayer {
             authx: self.authx,
-            requirement: self.requirement,
+            requirement: self.requirement.clone(),
             _claims: PhantomData,
         }
     }
@@ -72,7 +72,7 @@ impl<E> Clone for RequireAuthLayer<E> {
     fn clone(&self) -> Self {
         RequireAuthLayer {
             authx: self.authx.clone(),
-            requirement: self.requirement,
+            requirement: self.requirement.clone(),
             _claims: PhantomData,
         }
     }
@@ -93,7 +93,7 @@ impl<S, E> Layer<S> for RequireAuthLayer<E> {
         RequireAuth {
             inner,
             authx: self.authx.clone(),
-            requirement: self.requirement,
+            requirement: self.requirement.clone(),
             _claims: PhantomData,
         }
     }
@@ -138,7 +138,7 @@ impl<S: Clone, E> Clone for RequireAuth<S, E> {
         RequireAuth {
             inner: self.inner.clone(),
             authx: self.authx.clone(),
-            requirement: self.requirement,
+            requirement: self.requirement.clone(),
             _claims: PhantomData,
         }
     }
@@ -168,6 +168,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        call_guarded::<S, E, ReqBody>(&mut self.inner, &self.authx, self.requirement, req)
+        call_guarded::<S, E, ReqBody>(&mut self.inner, &self.authx, &self.requirement, req)
     }
 }

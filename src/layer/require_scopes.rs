@@ -1,0 +1,61 @@
+//! [`RequireScopes`]: an access token carrying the route's scopes, or `403` with
+//! RFC 6750's `insufficient_scope` challenge.
+//!
+//! It is [`RequireAuth`] with a scope requirement: one middleware, one future.
+
+use tower_layer::Layer;
+
+use super::{RequireAuth, RequireAuthLayer};
+use crate::authx::AuthX;
+use crate::claims::NoExtra;
+use crate::policy::Requirement;
+
+/// Applies [`RequireScopes`]: all of some scopes, or any one of them. A granted
+/// `admin:*` covers `admin` and everything below it, as in AuthX.
+///
+/// ```
+/// # use tower_authx::{AuthX, AuthXConfig, RequireScopesLayer};
+/// # let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32])?)?;
+/// let editors = RequireScopesLayer::all(authx.clone(), ["posts:read", "posts:write"]);
+/// let staff = RequireScopesLayer::any(authx, ["admin", "support"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+#[derive(Clone, Debug)]
+pub struct RequireScopesLayer<E = NoExtra>(RequireAuthLayer<E>);
+
+/// A service guarded by [`RequireScopesLayer`].
+pub type RequireScopes<S, E = NoExtra> = RequireAuth<S, E>;
+
+impl RequireScopesLayer<NoExtra> {
+    /// Requires an access token with every scope in `scopes`.
+    pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(authx: AuthX, scopes: I) -> Self {
+        RequireScopesLayer(RequireAuthLayer::with_requirement(
+            authx,
+            Requirement::access().all_scopes(scopes),
+        ))
+    }
+
+    /// Requires an access token with at least one scope in `scopes`.
+    pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(authx: AuthX, scopes: I) -> Self {
+        RequireScopesLayer(RequireAuthLayer::with_requirement(
+            authx,
+            Requirement::access().any_scope(scopes),
+        ))
+    }
+}
+
+impl<E> RequireScopesLayer<E> {
+    /// Reads your own claim type `E2` too; the extensions then hold a `Claims<E2>`.
+    pub fn with_claims<E2>(self) -> RequireScopesLayer<E2> {
+        RequireScopesLayer(self.0.with_claims())
+    }
+}
+
+impl<S, E> Layer<S> for RequireScopesLayer<E> {
+    type Service = RequireScopes<S, E>;
+
+    fn layer(&self, inner: S) -> RequireScopes<S, E> {
+        self.0.layer(inner)
+    }
+}
