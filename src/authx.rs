@@ -33,6 +33,7 @@ struct Inner {
     access_lifetime: Duration,
     refresh_lifetime: Duration,
     fresh_max_age: Option<Duration>,
+    pass_preflight: bool,
     issuer: Option<String>,
     audience: Vec<String>,
 }
@@ -86,6 +87,7 @@ impl AuthX {
                 access_lifetime: config.access_lifetime,
                 refresh_lifetime: config.refresh_lifetime,
                 fresh_max_age: config.fresh_max_age,
+                pass_preflight: config.pass_preflight,
                 issuer: config.issuer,
                 audience: config.audience,
             }),
@@ -156,6 +158,15 @@ impl AuthX {
         now: NumericDate,
     ) -> Result<(), AuthError> {
         requirement.check(claims, now, self.inner.fresh_max_age)
+    }
+
+    /// Whether this request is a CORS preflight the guards let through.
+    pub(crate) fn passes_as_preflight<B>(&self, req: &http::Request<B>) -> bool {
+        self.inner.pass_preflight
+            && req.method() == http::Method::OPTIONS
+            && req
+                .headers()
+                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
     }
 
     /// Whether `claims` prove a recent login now (any of the three lawful forms).

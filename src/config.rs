@@ -31,6 +31,7 @@ pub struct AuthXConfig {
     pub(crate) max_token_len: usize,
     pub(crate) realm: Option<String>,
     pub(crate) allow_weak_secret: bool,
+    pub(crate) pass_preflight: bool,
     pub(crate) rejection: Option<Arc<dyn Reject>>,
 }
 
@@ -50,6 +51,7 @@ impl AuthXConfig {
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             realm: None,
             allow_weak_secret: false,
+            pass_preflight: true,
             rejection: None,
         }
     }
@@ -137,6 +139,15 @@ impl AuthXConfig {
     #[must_use]
     pub fn allow_weak_secret(mut self) -> Self {
         self.allow_weak_secret = true;
+        self
+    }
+
+    /// Whether CORS preflights (`OPTIONS` with `Access-Control-Request-Method`)
+    /// pass the guards untouched, as browsers send them without credentials
+    /// (default: they pass; put your CORS layer outside the guard to answer them).
+    #[must_use]
+    pub fn pass_cors_preflight(mut self, pass: bool) -> Self {
+        self.pass_preflight = pass;
         self
     }
 

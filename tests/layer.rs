@@ -456,3 +456,42 @@ async fn scopes_all_of_and_any_of_with_authx_wildcards() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn cors_preflights_pass_by_default_and_can_be_refused() {
+    let preflight = || {
+        Request::options("/")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = RequireFreshLayer::new(authx()).layer(counting(calls.clone()));
+    assert_eq!(
+        svc.clone().oneshot(preflight()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // A plain OPTIONS is no preflight: guarded as usual.
+    let plain = Request::options("/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(
+        svc.oneshot(plain).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let strict = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .pass_cors_preflight(false),
+    )
+    .unwrap();
+    let svc = RequireAuthLayer::new(strict).layer(counting(calls.clone()));
+    assert_eq!(
+        svc.oneshot(preflight()).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

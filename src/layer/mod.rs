@@ -56,6 +56,10 @@ where
     S: Service<Request<B>>,
     E: ClaimsExtra,
 {
+    if authx.passes_as_preflight(&req) {
+        // Browsers send preflights without credentials; refusing them breaks CORS.
+        return ResponseFuture::inner(inner.call(req));
+    }
     match authorize::<E, B>(authx, requirement, &mut req) {
         Ok(()) => ResponseFuture::inner(inner.call(req)),
         Err(error) => {
