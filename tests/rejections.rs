@@ -62,6 +62,15 @@ fn check(res: &common::Reply, token: &str, expect: &Expect) {
     }
 }
 
+/// GET /protected with this exact `Authorization` value.
+async fn protected_with(server: &Server, value: impl AsRef<[u8]>) -> common::Reply {
+    server
+        .get("/protected")
+        .header("authorization", value)
+        .send()
+        .await
+}
+
 fn claims(extra: &str) -> String {
     let t = now();
     format!(
@@ -85,11 +94,7 @@ async fn another_scheme_counts_as_no_credential() {
         "Token abc",
         "Bearerabc.def.ghi",
     ] {
-        let res = server
-            .get("/protected")
-            .header("authorization", value)
-            .send()
-            .await;
+        let res = protected_with(&server, value).await;
         check(&res, "", &MISSING);
     }
 }
@@ -99,11 +104,7 @@ async fn scheme_is_matched_case_insensitively() {
     let server = Server::start("fresh_token", &[]).await;
     let (fresh, _) = server.login().await;
     for scheme in ["bearer", "BEARER", "bEaReR"] {
-        let res = server
-            .get("/protected")
-            .header("authorization", format!("{scheme} {fresh}"))
-            .send()
-            .await;
+        let res = protected_with(&server, format!("{scheme} {fresh}")).await;
         assert_eq!(res.status, StatusCode::OK, "{scheme}");
     }
 }
@@ -367,18 +368,10 @@ async fn malformed_credential_headers_are_400_invalid_request() {
         format!("Bearer\t{fresh}"),
         format!("Bearer {fresh} trailing"),
     ] {
-        let res = server
-            .get("/protected")
-            .header("authorization", &value)
-            .send()
-            .await;
+        let res = protected_with(&server, &value).await;
         check(&res, &fresh, &bad_request);
     }
-    let res = server
-        .get("/protected")
-        .header("authorization", b"Bearer abc\xff\xfe.def.ghi")
-        .send()
-        .await;
+    let res = protected_with(&server, b"Bearer abc\xff\xfe.def.ghi").await;
     check(&res, "", &bad_request);
 }
 
