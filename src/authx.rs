@@ -12,9 +12,11 @@ use serde::de::DeserializeOwned;
 
 use crate::claims::{Claims, Fresh, NumericDate, TokenType};
 use crate::config::AuthXConfig;
-use crate::error::{AuthError, Challenge, ConfigError, IssueError, Reject, RequestHead};
+use crate::error::{
+    AuthError, Challenge, ConfigError, CsrfFailure, IssueError, Reject, RequestHead,
+};
 use crate::policy::Requirement;
-use crate::source::HeaderSource;
+use crate::source::{HeaderSource, Sources, TokenLocation};
 use crate::token::{Signer, Verifier, audience_claim, ensure_crypto_backend};
 
 /// Issues and verifies AuthX-compatible tokens. Build it once from an
@@ -27,7 +29,7 @@ pub struct AuthX {
 struct Inner {
     verifier: Verifier,
     signer: Option<Signer>,
-    source: HeaderSource,
+    sources: Sources,
     challenge: Challenge,
     rejection: Option<Arc<dyn Reject>>,
     access_lifetime: Duration,
@@ -58,6 +60,29 @@ impl AuthX {
         if config.header_type.bytes().any(|b| !b.is_ascii_graphic()) {
             return Err(ConfigError::new("header_type must be a single ASCII token"));
         }
+        if config.locations.is_empty() {
+            return Err(ConfigError::new(
+                "token_location needs at least one location",
+            ));
+        }
+        config.cookies.validate()?;
+        if config.query_name.is_empty() {
+            return Err(ConfigError::new("query_param must not be empty"));
+        }
+        let scheme = if config.header_type.is_empty() {
+            "Bearer".to_owned()
+        } else {
+            config.header_type.clone()
+        };
+        let challenge = Challenge {
+            missing_detail: missing_detail(&config, &scheme),
+            csrf_missing_detail: format!(
+                "Missing CSRF token in '{}' header.",
+                title_case(config.cookies.csrf_header.as_str())
+            ),
+            scheme,
+            realm: config.realm,
+        };
         let verifier = Verifier::new(
             &config.key,
             config.leeway,
@@ -69,20 +94,17 @@ impl AuthX {
             inner: Arc::new(Inner {
                 verifier,
                 signer: Signer::new(&config.key),
-                source: HeaderSource {
-                    name: config.header_name.clone(),
-                    scheme: config.header_type.clone(),
-                    max_token_len: config.max_token_len,
-                },
-                challenge: Challenge {
-                    scheme: if config.header_type.is_empty() {
-                        "Bearer".into()
-                    } else {
-                        config.header_type
+                sources: Sources {
+                    order: config.locations,
+                    header: HeaderSource {
+                        name: config.header_name,
+                        scheme: config.header_type,
+                        max_token_len: config.max_token_len,
                     },
-                    header_name: title_case(config.header_name.as_str()),
-                    realm: config.realm,
+                    cookies: config.cookies,
+                    query_name: config.query_name,
                 },
+                challenge,
                 rejection: config.rejection,
                 access_lifetime: config.access_lifetime,
                 refresh_lifetime: config.refresh_lifetime,
@@ -140,14 +162,76 @@ impl AuthX {
         Ok(claims)
     }
 
-    /// Finds the token in `headers` and verifies it against `requirement`.
+    /// Finds the token in `request` (the configured locations, in order),
+    /// verifies it, checks the CSRF double submit for cookie-borne tokens, then
+    /// checks `requirement`.
     pub fn authenticate<E: DeserializeOwned>(
         &self,
-        headers: &HeaderMap,
+        request: RequestHead<'_>,
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
-        let token = self.inner.source.token(headers)?;
-        self.verify(token, requirement)
+        let found = self.inner.sources.find(request, requirement.token_type())?;
+        let now = NumericDate::now();
+        let claims = self.inner.verifier.verify::<E>(&found.token, now)?;
+        if let Some(sent) = found.csrf {
+            let expected = claims.csrf.as_deref().unwrap_or_default();
+            if expected.is_empty() || !constant_time_eq(sent, expected.as_bytes()) {
+                return Err(AuthError::Csrf(CsrfFailure::Mismatch));
+            }
+        }
+        self.check(&claims, requirement, now)?;
+        Ok(claims)
+    }
+
+    /// Appends the `Set-Cookie` lines that store an access `token` issued by us
+    /// (`access_token_cookie`, HttpOnly) and its CSRF value (`csrf_access_token`,
+    /// readable by scripts), as AuthX's `set_access_cookies`.
+    pub fn set_access_cookies(
+        &self,
+        token: &str,
+        headers: &mut HeaderMap,
+    ) -> Result<(), AuthError> {
+        self.set_cookies(token, TokenType::Access, headers)
+    }
+
+    /// Appends the `Set-Cookie` lines that store a refresh `token` and its CSRF value.
+    pub fn set_refresh_cookies(
+        &self,
+        token: &str,
+        headers: &mut HeaderMap,
+    ) -> Result<(), AuthError> {
+        self.set_cookies(token, TokenType::Refresh, headers)
+    }
+
+    /// Appends the `Set-Cookie` lines that delete every token and CSRF cookie
+    /// (logout), as AuthX's `unset_cookies`.
+    pub fn unset_cookies(&self, headers: &mut HeaderMap) {
+        let cookies = &self.inner.sources.cookies;
+        cookies.unset(headers, TokenType::Access);
+        cookies.unset(headers, TokenType::Refresh);
+    }
+
+    fn set_cookies(
+        &self,
+        token: &str,
+        token_type: TokenType,
+        headers: &mut HeaderMap,
+    ) -> Result<(), AuthError> {
+        // Verified like any token, so only our own, well-formed tokens are stored.
+        let claims = self
+            .inner
+            .verifier
+            .verify::<crate::claims::NoExtra>(token, NumericDate::now())?;
+        if claims.token_type != token_type {
+            return Err(AuthError::WrongTokenType {
+                expected: token_type,
+                found: claims.token_type,
+            });
+        }
+        self.inner
+            .sources
+            .cookies
+            .set(headers, token_type, token, claims.csrf.as_deref())
     }
 
     /// Checks already verified claims against `requirement` at `now`.
@@ -174,9 +258,15 @@ impl AuthX {
         claims.is_fresh_at(NumericDate::now(), self.inner.fresh_max_age)
     }
 
-    /// The default rejection: status, `{"detail": ...}` and `WWW-Authenticate`.
-    pub fn default_rejection(&self, error: &AuthError) -> Response<Bytes> {
-        self.inner.challenge.response(error)
+    /// The default rejection: status, `{"detail": ...}` and `WWW-Authenticate`;
+    /// for a gRPC request (`content-type: application/grpc*`), HTTP 200 with
+    /// `grpc-status` 16 (7 for scopes) and a percent-encoded `grpc-message`.
+    pub fn default_rejection(
+        &self,
+        error: &AuthError,
+        request: RequestHead<'_>,
+    ) -> Response<Bytes> {
+        self.inner.challenge.response(error, request)
     }
 
     /// The configured rejection for `error` (yours, or the default), with a
@@ -185,7 +275,7 @@ impl AuthX {
         tracing::debug!(reason = %error, method = %request.method, path = request.uri.path(), "tower-authx: request refused");
         match &self.inner.rejection {
             Some(custom) => custom.reject(error, request),
-            None => self.default_rejection(error),
+            None => self.inner.challenge.response(error, request),
         }
     }
 }
@@ -197,6 +287,30 @@ impl fmt::Debug for AuthX {
             .field("can_sign", &self.inner.signer.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// AuthX's "no token" wording, one sentence per configured location.
+fn missing_detail(config: &AuthXConfig, scheme: &str) -> String {
+    let sentences: Vec<String> = config
+        .locations
+        .iter()
+        .map(|location| match location {
+            TokenLocation::Headers => format!(
+                "Missing '{scheme}' in '{}' header.",
+                title_case(config.header_name.as_str())
+            ),
+            TokenLocation::Cookies => format!("Missing cookie '{}'.", config.cookies.access_name),
+            TokenLocation::Query => {
+                format!("Missing '{}' in query parameters.", config.query_name)
+            }
+        })
+        .collect();
+    sentences.join(" ")
+}
+
+/// Compares in time that depends on the lengths only, not on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `authorization` as people write it: `Authorization` (HeaderName is lowercase).

@@ -8,8 +8,10 @@ use std::time::Duration;
 use http::HeaderName;
 use http::header::AUTHORIZATION;
 
+use crate::cookie::CookieConfig;
 use crate::error::{ConfigError, Reject};
 use crate::keys::Key;
+use crate::source::TokenLocation;
 
 /// The longest token accepted by default. AuthX tokens are about 300 bytes; RS512
 /// tokens with a few scopes about 1 KiB. Longer is refused before decoding.
@@ -27,6 +29,9 @@ pub struct AuthXConfig {
     pub(crate) audience: Vec<String>,
     pub(crate) header_name: HeaderName,
     pub(crate) header_type: String,
+    pub(crate) locations: Vec<TokenLocation>,
+    pub(crate) cookies: CookieConfig,
+    pub(crate) query_name: String,
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) max_token_len: usize,
     pub(crate) realm: Option<String>,
@@ -47,6 +52,9 @@ impl AuthXConfig {
             audience: Vec::new(),
             header_name: AUTHORIZATION,
             header_type: "Bearer".to_owned(),
+            locations: vec![TokenLocation::Headers],
+            cookies: CookieConfig::default(),
+            query_name: "token".to_owned(),
             fresh_max_age: None,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             realm: None,
@@ -112,6 +120,30 @@ impl AuthXConfig {
         self
     }
 
+    /// Where tokens are looked for, in order (`JWT_TOKEN_LOCATION`, default the
+    /// header only). The first location that holds a token decides.
+    #[must_use]
+    pub fn token_location(mut self, locations: impl IntoIterator<Item = TokenLocation>) -> Self {
+        self.locations = locations.into_iter().collect();
+        self
+    }
+
+    /// Cookie names, attributes and the CSRF double submit, for
+    /// [`TokenLocation::Cookies`] and the `Set-Cookie` helpers.
+    #[must_use]
+    pub fn cookies(mut self, cookies: CookieConfig) -> Self {
+        self.cookies = cookies;
+        self
+    }
+
+    /// The query parameter for [`TokenLocation::Query`] (`JWT_QUERY_STRING_NAME`,
+    /// default `token`).
+    #[must_use]
+    pub fn query_param(mut self, name: impl Into<String>) -> Self {
+        self.query_name = name.into();
+        self
+    }
+
     /// Lets `auth_time` prove freshness: a token whose `auth_time` is at most
     /// `max_age` old counts as fresh (OpenID Connect `max_age`; RFC 9470).
     #[must_use]
@@ -170,6 +202,9 @@ impl fmt::Debug for AuthXConfig {
             .field("audience", &self.audience)
             .field("header_name", &self.header_name)
             .field("header_type", &self.header_type)
+            .field("locations", &self.locations)
+            .field("cookies", &self.cookies)
+            .field("query_name", &self.query_name)
             .field("fresh_max_age", &self.fresh_max_age)
             .field("max_token_len", &self.max_token_len)
             .field("custom_rejection", &self.rejection.is_some())

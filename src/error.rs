@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,6 +43,18 @@ pub enum AuthError {
         /// What the token carries.
         provided: Vec<String>,
     },
+    /// A token from a cookie on a state-changing request without the matching
+    /// CSRF value (the double submit failed).
+    Csrf(CsrfFailure),
+}
+
+/// How the CSRF double submit failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsrfFailure {
+    /// The CSRF header is missing or empty.
+    Missing,
+    /// The CSRF header does not equal the token's `csrf` claim (or it has none).
+    Mismatch,
 }
 
 /// What is wrong with a token. Messages name the fault, never the token.
@@ -80,10 +93,19 @@ impl AuthError {
         }
     }
 
+    /// The gRPC status code of the default rejection of a gRPC request:
+    /// 7 `PERMISSION_DENIED` for missing scopes, else 16 `UNAUTHENTICATED`.
+    pub fn grpc_status(&self) -> u8 {
+        match self {
+            AuthError::InsufficientScope { .. } => 7,
+            _ => 16,
+        }
+    }
+
     /// The RFC 6750 / RFC 9470 `error` code, if the challenge carries one.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            AuthError::MissingToken => None,
+            AuthError::MissingToken | AuthError::Csrf(_) => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken(_) | AuthError::WrongTokenType { .. } => Some("invalid_token"),
             AuthError::FreshTokenRequired { .. } => Some("insufficient_user_authentication"),
@@ -102,6 +124,11 @@ impl fmt::Display for AuthError {
                 write!(f, "'{expected}' token required, '{found}' token received")
             }
             AuthError::FreshTokenRequired { .. } => f.write_str("Fresh token required"),
+            AuthError::Csrf(CsrfFailure::Missing) => f.write_str("Missing CSRF token"),
+            // AuthX's MSG_CSRFError.
+            AuthError::Csrf(CsrfFailure::Mismatch) => {
+                f.write_str("CSRF double submit does not match")
+            }
             // AuthX's wording, Python list reprs included.
             AuthError::InsufficientScope { required, provided } => write!(
                 f,
@@ -181,27 +208,34 @@ where
 #[derive(Clone, Debug)]
 pub(crate) struct Challenge {
     pub(crate) scheme: String,
-    pub(crate) header_name: String,
     pub(crate) realm: Option<String>,
+    /// AuthX's wording for "no token", naming every configured location.
+    pub(crate) missing_detail: String,
+    pub(crate) csrf_missing_detail: String,
 }
 
 impl Challenge {
-    /// `401`/`400` with `{"detail": ...}` and an RFC 6750 `WWW-Authenticate`.
-    pub(crate) fn response(&self, error: &AuthError) -> Response<Bytes> {
+    /// `401`/`400`/`403` with `{"detail": ...}` and an RFC 6750
+    /// `WWW-Authenticate`; for a gRPC request, a trailers-only gRPC status.
+    pub(crate) fn response(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
         let detail = match error {
             // AuthX's wording, so clients that match on it keep working.
-            AuthError::MissingToken => format!(
-                "Missing '{}' in '{}' header.",
-                self.scheme, self.header_name
-            ),
-            other => other.to_string(),
+            AuthError::MissingToken => Cow::Borrowed(self.missing_detail.as_str()),
+            AuthError::Csrf(CsrfFailure::Missing) => {
+                Cow::Borrowed(self.csrf_missing_detail.as_str())
+            }
+            other => Cow::Owned(other.to_string()),
         };
+        let challenge = HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok();
+        if is_grpc(request.headers) {
+            return grpc_rejection(error, &detail, challenge);
+        }
         let body = serde_json::json!({ "detail": detail }).to_string();
         let mut res = Response::new(Bytes::from(body));
         *res.status_mut() = error.status();
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Ok(v) = HeaderValue::from_str(&self.www_authenticate(error, &detail)) {
+        if let Some(v) = challenge {
             headers.insert(WWW_AUTHENTICATE, v);
         }
         res
@@ -235,6 +269,49 @@ impl Challenge {
             format!("{} {}", self.scheme, params.join(", "))
         }
     }
+}
+
+/// `application/grpc`, `application/grpc+proto`, `application/grpc-web`...
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A gRPC refusal: HTTP 200 and a trailers-only response (status in the headers,
+/// no body), so every gRPC client sees `UNAUTHENTICATED`, not a transport error.
+fn grpc_rejection(
+    error: &AuthError,
+    detail: &str,
+    challenge: Option<HeaderValue>,
+) -> Response<Bytes> {
+    let mut res = Response::new(Bytes::new());
+    let headers = res.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(error.grpc_status())),
+    );
+    if let Ok(v) = HeaderValue::try_from(grpc_percent_encode(detail)) {
+        headers.insert("grpc-message", v);
+    }
+    if let Some(v) = challenge {
+        headers.insert(WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+/// gRPC over HTTP/2: `grpc-message` is percent-encoded outside %x20-%x7E and `%`.
+fn grpc_percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// RFC 6750 3: `error_description` may hold only %x20-21 / %x23-5B / %x5D-7E.

@@ -54,6 +54,7 @@ compile_error!(
 mod authx;
 mod claims;
 mod config;
+mod cookie;
 mod error;
 mod keys;
 pub mod layer;
@@ -64,13 +65,17 @@ mod token;
 pub use authx::{AuthX, TokenBuilder, TokenPair};
 pub use claims::{Audience, Claims, Fresh, NoExtra, NumericDate, TokenType};
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
-pub use error::{AuthError, ConfigError, InvalidToken, IssueError, Reject, RequestHead};
+pub use cookie::{CookieConfig, SameSite};
+pub use error::{
+    AuthError, ConfigError, CsrfFailure, InvalidToken, IssueError, Reject, RequestHead,
+};
 pub use keys::{Algorithm, Key};
 pub use layer::{
     RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer, RequireScopes,
     RequireScopesLayer,
 };
 pub use policy::{Requirement, Scopes};
+pub use source::TokenLocation;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

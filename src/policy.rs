@@ -12,6 +12,7 @@ pub struct Requirement {
     token_type: Option<TokenType>,
     fresh: bool,
     scopes: Option<Scopes>,
+    optional: bool,
 }
 
 /// Scopes a route requires: all of them, or any one.
@@ -30,6 +31,7 @@ impl Requirement {
             token_type: Some(TokenType::Access),
             fresh: false,
             scopes: None,
+            optional: false,
         }
     }
 
@@ -39,6 +41,7 @@ impl Requirement {
             token_type: Some(TokenType::Access),
             fresh: true,
             scopes: None,
+            optional: false,
         }
     }
 
@@ -48,6 +51,7 @@ impl Requirement {
             token_type: Some(TokenType::Refresh),
             fresh: false,
             scopes: None,
+            optional: false,
         }
     }
 
@@ -58,6 +62,7 @@ impl Requirement {
             token_type: None,
             fresh: false,
             scopes: None,
+            optional: false,
         }
     }
 
@@ -83,6 +88,24 @@ impl Requirement {
             all,
         });
         self
+    }
+
+    /// Lets requests without any credential through, without claims (optional
+    /// authentication). A credential that is present must still pass.
+    #[must_use]
+    pub const fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Whether requests without a credential pass.
+    pub const fn is_optional(&self) -> bool {
+        self.optional
+    }
+
+    /// The token type required, if any.
+    pub const fn token_type(&self) -> Option<TokenType> {
+        self.token_type
     }
 
     /// Whether a fresh token is required.

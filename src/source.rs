@@ -1,10 +1,45 @@
-//! Where a token comes from: the `Authorization` header (RFC 6750 2.1), read from
-//! the header map directly so that two headers, glued schemes and stray whitespace
-//! are seen rather than silently repaired.
+//! Where a token comes from: the `Authorization` header (RFC 6750 2.1), a cookie,
+//! or a query parameter, tried in the configured order like AuthX's
+//! `JWT_TOKEN_LOCATION`. Headers are read from the header map directly so that
+//! two headers, glued schemes and stray whitespace are seen rather than repaired.
+
+use std::borrow::Cow;
 
 use http::{HeaderMap, HeaderName};
 
-use crate::error::{AuthError, InvalidToken};
+use crate::claims::TokenType;
+use crate::cookie::{CookieConfig, cookie_value};
+use crate::error::{AuthError, CsrfFailure, InvalidToken, RequestHead};
+
+/// A place a request may carry its token (AuthX's `JWT_TOKEN_LOCATION` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenLocation {
+    /// The `Authorization` header (or the configured one), with its scheme.
+    Headers,
+    /// The access (or refresh) token cookie, with the CSRF double submit.
+    Cookies,
+    /// A query parameter (`?token=`). URLs end up in logs: use sparingly.
+    Query,
+}
+
+/// Every configured way to find a token.
+#[derive(Clone, Debug)]
+pub(crate) struct Sources {
+    pub(crate) order: Vec<TokenLocation>,
+    pub(crate) header: HeaderSource,
+    pub(crate) cookies: CookieConfig,
+    pub(crate) query_name: String,
+}
+
+/// A token found in a request.
+#[derive(Debug)]
+pub(crate) struct Found<'a> {
+    pub(crate) token: Cow<'a, str>,
+    /// The CSRF value the request sent, when the token came from a cookie on a
+    /// method that needs the double submit.
+    pub(crate) csrf: Option<&'a [u8]>,
+}
 
 /// How to find the bearer credential.
 #[derive(Clone, Debug)]
@@ -32,6 +67,135 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
+}
+
+impl Sources {
+    /// The first token found in the configured order. A location that holds
+    /// nothing passes to the next; one that holds something malformed refuses.
+    pub(crate) fn find<'a>(
+        &self,
+        request: RequestHead<'a>,
+        wanted: Option<TokenType>,
+    ) -> Result<Found<'a>, AuthError> {
+        for location in &self.order {
+            let found = match location {
+                TokenLocation::Headers => match self.header.token(request.headers) {
+                    Err(AuthError::MissingToken) => None,
+                    other => Some(Found {
+                        token: Cow::Borrowed(other?),
+                        csrf: None,
+                    }),
+                },
+                TokenLocation::Cookies => self.from_cookies(request, wanted)?,
+                TokenLocation::Query => self.from_query(request)?,
+            };
+            if let Some(found) = found {
+                return Ok(found);
+            }
+        }
+        Err(AuthError::MissingToken)
+    }
+
+    fn from_cookies<'a>(
+        &self,
+        request: RequestHead<'a>,
+        wanted: Option<TokenType>,
+    ) -> Result<Option<Found<'a>>, AuthError> {
+        let types: &[TokenType] = match wanted {
+            Some(TokenType::Access) => &[TokenType::Access],
+            Some(TokenType::Refresh) => &[TokenType::Refresh],
+            None => &[TokenType::Access, TokenType::Refresh],
+        };
+        for token_type in types {
+            let (name, _) = self.cookies.names(*token_type);
+            let Some(value) = cookie_value(request.headers, name)? else {
+                continue;
+            };
+            if value.is_empty() {
+                continue;
+            }
+            let token = self.checked(value)?;
+            let csrf = if self.cookies.needs_csrf(request.method) {
+                // Checked before the signature: without it the request is refused
+                // whatever the token says.
+                match request.headers.get(&self.cookies.csrf_header) {
+                    Some(v) if !v.is_empty() => Some(v.as_bytes()),
+                    _ => return Err(AuthError::Csrf(CsrfFailure::Missing)),
+                }
+            } else {
+                None
+            };
+            return Ok(Some(Found {
+                token: Cow::Borrowed(token),
+                csrf,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn from_query<'a>(&self, request: RequestHead<'a>) -> Result<Option<Found<'a>>, AuthError> {
+        let Some(query) = request.uri.query() else {
+            return Ok(None);
+        };
+        let mut found = None;
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key != self.query_name {
+                continue;
+            }
+            if found.is_some() {
+                return Err(AuthError::InvalidRequest("more than one token parameter"));
+            }
+            found = Some(value);
+        }
+        let Some(raw) = found.filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let token = if raw.contains('%') {
+            let decoded = percent_decode(raw.as_bytes(), self.header.max_token_len)?;
+            self.checked(&decoded)?;
+            // checked() proved it ASCII.
+            Cow::Owned(String::from_utf8(decoded).unwrap_or_default())
+        } else {
+            Cow::Borrowed(self.checked(raw.as_bytes())?)
+        };
+        Ok(Some(Found { token, csrf: None }))
+    }
+
+    /// A credential from a cookie or the query: capped, then printable ASCII only.
+    fn checked<'a>(&self, value: &'a [u8]) -> Result<&'a str, AuthError> {
+        if value.len() > self.header.max_token_len {
+            return Err(InvalidToken::TooLong.into());
+        }
+        if !value.iter().all(u8::is_ascii_graphic) {
+            return Err(AuthError::InvalidRequest(
+                "the token contains whitespace or non-ASCII bytes",
+            ));
+        }
+        std::str::from_utf8(value).map_err(|_| AuthError::InvalidRequest("the token is not ASCII"))
+    }
+}
+
+/// `%XX` decoding of a query value, bounded by `max` output bytes.
+fn percent_decode(raw: &[u8], max: usize) -> Result<Vec<u8>, AuthError> {
+    if raw.len() > 3 * max {
+        return Err(InvalidToken::TooLong.into());
+    }
+    let bad = || AuthError::InvalidRequest("bad percent-encoding in the token parameter");
+    let hex = |b: u8| (b as char).to_digit(16).ok_or_else(bad);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'%' {
+            let (Some(&hi), Some(&lo)) = (bytes.next(), bytes.next()) else {
+                return Err(bad());
+            };
+            out.push((hex(hi)? * 16 + hex(lo)?) as u8);
+        } else {
+            out.push(b);
+        }
+    }
+    Ok(out)
 }
 
 impl HeaderSource {

@@ -41,9 +41,30 @@ fn authorize<E: ClaimsExtra, B>(
         // Verified by an outer layer of ours: one request, one signature check.
         return authx.check(claims, requirement, NumericDate::now());
     }
-    let claims = authx.authenticate::<E>(req.headers(), requirement)?;
-    req.extensions_mut().insert(claims);
-    Ok(())
+    match authx.authenticate::<E>(head(req), requirement) {
+        Ok(claims) => {
+            req.extensions_mut().insert(claims);
+            Ok(())
+        }
+        Err(AuthError::MissingToken) if requirement.is_optional() => {
+            req.extensions_mut().insert(Anonymous);
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Left in the extensions by an optional guard that found no credential, so
+/// extractors can tell "no token" from "no guard".
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Anonymous;
+
+fn head<B>(req: &Request<B>) -> RequestHead<'_> {
+    RequestHead {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+    }
 }
 
 fn call_guarded<S, E, B>(
@@ -62,13 +83,6 @@ where
     }
     match authorize::<E, B>(authx, requirement, &mut req) {
         Ok(()) => ResponseFuture::inner(inner.call(req)),
-        Err(error) => {
-            let head = RequestHead {
-                method: req.method(),
-                uri: req.uri(),
-                headers: req.headers(),
-            };
-            ResponseFuture::rejected(authx.reject(&error, head))
-        }
+        Err(error) => ResponseFuture::rejected(authx.reject(&error, head(&req))),
     }
 }

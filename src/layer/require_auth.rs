@@ -46,6 +46,13 @@ impl RequireAuthLayer<NoExtra> {
         Self::with_requirement(authx, Requirement::any_type())
     }
 
+    /// Verifies an access token when one is sent, and lets requests without
+    /// any credential through without claims (a present but bad token is still
+    /// refused). Handlers read `Option<Claims>`.
+    pub fn optional(authx: AuthX) -> Self {
+        Self::with_requirement(authx, Requirement::access().optional())
+    }
+
     /// Requires whatever `requirement` says.
     pub fn with_requirement(authx: AuthX, requirement: Requirement) -> Self {
         RequireAuthLayer {
