@@ -22,25 +22,20 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::{AuthX, AuthXConfig, Claims, RequireAuthLayer, RequireFreshLayer};
+use tower_authx::{AuthX, Claims, RequireAuthLayer, RequireFreshLayer};
 
-/// The seed's sample user database: (username, password, e-mail).
-const USERS: [(&str, &str, &str); 2] = [
-    ("user1", "password1", "user1@example.com"),
-    ("user2", "password2", "user2@example.com"),
-];
-
-/// Login bodies are small; anything bigger is refused before it is read.
-const MAX_LOGIN_BODY: usize = 16 * 1024;
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::{Login, Users};
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 struct App {
     authx: AuthX,
+    users: Users,
     any_token: RequireAuthLayer,
     access: RequireAuthLayer,
     fresh: RequireFreshLayer,
@@ -48,25 +43,13 @@ struct App {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port: u16 = std::env::var("PORT")
-        .unwrap_or_else(|_| "8000".into())
-        .parse()?;
-    let secret = std::env::var("JWT_SECRET_KEY").unwrap_or_else(|_| "your-secret-key".into());
-
-    let mut config = AuthXConfig::from_secret(&secret)?;
-    if secret.len() < 32 {
-        // The seed's demo secret is 15 bytes; HS256 wants 32 (RFC 7518 3.2).
-        eprintln!(
-            "warning: JWT_SECRET_KEY is shorter than 32 bytes; set a long random secret in production"
-        );
-        config = config.allow_weak_secret();
-    }
-    let authx = AuthX::new(config)?;
+    let (host, port) = shared::address(8000)?;
+    let authx = AuthX::new(shared::config_from_env()?)?;
     let app = Arc::new(App {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),
         fresh: RequireFreshLayer::new(authx.clone()),
+        users: Users::seed(),
         authx,
     });
 
@@ -118,7 +101,7 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     }
     let app2 = app.clone();
     let res = match req.uri().path() {
-        "/" => boxed(root()),
+        "/" => boxed(json_response(StatusCode::OK, shared::root())),
         "/login" => boxed(login(req, &app).await),
         "/refresh" => boxed(
             app.any_token
@@ -134,7 +117,7 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         ),
         _ => boxed(
             app.fresh
-                .layer(service_fn(fresh_required))
+                .layer(service_fn(move |r| fresh_required(r, app2.clone())))
                 .oneshot(req)
                 .await?,
         ),
@@ -142,55 +125,20 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     Ok(res)
 }
 
-fn root() -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::OK,
-        json!({
-            "message": "Welcome to AuthX Fresh Token Example",
-            "endpoints": {
-                "login": "POST /login - Get a fresh token",
-                "refresh": "POST /refresh - Get a non-fresh token using a fresh token",
-                "protected": "GET /protected - Access protected resource (requires any token)",
-                "fresh-required": "GET /fresh-required - Access protected resource (requires fresh token)",
-            },
-        }),
-    )
-}
-
-#[derive(Deserialize)]
-struct Login {
-    username: String,
-    password: String,
-}
-
 async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
-    let body = match Limited::new(req.into_body(), MAX_LOGIN_BODY)
+    let body = match Limited::new(req.into_body(), shared::MAX_BODY)
         .collect()
         .await
     {
         Ok(body) => body.to_bytes(),
-        Err(_) => {
-            return detail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request body too large or unreadable",
-            );
-        }
+        Err(_) => return detail(StatusCode::PAYLOAD_TOO_LARGE, shared::TOO_LARGE),
     };
-    let user: Login = match serde_json::from_slice(&body) {
+    let user: Login = match shared::parse_json(&body, shared::LOGIN_FIELDS) {
         Ok(user) => user,
-        Err(e) if e.is_data() => {
-            return detail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Body must be a JSON object with string fields 'username' and 'password'",
-            );
-        }
-        Err(_) => return detail(StatusCode::BAD_REQUEST, "Body must be JSON"),
+        Err((status, why)) => return detail(status, why),
     };
-    let known = USERS.iter().any(|(name, password, _)| {
-        constant_time_eq(name, &user.username) & constant_time_eq(password, &user.password)
-    });
-    if !known {
-        let mut res = detail(StatusCode::UNAUTHORIZED, "Invalid username or password");
+    if !app.users.check(&user) {
+        let mut res = detail(StatusCode::UNAUTHORIZED, shared::BAD_CREDENTIALS);
         res.headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return res;
@@ -225,26 +173,21 @@ async fn protected(
     app: Arc<App>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
+    let fresh = app.authx.is_fresh(claims);
     Ok(json_response(
         StatusCode::OK,
-        json!({
-            "message": "You have access to this protected resource",
-            "username": claims.sub,
-            "email": email_of(&claims.sub),
-            "fresh": app.authx.is_fresh(claims),
-        }),
+        shared::protected(claims, &app.users, fresh),
     ))
 }
 
-async fn fresh_required(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn fresh_required(
+    req: Request<Incoming>,
+    app: Arc<App>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
     Ok(json_response(
         StatusCode::OK,
-        json!({
-            "message": "You have access to this fresh-required resource",
-            "username": claims.sub,
-            "email": email_of(&claims.sub),
-        }),
+        shared::fresh_required(claims, &app.users),
     ))
 }
 
@@ -253,21 +196,6 @@ fn verified<B>(req: &Request<B>) -> &Claims {
     req.extensions()
         .get::<Claims>()
         .expect("handler mounted behind a tower-authx layer")
-}
-
-fn email_of(user: &str) -> Value {
-    USERS
-        .iter()
-        .find(|(name, _, _)| *name == user)
-        .map_or(Value::Null, |(_, _, email)| json!(email))
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 fn detail(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {

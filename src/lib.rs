@@ -56,6 +56,9 @@ mod claims;
 mod config;
 mod cookie;
 mod error;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 mod keys;
 pub mod layer;
 mod policy;

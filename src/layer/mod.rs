@@ -59,6 +59,11 @@ fn authorize<E: ClaimsExtra, B>(
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Anonymous;
 
+#[cfg(feature = "tonic")]
+impl<S: tonic::server::NamedService, E> tonic::server::NamedService for RequireAuth<S, E> {
+    const NAME: &'static str = S::NAME;
+}
+
 fn head<B>(req: &Request<B>) -> RequestHead<'_> {
     RequestHead {
         method: req.method(),

@@ -1,0 +1,188 @@
+//! The seed's fresh-token server on axum: the same routes, JSON, statuses and
+//! environment variables as `examples/fresh_token.rs`, plus cookie login with
+//! CSRF double submit and a fresh-required password change.
+//!
+//! ```sh
+//! cargo run --example axum --features axum   # HOST=127.0.0.1 PORT=8000 JWT_SECRET_KEY=your-secret-key
+//! ```
+//!
+//! - `POST /login/cookie`: the `/login` body; the tokens come back as cookies
+//!   (`access_token_cookie` and `refresh_token_cookie`, HttpOnly; `csrf_access_token`
+//!   and `csrf_refresh_token` for scripts). `JWT_COOKIE_SECURE=false` drops
+//!   `Secure` for plain-HTTP development.
+//! - `POST /account/password` `{"new_password": "..."}`: needs a fresh token, from
+//!   the `Authorization` header or from the cookie (then with `X-CSRF-TOKEN`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tower_authx::{
+    AuthX, Claims, CookieConfig, RequireAuthLayer, RequireFreshLayer, TokenLocation,
+};
+
+#[path = "shared/mod.rs"]
+mod shared;
+use shared::{Login, NewPassword, Users};
+
+struct App {
+    authx: AuthX,
+    users: Users,
+}
+
+type Shared = State<Arc<App>>;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (host, port) = shared::address(8000)?;
+    let secure = std::env::var("JWT_COOKIE_SECURE").map_or(true, |v| v != "false");
+    let config = shared::config_from_env()?.cookies(CookieConfig::default().secure(secure));
+    // The seed's routes read the header only, so their answers stay the seed's;
+    // the password change also takes the cookie set by /login/cookie.
+    let authx = AuthX::new(config.clone())?;
+    let header_or_cookie =
+        AuthX::new(config.token_location([TokenLocation::Headers, TokenLocation::Cookies]))?;
+
+    let app = Arc::new(App {
+        authx: authx.clone(),
+        users: Users::seed(),
+    });
+    let router = Router::new()
+        .route("/", get(root))
+        .route("/login", post(login))
+        .route("/login/cookie", post(login_cookie))
+        .route(
+            "/refresh",
+            post(refresh).route_layer(RequireAuthLayer::any_type(authx.clone())),
+        )
+        .route(
+            "/protected",
+            get(protected).route_layer(RequireAuthLayer::new(authx.clone())),
+        )
+        .route(
+            "/fresh-required",
+            get(fresh_required).route_layer(RequireFreshLayer::new(authx)),
+        )
+        .route(
+            "/account/password",
+            post(change_password).route_layer(RequireFreshLayer::new(header_or_cookie)),
+        )
+        .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not Found") })
+        .method_not_allowed_fallback(|| async {
+            detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        })
+        .layer(DefaultBodyLimit::max(shared::MAX_BODY))
+        .with_state(app);
+
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
+async fn root() -> Json<serde_json::Value> {
+    Json(shared::root())
+}
+
+/// The login body, or the seed's refusal.
+fn credentials(app: &App, body: Result<Bytes, BytesRejection>) -> Result<Login, Response> {
+    let body = body.map_err(|_| detail(StatusCode::PAYLOAD_TOO_LARGE, shared::TOO_LARGE))?;
+    let user: Login = shared::parse_json(&body, shared::LOGIN_FIELDS)
+        .map_err(|(status, why)| detail(status, why))?;
+    if !app.users.check(&user) {
+        let mut res = detail(StatusCode::UNAUTHORIZED, shared::BAD_CREDENTIALS);
+        res.headers_mut()
+            .insert(WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+        return Err(res);
+    }
+    Ok(user)
+}
+
+async fn login(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let user = match credentials(&app, body) {
+        Ok(user) => user,
+        Err(refusal) => return refusal,
+    };
+    match app.authx.create_token_pair(user.username) {
+        Ok(pair) => Json(json!({
+            "fresh_token": pair.access_token,
+            "token_type": "bearer",
+            "refresh_token": pair.refresh_token,
+        }))
+        .into_response(),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn login_cookie(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let user = match credentials(&app, body) {
+        Ok(user) => user,
+        Err(refusal) => return refusal,
+    };
+    let mut headers = HeaderMap::new();
+    let cookies = app
+        .authx
+        .create_token_pair(user.username)
+        .map_err(|e| e.to_string())
+        .and_then(|pair| {
+            app.authx
+                .set_access_cookies(&pair.access_token, &mut headers)
+                .map_err(|e| e.to_string())?;
+            app.authx
+                .set_refresh_cookies(&pair.refresh_token, &mut headers)
+                .map_err(|e| e.to_string())
+        });
+    match cookies {
+        Ok(()) => (headers, Json(json!({"message": "Login successful"}))).into_response(),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+async fn refresh(State(app): Shared, claims: Claims) -> Response {
+    match app.authx.create_access_token(claims.sub, false) {
+        Ok(token) => Json(json!({"access_token": token, "token_type": "bearer"})).into_response(),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn protected(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {
+    let fresh = app.authx.is_fresh(&claims);
+    Json(shared::protected(&claims, &app.users, fresh))
+}
+
+async fn fresh_required(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {
+    Json(shared::fresh_required(&claims, &app.users))
+}
+
+async fn change_password(
+    State(app): Shared,
+    claims: Claims,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Ok(body) = body else {
+        return detail(StatusCode::PAYLOAD_TOO_LARGE, shared::TOO_LARGE);
+    };
+    let change: NewPassword = match shared::parse_json(&body, shared::PASSWORD_FIELDS) {
+        Ok(change) => change,
+        Err((status, why)) => return detail(status, why),
+    };
+    if change.new_password.is_empty() {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, shared::PASSWORD_FIELDS);
+    }
+    if !app.users.set_password(&claims.sub, change.new_password) {
+        return detail(StatusCode::NOT_FOUND, "Unknown user");
+    }
+    Json(json!({"message": "Password changed", "username": claims.sub})).into_response()
+}
+
+fn detail(status: StatusCode, detail: &str) -> Response {
+    (status, Json(json!({ "detail": detail }))).into_response()
+}

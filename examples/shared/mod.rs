@@ -1,0 +1,151 @@
+//! What the example servers share: settings from the environment, the seed's
+//! users, and the seed's JSON answers. Not an example itself (no `main.rs`).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower_authx::{AuthXConfig, Claims, ConfigError};
+
+/// Login bodies are small; anything bigger is refused before it is read.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// `HOST` (default 127.0.0.1) and `PORT`.
+pub fn address(default_port: u16) -> Result<(String, u16), Box<dyn std::error::Error>> {
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = match std::env::var("PORT") {
+        Ok(port) => port.parse()?,
+        Err(_) => default_port,
+    };
+    Ok((host, port))
+}
+
+/// `JWT_SECRET_KEY` (default: the seed's `your-secret-key`, accepted with a warning).
+pub fn config_from_env() -> Result<AuthXConfig, ConfigError> {
+    let secret = std::env::var("JWT_SECRET_KEY").unwrap_or_else(|_| "your-secret-key".into());
+    let mut config = AuthXConfig::from_secret(&secret)?;
+    if secret.len() < 32 {
+        // The seed's demo secret is 15 bytes; HS256 wants 32 (RFC 7518 3.2).
+        eprintln!(
+            "warning: JWT_SECRET_KEY is shorter than 32 bytes; set a long random secret in production"
+        );
+        config = config.allow_weak_secret();
+    }
+    Ok(config)
+}
+
+/// The seed's sample users, with passwords that `/account/password` may change.
+pub struct Users {
+    by_name: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl Users {
+    pub fn seed() -> Users {
+        let users = [
+            ("user1", "password1", "user1@example.com"),
+            ("user2", "password2", "user2@example.com"),
+        ];
+        let by_name = users
+            .into_iter()
+            .map(|(name, password, email)| (name.into(), (password.into(), email.into())))
+            .collect();
+        Users {
+            by_name: Mutex::new(by_name),
+        }
+    }
+
+    /// Whether `login` names a user with that password.
+    pub fn check(&self, login: &Login) -> bool {
+        let users = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .get(&login.username)
+            .is_some_and(|(password, _)| constant_time_eq(password, &login.password))
+    }
+
+    pub fn set_password(&self, user: &str, password: String) -> bool {
+        let mut users = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        match users.get_mut(user) {
+            Some(entry) => {
+                entry.0 = password;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn email(&self, user: &str) -> Value {
+        let users = self.by_name.lock().unwrap_or_else(|e| e.into_inner());
+        users
+            .get(user)
+            .map_or(Value::Null, |(_, email)| json!(email))
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Deserialize)]
+pub struct NewPassword {
+    pub new_password: String,
+}
+
+/// A JSON body of type `T`, or the status and detail that refuse it.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    expected: &'static str,
+) -> Result<T, (StatusCode, &'static str)> {
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(e) if e.is_data() => Err((StatusCode::UNPROCESSABLE_ENTITY, expected)),
+        Err(_) => Err((StatusCode::BAD_REQUEST, "Body must be JSON")),
+    }
+}
+
+pub const LOGIN_FIELDS: &str =
+    "Body must be a JSON object with string fields 'username' and 'password'";
+pub const PASSWORD_FIELDS: &str = "Body must be a JSON object with a string field 'new_password'";
+pub const BAD_CREDENTIALS: &str = "Invalid username or password";
+pub const TOO_LARGE: &str = "Request body too large or unreadable";
+
+pub fn root() -> Value {
+    json!({
+        "message": "Welcome to AuthX Fresh Token Example",
+        "endpoints": {
+            "login": "POST /login - Get a fresh token",
+            "refresh": "POST /refresh - Get a non-fresh token using a fresh token",
+            "protected": "GET /protected - Access protected resource (requires any token)",
+            "fresh-required": "GET /fresh-required - Access protected resource (requires fresh token)",
+        },
+    })
+}
+
+pub fn protected(claims: &Claims, users: &Users, fresh: bool) -> Value {
+    json!({
+        "message": "You have access to this protected resource",
+        "username": claims.sub,
+        "email": users.email(&claims.sub),
+        "fresh": fresh,
+    })
+}
+
+pub fn fresh_required(claims: &Claims, users: &Users) -> Value {
+    json!({
+        "message": "You have access to this fresh-required resource",
+        "username": claims.sub,
+        "email": users.email(&claims.sub),
+    })
+}
