@@ -78,7 +78,7 @@ impl AuthX {
             missing_detail: missing_detail(&config, &scheme),
             csrf_missing_detail: format!(
                 "Missing CSRF token in '{}' header.",
-                title_case(config.cookies.csrf_header.as_str())
+                config.cookies.csrf_header.as_str().to_ascii_uppercase()
             ),
             scheme,
             realm: config.realm,
