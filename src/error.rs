@@ -359,3 +359,14 @@ impl fmt::Display for IssueError {
 }
 
 impl std::error::Error for IssueError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(grpc_percent_encode("a b'c"), "a b'c");
+        assert_eq!(grpc_percent_encode("100% é\n"), "100%25 %C3%A9%0A");
+    }
+}

@@ -43,7 +43,10 @@ async fn router_layer_guards_every_route() {
     .await;
     let token = authx.create_access_token("alice", false).unwrap();
     assert_eq!(server.get("/a").bearer(&token).send().await.text(), "alice");
-    assert_eq!(server.post("/b").bearer(&token).send().await.text(), "alice");
+    assert_eq!(
+        server.post("/b").bearer(&token).send().await.text(),
+        "alice"
+    );
     let refused = server.get("/a").send().await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(refused.challenge(), "Bearer");
@@ -146,7 +149,10 @@ async fn extractors_without_a_guard_fail_loudly_naming_the_fix() {
         let res = server.get(path).send().await;
         assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
         let text = res.text();
-        assert!(text.contains(&format!("the {extractor} extractor")), "{text}");
+        assert!(
+            text.contains(&format!("the {extractor} extractor")),
+            "{text}"
+        );
         assert!(text.contains("RequireAuthLayer::"), "{text}");
         assert!(text.contains("route_layer"), "{text}");
     }
@@ -182,7 +188,10 @@ async fn own_claims_types_extract_and_a_mismatch_names_the_type() {
         })
         .issue()
         .unwrap();
-    assert_eq!(server.get("/tenant").bearer(&token).send().await.text(), "acme");
+    assert_eq!(
+        server.get("/tenant").bearer(&token).send().await.text(),
+        "acme"
+    );
     let res = server.get("/mismatch").bearer(&token).send().await;
     assert_eq!(res.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(res.text().contains("Tenant"), "{}", res.text());
@@ -356,7 +365,10 @@ async fn password_change_takes_the_header_without_csrf_and_wants_fresh() {
     let res = change_password(&server, "x")
         .header(
             "cookie",
-            format!("access_token_cookie={}", value(&jar, "refresh_token_cookie")),
+            format!(
+                "access_token_cookie={}",
+                value(&jar, "refresh_token_cookie")
+            ),
         )
         .header("x-csrf-token", value(&jar, "csrf_refresh_token"))
         .send()
@@ -376,6 +388,9 @@ async fn password_change_takes_the_header_without_csrf_and_wants_fresh() {
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
     assert_eq!(res.detail(), "Fresh token required");
 
-    let res = change_password(&server, "another").bearer(&fresh).send().await;
+    let res = change_password(&server, "another")
+        .bearer(&fresh)
+        .send()
+        .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 }

@@ -28,10 +28,17 @@ macro_rules! against_each_example {
     )*};
 }
 
-against_each_example!(the_seed_walkthrough_runs_unchanged, protected_reports_a_fresh_token_as_fresh, login_also_answers_a_refresh_token_that_refresh_accepts, refresh_tokens_do_not_open_access_routes, wrong_credentials_are_the_seeds_401, bad_login_bodies_get_a_clear_4xx, unknown_routes_and_methods_answer_like_fastapi);
+against_each_example!(
+    the_seed_walkthrough_runs_unchanged,
+    protected_reports_a_fresh_token_as_fresh,
+    login_also_answers_a_refresh_token_that_refresh_accepts,
+    refresh_tokens_do_not_open_access_routes,
+    wrong_credentials_are_the_seeds_401,
+    bad_login_bodies_get_a_clear_4xx,
+    unknown_routes_and_methods_answer_like_fastapi
+);
 
 async fn the_seed_walkthrough_runs_unchanged(server: Server) {
-
     // The public root lists the endpoints, word for word.
     let root = server.get("/").send().await;
     assert_eq!(root.status, StatusCode::OK);
