@@ -1,0 +1,155 @@
+//! tonic over real TCP: a real tonic client against `examples/tonic_server.rs`
+//! for every outcome, and a whole-server layer with scopes in process.
+#![cfg(feature = "tonic")]
+
+mod common;
+#[path = "../examples/shared/greeter.rs"]
+mod greeter;
+
+use common::{SECRET, Server};
+use greeter::{GreeterServer, HelloReply, HelloRequest, say_hello};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+use tower_authx::{AuthX, AuthXConfig, Claims, RequireScopesLayer};
+
+fn authx() -> AuthX {
+    AuthX::new(AuthXConfig::from_secret(SECRET).unwrap()).unwrap()
+}
+
+async fn channel(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
+async fn check(channel: &Channel, token: Option<&str>) -> Result<i32, Status> {
+    let request = with_token(
+        HealthCheckRequest {
+            service: String::new(),
+        },
+        token,
+    );
+    Ok(HealthClient::new(channel.clone())
+        .check(request)
+        .await?
+        .into_inner()
+        .status)
+}
+
+async fn hello(channel: &Channel, token: Option<&str>) -> Result<String, Status> {
+    let request = with_token(
+        HelloRequest {
+            name: "world".into(),
+        },
+        token,
+    );
+    Ok(say_hello(channel.clone(), request)
+        .await?
+        .into_inner()
+        .message)
+}
+
+#[tokio::test]
+async fn every_outcome_against_the_example() {
+    let server = Server::start("tonic_server", &[]).await;
+    let channel = channel(&server.addr).await;
+    let authx = authx();
+    let fresh = authx.create_access_token("user1", true).unwrap();
+    let stale = authx.create_access_token("user1", false).unwrap();
+    let refresh = authx.create_refresh_token("user1").unwrap();
+
+    // No token: UNAUTHENTICATED on both services, with AuthX's wording.
+    for status in [
+        check(&channel, None).await.unwrap_err(),
+        hello(&channel, None).await.unwrap_err(),
+    ] {
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert_eq!(
+            status.message(),
+            "Missing 'Bearer' in 'Authorization' header."
+        );
+    }
+    // A bad token, a foreign one, a refresh token.
+    let foreign = AuthX::new(AuthXConfig::from_secret([3u8; 32]).unwrap())
+        .unwrap()
+        .create_access_token("user1", true)
+        .unwrap();
+    for (token, message) in [
+        ("garbage", "Invalid token: a JWT has three segments"),
+        (foreign.as_str(), "Signature verification failed"),
+        (
+            refresh.as_str(),
+            "'access' token required, 'refresh' token received",
+        ),
+    ] {
+        let status = check(&channel, Some(token)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.message(), message, "{token}");
+    }
+    // Health takes any access token.
+    assert_eq!(
+        check(&channel, Some(&stale)).await.unwrap(),
+        ServingStatus::Serving as i32
+    );
+    // SayHello needs a fresh one, and names the caller.
+    let status = hello(&channel, Some(&stale)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "Fresh token required");
+    assert_eq!(
+        hello(&channel, Some(&fresh)).await.unwrap(),
+        "Hello world, from user1!"
+    );
+    // One HTTP/2 connection served all of it.
+}
+
+#[tokio::test]
+async fn a_whole_server_layer_with_scopes_answers_permission_denied() {
+    let authx = authx();
+    let greeter = GreeterServer::new(|request: Request<HelloRequest>| {
+        let sub = request
+            .extensions()
+            .get::<Claims>()
+            .map(|c| c.sub.clone())
+            .unwrap_or_default();
+        Ok(HelloReply {
+            message: format!("hi {sub}"),
+        })
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(RequireScopesLayer::all(authx.clone(), ["greet"]))
+            .add_service(greeter)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = channel(&addr).await;
+
+    let unscoped = authx.access_token("u").scopes(["read"]).issue().unwrap();
+    let status = hello(&channel, Some(&unscoped)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(
+        status.message(),
+        "Missing required scopes: ['greet']. Provided: ['read']"
+    );
+
+    let status = hello(&channel, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let scoped = authx.access_token("u").scopes(["greet"]).issue().unwrap();
+    assert_eq!(hello(&channel, Some(&scoped)).await.unwrap(), "hi u");
+}
