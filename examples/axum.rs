@@ -21,7 +21,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::WWW_AUTHENTICATE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
@@ -92,24 +92,33 @@ async fn root() -> Json<serde_json::Value> {
     Json(shared::root())
 }
 
-/// The login body, or the seed's refusal.
-fn credentials(app: &App, body: Result<Bytes, BytesRejection>) -> Result<Login, Response> {
-    let body = body.map_err(|_| detail(StatusCode::PAYLOAD_TOO_LARGE, shared::TOO_LARGE))?;
-    let user: Login = shared::parse_json(&body, shared::LOGIN_FIELDS)
-        .map_err(|(status, why)| detail(status, why))?;
+/// The login body, or the status and detail that refuse it.
+fn credentials(
+    app: &App,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Login, (StatusCode, &'static str)> {
+    let body = body.map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, shared::TOO_LARGE))?;
+    let user: Login = shared::parse_json(&body, shared::LOGIN_FIELDS)?;
     if !app.users.check(&user) {
-        let mut res = detail(StatusCode::UNAUTHORIZED, shared::BAD_CREDENTIALS);
-        res.headers_mut()
-            .insert(WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
-        return Err(res);
+        return Err((StatusCode::UNAUTHORIZED, shared::BAD_CREDENTIALS));
     }
     Ok(user)
+}
+
+/// The seed's refusal of a login; a 401 challenges like the seed's.
+fn login_refused((status, why): (StatusCode, &str)) -> Response {
+    let mut res = detail(status, why);
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    res
 }
 
 async fn login(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     let user = match credentials(&app, body) {
         Ok(user) => user,
-        Err(refusal) => return refusal,
+        Err(refusal) => return login_refused(refusal),
     };
     match app.authx.create_token_pair(user.username) {
         Ok(pair) => Json(json!({
@@ -125,7 +134,7 @@ async fn login(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Respo
 async fn login_cookie(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     let user = match credentials(&app, body) {
         Ok(user) => user,
-        Err(refusal) => return refusal,
+        Err(refusal) => return login_refused(refusal),
     };
     let mut headers = HeaderMap::new();
     let cookies = app

@@ -80,7 +80,8 @@ pub use layer::{
 pub use policy::{Requirement, Scopes};
 pub use source::TokenLocation;
 
-/// The README's Rust examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's Rust examples, compiled and run as doctests (they use the
+/// axum and tonic integrations, so with `--all-features`, as the README says).
+#[cfg(all(doctest, feature = "axum", feature = "tonic"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -86,8 +86,8 @@ impl Sources {
                         csrf: None,
                     }),
                 },
-                TokenLocation::Cookies => self.from_cookies(request, wanted)?,
-                TokenLocation::Query => self.from_query(request)?,
+                TokenLocation::Cookies => self.in_cookies(request, wanted)?,
+                TokenLocation::Query => self.in_query(request)?,
             };
             if let Some(found) = found {
                 return Ok(found);
@@ -96,7 +96,7 @@ impl Sources {
         Err(AuthError::MissingToken)
     }
 
-    fn from_cookies<'a>(
+    fn in_cookies<'a>(
         &self,
         request: RequestHead<'a>,
         wanted: Option<TokenType>,
@@ -133,7 +133,7 @@ impl Sources {
         Ok(None)
     }
 
-    fn from_query<'a>(&self, request: RequestHead<'a>) -> Result<Option<Found<'a>>, AuthError> {
+    fn in_query<'a>(&self, request: RequestHead<'a>) -> Result<Option<Found<'a>>, AuthError> {
         let Some(query) = request.uri.query() else {
             return Ok(None);
         };
