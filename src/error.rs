@@ -227,8 +227,8 @@ impl Challenge {
             other => Cow::Owned(other.to_string()),
         };
         let challenge = HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok();
-        if is_grpc(request.headers) {
-            return grpc_rejection(error, &detail, challenge);
+        if let Some(content_type) = grpc_content_type(request.headers) {
+            return grpc_rejection(error, &detail, challenge, content_type);
         }
         let body = serde_json::json!({ "detail": detail }).to_string();
         let mut res = Response::new(Bytes::from(body));
@@ -271,11 +271,17 @@ impl Challenge {
     }
 }
 
-/// `application/grpc`, `application/grpc+proto`, `application/grpc-web`...
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+/// The response content type for a gRPC request (`application/grpc`,
+/// `application/grpc+proto`, ... or gRPC-Web), `None` for anything else.
+fn grpc_content_type(headers: &HeaderMap) -> Option<&'static str> {
+    let content_type = headers.get(CONTENT_TYPE)?.as_bytes();
+    if content_type.starts_with(b"application/grpc-web") {
+        Some("application/grpc-web")
+    } else if content_type.starts_with(b"application/grpc") {
+        Some("application/grpc")
+    } else {
+        None
+    }
 }
 
 /// A gRPC refusal: HTTP 200 and a trailers-only response (status in the headers,
@@ -284,14 +290,12 @@ fn grpc_rejection(
     error: &AuthError,
     detail: &str,
     challenge: Option<HeaderValue>,
+    content_type: &'static str,
 ) -> Response<Bytes> {
     let mut res = Response::new(Bytes::new());
     let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert(
-        "grpc-status",
-        HeaderValue::from(u16::from(error.grpc_status())),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert("grpc-status", HeaderValue::from(u16::from(error.grpc_status())));
     if let Ok(v) = HeaderValue::try_from(grpc_percent_encode(detail)) {
         headers.insert("grpc-message", v);
     }

@@ -415,6 +415,15 @@ async fn grpc_requests_are_refused_the_grpc_way() {
     assert!(out.body.is_empty());
     assert_eq!(out.called, 0);
 
+    let web = req(
+        Method::POST,
+        "/helloworld.Greeter/SayHello",
+        &[("content-type", "application/grpc-web+proto")],
+    );
+    let out = send(RequireAuthLayer::new(authx.clone()), web).await;
+    assert_eq!(out.headers["content-type"], "application/grpc-web");
+    assert_eq!(out.headers["grpc-status"], "16");
+
     let scoped = authx.access_token("u").scopes(["read"]).issue().unwrap();
     let out = send(
         RequireAuthLayer::with_requirement(
