@@ -4,6 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use crate::error::ConfigError;
 
 /// A JWS signing algorithm (RFC 7518). `none` does not exist here.
@@ -188,6 +191,57 @@ impl Key {
             decoding,
             kid: None,
             weak_secret: false,
+        })
+    }
+
+    /// A verifying key from one RFC 7517 JWK (a JSON object), bound to `alg`.
+    /// The key type must fit the algorithm (`oct` for HS*, `RSA` for RS*/PS*,
+    /// `EC` on the matching curve for ES*, `OKP` Ed25519 for EdDSA), and a JWK
+    /// `alg`, when present, must be `alg`: no key is ever used with two algorithms.
+    /// An `oct` key also signs. The JWK's `kid` becomes the key's.
+    pub fn from_jwk(alg: Algorithm, jwk: &str) -> Result<Key, ConfigError> {
+        let value: serde_json::Value =
+            serde_json::from_str(jwk).map_err(|_| ConfigError::new("the JWK is not JSON"))?;
+        let member = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+        if let Some(declared) = member("alg")
+            && declared != alg.as_str()
+        {
+            return Err(ConfigError::new(format!(
+                "the JWK is for {declared}, not {alg}"
+            )));
+        }
+        let fits = match (member("kty"), alg) {
+            (Some("oct"), a) => a.is_hmac(),
+            (Some("RSA"), a) => a.as_str().starts_with("RS") || a.as_str().starts_with("PS"),
+            (Some("EC"), Algorithm::ES256) => member("crv") == Some("P-256"),
+            (Some("EC"), Algorithm::ES384) => member("crv") == Some("P-384"),
+            (Some("OKP"), Algorithm::EdDSA) => member("crv") == Some("Ed25519"),
+            _ => false,
+        };
+        if !fits {
+            return Err(ConfigError::new(format!(
+                "the JWK's key type does not fit {alg}"
+            )));
+        }
+        let key = if alg.is_hmac() {
+            let secret = member("k")
+                .and_then(|k| URL_SAFE_NO_PAD.decode(k).ok())
+                .ok_or_else(|| ConfigError::new("the oct JWK has no base64url `k`"))?;
+            Key::hmac(alg, secret)?
+        } else {
+            let parsed: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(value.clone()).map_err(|e| ConfigError::new(format!("unusable JWK: {e}")))?;
+            Key {
+                alg,
+                encoding: None,
+                decoding: jsonwebtoken::DecodingKey::from_jwk(&parsed).map_err(ConfigError::key)?,
+                kid: None,
+                weak_secret: false,
+            }
+        };
+        Ok(match member("kid") {
+            Some(kid) => key.with_kid(kid),
+            None => key,
         })
     }
 
