@@ -60,6 +60,13 @@ impl AuthX {
         if config.header_type.bytes().any(|b| !b.is_ascii_graphic()) {
             return Err(ConfigError::new("header_type must be a single ASCII token"));
         }
+        if let Some(max) = config.max_token_lifetime
+            && (config.access_lifetime > max || config.refresh_lifetime > max)
+        {
+            return Err(ConfigError::new(
+                "access_token_lifetime and refresh_token_lifetime must fit max_token_lifetime",
+            ));
+        }
         if config.locations.is_empty() {
             return Err(ConfigError::new(
                 "token_location needs at least one location",
@@ -89,6 +96,7 @@ impl AuthX {
             config.issuer.clone(),
             config.audience.clone(),
             config.max_token_len,
+            config.max_token_lifetime,
         );
         Ok(AuthX {
             inner: Arc::new(Inner {

@@ -34,6 +34,7 @@ pub struct AuthXConfig {
     pub(crate) query_name: String,
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) max_token_len: usize,
+    pub(crate) max_token_lifetime: Option<Duration>,
     pub(crate) realm: Option<String>,
     pub(crate) allow_weak_secret: bool,
     pub(crate) pass_preflight: bool,
@@ -57,6 +58,7 @@ impl AuthXConfig {
             query_name: "token".to_owned(),
             fresh_max_age: None,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            max_token_lifetime: None,
             realm: None,
             allow_weak_secret: false,
             pass_preflight: true,
@@ -159,6 +161,15 @@ impl AuthXConfig {
         self
     }
 
+    /// Refuses tokens that live longer than `max` from `iat` (or from now, without
+    /// `iat`) to `exp`, whoever issued them: a stolen long-lived token is refused
+    /// even with a valid signature. Our own lifetimes must fit (checked by `AuthX::new`).
+    #[must_use]
+    pub fn max_token_lifetime(mut self, max: Duration) -> Self {
+        self.max_token_lifetime = Some(max);
+        self
+    }
+
     /// A `realm` for the `WWW-Authenticate` challenge.
     #[must_use]
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
@@ -207,6 +218,7 @@ impl fmt::Debug for AuthXConfig {
             .field("query_name", &self.query_name)
             .field("fresh_max_age", &self.fresh_max_age)
             .field("max_token_len", &self.max_token_len)
+            .field("max_token_lifetime", &self.max_token_lifetime)
             .field("custom_rejection", &self.rejection.is_some())
             .finish_non_exhaustive()
     }

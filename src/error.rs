@@ -77,6 +77,8 @@ pub enum InvalidToken {
     NotYetValid,
     /// `iat` is in the future.
     IssuedInFuture,
+    /// `exp - iat` is longer than the configured maximum lifetime.
+    Lifetime,
     /// `iss` is missing or not the configured issuer.
     Issuer,
     /// `aud` does not name us, or names anyone while we expect no audience.
@@ -156,6 +158,9 @@ impl fmt::Display for InvalidToken {
             }
             InvalidToken::IssuedInFuture => {
                 f.write_str("Invalid token: The token is not yet valid (iat)")
+            }
+            InvalidToken::Lifetime => {
+                f.write_str("Invalid token: lifetime exceeds the allowed maximum")
             }
             InvalidToken::Issuer => f.write_str("Invalid issuer"),
             InvalidToken::Audience => f.write_str("Invalid audience"),
@@ -295,7 +300,10 @@ fn grpc_rejection(
     let mut res = Response::new(Bytes::new());
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert("grpc-status", HeaderValue::from(u16::from(error.grpc_status())));
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(error.grpc_status())),
+    );
     if let Ok(v) = HeaderValue::try_from(grpc_percent_encode(detail)) {
         headers.insert("grpc-message", v);
     }

@@ -229,8 +229,8 @@ impl Key {
                 .ok_or_else(|| ConfigError::new("the oct JWK has no base64url `k`"))?;
             Key::hmac(alg, secret)?
         } else {
-            let parsed: jsonwebtoken::jwk::Jwk =
-                serde_json::from_value(value.clone()).map_err(|e| ConfigError::new(format!("unusable JWK: {e}")))?;
+            let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(value.clone())
+                .map_err(|e| ConfigError::new(format!("unusable JWK: {e}")))?;
             Key {
                 alg,
                 encoding: None,

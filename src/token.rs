@@ -70,6 +70,7 @@ pub(crate) struct Verifier {
     issuer: Option<String>,
     audience: Vec<String>,
     pub(crate) max_len: usize,
+    max_lifetime: Option<f64>,
 }
 
 impl Verifier {
@@ -79,6 +80,7 @@ impl Verifier {
         issuer: Option<String>,
         audience: Vec<String>,
         max_len: usize,
+        max_lifetime: Option<std::time::Duration>,
     ) -> Self {
         Verifier {
             alg: key.alg,
@@ -87,6 +89,7 @@ impl Verifier {
             issuer,
             audience,
             max_len,
+            max_lifetime: max_lifetime.map(|d| d.as_secs_f64()),
         }
     }
 
@@ -110,6 +113,10 @@ impl Verifier {
         let header_json = URL_SAFE_NO_PAD
             .decode(header_b64)
             .map_err(|_| malformed("the header is not base64url"))?;
+        // RFC 7515 4: a JSON object. serde would also read a struct from an array.
+        if header_json.trim_ascii_start().first() != Some(&b'{') {
+            return Err(malformed("the header is not a JWS header"));
+        }
         let header: JoseHeader<'_> = serde_json::from_slice(&header_json)
             .map_err(|_| malformed("the header is not a JWS header"))?;
         if header.alg != self.alg.as_str() {
@@ -161,6 +168,13 @@ impl Verifier {
             .is_some_and(|iat| iat.as_secs_f64() > now + self.leeway)
         {
             return Err(InvalidToken::IssuedInFuture);
+        }
+        if let Some(max) = self.max_lifetime {
+            // From issue (or from now, for a token that does not say) to expiry.
+            let start = claims.iat.map_or(now, NumericDate::as_secs_f64);
+            if claims.exp.as_secs_f64() - start > max {
+                return Err(InvalidToken::Lifetime);
+            }
         }
         Ok(())
     }

@@ -29,7 +29,10 @@ fn every_invalid_vector_is_refused_and_every_valid_signature_passes() {
             let past_signature = matches!(error, AuthError::InvalidToken(InvalidToken::Claims(_)));
             match test["result"].as_str().unwrap() {
                 "valid" => assert!(past_signature, "tcId {id} ({comment}): {error}"),
-                _ => assert!(!past_signature, "tcId {id} ({comment}) passed the signature"),
+                _ => assert!(
+                    !past_signature,
+                    "tcId {id} ({comment}) passed the signature"
+                ),
             }
             checked += 1;
         }
