@@ -1,0 +1,183 @@
+//! Properties over the entry points an attacker reaches (the request head and the
+//! token), with proptest. Bounded so CI stays fast; the fuzz targets in `fuzz/`
+//! explore the same entry points for longer.
+
+mod common;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use common::{HS256, SECRET, forge, now};
+use http::{Method, Request, Response};
+use http_body_util::Full;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tower::{Layer, ServiceExt, service_fn};
+use tower_authx::{
+    AuthError, AuthX, AuthXConfig, NoExtra, RequestHead, RequireAuthLayer, Requirement,
+    TokenLocation,
+};
+
+fn authx() -> AuthX {
+    AuthX::new(AuthXConfig::from_secret(SECRET).unwrap().token_location([
+        TokenLocation::Headers,
+        TokenLocation::Cookies,
+        TokenLocation::Query,
+    ]))
+    .unwrap()
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Runs the guard on a request carrying these raw values; returns the status and
+/// whether the inner service ran.
+fn guard(method: Method, uri: &str, headers: &[(&str, Vec<u8>)]) -> (u16, bool) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        if let Ok(v) = http::HeaderValue::from_bytes(value) {
+            req = req.header(*name, v);
+        }
+    }
+    let req = req.body(Full::<Bytes>::default()).unwrap();
+    let service =
+        RequireAuthLayer::new(authx()).layer(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let res = runtime.block_on(service.oneshot(req)).unwrap();
+    let called = res.headers().get("www-authenticate").is_none();
+    (res.status().as_u16(), called)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Arbitrary Authorization, Cookie, CSRF and query bytes: a 400 or 401, never a
+    /// pass, never a panic.
+    #[test]
+    fn hostile_request_heads_are_refused(
+        authorization in proptest::collection::vec(any::<u8>(), 0..300),
+        cookie in proptest::collection::vec(any::<u8>(), 0..300),
+        csrf in proptest::collection::vec(any::<u8>(), 0..40),
+        query in "[ -~]{0,200}",
+        post in any::<bool>(),
+    ) {
+        let uri = format!("/?{}", query.replace(['#', ' '], ""));
+        let Ok(_) = uri.parse::<http::Uri>() else { return Ok(()) };
+        let method = if post { Method::POST } else { Method::GET };
+        let (status, called) = guard(method, &uri, &[
+            ("authorization", authorization),
+            ("cookie", cookie),
+            ("x-csrf-token", csrf),
+        ]);
+        prop_assert!(!called);
+        prop_assert!(status == 400 || status == 401, "status {}", status);
+    }
+
+    /// Arbitrary text as a token: never verifies.
+    #[test]
+    fn arbitrary_tokens_never_verify(token in "\\PC{0,400}") {
+        prop_assert!(authx().verify::<NoExtra>(&token, &Requirement::any_type()).is_err());
+    }
+
+    /// Structured garbage: three dot-separated base64url-ish segments.
+    #[test]
+    fn token_shaped_garbage_never_verifies(
+        h in "[A-Za-z0-9_-]{0,80}", p in "[A-Za-z0-9_-]{0,200}", s in "[A-Za-z0-9_-]{0,90}",
+    ) {
+        let token = format!("{h}.{p}.{s}");
+        prop_assert!(authx().verify::<NoExtra>(&token, &Requirement::any_type()).is_err());
+    }
+
+    /// Any one character of a valid token changed: refused.
+    #[test]
+    fn every_single_character_change_is_refused(position in any::<prop::sample::Index>(), replacement in "[ -~]") {
+        let authx = authx();
+        let token = authx.create_access_token("user1", true).unwrap();
+        let i = position.index(token.len());
+        let replacement = replacement.chars().next().unwrap();
+        prop_assume!(token.as_bytes()[i] != replacement as u8);
+        let mut changed = token.clone().into_bytes();
+        changed[i] = replacement as u8;
+        let changed = String::from_utf8(changed).unwrap();
+        prop_assert!(authx.verify::<NoExtra>(&changed, &Requirement::any_type()).is_err());
+    }
+
+    /// Signed claims of arbitrary shapes: the verdict matches a plain model of
+    /// the rules (types never coerced, time, token type, freshness).
+    #[test]
+    fn signed_claims_follow_the_model(
+        sub in prop_oneof![Just(json!("user1")), Just(json!(1)), Just(Value::Null), Just(json!(["u"]))],
+        token_type in prop_oneof![Just(None), Just(Some(json!("access"))), Just(Some(json!("refresh"))), Just(Some(json!("id"))), Just(Some(json!(true)))],
+        fresh in prop_oneof![Just(None), Just(Some(json!(true))), Just(Some(json!(false))), Just(Some(json!("true"))), Just(Some(json!(1))), Just(Some(Value::Null)), Just(Some(json!(i64::MAX)))],
+        exp_offset in prop_oneof![Just(None), (-1000i64..1000).prop_map(Some)],
+        fresh_until_offset in -1000i64..1000,
+        requirement in prop_oneof![Just(0u8), Just(1), Just(2), Just(3)],
+    ) {
+        let t = now() as i64;
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), sub.clone());
+        if let Some(v) = &token_type { claims.insert("type".into(), v.clone()); }
+        // A numeric `fresh` stands for a fresh-until date, relative to now.
+        let fresh = fresh.map(|f| if f == json!(1) { json!(t + fresh_until_offset) } else { f });
+        if let Some(v) = &fresh { claims.insert("fresh".into(), v.clone()); }
+        if let Some(offset) = exp_offset { claims.insert("exp".into(), json!(t + offset)); }
+        claims.insert("iat".into(), json!(t - 10));
+        let token = forge(HS256, &Value::Object(claims).to_string(), SECRET.as_bytes());
+
+        let requirement = [Requirement::access(), Requirement::fresh(), Requirement::refresh(), Requirement::any_type()][requirement as usize].clone();
+        let verdict = authx().verify::<NoExtra>(&token, &requirement);
+
+        // The model.
+        let well_typed = sub.is_string()
+            && token_type.as_ref().is_none_or(|v| v == "access" || v == "refresh")
+            && fresh.as_ref().is_none_or(|v| v.is_boolean() || (v.is_i64() && v.as_i64().unwrap() >= 0 && v.as_i64().unwrap() < 253_402_300_800))
+            && exp_offset.is_some();
+        let live = exp_offset.is_some_and(|o| o > 0);
+        let is_refresh = token_type.as_ref().is_some_and(|v| v == "refresh");
+        let is_fresh = fresh.as_ref().is_some_and(|v| v == &json!(true) || v.as_i64().is_some_and(|until| until > t));
+        let type_ok = match requirement.token_type() {
+            Some(tower_authx::TokenType::Refresh) => is_refresh,
+            Some(tower_authx::TokenType::Access) => !is_refresh,
+            None => true,
+        };
+        let fresh_ok = !requirement.needs_fresh() || is_fresh;
+        let expected = well_typed && live && type_ok && fresh_ok;
+        prop_assert_eq!(verdict.is_ok(), expected, "{:?}", verdict.err());
+        if let Err(e) = verdict {
+            prop_assert!(matches!(e.status().as_u16(), 400 | 401 | 403));
+        }
+    }
+}
+
+#[test]
+fn the_request_head_path_matches_verify() {
+    // authenticate (request head) and verify (token) agree on a valid token.
+    let authx = authx();
+    let token = authx.create_access_token("u", false).unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let uri: http::Uri = "/".parse().unwrap();
+    let head = RequestHead {
+        method: &Method::GET,
+        uri: &uri,
+        headers: &headers,
+    };
+    assert!(
+        authx
+            .authenticate::<NoExtra>(head, &Requirement::access())
+            .is_ok()
+    );
+    assert!(matches!(
+        authx.authenticate::<NoExtra>(head, &Requirement::fresh()),
+        Err(AuthError::FreshTokenRequired { .. })
+    ));
+}
