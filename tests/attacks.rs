@@ -711,8 +711,38 @@ fn assert_outcome(case: &Case, via: &str, status: StatusCode, headers: &HeaderMa
     }
 }
 
+/// A `tracing` subscriber that keeps every event's fields as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<String>>);
+
+impl tracing::Subscriber for Captured {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        event.record(&mut self.clone());
+        self.0.lock().unwrap().push('\n');
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+impl tracing::field::Visit for Captured {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let line = format!("{}={value:?} ", field.name());
+        self.0.lock().unwrap().push_str(&line);
+    }
+}
+
 #[tokio::test]
 async fn every_attack_is_refused_in_process_without_calling_the_service() {
+    let logs = Captured::default();
+    let _guard = tracing::subscriber::set_default(logs.clone());
     let authx = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap()).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
@@ -740,6 +770,21 @@ async fn every_attack_is_refused_in_process_without_calling_the_service() {
         );
     }
     assert!(cases.len() >= 140, "{} cases", cases.len());
+
+    // One debug event per refusal, naming the reason and never the token.
+    let logs = logs.0.lock().unwrap();
+    assert_eq!(
+        logs.matches("tower-authx: request refused").count(),
+        cases.len()
+    );
+    for case in &cases {
+        for value in &case.authorization {
+            let value = String::from_utf8_lossy(value);
+            for part in value.split(['.', ' ', '\t']).filter(|p| p.len() > 16) {
+                assert!(!logs.contains(part), "{}: logged {part:?}", case.name);
+            }
+        }
+    }
 }
 
 #[tokio::test]
