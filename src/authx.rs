@@ -16,6 +16,7 @@ use crate::error::{
     AuthError, Challenge, ConfigError, CsrfFailure, IssueError, Reject, RequestHead,
 };
 use crate::policy::Requirement;
+use crate::revocation::{MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture};
 use crate::source::{HeaderSource, Sources, TokenLocation};
 use crate::token::{Signer, Verifier, audience_claim, ensure_crypto_backend};
 
@@ -36,6 +37,8 @@ struct Inner {
     refresh_lifetime: Duration,
     fresh_max_age: Option<Duration>,
     pass_preflight: bool,
+    store: Arc<dyn RevocationStore>,
+    fail_open: bool,
     issuer: Option<String>,
     audience: Vec<String>,
 }
@@ -118,6 +121,10 @@ impl AuthX {
                 refresh_lifetime: config.refresh_lifetime,
                 fresh_max_age: config.fresh_max_age,
                 pass_preflight: config.pass_preflight,
+                store: config
+                    .store
+                    .unwrap_or_else(|| Arc::new(MemoryStore::default())),
+                fail_open: config.fail_open,
                 issuer: config.issuer,
                 audience: config.audience,
             }),
@@ -138,12 +145,19 @@ impl AuthX {
         self.refresh_token(sub).issue()
     }
 
-    /// A fresh access token and a refresh token, as a login answers.
+    /// A fresh access token and a refresh token, as a login answers. Both start
+    /// a new login session (refresh-token family): rotation keeps it, a reused
+    /// refresh token or a logout ends it.
     pub fn create_token_pair(&self, sub: impl Into<String>) -> Result<TokenPair, IssueError> {
         let sub = sub.into();
+        let family = uuid::Uuid::new_v4().to_string();
         Ok(TokenPair {
-            access_token: self.create_access_token(sub.clone(), true)?,
-            refresh_token: self.create_refresh_token(sub)?,
+            access_token: self
+                .access_token(sub.clone())
+                .fresh(true)
+                .family(family.clone())
+                .issue()?,
+            refresh_token: self.refresh_token(sub).family(family).issue()?,
             token_type: "bearer",
         })
     }
@@ -252,6 +266,123 @@ impl AuthX {
         requirement.check(claims, now, self.inner.fresh_max_age)
     }
 
+    /// Whether the revocation store still vouches for verified `claims`: `Ok`
+    /// unless the token or its session was revoked (or, failing closed, the
+    /// store cannot answer). The layers do this for you.
+    pub async fn check_revocation<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
+        match self.revocation_check(claims) {
+            Some(answer) => self.revocation_verdict(answer.await),
+            None => Ok(()),
+        }
+    }
+
+    /// The store's question about `claims`, if they can have been revoked.
+    pub(crate) fn revocation_check<E>(&self, claims: &Claims<E>) -> Option<StoreFuture<bool>> {
+        if claims.jti.is_none() && claims.family.is_none() {
+            return None;
+        }
+        let jti = claims.jti.as_deref().unwrap_or_default();
+        Some(self.inner.store.is_revoked(jti, claims.family.as_deref()))
+    }
+
+    /// What a store answer means for the request.
+    pub(crate) fn revocation_verdict(
+        &self,
+        answer: Result<bool, StoreError>,
+    ) -> Result<(), AuthError> {
+        match answer {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(AuthError::Revoked),
+            Err(e) if self.inner.fail_open => {
+                tracing::warn!(error = %e, "tower-authx: revocation store unavailable, failing open");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tower-authx: revocation store unavailable");
+                Err(AuthError::StoreUnavailable)
+            }
+        }
+    }
+
+    /// Revokes the token behind `claims` until it expires, and its login session
+    /// (every token of its refresh family): a logout. A write that cannot be made
+    /// is `StoreUnavailable`, whatever the fail-open setting.
+    pub async fn revoke<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
+        let store = &self.inner.store;
+        if let Some(jti) = claims.jti.as_deref() {
+            store.revoke(jti, claims.exp).await.map_err(store_down)?;
+        }
+        if let Some(family) = claims.family.as_deref() {
+            store
+                .revoke_family(family, self.family_horizon())
+                .await
+                .map_err(store_down)?;
+        }
+        if claims.jti.is_none() && claims.family.is_none() {
+            return Err(AuthError::InvalidToken(crate::error::InvalidToken::Claims(
+                "the token has no jti to revoke".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Rotates a verified refresh token: spends it, and answers a non-fresh
+    /// access token and a new refresh token in the same session. A refresh token
+    /// presented twice is refused with [`AuthError::RefreshReused`] and its whole
+    /// session revoked, so a thief and the victim cannot both go on.
+    pub async fn rotate<E>(&self, claims: &Claims<E>) -> Result<TokenPair, AuthError> {
+        if claims.token_type != TokenType::Refresh {
+            return Err(AuthError::WrongTokenType {
+                expected: TokenType::Refresh,
+                found: claims.token_type,
+            });
+        }
+        let jti = claims.jti.as_deref().ok_or_else(|| {
+            AuthError::InvalidToken(crate::error::InvalidToken::Claims(
+                "a refresh token without jti cannot be rotated".into(),
+            ))
+        })?;
+        // Tokens from elsewhere (AuthX) carry no family: each is its own.
+        let family = claims.family.as_deref().unwrap_or(jti);
+        let verdict = self
+            .inner
+            .store
+            .spend_refresh(jti, family, claims.exp, self.family_horizon())
+            .await
+            .map_err(store_down)?;
+        match verdict {
+            RefreshUse::First => {}
+            RefreshUse::Reused => {
+                tracing::warn!(family, "tower-authx: refresh token reused; session revoked");
+                return Err(AuthError::RefreshReused);
+            }
+            RefreshUse::FamilyRevoked => return Err(AuthError::Revoked),
+        }
+        let issue = |e: IssueError| {
+            AuthError::InvalidToken(crate::error::InvalidToken::Claims(e.to_string().into()))
+        };
+        Ok(TokenPair {
+            access_token: self
+                .access_token(claims.sub.clone())
+                .fresh(false)
+                .family(family)
+                .issue()
+                .map_err(issue)?,
+            refresh_token: self
+                .refresh_token(claims.sub.clone())
+                .family(family)
+                .issue()
+                .map_err(issue)?,
+            token_type: "bearer",
+        })
+    }
+
+    /// How long a session's revocation must be remembered: as long as a refresh
+    /// token issued now could live.
+    fn family_horizon(&self) -> NumericDate {
+        NumericDate::now().plus(self.inner.refresh_lifetime)
+    }
+
     /// Whether this request is a CORS preflight the guards let through.
     pub(crate) fn passes_as_preflight<B>(&self, req: &http::Request<B>) -> bool {
         self.inner.pass_preflight
@@ -295,6 +426,11 @@ impl fmt::Debug for AuthX {
             .field("can_sign", &self.inner.signer.is_some())
             .finish_non_exhaustive()
     }
+}
+
+fn store_down(e: StoreError) -> AuthError {
+    tracing::warn!(error = %e, "tower-authx: revocation store unavailable");
+    AuthError::StoreUnavailable
 }
 
 /// AuthX's "no token" wording, one sentence per configured location.
@@ -346,7 +482,7 @@ pub struct TokenPair {
 }
 
 /// Claims that callers' own claims may not overwrite.
-const RESERVED: [&str; 12] = [
+const RESERVED: [&str; 13] = [
     "sub",
     "jti",
     "type",
@@ -359,6 +495,7 @@ const RESERVED: [&str; 12] = [
     "aud",
     "scopes",
     "auth_time",
+    "fam",
 ];
 
 /// A token being issued. Defaults follow AuthX: a UUID v4 `jti` and `csrf`, `iat`
@@ -391,6 +528,7 @@ impl<'a> TokenBuilder<'a> {
                 aud: audience_claim(&inner.audience),
                 scopes: None,
                 auth_time: None,
+                family: None,
                 extra: serde_json::Map::new(),
             },
             lifetime: None,
@@ -465,6 +603,12 @@ impl<'a> TokenBuilder<'a> {
     /// Sets `nbf`.
     pub fn not_before(mut self, nbf: NumericDate) -> Self {
         self.claims.nbf = Some(nbf.whole_seconds());
+        self
+    }
+
+    /// Puts the token in a login session (refresh-token family, claim `fam`).
+    pub fn family(mut self, family: impl Into<String>) -> Self {
+        self.claims.family = Some(family.into());
         self
     }
 

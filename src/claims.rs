@@ -57,6 +57,10 @@ pub struct Claims<E = NoExtra> {
     /// When the user last typed credentials (OpenID Connect; RFC 9470).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<NumericDate>,
+    /// The login session (refresh-token family) the token belongs to, for
+    /// rotation with reuse detection and for logging a session out at once.
+    #[serde(rename = "fam", skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
     /// Your own claims.
     #[serde(flatten)]
     pub extra: E,
@@ -294,6 +298,7 @@ enum Member {
     Aud,
     Scopes,
     AuthTime,
+    Family,
     Other(String),
 }
 
@@ -312,6 +317,7 @@ impl Member {
             "aud" => Member::Aud,
             "scopes" => Member::Scopes,
             "auth_time" => Member::AuthTime,
+            "fam" => Member::Family,
             other => Member::Other(other.to_owned()),
         }
     }
@@ -376,7 +382,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
         let (mut sub, mut jti, mut token_type, mut fresh, mut csrf) =
             (None, None, None, None, None);
         let (mut iat, mut exp, mut nbf, mut iss, mut aud) = (None, None, None, None, None);
-        let (mut scopes, mut auth_time) = (None, None);
+        let (mut scopes, mut auth_time, mut family) = (None, None, None);
         let mut others = serde_json::Map::new();
         while let Some(member) = map.next_key::<Member>()? {
             let m = &mut map;
@@ -393,6 +399,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                 Member::Aud => read_once(m, &mut aud, "aud", "a string or a list of strings")?,
                 Member::Scopes => read_once(m, &mut scopes, "scopes", "a list of strings")?,
                 Member::AuthTime => read_once(m, &mut auth_time, "auth_time", DATE)?,
+                Member::Family => read_once(m, &mut family, "fam", STRING)?,
                 Member::Other(name) => {
                     let value = map.next_value::<serde_json::Value>()?;
                     if others.insert(name, value).is_some() {
@@ -417,6 +424,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
             aud,
             scopes,
             auth_time,
+            family,
             extra,
         })
     }

@@ -11,6 +11,7 @@ use http::header::AUTHORIZATION;
 use crate::cookie::CookieConfig;
 use crate::error::{ConfigError, Reject};
 use crate::keys::Key;
+use crate::revocation::RevocationStore;
 use crate::source::TokenLocation;
 
 /// The longest token accepted by default. AuthX tokens are about 300 bytes; RS512
@@ -39,6 +40,8 @@ pub struct AuthXConfig {
     pub(crate) allow_weak_secret: bool,
     pub(crate) pass_preflight: bool,
     pub(crate) rejection: Option<Arc<dyn Reject>>,
+    pub(crate) store: Option<Arc<dyn RevocationStore>>,
+    pub(crate) fail_open: bool,
 }
 
 impl AuthXConfig {
@@ -63,6 +66,8 @@ impl AuthXConfig {
             allow_weak_secret: false,
             pass_preflight: true,
             rejection: None,
+            store: None,
+            fail_open: false,
         }
     }
 
@@ -194,6 +199,23 @@ impl AuthXConfig {
         self
     }
 
+    /// Where revocations and refresh-token families live (default: a
+    /// [`MemoryStore`] of this process; `RedisStore` shares them between instances).
+    #[must_use]
+    pub fn revocation_store(mut self, store: impl RevocationStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// What guarded routes do when the store cannot answer: refuse with 503
+    /// (`false`, the default: fail closed) or let verified tokens through
+    /// unchecked (`true`: fail open, logged at `warn`).
+    #[must_use]
+    pub fn revocation_fail_open(mut self, fail_open: bool) -> Self {
+        self.fail_open = fail_open;
+        self
+    }
+
     /// Replaces the default rejection (JSON `{"detail"}` with an RFC 6750 challenge).
     #[must_use]
     pub fn on_reject(mut self, reject: impl Reject) -> Self {
@@ -220,6 +242,8 @@ impl fmt::Debug for AuthXConfig {
             .field("max_token_len", &self.max_token_len)
             .field("max_token_lifetime", &self.max_token_lifetime)
             .field("custom_rejection", &self.rejection.is_some())
+            .field("custom_store", &self.store.is_some())
+            .field("fail_open", &self.fail_open)
             .finish_non_exhaustive()
     }
 }

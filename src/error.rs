@@ -46,6 +46,14 @@ pub enum AuthError {
     /// A token from a cookie on a state-changing request without the matching
     /// CSRF value (the double submit failed).
     Csrf(CsrfFailure),
+    /// A valid token that was revoked (logout), or whose session was.
+    Revoked,
+    /// A refresh token presented a second time: its whole session is now revoked
+    /// (refresh-token rotation with reuse detection).
+    RefreshReused,
+    /// The revocation store could not answer, so the token cannot be vouched for
+    /// (503; fail closed unless configured otherwise).
+    StoreUnavailable,
 }
 
 /// How the CSRF double submit failed.
@@ -91,15 +99,18 @@ impl AuthError {
         match self {
             AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            AuthError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// The gRPC status code of the default rejection of a gRPC request:
-    /// 7 `PERMISSION_DENIED` for missing scopes, else 16 `UNAUTHENTICATED`.
+    /// 7 `PERMISSION_DENIED` for missing scopes, 14 `UNAVAILABLE` when the
+    /// revocation store is down, else 16 `UNAUTHENTICATED`.
     pub fn grpc_status(&self) -> u8 {
         match self {
             AuthError::InsufficientScope { .. } => 7,
+            AuthError::StoreUnavailable => 14,
             _ => 16,
         }
     }
@@ -107,9 +118,12 @@ impl AuthError {
     /// The RFC 6750 / RFC 9470 `error` code, if the challenge carries one.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            AuthError::MissingToken | AuthError::Csrf(_) => None,
+            AuthError::MissingToken | AuthError::Csrf(_) | AuthError::StoreUnavailable => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
-            AuthError::InvalidToken(_) | AuthError::WrongTokenType { .. } => Some("invalid_token"),
+            AuthError::InvalidToken(_)
+            | AuthError::WrongTokenType { .. }
+            | AuthError::Revoked
+            | AuthError::RefreshReused => Some("invalid_token"),
             AuthError::FreshTokenRequired { .. } => Some("insufficient_user_authentication"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
@@ -127,6 +141,13 @@ impl fmt::Display for AuthError {
             }
             AuthError::FreshTokenRequired { .. } => f.write_str("Fresh token required"),
             AuthError::Csrf(CsrfFailure::Missing) => f.write_str("Missing CSRF token"),
+            AuthError::Revoked => f.write_str("Token has been revoked"),
+            AuthError::RefreshReused => {
+                f.write_str("Refresh token reuse detected: the session has been revoked")
+            }
+            AuthError::StoreUnavailable => {
+                f.write_str("Token revocation store unavailable, try again later")
+            }
             // AuthX's MSG_CSRFError.
             AuthError::Csrf(CsrfFailure::Mismatch) => {
                 f.write_str("CSRF double submit does not match")
@@ -240,7 +261,10 @@ impl Challenge {
         *res.status_mut() = error.status();
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(v) = challenge {
+        if *error == AuthError::StoreUnavailable {
+            // Not the credential's fault: no challenge, come back soon.
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        } else if let Some(v) = challenge {
             headers.insert(WWW_AUTHENTICATE, v);
         }
         res

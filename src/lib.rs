@@ -62,6 +62,7 @@ pub mod extract;
 mod keys;
 pub mod layer;
 mod policy;
+mod revocation;
 mod source;
 mod token;
 
@@ -78,6 +79,10 @@ pub use layer::{
     RequireScopesLayer,
 };
 pub use policy::{Requirement, Scopes};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use revocation::RedisStore;
+pub use revocation::{MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture};
 pub use source::TokenLocation;
 
 /// The README's Rust examples, compiled and run as doctests (they use the

@@ -1,35 +1,53 @@
-//! The response future of a guarded service: the inner service's future, or a
-//! rejection that is ready at once. A hand-written state machine; nothing boxed.
+//! The response future of a guarded service: the inner service's future, a
+//! rejection that is ready at once, or a wait for a network revocation store
+//! before the inner service is called. A hand-written state machine; only the
+//! store's own answer is boxed, and only when it is not ready at once.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::Response;
+use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tower_service::Service;
 
 use super::body::ResponseBody;
+use super::head;
+use crate::authx::AuthX;
+use crate::revocation::StoreFuture;
 
 pin_project! {
-    /// Response future of [`RequireAuth`](super::RequireAuth) and
-    /// [`RequireFresh`](super::RequireFresh).
-    pub struct ResponseFuture<F> {
+    /// Response future of [`RequireAuth`](super::RequireAuth) and the layers
+    /// built on it.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
         #[pin]
-        state: State<F>,
+        state: State<S, B>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
-        Inner { #[pin] future: F },
+    enum State<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        Inner { #[pin] future: S::Future },
         Rejected { response: Option<Response<Bytes>> },
+        Checking {
+            check: StoreFuture<bool>,
+            // The service that was polled ready, and the verified request.
+            parked: Option<(S, Request<B>)>,
+            authx: AuthX,
+        },
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn inner(future: F) -> Self {
+impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
+    pub(crate) fn inner(future: S::Future) -> Self {
         ResponseFuture {
             state: State::Inner { future },
         }
@@ -42,30 +60,67 @@ impl<F> ResponseFuture<F> {
             },
         }
     }
-}
 
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => {
-                Poll::Ready(ready!(future.poll(cx)).map(|res| res.map(ResponseBody::inner)))
-            }
-            StateProj::Rejected { response } => {
-                let response = response
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::rejection)))
-            }
+    pub(crate) fn checking(
+        check: StoreFuture<bool>,
+        service: S,
+        request: Request<B>,
+        authx: AuthX,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Checking {
+                check,
+                parked: Some((service, request)),
+                authx,
+            },
         }
     }
 }
 
-impl<F> std::fmt::Debug for ResponseFuture<F> {
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Inner { future } => {
+                    let res = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                }
+                StateProj::Rejected { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+                StateProj::Checking {
+                    check,
+                    parked,
+                    authx,
+                } => {
+                    let answer = ready!(Pin::new(check).poll(cx));
+                    let (mut service, request) = parked
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match authx.revocation_verdict(answer) {
+                        Ok(()) => State::Inner {
+                            future: service.call(request),
+                        },
+                        Err(error) => State::Rejected {
+                            response: Some(authx.reject(&error, head(&request))),
+                        },
+                    }
+                }
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+impl<S: Service<Request<B>>, B> std::fmt::Debug for ResponseFuture<S, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -1,9 +1,9 @@
 //! The layers: [`RequireAuth`], [`RequireFresh`] and [`RequireScopes`], in tower-http's shape
 //! (`Layer` → `Service` → hand-written `ResponseFuture`, body type kept).
 //!
-//! A guarded request takes one way: token from the header → verify → policy →
-//! claims into the extensions → inner service. Any failure short-circuits into the
-//! configured rejection; the inner service is never called.
+//! A guarded request takes one way: token from its location → verify → policy →
+//! revocation store → claims into the extensions → inner service. Any failure
+//! short-circuits into the configured rejection; the inner service is never called.
 
 mod body;
 mod future;
@@ -25,43 +25,49 @@ use crate::authx::AuthX;
 use crate::claims::{Claims, NumericDate};
 use crate::error::{AuthError, RequestHead};
 use crate::policy::Requirement;
+use crate::revocation::StoreFuture;
 
 /// What extra-claims types must be to travel in request extensions.
 pub trait ClaimsExtra: DeserializeOwned + Clone + Send + Sync + 'static {}
 impl<T: DeserializeOwned + Clone + Send + Sync + 'static> ClaimsExtra for T {}
 
 /// Verifies the request's token (or reuses claims an outer layer verified) and
-/// stores the claims in the extensions.
+/// stores the claims in the extensions. A store answer that is not ready yet
+/// (a network store) comes back to be awaited.
 fn authorize<E: ClaimsExtra, B>(
     authx: &AuthX,
     requirement: &Requirement,
     req: &mut Request<B>,
-) -> Result<(), AuthError> {
+) -> Result<Option<StoreFuture<bool>>, AuthError> {
     if let Some(claims) = req.extensions().get::<Claims<E>>() {
-        // Verified by an outer layer of ours: one request, one signature check.
-        return authx.check(claims, requirement, NumericDate::now());
+        // Verified (and checked against the store) by an outer layer of ours:
+        // one request, one signature check, one store lookup.
+        authx.check(claims, requirement, NumericDate::now())?;
+        return Ok(None);
     }
-    match authx.authenticate::<E>(head(req), requirement) {
-        Ok(claims) => {
-            req.extensions_mut().insert(claims);
-            Ok(())
-        }
+    let claims = match authx.authenticate::<E>(head(req), requirement) {
+        Ok(claims) => claims,
         Err(AuthError::MissingToken) if requirement.is_optional() => {
             req.extensions_mut().insert(Anonymous);
-            Ok(())
+            return Ok(None);
         }
-        Err(error) => Err(error),
-    }
-}
-
-/// Left in the extensions by an optional guard that found no credential, so
-/// extractors can tell "no token" from "no guard".
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Anonymous;
-
-#[cfg(feature = "tonic")]
-impl<S: tonic::server::NamedService, E> tonic::server::NamedService for RequireAuth<S, E> {
-    const NAME: &'static str = S::NAME;
+        Err(error) => return Err(error),
+    };
+    // After the signature and the claims, never before: an unauthenticated
+    // caller cannot make us reach the store.
+    let pending = match authx
+        .revocation_check(&claims)
+        .map(StoreFuture::now_or_later)
+    {
+        None => None,
+        Some(Ok(answer)) => {
+            authx.revocation_verdict(answer)?;
+            None
+        }
+        Some(Err(pending)) => Some(pending),
+    };
+    req.extensions_mut().insert(claims);
+    Ok(pending)
 }
 
 fn head<B>(req: &Request<B>) -> RequestHead<'_> {
@@ -77,9 +83,9 @@ fn call_guarded<S, E, B>(
     authx: &AuthX,
     requirement: &Requirement,
     mut req: Request<B>,
-) -> ResponseFuture<S::Future>
+) -> ResponseFuture<S, B>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>> + Clone,
     E: ClaimsExtra,
 {
     if authx.passes_as_preflight(&req) {
@@ -87,7 +93,24 @@ where
         return ResponseFuture::inner(inner.call(req));
     }
     match authorize::<E, B>(authx, requirement, &mut req) {
-        Ok(()) => ResponseFuture::inner(inner.call(req)),
+        Ok(None) => ResponseFuture::inner(inner.call(req)),
+        Ok(Some(pending)) => {
+            // Take the service that was polled ready; leave a clone for the next
+            // request (tower's clone-and-swap).
+            let clone = inner.clone();
+            let ready = std::mem::replace(inner, clone);
+            ResponseFuture::checking(pending, ready, req, authx.clone())
+        }
         Err(error) => ResponseFuture::rejected(authx.reject(&error, head(&req))),
     }
+}
+
+/// Left in the extensions by an optional guard that found no credential, so
+/// extractors can tell "no token" from "no guard".
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Anonymous;
+
+#[cfg(feature = "tonic")]
+impl<S: tonic::server::NamedService, E> tonic::server::NamedService for RequireAuth<S, E> {
+    const NAME: &'static str = S::NAME;
 }

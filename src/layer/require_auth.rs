@@ -160,15 +160,17 @@ impl<S: std::fmt::Debug, E> std::fmt::Debug for RequireAuth<S, E> {
     }
 }
 
+/// `S: Clone` because a network revocation store is awaited before `S` is
+/// called: the ready service goes into the future and a clone stays behind.
 impl<S, E, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAuth<S, E>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: http_body::Body<Data = Bytes>,
     E: ClaimsExtra,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
