@@ -7,8 +7,12 @@
 //!      -d '{"username":"user1","password":"password1"}'
 //! ```
 //!
-//! Beyond the seed: `/login` also answers a `refresh_token`, and `/refresh` takes
-//! either the fresh access token (as the seed's walkthrough does) or a refresh token.
+//! Beyond the seed: `/login` also answers a `refresh_token`; `/refresh` takes
+//! either the fresh access token (as the seed's walkthrough does) or a refresh
+//! token, which it rotates (a new refresh token comes back; presenting the old one
+//! again revokes the whole session); `POST /logout` revokes the presented token and
+//! its session. Revocations live in memory, or in Redis when `REDIS_URL` is set
+//! (build with `--features redis`), shared by every instance.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +29,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::{AuthX, Claims, RequireAuthLayer, RequireFreshLayer};
+use tower_authx::{
+    AuthError, AuthX, Claims, RequestHead, RequireAuthLayer, RequireFreshLayer, TokenType,
+};
 
 #[path = "shared/mod.rs"]
 mod shared;
@@ -44,7 +50,7 @@ struct App {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host, port) = shared::address(8000)?;
-    let authx = AuthX::new(shared::config_from_env()?)?;
+    let authx = AuthX::new(shared::revocation_from_env(shared::config_from_env()?)?)?;
     let app = Arc::new(App {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),
@@ -79,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, Infallible> {
     let allowed = match req.uri().path() {
         "/" => Method::GET,
-        "/login" | "/refresh" => Method::POST,
+        "/login" | "/refresh" | "/logout" => Method::POST,
         "/protected" | "/fresh-required" => Method::GET,
         _ => {
             return Ok(boxed(json_response(
@@ -106,6 +112,12 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         "/refresh" => boxed(
             app.any_token
                 .layer(service_fn(move |r| refresh(r, app2.clone())))
+                .oneshot(req)
+                .await?,
+        ),
+        "/logout" => boxed(
+            app.any_token
+                .layer(service_fn(move |r| logout(r, app2.clone())))
                 .oneshot(req)
                 .await?,
         ),
@@ -157,15 +169,52 @@ async fn refresh(
     app: Arc<App>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
-    Ok(
-        match app.authx.create_access_token(claims.sub.clone(), false) {
-            Ok(token) => json_response(
+    if claims.token_type == TokenType::Refresh {
+        // Rotation: this refresh token is spent, its successor comes back.
+        return Ok(match app.authx.rotate(claims).await {
+            Ok(pair) => json_response(
                 StatusCode::OK,
-                json!({"access_token": token, "token_type": "bearer"}),
+                json!({"access_token": pair.access_token, "token_type": "bearer", "refresh_token": pair.refresh_token}),
             ),
-            Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        },
-    )
+            Err(error) => refusal(&app, &error, &req),
+        });
+    }
+    // The seed's way: a fresh access token buys a non-fresh one (same session).
+    let mut builder = app.authx.access_token(claims.sub.clone()).fresh(false);
+    if let Some(family) = &claims.family {
+        builder = builder.family(family.clone());
+    }
+    Ok(match builder.issue() {
+        Ok(token) => json_response(
+            StatusCode::OK,
+            json!({"access_token": token, "token_type": "bearer"}),
+        ),
+        Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    })
+}
+
+async fn logout(
+    req: Request<Incoming>,
+    app: Arc<App>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let claims = verified(&req);
+    Ok(match app.authx.revoke(claims).await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            json!({"message": "Successfully logged out"}),
+        ),
+        Err(error) => refusal(&app, &error, &req),
+    })
+}
+
+/// The crate's own rejection for an error met inside a handler.
+fn refusal<B>(app: &App, error: &AuthError, req: &Request<B>) -> Response<Full<Bytes>> {
+    let head = RequestHead {
+        method: req.method(),
+        uri: req.uri(),
+        headers: req.headers(),
+    };
+    app.authx.reject(error, head).map(Full::new)
 }
 
 async fn protected(

@@ -37,6 +37,22 @@ pub fn config_from_env() -> Result<AuthXConfig, ConfigError> {
     Ok(config)
 }
 
+/// `REDIS_URL` switches revocations and refresh families to Redis (feature
+/// `redis`); without it they stay in this process's memory.
+pub fn revocation_from_env(config: AuthXConfig) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        return Ok(config);
+    };
+    #[cfg(feature = "redis")]
+    {
+        Ok(config.revocation_store(tower_authx::RedisStore::new(&url)?))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        Err(format!("REDIS_URL={url} needs the example built with `--features redis`").into())
+    }
+}
+
 /// The seed's sample users, with passwords that `/account/password` may change.
 pub struct Users {
     by_name: Mutex<HashMap<String, (String, String)>>,

@@ -80,22 +80,35 @@ impl RedisStore {
         if at <= NumericDate::now().as_secs_f64() as u64 {
             return StoreFuture::ready(Ok(()));
         }
-        let mut connection = self.connection.clone();
-        StoreFuture::pending(async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(1)
-                .arg("EXAT")
-                .arg(at)
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(store_error)
-        })
+        let mut command = redis::cmd("SET");
+        command.arg(key).arg(1).arg("EXAT").arg(at);
+        StoreFuture::pending(query::<()>(command, self.connection.clone()))
     }
 }
 
 fn store_error(e: redis::RedisError) -> StoreError {
     StoreError::new(e.to_string())
+}
+
+/// Whether a second attempt can succeed: the connection dropped (Redis restarted)
+/// and the manager has reconnected meanwhile.
+fn worth_retrying(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error()
+}
+
+/// Runs `command`, once more after a dropped connection, so the first request
+/// after an outage does not fail.
+async fn query<T: redis::FromRedisValue>(
+    command: redis::Cmd,
+    mut connection: ConnectionManager,
+) -> Result<T, StoreError> {
+    match command.query_async(&mut connection).await {
+        Err(e) if worth_retrying(&e) => command
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error),
+        other => other.map_err(store_error),
+    }
 }
 
 impl RevocationStore for RedisStore {
@@ -105,14 +118,8 @@ impl RevocationStore for RedisStore {
         if let Some(family) = family {
             command.arg(self.key("fam", family));
         }
-        let mut connection = self.connection.clone();
-        StoreFuture::pending(async move {
-            let found: u64 = command
-                .query_async(&mut connection)
-                .await
-                .map_err(store_error)?;
-            Ok(found > 0)
-        })
+        let found = query::<u64>(command, self.connection.clone());
+        StoreFuture::pending(async move { Ok(found.await? > 0) })
     }
 
     fn revoke(&self, jti: &str, until: NumericDate) -> StoreFuture<()> {
@@ -137,14 +144,13 @@ impl RevocationStore for RedisStore {
         let script = self.spend.clone();
         let mut connection = self.connection.clone();
         StoreFuture::pending(async move {
-            let verdict: u8 = script
-                .key(family_key)
-                .key(spent_key)
-                .arg(until)
-                .arg(family_until)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(store_error)?;
+            let mut invocation = script.key(family_key);
+            invocation.key(spent_key).arg(until).arg(family_until);
+            let verdict: u8 = match invocation.invoke_async(&mut connection).await {
+                Err(e) if worth_retrying(&e) => invocation.invoke_async(&mut connection).await,
+                other => other,
+            }
+            .map_err(store_error)?;
             Ok(match verdict {
                 0 => RefreshUse::First,
                 1 => RefreshUse::Reused,
