@@ -48,6 +48,7 @@ fn model_accepts(claims: &serde_json::Map<String, Value>, now: f64) -> Option<bo
         && string_or_absent("jti")
         && string_or_absent("csrf")
         && string_or_absent("iss")
+        && string_or_absent("fam")
         && date_or_absent("iat")
         && date_or_absent("nbf")
         && claims.get("exp").and_then(date).is_some()
