@@ -200,7 +200,8 @@ impl AuthXConfig {
     }
 
     /// Where revocations and refresh-token families live (default: a
-    /// [`MemoryStore`] of this process; `RedisStore` shares them between instances).
+    /// [`MemoryStore`](crate::MemoryStore) of this process; `RedisStore` shares them
+    /// between instances).
     #[must_use]
     pub fn revocation_store(mut self, store: impl RevocationStore) -> Self {
         self.store = Some(Arc::new(store));
