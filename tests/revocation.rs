@@ -412,3 +412,75 @@ async fn two_instances_share_logout_rotation_and_reuse_detection_through_redis()
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Counts the questions asked of a memory store.
+#[derive(Clone, Default)]
+struct Counting {
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+    store: Arc<MemoryStore>,
+}
+
+impl RevocationStore for Counting {
+    fn is_revoked(&self, jti: &str, family: Option<&str>) -> tower_authx::StoreFuture<bool> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.store.is_revoked(jti, family)
+    }
+    fn revoke(&self, jti: &str, until: NumericDate) -> tower_authx::StoreFuture<()> {
+        self.store.revoke(jti, until)
+    }
+    fn revoke_family(&self, family: &str, until: NumericDate) -> tower_authx::StoreFuture<()> {
+        self.store.revoke_family(family, until)
+    }
+    fn spend_refresh(
+        &self,
+        jti: &str,
+        family: &str,
+        until: NumericDate,
+        family_until: NumericDate,
+    ) -> tower_authx::StoreFuture<RefreshUse> {
+        self.store.spend_refresh(jti, family, until, family_until)
+    }
+}
+
+#[tokio::test]
+async fn only_verified_tokens_reach_the_store_and_only_once() {
+    let counting = Counting::default();
+    let authx = authx_with(counting.clone());
+    let ok = service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    });
+    let service =
+        RequireAuthLayer::new(authx.clone()).layer(RequireFreshLayer::new(authx.clone()).layer(ok));
+    let forged = AuthX::new(AuthXConfig::from_secret([1u8; 32]).unwrap())
+        .unwrap()
+        .create_access_token("u", true)
+        .unwrap();
+    let expired = authx
+        .access_token("u")
+        .issued_at(NumericDate::from_secs(1_000))
+        .issue()
+        .unwrap();
+    let refresh = authx.create_refresh_token("u").unwrap();
+    for token in [
+        "garbage",
+        forged.as_str(),
+        expired.as_str(),
+        refresh.as_str(),
+    ] {
+        let res = service.clone().oneshot(bearer(token)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = service
+        .clone()
+        .oneshot(Request::new(Full::default()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(counting.asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // A good token: one question, though two guards run.
+    let fresh = authx.create_access_token("u", true).unwrap();
+    let res = service.clone().oneshot(bearer(&fresh)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(counting.asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
