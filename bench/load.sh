@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Load on loopback with wrk against examples/fresh_token.rs built in release:
+# the public `/` and the guarded `/protected` in the same run, with the
+# revocation store in memory and in Redis, and (with `authx`) the seed's AuthX
+# FastAPI app under uvicorn on the same machine.
+#
+#   bench/load.sh [memory] [redis] [authx]     (default: memory redis)
+#
+# Environment: DURATION (10s), THREADS (2), CONNECTIONS (32),
+# PYTHON (a python with authx, fastapi, uvicorn; see tests/interop/requirements.txt).
+# Needs wrk, curl, jq; `redis` needs redis-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10s}"
+THREADS="${THREADS:-2}"
+CONNECTIONS="${CONNECTIONS:-32}"
+MODES=("$@")
+[ ${#MODES[@]} -eq 0 ] && MODES=(memory redis)
+
+SECRET="load-test-secret-of-at-least-32-bytes"
+LOGIN='{"username":"user1","password":"password1"}'
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+cargo build --quiet --release --example fresh_token --features redis
+bin="target/release/examples/fresh_token"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_for() { # url
+  for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "server at $1 did not come up" >&2; return 1
+}
+
+# One wrk run: prints "requests/s p99" for a URL (and optional header).
+load() { # url [header]
+  local out
+  if [ $# -gt 1 ]; then
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "$2" "$1")
+  else
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$1")
+  fi
+  if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers under load:" >&2; echo "$out" >&2; return 1; fi
+  local rps p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  echo "$rps $p99"
+}
+
+peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+row() { # label public guarded pid
+  local pub=($2) grd=($3)
+  local ratio
+  ratio=$(awk -v g="${grd[0]}" -v p="${pub[0]}" 'BEGIN {printf "%.2f", g/p}')
+  printf '| %s | %s | %s | %s | %s | %s | %s MB |\n' "$1" "${pub[0]}" "${pub[1]}" "${grd[0]}" "${grd[1]}" "$ratio" "$(peak_rss_mb "$4")"
+}
+
+echo "| server | / req/s | / p99 | /protected req/s | /protected p99 | guarded/public | peak RSS |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+
+for mode in "${MODES[@]}"; do
+  port=$(free_port)
+  case "$mode" in
+    memory)
+      HOST=127.0.0.1 PORT=$port JWT_SECRET_KEY=$SECRET "$bin" >/dev/null &
+      pids+=($!); pid=$!
+      label="tower-authx, memory store" ;;
+    redis)
+      rport=$(free_port)
+      redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+      pids+=($!)
+      sleep 0.3
+      HOST=127.0.0.1 PORT=$port JWT_SECRET_KEY=$SECRET REDIS_URL="redis://127.0.0.1:$rport/" "$bin" >/dev/null &
+      pids+=($!); pid=$!
+      label="tower-authx, Redis store" ;;
+    authx)
+      PYTHON="${PYTHON:-python3}"
+      JWT_SECRET_KEY=$SECRET "$PYTHON" -m uvicorn --app-dir tests/interop authx_fresh_token:app \
+        --host 127.0.0.1 --port "$port" --log-level warning &
+      pids+=($!); pid=$!
+      label="AuthX 1.7 + FastAPI, uvicorn" ;;
+    *) echo "unknown mode $mode" >&2; exit 2 ;;
+  esac
+  base="http://127.0.0.1:$port"
+  wait_for "$base/"
+  token=$(curl -fsS -X POST "$base/login" -H 'Content-Type: application/json' -d "$LOGIN" | jq -r .fresh_token)
+  public=$(load "$base/")
+  guarded=$(load "$base/protected" "Authorization: Bearer $token")
+  row "$label" "$public" "$guarded" "$pid"
+done
