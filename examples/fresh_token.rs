@@ -11,7 +11,8 @@
 //! either the fresh access token (as the seed's walkthrough does) or a refresh
 //! token, which it rotates (a new refresh token comes back; presenting the old one
 //! again revokes the whole session); `POST /logout` revokes the presented token and
-//! its session. Revocations live in memory, or in Redis when `REDIS_URL` is set
+//! its session; `GET /.well-known/jwks.json` publishes the public keys (with an
+//! asymmetric `JWT_ALGORITHM` and `JWT_PRIVATE_KEY_FILE`). Revocations live in memory, or in Redis when `REDIS_URL` is set
 //! (build with `--features redis`), shared by every instance.
 
 use std::convert::Infallible;
@@ -86,7 +87,7 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     let allowed = match req.uri().path() {
         "/" => Method::GET,
         "/login" | "/refresh" | "/logout" => Method::POST,
-        "/protected" | "/fresh-required" => Method::GET,
+        "/protected" | "/fresh-required" | "/.well-known/jwks.json" => Method::GET,
         _ => {
             return Ok(boxed(json_response(
                 StatusCode::NOT_FOUND,
@@ -109,6 +110,12 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     let res = match req.uri().path() {
         "/" => boxed(json_response(StatusCode::OK, shared::root())),
         "/login" => boxed(login(req, &app).await),
+        "/.well-known/jwks.json" => {
+            let mut res = Response::new(Full::new(Bytes::from(app.authx.jwks().to_owned())));
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            boxed(res)
+        }
         "/refresh" => boxed(
             app.any_token
                 .layer(service_fn(move |r| refresh(r, app2.clone())))

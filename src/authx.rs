@@ -15,10 +15,11 @@ use crate::config::AuthXConfig;
 use crate::error::{
     AuthError, Challenge, ConfigError, CsrfFailure, IssueError, Reject, RequestHead,
 };
+use crate::keyset::{KeyRing, jwks};
 use crate::policy::Requirement;
 use crate::revocation::{MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture};
 use crate::source::{HeaderSource, Sources, TokenLocation};
-use crate::token::{Signer, Verifier, audience_claim, ensure_crypto_backend};
+use crate::token::{Keys, Signer, Verifier, audience_claim, ensure_crypto_backend};
 
 /// Issues and verifies AuthX-compatible tokens. Build it once from an
 /// [`AuthXConfig`]; clones share everything.
@@ -30,6 +31,7 @@ pub struct AuthX {
 struct Inner {
     verifier: Verifier,
     signer: Option<Signer>,
+    jwks: String,
     sources: Sources,
     challenge: Challenge,
     rejection: Option<Arc<dyn Reject>>,
@@ -47,16 +49,19 @@ impl AuthX {
     /// Checks the configuration and prepares keys and validation once.
     pub fn new(config: AuthXConfig) -> Result<AuthX, ConfigError> {
         ensure_crypto_backend()?;
-        if config.key.weak_secret {
+        let mut config = config;
+        for key in config.keys.all().filter(|k| k.weak_secret) {
             if !config.allow_weak_secret {
                 return Err(ConfigError::new(format!(
                     "the {} secret is shorter than the algorithm's output size (RFC 7518 3.2); \
                      use a longer random secret, or opt in with AuthXConfig::allow_weak_secret",
-                    config.key.alg
+                    key.alg
                 )));
             }
-            tracing::warn!(alg = %config.key.alg, "tower-authx: using an HMAC secret too short to be safe");
+            tracing::warn!(alg = %key.alg, "tower-authx: using an HMAC secret too short to be safe");
         }
+        config.keys.name_keys()?;
+        let jwks = jwks(&config.keys)?;
         if config.max_token_len == 0 {
             return Err(ConfigError::new("max_token_len must be positive"));
         }
@@ -93,8 +98,15 @@ impl AuthX {
             scheme,
             realm: config.realm,
         };
+        #[cfg(feature = "jwks")]
+        let keys = match config.remote.take() {
+            Some(remote) => Keys::Remote(remote),
+            None => Keys::Local(KeyRing::new(&config.keys)?),
+        };
+        #[cfg(not(feature = "jwks"))]
+        let keys = Keys::Local(KeyRing::new(&config.keys)?);
         let verifier = Verifier::new(
-            &config.key,
+            keys,
             config.leeway,
             config.issuer.clone(),
             config.audience.clone(),
@@ -104,7 +116,8 @@ impl AuthX {
         Ok(AuthX {
             inner: Arc::new(Inner {
                 verifier,
-                signer: Signer::new(&config.key),
+                signer: config.keys.signing.as_ref().and_then(Signer::new),
+                jwks,
                 sources: Sources {
                     order: config.locations,
                     header: HeaderSource {
@@ -383,6 +396,52 @@ impl AuthX {
         NumericDate::now().plus(self.inner.refresh_lifetime)
     }
 
+    /// The RFC 7517 JWKS of our public keys (signing, previous and verifying;
+    /// never a secret or a private part), for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> &str {
+        &self.inner.jwks
+    }
+
+    /// When `error` says a token names a key we lack and the keys come from an
+    /// issuer's JWKS: the (rate-limited) refetch to await before trying again.
+    pub(crate) fn key_refetch(
+        &self,
+        error: &AuthError,
+        head: RequestHead<'_>,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        #[cfg(feature = "jwks")]
+        if let (
+            AuthError::InvalidToken(crate::error::InvalidToken::UnknownKey),
+            Keys::Remote(remote),
+        ) = (error, &self.inner.verifier.keys)
+        {
+            let kid = self
+                .inner
+                .sources
+                .find(head, None)
+                .ok()
+                .and_then(|found| kid_of(&found.token));
+            return Some(remote.refetch_for(kid));
+        }
+        let _ = (error, head);
+        None
+    }
+
+    /// After a refetch: a key still missing because the issuer is unreachable
+    /// is a 503, not the token's fault.
+    pub(crate) fn after_refetch(&self, error: AuthError) -> AuthError {
+        #[cfg(feature = "jwks")]
+        if let (
+            AuthError::InvalidToken(crate::error::InvalidToken::UnknownKey),
+            Keys::Remote(remote),
+        ) = (&error, &self.inner.verifier.keys)
+            && remote.unavailable()
+        {
+            return AuthError::KeysUnavailable;
+        }
+        error
+    }
+
     /// Whether this request is a CORS preflight the guards let through.
     pub(crate) fn passes_as_preflight<B>(&self, req: &http::Request<B>) -> bool {
         self.inner.pass_preflight
@@ -422,7 +481,7 @@ impl AuthX {
 impl fmt::Debug for AuthX {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthX")
-            .field("alg", &self.inner.verifier.alg)
+            .field("signing_alg", &self.inner.signer.as_ref().map(Signer::alg))
             .field("can_sign", &self.inner.signer.is_some())
             .finish_non_exhaustive()
     }
@@ -431,6 +490,18 @@ impl fmt::Debug for AuthX {
 fn store_down(e: StoreError) -> AuthError {
     tracing::warn!(error = %e, "tower-authx: revocation store unavailable");
     AuthError::StoreUnavailable
+}
+
+/// The `kid` a token's header names (for a targeted refetch), if readable.
+#[cfg(feature = "jwks")]
+fn kid_of(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.split('.').next()?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    value.get("kid")?.as_str().map(str::to_owned)
 }
 
 /// AuthX's "no token" wording, one sentence per configured location.

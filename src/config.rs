@@ -10,7 +10,7 @@ use http::header::AUTHORIZATION;
 
 use crate::cookie::CookieConfig;
 use crate::error::{ConfigError, Reject};
-use crate::keys::Key;
+use crate::keyset::KeySet;
 use crate::revocation::RevocationStore;
 use crate::source::TokenLocation;
 
@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 /// refresh tokens for 20 days, no leeway, the token in `Authorization: Bearer`.
 #[derive(Clone)]
 pub struct AuthXConfig {
-    pub(crate) key: Key,
+    pub(crate) keys: KeySet,
     pub(crate) access_lifetime: Duration,
     pub(crate) refresh_lifetime: Duration,
     pub(crate) leeway: Duration,
@@ -42,13 +42,16 @@ pub struct AuthXConfig {
     pub(crate) rejection: Option<Arc<dyn Reject>>,
     pub(crate) store: Option<Arc<dyn RevocationStore>>,
     pub(crate) fail_open: bool,
+    #[cfg(feature = "jwks")]
+    pub(crate) remote: Option<crate::jwks::RemoteJwks>,
 }
 
 impl AuthXConfig {
-    /// A configuration that signs and verifies with `key`.
-    pub fn new(key: Key) -> Self {
+    /// A configuration that signs and verifies with `keys`: one [`Key`](crate::Key),
+    /// or a [`KeySet`] for rotation and several verifying keys.
+    pub fn new(keys: impl Into<KeySet>) -> Self {
         AuthXConfig {
-            key,
+            keys: keys.into(),
             access_lifetime: Duration::from_secs(15 * 60),
             refresh_lifetime: Duration::from_secs(20 * 24 * 3600),
             leeway: Duration::ZERO,
@@ -68,12 +71,24 @@ impl AuthXConfig {
             rejection: None,
             store: None,
             fail_open: false,
+            #[cfg(feature = "jwks")]
+            remote: None,
         }
+    }
+
+    /// A resource server's configuration: verifies with the keys of an issuer's
+    /// JWKS only (it cannot issue tokens).
+    #[cfg(feature = "jwks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+    pub fn from_jwks(remote: crate::jwks::RemoteJwks) -> Self {
+        let mut config = AuthXConfig::new(KeySet::verify_only([]));
+        config.remote = Some(remote);
+        config
     }
 
     /// HS256 with `secret`, as AuthX's `JWT_SECRET_KEY`.
     pub fn from_secret(secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        Ok(AuthXConfig::new(Key::hs256(secret)?))
+        Ok(AuthXConfig::new(crate::keys::Key::hs256(secret)?))
     }
 
     /// How long access tokens live (`JWT_ACCESS_TOKEN_EXPIRES`, default 15 min).
@@ -228,7 +243,7 @@ impl AuthXConfig {
 impl fmt::Debug for AuthXConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthXConfig")
-            .field("key", &self.key)
+            .field("keys", &self.keys)
             .field("access_lifetime", &self.access_lifetime)
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("leeway", &self.leeway)

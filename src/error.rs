@@ -54,6 +54,9 @@ pub enum AuthError {
     /// The revocation store could not answer, so the token cannot be vouched for
     /// (503; fail closed unless configured otherwise).
     StoreUnavailable,
+    /// The token names a key we do not hold and the issuer's JWKS cannot be
+    /// fetched (503, distinct from a bad token's 401).
+    KeysUnavailable,
 }
 
 /// How the CSRF double submit failed.
@@ -87,6 +90,8 @@ pub enum InvalidToken {
     IssuedInFuture,
     /// `exp - iat` is longer than the configured maximum lifetime.
     Lifetime,
+    /// The token's `kid` names no key we hold.
+    UnknownKey,
     /// `iss` is missing or not the configured issuer.
     Issuer,
     /// `aud` does not name us, or names anyone while we expect no audience.
@@ -99,7 +104,9 @@ impl AuthError {
         match self {
             AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::StoreUnavailable | AuthError::KeysUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -110,7 +117,7 @@ impl AuthError {
     pub fn grpc_status(&self) -> u8 {
         match self {
             AuthError::InsufficientScope { .. } => 7,
-            AuthError::StoreUnavailable => 14,
+            AuthError::StoreUnavailable | AuthError::KeysUnavailable => 14,
             _ => 16,
         }
     }
@@ -118,7 +125,10 @@ impl AuthError {
     /// The RFC 6750 / RFC 9470 `error` code, if the challenge carries one.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            AuthError::MissingToken | AuthError::Csrf(_) | AuthError::StoreUnavailable => None,
+            AuthError::MissingToken
+            | AuthError::Csrf(_)
+            | AuthError::StoreUnavailable
+            | AuthError::KeysUnavailable => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken(_)
             | AuthError::WrongTokenType { .. }
@@ -148,6 +158,7 @@ impl fmt::Display for AuthError {
             AuthError::StoreUnavailable => {
                 f.write_str("Token revocation store unavailable, try again later")
             }
+            AuthError::KeysUnavailable => f.write_str("Signing keys unavailable, try again later"),
             // AuthX's MSG_CSRFError.
             AuthError::Csrf(CsrfFailure::Mismatch) => {
                 f.write_str("CSRF double submit does not match")
@@ -183,6 +194,7 @@ impl fmt::Display for InvalidToken {
             InvalidToken::Lifetime => {
                 f.write_str("Invalid token: lifetime exceeds the allowed maximum")
             }
+            InvalidToken::UnknownKey => f.write_str("Invalid token: unknown signing key (kid)"),
             InvalidToken::Issuer => f.write_str("Invalid issuer"),
             InvalidToken::Audience => f.write_str("Invalid audience"),
         }
@@ -261,7 +273,7 @@ impl Challenge {
         *res.status_mut() = error.status();
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if *error == AuthError::StoreUnavailable {
+        if error.status() == StatusCode::SERVICE_UNAVAILABLE {
             // Not the credential's fault: no challenge, come back soon.
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         } else if let Some(v) = challenge {

@@ -171,6 +171,56 @@ impl Key {
         Ok(key)
     }
 
+    /// An asymmetric key pair from the private key's PEM alone (PKCS#8, or
+    /// PKCS#1 for RSA); the public half is derived from it.
+    pub fn from_private_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
+        use jsonwebtoken::EncodingKey as Enc;
+        crate::token::ensure_crypto_backend()?;
+        let encoding = match alg {
+            a if a.is_hmac() => {
+                return Err(ConfigError::new(format!(
+                    "{alg} takes a secret, not a PEM key"
+                )));
+            }
+            Algorithm::ES256 | Algorithm::ES384 => Enc::from_ec_pem(private_pem),
+            Algorithm::EdDSA => Enc::from_ed_pem(private_pem),
+            _ => Enc::from_rsa_pem(private_pem),
+        }
+        .map_err(ConfigError::key)?;
+        let public = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, alg.to_jwt())
+            .map_err(ConfigError::key)?;
+        Ok(Key {
+            alg,
+            decoding: jsonwebtoken::DecodingKey::from_jwk(&public).map_err(ConfigError::key)?,
+            encoding: Some(encoding),
+            kid: None,
+            weak_secret: false,
+        })
+    }
+
+    /// A public key from DER (SubjectPublicKeyInfo for EC and Ed25519, PKCS#1
+    /// `RSAPublicKey` for RSA) that only verifies.
+    pub fn verifying_der(alg: Algorithm, public_der: &[u8]) -> Result<Key, ConfigError> {
+        use jsonwebtoken::DecodingKey as Dec;
+        let decoding = match alg {
+            a if a.is_hmac() => {
+                return Err(ConfigError::new(format!(
+                    "{alg} takes a secret, not a DER key"
+                )));
+            }
+            Algorithm::ES256 | Algorithm::ES384 => Dec::from_ec_der(public_der),
+            Algorithm::EdDSA => Dec::from_ed_der(public_der),
+            _ => Dec::from_rsa_der(public_der),
+        };
+        Ok(Key {
+            alg,
+            encoding: None,
+            decoding,
+            kid: None,
+            weak_secret: false,
+        })
+    }
+
     /// A public key from PEM that only verifies (a resource server's key).
     pub fn verifying_pem(alg: Algorithm, public_pem: &[u8]) -> Result<Key, ConfigError> {
         use jsonwebtoken::DecodingKey as Dec;

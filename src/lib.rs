@@ -59,7 +59,10 @@ mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+#[cfg(feature = "jwks")]
+mod jwks;
 mod keys;
+mod keyset;
 pub mod layer;
 mod policy;
 mod revocation;
@@ -73,7 +76,11 @@ pub use cookie::{CookieConfig, SameSite};
 pub use error::{
     AuthError, ConfigError, CsrfFailure, InvalidToken, IssueError, Reject, RequestHead,
 };
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use jwks::RemoteJwks;
 pub use keys::{Algorithm, Key};
+pub use keyset::KeySet;
 pub use layer::{
     RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer, RequireScopes,
     RequireScopesLayer,

@@ -3,6 +3,7 @@
 //! and the time checks are ours, so that every rule is one we chose).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::claims::{Audience, Claims, NumericDate};
 use crate::error::{ConfigError, InvalidToken, IssueError};
 use crate::keys::{Algorithm, Key};
+use crate::keyset::KeyRing;
 
 /// Makes sure jsonwebtoken has exactly one crypto provider, so no decode can panic.
 pub(crate) fn ensure_crypto_backend() -> Result<(), ConfigError> {
@@ -39,6 +41,9 @@ struct JoseHeader<'a> {
     alg: Cow<'a, str>,
     #[serde(default, borrow)]
     typ: Option<Cow<'a, str>>,
+    /// Names one of the keys we hold; never used to load a key.
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "present")]
     crit: bool,
     #[serde(default, deserialize_with = "present")]
@@ -64,8 +69,7 @@ fn malformed(why: &'static str) -> InvalidToken {
 
 /// Everything needed to check a token, prepared once at construction.
 pub(crate) struct Verifier {
-    pub(crate) alg: Algorithm,
-    key: jsonwebtoken::DecodingKey,
+    pub(crate) keys: Keys,
     leeway: f64,
     issuer: Option<String>,
     audience: Vec<String>,
@@ -75,7 +79,7 @@ pub(crate) struct Verifier {
 
 impl Verifier {
     pub(crate) fn new(
-        key: &Key,
+        keys: Keys,
         leeway: std::time::Duration,
         issuer: Option<String>,
         audience: Vec<String>,
@@ -83,8 +87,7 @@ impl Verifier {
         max_lifetime: Option<std::time::Duration>,
     ) -> Self {
         Verifier {
-            alg: key.alg,
-            key: key.decoding.clone(),
+            keys,
             leeway: leeway.as_secs_f64(),
             issuer,
             audience,
@@ -119,7 +122,10 @@ impl Verifier {
         }
         let header: JoseHeader<'_> = serde_json::from_slice(&header_json)
             .map_err(|_| malformed("the header is not a JWS header"))?;
-        if header.alg != self.alg.as_str() {
+        // The key is chosen by our rules (kid or default), and its algorithm
+        // must be the token's: a key never serves two algorithms.
+        let key = self.keys.select(header.kid.as_deref())?;
+        if header.alg != key.alg.as_str() {
             return Err(InvalidToken::Algorithm);
         }
         if header.crit {
@@ -136,8 +142,8 @@ impl Verifier {
         match jsonwebtoken::crypto::verify(
             signature_b64,
             signed.as_bytes(),
-            &self.key,
-            self.alg.to_jwt(),
+            &key.decoding,
+            key.alg.to_jwt(),
         ) {
             Ok(true) => {}
             _ => return Err(InvalidToken::Signature),
@@ -216,6 +222,24 @@ fn claims_error(e: serde_json::Error) -> InvalidToken {
     InvalidToken::Claims(Cow::Owned(msg))
 }
 
+/// Where verification keys come from: our own set, or an issuer's JWKS.
+#[derive(Clone)]
+pub(crate) enum Keys {
+    Local(KeyRing),
+    #[cfg(feature = "jwks")]
+    Remote(crate::jwks::RemoteJwks),
+}
+
+impl Keys {
+    fn select(&self, kid: Option<&str>) -> Result<Arc<Key>, InvalidToken> {
+        match self {
+            Keys::Local(ring) => ring.select(kid),
+            #[cfg(feature = "jwks")]
+            Keys::Remote(remote) => remote.ring().select(kid),
+        }
+    }
+}
+
 /// Signs claims with the configured key; the header is encoded once.
 pub(crate) struct Signer {
     alg: Algorithm,
@@ -239,6 +263,10 @@ impl Signer {
             key: encoding,
             header_b64,
         })
+    }
+
+    pub(crate) fn alg(&self) -> Algorithm {
+        self.alg
     }
 
     pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, IssueError> {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower_authx::{AuthXConfig, Claims, ConfigError};
+use tower_authx::{Algorithm, AuthXConfig, Claims, Key, KeySet};
 
 /// Login bodies are small; anything bigger is refused before it is read.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -23,10 +23,38 @@ pub fn address(default_port: u16) -> Result<(String, u16), Box<dyn std::error::E
     Ok((host, port))
 }
 
-/// `JWT_SECRET_KEY` (default: the seed's `your-secret-key`, accepted with a warning).
-pub fn config_from_env() -> Result<AuthXConfig, ConfigError> {
+/// The keys from the environment:
+/// - `JWT_ALGORITHM` (default HS256);
+/// - HS*: `JWT_SECRET_KEY` (default: the seed's `your-secret-key`, accepted with a warning);
+/// - RS*/PS*/ES*/EdDSA: `JWT_PRIVATE_KEY_FILE` (PEM) signs, with its RFC 7638 thumbprint as
+///   `kid`; `JWT_PREVIOUS_KEY_FILE` (PEM, public or private; `JWT_PREVIOUS_ALGORITHM`, default
+///   the same) keeps verifying and being published after a rotation.
+pub fn config_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
+    let alg: Algorithm = std::env::var("JWT_ALGORITHM")
+        .unwrap_or_else(|_| "HS256".into())
+        .parse()?;
+    if !alg.is_hmac() {
+        let path = std::env::var("JWT_PRIVATE_KEY_FILE").map_err(|_| {
+            format!("JWT_ALGORITHM={alg} needs JWT_PRIVATE_KEY_FILE (a PEM private key)")
+        })?;
+        let mut keys = KeySet::new(Key::from_private_pem(alg, &std::fs::read(&path)?)?);
+        if let Ok(previous) = std::env::var("JWT_PREVIOUS_KEY_FILE") {
+            let previous_alg: Algorithm = match std::env::var("JWT_PREVIOUS_ALGORITHM") {
+                Ok(name) => name.parse()?,
+                Err(_) => alg,
+            };
+            let pem = std::fs::read(&previous)?;
+            let key = if String::from_utf8_lossy(&pem).contains("PRIVATE KEY") {
+                Key::from_private_pem(previous_alg, &pem)?
+            } else {
+                Key::verifying_pem(previous_alg, &pem)?
+            };
+            keys = keys.with_previous(key);
+        }
+        return Ok(AuthXConfig::new(keys));
+    }
     let secret = std::env::var("JWT_SECRET_KEY").unwrap_or_else(|_| "your-secret-key".into());
-    let mut config = AuthXConfig::from_secret(&secret)?;
+    let mut config = AuthXConfig::new(Key::hmac(alg, &secret)?);
     if secret.len() < 32 {
         // The seed's demo secret is 15 bytes; HS256 wants 32 (RFC 7518 3.2).
         eprintln!(

@@ -1,7 +1,8 @@
 //! The response future of a guarded service: the inner service's future, a
-//! rejection that is ready at once, or a wait for a network revocation store
-//! before the inner service is called. A hand-written state machine; only the
-//! store's own answer is boxed, and only when it is not ready at once.
+//! rejection that is ready at once, or a wait (a network revocation store's
+//! answer, a JWKS refetch) before the inner service is called. A hand-written
+//! state machine; only what is awaited is boxed, and only when it is not ready
+//! at once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,9 +14,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::head;
-use crate::authx::AuthX;
-use crate::revocation::StoreFuture;
+use super::{Pending, Retry, head};
 
 pin_project! {
     /// Response future of [`RequireAuth`](super::RequireAuth) and the layers
@@ -37,11 +36,11 @@ pin_project! {
     {
         Inner { #[pin] future: S::Future },
         Rejected { response: Option<Response<Bytes>> },
-        Checking {
-            check: StoreFuture<bool>,
-            // The service that was polled ready, and the verified request.
+        Waiting {
+            pending: Pending,
+            // The service that was polled ready, and the request.
             parked: Option<(S, Request<B>)>,
-            authx: AuthX,
+            retry: Retry<B>,
         },
     }
 }
@@ -61,17 +60,17 @@ impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
         }
     }
 
-    pub(crate) fn checking(
-        check: StoreFuture<bool>,
+    pub(crate) fn waiting(
+        pending: Pending,
         service: S,
         request: Request<B>,
-        authx: AuthX,
+        retry: Retry<B>,
     ) -> Self {
         ResponseFuture {
-            state: State::Checking {
-                check,
+            state: State::Waiting {
+                pending,
                 parked: Some((service, request)),
-                authx,
+                retry,
             },
         }
     }
@@ -96,21 +95,43 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
                 }
-                StateProj::Checking {
-                    check,
+                StateProj::Waiting {
+                    pending,
                     parked,
-                    authx,
+                    retry,
                 } => {
-                    let answer = ready!(Pin::new(check).poll(cx));
+                    let verdict = match pending {
+                        Pending::Revocation(check) => {
+                            let answer = ready!(Pin::new(check).poll(cx));
+                            retry.authx.revocation_verdict(answer).map(|()| None)
+                        }
+                        Pending::Keys(refetch) => {
+                            ready!(refetch.as_mut().poll(cx));
+                            let (_, request) = parked
+                                .as_mut()
+                                .expect("ResponseFuture polled after completion");
+                            // Once more with the keys we now hold; no second fetch.
+                            (retry.authorize)(&retry.authx, &retry.requirement, request, false)
+                        }
+                    };
                     let (mut service, request) = parked
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match authx.revocation_verdict(answer) {
-                        Ok(()) => State::Inner {
+                    match verdict {
+                        Ok(None) => State::Inner {
                             future: service.call(request),
                         },
+                        Ok(Some(next)) => State::Waiting {
+                            pending: next,
+                            parked: Some((service, request)),
+                            retry: Retry {
+                                authx: retry.authx.clone(),
+                                requirement: retry.requirement.clone(),
+                                authorize: retry.authorize,
+                            },
+                        },
                         Err(error) => State::Rejected {
-                            response: Some(authx.reject(&error, head(&request))),
+                            response: Some(retry.authx.reject(&error, head(&request))),
                         },
                     }
                 }

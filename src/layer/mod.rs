@@ -17,6 +17,9 @@ pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use require_fresh::{RequireFresh, RequireFreshLayer};
 pub use require_scopes::{RequireScopes, RequireScopesLayer};
 
+use std::future::Future;
+use std::pin::Pin;
+
 use http::Request;
 use serde::de::DeserializeOwned;
 use tower_service::Service;
@@ -31,14 +34,28 @@ use crate::revocation::StoreFuture;
 pub trait ClaimsExtra: DeserializeOwned + Clone + Send + Sync + 'static {}
 impl<T: DeserializeOwned + Clone + Send + Sync + 'static> ClaimsExtra for T {}
 
+/// What a request waits for before its fate is known.
+pub(crate) enum Pending {
+    /// A network revocation store's answer.
+    Revocation(StoreFuture<bool>),
+    /// A refetch of the issuer's JWKS; then the request is authorized again.
+    Keys(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+/// `authorize` for one claims type, as the response future calls it again.
+pub(crate) type Authorize<B> =
+    fn(&AuthX, &Requirement, &mut Request<B>, bool) -> Result<Option<Pending>, AuthError>;
+
 /// Verifies the request's token (or reuses claims an outer layer verified) and
-/// stores the claims in the extensions. A store answer that is not ready yet
-/// (a network store) comes back to be awaited.
+/// stores the claims in the extensions. What cannot be known at once (a network
+/// store's answer, keys to fetch) comes back to be awaited; keys are fetched at
+/// most once per request (`may_fetch_keys`).
 fn authorize<E: ClaimsExtra, B>(
     authx: &AuthX,
     requirement: &Requirement,
     req: &mut Request<B>,
-) -> Result<Option<StoreFuture<bool>>, AuthError> {
+    may_fetch_keys: bool,
+) -> Result<Option<Pending>, AuthError> {
     if let Some(claims) = req.extensions().get::<Claims<E>>() {
         // Verified (and checked against the store) by an outer layer of ours:
         // one request, one signature check, one store lookup.
@@ -51,7 +68,13 @@ fn authorize<E: ClaimsExtra, B>(
             req.extensions_mut().insert(Anonymous);
             return Ok(None);
         }
-        Err(error) => return Err(error),
+        Err(error) if may_fetch_keys => {
+            return match authx.key_refetch(&error, head(req)) {
+                Some(refetch) => Ok(Some(Pending::Keys(refetch))),
+                None => Err(error),
+            };
+        }
+        Err(error) => return Err(authx.after_refetch(error)),
     };
     // After the signature and the claims, never before: an unauthenticated
     // caller cannot make us reach the store.
@@ -64,7 +87,7 @@ fn authorize<E: ClaimsExtra, B>(
             authx.revocation_verdict(answer)?;
             None
         }
-        Some(Err(pending)) => Some(pending),
+        Some(Err(pending)) => Some(Pending::Revocation(pending)),
     };
     req.extensions_mut().insert(claims);
     Ok(pending)
@@ -92,17 +115,29 @@ where
         // Browsers send preflights without credentials; refusing them breaks CORS.
         return ResponseFuture::inner(inner.call(req));
     }
-    match authorize::<E, B>(authx, requirement, &mut req) {
+    match authorize::<E, B>(authx, requirement, &mut req, true) {
         Ok(None) => ResponseFuture::inner(inner.call(req)),
         Ok(Some(pending)) => {
             // Take the service that was polled ready; leave a clone for the next
             // request (tower's clone-and-swap).
             let clone = inner.clone();
             let ready = std::mem::replace(inner, clone);
-            ResponseFuture::checking(pending, ready, req, authx.clone())
+            let retry = Retry {
+                authx: authx.clone(),
+                requirement: requirement.clone(),
+                authorize: authorize::<E, B>,
+            };
+            ResponseFuture::waiting(pending, ready, req, retry)
         }
         Err(error) => ResponseFuture::rejected(authx.reject(&error, head(&req))),
     }
+}
+
+/// What the response future needs to finish authorizing a parked request.
+pub(crate) struct Retry<B> {
+    pub(crate) authx: AuthX,
+    pub(crate) requirement: Requirement,
+    pub(crate) authorize: Authorize<B>,
 }
 
 /// Left in the extensions by an optional guard that found no credential, so

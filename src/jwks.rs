@@ -1,0 +1,319 @@
+//! Consuming an issuer's JWKS (feature `jwks`): keys fetched with hyper's client,
+//! cached, refreshed in the background, refetched when a token names an unknown
+//! `kid` (rate-limited, so a flood of made-up kids cannot make us hammer the
+//! issuer), and kept serving while the issuer is down.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::ConfigError;
+use crate::keys::{Algorithm, Key};
+use crate::keyset::KeyRing;
+
+/// A JWKS document larger than this is refused.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// The keys of an issuer, read from its JWKS URL (`http://`; put a TLS-terminating
+/// proxy or sidecar in front of an `https://` issuer). Cheap to clone; clones
+/// share the cache.
+///
+/// - The first verification fetches the keys; afterwards they are refreshed in
+///   the background every [`refresh_interval`](Self::refresh_interval) (5 min).
+/// - A token naming a `kid` we do not hold triggers one refetch, but never more
+///   than one per [`min_refetch_interval`](Self::min_refetch_interval) (10 s),
+///   however many such tokens arrive; concurrent ones share a fetch.
+/// - While the issuer is unreachable the cached keys keep serving; a token whose
+///   key we cannot get is answered 503 (keys unavailable), not 401.
+/// - Only signature keys are taken: `use` other than `sig` and symmetric (`oct`)
+///   keys are skipped, each key is bound to its `alg` (RSA keys without `alg`:
+///   RS256; EC and OKP keys by their curve).
+#[derive(Clone)]
+pub struct RemoteJwks {
+    inner: Arc<Remote>,
+}
+
+struct Remote {
+    url: Uri,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    ring: RwLock<Arc<KeyRing>>,
+    fetching: tokio::sync::Mutex<()>,
+    state: Mutex<FetchState>,
+    refresh_every: Duration,
+    min_interval: Duration,
+    timeout: Duration,
+}
+
+#[derive(Default)]
+struct FetchState {
+    last_attempt: Option<Instant>,
+    last_success: Option<Instant>,
+    last_failed: bool,
+    background: bool,
+}
+
+impl std::fmt::Debug for RemoteJwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteJwks")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteJwks {
+    /// Keys from `url` (`http://host/.well-known/jwks.json`), fetched on first use.
+    pub fn new(url: &str) -> Result<RemoteJwks, ConfigError> {
+        let url: Uri = url
+            .parse()
+            .map_err(|_| ConfigError::new(format!("invalid JWKS URL {url:?}")))?;
+        if url.scheme_str() != Some("http") || url.host().is_none() {
+            return Err(ConfigError::new(
+                "the JWKS URL must be http://host/...: terminate TLS in front of an https issuer",
+            ));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        Ok(RemoteJwks {
+            inner: Arc::new(Remote {
+                url,
+                client: Client::builder(TokioExecutor::new()).build(connector),
+                ring: RwLock::new(Arc::new(KeyRing::default())),
+                fetching: tokio::sync::Mutex::new(()),
+                state: Mutex::new(FetchState::default()),
+                refresh_every: Duration::from_secs(300),
+                min_interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+            }),
+        })
+    }
+
+    /// How often cached keys are refreshed in the background (default 5 min).
+    #[must_use]
+    pub fn refresh_interval(self, every: Duration) -> Self {
+        self.with(|r| r.refresh_every = every)
+    }
+
+    /// The least time between two fetches caused by unknown `kid`s (default 10 s).
+    #[must_use]
+    pub fn min_refetch_interval(self, interval: Duration) -> Self {
+        self.with(|r| r.min_interval = interval)
+    }
+
+    /// How long a fetch may take (default 5 s).
+    #[must_use]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with(|r| r.timeout = timeout)
+    }
+
+    fn with(self, change: impl FnOnce(&mut Remote)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Remote {
+            url: shared.url.clone(),
+            client: shared.client.clone(),
+            ring: RwLock::new(shared.ring()),
+            fetching: tokio::sync::Mutex::new(()),
+            state: Mutex::new(FetchState::default()),
+            refresh_every: shared.refresh_every,
+            min_interval: shared.min_interval,
+            timeout: shared.timeout,
+        });
+        change(&mut inner);
+        RemoteJwks {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The cached keys; starts a background refresh when they are old.
+    pub(crate) fn ring(&self) -> Arc<KeyRing> {
+        let ring = self.inner.ring();
+        if self.inner.is_stale() {
+            self.refresh_in_background();
+        }
+        ring
+    }
+
+    fn refresh_in_background(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        {
+            let mut state = self.inner.lock_state();
+            if state.background {
+                return;
+            }
+            state.background = true;
+        }
+        let remote = self.inner.clone();
+        runtime.spawn(async move {
+            remote.fetch_if_allowed(None, remote.refresh_every).await;
+            remote.lock_state().background = false;
+        });
+    }
+
+    /// Refetches because a token named `kid` we do not hold (rate-limited).
+    pub(crate) fn refetch_for(
+        &self,
+        kid: Option<String>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let remote = self.inner.clone();
+        Box::pin(async move {
+            let min_interval = remote.min_interval;
+            remote.fetch_if_allowed(kid, min_interval).await;
+        })
+    }
+
+    /// Whether the last fetch failed (the issuer is unreachable or answered badly).
+    pub(crate) fn unavailable(&self) -> bool {
+        self.inner.lock_state().last_failed
+    }
+
+    /// Fetches the keys now, whatever the intervals say.
+    pub async fn refresh(&self) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.inner.fetching.lock().await;
+        self.inner.fetch().await
+    }
+}
+
+impl Remote {
+    fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, FetchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_stale(&self) -> bool {
+        let state = self.lock_state();
+        state
+            .last_success
+            .is_some_and(|at| at.elapsed() >= self.refresh_every)
+            && state
+                .last_attempt
+                .is_none_or(|at| at.elapsed() >= self.min_interval)
+    }
+
+    /// One fetch at a time; skipped when another one just brought `kid`, or
+    /// when the last attempt is more recent than `interval`.
+    async fn fetch_if_allowed(&self, kid: Option<String>, interval: Duration) {
+        let _one_at_a_time = self.fetching.lock().await;
+        if kid.as_deref().is_some_and(|kid| self.ring().contains(kid)) {
+            return;
+        }
+        {
+            let state = self.lock_state();
+            if state.last_attempt.is_some_and(|at| at.elapsed() < interval) {
+                return;
+            }
+        }
+        if let Err(e) = self.fetch().await {
+            tracing::warn!(url = %self.url, error = %e, "tower-authx: JWKS fetch failed; cached keys keep serving");
+        }
+    }
+
+    async fn fetch(&self) -> Result<(), ConfigError> {
+        self.lock_state().last_attempt = Some(Instant::now());
+        let result = tokio::time::timeout(self.timeout, self.download())
+            .await
+            .unwrap_or_else(|_| Err(ConfigError::new("the JWKS fetch timed out")));
+        let mut state = self.lock_state();
+        match result {
+            Ok(ring) => {
+                *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+                state.last_success = Some(Instant::now());
+                state.last_failed = false;
+                Ok(())
+            }
+            Err(e) => {
+                state.last_failed = true;
+                Err(e)
+            }
+        }
+    }
+
+    async fn download(&self) -> Result<KeyRing, ConfigError> {
+        let request = Request::get(self.url.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| ConfigError::new(e.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| ConfigError::new(format!("JWKS unreachable: {e}")))?;
+        if response.status() != StatusCode::OK {
+            return Err(ConfigError::new(format!(
+                "JWKS answered {}",
+                response.status()
+            )));
+        }
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| ConfigError::new(format!("JWKS body: {e}")))?
+            .to_bytes();
+        parse_jwks(&body)
+    }
+}
+
+/// The signature keys of a JWKS document; unusable entries are skipped.
+fn parse_jwks(body: &[u8]) -> Result<KeyRing, ConfigError> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ConfigError::new("the JWKS is not JSON"))?;
+    let entries = document
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| ConfigError::new("the JWKS has no \"keys\" array"))?;
+    let keys = entries.iter().filter_map(|jwk| {
+        let member = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
+        if member("use").is_some_and(|u| u != "sig") {
+            return None;
+        }
+        let alg: Algorithm = match (member("alg"), member("kty"), member("crv")) {
+            (Some(alg), _, _) => alg.parse().ok()?,
+            (None, Some("RSA"), _) => Algorithm::RS256,
+            (None, Some("EC"), Some("P-256")) => Algorithm::ES256,
+            (None, Some("EC"), Some("P-384")) => Algorithm::ES384,
+            (None, Some("OKP"), Some("Ed25519")) => Algorithm::EdDSA,
+            _ => return None,
+        };
+        if alg.is_hmac() {
+            return None; // a published secret is no secret
+        }
+        Key::from_jwk(alg, &jwk.to_string()).ok()
+    });
+    Ok(KeyRing::from_keys(keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_usable_signature_keys_are_taken() {
+        let ec = r#""kty":"EC","crv":"P-256","x":"04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY","y":"UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw""#;
+        let doc = format!(
+            r#"{{"keys":[
+                {{{ec},"kid":"a"}},
+                {{{ec},"kid":"enc","use":"enc"}},
+                {{"kty":"oct","k":"c2VjcmV0","kid":"s","alg":"HS256"}},
+                {{{ec},"kid":"wrong-alg","alg":"RS256"}},
+                {{"kty":"weird","kid":"w"}}
+            ]}}"#
+        );
+        let ring = parse_jwks(doc.as_bytes()).unwrap();
+        assert!(ring.contains("a"));
+        for skipped in ["enc", "s", "wrong-alg", "w"] {
+            assert!(!ring.contains(skipped), "{skipped}");
+        }
+        assert!(parse_jwks(b"[]").is_err());
+        assert!(parse_jwks(b"not json").is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! Several keys across services: one signs, all verify, chosen by the token's
+//! `kid` (never by trying each key); the public ones are published as an RFC 7517
+//! JWKS.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+
+use crate::error::{ConfigError, InvalidToken};
+use crate::keys::Key;
+
+/// The keys of an [`AuthX`](crate::AuthX): one that signs (optional: a resource
+/// server only verifies) and any number that verify, each bound to one
+/// algorithm. Asymmetric keys without a `kid` get their RFC 7638 thumbprint
+/// (SHA-256) as `kid`; HMAC secrets never do (a thumbprint would leak a hash of
+/// the secret).
+///
+/// ```
+/// # use tower_authx::{Algorithm, Key, KeySet};
+/// # let (new_private, new_public) = (include_bytes!("../tests/fixtures/keys/ec256_private.pem"), include_bytes!("../tests/fixtures/keys/ec256_public.pem"));
+/// # let old_public = include_bytes!("../tests/fixtures/keys/rsa_public.pem");
+/// // Rotation: sign with the new key, keep verifying (and publishing) the old one.
+/// let keys = KeySet::new(Key::from_pem(Algorithm::ES256, new_private, new_public)?)
+///     .with_previous(Key::verifying_pem(Algorithm::RS256, old_public)?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct KeySet {
+    pub(crate) signing: Option<Key>,
+    pub(crate) verifying: Vec<Key>,
+}
+
+impl KeySet {
+    /// Signs (and verifies) with `signing`.
+    pub fn new(signing: Key) -> KeySet {
+        KeySet {
+            signing: Some(signing),
+            verifying: Vec::new(),
+        }
+    }
+
+    /// Verifies only, with these keys (a resource server).
+    pub fn verify_only(keys: impl IntoIterator<Item = Key>) -> KeySet {
+        KeySet {
+            signing: None,
+            verifying: keys.into_iter().collect(),
+        }
+    }
+
+    /// Keeps verifying (and publishing) a key that no longer signs, so tokens it
+    /// signed stay valid until they expire (AuthX's `JWT_PREVIOUS_*`, by `kid`).
+    #[must_use]
+    pub fn with_previous(self, key: Key) -> KeySet {
+        self.with_verifying(key)
+    }
+
+    /// Adds a key that verifies.
+    #[must_use]
+    pub fn with_verifying(mut self, key: Key) -> KeySet {
+        self.verifying.push(key);
+        self
+    }
+
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Key> {
+        self.signing.iter().chain(&self.verifying)
+    }
+
+    /// Gives asymmetric keys their thumbprint `kid`. Needs the crypto provider,
+    /// so it runs inside `AuthX::new`.
+    pub(crate) fn name_keys(&mut self) -> Result<(), ConfigError> {
+        let keys = self.signing.iter_mut().chain(self.verifying.iter_mut());
+        for key in keys {
+            if key.kid.is_none() && !key.alg.is_hmac() {
+                let thumbprint = public_jwk(key)?
+                    .thumbprint(ThumbprintHash::SHA256)
+                    .map_err(ConfigError::key)?;
+                key.kid = Some(thumbprint);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<Key> for KeySet {
+    fn from(key: Key) -> KeySet {
+        KeySet::new(key)
+    }
+}
+
+fn public_jwk(key: &Key) -> Result<Jwk, ConfigError> {
+    Jwk::from_decoding_key(&key.decoding, Some(key.alg.to_jwt())).map_err(ConfigError::key)
+}
+
+/// The verifying side of a key set, ready for lookups by `kid`.
+#[derive(Clone, Default)]
+pub(crate) struct KeyRing {
+    by_kid: HashMap<String, Arc<Key>>,
+    /// For tokens without `kid` (AuthX's and flask's): the signing key, or the
+    /// only key.
+    default: Option<Arc<Key>>,
+}
+
+impl KeyRing {
+    pub(crate) fn new(keys: &KeySet) -> Result<KeyRing, ConfigError> {
+        let mut ring = KeyRing::default();
+        for key in keys.all() {
+            let key = Arc::new(key.clone());
+            if let Some(kid) = &key.kid
+                && ring.by_kid.insert(kid.clone(), key.clone()).is_some()
+            {
+                return Err(ConfigError::new(format!("two keys share the kid {kid:?}")));
+            }
+        }
+        ring.default = match (&keys.signing, keys.verifying.as_slice()) {
+            (Some(signing), _) => Some(Arc::new(signing.clone())),
+            (None, [only]) => Some(Arc::new(only.clone())),
+            _ => None,
+        };
+        if ring.default.is_none() && ring.by_kid.is_empty() {
+            return Err(ConfigError::new("a key set needs at least one key"));
+        }
+        Ok(ring)
+    }
+
+    /// A ring of keys fetched from a JWKS (by `kid` only).
+    pub(crate) fn from_keys(keys: impl IntoIterator<Item = Key>) -> KeyRing {
+        let mut ring = KeyRing::default();
+        for key in keys {
+            if let Some(kid) = key.kid.clone() {
+                ring.by_kid.entry(kid).or_insert_with(|| Arc::new(key));
+            }
+        }
+        if ring.by_kid.len() == 1 {
+            ring.default = ring.by_kid.values().next().cloned();
+        }
+        ring
+    }
+
+    /// The key for a token's `kid`. The `kid` only names a key we already hold:
+    /// it never loads one. Where no key has a `kid` (HMAC set-ups), it is ignored.
+    pub(crate) fn select(&self, kid: Option<&str>) -> Result<Arc<Key>, InvalidToken> {
+        let found = match kid {
+            Some(kid) if !self.by_kid.is_empty() => self.by_kid.get(kid),
+            _ => self.default.as_ref(),
+        };
+        found.cloned().ok_or(InvalidToken::UnknownKey)
+    }
+
+    pub(crate) fn contains(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+}
+
+/// The RFC 7517 JWKS of the public keys in `keys` (HMAC secrets never appear).
+pub(crate) fn jwks(keys: &KeySet) -> Result<String, ConfigError> {
+    let mut published = Vec::new();
+    for key in keys.all().filter(|k| !k.alg.is_hmac()) {
+        let mut jwk = serde_json::to_value(public_jwk(key)?)
+            .map_err(|e| ConfigError::new(format!("unusable key: {e}")))?;
+        if let Some(object) = jwk.as_object_mut() {
+            object.insert("kid".into(), key.kid.clone().into());
+            object.insert("alg".into(), key.alg.as_str().into());
+            object.insert("use".into(), "sig".into());
+        }
+        published.push(jwk);
+    }
+    Ok(serde_json::json!({ "keys": published }).to_string())
+}
