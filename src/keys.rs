@@ -198,27 +198,16 @@ impl Key {
         })
     }
 
-    /// A public key from DER (SubjectPublicKeyInfo for EC and Ed25519, PKCS#1
-    /// `RSAPublicKey` for RSA) that only verifies.
+    /// A public key from DER that only verifies: SubjectPublicKeyInfo, as
+    /// `openssl pkey -pubout -outform DER` writes it.
     pub fn verifying_der(alg: Algorithm, public_der: &[u8]) -> Result<Key, ConfigError> {
-        use jsonwebtoken::DecodingKey as Dec;
-        let decoding = match alg {
-            a if a.is_hmac() => {
-                return Err(ConfigError::new(format!(
-                    "{alg} takes a secret, not a DER key"
-                )));
-            }
-            Algorithm::ES256 | Algorithm::ES384 => Dec::from_ec_der(public_der),
-            Algorithm::EdDSA => Dec::from_ed_der(public_der),
-            _ => Dec::from_rsa_der(public_der),
-        };
-        Ok(Key {
-            alg,
-            encoding: None,
-            decoding,
-            kid: None,
-            weak_secret: false,
-        })
+        Key::verifying_pem(alg, pem_wrap("PUBLIC KEY", public_der).as_bytes())
+    }
+
+    /// A key pair from the private key's DER (PKCS#8, as `openssl pkcs8 -topk8
+    /// -nocrypt -outform DER` writes it); the public half is derived from it.
+    pub fn from_private_der(alg: Algorithm, private_der: &[u8]) -> Result<Key, ConfigError> {
+        Key::from_private_pem(alg, pem_wrap("PRIVATE KEY", private_der).as_bytes())
     }
 
     /// A public key from PEM that only verifies (a resource server's key).
@@ -311,6 +300,18 @@ impl Key {
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
     }
+}
+
+/// DER in PEM armour, so one parser reads both.
+fn pem_wrap(label: &str, der: &[u8]) -> String {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    pem
 }
 
 impl fmt::Debug for Key {

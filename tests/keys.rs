@@ -439,3 +439,35 @@ fn key_sets_select_by_kid_and_publish_public_keys_only() {
     let b = Key::hs256([2u8; 32]).unwrap().with_kid("k");
     assert!(AuthX::new(AuthXConfig::new(KeySet::new(a).with_verifying(b))).is_err());
 }
+
+#[test]
+fn keys_from_der_files_match_their_pem_twins() {
+    for (alg, name) in [
+        (Algorithm::RS256, "rsa"),
+        (Algorithm::PS512, "rsa"),
+        (Algorithm::ES256, "ec256"),
+        (Algorithm::EdDSA, "ed25519"),
+    ] {
+        let read = |file: String| std::fs::read(fixture(&file)).unwrap();
+        let signer = AuthX::new(AuthXConfig::new(
+            Key::from_private_der(alg, &read(format!("{name}_private.der"))).unwrap(),
+        ))
+        .unwrap();
+        let token = signer.create_access_token("der", true).unwrap();
+        let verifier = AuthX::new(AuthXConfig::new(KeySet::verify_only([Key::verifying_der(
+            alg,
+            &read(format!("{name}_public.der")),
+        )
+        .unwrap()])))
+        .unwrap();
+        let claims: Claims = verifier.verify(&token, &Requirement::fresh()).unwrap();
+        assert_eq!(claims.sub, "der", "{alg}");
+        // The same key from PEM has the same thumbprint kid.
+        let pem = AuthX::new(AuthXConfig::new(
+            Key::from_private_pem(alg, &read(format!("{name}_private.pem"))).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(pem.jwks(), signer.jwks(), "{alg}");
+        assert!(Key::verifying_der(alg, b"not der").is_err());
+    }
+}
