@@ -1,0 +1,221 @@
+//! The cost of the guard, side by side with a bare `jsonwebtoken::decode` of the
+//! same token, per algorithm; stacked guards; the rejection paths; and the heap
+//! allocations of one guarded request (counted, printed, never asserted).
+//!
+//!   cargo bench --bench verify
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::Empty;
+use serde::Deserialize;
+use tower::{Layer, Service, service_fn};
+use tower_authx::{Algorithm, AuthX, AuthXConfig, Key, RequireAuthLayer, RequireFreshLayer};
+
+/// Counts heap allocations, to report them per request.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/");
+
+fn key(alg: Algorithm) -> Key {
+    let file = match alg {
+        Algorithm::ES256 => "ec256_private.pem",
+        Algorithm::ES384 => "ec384_private.pem",
+        Algorithm::EdDSA => "ed25519_private.pem",
+        a if a.is_hmac() => return Key::hmac(a, [7u8; 64]).unwrap(),
+        _ => "rsa_private.pem",
+    };
+    Key::from_private_pem(alg, &std::fs::read(format!("{KEYS}{file}")).unwrap()).unwrap()
+}
+
+/// What a bare decode reads: the same claims, into a plain struct.
+#[allow(dead_code)]
+#[derive(Deserialize)]
+struct BareClaims {
+    sub: String,
+    jti: Option<String>,
+    #[serde(rename = "type")]
+    token_type: Option<String>,
+    fresh: Option<serde_json::Value>,
+    csrf: Option<String>,
+    iat: Option<u64>,
+    exp: u64,
+    fam: Option<String>,
+}
+
+fn request(token: &str) -> Request<Empty<Bytes>> {
+    Request::get("/protected")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::new())
+        .unwrap()
+}
+
+/// Polls a future that needs no waking (the guard and the inner service here
+/// are ready at once).
+fn now<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("not ready at once"),
+    }
+}
+
+type Inner =
+    fn(Request<Empty<Bytes>>) -> std::future::Ready<Result<Response<Empty<Bytes>>, Infallible>>;
+
+fn inner() -> tower::util::ServiceFn<Inner> {
+    service_fn((|_req| std::future::ready(Ok(Response::new(Empty::new())))) as Inner)
+}
+
+fn algorithms(c: &mut Criterion) {
+    for alg in [
+        Algorithm::HS256,
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ] {
+        let key = key(alg);
+        let decoding = key_decoding(alg);
+        let authx = AuthX::new(AuthXConfig::new(key)).unwrap();
+        let token = authx.create_access_token("user1", true).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(alg_jwt(alg));
+        validation.leeway = 0;
+        let mut service = RequireAuthLayer::new(authx.clone()).layer(inner());
+
+        let mut group = c.benchmark_group(format!("verify/{alg}"));
+        group.bench_function("bare jsonwebtoken::decode", |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<BareClaims>(black_box(&token), &decoding, &validation)
+                    .unwrap()
+            })
+        });
+        group.bench_function("RequireAuth service call", |b| {
+            b.iter_batched(
+                || request(&token),
+                |req| now(service.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+    }
+}
+
+fn key_decoding(alg: Algorithm) -> jsonwebtoken::DecodingKey {
+    let public = |file: &str| std::fs::read(format!("{KEYS}{file}")).unwrap();
+    use jsonwebtoken::DecodingKey as D;
+    match alg {
+        a if a.is_hmac() => D::from_secret(&[7u8; 64]).unwrap(),
+        Algorithm::ES256 => D::from_ec_pem(&public("ec256_public.pem")).unwrap(),
+        Algorithm::ES384 => {
+            let authx = AuthX::new(AuthXConfig::new(key(Algorithm::ES384))).unwrap();
+            let jwks: serde_json::Value = serde_json::from_str(authx.jwks()).unwrap();
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+            D::from_jwk(&jwk).unwrap()
+        }
+        Algorithm::EdDSA => D::from_ed_pem(&public("ed25519_public.pem")).unwrap(),
+        _ => D::from_rsa_pem(&public("rsa_public.pem")).unwrap(),
+    }
+}
+
+fn alg_jwt(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    alg.as_str().parse().unwrap()
+}
+
+fn stacked_and_rejections(c: &mut Criterion) {
+    let authx = AuthX::new(AuthXConfig::new(key(Algorithm::HS256))).unwrap();
+    let token = authx.create_access_token("user1", true).unwrap();
+    let mut auth = RequireAuthLayer::new(authx.clone()).layer(inner());
+    let mut stacked = RequireAuthLayer::new(authx.clone())
+        .layer(RequireFreshLayer::new(authx.clone()).layer(inner()));
+
+    let mut group = c.benchmark_group("guard/HS256");
+    group.bench_function("RequireAuth", |b| {
+        b.iter_batched(
+            || request(&token),
+            |req| now(auth.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("RequireFresh inside RequireAuth", |b| {
+        b.iter_batched(
+            || request(&token),
+            |req| now(stacked.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let huge = ".".repeat(1 << 20);
+    let cases = [
+        ("reject: no header", None),
+        ("reject: garbage token", Some("garbage".to_owned())),
+        ("reject: bad signature", Some(tampered)),
+        ("reject: 1 MB token", Some(huge)),
+    ];
+    for (name, token) in cases {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || match &token {
+                    Some(t) => request(t),
+                    None => Request::get("/protected").body(Empty::new()).unwrap(),
+                },
+                |req| now(auth.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+
+    // Allocations of one request through the guard (request built beforehand).
+    for (name, token) in [("verified", token.as_str()), ("garbage", "garbage")] {
+        let req = request(token);
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let res = now(auth.call(req)).unwrap();
+        let during = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        drop(res);
+        println!("allocations per request, HS256 {name}: {during}");
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(50)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = algorithms, stacked_and_rejections
+}
+criterion_main!(benches);
