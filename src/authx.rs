@@ -97,6 +97,7 @@ impl AuthX {
             ),
             scheme,
             realm: config.realm,
+            prepared: Default::default(),
         };
         #[cfg(feature = "jwks")]
         let keys = match config.remote.take() {

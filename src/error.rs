@@ -2,8 +2,10 @@
 //! ([`Reject`], with RFC 6750 / RFC 9470 challenges by default).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -242,44 +244,134 @@ where
     }
 }
 
-/// What the default rejection needs from the configuration.
-#[derive(Clone, Debug)]
+/// What the default rejection needs from the configuration, and the refusals
+/// already built (a refusal costs no formatting the second time).
+#[derive(Debug)]
 pub(crate) struct Challenge {
     pub(crate) scheme: String,
     pub(crate) realm: Option<String>,
     /// AuthX's wording for "no token", naming every configured location.
     pub(crate) missing_detail: String,
     pub(crate) csrf_missing_detail: String,
+    pub(crate) prepared: RwLock<HashMap<(&'static str, &'static str), Prepared>>,
+}
+
+/// A refusal's body and challenge, built once per kind of refusal.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    body: Bytes,
+    challenge: Option<HeaderValue>,
+}
+
+impl AuthError {
+    /// A name for refusals whose wording never changes (for one configuration);
+    /// `None` for those that carry values (scopes, serde's messages).
+    fn fixed_kind(&self) -> Option<(&'static str, &'static str)> {
+        Some(match self {
+            AuthError::MissingToken => ("missing", ""),
+            AuthError::InvalidRequest(why) => ("request", why),
+            AuthError::InvalidToken(InvalidToken::Malformed(Cow::Borrowed(why))) => {
+                ("malformed", why)
+            }
+            AuthError::InvalidToken(InvalidToken::Claims(Cow::Borrowed(why))) => ("claims", why),
+            AuthError::InvalidToken(InvalidToken::Malformed(_) | InvalidToken::Claims(_)) => {
+                return None;
+            }
+            AuthError::InvalidToken(other) => ("token", other.fixed_name()),
+            AuthError::WrongTokenType { expected, .. } => ("type", expected.as_str()),
+            AuthError::FreshTokenRequired { .. } => ("fresh", ""),
+            AuthError::InsufficientScope { .. } => return None,
+            AuthError::Csrf(CsrfFailure::Missing) => ("csrf", "missing"),
+            AuthError::Csrf(CsrfFailure::Mismatch) => ("csrf", "mismatch"),
+            AuthError::Revoked => ("revoked", ""),
+            AuthError::RefreshReused => ("reused", ""),
+            AuthError::StoreUnavailable => ("store", ""),
+            AuthError::KeysUnavailable => ("keys", ""),
+        })
+    }
+}
+
+impl InvalidToken {
+    fn fixed_name(&self) -> &'static str {
+        match self {
+            InvalidToken::TooLong => "too_long",
+            InvalidToken::Malformed(_) => "malformed",
+            InvalidToken::Algorithm => "algorithm",
+            InvalidToken::Signature => "signature",
+            InvalidToken::Claims(_) => "claims",
+            InvalidToken::Expired => "expired",
+            InvalidToken::NotYetValid => "nbf",
+            InvalidToken::IssuedInFuture => "iat",
+            InvalidToken::Lifetime => "lifetime",
+            InvalidToken::UnknownKey => "kid",
+            InvalidToken::Issuer => "iss",
+            InvalidToken::Audience => "aud",
+        }
+    }
 }
 
 impl Challenge {
-    /// `401`/`400`/`403` with `{"detail": ...}` and an RFC 6750
+    /// `401`/`400`/`403`/`503` with `{"detail": ...}` and an RFC 6750
     /// `WWW-Authenticate`; for a gRPC request, a trailers-only gRPC status.
     pub(crate) fn response(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
-        let detail = match error {
-            // AuthX's wording, so clients that match on it keep working.
-            AuthError::MissingToken => Cow::Borrowed(self.missing_detail.as_str()),
-            AuthError::Csrf(CsrfFailure::Missing) => {
-                Cow::Borrowed(self.csrf_missing_detail.as_str())
-            }
-            other => Cow::Owned(other.to_string()),
-        };
-        let challenge = HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok();
         if let Some(content_type) = grpc_content_type(request.headers) {
+            let detail = self.detail(error);
+            let challenge = HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok();
             return grpc_rejection(error, &detail, challenge, content_type);
         }
-        let body = serde_json::json!({ "detail": detail }).to_string();
-        let mut res = Response::new(Bytes::from(body));
+        let prepared = match error.fixed_kind() {
+            Some(kind) => self.prepared_for(kind, error),
+            None => self.prepare(error),
+        };
+        let mut res = Response::new(prepared.body);
         *res.status_mut() = error.status();
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if error.status() == StatusCode::SERVICE_UNAVAILABLE {
             // Not the credential's fault: no challenge, come back soon.
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        } else if let Some(v) = challenge {
+        } else if let Some(v) = prepared.challenge {
             headers.insert(WWW_AUTHENTICATE, v);
         }
         res
+    }
+
+    fn detail<'a>(&'a self, error: &AuthError) -> Cow<'a, str> {
+        match error {
+            // AuthX's wording, so clients that match on it keep working.
+            AuthError::MissingToken => Cow::Borrowed(self.missing_detail.as_str()),
+            AuthError::Csrf(CsrfFailure::Missing) => {
+                Cow::Borrowed(self.csrf_missing_detail.as_str())
+            }
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
+    fn prepare(&self, error: &AuthError) -> Prepared {
+        let detail = self.detail(error);
+        Prepared {
+            body: Bytes::from(serde_json::json!({ "detail": detail }).to_string()),
+            challenge: HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok(),
+        }
+    }
+
+    /// The prepared refusal of this kind, built on first use. The kinds are
+    /// names in the binary, so the map cannot grow with traffic.
+    fn prepared_for(&self, kind: (&'static str, &'static str), error: &AuthError) -> Prepared {
+        let cached = self
+            .prepared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&kind)
+            .cloned();
+        cached.unwrap_or_else(|| {
+            let prepared = self.prepare(error);
+            self.prepared
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(kind, prepared.clone());
+            prepared
+        })
     }
 
     fn www_authenticate(&self, error: &AuthError, detail: &str) -> String {

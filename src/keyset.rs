@@ -124,6 +124,7 @@ impl KeyRing {
     }
 
     /// A ring of keys fetched from a JWKS (by `kid` only).
+    #[cfg(feature = "jwks")]
     pub(crate) fn from_keys(keys: impl IntoIterator<Item = Key>) -> KeyRing {
         let mut ring = KeyRing::default();
         for key in keys {
@@ -147,6 +148,7 @@ impl KeyRing {
         found.cloned().ok_or(InvalidToken::UnknownKey)
     }
 
+    #[cfg(feature = "jwks")]
     pub(crate) fn contains(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
     }

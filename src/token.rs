@@ -113,9 +113,9 @@ impl Verifier {
             return Err(malformed("a JWT has three segments"));
         };
 
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header_b64)
-            .map_err(|_| malformed("the header is not base64url"))?;
+        let mut header_buf = [0u8; 512];
+        let header_json = decode_b64(header_b64, &mut header_buf)
+            .ok_or_else(|| malformed("the header is not base64url"))?;
         // RFC 7515 4: a JSON object. serde would also read a struct from an array.
         if header_json.trim_ascii_start().first() != Some(&b'{') {
             return Err(malformed("the header is not a JWS header"));
@@ -149,9 +149,9 @@ impl Verifier {
             _ => return Err(InvalidToken::Signature),
         }
 
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
-            .map_err(|_| malformed("the payload is not base64url"))?;
+        let mut payload_buf = [0u8; 2048];
+        let payload = decode_b64(payload_b64, &mut payload_buf)
+            .ok_or_else(|| malformed("the payload is not base64url"))?;
         let claims: Claims<E> = serde_json::from_slice(&payload).map_err(claims_error)?;
         self.check_time(&claims, now)?;
         self.check_issuer_and_audience(&claims)?;
@@ -204,6 +204,17 @@ impl Verifier {
         } else {
             Err(InvalidToken::Audience)
         }
+    }
+}
+
+/// base64url without padding, decoded into `stack` when it fits (the common
+/// case: no allocation), else onto the heap. Canonical: no padding, no stray bits.
+fn decode_b64<'a>(input: &str, stack: &'a mut [u8]) -> Option<Cow<'a, [u8]>> {
+    if base64::decoded_len_estimate(input.len()) <= stack.len() {
+        let len = URL_SAFE_NO_PAD.decode_slice(input, stack).ok()?;
+        Some(Cow::Borrowed(&stack[..len]))
+    } else {
+        URL_SAFE_NO_PAD.decode(input).ok().map(Cow::Owned)
     }
 }
 
