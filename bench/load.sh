@@ -4,19 +4,22 @@
 # revocation store in memory and in Redis, and (with `authx`) the seed's AuthX
 # FastAPI app under uvicorn on the same machine.
 #
-#   bench/load.sh [memory] [redis] [authx]     (default: memory redis)
+#   bench/load.sh [memory] [cache] [redis] [authx]     (default: memory cache redis)
 #
-# Environment: DURATION (10s), THREADS (2), CONNECTIONS (32),
+# memory: the default (in-memory revocation store); cache: the same with the
+# verified-token cache on; redis: revocations in Redis.
+#
+# Environment: DURATION (10s), THREADS (1: wrk on one core, the server on the other), CONNECTIONS (32),
 # PYTHON (a python with authx, fastapi, uvicorn; see tests/interop/requirements.txt).
 # Needs wrk, curl, jq; `redis` needs redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-10s}"
-THREADS="${THREADS:-2}"
+THREADS="${THREADS:-1}"
 CONNECTIONS="${CONNECTIONS:-32}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(memory redis)
+[ ${#MODES[@]} -eq 0 ] && MODES=(memory cache redis)
 
 SECRET="load-test-secret-of-at-least-32-bytes"
 LOGIN='{"username":"user1","password":"password1"}'
@@ -68,6 +71,10 @@ for mode in "${MODES[@]}"; do
       HOST=127.0.0.1 PORT=$port JWT_SECRET_KEY=$SECRET "$bin" >/dev/null &
       pids+=($!); pid=$!
       label="tower-authx, memory store" ;;
+    cache)
+      HOST=127.0.0.1 PORT=$port JWT_SECRET_KEY=$SECRET JWT_VERIFIED_CACHE=10000 "$bin" >/dev/null &
+      pids+=($!); pid=$!
+      label="tower-authx, memory store, verified-token cache" ;;
     redis)
       rport=$(free_port)
       redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &

@@ -127,6 +127,32 @@ fn algorithms(c: &mut Criterion) {
     }
 }
 
+/// The opt-in verified-token cache: a repeat token (hit) and a new one (miss:
+/// full verification plus the insertion).
+fn cache(c: &mut Criterion) {
+    for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256] {
+        let authx = AuthX::new(AuthXConfig::new(key(alg)).verified_token_cache(100_000)).unwrap();
+        let token = authx.create_access_token("user1", true).unwrap();
+        let mut service = RequireAuthLayer::new(authx.clone()).layer(inner());
+        let mut group = c.benchmark_group(format!("cache/{alg}"));
+        group.bench_function("RequireAuth, cache hit", |b| {
+            b.iter_batched(
+                || request(&token),
+                |req| now(service.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("RequireAuth, cache miss", |b| {
+            b.iter_batched(
+                || request(&authx.create_access_token("user1", true).unwrap()),
+                |req| now(service.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+    }
+}
+
 fn key_decoding(alg: Algorithm) -> jsonwebtoken::DecodingKey {
     let public = |file: &str| std::fs::read(format!("{KEYS}{file}")).unwrap();
     use jsonwebtoken::DecodingKey as D;
@@ -218,6 +244,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = algorithms, stacked_and_rejections
+    targets = algorithms, stacked_and_rejections, cache
 }
 criterion_main!(benches);

@@ -13,7 +13,8 @@
 //! again revokes the whole session); `POST /logout` revokes the presented token and
 //! its session; `GET /.well-known/jwks.json` publishes the public keys (with an
 //! asymmetric `JWT_ALGORITHM` and `JWT_PRIVATE_KEY_FILE`). Revocations live in memory, or in Redis when `REDIS_URL` is set
-//! (build with `--features redis`), shared by every instance.
+//! (build with `--features redis`), shared by every instance. `JWT_VERIFIED_CACHE=<n>`
+//! turns on the verified-token cache.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -51,7 +52,8 @@ struct App {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host, port) = shared::address(8000)?;
-    let authx = AuthX::new(shared::revocation_from_env(shared::config_from_env()?)?)?;
+    let config = shared::revocation_from_env(shared::config_from_env()?)?;
+    let authx = AuthX::new(shared::cache_from_env(config)?)?;
     let app = Arc::new(App {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),

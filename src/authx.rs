@@ -113,6 +113,7 @@ impl AuthX {
             config.audience.clone(),
             config.max_token_len,
             config.max_token_lifetime,
+            config.verified_cache.filter(|c| *c > 0),
         );
         Ok(AuthX {
             inner: Arc::new(Inner {

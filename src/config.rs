@@ -36,6 +36,7 @@ pub struct AuthXConfig {
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) max_token_len: usize,
     pub(crate) max_token_lifetime: Option<Duration>,
+    pub(crate) verified_cache: Option<usize>,
     pub(crate) realm: Option<String>,
     pub(crate) allow_weak_secret: bool,
     pub(crate) pass_preflight: bool,
@@ -65,6 +66,7 @@ impl AuthXConfig {
             fresh_max_age: None,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             max_token_lifetime: None,
+            verified_cache: None,
             realm: None,
             allow_weak_secret: false,
             pass_preflight: true,
@@ -190,6 +192,17 @@ impl AuthXConfig {
         self
     }
 
+    /// Remembers up to `capacity` verified tokens so that a token seen again skips
+    /// the signature (off by default; a big saving for RS256/ES256 resource
+    /// servers, a small one for HS256). Keyed by the whole token; on every hit
+    /// the claims, time, issuer, audience, key, policy and revocation are checked
+    /// again. Memory: about a token's length plus its payload per entry.
+    #[must_use]
+    pub fn verified_token_cache(mut self, capacity: usize) -> Self {
+        self.verified_cache = Some(capacity);
+        self
+    }
+
     /// A `realm` for the `WWW-Authenticate` challenge.
     #[must_use]
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
@@ -257,6 +270,7 @@ impl fmt::Debug for AuthXConfig {
             .field("fresh_max_age", &self.fresh_max_age)
             .field("max_token_len", &self.max_token_len)
             .field("max_token_lifetime", &self.max_token_lifetime)
+            .field("verified_cache", &self.verified_cache)
             .field("custom_rejection", &self.rejection.is_some())
             .field("custom_store", &self.store.is_some())
             .field("fail_open", &self.fail_open)

@@ -52,6 +52,7 @@ compile_error!(
 );
 
 mod authx;
+mod cache;
 mod claims;
 mod config;
 mod cookie;

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::cache::VerifiedCache;
 use crate::claims::{Audience, Claims, NumericDate};
 use crate::error::{ConfigError, InvalidToken, IssueError};
 use crate::keys::{Algorithm, Key};
@@ -75,6 +76,7 @@ pub(crate) struct Verifier {
     audience: Vec<String>,
     pub(crate) max_len: usize,
     max_lifetime: Option<f64>,
+    cache: Option<VerifiedCache>,
 }
 
 impl Verifier {
@@ -85,6 +87,7 @@ impl Verifier {
         audience: Vec<String>,
         max_len: usize,
         max_lifetime: Option<std::time::Duration>,
+        cache_capacity: Option<usize>,
     ) -> Self {
         Verifier {
             keys,
@@ -93,6 +96,7 @@ impl Verifier {
             audience,
             max_len,
             max_lifetime: max_lifetime.map(|d| d.as_secs_f64()),
+            cache: cache_capacity.map(VerifiedCache::new),
         }
     }
 
@@ -105,6 +109,12 @@ impl Verifier {
     ) -> Result<Claims<E>, InvalidToken> {
         if token.len() > self.max_len {
             return Err(InvalidToken::TooLong);
+        }
+        if let Some(seen) = self.cache.as_ref().and_then(|c| c.get(token)) {
+            // Signature checked before; its key must still be ours, and
+            // everything about time and the claims is checked again.
+            self.keys.select(seen.kid.as_deref())?;
+            return self.claims(&seen.payload, now);
         }
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -152,7 +162,28 @@ impl Verifier {
         let mut payload_buf = [0u8; 2048];
         let payload = decode_b64(payload_b64, &mut payload_buf)
             .ok_or_else(|| malformed("the payload is not base64url"))?;
-        let claims: Claims<E> = serde_json::from_slice(&payload).map_err(claims_error)?;
+        let claims = self.claims(&payload, now)?;
+        if let Some(cache) = &self.cache {
+            let exp = claims.exp.as_secs_f64();
+            cache.insert(
+                token,
+                &payload,
+                header.kid.as_deref(),
+                exp,
+                now.as_secs_f64(),
+            );
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a payload whose signature is verified, checked for time,
+    /// issuer and audience.
+    fn claims<E: DeserializeOwned>(
+        &self,
+        payload: &[u8],
+        now: NumericDate,
+    ) -> Result<Claims<E>, InvalidToken> {
+        let claims: Claims<E> = serde_json::from_slice(payload).map_err(claims_error)?;
         self.check_time(&claims, now)?;
         self.check_issuer_and_audience(&claims)?;
         Ok(claims)

@@ -65,6 +65,14 @@ pub fn config_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
     Ok(config)
 }
 
+/// `JWT_VERIFIED_CACHE=<capacity>` turns on the verified-token cache (off by default).
+pub fn cache_from_env(config: AuthXConfig) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
+    Ok(match std::env::var("JWT_VERIFIED_CACHE") {
+        Ok(capacity) => config.verified_token_cache(capacity.parse()?),
+        Err(_) => config,
+    })
+}
+
 /// `REDIS_URL` switches revocations and refresh families to Redis (feature
 /// `redis`); without it they stay in this process's memory.
 pub fn revocation_from_env(config: AuthXConfig) -> Result<AuthXConfig, Box<dyn std::error::Error>> {

@@ -1,0 +1,95 @@
+//! The opt-in cache of verified tokens (as Envoy's `jwt_cache_config`): a token
+//! seen again skips the header and signature work. Keyed by the whole token,
+//! compared in full (no digest an attacker could collide), in a randomly seeded
+//! map; only tokens that passed the signature ever enter. On every hit the
+//! claims are read again and time, issuer, audience, the key's presence, the
+//! route's policy and revocation are all checked again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// What a verified token left behind.
+#[derive(Clone)]
+pub(crate) struct Verified {
+    /// The decoded payload, parsed again on every hit.
+    pub(crate) payload: Arc<[u8]>,
+    /// The `kid` that chose its key, so a key that disappears takes its tokens along.
+    pub(crate) kid: Option<Arc<str>>,
+    /// When the token expires: entries past it are dropped first.
+    exp: f64,
+}
+
+/// A bounded map from token to what its verification found.
+pub(crate) struct VerifiedCache {
+    entries: RwLock<HashMap<Box<str>, Verified>>,
+    capacity: usize,
+}
+
+impl VerifiedCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        VerifiedCache {
+            entries: RwLock::new(HashMap::with_capacity(capacity.min(4096))),
+            capacity,
+        }
+    }
+
+    pub(crate) fn get(&self, token: &str) -> Option<Verified> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    pub(crate) fn insert(
+        &self,
+        token: &str,
+        payload: &[u8],
+        kid: Option<&str>,
+        exp: f64,
+        now: f64,
+    ) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity {
+            // Expired tokens go first; if every entry is live, start over: O(n)
+            // once per `capacity` insertions, and memory stays bounded.
+            entries.retain(|_, v| v.exp > now);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            token.into(),
+            Verified {
+                payload: payload.into(),
+                kid: kid.map(Arc::from),
+                exp,
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.read().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_expired_first() {
+        let cache = VerifiedCache::new(2);
+        cache.insert("a", b"{}", None, 10.0, 0.0);
+        cache.insert("b", b"{}", None, 100.0, 0.0);
+        // Full: "a" has expired by now=50, so it makes room.
+        cache.insert("c", b"{}", None, 100.0, 50.0);
+        assert!(cache.get("a").is_none());
+        assert!(cache.get("b").is_some() && cache.get("c").is_some());
+        // Full of live entries: cleared rather than grown.
+        cache.insert("d", b"{}", Some("k"), 100.0, 50.0);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.get("d").unwrap().kid.as_deref(), Some("k"));
+    }
+}
