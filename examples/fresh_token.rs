@@ -21,25 +21,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::{
-    AuthError, AuthX, Claims, RequestHead, RequireAuthLayer, RequireFreshLayer, TokenType,
-};
+use tower_authx::{AuthError, AuthX, RequestHead, RequireAuthLayer, RequireFreshLayer, TokenType};
 
 #[path = "shared/mod.rs"]
 mod shared;
+use shared::responses::{
+    Body, boxed, detail, json_response, method_not_allowed, not_found, verified,
+};
 use shared::{Login, Users};
-
-type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 struct App {
     authx: AuthX,
@@ -90,23 +88,10 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         "/" => Method::GET,
         "/login" | "/refresh" | "/logout" => Method::POST,
         "/protected" | "/fresh-required" | "/.well-known/jwks.json" => Method::GET,
-        _ => {
-            return Ok(boxed(json_response(
-                StatusCode::NOT_FOUND,
-                json!({"detail": "Not Found"}),
-            )));
-        }
+        _ => return Ok(not_found()),
     };
     if req.method() != allowed {
-        let mut res = json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"detail": "Method Not Allowed"}),
-        );
-        res.headers_mut().insert(
-            ALLOW,
-            HeaderValue::from_str(allowed.as_str()).expect("a method is a valid header"),
-        );
-        return Ok(boxed(res));
+        return Ok(method_not_allowed(&allowed));
     }
     let app2 = app.clone();
     let res = match req.uri().path() {
@@ -247,31 +232,4 @@ async fn fresh_required(
         StatusCode::OK,
         shared::fresh_required(claims, &app.users),
     ))
-}
-
-/// The claims the guard stored; the handlers only run behind a guard.
-fn verified<B>(req: &Request<B>) -> &Claims {
-    req.extensions()
-        .get::<Claims>()
-        .expect("handler mounted behind a tower-authx layer")
-}
-
-fn detail(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
-    json_response(status, json!({ "detail": detail }))
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res
-}
-
-fn boxed<B>(res: Response<B>) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    res.map(|b| b.map_err(Into::into).boxed())
 }

@@ -15,24 +15,18 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::{AuthX, AuthXConfig, Claims, RemoteJwks, RequireAuthLayer, RequireFreshLayer};
+use tower_authx::{AuthX, AuthXConfig, RemoteJwks, RequireAuthLayer, RequireFreshLayer};
 
 #[path = "shared/mod.rs"]
 mod shared;
 use shared::Users;
-
-type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+use shared::responses::{Body, boxed, json_response, method_not_allowed, not_found, verified};
 
 struct App {
     authx: AuthX,
@@ -87,19 +81,10 @@ fn env_secs(name: &str) -> Result<Option<std::time::Duration>, Box<dyn std::erro
 async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     if path != "/protected" && path != "/fresh-required" {
-        return Ok(boxed(json_response(
-            StatusCode::NOT_FOUND,
-            json!({"detail": "Not Found"}),
-        )));
+        return Ok(not_found());
     }
     if req.method() != Method::GET {
-        let mut res = json_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"detail": "Method Not Allowed"}),
-        );
-        res.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET"));
-        return Ok(boxed(res));
+        return Ok(method_not_allowed(&Method::GET));
     }
     let app2 = app.clone();
     let res = if path == "/protected" {
@@ -136,27 +121,4 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         )
     };
     Ok(res)
-}
-
-/// The claims the guard stored; the handlers only run behind a guard.
-fn verified<B>(req: &Request<B>) -> &Claims {
-    req.extensions()
-        .get::<Claims>()
-        .expect("handler mounted behind a tower-authx layer")
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res
-}
-
-fn boxed<B>(res: Response<B>) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    res.map(|b| b.map_err(Into::into).boxed())
 }

@@ -160,33 +160,15 @@ impl Key {
         public_pem: &[u8],
     ) -> Result<Key, ConfigError> {
         let mut key = Key::verifying_pem(alg, public_pem)?;
-        use jsonwebtoken::EncodingKey as Enc;
-        let encoding = match alg {
-            Algorithm::ES256 | Algorithm::ES384 => Enc::from_ec_pem(private_pem),
-            Algorithm::EdDSA => Enc::from_ed_pem(private_pem),
-            _ => Enc::from_rsa_pem(private_pem),
-        }
-        .map_err(ConfigError::key)?;
-        key.encoding = Some(encoding);
+        key.encoding = Some(signing_pem(alg, private_pem)?);
         Ok(key)
     }
 
     /// An asymmetric key pair from the private key's PEM alone (PKCS#8, or
     /// PKCS#1 for RSA); the public half is derived from it.
     pub fn from_private_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
-        use jsonwebtoken::EncodingKey as Enc;
         crate::token::ensure_crypto_backend()?;
-        let encoding = match alg {
-            a if a.is_hmac() => {
-                return Err(ConfigError::new(format!(
-                    "{alg} takes a secret, not a PEM key"
-                )));
-            }
-            Algorithm::ES256 | Algorithm::ES384 => Enc::from_ec_pem(private_pem),
-            Algorithm::EdDSA => Enc::from_ed_pem(private_pem),
-            _ => Enc::from_rsa_pem(private_pem),
-        }
-        .map_err(ConfigError::key)?;
+        let encoding = signing_pem(alg, private_pem)?;
         let public = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, alg.to_jwt())
             .map_err(ConfigError::key)?;
         Ok(Key {
@@ -299,6 +281,24 @@ impl Key {
     /// The key's id, if it has one.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+}
+
+/// The signing half of an asymmetric key, from PEM.
+fn signing_pem(
+    alg: Algorithm,
+    private_pem: &[u8],
+) -> Result<jsonwebtoken::EncodingKey, ConfigError> {
+    use jsonwebtoken::EncodingKey as Enc;
+    match alg {
+        a if a.is_hmac() => Err(ConfigError::new(format!(
+            "{alg} takes a secret, not a PEM key"
+        ))),
+        Algorithm::ES256 | Algorithm::ES384 => {
+            Enc::from_ec_pem(private_pem).map_err(ConfigError::key)
+        }
+        Algorithm::EdDSA => Enc::from_ed_pem(private_pem).map_err(ConfigError::key),
+        _ => Enc::from_rsa_pem(private_pem).map_err(ConfigError::key),
     }
 }
 

@@ -47,6 +47,25 @@ async fn issuer(alg: &str, key: &str, previous: Option<&str>) -> Server {
     Server::start("fresh_token", &env).await
 }
 
+/// The ES256 issuer on `port` (once the previous process has let it go), with
+/// more environment.
+async fn es256_issuer_on(port: &str, extra: &[(&str, &str)]) -> Server {
+    for _ in 0..100 {
+        if std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let key = fixture("ec256_private.pem");
+    let mut env = vec![
+        ("PORT", port),
+        ("JWT_ALGORITHM", "ES256"),
+        ("JWT_PRIVATE_KEY_FILE", key.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Server::start("fresh_token", &env).await
+}
+
 async fn resource_server(issuer: &Server, extra: &[(&str, &str)]) -> Server {
     let url = format!("http://{}/.well-known/jwks.json", issuer.addr);
     let mut env = vec![("JWKS_URL", url.as_str())];
@@ -141,17 +160,13 @@ async fn rotation_keeps_old_tokens_while_the_previous_key_is_published() {
     drop(old_issuer);
 
     // The issuer restarts on the same address with a new key, publishing the old one too.
-    let new_issuer = Server::start(
-        "fresh_token",
-        &[
-            ("PORT", addr.rsplit(':').next().unwrap()),
-            ("JWT_ALGORITHM", "ES256"),
-            ("JWT_PRIVATE_KEY_FILE", &fixture("ec256_private.pem")),
-            ("JWT_PREVIOUS_ALGORITHM", "RS256"),
-            ("JWT_PREVIOUS_KEY_FILE", &fixture("rsa_public.pem")),
-        ],
-    )
-    .await;
+    let port = addr.rsplit(':').next().unwrap();
+    let old_public = fixture("rsa_public.pem");
+    let previous = [
+        ("JWT_PREVIOUS_ALGORITHM", "RS256"),
+        ("JWT_PREVIOUS_KEY_FILE", old_public.as_str()),
+    ];
+    let new_issuer = es256_issuer_on(port, &previous).await;
     assert_eq!(new_issuer.addr, addr);
     let keys = new_issuer.get("/.well-known/jwks.json").send().await.json();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 2);
@@ -172,15 +187,7 @@ async fn rotation_keeps_old_tokens_while_the_previous_key_is_published() {
     drop(new_issuer);
 
     // Once the old key is no longer published, old tokens stop verifying.
-    let _issuer = Server::start(
-        "fresh_token",
-        &[
-            ("PORT", addr.rsplit(':').next().unwrap()),
-            ("JWT_ALGORITHM", "ES256"),
-            ("JWT_PRIVATE_KEY_FILE", &fixture("ec256_private.pem")),
-        ],
-    )
-    .await;
+    let _issuer = es256_issuer_on(port, &[]).await;
     let mut refused = false;
     for _ in 0..50 {
         let res = resource.get("/protected").bearer(&old_token).send().await;

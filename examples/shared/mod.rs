@@ -2,6 +2,8 @@
 //! users, and the seed's JSON answers. Not an example itself (no `main.rs`).
 #![allow(dead_code)]
 
+pub mod responses;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
