@@ -8,13 +8,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::keys::Key;
+
 /// What a verified token left behind.
 #[derive(Clone)]
 pub(crate) struct Verified {
     /// The decoded payload, parsed again on every hit.
     pub(crate) payload: Arc<[u8]>,
-    /// The `kid` that chose its key, so a key that disappears takes its tokens along.
+    /// The `kid` that chose its key, and that very key: a hit counts only while
+    /// the same key is still the one the `kid` selects (a key removed or
+    /// replaced by a JWKS refresh sends the token through full verification).
     pub(crate) kid: Option<Arc<str>>,
+    pub(crate) key: Arc<Key>,
     /// When the token expires: entries past it are dropped first.
     exp: f64,
 }
@@ -46,6 +51,7 @@ impl VerifiedCache {
         token: &str,
         payload: &[u8],
         kid: Option<&str>,
+        key: Arc<Key>,
         exp: f64,
         now: f64,
     ) {
@@ -63,6 +69,7 @@ impl VerifiedCache {
             Verified {
                 payload: payload.into(),
                 kid: kid.map(Arc::from),
+                key,
                 exp,
             },
         );
@@ -80,15 +87,16 @@ mod tests {
 
     #[test]
     fn bounded_and_expired_first() {
+        let key = Arc::new(Key::hs256([1u8; 32]).unwrap());
         let cache = VerifiedCache::new(2);
-        cache.insert("a", b"{}", None, 10.0, 0.0);
-        cache.insert("b", b"{}", None, 100.0, 0.0);
+        cache.insert("a", b"{}", None, key.clone(), 10.0, 0.0);
+        cache.insert("b", b"{}", None, key.clone(), 100.0, 0.0);
         // Full: "a" has expired by now=50, so it makes room.
-        cache.insert("c", b"{}", None, 100.0, 50.0);
+        cache.insert("c", b"{}", None, key.clone(), 100.0, 50.0);
         assert!(cache.get("a").is_none());
         assert!(cache.get("b").is_some() && cache.get("c").is_some());
         // Full of live entries: cleared rather than grown.
-        cache.insert("d", b"{}", Some("k"), 100.0, 50.0);
+        cache.insert("d", b"{}", Some("k"), key, 100.0, 50.0);
         assert_eq!(cache.len(), 1);
         assert_eq!(cache.get("d").unwrap().kid.as_deref(), Some("k"));
     }

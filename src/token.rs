@@ -110,10 +110,14 @@ impl Verifier {
         if token.len() > self.max_len {
             return Err(InvalidToken::TooLong);
         }
-        if let Some(seen) = self.cache.as_ref().and_then(|c| c.get(token)) {
-            // Signature checked before; its key must still be ours, and
-            // everything about time and the claims is checked again.
-            self.keys.select(seen.kid.as_deref())?;
+        if let Some(seen) = self.cache.as_ref().and_then(|c| c.get(token))
+            && self
+                .keys
+                .select(seen.kid.as_deref())
+                .is_ok_and(|key| Arc::ptr_eq(&key, &seen.key))
+        {
+            // Its signature was checked with the very key its kid still selects;
+            // time and claims are checked again.
             return self.claims(&seen.payload, now);
         }
         let mut parts = token.split('.');
@@ -165,13 +169,8 @@ impl Verifier {
         let claims = self.claims(&payload, now)?;
         if let Some(cache) = &self.cache {
             let exp = claims.exp.as_secs_f64();
-            cache.insert(
-                token,
-                &payload,
-                header.kid.as_deref(),
-                exp,
-                now.as_secs_f64(),
-            );
+            let kid = header.kid.as_deref();
+            cache.insert(token, &payload, kid, key.clone(), exp, now.as_secs_f64());
         }
         Ok(claims)
     }
