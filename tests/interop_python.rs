@@ -175,3 +175,75 @@ async fn tokens_cross_between_the_authx_seed_server_and_ours() {
         );
     }
 }
+
+/// Asymmetric tokens in both directions: ours (with `kid`) verify in AuthX and
+/// flask-jwt-extended with the public key, and theirs verify here.
+#[tokio::test]
+async fn asymmetric_tokens_cross_both_ways() {
+    let Some(python) = python() else { return };
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/");
+    for (alg, name) in [
+        (tower_authx::Algorithm::RS256, "rsa"),
+        (tower_authx::Algorithm::PS256, "rsa"),
+        (tower_authx::Algorithm::ES256, "ec256"),
+        (tower_authx::Algorithm::ES384, "ec384"),
+        // EdDSA: AuthX 1.7's configuration accepts HS*, RS*, PS* and ES* only.
+    ] {
+        let private = format!("{keys}{name}_private.pem");
+        let public_pem = std::fs::read_to_string(format!("{keys}{name}_public.pem")).unwrap();
+        let ours = AuthX::new(AuthXConfig::new(
+            tower_authx::Key::from_private_pem(alg, &std::fs::read(&private).unwrap()).unwrap(),
+        ))
+        .unwrap();
+        let pair = ours.create_token_pair("user1").unwrap();
+        let tokens = vec![
+            entry(
+                &format!("{alg} fresh access"),
+                pair.access_token,
+                "access",
+                true,
+            ),
+            entry(
+                &format!("{alg} refresh"),
+                pair.refresh_token,
+                "refresh",
+                false,
+            ),
+        ];
+        let spec = json!({"algorithm": alg.as_str(), "public_key": public_pem, "tokens": tokens});
+        verify_in_python(&python, spec).await;
+
+        // Theirs, minted by the real libraries with the same private key.
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/mint_asymmetric.py"
+        );
+        let out = tokio::process::Command::new(&python)
+            .args([script, alg.as_str(), &private])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let minted: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let verifier = AuthX::new(AuthXConfig::new(tower_authx::KeySet::verify_only([
+            tower_authx::Key::verifying_pem(alg, public_pem.as_bytes()).unwrap(),
+        ])))
+        .unwrap();
+        for library in ["authx", "flask"] {
+            let fresh = minted[library]["fresh"].as_str().unwrap();
+            let claims: tower_authx::Claims = verifier
+                .verify(fresh, &tower_authx::Requirement::fresh())
+                .unwrap_or_else(|e| panic!("{library} {alg} fresh: {e}"));
+            assert_eq!(claims.sub, "user1");
+            let refresh = minted[library]["refresh"].as_str().unwrap();
+            let claims: tower_authx::Claims = verifier
+                .verify(refresh, &tower_authx::Requirement::refresh())
+                .unwrap_or_else(|e| panic!("{library} {alg} refresh: {e}"));
+            assert_eq!(claims.sub, "user1");
+        }
+    }
+}

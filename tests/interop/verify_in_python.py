@@ -1,7 +1,9 @@
 """Verifies tokens minted by tower-authx with the real AuthX and flask-jwt-extended.
 
-Reads {"secret", "issuer"?, "audience"?, "tokens": [{name, token, sub, type, fresh, scopes?}]}
-on stdin; prints one line per check and a closing "N passed, N failed" line.
+Reads {"secret", "algorithm"?, "public_key"?, "issuer"?, "audience"?,
+"tokens": [{name, token, sub, type, fresh, scopes?}]} on stdin (with "algorithm" and
+"public_key", a PEM, the tokens are verified with that public key); prints one line per
+check and a closing "N passed, N failed" line.
 """
 
 import json
@@ -12,11 +14,15 @@ from flask import Flask
 from flask_jwt_extended import JWTManager, decode_token
 
 spec = json.load(sys.stdin)
-secret = spec["secret"]
+secret = spec.get("secret", "unused-for-asymmetric-algorithms")
+algorithm = spec.get("algorithm", "HS256")
+public_key = spec.get("public_key")
 issuer = spec.get("issuer")
 audience = spec.get("audience")
 
-ax_config = dict(JWT_SECRET_KEY=secret, JWT_TOKEN_LOCATION=["headers"])
+ax_config = dict(JWT_SECRET_KEY=secret, JWT_TOKEN_LOCATION=["headers"], JWT_ALGORITHM=algorithm)
+if public_key:
+    ax_config["JWT_PUBLIC_KEY"] = public_key
 if issuer:
     ax_config["JWT_DECODE_ISSUER"] = issuer
 if audience:
@@ -25,6 +31,9 @@ ax = AuthX(config=AuthXConfig(**ax_config))
 
 app = Flask(__name__)
 app.config["JWT_SECRET_KEY"] = secret
+app.config["JWT_ALGORITHM"] = algorithm
+if public_key:
+    app.config["JWT_PUBLIC_KEY"] = public_key
 if issuer:
     app.config["JWT_DECODE_ISSUER"] = issuer
 if audience:
