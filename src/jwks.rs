@@ -5,7 +5,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -46,18 +47,52 @@ struct Remote {
     client: Client<HttpConnector, Empty<Bytes>>,
     ring: RwLock<Arc<KeyRing>>,
     fetching: tokio::sync::Mutex<()>,
-    state: Mutex<FetchState>,
+    state: FetchState,
     refresh_every: Duration,
     min_interval: Duration,
     timeout: Duration,
 }
 
-#[derive(Default)]
+/// When fetches happened, as atomics: every verification looks at them, so no
+/// lock on the request path.
 struct FetchState {
-    last_attempt: Option<Instant>,
-    last_success: Option<Instant>,
-    last_failed: bool,
-    background: bool,
+    /// The zero of the two clocks below.
+    origin: Instant,
+    /// Milliseconds since `origin`, plus one; 0 means never.
+    last_attempt: AtomicU64,
+    last_success: AtomicU64,
+    last_failed: AtomicBool,
+    background: AtomicBool,
+}
+
+impl FetchState {
+    fn new() -> Self {
+        FetchState {
+            origin: Instant::now(),
+            last_attempt: AtomicU64::new(0),
+            last_success: AtomicU64::new(0),
+            last_failed: AtomicBool::new(false),
+            background: AtomicBool::new(false),
+        }
+    }
+
+    fn mark(&self, at: &AtomicU64) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        at.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// How long ago `at` was marked, or `None` if never.
+    fn since(&self, at: &AtomicU64) -> Option<Duration> {
+        match at.load(Ordering::Relaxed) {
+            0 => None,
+            marked => {
+                let now = self.origin.elapsed().as_millis();
+                Some(Duration::from_millis(
+                    u64::try_from(now.saturating_sub(u128::from(marked - 1))).unwrap_or(u64::MAX),
+                ))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RemoteJwks {
@@ -87,7 +122,7 @@ impl RemoteJwks {
                 client: Client::builder(TokioExecutor::new()).build(connector),
                 ring: RwLock::new(Arc::new(KeyRing::default())),
                 fetching: tokio::sync::Mutex::new(()),
-                state: Mutex::new(FetchState::default()),
+                state: FetchState::new(),
                 refresh_every: Duration::from_secs(300),
                 min_interval: Duration::from_secs(10),
                 timeout: Duration::from_secs(5),
@@ -119,7 +154,7 @@ impl RemoteJwks {
             client: shared.client.clone(),
             ring: RwLock::new(shared.ring()),
             fetching: tokio::sync::Mutex::new(()),
-            state: Mutex::new(FetchState::default()),
+            state: FetchState::new(),
             refresh_every: shared.refresh_every,
             min_interval: shared.min_interval,
             timeout: shared.timeout,
@@ -143,17 +178,13 @@ impl RemoteJwks {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        {
-            let mut state = self.inner.lock_state();
-            if state.background {
-                return;
-            }
-            state.background = true;
+        if self.inner.state.background.swap(true, Ordering::AcqRel) {
+            return; // one background refresh at a time
         }
         let remote = self.inner.clone();
         runtime.spawn(async move {
             remote.fetch_if_allowed(None, remote.refresh_every).await;
-            remote.lock_state().background = false;
+            remote.state.background.store(false, Ordering::Release);
         });
     }
 
@@ -171,7 +202,7 @@ impl RemoteJwks {
 
     /// Whether the last fetch failed (the issuer is unreachable or answered badly).
     pub(crate) fn unavailable(&self) -> bool {
-        self.inner.lock_state().last_failed
+        self.inner.state.last_failed.load(Ordering::Relaxed)
     }
 
     /// Fetches the keys now, whatever the intervals say.
@@ -186,18 +217,14 @@ impl Remote {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, FetchState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn is_stale(&self) -> bool {
-        let state = self.lock_state();
+        let state = &self.state;
         state
-            .last_success
-            .is_some_and(|at| at.elapsed() >= self.refresh_every)
+            .since(&state.last_success)
+            .is_some_and(|ago| ago >= self.refresh_every)
             && state
-                .last_attempt
-                .is_none_or(|at| at.elapsed() >= self.min_interval)
+                .since(&state.last_attempt)
+                .is_none_or(|ago| ago >= self.min_interval)
     }
 
     /// One fetch at a time; skipped when another one just brought `kid`, or
@@ -207,11 +234,12 @@ impl Remote {
         if kid.as_deref().is_some_and(|kid| self.ring().contains(kid)) {
             return;
         }
+        if self
+            .state
+            .since(&self.state.last_attempt)
+            .is_some_and(|ago| ago < interval)
         {
-            let state = self.lock_state();
-            if state.last_attempt.is_some_and(|at| at.elapsed() < interval) {
-                return;
-            }
+            return;
         }
         if let Err(e) = self.fetch().await {
             tracing::warn!(url = %self.url, error = %e, "tower-authx: JWKS fetch failed; cached keys keep serving");
@@ -219,20 +247,19 @@ impl Remote {
     }
 
     async fn fetch(&self) -> Result<(), ConfigError> {
-        self.lock_state().last_attempt = Some(Instant::now());
+        self.state.mark(&self.state.last_attempt);
         let result = tokio::time::timeout(self.timeout, self.download())
             .await
             .unwrap_or_else(|_| Err(ConfigError::new("the JWKS fetch timed out")));
-        let mut state = self.lock_state();
         match result {
             Ok(ring) => {
                 *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
-                state.last_success = Some(Instant::now());
-                state.last_failed = false;
+                self.state.mark(&self.state.last_success);
+                self.state.last_failed.store(false, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
-                state.last_failed = true;
+                self.state.last_failed.store(true, Ordering::Relaxed);
                 Err(e)
             }
         }
