@@ -26,7 +26,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
@@ -77,6 +77,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let service = hyper::service::service_fn(move |req| route(req, app.clone()));
             // Errors here are the client's (it hung up, sent garbage): nothing to do.
             let _ = http1::Builder::new()
+                // A client that never finishes its headers does not keep the connection.
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

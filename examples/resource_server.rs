@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{AuthX, AuthXConfig, RemoteJwks, RequireAuthLayer, RequireFreshLayer};
@@ -65,6 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| route(req, app.clone()));
             let _ = http1::Builder::new()
+                // A client that never finishes its headers does not keep the connection.
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
