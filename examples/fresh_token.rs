@@ -25,8 +25,6 @@ use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
@@ -63,27 +61,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind((host.as_str(), port)).await?;
     let addr: SocketAddr = listener.local_addr()?;
     println!("listening on http://{addr}");
-
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                eprintln!("accept failed: {e}");
-                continue;
-            }
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| route(req, app.clone()));
-            // Errors here are the client's (it hung up, sent garbage): nothing to do.
-            let _ = http1::Builder::new()
-                // A client that never finishes its headers does not keep the connection.
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    shared::server::serve(listener, move |req| route(req, app.clone())).await;
+    Ok(())
 }
 
 async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, Infallible> {

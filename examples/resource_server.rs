@@ -17,8 +17,6 @@ use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{AuthX, AuthXConfig, RemoteJwks, RequireAuthLayer, RequireFreshLayer};
@@ -57,21 +55,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = TcpListener::bind((host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| route(req, app.clone()));
-            let _ = http1::Builder::new()
-                // A client that never finishes its headers does not keep the connection.
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    shared::server::serve(listener, move |req| route(req, app.clone())).await;
+    Ok(())
 }
 
 fn env_secs(name: &str) -> Result<Option<std::time::Duration>, Box<dyn std::error::Error>> {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod responses;
+pub mod server;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
