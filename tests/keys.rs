@@ -25,6 +25,16 @@ fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A signing key from a PEM fixture.
+fn private_key(alg: Algorithm, file: &str) -> Key {
+    Key::from_private_pem(alg, &std::fs::read(fixture(file)).unwrap()).unwrap()
+}
+
+/// A verifying key from a PEM fixture.
+fn public_key(alg: Algorithm, file: &str) -> Key {
+    Key::verifying_pem(alg, &std::fs::read(fixture(file)).unwrap()).unwrap()
+}
+
 fn private_key_for(alg: &str) -> &'static str {
     match alg {
         "ES256" => "ec256_private.pem",
@@ -235,13 +245,10 @@ fn bearer(token: &str) -> Request<Full<Bytes>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kid_flood_causes_one_refetch_not_thousands() {
-    let issuer = AuthX::new(AuthXConfig::new(
-        Key::from_private_pem(
-            Algorithm::ES256,
-            &std::fs::read(fixture("ec256_private.pem")).unwrap(),
-        )
-        .unwrap(),
-    ))
+    let issuer = AuthX::new(AuthXConfig::new(private_key(
+        Algorithm::ES256,
+        "ec256_private.pem",
+    )))
     .unwrap();
     let (url, hits) = counting_jwks(issuer.jwks().to_owned()).await;
     let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
@@ -320,12 +327,7 @@ async fn with_the_issuer_down_cached_keys_serve_and_unknown_kids_are_503() {
         StatusCode::OK
     );
     let other = AuthX::new(AuthXConfig::new(
-        Key::from_private_pem(
-            Algorithm::ES256,
-            &std::fs::read(fixture("ec256_private.pem")).unwrap(),
-        )
-        .unwrap()
-        .with_kid("rotated-in-later"),
+        private_key(Algorithm::ES256, "ec256_private.pem").with_kid("rotated-in-later"),
     ))
     .unwrap()
     .create_access_token("user1", true)
@@ -353,11 +355,7 @@ async fn with_the_issuer_down_cached_keys_serve_and_unknown_kids_are_503() {
 
 #[test]
 fn algorithm_confusion_is_refused_by_kid_too() {
-    let rsa = Key::from_private_pem(
-        Algorithm::RS256,
-        &std::fs::read(fixture("rsa_private.pem")).unwrap(),
-    )
-    .unwrap();
+    let rsa = private_key(Algorithm::RS256, "rsa_private.pem");
     let authx = AuthX::new(AuthXConfig::new(KeySet::new(rsa))).unwrap();
     let kid = header_of(&authx.create_access_token("u", true).unwrap())["kid"]
         .as_str()
@@ -390,23 +388,12 @@ fn algorithm_confusion_is_refused_by_kid_too() {
 
 #[test]
 fn key_sets_select_by_kid_and_publish_public_keys_only() {
-    let es = Key::from_private_pem(
-        Algorithm::ES256,
-        &std::fs::read(fixture("ec256_private.pem")).unwrap(),
-    )
-    .unwrap();
-    let rsa_old = Key::verifying_pem(
+    let es = private_key(Algorithm::ES256, "ec256_private.pem");
+    let rsa_old = public_key(Algorithm::RS256, "rsa_public.pem");
+    let old_issuer = AuthX::new(AuthXConfig::new(private_key(
         Algorithm::RS256,
-        &std::fs::read(fixture("rsa_public.pem")).unwrap(),
-    )
-    .unwrap();
-    let old_issuer = AuthX::new(AuthXConfig::new(
-        Key::from_private_pem(
-            Algorithm::RS256,
-            &std::fs::read(fixture("rsa_private.pem")).unwrap(),
-        )
-        .unwrap(),
-    ))
+        "rsa_private.pem",
+    )))
     .unwrap();
     let old_token = old_issuer.create_access_token("u", true).unwrap();
     let authx = AuthX::new(AuthXConfig::new(KeySet::new(es).with_previous(rsa_old))).unwrap();
