@@ -323,6 +323,11 @@ impl AuthX {
     /// (every token of its refresh family): a logout. A write that cannot be made
     /// is `StoreUnavailable`, whatever the fail-open setting.
     pub async fn revoke<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
+        if claims.jti.is_none() && claims.family.is_none() {
+            return Err(AuthError::InvalidToken(crate::error::InvalidToken::Claims(
+                "the token has no jti to revoke".into(),
+            )));
+        }
         let store = &self.inner.store;
         if let Some(jti) = claims.jti.as_deref() {
             store.revoke(jti, claims.exp).await.map_err(store_down)?;
@@ -332,11 +337,6 @@ impl AuthX {
                 .revoke_family(family, self.family_horizon())
                 .await
                 .map_err(store_down)?;
-        }
-        if claims.jti.is_none() && claims.family.is_none() {
-            return Err(AuthError::InvalidToken(crate::error::InvalidToken::Claims(
-                "the token has no jti to revoke".into(),
-            )));
         }
         Ok(())
     }

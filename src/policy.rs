@@ -25,45 +25,34 @@ pub struct Scopes {
 }
 
 impl Requirement {
-    /// Any valid access token, fresh or not.
-    pub const fn access() -> Self {
+    const fn of(token_type: Option<TokenType>, fresh: bool) -> Self {
         Requirement {
-            token_type: Some(TokenType::Access),
-            fresh: false,
+            token_type,
+            fresh,
             scopes: None,
             optional: false,
         }
+    }
+
+    /// Any valid access token, fresh or not.
+    pub const fn access() -> Self {
+        Requirement::of(Some(TokenType::Access), false)
     }
 
     /// A fresh access token: one that proves a recent login.
     pub const fn fresh() -> Self {
-        Requirement {
-            token_type: Some(TokenType::Access),
-            fresh: true,
-            scopes: None,
-            optional: false,
-        }
+        Requirement::of(Some(TokenType::Access), true)
     }
 
     /// A refresh token.
     pub const fn refresh() -> Self {
-        Requirement {
-            token_type: Some(TokenType::Refresh),
-            fresh: false,
-            scopes: None,
-            optional: false,
-        }
+        Requirement::of(Some(TokenType::Refresh), false)
     }
 
     /// An access or a refresh token (for a `/refresh` route that, like the seed's,
     /// also takes the access token obtained at login).
     pub const fn any_type() -> Self {
-        Requirement {
-            token_type: None,
-            fresh: false,
-            scopes: None,
-            optional: false,
-        }
+        Requirement::of(None, false)
     }
 
     /// Also requires every scope in `scopes` (AuthX's `admin:*` grants `admin:x`).
