@@ -17,9 +17,13 @@ use crate::error::{
 };
 use crate::keyset::{KeyRing, jwks};
 use crate::policy::Requirement;
-use crate::revocation::{MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture};
+use crate::revocation::{
+    MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture, TokenRecord,
+};
 use crate::source::{HeaderSource, Sources, TokenLocation};
 use crate::token::{Keys, Signer, Verifier, audience_claim, ensure_crypto_backend};
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Issues and verifies AuthX-compatible tokens. Build it once from an
 /// [`AuthXConfig`]; clones share everything.
@@ -29,6 +33,8 @@ pub struct AuthX {
 }
 
 struct Inner {
+    /// Tells this handle (and its clones) from every other one in the process.
+    id: u64,
     verifier: Verifier,
     signer: Option<Signer>,
     jwks: String,
@@ -117,6 +123,7 @@ impl AuthX {
         );
         Ok(AuthX {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 verifier,
                 signer: config.keys.signing.as_ref().and_then(Signer::new),
                 jwks,
@@ -144,6 +151,11 @@ impl AuthX {
                 audience: config.audience,
             }),
         })
+    }
+
+    /// Identifies this handle and its clones (never reused in a process).
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
     }
 
     /// An access token for `sub`: fresh at login, not fresh at refresh.
@@ -285,19 +297,12 @@ impl AuthX {
     /// unless the token or its session was revoked (or, failing closed, the
     /// store cannot answer). The layers do this for you.
     pub async fn check_revocation<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
-        match self.revocation_check(claims) {
-            Some(answer) => self.revocation_verdict(answer.await),
-            None => Ok(()),
-        }
+        self.revocation_verdict(self.revocation_check(claims).await)
     }
 
     /// The store's question about `claims`, if they can have been revoked.
-    pub(crate) fn revocation_check<E>(&self, claims: &Claims<E>) -> Option<StoreFuture<bool>> {
-        if claims.jti.is_none() && claims.family.is_none() {
-            return None;
-        }
-        let jti = claims.jti.as_deref().unwrap_or_default();
-        Some(self.inner.store.is_revoked(jti, claims.family.as_deref()))
+    pub(crate) fn revocation_check<E>(&self, claims: &Claims<E>) -> StoreFuture<bool> {
+        self.inner.store.is_revoked(&TokenRecord::of(claims))
     }
 
     /// What a store answer means for the request.
@@ -319,32 +324,28 @@ impl AuthX {
         }
     }
 
-    /// Revokes the token behind `claims` until it expires, and its login session
-    /// (every token of its refresh family): a logout. A write that cannot be made
-    /// is `StoreUnavailable`, whatever the fail-open setting.
+    /// Revokes the login session of `claims` (every token of its refresh
+    /// family), or the token alone until it expires when it belongs to no
+    /// session: a logout. A write that cannot be made is `StoreUnavailable`,
+    /// whatever the fail-open setting.
     pub async fn revoke<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
         if claims.jti.is_none() && claims.family.is_none() {
             return Err(AuthError::InvalidToken(crate::error::InvalidToken::Claims(
                 "the token has no jti to revoke".into(),
             )));
         }
-        let store = &self.inner.store;
-        if let Some(jti) = claims.jti.as_deref() {
-            store.revoke(jti, claims.exp).await.map_err(store_down)?;
-        }
-        if let Some(family) = claims.family.as_deref() {
-            store
-                .revoke_family(family, self.family_horizon())
-                .await
-                .map_err(store_down)?;
-        }
-        Ok(())
+        self.inner
+            .store
+            .revoke(&TokenRecord::of(claims), self.horizon())
+            .await
+            .map_err(store_down)
     }
 
     /// Rotates a verified refresh token: spends it, and answers a non-fresh
-    /// access token and a new refresh token in the same session. A refresh token
-    /// presented twice is refused with [`AuthError::RefreshReused`] and its whole
-    /// session revoked, so a thief and the victim cannot both go on.
+    /// access token and a new refresh token in the same session. Only the
+    /// session's latest refresh token can be spent: any earlier one presented
+    /// again is refused with [`AuthError::RefreshReused`] and the whole session
+    /// revoked, so a thief and the victim cannot both go on.
     pub async fn rotate<E>(&self, claims: &Claims<E>) -> Result<TokenPair, AuthError> {
         if claims.token_type != TokenType::Refresh {
             return Err(AuthError::WrongTokenType {
@@ -352,17 +353,26 @@ impl AuthX {
                 found: claims.token_type,
             });
         }
-        let jti = claims.jti.as_deref().ok_or_else(|| {
-            AuthError::InvalidToken(crate::error::InvalidToken::Claims(
+        if claims.jti.is_none() {
+            return Err(AuthError::InvalidToken(crate::error::InvalidToken::Claims(
                 "a refresh token without jti cannot be rotated".into(),
-            ))
-        })?;
+            )));
+        }
+        let record = TokenRecord::of(claims);
         // Tokens from elsewhere (AuthX) carry no family: each is its own.
-        let family = claims.family.as_deref().unwrap_or(jti);
+        let family = record.rotation_session().unwrap_or_default();
+        // The successor is signed before the store moves on to it, so a key
+        // that cannot sign never spends the user's refresh token.
+        let issue = |e: IssueError| {
+            AuthError::InvalidToken(crate::error::InvalidToken::Claims(e.to_string().into()))
+        };
+        let successor = self.refresh_token(claims.sub.clone()).family(family);
+        let next_jti = successor.claims.jti.clone().unwrap_or_default();
+        let refresh_token = successor.issue().map_err(issue)?;
         let verdict = self
             .inner
             .store
-            .spend_refresh(jti, family, claims.exp, self.family_horizon())
+            .spend_refresh(&record, &next_jti, self.horizon())
             .await
             .map_err(store_down)?;
         match verdict {
@@ -373,9 +383,6 @@ impl AuthX {
             }
             RefreshUse::FamilyRevoked => return Err(AuthError::Revoked),
         }
-        let issue = |e: IssueError| {
-            AuthError::InvalidToken(crate::error::InvalidToken::Claims(e.to_string().into()))
-        };
         Ok(TokenPair {
             access_token: self
                 .access_token(claims.sub.clone())
@@ -383,19 +390,17 @@ impl AuthX {
                 .family(family)
                 .issue()
                 .map_err(issue)?,
-            refresh_token: self
-                .refresh_token(claims.sub.clone())
-                .family(family)
-                .issue()
-                .map_err(issue)?,
+            refresh_token,
             token_type: "bearer",
         })
     }
 
-    /// How long a session's revocation must be remembered: as long as a refresh
-    /// token issued now could live.
-    fn family_horizon(&self) -> NumericDate {
-        NumericDate::now().plus(self.inner.refresh_lifetime)
+    /// How long a session's entries must be remembered: as long as any token
+    /// issued now could live.
+    fn horizon(&self) -> NumericDate {
+        let inner = &self.inner;
+        let longest = inner.refresh_lifetime.max(inner.access_lifetime);
+        NumericDate::now().plus(longest)
     }
 
     /// The RFC 7517 JWKS of our public keys (signing, previous and verifying;
@@ -444,13 +449,9 @@ impl AuthX {
         error
     }
 
-    /// Whether this request is a CORS preflight the guards let through.
-    pub(crate) fn passes_as_preflight<B>(&self, req: &http::Request<B>) -> bool {
+    /// Whether recognised CORS preflights go on to the inner service.
+    pub(crate) fn passes_preflights(&self) -> bool {
         self.inner.pass_preflight
-            && req.method() == http::Method::OPTIONS
-            && req
-                .headers()
-                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
     }
 
     /// Whether `claims` prove a recent login now (any of the three lawful forms).

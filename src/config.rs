@@ -69,7 +69,7 @@ impl AuthXConfig {
             verified_cache: None,
             realm: None,
             allow_weak_secret: false,
-            pass_preflight: true,
+            pass_preflight: false,
             rejection: None,
             store: None,
             fail_open: false,
@@ -218,9 +218,16 @@ impl AuthXConfig {
         self
     }
 
-    /// Whether CORS preflights (`OPTIONS` with `Access-Control-Request-Method`)
-    /// pass the guards untouched, as browsers send them without credentials
-    /// (default: they pass; put your CORS layer outside the guard to answer them).
+    /// Whether the guards hand CORS preflights to the service inside them
+    /// (default: no, they are guarded like any request).
+    ///
+    /// Put your CORS layer outside the guard and it answers preflights before
+    /// the guard sees them: that needs nothing here. Turn this on only when the
+    /// service directly inside the guard is a CORS layer that answers every
+    /// preflight itself. A request passes only when it can be nothing but a
+    /// preflight: `OPTIONS` with `Origin` and one `Access-Control-Request-Method`,
+    /// no credential, no content type (so never gRPC) and no body; it goes in
+    /// without claims.
     #[must_use]
     pub fn pass_cors_preflight(mut self, pass: bool) -> Self {
         self.pass_preflight = pass;

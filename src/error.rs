@@ -314,7 +314,7 @@ impl Challenge {
     /// `401`/`400`/`403`/`503` with `{"detail": ...}` and an RFC 6750
     /// `WWW-Authenticate`; for a gRPC request, a trailers-only gRPC status.
     pub(crate) fn response(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
-        if let Some(content_type) = grpc_content_type(request.headers) {
+        if let Some(content_type) = grpc_content_type(request) {
             let detail = self.detail(error);
             let challenge = HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok();
             return grpc_rejection(error, &detail, challenge, content_type);
@@ -404,17 +404,40 @@ impl Challenge {
     }
 }
 
-/// The response content type for a gRPC request (`application/grpc`,
-/// `application/grpc+proto`, ... or gRPC-Web), `None` for anything else.
-fn grpc_content_type(headers: &HeaderMap) -> Option<&'static str> {
-    let content_type = headers.get(CONTENT_TYPE)?.as_bytes();
-    if content_type.starts_with(b"application/grpc-web") {
-        Some("application/grpc-web")
-    } else if content_type.starts_with(b"application/grpc") {
-        Some("application/grpc")
-    } else {
-        None
+/// The response content type for a gRPC call, `None` for anything else. A gRPC
+/// call is a `POST` whose content type is exactly `application/grpc` or
+/// `application/grpc-web` (or `-web-text`), optionally with a `+format` suffix
+/// and parameters: `application/grpcXYZ` on a JSON route gets a JSON refusal,
+/// never an HTTP 200 that looks like success.
+fn grpc_content_type(request: RequestHead<'_>) -> Option<&'static str> {
+    if request.method != Method::POST {
+        return None;
     }
+    let value = request.headers.get(CONTENT_TYPE)?.as_bytes();
+    let essence = value
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let (base, format) = match essence.iter().position(|b| *b == b'+') {
+        Some(plus) => (&essence[..plus], Some(&essence[plus + 1..])),
+        None => (essence, None),
+    };
+    let format_ok = format.is_none_or(|f| {
+        !f.is_empty()
+            && f.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(b))
+    });
+    if !format_ok {
+        return None;
+    }
+    [
+        "application/grpc",
+        "application/grpc-web",
+        "application/grpc-web-text",
+    ]
+    .into_iter()
+    .find(|name| base.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// A gRPC refusal: HTTP 200 and a trailers-only response (status in the headers,

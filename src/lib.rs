@@ -90,7 +90,10 @@ pub use policy::{Requirement, Scopes};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use revocation::RedisStore;
-pub use revocation::{MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture};
+pub use revocation::{
+    DEFAULT_ENTRIES_PER_SUBJECT, MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture,
+    TokenRecord,
+};
 pub use source::TokenLocation;
 
 /// The README's Rust examples, compiled and run as doctests (they use the

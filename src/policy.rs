@@ -120,11 +120,14 @@ impl Requirement {
             return Err(AuthError::FreshTokenRequired { max_age });
         }
         if let Some(scopes) = &self.scopes {
-            let granted = if scopes.all {
-                claims.has_scopes(&scopes.required)
-            } else {
-                scopes.required.iter().any(|s| claims.has_scope(s))
-            };
+            // A route that names no scope is a configuration slip: refuse
+            // rather than let `all([])` pass everyone as a scope guard.
+            let granted = !scopes.required.is_empty()
+                && if scopes.all {
+                    claims.has_scopes(&scopes.required)
+                } else {
+                    scopes.required.iter().any(|s| claims.has_scope(s))
+                };
             if !granted {
                 return Err(AuthError::InsufficientScope {
                     required: scopes.clone(),

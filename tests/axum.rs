@@ -199,8 +199,13 @@ async fn own_claims_types_extract_and_a_mismatch_names_the_type() {
 }
 
 #[tokio::test]
-async fn cors_preflights_pass_the_guard() {
-    let authx = authx();
+async fn cors_preflights_pass_the_guard_when_asked() {
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .pass_cors_preflight(true),
+    )
+    .unwrap();
     let server = serve(
         Router::new()
             .route("/a", get(whoami).options(|| async { "preflight ok" }))

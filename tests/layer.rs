@@ -112,20 +112,18 @@ async fn your_own_claims_reach_the_handler_typed() {
 }
 
 #[tokio::test]
-async fn an_inner_require_fresh_reuses_the_outer_verification() {
-    // The inner layer has a different key: had it verified the signature again,
-    // it would refuse. It accepts, so it used the outer layer's claims.
+async fn an_inner_require_fresh_applies_its_own_policy_to_reused_claims() {
+    // One verification and one store question for both guards is checked in
+    // tests/revocation.rs (only_verified_tokens_reach_the_store_and_only_once).
     let outer = authx();
-    let inner_only = AuthX::new(AuthXConfig::from_secret([1u8; 32]).unwrap()).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = ServiceBuilder::new()
         .layer(RequireAuthLayer::new(outer.clone()))
-        .layer(RequireFreshLayer::new(inner_only))
+        .layer(RequireFreshLayer::new(outer.clone()))
         .service(counting(calls.clone()));
     let fresh = outer.create_access_token("u", true).unwrap();
     let res = svc.clone().oneshot(request(Some(&fresh))).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    // ...and it still applies its own policy to the reused claims.
     let stale = outer.create_access_token("u", false).unwrap();
     let res = svc.oneshot(request(Some(&stale))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -457,41 +455,101 @@ async fn scopes_all_of_and_any_of_with_authx_wildcards() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
+fn preflight() -> http::request::Builder {
+    Request::options("/")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+}
+
 #[tokio::test]
-async fn cors_preflights_pass_by_default_and_can_be_refused() {
-    let preflight = || {
-        Request::options("/")
-            .header("origin", "https://app.example")
-            .header("access-control-request-method", "POST")
-            .body(Full::<Bytes>::default())
-            .unwrap()
-    };
+async fn cors_preflights_are_guarded_by_default() {
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = RequireFreshLayer::new(authx()).layer(counting(calls.clone()));
+    let req = preflight().body(Full::<Bytes>::default()).unwrap();
     assert_eq!(
-        svc.clone().oneshot(preflight()).await.unwrap().status(),
+        svc.oneshot(req).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn cors_preflight_pass_through_takes_only_what_can_be_nothing_but_a_preflight() {
+    let passing = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .pass_cors_preflight(true),
+    )
+    .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = RequireFreshLayer::new(passing).layer(counting(calls.clone()));
+    let req = preflight().body(Full::<Bytes>::default()).unwrap();
+    assert_eq!(
+        svc.clone().oneshot(req).await.unwrap().status(),
         StatusCode::OK
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    // A plain OPTIONS is no preflight: guarded as usual.
-    let plain = Request::options("/")
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    assert_eq!(
-        svc.oneshot(plain).await.unwrap().status(),
-        StatusCode::UNAUTHORIZED
-    );
 
-    let strict = AuthX::new(
-        AuthXConfig::from_secret(SECRET)
-            .unwrap()
-            .pass_cors_preflight(false),
-    )
-    .unwrap();
-    let svc = RequireAuthLayer::new(strict).layer(counting(calls.clone()));
-    assert_eq!(
-        svc.oneshot(preflight()).await.unwrap().status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Each of these could be a real call to a service behind the guard.
+    let not_preflights: Vec<(&str, Request<Full<Bytes>>)> = vec![
+        (
+            "plain OPTIONS",
+            Request::options("/").body(Full::default()).unwrap(),
+        ),
+        (
+            "no Origin",
+            Request::options("/")
+                .header("access-control-request-method", "POST")
+                .body(Full::default())
+                .unwrap(),
+        ),
+        (
+            "gRPC content type",
+            preflight()
+                .header("content-type", "application/grpc")
+                .body(Full::default())
+                .unwrap(),
+        ),
+        (
+            "a body",
+            preflight().body(Full::from("\0\0\0\0\0")).unwrap(),
+        ),
+        (
+            "a content length",
+            preflight()
+                .header("content-length", "5")
+                .body(Full::default())
+                .unwrap(),
+        ),
+        (
+            "chunked",
+            preflight()
+                .header("transfer-encoding", "chunked")
+                .body(Full::default())
+                .unwrap(),
+        ),
+        (
+            "a credential",
+            preflight()
+                .header("authorization", "Bearer x")
+                .body(Full::default())
+                .unwrap(),
+        ),
+        (
+            "two request methods",
+            preflight()
+                .header("access-control-request-method", "GET")
+                .body(Full::default())
+                .unwrap(),
+        ),
+    ];
+    for (what, req) in not_preflights {
+        let status = svc.clone().oneshot(req).await.unwrap().status();
+        assert!(status.is_client_error(), "{what}: {status}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "{what} reached the service"
+        );
+    }
 }

@@ -16,64 +16,180 @@ use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_authx::{
     AuthError, AuthX, AuthXConfig, Claims, MemoryStore, NumericDate, RefreshUse, RequireAuthLayer,
-    RequireFreshLayer, Requirement, RevocationStore,
+    RequireFreshLayer, Requirement, RevocationStore, TokenRecord,
 };
 
 fn in_secs(secs: u64) -> NumericDate {
     NumericDate::now().plus(Duration::from_secs(secs))
 }
 
+/// A token record for `subject`, issued now, valid a minute.
+fn record<'a>(subject: &'a str, jti: &'a str, session: Option<&'a str>) -> TokenRecord<'a> {
+    TokenRecord {
+        subject,
+        jti: Some(jti),
+        session,
+        issued_at: Some(NumericDate::now()),
+        expires: in_secs(60),
+    }
+}
+
 /// The contract every store keeps.
 async fn store_suite(store: &dyn RevocationStore) {
     let id = |s: &str| format!("{s}-{}", uuid_like());
+    let (user, other_user) = (id("user"), id("user"));
     let (jti, family) = (id("jti"), id("family"));
-    assert!(!store.is_revoked(&jti, Some(&family)).await.unwrap());
-    store.revoke(&jti, in_secs(60)).await.unwrap();
-    assert!(store.is_revoked(&jti, None).await.unwrap());
-    assert!(store.is_revoked(&jti, Some(&family)).await.unwrap());
-    assert!(!store.is_revoked(&id("other"), None).await.unwrap());
 
-    // A family revocation covers every token of the family.
-    store.revoke_family(&family, in_secs(60)).await.unwrap();
-    assert!(store.is_revoked(&id("any"), Some(&family)).await.unwrap());
-
-    // Rotation: first use, reuse (which revokes the family), then dead.
-    let (refresh, session) = (id("refresh"), id("session"));
-    let spend = |jti: String| store.spend_refresh(&jti, &session, in_secs(60), in_secs(120));
-    assert_eq!(spend(refresh.clone()).await.unwrap(), RefreshUse::First);
-    assert_eq!(spend(id("next")).await.unwrap(), RefreshUse::First);
-    assert_eq!(spend(refresh.clone()).await.unwrap(), RefreshUse::Reused);
+    // A token of no session is revoked alone, until its exp.
+    let lone = record(&user, &jti, None);
+    assert!(!store.is_revoked(&lone).await.unwrap());
+    store.revoke(&lone, in_secs(120)).await.unwrap();
+    assert!(store.is_revoked(&lone).await.unwrap());
+    let other = id("other");
     assert!(
-        store
-            .is_revoked(&id("access"), Some(&session))
+        !store
+            .is_revoked(&record(&user, &other, None))
             .await
             .unwrap()
     );
-    assert_eq!(spend(id("later")).await.unwrap(), RefreshUse::FamilyRevoked);
+    assert!(
+        !store
+            .is_revoked(&record(&other_user, &jti, None))
+            .await
+            .unwrap()
+    );
 
-    // Entries end with their token: already expired ones are not even kept,
-    // short ones lapse.
-    let (past, short) = (id("past"), id("short"));
+    // A session's revocation covers every token of the session.
+    let access = id("access");
     store
-        .revoke(&past, NumericDate::from_secs(1))
+        .revoke(&record(&user, &access, Some(&family)), in_secs(120))
         .await
         .unwrap();
-    assert!(!store.is_revoked(&past, None).await.unwrap());
-    store.revoke(&short, in_secs(1)).await.unwrap();
-    assert!(store.is_revoked(&short, None).await.unwrap());
+    let any = id("any");
+    assert!(
+        store
+            .is_revoked(&record(&user, &any, Some(&family)))
+            .await
+            .unwrap()
+    );
+
+    // Rotation: only the session's current refresh token can be spent; an
+    // earlier one is a reuse, which revokes the session.
+    let session = id("session");
+    let (r0, r1, r2) = (id("r0"), id("r1"), id("r2"));
+    let spend = |jti: &str, next: &str| {
+        store.spend_refresh(&record(&user, jti, Some(&session)), next, in_secs(120))
+    };
+    assert_eq!(spend(&r0, &r1).await.unwrap(), RefreshUse::First);
+    assert_eq!(spend(&r1, &r2).await.unwrap(), RefreshUse::First);
+    assert_eq!(spend(&r0, &id("x")).await.unwrap(), RefreshUse::Reused);
+    assert!(
+        store
+            .is_revoked(&record(&user, &access, Some(&session)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        spend(&r2, &id("x")).await.unwrap(),
+        RefreshUse::FamilyRevoked
+    );
+
+    // A logged-out session cannot rotate.
+    let (gone, g0) = (id("gone"), id("g0"));
+    store
+        .revoke(&record(&user, &id("a"), Some(&gone)), in_secs(120))
+        .await
+        .unwrap();
+    let spent = store.spend_refresh(&record(&user, &g0, Some(&gone)), "n", in_secs(120));
+    assert_eq!(spent.await.unwrap(), RefreshUse::FamilyRevoked);
+
+    // Entries end with their tokens: already expired ones are not even kept,
+    // short ones lapse.
+    let (past, short) = (id("past"), id("short"));
+    let mut expired = record(&user, &past, None);
+    expired.expires = NumericDate::from_secs(1);
+    store
+        .revoke(&expired, NumericDate::from_secs(1))
+        .await
+        .unwrap();
+    assert!(!store.is_revoked(&expired).await.unwrap());
+    let mut brief = record(&user, &short, None);
+    brief.expires = in_secs(1);
+    store.revoke(&brief, in_secs(1)).await.unwrap();
+    assert!(store.is_revoked(&brief).await.unwrap());
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(!store.is_revoked(&short, None).await.unwrap());
+    assert!(!store.is_revoked(&brief).await.unwrap());
+}
+
+/// One subject past its bound: its entries become one cut-off, every token it
+/// was issued until then stays revoked, a token issued after works, and other
+/// subjects are untouched.
+async fn subject_bound_suite(store: &dyn RevocationStore, per_subject: usize) {
+    let id = |s: &str| format!("{s}-{}", uuid_like());
+    let (flooder, bystander) = (id("flooder"), id("bystander"));
+    let (b_jti, b_fam) = (id("b"), id("bfam"));
+    store
+        .revoke(&record(&bystander, &b_jti, Some(&b_fam)), in_secs(120))
+        .await
+        .unwrap();
+    let live_session = id("live");
+    let (first_jti, first_fam) = (id("first"), id("fam"));
+    let before = NumericDate::now();
+    let first = TokenRecord {
+        issued_at: Some(before),
+        ..record(&flooder, &first_jti, Some(&first_fam))
+    };
+    store.revoke(&first, in_secs(120)).await.unwrap();
+    for _ in 0..per_subject * 3 {
+        let (jti, fam) = (id("j"), id("f"));
+        store
+            .revoke(&record(&flooder, &jti, Some(&fam)), in_secs(120))
+            .await
+            .unwrap();
+    }
+    // The first logout is still a logout; a session never logged out but
+    // issued before the cut-off is over too.
+    assert!(store.is_revoked(&first).await.unwrap());
+    let (t1, t2, new_session) = (id("t"), id("t"), id("new"));
+    let untouched = TokenRecord {
+        issued_at: Some(before),
+        ..record(&flooder, &t1, Some(&live_session))
+    };
+    assert!(store.is_revoked(&untouched).await.unwrap());
+    // A login after the cut-off (a later second) works.
+    let later = TokenRecord {
+        issued_at: Some(NumericDate::now().plus(Duration::from_secs(2))),
+        ..record(&flooder, &t2, Some(&new_session))
+    };
+    assert!(!store.is_revoked(&later).await.unwrap());
+    // The bystander's logout stands, and the bystander's other sessions work.
+    assert!(
+        store
+            .is_revoked(&record(&bystander, &b_jti, Some(&b_fam)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_revoked(&record(&bystander, &id("c"), Some(&id("cfam"))))
+            .await
+            .unwrap()
+    );
 }
 
 /// Racing instances: of many concurrent spends of one token, exactly one wins.
 async fn spend_race(store: Arc<dyn RevocationStore>) {
-    let (jti, family) = (uuid_like(), uuid_like());
+    let (user, jti, family) = (uuid_like(), uuid_like(), uuid_like());
     let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (store, jti, family) = (store.clone(), jti.clone(), family.clone());
+    for i in 0..32 {
+        let (store, user, jti, family) = (store.clone(), user.clone(), jti.clone(), family.clone());
         tasks.push(tokio::spawn(async move {
             store
-                .spend_refresh(&jti, &family, in_secs(60), in_secs(60))
+                .spend_refresh(
+                    &record(&user, &jti, Some(&family)),
+                    &format!("next{i}"),
+                    in_secs(60),
+                )
                 .await
                 .unwrap()
         }));
@@ -100,6 +216,7 @@ fn uuid_like() -> String {
 #[tokio::test]
 async fn the_memory_store_keeps_the_contract() {
     store_suite(&MemoryStore::default()).await;
+    subject_bound_suite(&MemoryStore::default().per_subject(20), 20).await;
     spend_race(Arc::new(MemoryStore::default())).await;
 }
 
@@ -107,33 +224,153 @@ async fn the_memory_store_keeps_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_keeps_the_contract() {
     let Some(redis) = Redis::start() else { return };
-    let store = tower_authx::RedisStore::new(&redis.url()).unwrap();
+    let store = tower_authx::RedisStore::connect(&redis.url())
+        .await
+        .unwrap();
     store_suite(&store).await;
+    subject_bound_suite(&store.clone().per_subject(20), 20).await;
     spend_race(Arc::new(store)).await;
 }
 
 #[tokio::test]
 async fn the_memory_store_is_bounded_and_forgets_expired_entries() {
     let store = MemoryStore::with_capacity(3);
-    for i in 0..3 {
-        store.revoke(&format!("t{i}"), in_secs(1)).await.unwrap();
+    let brief = |user: &'static str| TokenRecord {
+        expires: in_secs(1),
+        ..record(user, "t", None)
+    };
+    for user in ["a", "b", "c"] {
+        store.revoke(&brief(user), in_secs(1)).await.unwrap();
     }
-    // Full of live entries: refuses rather than forgets a revocation.
-    assert!(store.revoke("t3", in_secs(60)).await.is_err());
+    // Full of live entries: refuses rather than forgets a revocation, and
+    // leaves what it holds as it was.
+    assert!(
+        store
+            .revoke(&record("d", "t", None), in_secs(60))
+            .await
+            .is_err()
+    );
     assert_eq!(store.len(), 3);
+    assert!(store.is_revoked(&brief("a")).await.unwrap());
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // The next write drops the expired ones first.
-    store.revoke("t4", in_secs(60)).await.unwrap();
+    store
+        .revoke(&record("e", "t", None), in_secs(60))
+        .await
+        .unwrap();
     assert_eq!(store.len(), 1);
     // A flood of revocations that expire at once never grows the store.
     let store = MemoryStore::with_capacity(10_000);
     for i in 0..50_000 {
+        let user = format!("u{i}");
+        let gone = TokenRecord {
+            expires: NumericDate::from_secs(10),
+            ..record(&user, "t", None)
+        };
         store
-            .revoke(&format!("f{i}"), NumericDate::from_secs(10))
+            .revoke(&gone, NumericDate::from_secs(10))
             .await
             .unwrap();
     }
     assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_rotation_flood_keeps_one_entry_per_session() {
+    let store = Arc::new(MemoryStore::default());
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(SharedMemory(store.clone())),
+    )
+    .unwrap();
+    let mut refresh = authx.create_token_pair("flooder").unwrap().refresh_token;
+    let first = refresh.clone();
+    for _ in 0..2_000 {
+        let claims: Claims = authx.verify(&refresh, &Requirement::refresh()).unwrap();
+        refresh = authx.rotate(&claims).await.unwrap().refresh_token;
+    }
+    assert_eq!(
+        store.len(),
+        1,
+        "entries after 2000 rotations of one session"
+    );
+    // ...and reuse detection still holds for the very first token.
+    let claims: Claims = authx.verify(&first, &Requirement::refresh()).unwrap();
+    assert_eq!(
+        authx.rotate(&claims).await.unwrap_err(),
+        AuthError::RefreshReused
+    );
+    let claims: Claims = authx.verify(&refresh, &Requirement::refresh()).unwrap();
+    assert_eq!(authx.rotate(&claims).await.unwrap_err(), AuthError::Revoked);
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn a_login_logout_flood_by_one_user_stays_bounded_and_costs_no_one_else() {
+    let store = Arc::new(MemoryStore::default().per_subject(100));
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(SharedMemory(store.clone())),
+    )
+    .unwrap();
+    let victim = authx.create_token_pair("victim").unwrap();
+    let victim_logged_out = authx.create_token_pair("victim").unwrap();
+    let claims: Claims = authx
+        .verify(&victim_logged_out.access_token, &Requirement::access())
+        .unwrap();
+    authx.revoke(&claims).await.unwrap();
+    let first = authx.create_token_pair("flooder").unwrap();
+    for _ in 0..5_000 {
+        let pair = authx.create_token_pair("flooder").unwrap();
+        let claims: Claims = authx
+            .verify(&pair.access_token, &Requirement::access())
+            .unwrap();
+        authx.revoke(&claims).await.unwrap();
+        assert!(store.len() <= 101 + 1, "{} entries", store.len());
+    }
+    let check = |token: &str| {
+        let claims: Claims = authx.verify(token, &Requirement::any_type()).unwrap();
+        let authx = authx.clone();
+        async move { authx.check_revocation(&claims).await }
+    };
+    assert_eq!(check(&first.access_token).await, Err(AuthError::Revoked));
+    assert_eq!(check(&victim.access_token).await, Ok(()));
+    assert_eq!(
+        check(&victim_logged_out.access_token).await,
+        Err(AuthError::Revoked)
+    );
+    // The victim can still log out and rotate.
+    let claims: Claims = authx
+        .verify(&victim.refresh_token, &Requirement::refresh())
+        .unwrap();
+    assert!(authx.rotate(&claims).await.is_ok());
+}
+
+/// A memory store the test can look into while AuthX uses it.
+#[derive(Clone)]
+struct SharedMemory(Arc<MemoryStore>);
+
+impl RevocationStore for SharedMemory {
+    fn is_revoked(&self, token: &TokenRecord<'_>) -> tower_authx::StoreFuture<bool> {
+        self.0.is_revoked(token)
+    }
+    fn revoke(
+        &self,
+        token: &TokenRecord<'_>,
+        horizon: NumericDate,
+    ) -> tower_authx::StoreFuture<()> {
+        self.0.revoke(token, horizon)
+    }
+    fn spend_refresh(
+        &self,
+        token: &TokenRecord<'_>,
+        next: &str,
+        horizon: NumericDate,
+    ) -> tower_authx::StoreFuture<RefreshUse> {
+        self.0.spend_refresh(token, next, horizon)
+    }
 }
 
 fn authx_with(store: impl RevocationStore) -> AuthX {
@@ -211,7 +448,7 @@ struct SlowStore {
 }
 
 impl RevocationStore for SlowStore {
-    fn is_revoked(&self, _: &str, _: Option<&str>) -> tower_authx::StoreFuture<bool> {
+    fn is_revoked(&self, _: &TokenRecord<'_>) -> tower_authx::StoreFuture<bool> {
         let fail = self.fail;
         tower_authx::StoreFuture::pending(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -222,17 +459,13 @@ impl RevocationStore for SlowStore {
             }
         })
     }
-    fn revoke(&self, _: &str, _: NumericDate) -> tower_authx::StoreFuture<()> {
-        tower_authx::StoreFuture::ready(Err(tower_authx::StoreError::new("down")))
-    }
-    fn revoke_family(&self, _: &str, _: NumericDate) -> tower_authx::StoreFuture<()> {
+    fn revoke(&self, _: &TokenRecord<'_>, _: NumericDate) -> tower_authx::StoreFuture<()> {
         tower_authx::StoreFuture::ready(Err(tower_authx::StoreError::new("down")))
     }
     fn spend_refresh(
         &self,
+        _: &TokenRecord<'_>,
         _: &str,
-        _: &str,
-        _: NumericDate,
         _: NumericDate,
     ) -> tower_authx::StoreFuture<RefreshUse> {
         tower_authx::StoreFuture::ready(Err(tower_authx::StoreError::new("down")))
@@ -421,24 +654,24 @@ struct Counting {
 }
 
 impl RevocationStore for Counting {
-    fn is_revoked(&self, jti: &str, family: Option<&str>) -> tower_authx::StoreFuture<bool> {
+    fn is_revoked(&self, token: &TokenRecord<'_>) -> tower_authx::StoreFuture<bool> {
         self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.store.is_revoked(jti, family)
+        self.store.is_revoked(token)
     }
-    fn revoke(&self, jti: &str, until: NumericDate) -> tower_authx::StoreFuture<()> {
-        self.store.revoke(jti, until)
-    }
-    fn revoke_family(&self, family: &str, until: NumericDate) -> tower_authx::StoreFuture<()> {
-        self.store.revoke_family(family, until)
+    fn revoke(
+        &self,
+        token: &TokenRecord<'_>,
+        horizon: NumericDate,
+    ) -> tower_authx::StoreFuture<()> {
+        self.store.revoke(token, horizon)
     }
     fn spend_refresh(
         &self,
-        jti: &str,
-        family: &str,
-        until: NumericDate,
-        family_until: NumericDate,
+        token: &TokenRecord<'_>,
+        next: &str,
+        horizon: NumericDate,
     ) -> tower_authx::StoreFuture<RefreshUse> {
-        self.store.spend_refresh(jti, family, until, family_until)
+        self.store.spend_refresh(token, next, horizon)
     }
 }
 

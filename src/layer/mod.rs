@@ -56,9 +56,12 @@ fn authorize<E: ClaimsExtra, B>(
     req: &mut Request<B>,
     may_fetch_keys: bool,
 ) -> Result<Option<Pending>, AuthError> {
-    if let Some(claims) = req.extensions().get::<Claims<E>>() {
-        // Verified (and checked against the store) by an outer layer of ours:
-        // one request, one signature check, one store lookup.
+    if let Some(claims) = req.extensions().get::<Claims<E>>()
+        && req.extensions().get::<VerifiedBy>() == Some(&VerifiedBy::new::<E>(authx))
+    {
+        // Verified (and checked against the store) by an outer layer built
+        // from this very AuthX: one request, one signature check, one store
+        // lookup. Claims put there by anyone else are verified again.
         authx.check(claims, requirement, NumericDate::now())?;
         return Ok(None);
     }
@@ -78,19 +81,33 @@ fn authorize<E: ClaimsExtra, B>(
     };
     // After the signature and the claims, never before: an unauthenticated
     // caller cannot make us reach the store.
-    let pending = match authx
-        .revocation_check(&claims)
-        .map(StoreFuture::now_or_later)
-    {
-        None => None,
-        Some(Ok(answer)) => {
+    let pending = match authx.revocation_check(&claims).now_or_later() {
+        Ok(answer) => {
             authx.revocation_verdict(answer)?;
             None
         }
-        Some(Err(pending)) => Some(Pending::Revocation(pending)),
+        Err(pending) => Some(Pending::Revocation(pending)),
     };
     req.extensions_mut().insert(claims);
+    req.extensions_mut().insert(VerifiedBy::new::<E>(authx));
     Ok(pending)
+}
+
+/// Which [`AuthX`] verified the `Claims<E>` in the extensions, so an inner
+/// guard reuses only what its own keys, issuer, audience and store vouched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct VerifiedBy {
+    authx: u64,
+    claims: std::any::TypeId,
+}
+
+impl VerifiedBy {
+    fn new<E: 'static>(authx: &AuthX) -> Self {
+        VerifiedBy {
+            authx: authx.id(),
+            claims: std::any::TypeId::of::<E>(),
+        }
+    }
 }
 
 fn head<B>(req: &Request<B>) -> RequestHead<'_> {
@@ -99,6 +116,31 @@ fn head<B>(req: &Request<B>) -> RequestHead<'_> {
         uri: req.uri(),
         headers: req.headers(),
     }
+}
+
+/// A CORS preflight and nothing else: `OPTIONS` with `Origin` and one
+/// `Access-Control-Request-Method`, no credential, no content type and no body.
+/// Anything that a service behind the guard could take for a real call (a gRPC
+/// request, which tonic serves whatever the method; a body) is guarded as usual.
+fn is_cors_preflight<B: http_body::Body>(req: &Request<B>) -> bool {
+    use http::header::{
+        ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN,
+        TRANSFER_ENCODING,
+    };
+    let headers = req.headers();
+    req.method() == http::Method::OPTIONS
+        && headers.contains_key(ORIGIN)
+        && headers
+            .get_all(ACCESS_CONTROL_REQUEST_METHOD)
+            .iter()
+            .count()
+            == 1
+        && !headers.contains_key(AUTHORIZATION)
+        && !headers.contains_key(COOKIE)
+        && !headers.contains_key(CONTENT_TYPE)
+        && !headers.contains_key(TRANSFER_ENCODING)
+        && headers.get_all(CONTENT_LENGTH).iter().all(|v| v == "0")
+        && (req.body().is_end_stream() || req.body().size_hint().exact() == Some(0))
 }
 
 fn call_guarded<S, E, B>(
@@ -110,9 +152,11 @@ fn call_guarded<S, E, B>(
 where
     S: Service<Request<B>> + Clone,
     E: ClaimsExtra,
+    B: http_body::Body,
 {
-    if authx.passes_as_preflight(&req) {
-        // Browsers send preflights without credentials; refusing them breaks CORS.
+    if authx.passes_preflights() && is_cors_preflight(&req) {
+        // Browsers send preflights without credentials; a CORS layer inside the
+        // guard must see them to answer them.
         return ResponseFuture::inner(inner.call(req));
     }
     match authorize::<E, B>(authx, requirement, &mut req, true) {
@@ -149,3 +193,74 @@ pub(crate) struct Anonymous;
 impl<S: tonic::server::NamedService, E> tonic::server::NamedService for RequireAuth<S, E> {
     const NAME: &'static str = S::NAME;
 }
+
+/// A guard with a name of its own around [`RequireAuth`] (its requirement set
+/// by its constructors): the same service, a type that cannot be built weaker.
+macro_rules! guard_service {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name<S, E = $crate::claims::NoExtra>(super::RequireAuth<S, E>);
+
+        impl<S, E> $name<S, E> {
+            /// The wrapped service.
+            pub fn get_ref(&self) -> &S {
+                self.0.get_ref()
+            }
+
+            /// The wrapped service, mutably.
+            pub fn get_mut(&mut self) -> &mut S {
+                self.0.get_mut()
+            }
+
+            /// Unwraps the service.
+            pub fn into_inner(self) -> S {
+                self.0.into_inner()
+            }
+        }
+
+        impl<S: Clone, E> Clone for $name<S, E> {
+            fn clone(&self) -> Self {
+                $name(self.0.clone())
+            }
+        }
+
+        impl<S: std::fmt::Debug, E> std::fmt::Debug for $name<S, E> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.0).finish()
+            }
+        }
+
+        impl<S, E, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for $name<S, E>
+        where
+            super::RequireAuth<S, E>: tower_service::Service<
+                http::Request<ReqBody>,
+                Response = http::Response<super::ResponseBody<ResBody>>,
+            >,
+        {
+            type Response = http::Response<super::ResponseBody<ResBody>>;
+            type Error = <super::RequireAuth<S, E> as tower_service::Service<
+                http::Request<ReqBody>,
+            >>::Error;
+            type Future = <super::RequireAuth<S, E> as tower_service::Service<
+                http::Request<ReqBody>,
+            >>::Future;
+
+            fn poll_ready(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                self.0.poll_ready(cx)
+            }
+
+            fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+                self.0.call(req)
+            }
+        }
+
+        #[cfg(feature = "tonic")]
+        impl<S: tonic::server::NamedService, E> tonic::server::NamedService for $name<S, E> {
+            const NAME: &'static str = S::NAME;
+        }
+    };
+}
+pub(crate) use guard_service;

@@ -166,6 +166,7 @@ impl<S, E, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAuth<S, E>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: http_body::Body<Data = Bytes>,
+    ReqBody: http_body::Body,
     E: ClaimsExtra,
 {
     type Response = Response<ResponseBody<ResBody>>;

@@ -1,11 +1,14 @@
 //! [`RequireScopes`]: an access token carrying the route's scopes, or `403` with
 //! RFC 6750's `insufficient_scope` challenge.
 //!
-//! It is [`RequireAuth`] with a scope requirement: one middleware, one future.
+//! A type of its own around [`RequireAuth`](super::RequireAuth) with a scope requirement; it has no
+//! `new`, only [`all`](RequireScopes::all) and [`any`](RequireScopes::any), so
+//! it cannot be built without the scopes it is named for. An empty scope list
+//! refuses every request.
 
 use tower_layer::Layer;
 
-use super::{RequireAuth, RequireAuthLayer};
+use super::RequireAuthLayer;
 use crate::authx::AuthX;
 use crate::claims::NoExtra;
 use crate::policy::Requirement;
@@ -24,8 +27,11 @@ use crate::policy::Requirement;
 #[derive(Clone, Debug)]
 pub struct RequireScopesLayer<E = NoExtra>(RequireAuthLayer<E>);
 
-/// A service guarded by [`RequireScopesLayer`].
-pub type RequireScopes<S, E = NoExtra> = RequireAuth<S, E>;
+super::guard_service! {
+    /// A service guarded by [`RequireScopesLayer`]: only an access token with
+    /// the required scopes reaches `S`.
+    RequireScopes
+}
 
 impl RequireScopesLayer<NoExtra> {
     /// Requires an access token with every scope in `scopes`.
@@ -52,10 +58,30 @@ impl<E> RequireScopesLayer<E> {
     }
 }
 
+impl<Svc> RequireScopes<Svc, NoExtra> {
+    /// Guards `inner`: an access token with every scope in `scopes`.
+    pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(
+        inner: Svc,
+        authx: AuthX,
+        scopes: I,
+    ) -> Self {
+        RequireScopesLayer::all(authx, scopes).layer(inner)
+    }
+
+    /// Guards `inner`: an access token with at least one scope in `scopes`.
+    pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(
+        inner: Svc,
+        authx: AuthX,
+        scopes: I,
+    ) -> Self {
+        RequireScopesLayer::any(authx, scopes).layer(inner)
+    }
+}
+
 impl<S, E> Layer<S> for RequireScopesLayer<E> {
     type Service = RequireScopes<S, E>;
 
     fn layer(&self, inner: S) -> RequireScopes<S, E> {
-        self.0.layer(inner)
+        RequireScopes(self.0.layer(inner))
     }
 }

@@ -1,78 +1,94 @@
-//! [`MemoryStore`]: revocations and refresh families in this process, bounded,
-//! each entry dropped once the token it concerns has expired.
+//! [`MemoryStore`]: revocations and refresh sessions in this process, bounded
+//! per subject and in all, each entry dropped once the tokens it concerns have
+//! expired.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use super::{RefreshUse, RevocationStore, StoreError, StoreFuture};
+use super::subject::{Subject, Write, secs_ceil};
+use super::{
+    DEFAULT_ENTRIES_PER_SUBJECT, RefreshUse, RevocationStore, StoreError, StoreFuture, TokenRecord,
+};
 use crate::claims::NumericDate;
 
 /// The default store: in memory, for one instance. Answers without waiting.
 ///
-/// Entries live until the token they concern expires (then they no longer
-/// matter) and are dropped as new ones arrive, so memory follows the number of
-/// live revoked or spent tokens, never the number of requests. A hard cap
-/// ([`with_capacity`](Self::with_capacity), one million by default) makes a full
-/// store refuse new entries with a [`StoreError`] rather than forget old ones.
+/// Memory follows the number of sessions that were logged out or rotate, never
+/// the number of requests or rotations: one entry per session, at most
+/// [`per_subject`](Self::per_subject) per subject (then the subject's entries
+/// collapse into one cut-off that logs it out everywhere), and at most
+/// [`with_capacity`](Self::with_capacity) in all (one million by default),
+/// past which new entries are refused with a [`StoreError`] rather than old
+/// ones forgotten.
 #[derive(Debug)]
 pub struct MemoryStore {
-    entries: Mutex<Entries>,
+    state: Mutex<State>,
     capacity: usize,
-}
-
-/// What an entry is about; one map per kind, so lookups borrow the id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Token = 0,
-    Family = 1,
-    Spent = 2,
+    per_subject: usize,
 }
 
 #[derive(Debug, Default)]
-struct Entries {
-    /// Per kind: id -> expiry (whole seconds).
-    until: [HashMap<Box<str>, u64>; 3],
-    by_expiry: BTreeSet<(u64, Kind, Box<str>)>,
+struct State {
+    subjects: HashMap<Box<str>, Subject>,
+    /// (the latest time any entry of the subject matters, subject): a subject
+    /// is dropped whole once that time has passed.
+    by_expiry: BTreeSet<(u64, Box<str>)>,
+    /// Entries held, all subjects together.
+    len: usize,
 }
 
-impl Entries {
-    fn live(&self, kind: Kind, id: &str, now: u64) -> bool {
-        self.until[kind as usize]
-            .get(id)
-            .is_some_and(|until| *until > now)
-    }
-
-    fn len(&self) -> usize {
-        self.until.iter().map(HashMap::len).sum()
-    }
-
+impl State {
     fn purge(&mut self, now: u64) {
         while let Some(first) = self.by_expiry.first()
             && first.0 <= now
         {
-            let (_, kind, id) = self.by_expiry.pop_first().expect("first exists");
-            self.until[kind as usize].remove(&id);
+            if let Some((_, subject)) = self.by_expiry.pop_first()
+                && let Some(gone) = self.subjects.remove(&subject)
+            {
+                self.len -= gone.len();
+            }
         }
     }
 
-    fn insert(
+    /// Runs `write` on `subject`'s entries, keeping the count, the expiry
+    /// index and the capacity: a full store refuses a write that would add an
+    /// entry and leaves the subject as it was.
+    fn write<T>(
         &mut self,
-        kind: Kind,
-        id: &str,
-        until: u64,
+        subject: &str,
+        now: u64,
         capacity: usize,
-    ) -> Result<(), StoreError> {
-        if let Some(old) = self.until[kind as usize].get(id).copied() {
-            if old >= until {
-                return Ok(());
+        write: impl FnOnce(&mut Subject) -> T,
+    ) -> Result<T, StoreError> {
+        self.purge(now);
+        let entries = self.subjects.entry(subject.into()).or_default();
+        let (len_before, until_before) = (entries.len(), entries.until());
+        let answer = if self.len >= capacity {
+            // Rare: try the write on a copy, keep it only if it did not grow.
+            let mut copy = entries.clone();
+            let answer = write(&mut copy);
+            if copy.len() > len_before {
+                if len_before == 0 {
+                    self.subjects.remove(subject);
+                }
+                return Err(StoreError::new("the memory store is full"));
             }
-            self.by_expiry.remove(&(old, kind, Box::from(id)));
-        } else if self.len() >= capacity {
-            return Err(StoreError::new("the memory store is full"));
+            *entries = copy;
+            answer
+        } else {
+            write(entries)
+        };
+        let (len_after, until_after) = (entries.len(), entries.until());
+        self.len = self.len - len_before + len_after;
+        if len_before > 0 {
+            self.by_expiry.remove(&(until_before, subject.into()));
         }
-        self.until[kind as usize].insert(Box::from(id), until);
-        self.by_expiry.insert((until, kind, Box::from(id)));
-        Ok(())
+        if len_after > 0 {
+            self.by_expiry.insert((until_after, subject.into()));
+        } else {
+            self.subjects.remove(subject);
+        }
+        Ok(answer)
     }
 }
 
@@ -83,17 +99,27 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store holding at most `capacity` live entries.
+    /// An empty store holding at most `capacity` live entries in all.
     pub fn with_capacity(capacity: usize) -> Self {
         MemoryStore {
-            entries: Mutex::new(Entries::default()),
+            state: Mutex::new(State::default()),
             capacity,
+            per_subject: DEFAULT_ENTRIES_PER_SUBJECT,
         }
+    }
+
+    /// How many entries one subject may hold (default 1000, at least 1) before
+    /// they collapse into one cut-off that revokes every token of the subject
+    /// issued until then.
+    #[must_use]
+    pub fn per_subject(mut self, entries: usize) -> Self {
+        self.per_subject = entries.max(1);
+        self
     }
 
     /// How many entries are held now (expired ones included until the next write).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().len
     }
 
     /// Whether the store holds nothing.
@@ -101,21 +127,31 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // A panic elsewhere cannot leave the maps inconsistent: writes are
-        // single insert/remove pairs.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every write leaves the maps consistent before it can panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self, kind: Kind, id: &str, until: NumericDate) -> Result<(), StoreError> {
+    fn write<T>(
+        &self,
+        subject: &str,
+        write: impl FnOnce(&mut Subject, u64) -> Write<T>,
+        collapsed: T,
+    ) -> Result<T, StoreError> {
         let now = now_secs();
-        let until = until_secs(until);
-        let mut entries = self.lock();
-        entries.purge(now);
-        if until <= now {
-            return Ok(()); // already expired: nothing to remember
-        }
-        entries.insert(kind, id, until, self.capacity)
+        let answer = self
+            .lock()
+            .write(subject, now, self.capacity, |entries| write(entries, now))?;
+        Ok(match answer {
+            Write::Done(answer) => answer,
+            Write::Collapsed => {
+                tracing::warn!(
+                    "tower-authx: one subject reached its revocation entry bound; \
+                     every token it was issued until now is revoked"
+                );
+                collapsed
+            }
+        })
     }
 }
 
@@ -123,60 +159,44 @@ fn now_secs() -> u64 {
     NumericDate::now().as_secs_f64() as u64
 }
 
-/// Rounded up, so an entry outlives its token by less than a second, never less.
-fn until_secs(until: NumericDate) -> u64 {
-    until.as_secs_f64().ceil() as u64
-}
-
 impl RevocationStore for MemoryStore {
-    fn is_revoked(&self, jti: &str, family: Option<&str>) -> StoreFuture<bool> {
+    fn is_revoked(&self, token: &TokenRecord<'_>) -> StoreFuture<bool> {
         let now = now_secs();
-        let entries = self.lock();
-        let revoked = entries.live(Kind::Token, jti, now)
-            || family.is_some_and(|f| entries.live(Kind::Family, f, now));
+        let state = self.lock();
+        let revoked = state
+            .subjects
+            .get(token.subject)
+            .is_some_and(|entries| entries.is_revoked(token, now));
         StoreFuture::ready(Ok(revoked))
     }
 
-    fn revoke(&self, jti: &str, until: NumericDate) -> StoreFuture<()> {
-        StoreFuture::ready(self.write(Kind::Token, jti, until))
-    }
-
-    fn revoke_family(&self, family: &str, until: NumericDate) -> StoreFuture<()> {
-        StoreFuture::ready(self.write(Kind::Family, family, until))
+    fn revoke(&self, token: &TokenRecord<'_>, horizon: NumericDate) -> StoreFuture<()> {
+        let horizon = secs_ceil(horizon);
+        let cap = self.per_subject;
+        StoreFuture::ready(self.write(
+            token.subject,
+            |entries, now| entries.revoke(token, horizon, now, cap),
+            (),
+        ))
     }
 
     fn spend_refresh(
         &self,
-        jti: &str,
-        family: &str,
-        until: NumericDate,
-        family_until: NumericDate,
+        token: &TokenRecord<'_>,
+        next: &str,
+        horizon: NumericDate,
     ) -> StoreFuture<RefreshUse> {
-        let now = now_secs();
-        let mut entries = self.lock();
-        entries.purge(now);
-        if entries.live(Kind::Family, family, now) {
-            return StoreFuture::ready(Ok(RefreshUse::FamilyRevoked));
-        }
-        let result = if entries.live(Kind::Spent, jti, now) {
-            entries
-                .insert(
-                    Kind::Family,
-                    family,
-                    until_secs(family_until),
-                    self.capacity,
-                )
-                .map(|()| RefreshUse::Reused)
-        } else {
-            entries
-                .insert(
-                    Kind::Spent,
-                    jti,
-                    until_secs(until).max(now + 1),
-                    self.capacity,
-                )
-                .map(|()| RefreshUse::First)
+        let Some(session) = token.rotation_session() else {
+            return StoreFuture::ready(Err(StoreError::new(
+                "a refresh token without jti cannot be spent",
+            )));
         };
-        StoreFuture::ready(result)
+        let horizon = secs_ceil(horizon);
+        let cap = self.per_subject;
+        StoreFuture::ready(self.write(
+            token.subject,
+            |entries, now| entries.spend(token, session, next, horizon, now, cap),
+            RefreshUse::FamilyRevoked,
+        ))
     }
 }

@@ -1,25 +1,37 @@
-//! Taking tokens back. A [`RevocationStore`] remembers revoked tokens (by `jti`)
-//! and refresh-token families until the tokens would have expired anyway. The
-//! layers consult it only after the signature and claims are verified, so an
-//! unauthenticated caller can never make us reach the store.
+//! Taking tokens back. A [`RevocationStore`] remembers logged-out sessions,
+//! revoked tokens and where each refresh-token session stands, until the tokens
+//! concerned would have expired anyway. The layers consult it only after the
+//! signature and claims are verified, so an unauthenticated caller can never
+//! make us reach the store.
+//!
+//! What one user can make a store hold is bounded (see [`subject`]): one entry
+//! per login session, however often it rotates, and a cap per subject beyond
+//! which the subject's entries collapse into one "everything issued until now
+//! is revoked" cut-off. A flood from one account costs that account its
+//! sessions, never anyone else's correctness.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::claims::NumericDate;
+use crate::claims::{Claims, NumericDate};
 
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod subject;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
-/// The store could not answer (unreachable, timed out, full). Guarded routes
-/// answer 503 while it lasts (or pass, if configured to fail open).
+/// How many entries one subject may hold in a store by default before they
+/// collapse into a subject-wide cut-off.
+pub const DEFAULT_ENTRIES_PER_SUBJECT: usize = 1000;
+
+/// The store could not answer (unreachable, timed out, full, unsafe to use).
+/// Guarded routes answer 503 while it lasts (or pass, if configured to fail open).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreError(String);
 
@@ -37,6 +49,41 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// What a store is told of a verified token: whose it is, which session it
+/// belongs to, when it was issued and until when it matters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenRecord<'a> {
+    /// `sub`: every entry belongs to a subject, and is bounded per subject.
+    pub subject: &'a str,
+    /// `jti`.
+    pub jti: Option<&'a str>,
+    /// The login session (`fam`, the refresh-token family).
+    pub session: Option<&'a str>,
+    /// `iat`; a token without one is taken to be as old as any cut-off.
+    pub issued_at: Option<NumericDate>,
+    /// `exp`.
+    pub expires: NumericDate,
+}
+
+impl<'a> TokenRecord<'a> {
+    /// The record of verified `claims`.
+    pub fn of<E>(claims: &'a Claims<E>) -> Self {
+        TokenRecord {
+            subject: &claims.sub,
+            jti: claims.jti.as_deref(),
+            session: claims.family.as_deref(),
+            issued_at: claims.iat,
+            expires: claims.exp,
+        }
+    }
+
+    /// The session a refresh token rotates in: its `fam`, or for tokens from
+    /// elsewhere (AuthX) that carry none, the token itself.
+    pub fn rotation_session(&self) -> Option<&'a str> {
+        self.session.or(self.jti)
+    }
+}
 
 /// A store's answer: ready at once (an in-memory store, no allocation) or
 /// later (a network store, boxed).
@@ -107,38 +154,46 @@ impl<T> fmt::Debug for StoreFuture<T> {
 /// What spending a refresh token found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefreshUse {
-    /// First use: the token is now spent; issue its successor in the same family.
+    /// The session's current refresh token: it is now spent, and the one named
+    /// `next` is the session's current one.
     First,
-    /// The token was spent before: a replay. The whole family is now revoked.
+    /// Not the session's current refresh token: a replay. The whole session is
+    /// now revoked.
     Reused,
-    /// The family was revoked earlier (logout, or an earlier replay).
+    /// The session was revoked earlier (logout, an earlier replay, or the
+    /// subject's cut-off).
     FamilyRevoked,
 }
 
-/// Where revocations and refresh-token families live: in memory
+/// Where revocations and refresh-token sessions live: in memory
 /// ([`MemoryStore`](crate::MemoryStore), the default) or shared by many
 /// instances (`RedisStore`, feature `redis`).
 ///
-/// Every entry carries the time after which it no longer matters (the token's
-/// own `exp`); stores drop entries after it.
+/// Every entry belongs to a subject and ends when the tokens it concerns have
+/// expired. A store keeps at most one entry per session (a session that
+/// rotates a thousand times still has one), and a bounded number per subject:
+/// past the bound it replaces the subject's entries with one cut-off that
+/// revokes every token of the subject issued until then. Nothing revoked is
+/// ever forgotten early.
 pub trait RevocationStore: Send + Sync + 'static {
-    /// Whether the token `jti`, or its refresh `family`, has been revoked.
-    fn is_revoked(&self, jti: &str, family: Option<&str>) -> StoreFuture<bool>;
+    /// Whether `token` was revoked: itself, its session, or by its subject's
+    /// cut-off.
+    fn is_revoked(&self, token: &TokenRecord<'_>) -> StoreFuture<bool>;
 
-    /// Revokes the token `jti` until `until`.
-    fn revoke(&self, jti: &str, until: NumericDate) -> StoreFuture<()>;
+    /// Revokes `token`'s session until `horizon` (when every token of the
+    /// session has expired), or the token alone until its `exp` when it
+    /// belongs to no session: a logout.
+    fn revoke(&self, token: &TokenRecord<'_>, horizon: NumericDate) -> StoreFuture<()>;
 
-    /// Revokes every token of `family` until `until`.
-    fn revoke_family(&self, family: &str, until: NumericDate) -> StoreFuture<()>;
-
-    /// Spends refresh token `jti` of `family`, atomically (two instances racing
-    /// with the same token: exactly one sees [`RefreshUse::First`]). A reuse
-    /// revokes the family until `family_until`.
+    /// Spends refresh `token`, atomically (two instances racing with the same
+    /// token: exactly one sees [`RefreshUse::First`]). The token must be its
+    /// session's current one (or the session's first rotation); then `next`
+    /// (the successor's `jti`) becomes current until `horizon`. Any other
+    /// refresh token of the session is a reuse and revokes the session.
     fn spend_refresh(
         &self,
-        jti: &str,
-        family: &str,
-        until: NumericDate,
-        family_until: NumericDate,
+        token: &TokenRecord<'_>,
+        next: &str,
+        horizon: NumericDate,
     ) -> StoreFuture<RefreshUse>;
 }

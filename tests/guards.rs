@@ -1,0 +1,188 @@
+//! Every public way to build each guard refuses what the guard's name promises
+//! to refuse: `::new` (or `::all` / `::any`), the layer, `ServiceBuilder`, and
+//! axum's `route_layer` and per-route `layer`.
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_authx::{
+    AuthX, AuthXConfig, RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer,
+    RequireScopes, RequireScopesLayer,
+};
+
+fn authx() -> AuthX {
+    AuthX::new(AuthXConfig::from_secret(b"guards-tests-secret-of-32-bytes!").unwrap()).unwrap()
+}
+
+fn ok()
+-> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+{
+    service_fn(|_req| async { Ok::<_, Infallible>(Response::new(Full::from("in"))) })
+}
+
+fn request(token: &str) -> Request<Full<Bytes>> {
+    Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+async fn status<S, B>(svc: S, token: &str) -> StatusCode
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    svc.oneshot(request(token)).await.unwrap().status()
+}
+
+async fn axum_status(router: Router, token: &str) -> StatusCode {
+    let req = Request::get("/r")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    router.oneshot(req).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn every_way_to_build_require_fresh_refuses_a_non_fresh_token() {
+    let authx = authx();
+    let stale = authx.create_access_token("u", false).unwrap();
+    let fresh = authx.create_access_token("u", true).unwrap();
+    let refused = StatusCode::UNAUTHORIZED;
+
+    let built = RequireFresh::new(ok(), authx.clone());
+    assert_eq!(
+        status(built.clone(), &stale).await,
+        refused,
+        "RequireFresh::new"
+    );
+    assert_eq!(
+        status(built, &fresh).await,
+        StatusCode::OK,
+        "RequireFresh::new"
+    );
+
+    let layered = RequireFreshLayer::new(authx.clone()).layer(ok());
+    assert_eq!(status(layered, &stale).await, refused, "RequireFreshLayer");
+
+    let stacked = ServiceBuilder::new()
+        .layer(RequireFreshLayer::new(authx.clone()))
+        .service(ok());
+    assert_eq!(status(stacked, &stale).await, refused, "ServiceBuilder");
+
+    let below_auth = ServiceBuilder::new()
+        .layer(RequireAuthLayer::new(authx.clone()))
+        .layer(RequireFreshLayer::new(authx.clone()))
+        .service(ok());
+    assert_eq!(
+        status(below_auth, &stale).await,
+        refused,
+        "inside RequireAuth"
+    );
+
+    let route_layer = Router::new()
+        .route("/r", get(|| async { "in" }))
+        .route_layer(RequireFreshLayer::new(authx.clone()));
+    assert_eq!(
+        axum_status(route_layer.clone(), &stale).await,
+        refused,
+        "route_layer"
+    );
+    assert_eq!(
+        axum_status(route_layer, &fresh).await,
+        StatusCode::OK,
+        "route_layer"
+    );
+
+    let per_route = Router::new().route(
+        "/r",
+        get(|| async { "in" }).layer(RequireFreshLayer::new(authx.clone())),
+    );
+    assert_eq!(
+        axum_status(per_route, &stale).await,
+        refused,
+        "per-route layer"
+    );
+}
+
+#[tokio::test]
+async fn every_way_to_build_require_scopes_refuses_a_token_without_the_scopes() {
+    let authx = authx();
+    let reader = authx.access_token("u").scopes(["read"]).issue().unwrap();
+    let writer = authx.access_token("u").scopes(["write"]).issue().unwrap();
+    let forbidden = StatusCode::FORBIDDEN;
+
+    let all = RequireScopes::all(ok(), authx.clone(), ["write"]);
+    assert_eq!(
+        status(all.clone(), &reader).await,
+        forbidden,
+        "RequireScopes::all"
+    );
+    assert_eq!(
+        status(all, &writer).await,
+        StatusCode::OK,
+        "RequireScopes::all"
+    );
+    let any = RequireScopes::any(ok(), authx.clone(), ["write", "admin"]);
+    assert_eq!(status(any, &reader).await, forbidden, "RequireScopes::any");
+
+    let layered = RequireScopesLayer::all(authx.clone(), ["write"]).layer(ok());
+    assert_eq!(
+        status(layered, &reader).await,
+        forbidden,
+        "RequireScopesLayer"
+    );
+
+    let stacked = ServiceBuilder::new()
+        .layer(RequireAuthLayer::new(authx.clone()))
+        .layer(RequireScopesLayer::any(authx.clone(), ["write"]))
+        .service(ok());
+    assert_eq!(status(stacked, &reader).await, forbidden, "ServiceBuilder");
+
+    let route_layer = Router::new()
+        .route("/r", get(|| async { "in" }))
+        .route_layer(RequireScopesLayer::all(authx.clone(), ["write"]));
+    assert_eq!(
+        axum_status(route_layer, &reader).await,
+        forbidden,
+        "route_layer"
+    );
+}
+
+#[tokio::test]
+async fn a_scope_guard_that_names_no_scope_refuses_everyone() {
+    let authx = authx();
+    let token = authx.access_token("u").scopes(["read"]).issue().unwrap();
+    let none: [&str; 0] = [];
+    let all = RequireScopes::all(ok(), authx.clone(), none);
+    assert_eq!(status(all, &token).await, StatusCode::FORBIDDEN);
+    let any = RequireScopes::any(ok(), authx, none);
+    assert_eq!(status(any, &token).await, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn require_auth_new_refuses_a_refresh_token() {
+    let authx = authx();
+    let refresh = authx.create_refresh_token("u").unwrap();
+    let built = RequireAuth::new(ok(), authx);
+    assert_eq!(status(built, &refresh).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn claims_verified_by_another_authx_are_verified_again() {
+    // The outer guard trusts another issuer's key; the inner one must not
+    // take its word for it.
+    let outer = AuthX::new(AuthXConfig::from_secret([1u8; 32]).unwrap()).unwrap();
+    let inner = authx();
+    let foreign = outer.create_access_token("u", true).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RequireAuthLayer::new(outer))
+        .layer(RequireFreshLayer::new(inner.clone()))
+        .service(ok());
+    assert_eq!(status(svc, &foreign).await, StatusCode::UNAUTHORIZED);
+}
