@@ -202,7 +202,10 @@ impl Key {
                 )));
             }
             Algorithm::ES256 | Algorithm::ES384 => Dec::from_ec_pem(public_pem),
-            Algorithm::EdDSA => Dec::from_ed_pem(public_pem),
+            Algorithm::EdDSA => {
+                check_ed25519_pem(public_pem)?;
+                Dec::from_ed_pem(public_pem)
+            }
             _ => Dec::from_rsa_pem(public_pem),
         }
         .map_err(ConfigError::key)?;
@@ -250,6 +253,7 @@ impl Key {
                 .ok_or_else(|| ConfigError::new("the oct JWK has no base64url `k`"))?;
             Key::hmac(alg, secret)?
         } else {
+            check_public_material(alg, &member)?;
             let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(value.clone())
                 .map_err(|e| ConfigError::new(format!("unusable JWK: {e}")))?;
             Key {
@@ -303,6 +307,103 @@ fn signing_pem(
 }
 
 /// DER in PEM armour, so one parser reads both.
+/// The sizes and shapes of a public JWK's members, checked before any crypto
+/// library sees them (a 3-byte Ed25519 key made jsonwebtoken panic at the first
+/// token naming it).
+fn check_public_material<'a>(
+    alg: Algorithm,
+    member: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(), ConfigError> {
+    let bytes = |name: &str| -> Result<Vec<u8>, ConfigError> {
+        member(name)
+            .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+            .ok_or_else(|| ConfigError::new(format!("the JWK has no base64url `{name}`")))
+    };
+    let exact = |name: &str, len: usize| -> Result<Vec<u8>, ConfigError> {
+        let value = bytes(name)?;
+        if value.len() != len {
+            return Err(ConfigError::new(format!(
+                "the {alg} JWK's `{name}` is {} bytes, not {len}",
+                value.len()
+            )));
+        }
+        Ok(value)
+    };
+    match alg {
+        Algorithm::EdDSA => check_ed25519_point(&exact("x", 32)?),
+        Algorithm::ES256 => exact("x", 32).and(exact("y", 32)).map(drop),
+        Algorithm::ES384 => exact("x", 48).and(exact("y", 48)).map(drop),
+        _ => {
+            let (n, e) = (bytes("n")?, bytes("e")?);
+            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            if bits < 2048 || n.len() > 2048 || e.is_empty() || e.len() > 8 {
+                return Err(ConfigError::new(
+                    "the RSA JWK's modulus must have 2048 to 16384 bits and a short exponent",
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Refuses an Ed25519 public key of small order (or a non-canonical encoding):
+/// under such a key a forged signature (R = identity, S = 0) verifies.
+fn check_ed25519_point(x: &[u8]) -> Result<(), ConfigError> {
+    let mut y: [u8; 32] = x
+        .try_into()
+        .map_err(|_| ConfigError::new("an Ed25519 public key is 32 bytes"))?;
+    y[31] &= 0x7f; // the sign of x does not change the order
+    // p = 2^255 - 19: encodings of y >= p are non-canonical.
+    let at_least_p = y[31] == 0x7f && y[1..31].iter().all(|b| *b == 0xff) && y[0] >= 0xed;
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    let mut minus_one = [0xffu8; 32];
+    minus_one[0] = 0xec;
+    minus_one[31] = 0x7f;
+    // The y of the points of order 8 (with either sign of x).
+    const ORDER_8: [[u8; 32]; 2] = [
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+    ];
+    let small = y == [0u8; 32] || y == one || y == minus_one || ORDER_8.contains(&y);
+    if small || at_least_p {
+        return Err(ConfigError::new(
+            "the Ed25519 public key is of small order or not canonical",
+        ));
+    }
+    Ok(())
+}
+
+/// The raw key of an Ed25519 SubjectPublicKeyInfo PEM, checked as a JWK's is.
+fn check_ed25519_pem(public_pem: &[u8]) -> Result<(), ConfigError> {
+    const PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let text = String::from_utf8_lossy(public_pem);
+    let body: String = text
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .flat_map(|line| line.trim().chars())
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| ConfigError::new("the Ed25519 PEM is not base64"))?;
+    match der.strip_prefix(&PREFIX[..]) {
+        Some(x) if der.len() == 44 => check_ed25519_point(x),
+        _ => Err(ConfigError::new(
+            "the Ed25519 PEM is not a SubjectPublicKeyInfo of 32 bytes",
+        )),
+    }
+}
+
 fn pem_wrap(label: &str, der: &[u8]) -> String {
     let body = base64::engine::general_purpose::STANDARD.encode(der);
     let mut pem = format!("-----BEGIN {label}-----\n");

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use common::{Server, forge, now};
 use http::{Request, Response, StatusCode};
@@ -452,5 +453,129 @@ fn keys_from_der_files_match_their_pem_twins() {
         .unwrap();
         assert_eq!(pem.jwks(), signer.jwks(), "{alg}");
         assert!(Key::verifying_der(alg, b"not der").is_err());
+    }
+}
+
+/// Ed25519 public keys that must never be held: too short, too long, of small
+/// order (identity, order 2, 4 and 8 points, either sign), non-canonical.
+fn hostile_ed25519_keys() -> Vec<(&'static str, String)> {
+    let hex = |h: &str| -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let mut keys = vec![("3 bytes", b64(&[1, 2, 3])), ("33 bytes", b64(&[7u8; 33]))];
+    for (what, h) in [
+        (
+            "identity",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            "identity, x negative",
+            "0100000000000000000000000000000000000000000000000000000000000080",
+        ),
+        (
+            "order 2",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ),
+        (
+            "order 4",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            "order 4, x negative",
+            "0000000000000000000000000000000000000000000000000000000000000080",
+        ),
+        (
+            "order 8",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        ),
+        (
+            "order 8, x negative",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        ),
+        (
+            "order 8 (other)",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        ),
+        (
+            "y = p",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ),
+        (
+            "y = p + 1",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ),
+    ] {
+        keys.push((what, b64(&hex(h))));
+    }
+    keys
+}
+
+#[test]
+fn hostile_ed25519_keys_are_refused_as_jwk_and_as_pem() {
+    for (what, x) in hostile_ed25519_keys() {
+        let jwk = format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#);
+        assert!(
+            Key::from_jwk(Algorithm::EdDSA, &jwk).is_err(),
+            "JWK: {what}"
+        );
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&x)
+            .unwrap();
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        der.extend_from_slice(&raw);
+        assert!(
+            Key::verifying_der(Algorithm::EdDSA, &der).is_err(),
+            "PEM: {what}"
+        );
+    }
+    // Short EC coordinates and RSA moduli too.
+    let short_ec = r#"{"kty":"EC","crv":"P-256","x":"AQID","y":"AQID"}"#;
+    assert!(Key::from_jwk(Algorithm::ES256, short_ec).is_err());
+    let short_rsa = r#"{"kty":"RSA","n":"AQID","e":"AQAB"}"#;
+    assert!(Key::from_jwk(Algorithm::RS256, short_rsa).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_jwks_with_hostile_ed25519_keys_never_panics_and_refuses_their_tokens() {
+    let keys: Vec<Value> = hostile_ed25519_keys()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, x))| {
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": format!("k{i}"), "x": x})
+        })
+        .collect();
+    let count = keys.len();
+    let (url, _) = counting_jwks(serde_json::json!({ "keys": keys }).to_string()).await;
+    let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
+    let service =
+        RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }));
+    let payload = format!(r#"{{"sub":"u","type":"access","exp":{}}}"#, now() + 60);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    for i in 0..count {
+        let header = format!(r#"{{"alg":"EdDSA","kid":"k{i}"}}"#);
+        // R = identity, S = 0: what verifies under a small-order key.
+        let mut signature = vec![0u8; 64];
+        signature[0] = 1;
+        let token = format!(
+            "{}.{}.{}",
+            b64(header.as_bytes()),
+            b64(payload.as_bytes()),
+            b64(&signature)
+        );
+        let status = service
+            .clone()
+            .oneshot(bearer(&token))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "kid k{i}");
     }
 }
