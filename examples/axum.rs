@@ -12,21 +12,27 @@
 //!   `Secure` for plain-HTTP development.
 //! - `POST /account/password` `{"new_password": "..."}`: needs a fresh token, from
 //!   the `Authorization` header or from the cookie (then with `X-CSRF-TOKEN`).
+//! - `POST /logout` revokes the presented token's session; `/refresh` with a
+//!   refresh token rotates it (presenting it again revokes the session).
+//!
+//! Like `fresh_token`, it reads `JWT_VERIFIED_CACHE` and `REDIS_URL` (with
+//! `--features redis`), and serves with header, body and idle timeouts and at
+//! most `MAX_CONNECTIONS` connections.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::WWW_AUTHENTICATE;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tower_authx::{
-    AuthX, Claims, CookieConfig, RequireAuthLayer, RequireFreshLayer, TokenLocation,
+    AuthError, AuthX, Claims, CookieConfig, RequestHead, RequireAuthLayer, RequireFreshLayer,
+    TokenLocation, TokenType,
 };
 
 #[path = "shared/mod.rs"]
@@ -44,7 +50,9 @@ type Shared = State<Arc<App>>;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host, port) = shared::address(8000)?;
     let secure = std::env::var("JWT_COOKIE_SECURE").map_or(true, |v| v != "false");
-    let config = shared::config_from_env()?.cookies(CookieConfig::default().secure(secure));
+    let config = shared::shared_settings(shared::config_from_env()?)
+        .await?
+        .cookies(CookieConfig::default().secure(secure));
     // The seed's routes read the header only, so their answers stay the seed's;
     // the password change also takes the cookie set by /login/cookie.
     let authx = AuthX::new(config.clone())?;
@@ -64,6 +72,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             post(refresh).route_layer(RequireAuthLayer::any_type(authx.clone())),
         )
         .route(
+            "/logout",
+            post(logout).route_layer(RequireAuthLayer::any_type(authx.clone())),
+        )
+        .route(
             "/protected",
             get(protected).route_layer(RequireAuthLayer::new(authx.clone())),
         )
@@ -79,12 +91,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .method_not_allowed_fallback(|| async {
             detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
         })
-        .layer(DefaultBodyLimit::max(shared::MAX_BODY))
         .with_state(app);
 
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router).await?;
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    shared::server::serve(listener, service).await;
     Ok(())
 }
 
@@ -93,11 +105,8 @@ async fn root() -> Json<serde_json::Value> {
 }
 
 /// The login body, or the status and detail that refuse it.
-fn credentials(
-    app: &App,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Login, (StatusCode, &'static str)> {
-    let body = body.map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, shared::TOO_LARGE))?;
+async fn credentials(app: &App, body: Body) -> Result<Login, (StatusCode, &'static str)> {
+    let body = shared::read_body(body).await?;
     let user: Login = shared::parse_json(&body, shared::LOGIN_FIELDS)?;
     if !app.users.check(&user) {
         return Err((StatusCode::UNAUTHORIZED, shared::BAD_CREDENTIALS));
@@ -115,24 +124,36 @@ fn login_refused((status, why): (StatusCode, &str)) -> Response {
     res
 }
 
-async fn login(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Response {
-    let user = match credentials(&app, body) {
+async fn login(State(app): Shared, body: Body) -> Response {
+    let user = match credentials(&app, body).await {
         Ok(user) => user,
         Err(refusal) => return login_refused(refusal),
     };
     match app.authx.create_token_pair(user.username) {
-        Ok(pair) => Json(json!({
+        Ok(pair) => tokens(json!({
             "fresh_token": pair.access_token,
             "token_type": "bearer",
             "refresh_token": pair.refresh_token,
-        }))
-        .into_response(),
+        })),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
-async fn login_cookie(State(app): Shared, body: Result<Bytes, BytesRejection>) -> Response {
-    let user = match credentials(&app, body) {
+/// Sets cookies, so a cross-site form must not be able to call it (login
+/// CSRF): only a JSON body, which a form cannot send without a CORS preflight.
+async fn login_cookie(State(app): Shared, headers: HeaderMap, body: Body) -> Response {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return detail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    let user = match credentials(&app, body).await {
         Ok(user) => user,
         Err(refusal) => return login_refused(refusal),
     };
@@ -150,16 +171,65 @@ async fn login_cookie(State(app): Shared, body: Result<Bytes, BytesRejection>) -
                 .map_err(|e| e.to_string())
         });
     match cookies {
-        Ok(()) => (headers, Json(json!({"message": "Login successful"}))).into_response(),
+        Ok(()) => {
+            let mut res = tokens(json!({"message": "Login successful"}));
+            res.headers_mut().extend(headers);
+            res
+        }
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e),
     }
 }
 
-async fn refresh(State(app): Shared, claims: Claims) -> Response {
-    match app.authx.create_access_token(claims.sub, false) {
-        Ok(token) => Json(json!({"access_token": token, "token_type": "bearer"})).into_response(),
+async fn refresh(State(app): Shared, request: Head, claims: Claims) -> Response {
+    if claims.token_type == TokenType::Refresh {
+        // Rotation: this refresh token is spent, its successor comes back.
+        return match app.authx.rotate(&claims).await {
+            Ok(pair) => tokens(json!({
+                "access_token": pair.access_token,
+                "token_type": "bearer",
+                "refresh_token": pair.refresh_token,
+            })),
+            Err(error) => refusal(&app, &error, &request),
+        };
+    }
+    // The seed's way: a fresh access token buys a non-fresh one (same session).
+    let mut builder = app.authx.access_token(claims.sub.clone()).fresh(false);
+    if let Some(family) = &claims.family {
+        builder = builder.family(family.clone());
+    }
+    match builder.issue() {
+        Ok(token) => tokens(json!({"access_token": token, "token_type": "bearer"})),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+async fn logout(State(app): Shared, request: Head, claims: Claims) -> Response {
+    match app.authx.revoke(&claims).await {
+        Ok(()) => tokens(json!({"message": "Successfully logged out"})),
+        Err(error) => refusal(&app, &error, &request),
+    }
+}
+
+/// The request's method, URI and headers, for a refusal shaped like the guard's.
+type Head = (Method, Uri, HeaderMap);
+
+/// The crate's own refusal for an error met inside a handler.
+fn refusal(app: &App, error: &AuthError, (method, uri, headers): &Head) -> Response {
+    let head = RequestHead {
+        method,
+        uri,
+        headers,
+    };
+    app.authx.reject(error, head).map(Body::from)
+}
+
+/// A JSON answer that carries tokens or sets cookies: never cached (RFC 6749 5.1).
+fn tokens(body: serde_json::Value) -> Response {
+    let mut res = Json(body).into_response();
+    let headers = res.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    res
 }
 
 async fn protected(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {
@@ -171,13 +241,10 @@ async fn fresh_required(State(app): Shared, claims: Claims) -> Json<serde_json::
     Json(shared::fresh_required(&claims, &app.users))
 }
 
-async fn change_password(
-    State(app): Shared,
-    claims: Claims,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let Ok(body) = body else {
-        return detail(StatusCode::PAYLOAD_TOO_LARGE, shared::TOO_LARGE);
+async fn change_password(State(app): Shared, claims: Claims, body: Body) -> Response {
+    let body = match shared::read_body(body).await {
+        Ok(body) => body,
+        Err((status, why)) => return detail(status, why),
     };
     let change: NewPassword = match shared::parse_json(&body, shared::PASSWORD_FIELDS) {
         Ok(change) => change,

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -33,7 +33,7 @@ use tower_authx::{AuthError, AuthX, RequestHead, RequireAuthLayer, RequireFreshL
 #[path = "shared/mod.rs"]
 mod shared;
 use shared::responses::{
-    Body, boxed, detail, json_response, method_not_allowed, not_found, verified,
+    Body, boxed, detail, json_response, method_not_allowed, not_found, token_response, verified,
 };
 use shared::{Login, Users};
 
@@ -48,8 +48,7 @@ struct App {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host, port) = shared::address(8000)?;
-    let config = shared::revocation_from_env(shared::config_from_env()?)?;
-    let authx = AuthX::new(shared::cache_from_env(config)?)?;
+    let authx = AuthX::new(shared::shared_settings(shared::config_from_env()?).await?)?;
     let app = Arc::new(App {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),
@@ -61,7 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind((host.as_str(), port)).await?;
     let addr: SocketAddr = listener.local_addr()?;
     println!("listening on http://{addr}");
-    shared::server::serve(listener, move |req| route(req, app.clone())).await;
+    let service = hyper::service::service_fn(move |req| route(req, app.clone()));
+    shared::server::serve(listener, service).await;
     Ok(())
 }
 
@@ -114,12 +114,9 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
 }
 
 async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
-    let body = match Limited::new(req.into_body(), shared::MAX_BODY)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => return detail(StatusCode::PAYLOAD_TOO_LARGE, shared::TOO_LARGE),
+    let body = match shared::read_body(req.into_body()).await {
+        Ok(body) => body,
+        Err((status, why)) => return detail(status, why),
     };
     let user: Login = match shared::parse_json(&body, shared::LOGIN_FIELDS) {
         Ok(user) => user,
@@ -132,8 +129,7 @@ async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
         return res;
     }
     match app.authx.create_token_pair(user.username) {
-        Ok(pair) => json_response(
-            StatusCode::OK,
+        Ok(pair) => token_response(
             json!({"fresh_token": pair.access_token, "token_type": "bearer", "refresh_token": pair.refresh_token}),
         ),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -148,8 +144,7 @@ async fn refresh(
     if claims.token_type == TokenType::Refresh {
         // Rotation: this refresh token is spent, its successor comes back.
         return Ok(match app.authx.rotate(claims).await {
-            Ok(pair) => json_response(
-                StatusCode::OK,
+            Ok(pair) => token_response(
                 json!({"access_token": pair.access_token, "token_type": "bearer", "refresh_token": pair.refresh_token}),
             ),
             Err(error) => refusal(&app, &error, &req),
@@ -161,10 +156,7 @@ async fn refresh(
         builder = builder.family(family.clone());
     }
     Ok(match builder.issue() {
-        Ok(token) => json_response(
-            StatusCode::OK,
-            json!({"access_token": token, "token_type": "bearer"}),
-        ),
+        Ok(token) => token_response(json!({"access_token": token, "token_type": "bearer"})),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     })
 }

@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(secs) = env_secs("JWKS_MIN_REFETCH_SECS")? {
         jwks = jwks.min_refetch_interval(secs);
     }
-    let authx = AuthX::new(AuthXConfig::from_jwks(jwks))?;
+    let authx = AuthX::new(shared::shared_settings(AuthXConfig::from_jwks(jwks)).await?)?;
     let app = Arc::new(App {
         access: RequireAuthLayer::new(authx.clone()),
         fresh: RequireFreshLayer::new(authx.clone()),
@@ -55,7 +55,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = TcpListener::bind((host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    shared::server::serve(listener, move |req| route(req, app.clone())).await;
+    let service = hyper::service::service_fn(move |req| route(req, app.clone()));
+    shared::server::serve(listener, service).await;
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! A tonic server guarded by tower-authx: the standard `grpc.health.v1.Health`
 //! service behind `RequireAuth`, and `helloworld.Greeter/SayHello` behind
-//! `RequireFresh`, whose reply names the caller. Refusals are gRPC statuses
+//! `RequireFresh`, whose reply names the caller. Reads `JWT_VERIFIED_CACHE` and
+//! `REDIS_URL` (with `--features redis`) like the HTTP examples, so a logout
+//! there is refused here. Refusals are gRPC statuses
 //! (`UNAUTHENTICATED`, `PERMISSION_DENIED`), never bare HTTP errors.
 //!
 //! ```sh
@@ -37,7 +39,7 @@ fn say_hello(request: tonic::Request<HelloRequest>) -> Result<HelloReply, Status
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host, port) = shared::address(50051)?;
-    let authx = AuthX::new(shared::config_from_env()?)?;
+    let authx = AuthX::new(shared::shared_settings(shared::config_from_env()?).await?)?;
 
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -47,11 +49,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    let connections = shared::server::Acceptor::new(listener).into_stream();
     Server::builder()
+        // A call that has not finished in time (a body that never comes) ends;
+        // dead peers are found by pings; no connection lives forever.
+        .timeout(shared::server::BODY_TIMEOUT)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(shared::server::HEADER_TIMEOUT))
+        .max_connection_age(std::time::Duration::from_secs(600))
+        .concurrency_limit_per_connection(64)
         // Each service keeps its gRPC name through the layer (NamedService).
         .add_service(RequireAuthLayer::new(authx.clone()).layer(health))
         .add_service(RequireFreshLayer::new(authx).layer(greeter))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .serve_with_incoming(connections)
         .await?;
     Ok(())
 }

@@ -68,27 +68,47 @@ pub fn config_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
     Ok(config)
 }
 
-/// `JWT_VERIFIED_CACHE=<capacity>` turns on the verified-token cache (off by default).
-pub fn cache_from_env(config: AuthXConfig) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
-    Ok(match std::env::var("JWT_VERIFIED_CACHE") {
+/// What every example that issues or guards reads beyond its keys:
+/// - `JWT_VERIFIED_CACHE=<capacity>` turns on the verified-token cache (off by default);
+/// - `REDIS_URL` moves revocations and refresh sessions to Redis (feature `redis`),
+///   shared by every instance; the example refuses to start when Redis cannot be
+///   reached or may evict keys (`maxmemory-policy` other than `noeviction`).
+pub async fn shared_settings(
+    config: AuthXConfig,
+) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
+    let config = match std::env::var("JWT_VERIFIED_CACHE") {
         Ok(capacity) => config.verified_token_cache(capacity.parse()?),
         Err(_) => config,
-    })
-}
-
-/// `REDIS_URL` switches revocations and refresh families to Redis (feature
-/// `redis`); without it they stay in this process's memory.
-pub fn revocation_from_env(config: AuthXConfig) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
+    };
     let Ok(url) = std::env::var("REDIS_URL") else {
         return Ok(config);
     };
     #[cfg(feature = "redis")]
     {
-        Ok(config.revocation_store(tower_authx::RedisStore::new(&url)?))
+        let store = tower_authx::RedisStore::connect(&url)
+            .await
+            .map_err(|e| format!("REDIS_URL={url}: {e}"))?;
+        Ok(config.revocation_store(store))
     }
     #[cfg(not(feature = "redis"))]
     {
         Err(format!("REDIS_URL={url} needs the example built with `--features redis`").into())
+    }
+}
+
+/// A request body of at most [`MAX_BODY`] bytes that arrives within
+/// [`server::BODY_TIMEOUT`], or the status and detail that refuse it.
+pub async fn read_body<B>(body: B) -> Result<bytes::Bytes, (StatusCode, &'static str)>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, MAX_BODY).collect();
+    match tokio::time::timeout(server::BODY_TIMEOUT, limited).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(_)) => Err((StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)),
+        Err(_) => Err((StatusCode::REQUEST_TIMEOUT, TOO_SLOW)),
     }
 }
 
@@ -175,6 +195,7 @@ pub const LOGIN_FIELDS: &str =
 pub const PASSWORD_FIELDS: &str = "Body must be a JSON object with a string field 'new_password'";
 pub const BAD_CREDENTIALS: &str = "Invalid username or password";
 pub const TOO_LARGE: &str = "Request body too large or unreadable";
+pub const TOO_SLOW: &str = "Request body not received in time";
 
 pub fn root() -> Value {
     json!({

@@ -19,6 +19,22 @@ pub fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     res
 }
 
+/// An answer that carries tokens: never stored by a cache (RFC 6749 5.1).
+pub fn token_response(body: Value) -> Response<Full<Bytes>> {
+    let mut res = json_response(StatusCode::OK, body);
+    no_store(res.headers_mut());
+    res
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache`.
+pub fn no_store(headers: &mut http::HeaderMap) {
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    headers.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
 pub fn detail(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
     json_response(status, json!({ "detail": detail }))
 }

@@ -1,40 +1,189 @@
-//! The hyper examples' accept loop: HTTP/1 on every connection, each in its own task.
+//! The examples' accept loop: HTTP/1 on every connection, each in its own task,
+//! with what a server facing the Internet needs: a cap on open connections,
+//! header and idle timeouts, and an accept loop that backs off on errors (at
+//! the file-descriptor limit) and logs them at most once a second.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::responses::Body;
+/// A client that never finishes its headers (or sits idle between requests on
+/// a kept-alive connection) loses the connection after this long.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request body that has not fully arrived after this long is refused (408).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `handle` on every connection `listener` accepts, forever.
-pub async fn serve<F, Fut>(listener: TcpListener, handle: F)
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
-{
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                eprintln!("accept failed: {e}");
-                continue;
+/// `MAX_CONNECTIONS` (default 1024): connections open at once; more wait in
+/// the kernel's backlog until one closes.
+pub fn max_connections() -> usize {
+    std::env::var("MAX_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1024)
+}
+
+/// Accepts connections while fewer than [`max_connections`] are open, backing
+/// off (10 ms doubling to 1 s) after a failed accept, so a process at its
+/// descriptor limit neither spins nor floods its log.
+pub struct Acceptor {
+    listener: TcpListener,
+    open: Arc<Semaphore>,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Acceptor {
+    pub fn new(listener: TcpListener) -> Acceptor {
+        Acceptor {
+            listener,
+            open: Arc::new(Semaphore::new(max_connections())),
+            last_log: None,
+            suppressed: 0,
+        }
+    }
+
+    /// The next connection, with the permit that counts it as open.
+    pub async fn accept(&mut self) -> (TcpStream, OwnedSemaphorePermit) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let Ok(permit) = self.open.clone().acquire_owned().await else {
+                unreachable!("the semaphore is never closed");
+            };
+            match self.listener.accept().await {
+                Ok((stream, _)) => return (stream, permit),
+                Err(e) => {
+                    drop(permit);
+                    self.log(&e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             }
-        };
-        let handle = handle.clone();
+        }
+    }
+
+    fn log(&mut self, e: &std::io::Error) {
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        eprintln!(
+            "accept failed: {e} ({} more since the last report)",
+            self.suppressed
+        );
+        self.last_log = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Serves `service` on every connection `listener` accepts, forever.
+pub async fn serve<S, B>(listener: TcpListener, service: S)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut acceptor = Acceptor::new(listener);
+    loop {
+        let (stream, permit) = acceptor.accept().await;
+        let service = service.clone();
         tokio::spawn(async move {
             // Errors here are the client's (it hung up, sent garbage): nothing to do.
             let _ = http1::Builder::new()
-                // A client that never finishes its headers does not keep the connection.
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handle))
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
                 .await;
+            drop(permit);
         });
+    }
+}
+
+/// A connection that holds its place under [`max_connections`] until dropped
+/// (for servers, like tonic's, that take a stream of connections).
+#[cfg(feature = "tonic")]
+pub struct Counted {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[cfg(feature = "tonic")]
+impl Acceptor {
+    /// Every accepted connection, as a stream for `serve_with_incoming`.
+    pub fn into_stream(
+        mut self,
+    ) -> tokio_stream::wrappers::ReceiverStream<Result<Counted, std::io::Error>> {
+        let (send, receive) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let (stream, permit) = self.accept().await;
+                let counted = Counted {
+                    stream,
+                    _permit: permit,
+                };
+                if send.send(Ok(counted)).await.is_err() {
+                    return; // the server is gone
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(receive)
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl tonic::transport::server::Connected for Counted {
+    type ConnectInfo = <TcpStream as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
