@@ -1,0 +1,389 @@
+//! What an outside review found (issue 11), each checked over real TCP against
+//! the example it concerns. Guards built every public way are in
+//! tests/guards.rs; the store's bounds in tests/revocation.rs; hostile keys in
+//! tests/keys.rs.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Redis, SECRET, Server};
+use http::StatusCode;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tower_authx::{AuthX, AuthXConfig};
+
+/// Sends raw bytes on one connection and reads until the server closes it or
+/// `limit` passes; what came back.
+async fn raw(addr: &str, request: &[u8], limit: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut reply)).await;
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[cfg(feature = "tonic")]
+#[tokio::test]
+async fn a_grpc_call_dressed_as_a_cors_preflight_is_refused_by_the_tonic_example() {
+    use tower::ServiceExt;
+    let server = Server::start("tonic_server", &[]).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // An empty HealthCheckRequest, framed: no compression, length 0.
+    let frame = bytes::Bytes::from_static(&[0, 0, 0, 0, 0]);
+    let request = http::Request::builder()
+        .method("OPTIONS")
+        .uri(format!(
+            "http://{}/grpc.health.v1.Health/Check",
+            server.addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .body(tonic::body::Body::new(http_body_util::Full::new(frame)))
+        .unwrap();
+    let res = channel.oneshot(request).await.unwrap();
+    // Not a POST, so no gRPC call: refused as HTTP, and Health never ran.
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{:?}", res.headers());
+    assert!(res.headers().get("grpc-status").is_none());
+}
+
+#[tokio::test]
+async fn one_user_rotating_and_logging_out_in_a_loop_cannot_take_logout_from_others() {
+    let server = Server::start("fresh_token", &[]).await;
+    let (_, first_refresh) = server.login().await;
+    let mut refresh = first_refresh.clone();
+    for _ in 0..200 {
+        let res = server.post("/refresh").bearer(&refresh).send().await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        refresh = res.json()["refresh_token"].as_str().unwrap().to_owned();
+    }
+    for _ in 0..200 {
+        let (access, _) = server.login().await;
+        let res = server.post("/logout").bearer(&access).send().await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+    // Reuse detection still works for the very first refresh token.
+    let res = server.post("/refresh").bearer(&first_refresh).send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+    // Another user's logout works and holds.
+    let res = server
+        .post("/login")
+        .header("content-type", "application/json")
+        .body(r#"{"username":"user2","password":"password2"}"#)
+        .send()
+        .await;
+    let other = res.json()["fresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.get("/protected").bearer(&other).send().await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.post("/logout").bearer(&other).send().await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.get("/protected").bearer(&other).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicting_redis_is_refused_at_start_and_fails_closed_at_run_time() {
+    let Some(redis) = Redis::start() else { return };
+    assert_eq!(
+        redis_cli(
+            &redis,
+            &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]
+        ),
+        "OK"
+    );
+    let output = tokio::process::Command::new(common::example_path("fresh_token"))
+        .env("PORT", "0")
+        .env("JWT_SECRET_KEY", SECRET)
+        .env("REDIS_URL", redis.url())
+        .stdout(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("noeviction"), "{stderr}");
+
+    // A store made lazily fails closed: guarded requests are 503, never let through.
+    let store = tower_authx::RedisStore::new(&redis.url()).unwrap();
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(store),
+    )
+    .unwrap();
+    let token = authx.create_access_token("u", true).unwrap();
+    let claims: tower_authx::Claims = authx
+        .verify(&token, &tower_authx::Requirement::access())
+        .unwrap();
+    assert_eq!(
+        authx.check_revocation(&claims).await,
+        Err(tower_authx::AuthError::StoreUnavailable)
+    );
+    assert_eq!(
+        redis_cli(&redis, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]),
+        "OK"
+    );
+    let store = tower_authx::RedisStore::connect(&redis.url())
+        .await
+        .unwrap();
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(store),
+    )
+    .unwrap();
+    assert_eq!(authx.check_revocation(&claims).await, Ok(()));
+}
+
+#[cfg(all(feature = "redis", feature = "axum", feature = "tonic"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_one_example_is_refused_by_the_axum_and_tonic_examples() {
+    let Some(redis) = Redis::start() else { return };
+    let url = redis.url();
+    let env = [("REDIS_URL", url.as_str()), ("JWT_VERIFIED_CACHE", "1000")];
+    let hyper = Server::start("fresh_token", &env).await;
+    let axum = Server::start("axum", &env).await;
+    let tonic = Server::start("tonic_server", &env).await;
+    let (access, _) = hyper.login().await;
+    // Seen (and cached) by both before the logout.
+    assert_eq!(
+        axum.get("/protected").bearer(&access).send().await.status,
+        StatusCode::OK
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", tonic.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = |token: String| {
+        let channel = channel.clone();
+        async move {
+            let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            });
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(request)
+                .await
+        }
+    };
+    assert!(health(access.clone()).await.is_ok());
+    assert_eq!(
+        hyper.post("/logout").bearer(&access).send().await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        axum.get("/protected").bearer(&access).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let refused = health(access).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn every_example_refuses_a_bad_shared_setting_instead_of_ignoring_it() {
+    for example in ["fresh_token", "axum"] {
+        let output = tokio::process::Command::new(common::example_path(example))
+            .env("PORT", "0")
+            .env("JWT_SECRET_KEY", SECRET)
+            .env("JWT_VERIFIED_CACHE", "lots")
+            .stdout(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "{example} ignored JWT_VERIFIED_CACHE"
+        );
+    }
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn a_body_that_never_comes_costs_the_examples_a_408_not_a_connection() {
+    for example in ["fresh_token", "axum"] {
+        let server = Server::start(example, &[]).await;
+        let request = format!(
+            "POST /login HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n",
+            server.addr
+        );
+        let reply = raw(&server.addr, request.as_bytes(), Duration::from_secs(30)).await;
+        assert!(reply.starts_with("HTTP/1.1 408"), "{example}: {reply}");
+    }
+}
+
+#[tokio::test]
+async fn at_the_descriptor_limit_the_accept_loop_backs_off_and_logs_rarely() {
+    // The example under a limit of 24 descriptors, then 60 connections at once.
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 24 && exec {}",
+            common::example_path("fresh_token").display()
+        ))
+        .env("PORT", "0")
+        .env("JWT_SECRET_KEY", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = stdout
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the example started");
+        if let Some(addr) = line.strip_prefix("listening on http://") {
+            break addr.to_owned();
+        }
+    };
+    let mut held = Vec::new();
+    for _ in 0..60 {
+        if let Ok(stream) = TcpStream::connect(&addr).await {
+            held.push(stream);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(held);
+    // Still serving once descriptors are free again.
+    let server = Server::at(addr);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(server.get("/").send().await.status, StatusCode::OK);
+    child.start_kill().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    let reports = stderr
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        (1..=6).contains(&reports),
+        "{reports} accept-failure lines in about 4 s:\n{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn grpc_lookalike_content_types_get_a_json_refusal_not_a_200() {
+    let server = Server::start("fresh_token", &[]).await;
+    for content_type in [
+        "application/grpcXYZ",
+        "application/grpc-webby",
+        "application/grpc+",
+    ] {
+        let res = server
+            .post("/refresh")
+            .header("content-type", content_type)
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{content_type}");
+        assert!(res.headers.get("grpc-status").is_none(), "{content_type}");
+        assert!(!res.detail().is_empty(), "{content_type}");
+    }
+    // A real gRPC content type on a GET is no gRPC call either.
+    let res = server
+        .get("/protected")
+        .header("content-type", "application/grpc")
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    // A real gRPC call gets a gRPC refusal.
+    let res = server
+        .post("/refresh")
+        .header("content-type", "application/grpc+proto")
+        .send()
+        .await;
+    assert_eq!(res.headers["grpc-status"], "16");
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn cookie_login_takes_json_only() {
+    let server = Server::start("axum", &[("JWT_COOKIE_SECURE", "false")]).await;
+    let body = r#"{"username":"user1","password":"password1"}"#;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut call = server.post("/login/cookie").body(body);
+        if let Some(content_type) = content_type {
+            call = call.header("content-type", content_type);
+        }
+        let res = call.send().await;
+        assert_eq!(
+            res.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert!(res.headers.get("set-cookie").is_none(), "{content_type:?}");
+    }
+    let res = server
+        .post("/login/cookie")
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.headers.get("set-cookie").is_some());
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn answers_that_carry_tokens_are_never_cached() {
+    for example in ["fresh_token", "axum"] {
+        let server = Server::start(example, &[]).await;
+        let res = server
+            .post("/login")
+            .header("content-type", "application/json")
+            .body(r#"{"username":"user1","password":"password1"}"#)
+            .send()
+            .await;
+        assert_eq!(res.headers["cache-control"], "no-store", "{example} /login");
+        assert_eq!(res.headers["pragma"], "no-cache", "{example} /login");
+        let json = res.json();
+        for token in ["fresh_token", "refresh_token"] {
+            let token = json[token].as_str().unwrap();
+            let res = server.post("/refresh").bearer(token).send().await;
+            assert_eq!(res.status, StatusCode::OK, "{example}");
+            assert_eq!(
+                res.headers["cache-control"], "no-store",
+                "{example} /refresh"
+            );
+        }
+    }
+}
