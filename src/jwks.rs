@@ -17,7 +17,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::ConfigError;
-use crate::keys::{Algorithm, Key};
 use crate::keyset::KeyRing;
 
 /// A JWKS document larger than this is refused.
@@ -290,32 +289,13 @@ impl Remote {
     }
 }
 
-/// The signature keys of a JWKS document; unusable entries are skipped.
+/// The signature keys of a JWKS document; unusable entries are skipped, and
+/// so are secrets (a published secret is no secret).
 fn parse_jwks(body: &[u8]) -> Result<KeyRing, ConfigError> {
-    let document: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| ConfigError::new("the JWKS is not JSON"))?;
-    let entries = document
-        .get("keys")
-        .and_then(serde_json::Value::as_array)
-        .ok_or_else(|| ConfigError::new("the JWKS has no \"keys\" array"))?;
-    let keys = entries.iter().filter_map(|jwk| {
-        let member = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
-        if member("use").is_some_and(|u| u != "sig") {
-            return None;
-        }
-        let alg: Algorithm = match (member("alg"), member("kty"), member("crv")) {
-            (Some(alg), _, _) => alg.parse().ok()?,
-            (None, Some("RSA"), _) => Algorithm::RS256,
-            (None, Some("EC"), Some("P-256")) => Algorithm::ES256,
-            (None, Some("EC"), Some("P-384")) => Algorithm::ES384,
-            (None, Some("OKP"), Some("Ed25519")) => Algorithm::EdDSA,
-            _ => return None,
-        };
-        if alg.is_hmac() {
-            return None; // a published secret is no secret
-        }
-        Key::from_jwk(alg, &jwk.to_string()).ok()
-    });
+    let keys = crate::keyset::jwks_entries(body)?
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|key| !key.algorithm().is_hmac());
     Ok(KeyRing::from_keys(keys))
 }
 

@@ -234,6 +234,11 @@ impl Key {
                 "the JWK is for {declared}, not {alg}"
             )));
         }
+        if !jwk_is_for_signatures(&value) {
+            return Err(ConfigError::new(
+                "the JWK is not for signatures (`use` or `key_ops`)",
+            ));
+        }
         let fits = match (member("kty"), alg) {
             (Some("oct"), a) => a.is_hmac(),
             (Some("RSA"), a) => a.as_str().starts_with("RS") || a.as_str().starts_with("PS"),
@@ -268,6 +273,21 @@ impl Key {
             Some(kid) => key.with_kid(kid),
             None => key,
         })
+    }
+
+    /// Whether `signature_b64` (base64url, as in a JWS) is this key's signature
+    /// of `message` (a JWS signing input): the one signature check every token
+    /// goes through.
+    pub fn verify_signature(&self, message: &[u8], signature_b64: &str) -> bool {
+        // A key can exist before any AuthX chose the crypto provider.
+        crate::token::ensure_crypto_backend().is_ok()
+            && jsonwebtoken::crypto::verify(
+                signature_b64,
+                message,
+                &self.decoding,
+                self.alg.to_jwt(),
+            )
+            .unwrap_or(false)
     }
 
     /// Names this key: the `kid` written into the header of the tokens it signs.
@@ -307,6 +327,17 @@ fn signing_pem(
 }
 
 /// DER in PEM armour, so one parser reads both.
+/// Whether a JWK may verify signatures: no `use` but `sig`, and `key_ops`, when
+/// present, naming `verify`.
+pub(crate) fn jwk_is_for_signatures(jwk: &serde_json::Value) -> bool {
+    let use_ok = jwk.get("use").is_none_or(|u| u == "sig");
+    let ops_ok = jwk.get("key_ops").is_none_or(|ops| {
+        ops.as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op == "verify"))
+    });
+    use_ok && ops_ok
+}
+
 /// The sizes and shapes of a public JWK's members, checked before any crypto
 /// library sees them (a 3-byte Ed25519 key made jsonwebtoken panic at the first
 /// token naming it).
@@ -333,17 +364,57 @@ fn check_public_material<'a>(
         Algorithm::EdDSA => check_ed25519_point(&exact("x", 32)?),
         Algorithm::ES256 => exact("x", 32).and(exact("y", 32)).map(drop),
         Algorithm::ES384 => exact("x", 48).and(exact("y", 48)).map(drop),
-        _ => {
-            let (n, e) = (bytes("n")?, bytes("e")?);
-            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
-            if bits < 2048 || n.len() > 2048 || e.is_empty() || e.len() > 8 {
-                return Err(ConfigError::new(
-                    "the RSA JWK's modulus must have 2048 to 16384 bits and a short exponent",
-                ));
-            }
-            Ok(())
-        }
+        _ => check_rsa(&bytes("n")?, &bytes("e")?),
     }
+}
+
+/// An RSA public key fit to verify: a modulus of 2048 to 16384 bits (RFC 7518
+/// 3.3), odd, and not made by the ROCA-flawed generator (CVE-2017-15361: its
+/// private key can be computed); an odd exponent of at least 3 that fits 64 bits.
+fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
+    let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+    let e = &e[e.iter().take_while(|b| **b == 0).count()..];
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    if !(2048..=16384).contains(&bits) || n.last().is_none_or(|b| b % 2 == 0) {
+        return Err(ConfigError::new(
+            "the RSA key's modulus must be odd and have 2048 to 16384 bits",
+        ));
+    }
+    let exponent = (e.len() <= 8).then(|| e.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)));
+    if !exponent.is_some_and(|e| e >= 3 && e % 2 == 1) {
+        return Err(ConfigError::new(
+            "the RSA key's exponent must be odd and at least 3",
+        ));
+    }
+    if roca_fingerprint(n) {
+        return Err(ConfigError::new(
+            "the RSA key was made by a generator with the ROCA flaw (CVE-2017-15361)",
+        ));
+    }
+    Ok(())
+}
+
+/// ROCA's test (Nemec et al., CCS 2017): a flawed modulus is, modulo each small
+/// prime below, a power of 65537; a sound one almost never is for all of them.
+fn roca_fingerprint(n: &[u8]) -> bool {
+    const PRIMES: [u64; 38] = [
+        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89,
+        97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    ];
+    PRIMES.iter().all(|&p| {
+        let residue = n
+            .iter()
+            .fold(0u64, |acc, b| (acc * 256 + u64::from(*b)) % p);
+        let generator = 65537 % p;
+        let mut power = 1;
+        for _ in 0..p {
+            if power == residue {
+                return true;
+            }
+            power = power * generator % p;
+        }
+        false
+    })
 }
 
 /// Refuses an Ed25519 public key of small order (or a non-canonical encoding):

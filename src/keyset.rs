@@ -8,7 +8,7 @@ use std::sync::Arc;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 
 use crate::error::{ConfigError, InvalidToken};
-use crate::keys::Key;
+use crate::keys::{Algorithm, Key};
 
 /// The keys of an [`AuthX`](crate::AuthX): one that signs (optional: a resource
 /// server only verifies) and any number that verify, each bound to one
@@ -62,6 +62,28 @@ impl KeySet {
         self
     }
 
+    /// The signature keys of an RFC 7517 JWKS document, verify-only (a
+    /// resource server configured with its issuer's keys). Entries meant for
+    /// something else (`use` other than `sig`, `key_ops` without `verify`) are
+    /// left out; every other entry must be a usable key, checked as strictly as
+    /// [`Key::from_jwk`] does (an entry without `alg` takes RS256, ES256, ES384
+    /// or EdDSA from its key type and curve). Secrets and public keys never mix
+    /// in one set, and no `kid` names two keys.
+    pub fn from_jwks(jwks: &str) -> Result<KeySet, ConfigError> {
+        let keys = jwks_entries(jwks.as_bytes())?
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| key.map_err(|e| ConfigError::new(format!("JWKS key {i}: {e}"))))
+            .collect::<Result<Vec<Key>, ConfigError>>()?;
+        let secrets = keys.iter().filter(|k| k.alg.is_hmac()).count();
+        if secrets > 0 && secrets < keys.len() {
+            return Err(ConfigError::new(
+                "the JWKS mixes secrets and public keys: a token could choose which kind verifies it",
+            ));
+        }
+        Ok(KeySet::verify_only(keys))
+    }
+
     pub(crate) fn all(&self) -> impl Iterator<Item = &Key> {
         self.signing.iter().chain(&self.verifying)
     }
@@ -86,6 +108,38 @@ impl From<Key> for KeySet {
     fn from(key: Key) -> KeySet {
         KeySet::new(key)
     }
+}
+
+/// Each signature key of a JWKS document, parsed (or why it cannot be used);
+/// entries for other uses are left out.
+pub(crate) fn jwks_entries(document: &[u8]) -> Result<Vec<Result<Key, ConfigError>>, ConfigError> {
+    let document: serde_json::Value =
+        serde_json::from_slice(document).map_err(|_| ConfigError::new("the JWKS is not JSON"))?;
+    let entries = document
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| ConfigError::new("the JWKS has no \"keys\" array"))?;
+    Ok(entries
+        .iter()
+        .filter(|jwk| crate::keys::jwk_is_for_signatures(jwk))
+        .map(|jwk| {
+            let member = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
+            let alg: Algorithm = match (member("alg"), member("kty"), member("crv")) {
+                (Some(alg), _, _) => alg.parse()?,
+                (None, Some("RSA"), _) => Algorithm::RS256,
+                (None, Some("EC"), Some("P-256")) => Algorithm::ES256,
+                (None, Some("EC"), Some("P-384")) => Algorithm::ES384,
+                (None, Some("OKP"), Some("Ed25519")) => Algorithm::EdDSA,
+                (None, kty, _) => {
+                    return Err(ConfigError::new(format!(
+                        "no supported algorithm for key type {}",
+                        kty.unwrap_or("(none)")
+                    )));
+                }
+            };
+            Key::from_jwk(alg, &jwk.to_string())
+        })
+        .collect())
 }
 
 fn public_jwk(key: &Key) -> Result<Jwk, ConfigError> {
@@ -123,14 +177,21 @@ impl KeyRing {
         Ok(ring)
     }
 
-    /// A ring of keys fetched from a JWKS (by `kid` only).
+    /// A ring of keys fetched from a JWKS (by `kid` only). A `kid` that names
+    /// two keys names neither: which one was meant cannot be known.
     #[cfg(feature = "jwks")]
     pub(crate) fn from_keys(keys: impl IntoIterator<Item = Key>) -> KeyRing {
         let mut ring = KeyRing::default();
+        let mut ambiguous = Vec::new();
         for key in keys {
-            if let Some(kid) = key.kid.clone() {
-                ring.by_kid.entry(kid).or_insert_with(|| Arc::new(key));
+            if let Some(kid) = key.kid.clone()
+                && ring.by_kid.insert(kid.clone(), Arc::new(key)).is_some()
+            {
+                ambiguous.push(kid);
             }
+        }
+        for kid in ambiguous {
+            ring.by_kid.remove(&kid);
         }
         if ring.by_kid.len() == 1 {
             ring.default = ring.by_kid.values().next().cloned();

@@ -153,14 +153,8 @@ impl Verifier {
         }
 
         let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-        match jsonwebtoken::crypto::verify(
-            signature_b64,
-            signed.as_bytes(),
-            &key.decoding,
-            key.alg.to_jwt(),
-        ) {
-            Ok(true) => {}
-            _ => return Err(InvalidToken::Signature),
+        if !key.verify_signature(signed.as_bytes(), signature_b64) {
+            return Err(InvalidToken::Signature);
         }
 
         let mut payload_buf = [0u8; 2048];

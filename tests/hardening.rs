@@ -50,7 +50,12 @@ async fn a_grpc_call_dressed_as_a_cors_preflight_is_refused_by_the_tonic_example
         .unwrap();
     let res = channel.oneshot(request).await.unwrap();
     // Not a POST, so no gRPC call: refused as HTTP, and Health never ran.
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{:?}", res.headers());
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        res.headers()
+    );
     assert!(res.headers().get("grpc-status").is_none());
 }
 
