@@ -12,11 +12,11 @@ use serde::de::DeserializeOwned;
 
 use crate::claims::{Claims, Fresh, NumericDate, TokenType};
 use crate::config::AuthXConfig;
-use crate::error::{
-    AuthError, Challenge, ConfigError, CsrfFailure, IssueError, Reject, RequestHead,
-};
+use crate::error::{AuthError, ConfigError, CsrfFailure, IssueError};
 use crate::keyset::{KeyRing, jwks};
 use crate::policy::Requirement;
+use crate::reject::{Answers, Challenge};
+use crate::request::RequestHead;
 use crate::revocation::{
     MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture, TokenRecord,
 };
@@ -39,8 +39,7 @@ struct Inner {
     signer: Option<Signer>,
     jwks: String,
     sources: Sources,
-    challenge: Challenge,
-    rejection: Option<Arc<dyn Reject>>,
+    answers: Answers,
     access_lifetime: Duration,
     refresh_lifetime: Duration,
     fresh_max_age: Option<Duration>,
@@ -96,7 +95,7 @@ impl AuthX {
             config.header_type.clone()
         };
         let challenge = Challenge {
-            missing_detail: missing_detail(&config, &scheme),
+            missing_details: std::array::from_fn(|mask| missing_detail(&config, &scheme, mask)),
             csrf_missing_detail: format!(
                 "Missing CSRF token in '{}' header.",
                 config.cookies.csrf_header.as_str().to_ascii_uppercase()
@@ -137,8 +136,11 @@ impl AuthX {
                     cookies: config.cookies,
                     query_name: config.query_name,
                 },
-                challenge,
-                rejection: config.rejection,
+                answers: Answers {
+                    challenge,
+                    http: config.rejection,
+                    grpc: config.grpc_rejection,
+                },
                 access_lifetime: config.access_lifetime,
                 refresh_lifetime: config.refresh_lifetime,
                 fresh_max_age: config.fresh_max_age,
@@ -460,24 +462,24 @@ impl AuthX {
     }
 
     /// The default rejection: status, `{"detail": ...}` and `WWW-Authenticate`;
-    /// for a gRPC request (`content-type: application/grpc*`), HTTP 200 with
-    /// `grpc-status` 16 (7 for scopes) and a percent-encoded `grpc-message`.
+    /// for a gRPC call (a `POST` with `content-type: application/grpc`,
+    /// `+proto`, `-web`, ...), HTTP 200 with `grpc-status` 16 (7 for scopes,
+    /// 14 when keys or store are unavailable) and a percent-encoded `grpc-message`.
     pub fn default_rejection(
         &self,
         error: &AuthError,
         request: RequestHead<'_>,
     ) -> Response<Bytes> {
-        self.inner.challenge.response(error, request)
+        self.inner.answers.default(error, request)
     }
 
-    /// The configured rejection for `error` (yours, or the default), with a
-    /// `tracing` event that names the reason and never the token.
+    /// The configured rejection for `error` (the default, through your hook
+    /// for its protocol if you set one), with the `AuthError` in the
+    /// response's extensions and a `tracing` event that names the reason and
+    /// never the token.
     pub fn reject(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
         tracing::debug!(reason = %error, method = %request.method, path = request.uri.path(), "tower-authx: request refused");
-        match &self.inner.rejection {
-            Some(custom) => custom.reject(error, request),
-            None => self.inner.challenge.response(error, request),
-        }
+        self.inner.answers.refuse(error, request)
     }
 }
 
@@ -507,11 +509,20 @@ fn kid_of(token: &str) -> Option<String> {
     value.get("kid")?.as_str().map(str::to_owned)
 }
 
-/// AuthX's "no token" wording, one sentence per configured location.
-fn missing_detail(config: &AuthXConfig, scheme: &str) -> String {
+/// AuthX's "no token" wording, one sentence per configured location that the
+/// request could have used (`mask`: bit 0 the header, 1 cookies, 2 the query);
+/// every configured location when it could have used none of them.
+fn missing_detail(config: &AuthXConfig, scheme: &str, mask: usize) -> String {
+    let bit = |location: &TokenLocation| match location {
+        TokenLocation::Headers => 1,
+        TokenLocation::Cookies => 2,
+        TokenLocation::Query => 4,
+    };
+    let usable = config.locations.iter().any(|l| mask & bit(l) != 0);
     let sentences: Vec<String> = config
         .locations
         .iter()
+        .filter(|l| !usable || mask & bit(l) != 0)
         .map(|location| match location {
             TokenLocation::Headers => format!(
                 "Missing '{scheme}' in '{}' header.",

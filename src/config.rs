@@ -9,8 +9,9 @@ use http::HeaderName;
 use http::header::AUTHORIZATION;
 
 use crate::cookie::CookieConfig;
-use crate::error::{ConfigError, Reject};
+use crate::error::ConfigError;
 use crate::keyset::KeySet;
+use crate::reject::Reject;
 use crate::revocation::RevocationStore;
 use crate::source::TokenLocation;
 
@@ -41,6 +42,7 @@ pub struct AuthXConfig {
     pub(crate) allow_weak_secret: bool,
     pub(crate) pass_preflight: bool,
     pub(crate) rejection: Option<Arc<dyn Reject>>,
+    pub(crate) grpc_rejection: Option<Arc<dyn Reject>>,
     pub(crate) store: Option<Arc<dyn RevocationStore>>,
     pub(crate) fail_open: bool,
     #[cfg(feature = "jwks")]
@@ -71,6 +73,7 @@ impl AuthXConfig {
             allow_weak_secret: false,
             pass_preflight: false,
             rejection: None,
+            grpc_rejection: None,
             store: None,
             fail_open: false,
             #[cfg(feature = "jwks")]
@@ -252,10 +255,23 @@ impl AuthXConfig {
         self
     }
 
-    /// Replaces the default rejection (JSON `{"detail"}` with an RFC 6750 challenge).
+    /// Shapes HTTP refusals: your hook gets the default answer (status,
+    /// challenge, JSON `{"detail"}`) in a [`Refusal`](crate::Refusal) and
+    /// returns the response to send. gRPC calls keep their gRPC answer (a JSON
+    /// body would break every gRPC client) unless you set
+    /// [`on_grpc_reject`](Self::on_grpc_reject) too.
     #[must_use]
     pub fn on_reject(mut self, reject: impl Reject) -> Self {
         self.rejection = Some(Arc::new(reject));
+        self
+    }
+
+    /// Shapes refusals of gRPC calls: your hook gets the default trailers-only
+    /// answer (`grpc-status`, `grpc-message`) and must keep it a valid gRPC
+    /// response.
+    #[must_use]
+    pub fn on_grpc_reject(mut self, reject: impl Reject) -> Self {
+        self.grpc_rejection = Some(Arc::new(reject));
         self
     }
 }
@@ -279,6 +295,7 @@ impl fmt::Debug for AuthXConfig {
             .field("max_token_lifetime", &self.max_token_lifetime)
             .field("verified_cache", &self.verified_cache)
             .field("custom_rejection", &self.rejection.is_some())
+            .field("custom_grpc_rejection", &self.grpc_rejection.is_some())
             .field("custom_store", &self.store.is_some())
             .field("fail_open", &self.fail_open)
             .finish_non_exhaustive()

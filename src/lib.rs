@@ -66,6 +66,8 @@ mod keys;
 mod keyset;
 pub mod layer;
 mod policy;
+mod reject;
+mod request;
 mod revocation;
 mod source;
 mod token;
@@ -74,9 +76,7 @@ pub use authx::{AuthX, TokenBuilder, TokenPair};
 pub use claims::{Audience, Claims, Fresh, NoExtra, NumericDate, TokenType};
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
-pub use error::{
-    AuthError, ConfigError, CsrfFailure, InvalidToken, IssueError, Reject, RequestHead,
-};
+pub use error::{AuthError, ConfigError, CsrfFailure, InvalidToken, IssueError};
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub use jwks::RemoteJwks;
@@ -87,6 +87,8 @@ pub use layer::{
     RequireScopesLayer,
 };
 pub use policy::{Requirement, Scopes};
+pub use reject::{Refusal, Reject};
+pub use request::RequestHead;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use revocation::RedisStore;

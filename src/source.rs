@@ -9,7 +9,8 @@ use http::{HeaderMap, HeaderName};
 
 use crate::claims::TokenType;
 use crate::cookie::{CookieConfig, cookie_value};
-use crate::error::{AuthError, CsrfFailure, InvalidToken, RequestHead};
+use crate::error::{AuthError, CsrfFailure, InvalidToken};
+use crate::request::RequestHead;
 
 /// A place a request may carry its token (AuthX's `JWT_TOKEN_LOCATION` values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -355,13 +355,19 @@ async fn cookie_and_csrf_double_submit_end_to_end() {
 #[tokio::test]
 async fn password_change_takes_the_header_without_csrf_and_wants_fresh() {
     let server = Server::start("axum", &[]).await;
+    // A client that sends no cookies hears of the header only (the seed's
+    // wording); one that sends cookies, of both places.
     let res = change_password(&server, "x").send().await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(res.detail(), "Missing 'Bearer' in 'Authorization' header.");
+    let res = change_password(&server, "x")
+        .header("cookie", "theme=dark")
+        .send()
+        .await;
     assert_eq!(
         res.detail(),
         "Missing 'Bearer' in 'Authorization' header. Missing cookie 'access_token_cookie'."
     );
-    // The seed's routes read the header only, so their detail is the seed's.
     let res = server.get("/protected").send().await;
     assert_eq!(res.detail(), "Missing 'Bearer' in 'Authorization' header.");
 

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_authx::{
-    AuthError, AuthX, AuthXConfig, Claims, NumericDate, RequestHead, RequireAuthLayer,
+    AuthError, AuthX, AuthXConfig, Claims, NumericDate, Refusal, RequireAuthLayer,
     RequireFreshLayer,
 };
 
@@ -202,16 +202,17 @@ fn poll_ready_is_the_inner_services() {
 
 #[tokio::test]
 async fn the_rejection_can_be_replaced() {
-    let config = AuthXConfig::from_secret(SECRET).unwrap().on_reject(
-        |error: &AuthError, head: RequestHead<'_>| {
+    let config = AuthXConfig::from_secret(SECRET)
+        .unwrap()
+        .on_reject(|refusal: Refusal<'_>| {
             let mut res = Response::new(Bytes::from(format!(
-                "no entry to {}: {error}",
-                head.uri.path()
+                "no entry to {}: {}",
+                refusal.request.uri.path(),
+                refusal.error
             )));
             *res.status_mut() = StatusCode::FORBIDDEN;
             res
-        },
-    );
+        });
     let svc = RequireAuthLayer::new(AuthX::new(config).unwrap()).layer(counting(Arc::default()));
     let res = svc.oneshot(request(None)).await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
@@ -219,6 +220,36 @@ async fn the_rejection_can_be_replaced() {
         body_text(res.into_body()).await,
         "no entry to /: Missing bearer token"
     );
+}
+
+#[tokio::test]
+async fn a_custom_body_keeps_the_status_and_the_challenge() {
+    let config = AuthXConfig::from_secret(SECRET)
+        .unwrap()
+        .on_reject(|refusal: Refusal<'_>| {
+            let body = serde_json::json!({"error": {"message": refusal.detail}}).to_string();
+            refusal.with_body(http::HeaderValue::from_static("application/json"), body)
+        });
+    let authx = AuthX::new(config).unwrap();
+    let svc = RequireFreshLayer::new(authx.clone()).layer(counting(Arc::default()));
+    let stale = authx.create_access_token("u", false).unwrap();
+    let res = svc.oneshot(request(Some(&stale))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer error=\"insufficient_user_authentication\"")
+    );
+    // The reason travels in the extensions, for logs and metrics outside.
+    assert!(matches!(
+        res.extensions().get::<AuthError>(),
+        Some(AuthError::FreshTokenRequired { .. })
+    ));
+    let hint = res.body().size_hint().exact();
+    let text = body_text(res.into_body()).await;
+    assert_eq!(hint, Some(text.len() as u64));
+    assert_eq!(text, r#"{"error":{"message":"Fresh token required"}}"#);
 }
 
 #[tokio::test]

@@ -132,12 +132,21 @@ async fn each_location_works_and_the_first_one_present_decides() {
     .await;
     assert_eq!(out.status, StatusCode::BAD_REQUEST);
 
-    let out = send(layer, req(Method::GET, "/", &[])).await;
+    // "No token" names the places this request could have used: all three
+    // for a request with cookies and a query...
+    let out = send(
+        layer.clone(),
+        req(Method::GET, "/?page=2", &[("cookie", "theme=dark")]),
+    )
+    .await;
     assert_eq!(
         detail(&out),
         "Missing 'Bearer' in 'Authorization' header. Missing cookie 'access_token_cookie'. \
          Missing 'token' in query parameters."
     );
+    // ...the header alone for a client that sends neither (the seed's wording).
+    let out = send(layer, req(Method::GET, "/", &[])).await;
+    assert_eq!(detail(&out), "Missing 'Bearer' in 'Authorization' header.");
 }
 
 #[tokio::test]

@@ -153,3 +153,76 @@ async fn a_whole_server_layer_with_scopes_answers_permission_denied() {
     let scoped = authx.access_token("u").scopes(["greet"]).issue().unwrap();
     assert_eq!(hello(&channel, Some(&scoped)).await.unwrap(), "hi u");
 }
+
+#[tokio::test]
+async fn a_custom_json_rejection_leaves_grpc_calls_a_grpc_status() {
+    // The hook writes JSON for HTTP clients; gRPC calls must still get
+    // UNAUTHENTICATED, with the message, or every gRPC client breaks.
+    let config =
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .on_reject(|refusal: tower_authx::Refusal<'_>| {
+                let body = serde_json::json!({"error": refusal.detail}).to_string();
+                refusal.with_body(http::HeaderValue::from_static("application/json"), body)
+            });
+    let authx = AuthX::new(config).unwrap();
+    let greeter = GreeterServer::new(|_request: Request<HelloRequest>| {
+        Ok(HelloReply {
+            message: "hi".into(),
+        })
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(tower::Layer::layer(
+                &tower_authx::RequireFreshLayer::new(authx.clone()),
+                greeter,
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = channel(&addr).await;
+    let status = hello(&channel, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "Missing 'Bearer' in 'Authorization' header."
+    );
+    let stale = authx.create_access_token("u", false).unwrap();
+    let status = hello(&channel, Some(&stale)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert_eq!(status.message(), "Fresh token required");
+}
+
+#[tokio::test]
+async fn a_grpc_hook_can_reshape_grpc_refusals() {
+    let config = AuthXConfig::from_secret(SECRET).unwrap().on_grpc_reject(
+        |refusal: tower_authx::Refusal<'_>| {
+            let mut res = refusal.response;
+            res.headers_mut().insert(
+                "grpc-message",
+                http::HeaderValue::from_static("log in first"),
+            );
+            res
+        },
+    );
+    let authx = AuthX::new(config).unwrap();
+    let greeter = GreeterServer::new(|_request: Request<HelloRequest>| {
+        Ok(HelloReply {
+            message: "hi".into(),
+        })
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(tower::Layer::layer(
+                &tower_authx::RequireAuthLayer::new(authx),
+                greeter,
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let status = hello(&channel(&addr).await, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "log in first");
+}

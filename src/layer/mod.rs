@@ -26,8 +26,9 @@ use tower_service::Service;
 
 use crate::authx::AuthX;
 use crate::claims::{Claims, NumericDate};
-use crate::error::{AuthError, RequestHead};
+use crate::error::AuthError;
 use crate::policy::Requirement;
+use crate::request::RequestHead;
 use crate::revocation::StoreFuture;
 
 /// What extra-claims types must be to travel in request extensions.
@@ -111,11 +112,7 @@ impl VerifiedBy {
 }
 
 fn head<B>(req: &Request<B>) -> RequestHead<'_> {
-    RequestHead {
-        method: req.method(),
-        uri: req.uri(),
-        headers: req.headers(),
-    }
+    RequestHead::of(req)
 }
 
 /// A CORS preflight and nothing else: `OPTIONS` with `Origin` and one

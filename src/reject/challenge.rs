@@ -1,0 +1,203 @@
+//! The HTTP shape of a refusal: a status, `{"detail": ...}` in AuthX's words,
+//! and an RFC 6750 / RFC 9470 `WWW-Authenticate` challenge (or `Retry-After`
+//! when it is not the credential's fault). Each kind of refusal is built once.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use super::grpc;
+use crate::error::{AuthError, CsrfFailure, InvalidToken};
+use crate::request::RequestHead;
+
+/// What the default rejection needs from the configuration, and the refusals
+/// already built (a refusal costs no formatting the second time).
+#[derive(Debug)]
+pub(crate) struct Challenge {
+    pub(crate) scheme: String,
+    pub(crate) realm: Option<String>,
+    /// AuthX's wording for "no token", for each set of locations a request
+    /// could have used (see `missing_mask`).
+    pub(crate) missing_details: [String; 8],
+    pub(crate) csrf_missing_detail: String,
+    pub(crate) prepared: RwLock<HashMap<(&'static str, &'static str), Prepared>>,
+}
+
+/// A refusal's body and challenge, built once per kind of refusal.
+#[derive(Clone, Debug)]
+pub(crate) struct Prepared {
+    body: Bytes,
+    challenge: Option<HeaderValue>,
+}
+
+/// A name for refusals whose wording never changes (for one configuration and
+/// one `missing_mask`); `None` for those that carry values (scopes, serde's
+/// messages).
+fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &'static str)> {
+    const MASKS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
+    Some(match error {
+        AuthError::MissingToken => ("missing", MASKS[missing_mask]),
+        AuthError::InvalidRequest(why) => ("request", why),
+        AuthError::InvalidToken(InvalidToken::Malformed(Cow::Borrowed(why))) => ("malformed", why),
+        AuthError::InvalidToken(InvalidToken::Claims(Cow::Borrowed(why))) => ("claims", why),
+        AuthError::InvalidToken(InvalidToken::Malformed(_) | InvalidToken::Claims(_)) => {
+            return None;
+        }
+        AuthError::InvalidToken(other) => ("token", fixed_name(other)),
+        AuthError::WrongTokenType { expected, .. } => ("type", expected.as_str()),
+        AuthError::FreshTokenRequired { .. } => ("fresh", ""),
+        AuthError::InsufficientScope { .. } => return None,
+        AuthError::Csrf(CsrfFailure::Missing) => ("csrf", "missing"),
+        AuthError::Csrf(CsrfFailure::Mismatch) => ("csrf", "mismatch"),
+        AuthError::Revoked => ("revoked", ""),
+        AuthError::RefreshReused => ("reused", ""),
+        AuthError::StoreUnavailable => ("store", ""),
+        AuthError::KeysUnavailable => ("keys", ""),
+    })
+}
+
+fn fixed_name(error: &InvalidToken) -> &'static str {
+    match error {
+        InvalidToken::TooLong => "too_long",
+        InvalidToken::Malformed(_) => "malformed",
+        InvalidToken::Algorithm => "algorithm",
+        InvalidToken::Signature => "signature",
+        InvalidToken::Claims(_) => "claims",
+        InvalidToken::Expired => "expired",
+        InvalidToken::NotYetValid => "nbf",
+        InvalidToken::IssuedInFuture => "iat",
+        InvalidToken::Lifetime => "lifetime",
+        InvalidToken::UnknownKey => "kid",
+        InvalidToken::Issuer => "iss",
+        InvalidToken::Audience => "aud",
+    }
+}
+
+impl Challenge {
+    /// `401`/`400`/`403`/`503` with `{"detail": ...}` and an RFC 6750
+    /// `WWW-Authenticate`; for a gRPC request, a trailers-only gRPC status.
+    pub(crate) fn response(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
+        if let Some(content_type) = grpc::content_type(request) {
+            let detail = self.detail(error, request);
+            let challenge = HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok();
+            return grpc::refusal(error, &detail, challenge, content_type);
+        }
+        let prepared = match fixed_kind(error, self.missing_mask(request)) {
+            Some(kind) => self.prepared_for(kind, error, request),
+            None => self.prepare(error, request),
+        };
+        let mut res = Response::new(prepared.body);
+        *res.status_mut() = error.status();
+        let headers = res.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if error.status() == StatusCode::SERVICE_UNAVAILABLE {
+            // Not the credential's fault: no challenge, come back soon.
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        } else if let Some(v) = prepared.challenge {
+            headers.insert(WWW_AUTHENTICATE, v);
+        }
+        res
+    }
+
+    /// The `detail` of the default answer (AuthX's wording where AuthX has one).
+    pub(crate) fn detail<'a>(
+        &'a self,
+        error: &AuthError,
+        request: RequestHead<'_>,
+    ) -> Cow<'a, str> {
+        match error {
+            // AuthX's wording, so clients that match on it keep working.
+            AuthError::MissingToken => {
+                Cow::Borrowed(self.missing_details[self.missing_mask(request)].as_str())
+            }
+            AuthError::Csrf(CsrfFailure::Missing) => {
+                Cow::Borrowed(self.csrf_missing_detail.as_str())
+            }
+            other => Cow::Owned(other.to_string()),
+        }
+    }
+
+    /// Which locations a request without a token could have used: the header
+    /// always (bit 0), cookies when it sent any (bit 1), the query when it has
+    /// one (bit 2). A client that sends no cookies hears only of the header.
+    fn missing_mask(&self, request: RequestHead<'_>) -> usize {
+        1 | usize::from(request.headers.contains_key(http::header::COOKIE)) << 1
+            | usize::from(request.uri.query().is_some()) << 2
+    }
+
+    fn prepare(&self, error: &AuthError, request: RequestHead<'_>) -> Prepared {
+        let detail = self.detail(error, request);
+        Prepared {
+            body: Bytes::from(serde_json::json!({ "detail": detail }).to_string()),
+            challenge: HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok(),
+        }
+    }
+
+    /// The prepared refusal of this kind, built on first use. The kinds are
+    /// names in the binary, so the map cannot grow with traffic.
+    fn prepared_for(
+        &self,
+        kind: (&'static str, &'static str),
+        error: &AuthError,
+        request: RequestHead<'_>,
+    ) -> Prepared {
+        let cached = self
+            .prepared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&kind)
+            .cloned();
+        cached.unwrap_or_else(|| {
+            let prepared = self.prepare(error, request);
+            self.prepared
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(kind, prepared.clone());
+            prepared
+        })
+    }
+
+    fn www_authenticate(&self, error: &AuthError, detail: &str) -> String {
+        let mut params = Vec::new();
+        if let Some(realm) = &self.realm {
+            params.push(format!("realm=\"{}\"", quoted_string_safe(realm)));
+        }
+        if let Some(code) = error.error_code() {
+            params.push(format!("error=\"{code}\""));
+            params.push(format!(
+                "error_description=\"{}\"",
+                quoted_string_safe(detail)
+            ));
+        }
+        match error {
+            AuthError::FreshTokenRequired { max_age: Some(age) } => {
+                params.push(format!("max_age={}", age.as_secs()));
+            }
+            AuthError::InsufficientScope { required, .. } => {
+                let scope = required.required.join(" ");
+                params.push(format!("scope=\"{}\"", quoted_string_safe(&scope)));
+            }
+            _ => {}
+        }
+        if params.is_empty() {
+            self.scheme.clone()
+        } else {
+            format!("{} {}", self.scheme, params.join(", "))
+        }
+    }
+}
+
+/// RFC 6750 3: `error_description` may hold only %x20-21 / %x23-5B / %x5D-7E.
+fn quoted_string_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
