@@ -10,8 +10,9 @@
 //!   (`access_token_cookie` and `refresh_token_cookie`, HttpOnly; `csrf_access_token`
 //!   and `csrf_refresh_token` for scripts). `JWT_COOKIE_SECURE=false` drops
 //!   `Secure` for plain-HTTP development.
-//! - `POST /account/password` `{"new_password": "..."}`: needs a fresh token, from
-//!   the `Authorization` header or from the cookie (then with `X-CSRF-TOKEN`).
+//! - Every guarded route takes the token from the `Authorization` header or from
+//!   the cookies (on `POST`, with the `X-CSRF-TOKEN` double submit).
+//! - `POST /account/password` `{"new_password": "..."}`: needs a fresh token.
 //! - `POST /logout` revokes the presented token's session; `/refresh` with a
 //!   refresh token rotates it (presenting it again revokes the session).
 //!
@@ -25,7 +26,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, PRAGMA, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,14 +51,14 @@ type Shared = State<Arc<App>>;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host, port) = shared::address(8000)?;
     let secure = std::env::var("JWT_COOKIE_SECURE").map_or(true, |v| v != "false");
+    // Every guarded route takes the header or the cookies set by
+    // /login/cookie (with the CSRF double submit on POST); a client that sends
+    // no cookies gets the seed's answers.
     let config = shared::shared_settings(shared::config_from_env()?)
         .await?
-        .cookies(CookieConfig::default().secure(secure));
-    // The seed's routes read the header only, so their answers stay the seed's;
-    // the password change also takes the cookie set by /login/cookie.
-    let authx = AuthX::new(config.clone())?;
-    let header_or_cookie =
-        AuthX::new(config.token_location([TokenLocation::Headers, TokenLocation::Cookies]))?;
+        .cookies(CookieConfig::default().secure(secure))
+        .token_location([TokenLocation::Headers, TokenLocation::Cookies]);
+    let authx = AuthX::new(config)?;
 
     let app = Arc::new(App {
         authx: authx.clone(),
@@ -81,11 +82,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route(
             "/fresh-required",
-            get(fresh_required).route_layer(RequireFreshLayer::new(authx)),
+            get(fresh_required).route_layer(RequireFreshLayer::new(authx.clone())),
         )
         .route(
             "/account/password",
-            post(change_password).route_layer(RequireFreshLayer::new(header_or_cookie)),
+            post(change_password).route_layer(RequireFreshLayer::new(authx)),
         )
         .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async {
@@ -205,7 +206,13 @@ async fn refresh(State(app): Shared, request: Head, claims: Claims) -> Response 
 
 async fn logout(State(app): Shared, request: Head, claims: Claims) -> Response {
     match app.authx.revoke(&claims).await {
-        Ok(()) => tokens(json!({"message": "Successfully logged out"})),
+        Ok(()) => {
+            let mut res = tokens(json!({"message": "Successfully logged out"}));
+            if request.2.contains_key(COOKIE) {
+                app.authx.unset_cookies(res.headers_mut());
+            }
+            res
+        }
         Err(error) => refusal(&app, &error, &request),
     }
 }

@@ -178,17 +178,34 @@ impl AuthX {
     /// a new login session (refresh-token family): rotation keeps it, a reused
     /// refresh token or a logout ends it.
     pub fn create_token_pair(&self, sub: impl Into<String>) -> Result<TokenPair, IssueError> {
+        self.token_pair(sub).issue()
+    }
+
+    /// Starts a login's token pair with options: your own claims and scopes
+    /// go into both tokens, freshness into the access token, and both belong
+    /// to one new session, so logout and refresh-token reuse detection cover
+    /// them as they cover [`create_token_pair`](Self::create_token_pair)'s.
+    ///
+    /// ```
+    /// # use tower_authx::{AuthX, AuthXConfig};
+    /// # let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32])?)?;
+    /// let pair = authx
+    ///     .token_pair("user1")
+    ///     .extra(&serde_json::json!({"tenant": "acme"}))
+    ///     .scopes(["posts:read"])
+    ///     .issue()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn token_pair(&self, sub: impl Into<String>) -> PairBuilder<'_> {
         let sub = sub.into();
         let family = uuid::Uuid::new_v4().to_string();
-        Ok(TokenPair {
-            access_token: self
+        PairBuilder {
+            access: self
                 .access_token(sub.clone())
                 .fresh(true)
-                .family(family.clone())
-                .issue()?,
-            refresh_token: self.refresh_token(sub).family(family).issue()?,
-            token_type: "bearer",
-        })
+                .family(family.clone()),
+            refresh: self.refresh_token(sub).family(family),
+        }
     }
 
     /// Starts an access token with options (scopes, your own claims, lifetime...).
@@ -344,11 +361,19 @@ impl AuthX {
     }
 
     /// Rotates a verified refresh token: spends it, and answers a non-fresh
-    /// access token and a new refresh token in the same session. Only the
-    /// session's latest refresh token can be spent: any earlier one presented
-    /// again is refused with [`AuthError::RefreshReused`] and the whole session
-    /// revoked, so a thief and the victim cannot both go on.
-    pub async fn rotate<E>(&self, claims: &Claims<E>) -> Result<TokenPair, AuthError> {
+    /// access token and a new refresh token in the same session, both with
+    /// the refresh token's scopes and its own claims as `E` read them (with
+    /// the default [`NoExtra`](crate::NoExtra), none: verify the refresh token
+    /// with your claim type to carry them over). Only the session's latest
+    /// refresh token can be spent: any earlier one presented again is refused
+    /// with [`AuthError::RefreshReused`] and the whole session revoked, so a
+    /// thief and the victim cannot both go on. A key that cannot sign, or
+    /// claims that cannot be written, are an [`IssueError`]'s message in a
+    /// refusal and leave the refresh token unspent.
+    pub async fn rotate<'a, E: Serialize>(
+        &'a self,
+        claims: &Claims<E>,
+    ) -> Result<TokenPair, AuthError> {
         if claims.token_type != TokenType::Refresh {
             return Err(AuthError::WrongTokenType {
                 expected: TokenType::Refresh,
@@ -366,11 +391,24 @@ impl AuthX {
         // The successor is signed before the store moves on to it, so a key
         // that cannot sign never spends the user's refresh token.
         let issue = |e: IssueError| {
-            AuthError::InvalidToken(crate::error::InvalidToken::Claims(e.to_string().into()))
+            tracing::error!(error = %e, "tower-authx: cannot issue the rotated tokens");
+            AuthError::Issue(e)
         };
-        let successor = self.refresh_token(claims.sub.clone()).family(family);
+        let carry = |builder: TokenBuilder<'a>| -> TokenBuilder<'a> {
+            let builder = builder.family(family).extra(&claims.extra);
+            match &claims.scopes {
+                Some(scopes) => builder.scopes(scopes.iter().cloned()),
+                None => builder,
+            }
+        };
+        let successor = carry(self.refresh_token(claims.sub.clone()));
         let next_jti = successor.claims.jti.clone().unwrap_or_default();
         let refresh_token = successor.issue().map_err(issue)?;
+        // Signed before the store moves on too.
+        let access_token = carry(self.access_token(claims.sub.clone()))
+            .fresh(false)
+            .issue()
+            .map_err(issue)?;
         let verdict = self
             .inner
             .store
@@ -386,12 +424,7 @@ impl AuthX {
             RefreshUse::FamilyRevoked => return Err(AuthError::Revoked),
         }
         Ok(TokenPair {
-            access_token: self
-                .access_token(claims.sub.clone())
-                .fresh(false)
-                .family(family)
-                .issue()
-                .map_err(issue)?,
+            access_token,
             refresh_token,
             token_type: "bearer",
         })
@@ -564,6 +597,64 @@ pub struct TokenPair {
     pub refresh_token: String,
     /// Always `"bearer"`.
     pub token_type: &'static str,
+}
+
+/// A login's two tokens being issued: one session, the same claims and scopes
+/// in both; freshness for the access token. From [`AuthX::token_pair`].
+#[derive(Debug)]
+#[must_use = "call .issue() to get the tokens"]
+pub struct PairBuilder<'a> {
+    access: TokenBuilder<'a>,
+    refresh: TokenBuilder<'a>,
+}
+
+impl PairBuilder<'_> {
+    /// Whether the access token is fresh (default: yes, as at login).
+    pub fn fresh(mut self, fresh: bool) -> Self {
+        self.access = self.access.fresh(fresh);
+        self
+    }
+
+    /// The access token is fresh until `until` (flask-jwt-extended's form).
+    pub fn fresh_until(mut self, until: NumericDate) -> Self {
+        self.access = self.access.fresh_until(until);
+        self
+    }
+
+    /// When the user typed credentials (`auth_time`, on the access token).
+    pub fn auth_time(mut self, at: NumericDate) -> Self {
+        self.access = self.access.auth_time(at);
+        self
+    }
+
+    /// AuthX's `scopes`, in both tokens (rotation carries them on).
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        self.access = self.access.scopes(scopes.clone());
+        self.refresh = self.refresh.scopes(scopes);
+        self
+    }
+
+    /// Your own claims, at the top level of both tokens (see
+    /// [`TokenBuilder::extra`]).
+    pub fn extra<T: Serialize>(mut self, extra: &T) -> Self {
+        self.access = self.access.extra(extra);
+        self.refresh = self.refresh.extra(extra);
+        self
+    }
+
+    /// Signs both tokens.
+    pub fn issue(self) -> Result<TokenPair, IssueError> {
+        Ok(TokenPair {
+            access_token: self.access.issue()?,
+            refresh_token: self.refresh.issue()?,
+            token_type: "bearer",
+        })
+    }
 }
 
 /// Claims that callers' own claims may not overwrite.

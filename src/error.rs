@@ -55,6 +55,10 @@ pub enum AuthError {
     /// The token names a key we do not hold and the issuer's JWKS cannot be
     /// fetched (503, distinct from a bad token's 401).
     KeysUnavailable,
+    /// A token could not be issued (a key that only verifies, unwritable
+    /// claims): the server's fault, never the client's (500; the detail does
+    /// not say why, the log does).
+    Issue(IssueError),
 }
 
 /// How the CSRF double submit failed.
@@ -105,17 +109,20 @@ impl AuthError {
             AuthError::StoreUnavailable | AuthError::KeysUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            AuthError::Issue(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// The gRPC status code of the default rejection of a gRPC request:
     /// 7 `PERMISSION_DENIED` for missing scopes, 14 `UNAVAILABLE` when the
-    /// revocation store is down, else 16 `UNAUTHENTICATED`.
+    /// revocation store or the keys are unavailable, 13 `INTERNAL` when a
+    /// token could not be issued, else 16 `UNAUTHENTICATED`.
     pub fn grpc_status(&self) -> u8 {
         match self {
             AuthError::InsufficientScope { .. } => 7,
             AuthError::StoreUnavailable | AuthError::KeysUnavailable => 14,
+            AuthError::Issue(_) => 13,
             _ => 16,
         }
     }
@@ -126,7 +133,8 @@ impl AuthError {
             AuthError::MissingToken
             | AuthError::Csrf(_)
             | AuthError::StoreUnavailable
-            | AuthError::KeysUnavailable => None,
+            | AuthError::KeysUnavailable
+            | AuthError::Issue(_) => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken(_)
             | AuthError::WrongTokenType { .. }
@@ -157,6 +165,7 @@ impl fmt::Display for AuthError {
                 f.write_str("Token revocation store unavailable, try again later")
             }
             AuthError::KeysUnavailable => f.write_str("Signing keys unavailable, try again later"),
+            AuthError::Issue(_) => f.write_str("Token could not be issued"),
             // AuthX's MSG_CSRFError.
             AuthError::Csrf(CsrfFailure::Mismatch) => {
                 f.write_str("CSRF double submit does not match")

@@ -72,7 +72,7 @@ mod revocation;
 mod source;
 mod token;
 
-pub use authx::{AuthX, TokenBuilder, TokenPair};
+pub use authx::{AuthX, PairBuilder, TokenBuilder, TokenPair};
 pub use claims::{Audience, Claims, Fresh, NoExtra, NumericDate, TokenType};
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};

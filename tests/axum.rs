@@ -405,3 +405,91 @@ async fn password_change_takes_the_header_without_csrf_and_wants_fresh() {
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 }
+
+/// The `Cookie` line a browser would send back.
+fn cookie_header(jar: &[(String, String, String)]) -> String {
+    jar.iter()
+        .map(|(name, value, _)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn after_a_cookie_login_every_guarded_route_takes_the_cookie() {
+    let server = Server::start("axum", &[("JWT_COOKIE_SECURE", "false")]).await;
+    let jar = cookie_login(&server).await;
+    let cookie = cookie_header(&jar);
+    for path in ["/protected", "/fresh-required"] {
+        let res = server.get(path).header("cookie", &cookie).send().await;
+        assert_eq!(res.status, StatusCode::OK, "{path}: {}", res.text());
+        assert_eq!(res.json()["username"], "user1");
+    }
+    // POST with cookies needs the double submit.
+    let res = server
+        .post("/refresh")
+        .header("cookie", &cookie)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    let res = server
+        .post("/refresh")
+        .header("cookie", &cookie)
+        .header("x-csrf-token", value(&jar, "csrf_access_token"))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // Logout ends the session and clears the cookies.
+    let res = server
+        .post("/logout")
+        .header("cookie", &cookie)
+        .header("x-csrf-token", value(&jar, "csrf_access_token"))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.headers.get_all("set-cookie").iter().count(), 4);
+    let res = server
+        .get("/protected")
+        .header("cookie", &cookie)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_axum_example_logs_out_rotates_and_detects_reuse() {
+    let server = Server::start("axum", &[]).await;
+    let (access, refresh) = server.login().await;
+    let res = server.post("/refresh").bearer(&refresh).send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.headers["cache-control"], "no-store");
+    let rotated = res.json();
+    let (new_access, new_refresh) = (
+        rotated["access_token"].as_str().unwrap().to_owned(),
+        rotated["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    assert_ne!(new_refresh, refresh);
+    // The old refresh token again: reuse, and the whole session is over.
+    let res = server.post("/refresh").bearer(&refresh).send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(res.detail().contains("reuse"), "{}", res.detail());
+    for token in [&access, &new_access] {
+        let res = server.get("/protected").bearer(token).send().await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    }
+    let res = server.post("/refresh").bearer(&new_refresh).send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+
+    // A logout ends a session: its access and refresh tokens alike.
+    let (access, refresh) = server.login().await;
+    let res = server.post("/logout").bearer(&access).send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert!(res.headers.get("set-cookie").is_none());
+    assert_eq!(
+        server.get("/protected").bearer(&access).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.post("/refresh").bearer(&refresh).send().await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

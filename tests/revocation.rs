@@ -717,3 +717,104 @@ async fn only_verified_tokens_reach_the_store_and_only_once() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(counting.asked.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+struct Tenant {
+    tenant: String,
+}
+
+#[tokio::test]
+async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_logout() {
+    let authx = authx_with(MemoryStore::default());
+    let pair = authx
+        .token_pair("user1")
+        .extra(&Tenant {
+            tenant: "acme".into(),
+        })
+        .scopes(["posts:read"])
+        .issue()
+        .unwrap();
+    let refresh: Claims<Tenant> = authx
+        .verify(&pair.refresh_token, &Requirement::refresh())
+        .unwrap();
+    let access: Claims<Tenant> = authx
+        .verify(&pair.access_token, &Requirement::fresh())
+        .unwrap();
+    assert_eq!(access.extra.tenant, "acme");
+    assert!(access.family.is_some() && access.family == refresh.family);
+
+    // Rotation carries the claims and scopes, in the same session, not fresh.
+    let rotated = authx.rotate(&refresh).await.unwrap();
+    let next: Claims<Tenant> = authx
+        .verify(&rotated.access_token, &Requirement::access())
+        .unwrap();
+    assert_eq!(next.extra.tenant, "acme");
+    assert_eq!(next.scopes.as_deref(), Some(&["posts:read".to_owned()][..]));
+    assert_eq!(next.family, refresh.family);
+    assert!(!authx.is_fresh(&next));
+    let next_refresh: Claims<Tenant> = authx
+        .verify(&rotated.refresh_token, &Requirement::refresh())
+        .unwrap();
+    assert_eq!(next_refresh.extra.tenant, "acme");
+
+    // Reuse of the first refresh token kills the session: every token of it.
+    assert_eq!(
+        authx.rotate(&refresh).await.unwrap_err(),
+        AuthError::RefreshReused
+    );
+    assert_eq!(authx.check_revocation(&next).await, Err(AuthError::Revoked));
+    assert_eq!(
+        authx.check_revocation(&access).await,
+        Err(AuthError::Revoked)
+    );
+
+    // Logout of another such pair ends its session, refresh token included.
+    let other = authx
+        .token_pair("user1")
+        .extra(&Tenant {
+            tenant: "acme".into(),
+        })
+        .issue()
+        .unwrap();
+    let other_access: Claims<Tenant> = authx
+        .verify(&other.access_token, &Requirement::access())
+        .unwrap();
+    authx.revoke(&other_access).await.unwrap();
+    let other_refresh: Claims<Tenant> = authx
+        .verify(&other.refresh_token, &Requirement::refresh())
+        .unwrap();
+    assert_eq!(
+        authx.rotate(&other_refresh).await.unwrap_err(),
+        AuthError::Revoked
+    );
+}
+
+#[tokio::test]
+async fn a_key_that_cannot_sign_makes_rotation_a_server_error_and_spends_nothing() {
+    let store = Arc::new(MemoryStore::default());
+    let issuer = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(SharedMemory(store.clone())),
+    )
+    .unwrap();
+    let pair = issuer.create_token_pair("user1").unwrap();
+    // The same secret and store, but a key set that only verifies.
+    let verifier = AuthX::new(
+        AuthXConfig::new(tower_authx::KeySet::verify_only([tower_authx::Key::hs256(
+            SECRET,
+        )
+        .unwrap()]))
+        .revocation_store(SharedMemory(store.clone())),
+    )
+    .unwrap();
+    let refresh: Claims = verifier
+        .verify(&pair.refresh_token, &Requirement::refresh())
+        .unwrap();
+    let error = verifier.rotate(&refresh).await.unwrap_err();
+    assert!(matches!(error, AuthError::Issue(_)), "{error:?}");
+    assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    // Nothing was spent: the store is empty and the issuer can still rotate it.
+    assert!(store.is_empty());
+    assert!(issuer.rotate(&refresh).await.is_ok());
+}

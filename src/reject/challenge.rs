@@ -57,6 +57,7 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::RefreshReused => ("reused", ""),
         AuthError::StoreUnavailable => ("store", ""),
         AuthError::KeysUnavailable => ("keys", ""),
+        AuthError::Issue(_) => ("issue", ""),
     })
 }
 
@@ -97,7 +98,9 @@ impl Challenge {
         if error.status() == StatusCode::SERVICE_UNAVAILABLE {
             // Not the credential's fault: no challenge, come back soon.
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        } else if let Some(v) = prepared.challenge {
+        } else if error.status().is_client_error()
+            && let Some(v) = prepared.challenge
+        {
             headers.insert(WWW_AUTHENTICATE, v);
         }
         res
