@@ -258,8 +258,20 @@ pub fn python() -> Option<PathBuf> {
         "CI needs the Python interop packages: set TOWER_AUTHX_PYTHON to a python with authx==1.7.1, \
          flask-jwt-extended==4.7.1, fastapi and uvicorn (see .ci/run)"
     );
-    eprintln!("skipped: no python with authx and flask-jwt-extended (set TOWER_AUTHX_PYTHON)");
+    skipped("no python with authx and flask-jwt-extended (set TOWER_AUTHX_PYTHON)");
     None
+}
+
+/// Says that the running test skipped, and why, where the test runner does
+/// not hide it: straight to stderr, past libtest's output capture, so
+/// `cargo test` shows `SKIPPED` beside the test's `ok`.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_owned();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
 /// A free loopback port (for servers that cannot report theirs).
@@ -290,7 +302,7 @@ impl Redis {
                 std::env::var_os("CI").is_none(),
                 "CI needs redis-server (apt-get install redis-server; see .ci/run)"
             );
-            eprintln!("skipped: no redis-server on PATH");
+            skipped("no redis-server on PATH");
             return None;
         }
         let mut redis = Redis {
