@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 /// `data=`). The default, [`NoExtra`], ignores anything else and costs nothing.
 ///
 /// The layers put a `Claims<E>` into the request's extensions once the token is
-/// verified; read it with `req.extensions().get::<Claims>()`.
+/// verified; read it with `req.extensions().get::<Claims>()`, or, with the
+/// `axum` feature, take it as a handler argument. Without that feature axum
+/// reports the handler as not implementing `Handler<_, _>`: turn it on.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Claims<E = NoExtra> {
     /// The subject: who the token speaks for (AuthX's `uid`).
