@@ -309,7 +309,7 @@ impl AuthX {
         requirement: &Requirement,
         now: NumericDate,
     ) -> Result<(), AuthError> {
-        requirement.check(claims, now, self.inner.fresh_max_age)
+        Ok(requirement.check(claims, now, self.inner.fresh_max_age)?)
     }
 
     /// Whether the revocation store still vouches for verified `claims`: `Ok`

@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use crate::claims::TokenType;
-use crate::policy::Scopes;
+use crate::policy::{Scopes, Unmet};
 
 /// Why a request was refused. One enum for every step of the way.
 #[derive(Clone, Debug, PartialEq)]
@@ -214,6 +214,18 @@ fn python_list(items: &[String]) -> String {
 }
 
 impl std::error::Error for AuthError {}
+
+impl From<Unmet> for AuthError {
+    fn from(unmet: Unmet) -> Self {
+        match unmet {
+            Unmet::TokenType { expected, found } => AuthError::WrongTokenType { expected, found },
+            Unmet::Fresh { max_age } => AuthError::FreshTokenRequired { max_age },
+            Unmet::Scopes { required, provided } => {
+                AuthError::InsufficientScope { required, provided }
+            }
+        }
+    }
+}
 
 impl From<InvalidToken> for AuthError {
     fn from(e: InvalidToken) -> Self {

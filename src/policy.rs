@@ -4,7 +4,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::claims::{Claims, NumericDate, TokenType};
-use crate::error::AuthError;
+
+/// Which part of a [`Requirement`] a verified token does not meet (the reasons
+/// turn it into an `AuthError`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Unmet {
+    TokenType {
+        expected: TokenType,
+        found: TokenType,
+    },
+    Fresh {
+        max_age: Option<Duration>,
+    },
+    Scopes {
+        required: Scopes,
+        provided: Vec<String>,
+    },
+}
 
 /// What a guarded route accepts. Cheap to clone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,17 +123,17 @@ impl Requirement {
         claims: &Claims<E>,
         now: NumericDate,
         max_age: Option<Duration>,
-    ) -> Result<(), AuthError> {
+    ) -> Result<(), Unmet> {
         if let Some(expected) = self.token_type
             && claims.token_type != expected
         {
-            return Err(AuthError::WrongTokenType {
+            return Err(Unmet::TokenType {
                 expected,
                 found: claims.token_type,
             });
         }
         if self.fresh && !claims.is_fresh_at(now, max_age) {
-            return Err(AuthError::FreshTokenRequired { max_age });
+            return Err(Unmet::Fresh { max_age });
         }
         if let Some(scopes) = &self.scopes {
             // A route that names no scope is a configuration slip: refuse
@@ -129,7 +145,7 @@ impl Requirement {
                     scopes.required.iter().any(|s| claims.has_scope(s))
                 };
             if !granted {
-                return Err(AuthError::InsufficientScope {
+                return Err(Unmet::Scopes {
                     required: scopes.clone(),
                     provided: claims.scopes.clone().unwrap_or_default(),
                 });

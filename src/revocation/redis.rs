@@ -111,8 +111,17 @@ pub struct RedisStore {
     prefix: String,
     per_subject: usize,
     scripts: Arc<Scripts>,
-    /// When `maxmemory-policy` was last seen to be `noeviction` (seconds; 0: never).
-    policy_ok_at: Arc<AtomicU64>,
+    policy: Arc<PolicyWatch>,
+}
+
+/// What the store knows of Redis's eviction policy (seconds since the epoch;
+/// 0: never).
+#[derive(Default)]
+struct PolicyWatch {
+    /// When `maxmemory-policy` was last seen to be `noeviction`.
+    ok_at: AtomicU64,
+    /// When an unsafe policy was last logged (at most every 10 s).
+    logged_at: AtomicU64,
 }
 
 struct Scripts {
@@ -163,7 +172,7 @@ impl RedisStore {
                 revoke: redis::Script::new(&format!("{PRELUDE}{REVOKE}")),
                 spend: redis::Script::new(&format!("{PRELUDE}{SPEND}")),
             }),
-            policy_ok_at: Arc::new(AtomicU64::new(0)),
+            policy: Arc::default(),
         })
     }
 
@@ -189,39 +198,17 @@ impl RedisStore {
 
     /// Asks Redis for its eviction policy; `Ok` only for `noeviction`.
     async fn check_policy(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query_async(&mut connection)
-            .await
-            .map_err(store_error)?;
-        let policy = info
-            .lines()
-            .find_map(|line| line.strip_prefix("maxmemory_policy:"))
-            .map(str::trim);
-        if policy != Some("noeviction") {
-            let policy = policy.unwrap_or("unknown");
-            tracing::error!(
-                policy,
-                "tower-authx: Redis may evict revocations (maxmemory-policy must be noeviction); refusing to use it"
-            );
-            return Err(StoreError::new(format!(
-                "Redis maxmemory-policy is {policy}: it may evict revocations and bring logged-out tokens back; set it to noeviction"
-            )));
-        }
-        self.policy_ok_at.store(now_secs(), Ordering::Relaxed);
-        Ok(())
+        check_policy(self.connection.clone(), &self.policy).await
     }
 
     /// Runs `command` once Redis's eviction policy is known to be safe.
     fn run<T: redis::FromRedisValue + Send + 'static>(&self, command: Command) -> StoreFuture<T> {
-        let store = self.clone();
+        let (mut connection, policy) = (self.connection.clone(), self.policy.clone());
         StoreFuture::pending(async move {
-            let checked = store.policy_ok_at.load(Ordering::Relaxed);
+            let checked = policy.ok_at.load(Ordering::Relaxed);
             if now_secs().saturating_sub(checked) >= POLICY_RECHECK.as_secs() {
-                store.check_policy().await?;
+                check_policy(connection.clone(), &policy).await?;
             }
-            let mut connection = store.connection.clone();
             // Once more after a dropped connection, so the first request after
             // an outage does not fail.
             match command.run(&mut connection).await {
@@ -251,6 +238,44 @@ impl RedisStore {
         args.extend(rest);
         Command::Script(script.clone(), self.key(subject), args)
     }
+}
+
+/// Asks Redis for its eviction policy; `Ok` (and the time noted) only for
+/// `noeviction`.
+async fn check_policy(
+    mut connection: ConnectionManager,
+    watch: &PolicyWatch,
+) -> Result<(), StoreError> {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut connection)
+        .await
+        .map_err(store_error)?;
+    let policy = info
+        .lines()
+        .find_map(|line| line.strip_prefix("maxmemory_policy:"))
+        .map(str::trim);
+    if policy != Some("noeviction") {
+        let policy = policy.unwrap_or("unknown");
+        let now = now_secs();
+        let last = watch.logged_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10
+            && watch
+                .logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                policy,
+                "tower-authx: Redis may evict revocations (maxmemory-policy must be noeviction); refusing to use it"
+            );
+        }
+        return Err(StoreError::new(format!(
+            "Redis maxmemory-policy is {policy}: it may evict revocations and bring logged-out tokens back; set it to noeviction"
+        )));
+    }
+    watch.ok_at.store(now_secs(), Ordering::Relaxed);
+    Ok(())
 }
 
 /// A plain command, or a script on one subject's key with its arguments.

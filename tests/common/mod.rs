@@ -267,10 +267,7 @@ pub fn python() -> Option<PathBuf> {
 /// `cargo test` shows `SKIPPED` beside the test's `ok`.
 pub fn skipped(why: &str) {
     use std::io::Write;
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a test")
-        .to_owned();
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
