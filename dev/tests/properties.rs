@@ -2,6 +2,7 @@
 //! token), with proptest. Bounded so CI stays fast; the fuzz targets in `fuzz/`
 //! explore the same entry points for longer.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::convert::Infallible;
