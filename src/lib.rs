@@ -97,9 +97,3 @@ pub use revocation::{
     TokenRecord,
 };
 pub use source::TokenLocation;
-
-/// The README's Rust examples, compiled and run as doctests (they use the
-/// axum and tonic integrations, so with `--all-features`, as the README says).
-#[cfg(all(doctest, feature = "axum", feature = "tonic"))]
-#[doc = include_str!("../README.md")]
-struct ReadmeDoctests;

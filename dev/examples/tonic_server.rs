@@ -19,9 +19,9 @@ use tonic::transport::Server;
 use tower::Layer;
 use tower_authx::{AuthX, Claims, RequireAuthLayer, RequireFreshLayer};
 
-#[path = "shared/greeter.rs"]
+#[path = "../../examples/shared/greeter.rs"]
 mod greeter;
-#[path = "shared/mod.rs"]
+#[path = "../../examples/shared/mod.rs"]
 mod shared;
 use greeter::{GreeterServer, HelloReply, HelloRequest};
 
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    let connections = shared::server::Acceptor::new(listener).into_stream();
+    let connections = incoming(shared::server::Acceptor::new(listener));
     Server::builder()
         // A call that has not finished in time (a body that never comes) ends;
         // dead peers are found by pings; no connection lives forever.
@@ -64,4 +64,73 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .serve_with_incoming(connections)
         .await?;
     Ok(())
+}
+
+/// A connection that holds its place under `MAX_CONNECTIONS` until dropped
+/// (tonic takes a stream of connections, not a listener).
+struct Counted {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Every connection `acceptor` accepts, as a stream for `serve_with_incoming`.
+fn incoming(
+    mut acceptor: shared::server::Acceptor,
+) -> tokio_stream::wrappers::ReceiverStream<Result<Counted, std::io::Error>> {
+    let (send, receive) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let (stream, permit) = acceptor.accept().await;
+            let counted = Counted {
+                stream,
+                _permit: permit,
+            };
+            if send.send(Ok(counted)).await.is_err() {
+                return; // the server is gone
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receive)
+}
+
+impl tonic::transport::server::Connected for Counted {
+    type ConnectInfo = <tokio::net::TcpStream as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }

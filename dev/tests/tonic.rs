@@ -2,8 +2,9 @@
 //! for every outcome, and a whole-server layer with scopes in process.
 #![cfg(feature = "tonic")]
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
-#[path = "../examples/shared/greeter.rs"]
+#[path = "../../examples/shared/greeter.rs"]
 mod greeter;
 
 use common::{SECRET, Server};
@@ -225,4 +226,69 @@ async fn a_grpc_hook_can_reshape_grpc_refusals() {
     let status = hello(&channel(&addr).await, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "log in first");
+}
+
+#[tokio::test]
+async fn a_grpc_call_dressed_as_a_cors_preflight_is_refused_by_the_tonic_example() {
+    use tower::ServiceExt;
+    let server = Server::start("tonic_server", &[]).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // An empty HealthCheckRequest, framed: no compression, length 0.
+    let frame = bytes::Bytes::from_static(&[0, 0, 0, 0, 0]);
+    let request = http::Request::builder()
+        .method("OPTIONS")
+        .uri(format!(
+            "http://{}/grpc.health.v1.Health/Check",
+            server.addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .body(tonic::body::Body::new(http_body_util::Full::new(frame)))
+        .unwrap();
+    let res = channel.oneshot(request).await.unwrap();
+    // Not a POST, so no gRPC call: refused as HTTP, and Health never ran.
+    assert_eq!(
+        res.status(),
+        http::StatusCode::UNAUTHORIZED,
+        "{:?}",
+        res.headers()
+    );
+    assert!(res.headers().get("grpc-status").is_none());
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_another_instance_is_refused_by_the_tonic_example() {
+    let Some(redis) = common::Redis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let tonic = Server::start(
+        "tonic_server",
+        &[("REDIS_URL", url.as_str()), ("JWT_VERIFIED_CACHE", "1000")],
+    )
+    .await;
+    // Another instance of the service: same secret, same Redis.
+    let elsewhere = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(tower_authx::RedisStore::connect(&url).await.unwrap()),
+    )
+    .unwrap();
+    let pair = elsewhere.create_token_pair("user1").unwrap();
+    let channel = channel(&tonic.addr).await;
+    // Seen (and cached) before the logout.
+    assert!(check(&channel, Some(&pair.access_token)).await.is_ok());
+    let claims: Claims = elsewhere
+        .verify(&pair.access_token, &tower_authx::Requirement::access())
+        .unwrap();
+    elsewhere.revoke(&claims).await.unwrap();
+    let refused = check(&channel, Some(&pair.access_token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
 }

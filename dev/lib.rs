@@ -1,0 +1,10 @@
+//! Nothing to use: this crate holds tower-authx's checks that need heavy
+//! dependencies (see Cargo.toml). `tests/fixtures` here is a link to the
+//! repository's, so the README's snippets find the key files they read.
+
+/// The README's Rust examples, compiled and run as doctests here, where tonic's
+/// transport and tonic-health are at hand (with `--all-features`, as the
+/// README's test command says).
+#[cfg(all(doctest, feature = "axum", feature = "tonic", feature = "redis"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
