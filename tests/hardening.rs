@@ -43,13 +43,10 @@ async fn one_user_rotating_and_logging_out_in_a_loop_cannot_take_logout_from_oth
     let res = server.post("/refresh").bearer(&first_refresh).send().await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
     // Another user's logout works and holds.
-    let res = server
-        .post("/login")
-        .header("content-type", "application/json")
-        .body(r#"{"username":"user2","password":"password2"}"#)
-        .send()
-        .await;
-    let other = res.json()["fresh_token"].as_str().unwrap().to_owned();
+    let other = server.login_as("user2", "password2").await["fresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         server.get("/protected").bearer(&other).send().await.status,
         StatusCode::OK

@@ -278,12 +278,7 @@ async fn the_memory_store_is_bounded_and_forgets_expired_entries() {
 #[tokio::test]
 async fn a_rotation_flood_keeps_one_entry_per_session() {
     let store = Arc::new(MemoryStore::default());
-    let authx = AuthX::new(
-        AuthXConfig::from_secret(SECRET)
-            .unwrap()
-            .revocation_store(SharedMemory(store.clone())),
-    )
-    .unwrap();
+    let authx = authx_with(SharedMemory(store.clone()));
     let mut refresh = authx.create_token_pair("flooder").unwrap().refresh_token;
     let first = refresh.clone();
     for _ in 0..2_000 {
@@ -309,12 +304,7 @@ async fn a_rotation_flood_keeps_one_entry_per_session() {
 #[tokio::test]
 async fn a_login_logout_flood_by_one_user_stays_bounded_and_costs_no_one_else() {
     let store = Arc::new(MemoryStore::default().per_subject(100));
-    let authx = AuthX::new(
-        AuthXConfig::from_secret(SECRET)
-            .unwrap()
-            .revocation_store(SharedMemory(store.clone())),
-    )
-    .unwrap();
+    let authx = authx_with(SharedMemory(store.clone()));
     let victim = authx.create_token_pair("victim").unwrap();
     let victim_logged_out = authx.create_token_pair("victim").unwrap();
     let claims: Claims = authx
@@ -792,12 +782,7 @@ async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_log
 #[tokio::test]
 async fn a_key_that_cannot_sign_makes_rotation_a_server_error_and_spends_nothing() {
     let store = Arc::new(MemoryStore::default());
-    let issuer = AuthX::new(
-        AuthXConfig::from_secret(SECRET)
-            .unwrap()
-            .revocation_store(SharedMemory(store.clone())),
-    )
-    .unwrap();
+    let issuer = authx_with(SharedMemory(store.clone()));
     let pair = issuer.create_token_pair("user1").unwrap();
     // The same secret and store, but a key set that only verifies.
     let verifier = AuthX::new(

@@ -155,6 +155,34 @@ async fn a_whole_server_layer_with_scopes_answers_permission_denied() {
     assert_eq!(hello(&channel, Some(&scoped)).await.unwrap(), "hi u");
 }
 
+/// A tonic server in this process whose Greeter (answering "hi") is behind
+/// `RequireFresh` or `RequireAuth`; its address.
+async fn serve_greeter(authx: AuthX, fresh: bool) -> String {
+    let greeter = GreeterServer::new(|_request: Request<HelloRequest>| {
+        Ok(HelloReply {
+            message: "hi".into(),
+        })
+    });
+    let mut server = tonic::transport::Server::builder();
+    let router = if fresh {
+        server.add_service(tower::Layer::layer(
+            &tower_authx::RequireFreshLayer::new(authx),
+            greeter,
+        ))
+    } else {
+        server.add_service(tower::Layer::layer(
+            &tower_authx::RequireAuthLayer::new(authx),
+            greeter,
+        ))
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    addr
+}
+
 #[tokio::test]
 async fn a_custom_json_rejection_leaves_grpc_calls_a_grpc_status() {
     // The hook writes JSON for HTTP clients; gRPC calls must still get
@@ -167,21 +195,7 @@ async fn a_custom_json_rejection_leaves_grpc_calls_a_grpc_status() {
                 refusal.with_body(http::HeaderValue::from_static("application/json"), body)
             });
     let authx = AuthX::new(config).unwrap();
-    let greeter = GreeterServer::new(|_request: Request<HelloRequest>| {
-        Ok(HelloReply {
-            message: "hi".into(),
-        })
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(tower::Layer::layer(
-                &tower_authx::RequireFreshLayer::new(authx.clone()),
-                greeter,
-            ))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let addr = serve_greeter(authx.clone(), true).await;
     let channel = channel(&addr).await;
     let status = hello(&channel, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
@@ -208,21 +222,7 @@ async fn a_grpc_hook_can_reshape_grpc_refusals() {
         },
     );
     let authx = AuthX::new(config).unwrap();
-    let greeter = GreeterServer::new(|_request: Request<HelloRequest>| {
-        Ok(HelloReply {
-            message: "hi".into(),
-        })
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(tower::Layer::layer(
-                &tower_authx::RequireAuthLayer::new(authx),
-                greeter,
-            ))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let addr = serve_greeter(authx, false).await;
     let status = hello(&channel(&addr).await, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "log in first");

@@ -116,10 +116,15 @@ impl Server {
     }
 
     async fn login_json(&self) -> Value {
+        self.login_as("user1", "password1").await
+    }
+
+    /// Logs in as `username` and returns the login's JSON.
+    pub async fn login_as(&self, username: &str, password: &str) -> Value {
         let res = self
             .post("/login")
             .header("content-type", "application/json")
-            .body(r#"{"username":"user1","password":"password1"}"#)
+            .body(serde_json::json!({"username": username, "password": password}).to_string())
             .send()
             .await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.text());
