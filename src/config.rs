@@ -10,7 +10,7 @@ use http::header::AUTHORIZATION;
 
 use crate::cookie::CookieConfig;
 use crate::error::ConfigError;
-use crate::keyset::KeySet;
+use crate::keys::KeySet;
 use crate::reject::Reject;
 use crate::revocation::RevocationStore;
 use crate::source::TokenLocation;
@@ -46,7 +46,7 @@ pub struct AuthXConfig {
     pub(crate) store: Option<Arc<dyn RevocationStore>>,
     pub(crate) fail_open: bool,
     #[cfg(feature = "jwks")]
-    pub(crate) remote: Option<crate::jwks::RemoteJwks>,
+    pub(crate) remote: Option<crate::keys::RemoteJwks>,
 }
 
 impl AuthXConfig {
@@ -85,7 +85,7 @@ impl AuthXConfig {
     /// JWKS only (it cannot issue tokens).
     #[cfg(feature = "jwks")]
     #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
-    pub fn from_jwks(remote: crate::jwks::RemoteJwks) -> Self {
+    pub fn from_jwks(remote: crate::keys::RemoteJwks) -> Self {
         let mut config = AuthXConfig::new(KeySet::verify_only([]));
         config.remote = Some(remote);
         config

@@ -10,7 +10,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::claims::Claims;
-use crate::layer::{Anonymous, ClaimsExtra};
+use crate::pipeline::{Anonymous, ClaimsExtra};
 
 /// The extractor found no claims because no guard layer ran on the route (or
 /// one ran with another claims type). A server bug, so `500`, and logged.

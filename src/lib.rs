@@ -52,7 +52,6 @@ compile_error!(
 );
 
 mod authx;
-mod cache;
 mod claims;
 mod config;
 mod cookie;
@@ -60,28 +59,28 @@ mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
-#[cfg(feature = "jwks")]
-mod jwks;
+mod issue;
 mod keys;
-mod keyset;
 pub mod layer;
+mod pipeline;
 mod policy;
 mod reject;
 mod request;
 mod revocation;
+mod session;
 mod source;
 mod token;
 
-pub use authx::{AuthX, PairBuilder, TokenBuilder, TokenPair};
+pub use authx::AuthX;
 pub use claims::{Audience, Claims, Fresh, NoExtra, NumericDate, TokenType};
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
 pub use error::{AuthError, ConfigError, CsrfFailure, InvalidToken, IssueError};
+pub use issue::{PairBuilder, TokenBuilder, TokenPair};
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
-pub use jwks::RemoteJwks;
-pub use keys::{Algorithm, Key};
-pub use keyset::KeySet;
+pub use keys::RemoteJwks;
+pub use keys::{Algorithm, Key, KeySet};
 pub use layer::{
     RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer, RequireScopes,
     RequireScopesLayer,

@@ -5,6 +5,7 @@
 //! at once.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -14,17 +15,22 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::{Pending, Retry, head};
+use crate::authx::AuthX;
+use crate::pipeline::{ClaimsExtra, Pending};
+use crate::policy::Requirement;
+use crate::request::RequestHead;
 
 pin_project! {
     /// Response future of [`RequireAuth`](super::RequireAuth) and the layers
     /// built on it.
-    pub struct ResponseFuture<S, B>
+    pub struct ResponseFuture<S, B, E = crate::claims::NoExtra>
     where
         S: Service<Request<B>>,
     {
         #[pin]
         state: State<S, B>,
+        // The claims type the request is verified into, once keys arrive.
+        _claims: PhantomData<fn() -> E>,
     }
 }
 
@@ -40,45 +46,50 @@ pin_project! {
             pending: Pending,
             // The service that was polled ready, and the request.
             parked: Option<(S, Request<B>)>,
-            retry: Retry<B>,
+            authx: AuthX,
+            requirement: Requirement,
         },
     }
 }
 
-impl<S: Service<Request<B>>, B> ResponseFuture<S, B> {
-    pub(crate) fn inner(future: S::Future) -> Self {
+impl<S: Service<Request<B>>, B, E> ResponseFuture<S, B, E> {
+    fn new(state: State<S, B>) -> Self {
         ResponseFuture {
-            state: State::Inner { future },
+            state,
+            _claims: PhantomData,
         }
     }
 
+    pub(crate) fn inner(future: S::Future) -> Self {
+        Self::new(State::Inner { future })
+    }
+
     pub(crate) fn rejected(response: Response<Bytes>) -> Self {
-        ResponseFuture {
-            state: State::Rejected {
-                response: Some(response),
-            },
-        }
+        Self::new(State::Rejected {
+            response: Some(response),
+        })
     }
 
     pub(crate) fn waiting(
         pending: Pending,
         service: S,
         request: Request<B>,
-        retry: Retry<B>,
+        authx: AuthX,
+        requirement: Requirement,
     ) -> Self {
-        ResponseFuture {
-            state: State::Waiting {
-                pending,
-                parked: Some((service, request)),
-                retry,
-            },
-        }
+        Self::new(State::Waiting {
+            pending,
+            parked: Some((service, request)),
+            authx,
+            requirement,
+        })
     }
 }
 
-impl<S, B, ResBody> Future for ResponseFuture<S, B>
+impl<S, B, E, ResBody> Future for ResponseFuture<S, B, E>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
+    E: ClaimsExtra,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -98,20 +109,34 @@ where
                 StateProj::Waiting {
                     pending,
                     parked,
-                    retry,
+                    authx,
+                    requirement,
                 } => {
+                    let pipeline = authx.pipeline();
                     let verdict = match pending {
                         Pending::Revocation(check) => {
                             let answer = ready!(Pin::new(check).poll(cx));
-                            retry.authx.revocation_verdict(answer).map(|()| None)
+                            pipeline.revocation_verdict(answer).map(|()| None)
                         }
-                        Pending::Keys(refetch) => {
-                            ready!(refetch.as_mut().poll(cx));
+                        Pending::Keys {
+                            fetch,
+                            token,
+                            csrf,
+                            header,
+                        } => {
+                            ready!(Pin::new(fetch).poll(cx));
                             let (_, request) = parked
                                 .as_mut()
                                 .expect("ResponseFuture polled after completion");
-                            // Once more with the keys we now hold; no second fetch.
-                            (retry.authorize)(&retry.authx, &retry.requirement, request, false)
+                            // On from where the request stopped, with the keys
+                            // we now hold; no second fetch.
+                            pipeline.after_keys::<E, B>(
+                                requirement,
+                                request,
+                                token,
+                                csrf.as_deref(),
+                                header,
+                            )
                         }
                     };
                     let (mut service, request) = parked
@@ -124,14 +149,11 @@ where
                         Ok(Some(next)) => State::Waiting {
                             pending: next,
                             parked: Some((service, request)),
-                            retry: Retry {
-                                authx: retry.authx.clone(),
-                                requirement: retry.requirement.clone(),
-                                authorize: retry.authorize,
-                            },
+                            authx: authx.clone(),
+                            requirement: requirement.clone(),
                         },
                         Err(error) => State::Rejected {
-                            response: Some(retry.authx.reject(&error, head(&request))),
+                            response: Some(authx.reject(&error, RequestHead::of(&request))),
                         },
                     }
                 }
@@ -141,7 +163,7 @@ where
     }
 }
 
-impl<S: Service<Request<B>>, B> std::fmt::Debug for ResponseFuture<S, B> {
+impl<S: Service<Request<B>>, B, E> std::fmt::Debug for ResponseFuture<S, B, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -107,7 +107,7 @@ impl<S, E> Layer<S> for RequireAuthLayer<E> {
 }
 
 /// Middleware that verifies the bearer token, puts its
-/// [`Claims<E>`](crate::Claims) into the request's extensions, and answers the
+/// [`Claims<E>`](crate::claims::Claims) into the request's extensions, and answers the
 /// configured rejection instead of calling `S` when it cannot.
 pub struct RequireAuth<S, E = NoExtra> {
     inner: S,
@@ -171,7 +171,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody>;
+    type Future = ResponseFuture<S, ReqBody, E>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)

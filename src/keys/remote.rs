@@ -16,8 +16,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::set::{KeyRing, jwks_entries};
 use crate::error::ConfigError;
-use crate::keyset::KeyRing;
 
 /// A JWKS document larger than this is refused.
 const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -292,7 +292,7 @@ impl Remote {
 /// The signature keys of a JWKS document; unusable entries are skipped, and
 /// so are secrets (a published secret is no secret).
 fn parse_jwks(body: &[u8]) -> Result<KeyRing, ConfigError> {
-    let keys = crate::keyset::jwks_entries(body)?
+    let keys = jwks_entries(body)?
         .into_iter()
         .filter_map(Result::ok)
         .filter(|key| !key.algorithm().is_hmac());

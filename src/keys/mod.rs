@@ -1,5 +1,8 @@
-//! Key material: each key is bound to exactly one algorithm, so a token can never
-//! choose how its own signature is checked (no algorithm confusion).
+//! Keys: each [`Key`] bound to exactly one [`Algorithm`], so a token can never
+//! choose how its own signature is checked (no algorithm confusion), and its
+//! material checked before any crypto library sees it; the crypto backend; key
+//! sets chosen by `kid` ([`KeySet`]); publishing our public keys as a JWKS; and
+//! where verification keys come from (ours, or an issuer's JWKS, `RemoteJwks`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,6 +11,37 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ConfigError;
+
+mod publish;
+#[cfg(feature = "jwks")]
+mod remote;
+mod set;
+mod source;
+
+pub(crate) use publish::jwks;
+#[cfg(feature = "jwks")]
+pub use remote::RemoteJwks;
+pub(crate) use set::KeyRing;
+pub use set::KeySet;
+pub(crate) use source::{KeyFuture, KeySource};
+
+/// Makes sure jsonwebtoken has exactly one crypto provider, so no decode can panic.
+pub(crate) fn ensure_crypto_backend() -> Result<(), ConfigError> {
+    #[cfg(all(feature = "rust-crypto", feature = "aws-lc-rs"))]
+    {
+        // Both features on (cargo features add up across a dependency graph):
+        // aws-lc-rs is the one somebody asked for on purpose. Losing the race to a
+        // provider the application installed itself is fine: that one is used.
+        let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
+            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
+        );
+    }
+    jsonwebtoken::crypto::CryptoProvider::try_get_default()
+        .map(|_| ())
+        .ok_or_else(|| {
+            ConfigError::new("no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`")
+        })
+}
 
 /// A JWS signing algorithm (RFC 7518). `none` does not exist here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -167,7 +201,7 @@ impl Key {
     /// An asymmetric key pair from the private key's PEM alone (PKCS#8, or
     /// PKCS#1 for RSA); the public half is derived from it.
     pub fn from_private_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
-        crate::token::ensure_crypto_backend()?;
+        ensure_crypto_backend()?;
         let encoding = signing_pem(alg, private_pem)?;
         let public = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, alg.to_jwt())
             .map_err(ConfigError::key)?;
@@ -280,7 +314,7 @@ impl Key {
     /// goes through.
     pub fn verify_signature(&self, message: &[u8], signature_b64: &str) -> bool {
         // A key can exist before any AuthX chose the crypto provider.
-        crate::token::ensure_crypto_backend().is_ok()
+        ensure_crypto_backend().is_ok()
             && jsonwebtoken::crypto::verify(
                 signature_b64,
                 message,
@@ -288,6 +322,13 @@ impl Key {
                 self.alg.to_jwt(),
             )
             .unwrap_or(false)
+    }
+
+    /// The public half as a JWK (never a secret or a private member): what is
+    /// published, and what the RFC 7638 thumbprint `kid` is computed from.
+    pub(crate) fn public_jwk(&self) -> Result<jsonwebtoken::jwk::Jwk, ConfigError> {
+        jsonwebtoken::jwk::Jwk::from_decoding_key(&self.decoding, Some(self.alg.to_jwt()))
+            .map_err(ConfigError::key)
     }
 
     /// Names this key: the `kid` written into the header of the tokens it signs.

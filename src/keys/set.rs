@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use jsonwebtoken::jwk::ThumbprintHash;
 
+use super::{Algorithm, Key};
 use crate::error::{ConfigError, InvalidToken};
-use crate::keys::{Algorithm, Key};
 
 /// The keys of an [`AuthX`](crate::AuthX): one that signs (optional: a resource
 /// server only verifies) and any number that verify, each bound to one
@@ -18,8 +18,8 @@ use crate::keys::{Algorithm, Key};
 ///
 /// ```
 /// # use tower_authx::{Algorithm, Key, KeySet};
-/// # let (new_private, new_public) = (include_bytes!("../tests/fixtures/keys/ec256_private.pem"), include_bytes!("../tests/fixtures/keys/ec256_public.pem"));
-/// # let old_public = include_bytes!("../tests/fixtures/keys/rsa_public.pem");
+/// # let (new_private, new_public) = (include_bytes!("../../tests/fixtures/keys/ec256_private.pem"), include_bytes!("../../tests/fixtures/keys/ec256_public.pem"));
+/// # let old_public = include_bytes!("../../tests/fixtures/keys/rsa_public.pem");
 /// // Rotation: sign with the new key, keep verifying (and publishing) the old one.
 /// let keys = KeySet::new(Key::from_pem(Algorithm::ES256, new_private, new_public)?)
 ///     .with_previous(Key::verifying_pem(Algorithm::RS256, old_public)?);
@@ -94,7 +94,8 @@ impl KeySet {
         let keys = self.signing.iter_mut().chain(self.verifying.iter_mut());
         for key in keys {
             if key.kid.is_none() && !key.alg.is_hmac() {
-                let thumbprint = public_jwk(key)?
+                let thumbprint = key
+                    .public_jwk()?
                     .thumbprint(ThumbprintHash::SHA256)
                     .map_err(ConfigError::key)?;
                 key.kid = Some(thumbprint);
@@ -121,7 +122,7 @@ pub(crate) fn jwks_entries(document: &[u8]) -> Result<Vec<Result<Key, ConfigErro
         .ok_or_else(|| ConfigError::new("the JWKS has no \"keys\" array"))?;
     Ok(entries
         .iter()
-        .filter(|jwk| crate::keys::jwk_is_for_signatures(jwk))
+        .filter(|jwk| super::jwk_is_for_signatures(jwk))
         .map(|jwk| {
             let member = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
             let alg: Algorithm = match (member("alg"), member("kty"), member("crv")) {
@@ -140,10 +141,6 @@ pub(crate) fn jwks_entries(document: &[u8]) -> Result<Vec<Result<Key, ConfigErro
             Key::from_jwk(alg, &jwk.to_string())
         })
         .collect())
-}
-
-fn public_jwk(key: &Key) -> Result<Jwk, ConfigError> {
-    Jwk::from_decoding_key(&key.decoding, Some(key.alg.to_jwt())).map_err(ConfigError::key)
 }
 
 /// The verifying side of a key set, ready for lookups by `kid`.
@@ -213,20 +210,4 @@ impl KeyRing {
     pub(crate) fn contains(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
     }
-}
-
-/// The RFC 7517 JWKS of the public keys in `keys` (HMAC secrets never appear).
-pub(crate) fn jwks(keys: &KeySet) -> Result<String, ConfigError> {
-    let mut published = Vec::new();
-    for key in keys.all().filter(|k| !k.alg.is_hmac()) {
-        let mut jwk = serde_json::to_value(public_jwk(key)?)
-            .map_err(|e| ConfigError::new(format!("unusable key: {e}")))?;
-        if let Some(object) = jwk.as_object_mut() {
-            object.insert("kid".into(), key.kid.clone().into());
-            object.insert("alg".into(), key.alg.as_str().into());
-            object.insert("use".into(), "sig".into());
-        }
-        published.push(jwk);
-    }
-    Ok(serde_json::json!({ "keys": published }).to_string())
 }

@@ -1,0 +1,306 @@
+//! Issuing tokens the way AuthX does: a login's pair (fresh access token and
+//! refresh token in one session), single tokens, and builders for your own
+//! claims, scopes, freshness forms and lifetimes.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::authx::AuthX;
+use crate::claims::{Audience, Claims, Fresh, NumericDate, TokenType};
+use crate::error::IssueError;
+
+impl AuthX {
+    /// An access token for `sub`: fresh at login, not fresh at refresh.
+    pub fn create_access_token(
+        &self,
+        sub: impl Into<String>,
+        fresh: bool,
+    ) -> Result<String, IssueError> {
+        self.access_token(sub).fresh(fresh).issue()
+    }
+
+    /// A refresh token for `sub`.
+    pub fn create_refresh_token(&self, sub: impl Into<String>) -> Result<String, IssueError> {
+        self.refresh_token(sub).issue()
+    }
+
+    /// A fresh access token and a refresh token, as a login answers. Both start
+    /// a new login session (refresh-token family): rotation keeps it, a reused
+    /// refresh token or a logout ends it.
+    pub fn create_token_pair(&self, sub: impl Into<String>) -> Result<TokenPair, IssueError> {
+        self.token_pair(sub).issue()
+    }
+
+    /// Starts a login's token pair with options: your own claims and scopes
+    /// go into both tokens, freshness into the access token, and both belong
+    /// to one new session, so logout and refresh-token reuse detection cover
+    /// them as they cover [`create_token_pair`](Self::create_token_pair)'s.
+    ///
+    /// ```
+    /// # use tower_authx::{AuthX, AuthXConfig};
+    /// # let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32])?)?;
+    /// let pair = authx
+    ///     .token_pair("user1")
+    ///     .extra(&serde_json::json!({"tenant": "acme"}))
+    ///     .scopes(["posts:read"])
+    ///     .issue()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn token_pair(&self, sub: impl Into<String>) -> PairBuilder<'_> {
+        let sub = sub.into();
+        let family = uuid::Uuid::new_v4().to_string();
+        PairBuilder {
+            access: self
+                .access_token(sub.clone())
+                .fresh(true)
+                .family(family.clone()),
+            refresh: self.refresh_token(sub).family(family),
+        }
+    }
+
+    /// Starts an access token with options (scopes, your own claims, lifetime...).
+    pub fn access_token(&self, sub: impl Into<String>) -> TokenBuilder<'_> {
+        TokenBuilder::new(self, sub.into(), TokenType::Access)
+    }
+
+    /// Starts a refresh token with options.
+    pub fn refresh_token(&self, sub: impl Into<String>) -> TokenBuilder<'_> {
+        TokenBuilder::new(self, sub.into(), TokenType::Refresh)
+    }
+}
+
+/// The audience we write into tokens we issue: one string, or a list for several.
+fn audience_claim(audience: &[String]) -> Option<Audience> {
+    match audience {
+        [] => None,
+        [one] => Some(Audience::One(one.clone())),
+        many => Some(Audience::Many(many.to_vec())),
+    }
+}
+
+/// What a login answers: AuthX's `TokenResponse`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenPair {
+    /// A fresh access token.
+    pub access_token: String,
+    /// A refresh token.
+    pub refresh_token: String,
+    /// Always `"bearer"`.
+    pub token_type: &'static str,
+}
+
+/// A login's two tokens being issued: one session, the same claims and scopes
+/// in both; freshness for the access token. From [`AuthX::token_pair`].
+#[derive(Debug)]
+#[must_use = "call .issue() to get the tokens"]
+pub struct PairBuilder<'a> {
+    access: TokenBuilder<'a>,
+    refresh: TokenBuilder<'a>,
+}
+
+impl PairBuilder<'_> {
+    /// Whether the access token is fresh (default: yes, as at login).
+    pub fn fresh(mut self, fresh: bool) -> Self {
+        self.access = self.access.fresh(fresh);
+        self
+    }
+
+    /// The access token is fresh until `until` (flask-jwt-extended's form).
+    pub fn fresh_until(mut self, until: NumericDate) -> Self {
+        self.access = self.access.fresh_until(until);
+        self
+    }
+
+    /// When the user typed credentials (`auth_time`, on the access token).
+    pub fn auth_time(mut self, at: NumericDate) -> Self {
+        self.access = self.access.auth_time(at);
+        self
+    }
+
+    /// AuthX's `scopes`, in both tokens (rotation carries them on).
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        self.access = self.access.scopes(scopes.clone());
+        self.refresh = self.refresh.scopes(scopes);
+        self
+    }
+
+    /// Your own claims, at the top level of both tokens (see
+    /// [`TokenBuilder::extra`]).
+    pub fn extra<T: Serialize>(mut self, extra: &T) -> Self {
+        self.access = self.access.extra(extra);
+        self.refresh = self.refresh.extra(extra);
+        self
+    }
+
+    /// Signs both tokens.
+    pub fn issue(self) -> Result<TokenPair, IssueError> {
+        Ok(TokenPair {
+            access_token: self.access.issue()?,
+            refresh_token: self.refresh.issue()?,
+            token_type: "bearer",
+        })
+    }
+}
+
+/// Claims that callers' own claims may not overwrite.
+const RESERVED: [&str; 13] = [
+    "sub",
+    "jti",
+    "type",
+    "fresh",
+    "csrf",
+    "iat",
+    "exp",
+    "nbf",
+    "iss",
+    "aud",
+    "scopes",
+    "auth_time",
+    "fam",
+];
+
+/// A token being issued. Defaults follow AuthX: a UUID v4 `jti` and `csrf`, `iat`
+/// now, `exp` after the configured lifetime, `fresh: false` on access tokens.
+#[derive(Debug)]
+#[must_use = "call .issue() to get the token"]
+pub struct TokenBuilder<'a> {
+    authx: &'a AuthX,
+    pub(crate) claims: Claims<serde_json::Map<String, serde_json::Value>>,
+    lifetime: Option<Duration>,
+    extra_error: Option<IssueError>,
+}
+
+impl<'a> TokenBuilder<'a> {
+    fn new(authx: &'a AuthX, sub: String, token_type: TokenType) -> Self {
+        let now = NumericDate::now().whole_seconds();
+        let issuing = authx.issuing();
+        TokenBuilder {
+            authx,
+            claims: Claims {
+                sub,
+                jti: Some(uuid::Uuid::new_v4().to_string()),
+                token_type,
+                fresh: (token_type == TokenType::Access).then_some(Fresh::Bool(false)),
+                csrf: Some(uuid::Uuid::new_v4().to_string()),
+                iat: Some(now),
+                exp: now,
+                nbf: None,
+                iss: issuing.issuer.clone(),
+                aud: audience_claim(&issuing.audience),
+                scopes: None,
+                auth_time: None,
+                family: None,
+                extra: serde_json::Map::new(),
+            },
+            lifetime: None,
+            extra_error: None,
+        }
+    }
+
+    /// Marks an access token fresh (at login) or not (at refresh).
+    pub fn fresh(mut self, fresh: bool) -> Self {
+        if self.claims.token_type == TokenType::Access {
+            self.claims.fresh = Some(Fresh::Bool(fresh));
+        }
+        self
+    }
+
+    /// Fresh until `until` (flask-jwt-extended's `fresh=timedelta`).
+    pub fn fresh_until(mut self, until: NumericDate) -> Self {
+        if self.claims.token_type == TokenType::Access {
+            self.claims.fresh = Some(Fresh::Until(until.whole_seconds()));
+        }
+        self
+    }
+
+    /// When the user last typed credentials (`auth_time`).
+    pub fn auth_time(mut self, at: NumericDate) -> Self {
+        self.claims.auth_time = Some(at.whole_seconds());
+        self
+    }
+
+    /// AuthX's `scopes`.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.claims.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Your own claims, written at the top level of the payload (AuthX's `data=`).
+    /// Must serialize to a JSON object whose names are not registered claims.
+    pub fn extra<T: Serialize>(mut self, extra: &T) -> Self {
+        match serde_json::to_value(extra) {
+            Ok(serde_json::Value::Object(map)) => {
+                if let Some(name) = map.keys().find(|k| RESERVED.contains(&k.as_str())) {
+                    self.extra_error =
+                        Some(IssueError(format!("extra claim '{name}' is reserved")));
+                }
+                self.claims.extra = map;
+            }
+            Ok(_) => {
+                self.extra_error = Some(IssueError("extra claims must be a JSON object".into()))
+            }
+            Err(e) => self.extra_error = Some(IssueError(e.to_string())),
+        }
+        self
+    }
+
+    /// Overrides the configured lifetime for this token.
+    pub fn lifetime(mut self, d: Duration) -> Self {
+        self.lifetime = Some(d);
+        self
+    }
+
+    /// Sets `iat` (default: now). With [`lifetime`](Self::lifetime) or the
+    /// configured one, `exp` follows from it.
+    pub fn issued_at(mut self, iat: NumericDate) -> Self {
+        self.claims.iat = Some(iat.whole_seconds());
+        self
+    }
+
+    /// Sets `nbf`.
+    pub fn not_before(mut self, nbf: NumericDate) -> Self {
+        self.claims.nbf = Some(nbf.whole_seconds());
+        self
+    }
+
+    /// Puts the token in a login session (refresh-token family, claim `fam`).
+    pub fn family(mut self, family: impl Into<String>) -> Self {
+        self.claims.family = Some(family.into());
+        self
+    }
+
+    /// Sets the `jti` (default: a UUID v4).
+    pub fn jti(mut self, jti: impl Into<String>) -> Self {
+        self.claims.jti = Some(jti.into());
+        self
+    }
+
+    /// Signs the token.
+    pub fn issue(mut self) -> Result<String, IssueError> {
+        if let Some(e) = self.extra_error {
+            return Err(e);
+        }
+        let issuing = self.authx.issuing();
+        let signer = issuing
+            .signer
+            .as_ref()
+            .ok_or_else(|| IssueError("the key can only verify".into()))?;
+        let lifetime = self.lifetime.unwrap_or(match self.claims.token_type {
+            TokenType::Access => issuing.access_lifetime,
+            TokenType::Refresh => issuing.refresh_lifetime,
+        });
+        let start = self.claims.iat.unwrap_or_else(NumericDate::now);
+        self.claims.exp = start.plus(lifetime).whole_seconds();
+        signer.sign(&self.claims)
+    }
+}

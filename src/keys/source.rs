@@ -1,0 +1,68 @@
+//! Where verification keys come from: our own key set, or an issuer's JWKS.
+//! A token's key is there at once, or (a remote `kid` we do not hold yet) after
+//! a [`KeyFuture`]: one rate-limited refetch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::{Key, KeyRing};
+use crate::error::InvalidToken;
+
+/// Our verification keys, or an issuer's.
+#[derive(Clone)]
+pub(crate) enum KeySource {
+    Local(Arc<KeyRing>),
+    #[cfg(feature = "jwks")]
+    Remote(super::RemoteJwks),
+}
+
+impl KeySource {
+    /// The key `kid` names (or the default key), as held now.
+    pub(crate) fn select(&self, kid: Option<&str>) -> Result<Arc<Key>, InvalidToken> {
+        match self {
+            KeySource::Local(ring) => ring.select(kid),
+            #[cfg(feature = "jwks")]
+            KeySource::Remote(remote) => remote.ring().select(kid),
+        }
+    }
+
+    /// When `kid` names no key held now and the keys are remote: the refetch
+    /// to await before selecting again (rate-limited: most of these return at
+    /// once without fetching).
+    pub(crate) fn refetch(&self, kid: Option<&str>) -> Option<KeyFuture> {
+        match self {
+            KeySource::Local(_) => {
+                let _ = kid;
+                None
+            }
+            #[cfg(feature = "jwks")]
+            KeySource::Remote(remote) => {
+                Some(KeyFuture(remote.refetch_for(kid.map(str::to_owned))))
+            }
+        }
+    }
+
+    /// Whether a key still missing after a refetch is the issuer's fault (it
+    /// could not be reached), not the token's.
+    pub(crate) fn unavailable(&self) -> bool {
+        match self {
+            KeySource::Local(_) => false,
+            #[cfg(feature = "jwks")]
+            KeySource::Remote(remote) => remote.unavailable(),
+        }
+    }
+}
+
+/// A refetch of an issuer's keys, to await before selecting a token's key again.
+#[must_use = "a refetch does nothing unless awaited"]
+pub(crate) struct KeyFuture(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+impl Future for KeyFuture {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}

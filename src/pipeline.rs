@@ -1,0 +1,259 @@
+//! The one place that knows the order of a request:
+//!
+//! ```text
+//! claims an outer guard of this AuthX verified? -> policy, done
+//! source (header | cookie | query) -> token [-> no token: optional passes]
+//!   -> key (by kid; a remote kid we lack: await one refetch, then go on)
+//!   -> verify (header, signature, claims, time, issuer, audience)
+//!   -> CSRF double submit (for a cookie-borne token)
+//!   -> policy (type, freshness, scopes)
+//!   -> revocation store (after everything local, so no unauthenticated
+//!      request ever reaches it)
+//!   -> claims into the extensions
+//! ```
+//!
+//! Every step refuses on its own with an [`AuthError`]; what must be awaited
+//! (keys, a network store) comes back as [`Pending`], and the request goes on
+//! from where it stopped: nothing is read twice.
+
+use std::any::TypeId;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+
+use crate::claims::{Claims, NumericDate};
+use crate::error::{AuthError, CsrfFailure, InvalidToken};
+use crate::keys::{KeyFuture, KeySource};
+use crate::policy::Requirement;
+use crate::request::RequestHead;
+use crate::revocation::{RevocationStore, StoreError, StoreFuture, TokenRecord};
+use crate::source::Sources;
+use crate::token::{JoseHeader, Unverified, Verifier};
+
+/// What extra-claims types must be to travel in request extensions.
+pub trait ClaimsExtra: serde::de::DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static> ClaimsExtra for T {}
+
+/// Everything a request is checked with, prepared once by `AuthX::new`.
+pub(crate) struct Pipeline {
+    /// Tells this AuthX (and its clones) from every other one in the process.
+    pub(crate) id: u64,
+    pub(crate) sources: Sources,
+    pub(crate) keys: KeySource,
+    pub(crate) verifier: Verifier,
+    pub(crate) store: Arc<dyn RevocationStore>,
+    pub(crate) fail_open: bool,
+    pub(crate) fresh_max_age: Option<Duration>,
+    pub(crate) pass_preflight: bool,
+}
+
+/// What a request waits for before its fate is known.
+pub(crate) enum Pending {
+    /// The issuer's keys, refetched because the token names a `kid` we lack;
+    /// the token (and its CSRF value) as read, to go on with.
+    Keys {
+        fetch: KeyFuture,
+        token: String,
+        csrf: Option<Vec<u8>>,
+        header: JoseHeader<'static>,
+    },
+    /// A network revocation store's answer; the claims are in the extensions.
+    Revocation(StoreFuture<bool>),
+}
+
+/// Left in the extensions by an optional guard that found no credential, so
+/// extractors can tell "no token" from "no guard".
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Anonymous;
+
+/// Which AuthX verified the `Claims<E>` in the extensions, so an inner guard
+/// reuses only what its own keys, issuer, audience and store vouched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct VerifiedBy {
+    pipeline: u64,
+    claims: TypeId,
+}
+
+impl Pipeline {
+    fn verified_by<E: 'static>(&self) -> VerifiedBy {
+        VerifiedBy {
+            pipeline: self.id,
+            claims: TypeId::of::<E>(),
+        }
+    }
+
+    /// Authorizes `req` for `requirement` as far as can be done now.
+    pub(crate) fn start<E: ClaimsExtra, B>(
+        &self,
+        requirement: &Requirement,
+        req: &mut Request<B>,
+    ) -> Result<Option<Pending>, AuthError> {
+        let now = NumericDate::now();
+        if let Some(claims) = req.extensions().get::<Claims<E>>()
+            && req.extensions().get::<VerifiedBy>() == Some(&self.verified_by::<E>())
+        {
+            // Verified, and asked of the store, by an outer guard of this very
+            // AuthX: one request, one signature check, one store lookup.
+            requirement.check(claims, now, self.fresh_max_age)?;
+            return Ok(None);
+        }
+        let found = match self
+            .sources
+            .find(RequestHead::of(req), requirement.token_type())
+        {
+            Ok(found) => found,
+            Err(AuthError::MissingToken) if requirement.is_optional() => {
+                req.extensions_mut().insert(Anonymous);
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let select = |kid: Option<&str>| self.keys.select(kid);
+        let claims = match self.verifier.verify::<E>(&found.token, now, select) {
+            Ok(claims) => claims,
+            Err(Unverified::Invalid(error)) => return Err(error.into()),
+            Err(Unverified::KeyMissing(header)) => {
+                return match self.keys.refetch(header.kid.as_deref()) {
+                    Some(fetch) => Ok(Some(Pending::Keys {
+                        fetch,
+                        token: found.token.into_owned(),
+                        csrf: found.csrf.map(<[u8]>::to_vec),
+                        header,
+                    })),
+                    None => Err(InvalidToken::UnknownKey.into()),
+                };
+            }
+        };
+        check_csrf(found.csrf, &claims)?;
+        self.admit(requirement, req, claims, now)
+    }
+
+    /// Goes on with a token whose keys were just refetched.
+    pub(crate) fn after_keys<E: ClaimsExtra, B>(
+        &self,
+        requirement: &Requirement,
+        req: &mut Request<B>,
+        token: &str,
+        csrf: Option<&[u8]>,
+        header: &JoseHeader<'static>,
+    ) -> Result<Option<Pending>, AuthError> {
+        let now = NumericDate::now();
+        let key = self.key_after_fetch(header.kid.as_deref())?;
+        let claims = self.verifier.verify_with::<E>(token, header, &key, now)?;
+        check_csrf(csrf, &claims)?;
+        self.admit(requirement, req, claims, now)
+    }
+
+    /// The key `kid` names once the keys were refetched: still missing is the
+    /// token's fault, unless the issuer could not be reached (503).
+    fn key_after_fetch(&self, kid: Option<&str>) -> Result<Arc<crate::keys::Key>, AuthError> {
+        self.keys.select(kid).map_err(|error| match error {
+            InvalidToken::UnknownKey if self.keys.unavailable() => AuthError::KeysUnavailable,
+            other => other.into(),
+        })
+    }
+
+    /// Policy, then the store, then the claims into the extensions.
+    fn admit<E: ClaimsExtra, B>(
+        &self,
+        requirement: &Requirement,
+        req: &mut Request<B>,
+        claims: Claims<E>,
+        now: NumericDate,
+    ) -> Result<Option<Pending>, AuthError> {
+        requirement.check(&claims, now, self.fresh_max_age)?;
+        let pending = match self.revocation_check(&claims).now_or_later() {
+            Ok(answer) => {
+                self.revocation_verdict(answer)?;
+                None
+            }
+            Err(pending) => Some(Pending::Revocation(pending)),
+        };
+        req.extensions_mut().insert(claims);
+        req.extensions_mut().insert(self.verified_by::<E>());
+        Ok(pending)
+    }
+
+    /// Verifies `token` now (keys we do not hold are not fetched).
+    pub(crate) fn verify<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        requirement: &Requirement,
+    ) -> Result<Claims<E>, AuthError> {
+        let now = NumericDate::now();
+        let claims = self.verify_token(token, now)?;
+        requirement.check(&claims, now, self.fresh_max_age)?;
+        Ok(claims)
+    }
+
+    /// Finds the token in `request`, verifies it, checks the CSRF double
+    /// submit and `requirement`; no store, nothing fetched.
+    pub(crate) fn authenticate<E: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestHead<'_>,
+        requirement: &Requirement,
+    ) -> Result<Claims<E>, AuthError> {
+        let found = self.sources.find(request, requirement.token_type())?;
+        let now = NumericDate::now();
+        let claims = self.verify_token(&found.token, now)?;
+        check_csrf(found.csrf, &claims)?;
+        requirement.check(&claims, now, self.fresh_max_age)?;
+        Ok(claims)
+    }
+
+    fn verify_token<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        now: NumericDate,
+    ) -> Result<Claims<E>, AuthError> {
+        let select = |kid: Option<&str>| self.keys.select(kid);
+        self.verifier
+            .verify(token, now, select)
+            .map_err(|unverified| match unverified {
+                Unverified::Invalid(error) => error.into(),
+                Unverified::KeyMissing(_) => InvalidToken::UnknownKey.into(),
+            })
+    }
+
+    /// The store's question about verified `claims`.
+    pub(crate) fn revocation_check<E>(&self, claims: &Claims<E>) -> StoreFuture<bool> {
+        self.store.is_revoked(&TokenRecord::of(claims))
+    }
+
+    /// What a store answer means for the request.
+    pub(crate) fn revocation_verdict(
+        &self,
+        answer: Result<bool, StoreError>,
+    ) -> Result<(), AuthError> {
+        match answer {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(AuthError::Revoked),
+            Err(e) if self.fail_open => {
+                tracing::warn!(error = %e, "tower-authx: revocation store unavailable, failing open");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tower-authx: revocation store unavailable");
+                Err(AuthError::StoreUnavailable)
+            }
+        }
+    }
+}
+
+/// The double submit of a cookie-borne token: the CSRF value the request sent
+/// must equal the token's `csrf` claim.
+fn check_csrf<E>(sent: Option<&[u8]>, claims: &Claims<E>) -> Result<(), AuthError> {
+    if let Some(sent) = sent {
+        let expected = claims.csrf.as_deref().unwrap_or_default();
+        if expected.is_empty() || !constant_time_eq(sent, expected.as_bytes()) {
+            return Err(AuthError::Csrf(CsrfFailure::Mismatch));
+        }
+    }
+    Ok(())
+}
+
+/// Compares in time that depends on the lengths only, not on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

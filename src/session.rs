@@ -1,0 +1,120 @@
+//! Sessions: logout (revocation) and refresh-token rotation with reuse
+//! detection, through the revocation store.
+
+use serde::Serialize;
+
+use crate::authx::AuthX;
+use crate::claims::{Claims, NumericDate, TokenType};
+use crate::error::{AuthError, InvalidToken, IssueError};
+use crate::issue::{TokenBuilder, TokenPair};
+use crate::revocation::{RefreshUse, StoreError, TokenRecord};
+
+impl AuthX {
+    /// Whether the revocation store still vouches for verified `claims`: `Ok`
+    /// unless the token or its session was revoked (or, failing closed, the
+    /// store cannot answer). The layers do this for you.
+    pub async fn check_revocation<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
+        let pipeline = self.pipeline();
+        pipeline.revocation_verdict(pipeline.revocation_check(claims).await)
+    }
+
+    /// Revokes the login session of `claims` (every token of its refresh
+    /// family), or the token alone until it expires when it belongs to no
+    /// session: a logout. A write that cannot be made is `StoreUnavailable`,
+    /// whatever the fail-open setting.
+    pub async fn revoke<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
+        if claims.jti.is_none() && claims.family.is_none() {
+            return Err(AuthError::InvalidToken(InvalidToken::Claims(
+                "the token has no jti to revoke".into(),
+            )));
+        }
+        self.pipeline()
+            .store
+            .revoke(&TokenRecord::of(claims), self.horizon())
+            .await
+            .map_err(store_down)
+    }
+
+    /// Rotates a verified refresh token: spends it, and answers a non-fresh
+    /// access token and a new refresh token in the same session, both with
+    /// the refresh token's scopes and its own claims as `E` read them (with
+    /// the default [`NoExtra`](crate::NoExtra), none: verify the refresh token
+    /// with your claim type to carry them over). Only the session's latest
+    /// refresh token can be spent: any earlier one presented again is refused
+    /// with [`AuthError::RefreshReused`] and the whole session revoked, so a
+    /// thief and the victim cannot both go on. A key that cannot sign, or
+    /// claims that cannot be written, are an [`IssueError`]'s message in a
+    /// refusal and leave the refresh token unspent.
+    pub async fn rotate<'a, E: Serialize>(
+        &'a self,
+        claims: &Claims<E>,
+    ) -> Result<TokenPair, AuthError> {
+        if claims.token_type != TokenType::Refresh {
+            return Err(AuthError::WrongTokenType {
+                expected: TokenType::Refresh,
+                found: claims.token_type,
+            });
+        }
+        if claims.jti.is_none() {
+            return Err(AuthError::InvalidToken(InvalidToken::Claims(
+                "a refresh token without jti cannot be rotated".into(),
+            )));
+        }
+        let record = TokenRecord::of(claims);
+        // Tokens from elsewhere (AuthX) carry no family: each is its own.
+        let family = record.rotation_session().unwrap_or_default();
+        // The successor is signed before the store moves on to it, so a key
+        // that cannot sign never spends the user's refresh token.
+        let issue = |e: IssueError| {
+            tracing::error!(error = %e, "tower-authx: cannot issue the rotated tokens");
+            AuthError::Issue(e)
+        };
+        let carry = |builder: TokenBuilder<'a>| -> TokenBuilder<'a> {
+            let builder = builder.family(family).extra(&claims.extra);
+            match &claims.scopes {
+                Some(scopes) => builder.scopes(scopes.iter().cloned()),
+                None => builder,
+            }
+        };
+        let successor = carry(self.refresh_token(claims.sub.clone()));
+        let next_jti = successor.claims.jti.clone().unwrap_or_default();
+        let refresh_token = successor.issue().map_err(issue)?;
+        // Signed before the store moves on too.
+        let access_token = carry(self.access_token(claims.sub.clone()))
+            .fresh(false)
+            .issue()
+            .map_err(issue)?;
+        let verdict = self
+            .pipeline()
+            .store
+            .spend_refresh(&record, &next_jti, self.horizon())
+            .await
+            .map_err(store_down)?;
+        match verdict {
+            RefreshUse::First => {}
+            RefreshUse::Reused => {
+                tracing::warn!(family, "tower-authx: refresh token reused; session revoked");
+                return Err(AuthError::RefreshReused);
+            }
+            RefreshUse::FamilyRevoked => return Err(AuthError::Revoked),
+        }
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            token_type: "bearer",
+        })
+    }
+
+    /// How long a session's entries must be remembered: as long as any token
+    /// issued now could live.
+    fn horizon(&self) -> NumericDate {
+        let issuing = self.issuing();
+        let longest = issuing.refresh_lifetime.max(issuing.access_lifetime);
+        NumericDate::now().plus(longest)
+    }
+}
+
+fn store_down(e: StoreError) -> AuthError {
+    tracing::warn!(error = %e, "tower-authx: revocation store unavailable");
+    AuthError::StoreUnavailable
+}

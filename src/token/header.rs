@@ -1,0 +1,97 @@
+//! The JOSE header: read by our rules, before any key is chosen. Only `alg`
+//! and `kid` are kept; `typ` must say JWT, and `crit`, `enc` and `zip` are
+//! refused. Anything else (`jwk`, `jku`, `x5u`, `x5c`) is ignored: a token
+//! never tells us where to fetch a key.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+
+use super::{decode_b64, malformed};
+use crate::error::InvalidToken;
+
+/// What a token's header says: the algorithm it claims and the key it names.
+#[derive(Clone, Debug)]
+pub(crate) struct JoseHeader<'a> {
+    pub(crate) alg: Cow<'a, str>,
+    /// Names one of the keys we hold; never used to load a key.
+    pub(crate) kid: Option<Cow<'a, str>>,
+}
+
+impl JoseHeader<'_> {
+    /// The same header, owning its strings (to outlive the request, while
+    /// the keys it names are fetched).
+    pub(crate) fn into_owned(self) -> JoseHeader<'static> {
+        JoseHeader {
+            alg: Cow::Owned(self.alg.into_owned()),
+            kid: self.kid.map(|kid| Cow::Owned(kid.into_owned())),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Members<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "present")]
+    enc: bool,
+    #[serde(default, deserialize_with = "present")]
+    zip: bool,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// `typ` is optional; when present it must say JWT (RFC 7519 5.1, RFC 9068 2.1).
+fn acceptable_typ(typ: &str) -> bool {
+    ["JWT", "at+jwt", "application/at+jwt"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(typ))
+}
+
+/// Reads the base64url `segment` (decoded into `buffer` when it fits) as a
+/// JWS header.
+pub(crate) fn read<'b>(
+    segment: &str,
+    buffer: &'b mut [u8],
+) -> Result<JoseHeader<'b>, InvalidToken> {
+    let json =
+        decode_b64(segment, buffer).ok_or_else(|| malformed("the header is not base64url"))?;
+    // RFC 7515 4: a JSON object. serde would also read a struct from an array.
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(malformed("the header is not a JWS header"));
+    }
+    match json {
+        Cow::Borrowed(bytes) => validated(parse(bytes)?),
+        // Too big for the buffer: rare, and owned from here on.
+        Cow::Owned(bytes) => validated(parse(&bytes)?).map(JoseHeader::into_owned),
+    }
+}
+
+fn parse(json: &[u8]) -> Result<Members<'_>, InvalidToken> {
+    serde_json::from_slice(json).map_err(|_| malformed("the header is not a JWS header"))
+}
+
+fn validated(members: Members<'_>) -> Result<JoseHeader<'_>, InvalidToken> {
+    if members.crit {
+        return Err(malformed("unsupported critical header extension"));
+    }
+    if members.enc || members.zip {
+        return Err(malformed("encrypted tokens are not accepted"));
+    }
+    if members.typ.as_deref().is_some_and(|t| !acceptable_typ(t)) {
+        return Err(malformed("the header's typ is not JWT"));
+    }
+    Ok(JoseHeader {
+        alg: members.alg,
+        kid: members.kid,
+    })
+}

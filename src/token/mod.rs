@@ -1,0 +1,227 @@
+//! The wire format of a compact JWS token, verified with the key it is handed:
+//! its header read by our rules, its signature checked (the only use of
+//! `jsonwebtoken`, for the arithmetic alone), its claims read strictly and
+//! checked for time, issuer and audience. Where keys come from is not this
+//! module's business: it asks the caller for the key a `kid` names.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
+
+mod cache;
+mod header;
+mod sign;
+
+use crate::claims::{Claims, NumericDate};
+use crate::error::InvalidToken;
+use crate::keys::Key;
+use cache::VerifiedCache;
+pub(crate) use header::JoseHeader;
+pub(crate) use sign::Signer;
+
+fn malformed(why: &'static str) -> InvalidToken {
+    InvalidToken::Malformed(Cow::Borrowed(why))
+}
+
+/// The three segments of a compact JWS (JWE's five and anything else refused).
+fn segments(token: &str) -> Result<(&str, &str, &str), InvalidToken> {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => Ok((header, payload, signature)),
+        _ => Err(malformed("a JWT has three segments")),
+    }
+}
+
+/// Why a token was not verified: it is invalid, or it names a key the caller
+/// does not hold now (its header comes back, so that nothing is read twice
+/// once the key has been fetched).
+#[derive(Debug)]
+pub(crate) enum Unverified {
+    Invalid(InvalidToken),
+    KeyMissing(JoseHeader<'static>),
+}
+
+impl From<InvalidToken> for Unverified {
+    fn from(e: InvalidToken) -> Self {
+        Unverified::Invalid(e)
+    }
+}
+
+/// Everything needed to check a token, prepared once at construction.
+pub(crate) struct Verifier {
+    leeway: f64,
+    issuer: Option<String>,
+    audience: Vec<String>,
+    max_len: usize,
+    max_lifetime: Option<f64>,
+    cache: Option<VerifiedCache>,
+}
+
+impl Verifier {
+    pub(crate) fn new(
+        leeway: std::time::Duration,
+        issuer: Option<String>,
+        audience: Vec<String>,
+        max_len: usize,
+        max_lifetime: Option<std::time::Duration>,
+        cache_capacity: Option<usize>,
+    ) -> Self {
+        Verifier {
+            leeway: leeway.as_secs_f64(),
+            issuer,
+            audience,
+            max_len,
+            max_lifetime: max_lifetime.map(|d| d.as_secs_f64()),
+            cache: cache_capacity.map(VerifiedCache::new),
+        }
+    }
+
+    /// Checks shape, header, signature, claim types and time; nothing about
+    /// the route (type, freshness), which is the policy's business. `key`
+    /// gives the key a `kid` names (or the default key for none).
+    pub(crate) fn verify<E: DeserializeOwned>(
+        &self,
+        token: &str,
+        now: NumericDate,
+        key: impl Fn(Option<&str>) -> Result<Arc<Key>, InvalidToken>,
+    ) -> Result<Claims<E>, Unverified> {
+        if token.len() > self.max_len {
+            return Err(InvalidToken::TooLong.into());
+        }
+        if let Some(seen) = self.cache.as_ref().and_then(|c| c.get(token))
+            && key(seen.kid.as_deref()).is_ok_and(|key| Arc::ptr_eq(&key, &seen.key))
+        {
+            // Its signature was checked with the very key its kid still selects;
+            // time and claims are checked again.
+            return Ok(self.claims(&seen.payload, now)?);
+        }
+        let (header_b64, _, _) = segments(token)?;
+        let mut buffer = [0u8; 512];
+        let header = header::read(header_b64, &mut buffer)?;
+        match key(header.kid.as_deref()) {
+            Ok(key) => Ok(self.verify_with(token, &header, &key, now)?),
+            Err(InvalidToken::UnknownKey) => Err(Unverified::KeyMissing(header.into_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The rest of [`verify`](Self::verify) for a token whose `header` was
+    /// read, with the key it names.
+    pub(crate) fn verify_with<E: DeserializeOwned>(
+        &self,
+        token: &str,
+        header: &JoseHeader<'_>,
+        key: &Arc<Key>,
+        now: NumericDate,
+    ) -> Result<Claims<E>, InvalidToken> {
+        let (header_b64, payload_b64, signature_b64) = segments(token)?;
+        // The key's algorithm must be the token's: a key never serves two.
+        if header.alg != key.algorithm().as_str() {
+            return Err(InvalidToken::Algorithm);
+        }
+        let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
+        if !key.verify_signature(signed.as_bytes(), signature_b64) {
+            return Err(InvalidToken::Signature);
+        }
+        let mut payload_buf = [0u8; 2048];
+        let payload = decode_b64(payload_b64, &mut payload_buf)
+            .ok_or_else(|| malformed("the payload is not base64url"))?;
+        let claims = self.claims(&payload, now)?;
+        if let Some(cache) = &self.cache {
+            let exp = claims.exp.as_secs_f64();
+            let kid = header.kid.as_deref();
+            cache.insert(token, &payload, kid, key.clone(), exp, now.as_secs_f64());
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a payload whose signature is verified, checked for time,
+    /// issuer and audience.
+    fn claims<E: DeserializeOwned>(
+        &self,
+        payload: &[u8],
+        now: NumericDate,
+    ) -> Result<Claims<E>, InvalidToken> {
+        let claims: Claims<E> = serde_json::from_slice(payload).map_err(claims_error)?;
+        self.check_time(&claims, now)?;
+        self.check_issuer_and_audience(&claims)?;
+        Ok(claims)
+    }
+
+    fn check_time<E>(&self, claims: &Claims<E>, now: NumericDate) -> Result<(), InvalidToken> {
+        let now = now.as_secs_f64();
+        if now >= claims.exp.as_secs_f64() + self.leeway {
+            return Err(InvalidToken::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf.as_secs_f64() > now + self.leeway)
+        {
+            return Err(InvalidToken::NotYetValid);
+        }
+        if claims
+            .iat
+            .is_some_and(|iat| iat.as_secs_f64() > now + self.leeway)
+        {
+            return Err(InvalidToken::IssuedInFuture);
+        }
+        if let Some(max) = self.max_lifetime {
+            // From issue (or from now, for a token that does not say) to expiry.
+            let start = claims.iat.map_or(now, NumericDate::as_secs_f64);
+            if claims.exp.as_secs_f64() - start > max {
+                return Err(InvalidToken::Lifetime);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_issuer_and_audience<E>(&self, claims: &Claims<E>) -> Result<(), InvalidToken> {
+        if let Some(issuer) = &self.issuer
+            && claims.iss.as_deref() != Some(issuer.as_str())
+        {
+            return Err(InvalidToken::Issuer);
+        }
+        // RFC 8725 3.9: a token meant for somebody (any `aud`) is not meant for a
+        // service that expects no audience.
+        let aud_ok = match &claims.aud {
+            None => self.audience.is_empty(),
+            Some(aud) => aud
+                .iter()
+                .any(|a| self.audience.iter().any(|ours| ours == a)),
+        };
+        if aud_ok {
+            Ok(())
+        } else {
+            Err(InvalidToken::Audience)
+        }
+    }
+}
+
+/// base64url without padding, decoded into `stack` when it fits (the common
+/// case: no allocation), else onto the heap. Canonical: no padding, no stray bits.
+fn decode_b64<'a>(input: &str, stack: &'a mut [u8]) -> Option<Cow<'a, [u8]>> {
+    if base64::decoded_len_estimate(input.len()) <= stack.len() {
+        let len = URL_SAFE_NO_PAD.decode_slice(input, stack).ok()?;
+        Some(Cow::Borrowed(&stack[..len]))
+    } else {
+        URL_SAFE_NO_PAD.decode(input).ok().map(Cow::Owned)
+    }
+}
+
+/// A claims error without serde's "at line 1 column 9" and without any value.
+fn claims_error(e: serde_json::Error) -> InvalidToken {
+    let msg = e.to_string();
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => &msg,
+    };
+    let msg = if e.is_data() {
+        msg.to_owned()
+    } else {
+        "the payload is not a JSON object".to_owned()
+    };
+    InvalidToken::Claims(Cow::Owned(msg))
+}
