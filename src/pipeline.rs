@@ -257,3 +257,74 @@ fn check_csrf<E>(sent: Option<&[u8]>, claims: &Claims<E>) -> Result<(), AuthErro
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(all(test, feature = "jwks"))]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    use crate::{Algorithm, AuthX, AuthXConfig, Key, RemoteJwks, RequireAuthLayer};
+
+    /// Serves `jwks` on loopback until the test ends; its URL.
+    async fn jwks_server(jwks: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let jwks = jwks.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| {
+                        let body = Bytes::from(jwks.clone());
+                        async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}/jwks.json")
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unknown_kid_is_fetched_and_the_request_and_header_are_read_once() {
+        let pem = include_bytes!("../tests/fixtures/keys/ec256_private.pem");
+        let issuer = AuthX::new(AuthXConfig::new(
+            Key::from_private_pem(Algorithm::ES256, pem).unwrap(),
+        ))
+        .unwrap();
+        // The resource server has never fetched the keys: the token's kid is
+        // unknown until the refetch.
+        let url = jwks_server(issuer.jwks().to_owned()).await;
+        let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
+        let service =
+            RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
+                Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+            }));
+        let token = issuer.create_access_token("u", true).unwrap();
+        let request = Request::get("/")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .unwrap();
+        let (finds, reads) = (
+            crate::source::FINDS.with(|f| f.get()),
+            crate::token::header::READS.with(|r| r.get()),
+        );
+        let res = service.oneshot(request).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            crate::source::FINDS.with(|f| f.get()) - finds,
+            1,
+            "request read"
+        );
+        assert_eq!(
+            crate::token::header::READS.with(|r| r.get()) - reads,
+            1,
+            "header read"
+        );
+    }
+}

@@ -11,6 +11,12 @@ use serde::{Deserialize, Deserializer};
 use super::{decode_b64, malformed};
 use crate::error::InvalidToken;
 
+#[cfg(test)]
+thread_local! {
+    /// Headers read on this thread (the pipeline's tests count them).
+    pub(crate) static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// What a token's header says: the algorithm it claims and the key it names.
 #[derive(Clone, Debug)]
 pub(crate) struct JoseHeader<'a> {
@@ -63,6 +69,8 @@ pub(crate) fn read<'b>(
     segment: &str,
     buffer: &'b mut [u8],
 ) -> Result<JoseHeader<'b>, InvalidToken> {
+    #[cfg(test)]
+    READS.with(|reads| reads.set(reads.get() + 1));
     let json =
         decode_b64(segment, buffer).ok_or_else(|| malformed("the header is not base64url"))?;
     // RFC 7515 4: a JSON object. serde would also read a struct from an array.

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
 
 mod cache;
-mod header;
+pub(crate) mod header;
 mod sign;
 
 use crate::claims::{Claims, NumericDate};
