@@ -57,7 +57,7 @@ impl AuthX {
             if !config.allow_weak_secret {
                 return Err(ConfigError::new(format!(
                     "the {} secret is shorter than the algorithm's output size (RFC 7518 3.2); \
-                     use a longer random secret, or opt in with AuthXConfig::allow_weak_secret",
+                     use a longer random secret, or opt in with AuthXConfig::allow_weak_secret(true)",
                     key.alg
                 )));
             }
@@ -102,12 +102,12 @@ impl AuthX {
             realm: config.realm,
             prepared: Default::default(),
         };
-        #[cfg(feature = "jwks")]
+        #[cfg(feature = "remote-keys")]
         let keys = match config.remote.take() {
             Some(remote) => KeySource::Remote(remote),
             None => KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
         };
-        #[cfg(not(feature = "jwks"))]
+        #[cfg(not(feature = "remote-keys"))]
         let keys = KeySource::Local(Arc::new(KeyRing::new(&config.keys)?));
         let verifier = Verifier::new(
             config.leeway,

@@ -45,7 +45,7 @@ pub struct AuthXConfig {
     pub(crate) grpc_rejection: Option<Arc<dyn Reject>>,
     pub(crate) store: Option<Arc<dyn RevocationStore>>,
     pub(crate) fail_open: bool,
-    #[cfg(feature = "jwks")]
+    #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
 }
 
@@ -76,15 +76,15 @@ impl AuthXConfig {
             grpc_rejection: None,
             store: None,
             fail_open: false,
-            #[cfg(feature = "jwks")]
+            #[cfg(feature = "remote-keys")]
             remote: None,
         }
     }
 
     /// A resource server's configuration: verifies with the keys of an issuer's
     /// JWKS only (it cannot issue tokens).
-    #[cfg(feature = "jwks")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+    #[cfg(feature = "remote-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
     pub fn from_jwks(remote: crate::keys::RemoteJwks) -> Self {
         let mut config = AuthXConfig::new(KeySet::verify_only([]));
         config.remote = Some(remote);
@@ -213,11 +213,12 @@ impl AuthXConfig {
         self
     }
 
-    /// Accepts an HMAC secret shorter than RFC 7518 3.2 allows, with a warning.
-    /// For demos and for migrating services whose secret cannot change yet.
+    /// Whether an HMAC secret shorter than RFC 7518 3.2 allows is accepted, with
+    /// a warning (default: no, it is a `ConfigError`). For demos and for
+    /// migrating services whose secret cannot change yet.
     #[must_use]
-    pub fn allow_weak_secret(mut self) -> Self {
-        self.allow_weak_secret = true;
+    pub fn allow_weak_secret(mut self, allow: bool) -> Self {
+        self.allow_weak_secret = allow;
         self
     }
 

@@ -77,8 +77,8 @@ pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
 pub use error::{AuthError, ConfigError, CsrfFailure, InvalidToken, IssueError};
 pub use issue::{PairBuilder, TokenBuilder, TokenPair};
-#[cfg(feature = "jwks")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+#[cfg(feature = "remote-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
 pub use keys::RemoteJwks;
 pub use keys::{Algorithm, Key, KeySet};
 pub use layer::{

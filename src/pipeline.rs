@@ -258,7 +258,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-#[cfg(all(test, feature = "jwks"))]
+#[cfg(all(test, feature = "remote-keys"))]
 mod tests {
     use std::convert::Infallible;
 
@@ -294,7 +294,7 @@ mod tests {
     async fn an_unknown_kid_is_fetched_and_the_request_and_header_are_read_once() {
         let pem = include_bytes!("../tests/fixtures/keys/ec256_private.pem");
         let issuer = AuthX::new(AuthXConfig::new(
-            Key::from_private_pem(Algorithm::ES256, pem).unwrap(),
+            Key::signing_pem(Algorithm::ES256, pem).unwrap(),
         ))
         .unwrap();
         // The resource server has never fetched the keys: the token's kid is

@@ -192,7 +192,7 @@ async fn asymmetric_tokens_cross_both_ways() {
         let private = format!("{keys}{name}_private.pem");
         let public_pem = std::fs::read_to_string(format!("{keys}{name}_public.pem")).unwrap();
         let ours = AuthX::new(AuthXConfig::new(
-            tower_authx::Key::from_private_pem(alg, &std::fs::read(&private).unwrap()).unwrap(),
+            tower_authx::Key::signing_pem(alg, &std::fs::read(&private).unwrap()).unwrap(),
         ))
         .unwrap();
         let pair = ours.create_token_pair("user1").unwrap();

@@ -2,7 +2,7 @@
 //! resource server as real processes), the published JWKS, rotation by `kid`,
 //! an unknown-kid flood against a counting JWKS server, the issuer down, and
 //! algorithm confusion.
-#![cfg(feature = "jwks")]
+#![cfg(feature = "remote-keys")]
 
 mod common;
 
@@ -28,7 +28,7 @@ fn fixture(name: &str) -> String {
 
 /// A signing key from a PEM fixture.
 fn private_key(alg: Algorithm, file: &str) -> Key {
-    Key::from_private_pem(alg, &std::fs::read(fixture(file)).unwrap()).unwrap()
+    Key::signing_pem(alg, &std::fs::read(fixture(file)).unwrap()).unwrap()
 }
 
 /// A verifying key from a PEM fixture.
@@ -434,7 +434,7 @@ fn keys_from_der_files_match_their_pem_twins() {
     ] {
         let read = |file: String| std::fs::read(fixture(&file)).unwrap();
         let signer = AuthX::new(AuthXConfig::new(
-            Key::from_private_der(alg, &read(format!("{name}_private.der"))).unwrap(),
+            Key::signing_der(alg, &read(format!("{name}_private.der"))).unwrap(),
         ))
         .unwrap();
         let token = signer.create_access_token("der", true).unwrap();
@@ -448,7 +448,7 @@ fn keys_from_der_files_match_their_pem_twins() {
         assert_eq!(claims.sub, "der", "{alg}");
         // The same key from PEM has the same thumbprint kid.
         let pem = AuthX::new(AuthXConfig::new(
-            Key::from_private_pem(alg, &read(format!("{name}_private.pem"))).unwrap(),
+            Key::signing_pem(alg, &read(format!("{name}_private.pem"))).unwrap(),
         ))
         .unwrap();
         assert_eq!(pem.jwks(), signer.jwks(), "{alg}");
@@ -519,7 +519,7 @@ fn hostile_ed25519_keys_are_refused_as_jwk_and_as_pem() {
     for (what, x) in hostile_ed25519_keys() {
         let jwk = format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#);
         assert!(
-            Key::from_jwk(Algorithm::EdDSA, &jwk).is_err(),
+            Key::verifying_jwk(Algorithm::EdDSA, &jwk).is_err(),
             "JWK: {what}"
         );
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -536,9 +536,9 @@ fn hostile_ed25519_keys_are_refused_as_jwk_and_as_pem() {
     }
     // Short EC coordinates and RSA moduli too.
     let short_ec = r#"{"kty":"EC","crv":"P-256","x":"AQID","y":"AQID"}"#;
-    assert!(Key::from_jwk(Algorithm::ES256, short_ec).is_err());
+    assert!(Key::verifying_jwk(Algorithm::ES256, short_ec).is_err());
     let short_rsa = r#"{"kty":"RSA","n":"AQID","e":"AQAB"}"#;
-    assert!(Key::from_jwk(Algorithm::RS256, short_rsa).is_err());
+    assert!(Key::verifying_jwk(Algorithm::RS256, short_rsa).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

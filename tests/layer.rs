@@ -400,7 +400,7 @@ fn short_hmac_secrets_need_an_explicit_opt_in() {
         AuthX::new(
             AuthXConfig::from_secret("your-secret-key")
                 .unwrap()
-                .allow_weak_secret()
+                .allow_weak_secret(true)
         )
         .is_ok()
     );

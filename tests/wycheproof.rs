@@ -177,7 +177,7 @@ fn signature_file(name: &str, alg: Algorithm, jwk_member: &str) {
     let mut tally = Tally::default();
     for group in groups(&file) {
         let key = match group.get(jwk_member) {
-            Some(jwk) => Key::from_jwk(alg, &jwk.to_string()),
+            Some(jwk) => Key::verifying_jwk(alg, &jwk.to_string()),
             None => Key::verifying_der(alg, &hex(group["publicKeyDer"].as_str().unwrap())),
         }
         .ok();
@@ -265,14 +265,14 @@ fn hs256_macs() {
 fn jwks_must_fit_the_algorithm() {
     let ec = r#"{"kty":"EC","crv":"P-256","x":"04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY","y":"UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw"}"#;
     use tower_authx::Algorithm::*;
-    assert!(Key::from_jwk(ES256, ec).is_ok());
+    assert!(Key::verifying_jwk(ES256, ec).is_ok());
     for wrong in [HS256, RS256, ES384, EdDSA] {
-        assert!(Key::from_jwk(wrong, ec).is_err(), "{wrong}");
+        assert!(Key::verifying_jwk(wrong, ec).is_err(), "{wrong}");
     }
     let declared_es384 = ec.replace(r#""kty""#, r#""alg":"ES384","kty""#);
-    assert!(Key::from_jwk(ES256, &declared_es384).is_err());
+    assert!(Key::verifying_jwk(ES256, &declared_es384).is_err());
     let for_encryption = ec.replace(r#""kty""#, r#""use":"enc","kty""#);
-    assert!(Key::from_jwk(ES256, &for_encryption).is_err());
-    assert!(Key::from_jwk(HS256, r#"{"kty":"oct"}"#).is_err());
-    assert!(Key::from_jwk(HS256, "not json").is_err());
+    assert!(Key::verifying_jwk(ES256, &for_encryption).is_err());
+    assert!(Key::verifying_jwk(HS256, r#"{"kty":"oct"}"#).is_err());
+    assert!(Key::verifying_jwk(HS256, "not json").is_err());
 }

@@ -51,7 +51,7 @@ fn key(alg: Algorithm) -> Key {
         a if a.is_hmac() => return Key::hmac(a, [7u8; 64]).unwrap(),
         _ => "rsa_private.pem",
     };
-    Key::from_private_pem(alg, &std::fs::read(format!("{KEYS}{file}")).unwrap()).unwrap()
+    Key::signing_pem(alg, &std::fs::read(format!("{KEYS}{file}")).unwrap()).unwrap()
 }
 
 /// What a bare decode reads: the same claims, into a plain struct.

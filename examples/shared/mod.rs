@@ -40,7 +40,7 @@ pub fn config_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
         let path = std::env::var("JWT_PRIVATE_KEY_FILE").map_err(|_| {
             format!("JWT_ALGORITHM={alg} needs JWT_PRIVATE_KEY_FILE (a PEM private key)")
         })?;
-        let mut keys = KeySet::new(Key::from_private_pem(alg, &std::fs::read(&path)?)?);
+        let mut keys = KeySet::new(Key::signing_pem(alg, &std::fs::read(&path)?)?);
         if let Ok(previous) = std::env::var("JWT_PREVIOUS_KEY_FILE") {
             let previous_alg: Algorithm = match std::env::var("JWT_PREVIOUS_ALGORITHM") {
                 Ok(name) => name.parse()?,
@@ -48,7 +48,7 @@ pub fn config_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
             };
             let pem = std::fs::read(&previous)?;
             let key = if String::from_utf8_lossy(&pem).contains("PRIVATE KEY") {
-                Key::from_private_pem(previous_alg, &pem)?
+                Key::signing_pem(previous_alg, &pem)?
             } else {
                 Key::verifying_pem(previous_alg, &pem)?
             };
@@ -63,7 +63,7 @@ pub fn config_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
         eprintln!(
             "warning: JWT_SECRET_KEY is shorter than 32 bytes; set a long random secret in production"
         );
-        config = config.allow_weak_secret();
+        config = config.allow_weak_secret(true);
     }
     Ok(config)
 }

@@ -13,13 +13,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::error::ConfigError;
 
 mod publish;
-#[cfg(feature = "jwks")]
+#[cfg(feature = "remote-keys")]
 mod remote;
 mod set;
 mod source;
 
 pub(crate) use publish::jwks;
-#[cfg(feature = "jwks")]
+#[cfg(feature = "remote-keys")]
 pub use remote::RemoteJwks;
 pub(crate) use set::KeyRing;
 pub use set::KeySet;
@@ -188,7 +188,7 @@ impl Key {
     }
 
     /// An asymmetric key pair from PEM: the private key signs, the public key verifies.
-    pub fn from_pem(
+    pub fn signing_pem_pair(
         alg: Algorithm,
         private_pem: &[u8],
         public_pem: &[u8],
@@ -200,7 +200,7 @@ impl Key {
 
     /// An asymmetric key pair from the private key's PEM alone (PKCS#8, or
     /// PKCS#1 for RSA); the public half is derived from it.
-    pub fn from_private_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
+    pub fn signing_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
         ensure_crypto_backend()?;
         let encoding = signing_pem(alg, private_pem)?;
         let public = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, alg.to_jwt())
@@ -222,8 +222,8 @@ impl Key {
 
     /// A key pair from the private key's DER (PKCS#8, as `openssl pkcs8 -topk8
     /// -nocrypt -outform DER` writes it); the public half is derived from it.
-    pub fn from_private_der(alg: Algorithm, private_der: &[u8]) -> Result<Key, ConfigError> {
-        Key::from_private_pem(alg, pem_wrap("PRIVATE KEY", private_der).as_bytes())
+    pub fn signing_der(alg: Algorithm, private_der: &[u8]) -> Result<Key, ConfigError> {
+        Key::signing_pem(alg, pem_wrap("PRIVATE KEY", private_der).as_bytes())
     }
 
     /// A public key from PEM that only verifies (a resource server's key).
@@ -257,7 +257,7 @@ impl Key {
     /// `EC` on the matching curve for ES*, `OKP` Ed25519 for EdDSA), and a JWK
     /// `alg`, when present, must be `alg`: no key is ever used with two algorithms.
     /// An `oct` key also signs. The JWK's `kid` becomes the key's.
-    pub fn from_jwk(alg: Algorithm, jwk: &str) -> Result<Key, ConfigError> {
+    pub fn verifying_jwk(alg: Algorithm, jwk: &str) -> Result<Key, ConfigError> {
         let value: serde_json::Value =
             serde_json::from_str(jwk).map_err(|_| ConfigError::new("the JWK is not JSON"))?;
         let member = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
@@ -329,6 +329,34 @@ impl Key {
     pub(crate) fn public_jwk(&self) -> Result<jsonwebtoken::jwk::Jwk, ConfigError> {
         jsonwebtoken::jwk::Jwk::from_decoding_key(&self.decoding, Some(self.alg.to_jwt()))
             .map_err(ConfigError::key)
+    }
+
+    /// Renamed [`signing_pem_pair`](Self::signing_pem_pair).
+    #[deprecated(since = "0.2.0", note = "renamed signing_pem_pair")]
+    pub fn from_pem(
+        alg: Algorithm,
+        private_pem: &[u8],
+        public_pem: &[u8],
+    ) -> Result<Key, ConfigError> {
+        Key::signing_pem_pair(alg, private_pem, public_pem)
+    }
+
+    /// Renamed [`signing_pem`](Self::signing_pem).
+    #[deprecated(since = "0.2.0", note = "renamed signing_pem")]
+    pub fn from_private_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
+        Key::signing_pem(alg, private_pem)
+    }
+
+    /// Renamed [`signing_der`](Self::signing_der).
+    #[deprecated(since = "0.2.0", note = "renamed signing_der")]
+    pub fn from_private_der(alg: Algorithm, private_der: &[u8]) -> Result<Key, ConfigError> {
+        Key::signing_der(alg, private_der)
+    }
+
+    /// Renamed [`verifying_jwk`](Self::verifying_jwk).
+    #[deprecated(since = "0.2.0", note = "renamed verifying_jwk")]
+    pub fn from_jwk(alg: Algorithm, jwk: &str) -> Result<Key, ConfigError> {
+        Key::verifying_jwk(alg, jwk)
     }
 
     /// Names this key: the `kid` written into the header of the tokens it signs.

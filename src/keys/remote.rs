@@ -1,4 +1,4 @@
-//! Consuming an issuer's JWKS (feature `jwks`): keys fetched with hyper's client,
+//! Consuming an issuer's JWKS (feature `remote-keys`): keys fetched with hyper's client,
 //! cached, refreshed in the background, refetched when a token names an unknown
 //! `kid` (rate-limited, so a flood of made-up kids cannot make us hammer the
 //! issuer), and kept serving while the issuer is down.

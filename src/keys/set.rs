@@ -21,7 +21,7 @@ use crate::error::{ConfigError, InvalidToken};
 /// # let (new_private, new_public) = (include_bytes!("../../tests/fixtures/keys/ec256_private.pem"), include_bytes!("../../tests/fixtures/keys/ec256_public.pem"));
 /// # let old_public = include_bytes!("../../tests/fixtures/keys/rsa_public.pem");
 /// // Rotation: sign with the new key, keep verifying (and publishing) the old one.
-/// let keys = KeySet::new(Key::from_pem(Algorithm::ES256, new_private, new_public)?)
+/// let keys = KeySet::new(Key::signing_pem_pair(Algorithm::ES256, new_private, new_public)?)
 ///     .with_previous(Key::verifying_pem(Algorithm::RS256, old_public)?);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -66,7 +66,7 @@ impl KeySet {
     /// resource server configured with its issuer's keys). Entries meant for
     /// something else (`use` other than `sig`, `key_ops` without `verify`) are
     /// left out; every other entry must be a usable key, checked as strictly as
-    /// [`Key::from_jwk`] does (an entry without `alg` takes RS256, ES256, ES384
+    /// [`Key::verifying_jwk`] does (an entry without `alg` takes RS256, ES256, ES384
     /// or EdDSA from its key type and curve). Secrets and public keys never mix
     /// in one set, and no `kid` names two keys.
     pub fn from_jwks(jwks: &str) -> Result<KeySet, ConfigError> {
@@ -138,7 +138,7 @@ pub(crate) fn jwks_entries(document: &[u8]) -> Result<Vec<Result<Key, ConfigErro
                     )));
                 }
             };
-            Key::from_jwk(alg, &jwk.to_string())
+            Key::verifying_jwk(alg, &jwk.to_string())
         })
         .collect())
 }
@@ -176,7 +176,7 @@ impl KeyRing {
 
     /// A ring of keys fetched from a JWKS (by `kid` only). A `kid` that names
     /// two keys names neither: which one was meant cannot be known.
-    #[cfg(feature = "jwks")]
+    #[cfg(feature = "remote-keys")]
     pub(crate) fn from_keys(keys: impl IntoIterator<Item = Key>) -> KeyRing {
         let mut ring = KeyRing::default();
         let mut ambiguous = Vec::new();
@@ -206,7 +206,7 @@ impl KeyRing {
         found.cloned().ok_or(InvalidToken::UnknownKey)
     }
 
-    #[cfg(feature = "jwks")]
+    #[cfg(feature = "remote-keys")]
     pub(crate) fn contains(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
     }

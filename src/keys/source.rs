@@ -14,7 +14,7 @@ use crate::error::InvalidToken;
 #[derive(Clone)]
 pub(crate) enum KeySource {
     Local(Arc<KeyRing>),
-    #[cfg(feature = "jwks")]
+    #[cfg(feature = "remote-keys")]
     Remote(super::RemoteJwks),
 }
 
@@ -23,7 +23,7 @@ impl KeySource {
     pub(crate) fn select(&self, kid: Option<&str>) -> Result<Arc<Key>, InvalidToken> {
         match self {
             KeySource::Local(ring) => ring.select(kid),
-            #[cfg(feature = "jwks")]
+            #[cfg(feature = "remote-keys")]
             KeySource::Remote(remote) => remote.ring().select(kid),
         }
     }
@@ -37,7 +37,7 @@ impl KeySource {
                 let _ = kid;
                 None
             }
-            #[cfg(feature = "jwks")]
+            #[cfg(feature = "remote-keys")]
             KeySource::Remote(remote) => {
                 Some(KeyFuture(remote.refetch_for(kid.map(str::to_owned))))
             }
@@ -49,7 +49,7 @@ impl KeySource {
     pub(crate) fn unavailable(&self) -> bool {
         match self {
             KeySource::Local(_) => false,
-            #[cfg(feature = "jwks")]
+            #[cfg(feature = "remote-keys")]
             KeySource::Remote(remote) => remote.unavailable(),
         }
     }
