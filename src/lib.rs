@@ -75,7 +75,7 @@ pub use authx::AuthX;
 pub use claims::{Audience, Claims, Fresh, NoExtra, NumericDate, TokenType};
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
-pub use error::{AuthError, ConfigError, CsrfFailure, InvalidToken, IssueError};
+pub use error::{AuthError, ConfigError, CsrfFailure, FetchError, InvalidToken, IssueError};
 pub use issue::{PairBuilder, TokenBuilder, TokenPair};
 #[cfg(feature = "remote-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]

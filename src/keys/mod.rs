@@ -38,9 +38,7 @@ pub(crate) fn ensure_crypto_backend() -> Result<(), ConfigError> {
     }
     jsonwebtoken::crypto::CryptoProvider::try_get_default()
         .map(|_| ())
-        .ok_or_else(|| {
-            ConfigError::new("no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`")
-        })
+        .ok_or(ConfigError::NoBackend)
 }
 
 /// A JWS signing algorithm (RFC 7518). `none` does not exist here.
@@ -144,7 +142,7 @@ impl FromStr for Algorithm {
         Algorithm::ALL
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or_else(|| ConfigError::new(format!("unknown or unsupported algorithm {s:?}")))
+            .ok_or_else(|| ConfigError::unusable_key(format!("unknown or unsupported algorithm {s:?}")))
     }
 }
 
@@ -169,7 +167,7 @@ impl Key {
     pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Key, ConfigError> {
         let secret = secret.as_ref();
         if !alg.is_hmac() {
-            return Err(ConfigError::new(format!("{alg} is not an HMAC algorithm")));
+            return Err(ConfigError::unusable_key(format!("{alg} is not an HMAC algorithm")));
         }
         let encoding = jsonwebtoken::EncodingKey::from_secret(secret).map_err(ConfigError::key)?;
         let decoding = jsonwebtoken::DecodingKey::from_secret(secret).map_err(ConfigError::key)?;
@@ -231,7 +229,7 @@ impl Key {
         use jsonwebtoken::DecodingKey as Dec;
         let decoding = match alg {
             a if a.is_hmac() => {
-                return Err(ConfigError::new(format!(
+                return Err(ConfigError::unusable_key(format!(
                     "{alg} takes a secret, not a PEM key"
                 )));
             }
@@ -259,17 +257,17 @@ impl Key {
     /// An `oct` key also signs. The JWK's `kid` becomes the key's.
     pub fn verifying_jwk(alg: Algorithm, jwk: &str) -> Result<Key, ConfigError> {
         let value: serde_json::Value =
-            serde_json::from_str(jwk).map_err(|_| ConfigError::new("the JWK is not JSON"))?;
+            serde_json::from_str(jwk).map_err(|_| ConfigError::unusable_key("the JWK is not JSON"))?;
         let member = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
         if let Some(declared) = member("alg")
             && declared != alg.as_str()
         {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::unusable_key(format!(
                 "the JWK is for {declared}, not {alg}"
             )));
         }
         if !jwk_is_for_signatures(&value) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::unusable_key(
                 "the JWK is not for signatures (`use` or `key_ops`)",
             ));
         }
@@ -282,19 +280,19 @@ impl Key {
             _ => false,
         };
         if !fits {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::unusable_key(format!(
                 "the JWK's key type does not fit {alg}"
             )));
         }
         let key = if alg.is_hmac() {
             let secret = member("k")
                 .and_then(|k| URL_SAFE_NO_PAD.decode(k).ok())
-                .ok_or_else(|| ConfigError::new("the oct JWK has no base64url `k`"))?;
+                .ok_or_else(|| ConfigError::unusable_key("the oct JWK has no base64url `k`"))?;
             Key::hmac(alg, secret)?
         } else {
             check_public_material(alg, &member)?;
             let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(value.clone())
-                .map_err(|e| ConfigError::new(format!("unusable JWK: {e}")))?;
+                .map_err(|e| ConfigError::unusable_key(format!("unusable JWK: {e}")))?;
             Key {
                 alg,
                 encoding: None,
@@ -384,7 +382,7 @@ fn signing_pem(
 ) -> Result<jsonwebtoken::EncodingKey, ConfigError> {
     use jsonwebtoken::EncodingKey as Enc;
     match alg {
-        a if a.is_hmac() => Err(ConfigError::new(format!(
+        a if a.is_hmac() => Err(ConfigError::unusable_key(format!(
             "{alg} takes a secret, not a PEM key"
         ))),
         Algorithm::ES256 | Algorithm::ES384 => {
@@ -417,12 +415,12 @@ fn check_public_material<'a>(
     let bytes = |name: &str| -> Result<Vec<u8>, ConfigError> {
         member(name)
             .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
-            .ok_or_else(|| ConfigError::new(format!("the JWK has no base64url `{name}`")))
+            .ok_or_else(|| ConfigError::unusable_key(format!("the JWK has no base64url `{name}`")))
     };
     let exact = |name: &str, len: usize| -> Result<Vec<u8>, ConfigError> {
         let value = bytes(name)?;
         if value.len() != len {
-            return Err(ConfigError::new(format!(
+            return Err(ConfigError::unusable_key(format!(
                 "the {alg} JWK's `{name}` is {} bytes, not {len}",
                 value.len()
             )));
@@ -445,18 +443,18 @@ fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
     let e = &e[e.iter().take_while(|b| **b == 0).count()..];
     let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
     if !(2048..=16384).contains(&bits) || n.last().is_none_or(|b| b % 2 == 0) {
-        return Err(ConfigError::new(
+        return Err(ConfigError::unusable_key(
             "the RSA key's modulus must be odd and have 2048 to 16384 bits",
         ));
     }
     let exponent = (e.len() <= 8).then(|| e.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)));
     if !exponent.is_some_and(|e| e >= 3 && e % 2 == 1) {
-        return Err(ConfigError::new(
+        return Err(ConfigError::unusable_key(
             "the RSA key's exponent must be odd and at least 3",
         ));
     }
     if roca_fingerprint(n) {
-        return Err(ConfigError::new(
+        return Err(ConfigError::unusable_key(
             "the RSA key was made by a generator with the ROCA flaw (CVE-2017-15361)",
         ));
     }
@@ -491,7 +489,7 @@ fn roca_fingerprint(n: &[u8]) -> bool {
 fn check_ed25519_point(x: &[u8]) -> Result<(), ConfigError> {
     let mut y: [u8; 32] = x
         .try_into()
-        .map_err(|_| ConfigError::new("an Ed25519 public key is 32 bytes"))?;
+        .map_err(|_| ConfigError::unusable_key("an Ed25519 public key is 32 bytes"))?;
     y[31] &= 0x7f; // the sign of x does not change the order
     // p = 2^255 - 19: encodings of y >= p are non-canonical.
     let at_least_p = y[31] == 0x7f && y[1..31].iter().all(|b| *b == 0xff) && y[0] >= 0xed;
@@ -515,7 +513,7 @@ fn check_ed25519_point(x: &[u8]) -> Result<(), ConfigError> {
     ];
     let small = y == [0u8; 32] || y == one || y == minus_one || ORDER_8.contains(&y);
     if small || at_least_p {
-        return Err(ConfigError::new(
+        return Err(ConfigError::unusable_key(
             "the Ed25519 public key is of small order or not canonical",
         ));
     }
@@ -535,10 +533,10 @@ fn check_ed25519_pem(public_pem: &[u8]) -> Result<(), ConfigError> {
         .collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
-        .map_err(|_| ConfigError::new("the Ed25519 PEM is not base64"))?;
+        .map_err(|_| ConfigError::unusable_key("the Ed25519 PEM is not base64"))?;
     match der.strip_prefix(&PREFIX[..]) {
         Some(x) if der.len() == 44 => check_ed25519_point(x),
-        _ => Err(ConfigError::new(
+        _ => Err(ConfigError::unusable_key(
             "the Ed25519 PEM is not a SubjectPublicKeyInfo of 32 bytes",
         )),
     }

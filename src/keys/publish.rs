@@ -9,7 +9,7 @@ pub(crate) fn jwks(keys: &KeySet) -> Result<String, ConfigError> {
     let mut published = Vec::new();
     for key in keys.all().filter(|k| !k.alg.is_hmac()) {
         let mut jwk = serde_json::to_value(key.public_jwk()?)
-            .map_err(|e| ConfigError::new(format!("unusable key: {e}")))?;
+            .map_err(|e| ConfigError::unusable_key(format!("unusable key: {e}")))?;
         if let Some(object) = jwk.as_object_mut() {
             object.insert("kid".into(), key.kid.clone().into());
             object.insert("alg".into(), key.alg.as_str().into());

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::set::{KeyRing, jwks_entries};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, FetchError};
 
 /// A JWKS document larger than this is refused.
 const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -205,7 +205,7 @@ impl RemoteJwks {
     }
 
     /// Fetches the keys now, whatever the intervals say.
-    pub async fn refresh(&self) -> Result<(), ConfigError> {
+    pub async fn refresh(&self) -> Result<(), FetchError> {
         let _one_at_a_time = self.inner.fetching.lock().await;
         self.inner.fetch().await
     }
@@ -245,11 +245,11 @@ impl Remote {
         }
     }
 
-    async fn fetch(&self) -> Result<(), ConfigError> {
+    async fn fetch(&self) -> Result<(), FetchError> {
         self.state.mark(&self.state.last_attempt);
         let result = tokio::time::timeout(self.timeout, self.download())
             .await
-            .unwrap_or_else(|_| Err(ConfigError::new("the JWKS fetch timed out")));
+            .unwrap_or(Err(FetchError::TimedOut));
         match result {
             Ok(ring) => {
                 *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
@@ -264,26 +264,23 @@ impl Remote {
         }
     }
 
-    async fn download(&self) -> Result<KeyRing, ConfigError> {
+    async fn download(&self) -> Result<KeyRing, FetchError> {
         let request = Request::get(self.url.clone())
             .header(http::header::ACCEPT, "application/json")
             .body(Empty::new())
-            .map_err(|e| ConfigError::new(e.to_string()))?;
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
         let response = self
             .client
             .request(request)
             .await
-            .map_err(|e| ConfigError::new(format!("JWKS unreachable: {e}")))?;
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
         if response.status() != StatusCode::OK {
-            return Err(ConfigError::new(format!(
-                "JWKS answered {}",
-                response.status()
-            )));
+            return Err(FetchError::Status(response.status().as_u16()));
         }
         let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
             .collect()
             .await
-            .map_err(|e| ConfigError::new(format!("JWKS body: {e}")))?
+            .map_err(|e| FetchError::Body(e.to_string()))?
             .to_bytes();
         parse_jwks(&body)
     }
@@ -291,8 +288,9 @@ impl Remote {
 
 /// The signature keys of a JWKS document; unusable entries are skipped, and
 /// so are secrets (a published secret is no secret).
-fn parse_jwks(body: &[u8]) -> Result<KeyRing, ConfigError> {
-    let keys = jwks_entries(body)?
+fn parse_jwks(body: &[u8]) -> Result<KeyRing, FetchError> {
+    let keys = jwks_entries(body)
+        .map_err(|e| FetchError::Document(e.to_string()))?
         .into_iter()
         .filter_map(Result::ok)
         .filter(|key| !key.algorithm().is_hmac());

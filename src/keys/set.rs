@@ -73,11 +73,11 @@ impl KeySet {
         let keys = jwks_entries(jwks.as_bytes())?
             .into_iter()
             .enumerate()
-            .map(|(i, key)| key.map_err(|e| ConfigError::new(format!("JWKS key {i}: {e}"))))
+            .map(|(i, key)| key.map_err(|e| ConfigError::unusable_key(format!("JWKS key {i}: {e}"))))
             .collect::<Result<Vec<Key>, ConfigError>>()?;
         let secrets = keys.iter().filter(|k| k.alg.is_hmac()).count();
         if secrets > 0 && secrets < keys.len() {
-            return Err(ConfigError::new(
+            return Err(ConfigError::unusable_key(
                 "the JWKS mixes secrets and public keys: a token could choose which kind verifies it",
             ));
         }
@@ -115,11 +115,11 @@ impl From<Key> for KeySet {
 /// entries for other uses are left out.
 pub(crate) fn jwks_entries(document: &[u8]) -> Result<Vec<Result<Key, ConfigError>>, ConfigError> {
     let document: serde_json::Value =
-        serde_json::from_slice(document).map_err(|_| ConfigError::new("the JWKS is not JSON"))?;
+        serde_json::from_slice(document).map_err(|_| ConfigError::unusable_key("the JWKS is not JSON"))?;
     let entries = document
         .get("keys")
         .and_then(serde_json::Value::as_array)
-        .ok_or_else(|| ConfigError::new("the JWKS has no \"keys\" array"))?;
+        .ok_or_else(|| ConfigError::unusable_key("the JWKS has no \"keys\" array"))?;
     Ok(entries
         .iter()
         .filter(|jwk| super::jwk_is_for_signatures(jwk))
@@ -132,7 +132,7 @@ pub(crate) fn jwks_entries(document: &[u8]) -> Result<Vec<Result<Key, ConfigErro
                 (None, Some("EC"), Some("P-384")) => Algorithm::ES384,
                 (None, Some("OKP"), Some("Ed25519")) => Algorithm::EdDSA,
                 (None, kty, _) => {
-                    return Err(ConfigError::new(format!(
+                    return Err(ConfigError::unusable_key(format!(
                         "no supported algorithm for key type {}",
                         kty.unwrap_or("(none)")
                     )));
@@ -160,7 +160,7 @@ impl KeyRing {
             if let Some(kid) = &key.kid
                 && ring.by_kid.insert(kid.clone(), key.clone()).is_some()
             {
-                return Err(ConfigError::new(format!("two keys share the kid {kid:?}")));
+                return Err(ConfigError::unusable_key(format!("two keys share the kid {kid:?}")));
             }
         }
         ring.default = match (&keys.signing, keys.verifying.as_slice()) {
@@ -169,7 +169,7 @@ impl KeyRing {
             _ => None,
         };
         if ring.default.is_none() && ring.by_kid.is_empty() {
-            return Err(ConfigError::new("a key set needs at least one key"));
+            return Err(ConfigError::unusable_key("a key set needs at least one key"));
         }
         Ok(ring)
     }
