@@ -269,9 +269,9 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Key(why) => write!(f, "unusable key: {why}"),
             ConfigError::Setting(why) => f.write_str(why),
-            ConfigError::NoBackend => f.write_str(
-                "no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`",
-            ),
+            ConfigError::NoBackend => {
+                f.write_str("no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`")
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! states its exact outcome: status, challenge error, detail; and nothing answered
 //! may echo the token.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
-use common::{HS256, SECRET, Server, forge, now};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::{HS256, SECRET, Server, forge, now};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{AuthX, AuthXConfig, Claims, Key, RequireAuthLayer};
 

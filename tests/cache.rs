@@ -2,11 +2,11 @@
 //! hit is checked again for time, revocation and policy, and nothing but the
 //! exact token that was verified can hit.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::{HS256, forge, now};
+use support::{HS256, forge, now};
 use tower_authx::{AuthError, AuthX, AuthXConfig, Claims, InvalidToken, Requirement};
 
 const SECRET: &[u8] = b"cache-tests-secret-of-32-bytes!!";

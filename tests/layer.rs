@@ -1,7 +1,7 @@
 //! The layers in process: what reaches the inner service, what it sees in the
 //! extensions, and how the Tower contract is kept.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -2,17 +2,17 @@
 //! token), with proptest. Bounded so CI stays fast; the fuzz targets in `fuzz/`
 //! explore the same entry points for longer.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use common::{HS256, SECRET, forge, now};
 use http::{Method, Request, Response};
 use http_body_util::Full;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use support::{HS256, SECRET, forge, now};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{
     AuthError, AuthX, AuthXConfig, NoExtra, RequestHead, RequireAuthLayer, Requirement,

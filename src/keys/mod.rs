@@ -142,7 +142,9 @@ impl FromStr for Algorithm {
         Algorithm::ALL
             .into_iter()
             .find(|a| a.as_str() == s)
-            .ok_or_else(|| ConfigError::unusable_key(format!("unknown or unsupported algorithm {s:?}")))
+            .ok_or_else(|| {
+                ConfigError::unusable_key(format!("unknown or unsupported algorithm {s:?}"))
+            })
     }
 }
 
@@ -167,7 +169,9 @@ impl Key {
     pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Key, ConfigError> {
         let secret = secret.as_ref();
         if !alg.is_hmac() {
-            return Err(ConfigError::unusable_key(format!("{alg} is not an HMAC algorithm")));
+            return Err(ConfigError::unusable_key(format!(
+                "{alg} is not an HMAC algorithm"
+            )));
         }
         let encoding = jsonwebtoken::EncodingKey::from_secret(secret).map_err(ConfigError::key)?;
         let decoding = jsonwebtoken::DecodingKey::from_secret(secret).map_err(ConfigError::key)?;
@@ -256,8 +260,8 @@ impl Key {
     /// `alg`, when present, must be `alg`: no key is ever used with two algorithms.
     /// An `oct` key also signs. The JWK's `kid` becomes the key's.
     pub fn verifying_jwk(alg: Algorithm, jwk: &str) -> Result<Key, ConfigError> {
-        let value: serde_json::Value =
-            serde_json::from_str(jwk).map_err(|_| ConfigError::unusable_key("the JWK is not JSON"))?;
+        let value: serde_json::Value = serde_json::from_str(jwk)
+            .map_err(|_| ConfigError::unusable_key("the JWK is not JSON"))?;
         let member = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
         if let Some(declared) = member("alg")
             && declared != alg.as_str()

@@ -73,7 +73,9 @@ impl KeySet {
         let keys = jwks_entries(jwks.as_bytes())?
             .into_iter()
             .enumerate()
-            .map(|(i, key)| key.map_err(|e| ConfigError::unusable_key(format!("JWKS key {i}: {e}"))))
+            .map(|(i, key)| {
+                key.map_err(|e| ConfigError::unusable_key(format!("JWKS key {i}: {e}")))
+            })
             .collect::<Result<Vec<Key>, ConfigError>>()?;
         let secrets = keys.iter().filter(|k| k.alg.is_hmac()).count();
         if secrets > 0 && secrets < keys.len() {
@@ -114,8 +116,8 @@ impl From<Key> for KeySet {
 /// Each signature key of a JWKS document, parsed (or why it cannot be used);
 /// entries for other uses are left out.
 pub(crate) fn jwks_entries(document: &[u8]) -> Result<Vec<Result<Key, ConfigError>>, ConfigError> {
-    let document: serde_json::Value =
-        serde_json::from_slice(document).map_err(|_| ConfigError::unusable_key("the JWKS is not JSON"))?;
+    let document: serde_json::Value = serde_json::from_slice(document)
+        .map_err(|_| ConfigError::unusable_key("the JWKS is not JSON"))?;
     let entries = document
         .get("keys")
         .and_then(serde_json::Value::as_array)
@@ -160,7 +162,9 @@ impl KeyRing {
             if let Some(kid) = &key.kid
                 && ring.by_kid.insert(kid.clone(), key.clone()).is_some()
             {
-                return Err(ConfigError::unusable_key(format!("two keys share the kid {kid:?}")));
+                return Err(ConfigError::unusable_key(format!(
+                    "two keys share the kid {kid:?}"
+                )));
             }
         }
         ring.default = match (&keys.signing, keys.verifying.as_slice()) {
@@ -169,7 +173,9 @@ impl KeyRing {
             _ => None,
         };
         if ring.default.is_none() && ring.by_kid.is_empty() {
-            return Err(ConfigError::unusable_key("a key set needs at least one key"));
+            return Err(ConfigError::unusable_key(
+                "a key set needs at least one key",
+            ));
         }
         Ok(ring)
     }

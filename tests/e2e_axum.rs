@@ -2,13 +2,13 @@
 //! missing-layer error, and the cookie + CSRF flow of `examples/axum.rs`.
 #![cfg(feature = "axum")]
 
-mod common;
+mod support;
 
 use axum::Router;
 use axum::routing::{get, post};
-use common::{Reply, SECRET, Server};
 use http::StatusCode;
 use serde::Deserialize;
+use support::{Reply, SECRET, Server};
 use tower_authx::{AuthX, AuthXConfig, Claims, RequireAuthLayer, RequireFreshLayer};
 
 fn authx() -> AuthX {
@@ -255,7 +255,7 @@ fn value<'a>(jar: &'a [(String, String, String)], name: &str) -> &'a str {
     &jar.iter().find(|(n, _, _)| n == name).unwrap().1
 }
 
-fn change_password(server: &Server, password: &str) -> common::Call {
+fn change_password(server: &Server, password: &str) -> support::Call {
     server
         .post("/account/password")
         .header("content-type", "application/json")

@@ -1,10 +1,10 @@
 //! Every rejection of the core, over real TCP against `examples/fresh_token.rs`:
 //! status, challenge, detail, and no token echoed back.
 
-mod common;
+mod support;
 
-use common::{HS256, SECRET, Server, forge, now};
 use http::StatusCode;
+use support::{HS256, SECRET, Server, forge, now};
 
 /// The exact outcome of a refused request.
 struct Expect {
@@ -32,7 +32,7 @@ async fn assert_refused(server: &Server, path: &str, token: &str, expect: Expect
     check(&res, token, &expect);
 }
 
-fn check(res: &common::Reply, token: &str, expect: &Expect) {
+fn check(res: &support::Reply, token: &str, expect: &Expect) {
     assert_eq!(res.status, expect.status, "{}", res.text());
     assert_eq!(res.headers["content-type"], "application/json");
     let challenge = res.challenge();
@@ -63,7 +63,7 @@ fn check(res: &common::Reply, token: &str, expect: &Expect) {
 }
 
 /// GET /protected with this exact `Authorization` value.
-async fn protected_with(server: &Server, value: impl AsRef<[u8]>) -> common::Reply {
+async fn protected_with(server: &Server, value: impl AsRef<[u8]>) -> support::Reply {
     server
         .get("/protected")
         .header("authorization", value)

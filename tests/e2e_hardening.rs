@@ -1,15 +1,15 @@
 //! What an outside review found (issue 11), each checked over real TCP against
 //! the example it concerns. Guards built every public way are in
 //! tests/guards.rs; the store's bounds in tests/revocation.rs; hostile keys in
-//! tests/keys.rs; the tonic example's findings in dev/tests/tonic.rs.
+//! tests/keys.rs; the tonic example's findings in dev/tests/e2e_tonic.rs.
 
-mod common;
+mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Redis, SECRET, Server};
 use http::StatusCode;
+use support::{Redis, SECRET, Server};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tower_authx::{AuthX, AuthXConfig};
@@ -81,7 +81,7 @@ async fn an_evicting_redis_is_refused_at_start_and_fails_closed_at_run_time() {
         ),
         "OK"
     );
-    let output = tokio::process::Command::new(common::example_path("fresh_token"))
+    let output = tokio::process::Command::new(support::example_path("fresh_token"))
         .env("PORT", "0")
         .env("JWT_SECRET_KEY", SECRET)
         .env("REDIS_URL", redis.url())
@@ -128,7 +128,7 @@ async fn an_evicting_redis_is_refused_at_start_and_fails_closed_at_run_time() {
 #[cfg(all(feature = "redis", feature = "axum"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_on_one_example_is_refused_by_the_axum_example() {
-    // The tonic example's side of this is in dev/tests/tonic.rs.
+    // The tonic example's side of this is in dev/tests/e2e_tonic.rs.
     let Some(redis) = Redis::start() else { return };
     let url = redis.url();
     let env = [("REDIS_URL", url.as_str()), ("JWT_VERIFIED_CACHE", "1000")];
@@ -154,7 +154,7 @@ async fn a_logout_on_one_example_is_refused_by_the_axum_example() {
 #[tokio::test]
 async fn every_example_refuses_a_bad_shared_setting_instead_of_ignoring_it() {
     for example in ["fresh_token", "axum"] {
-        let output = tokio::process::Command::new(common::example_path(example))
+        let output = tokio::process::Command::new(support::example_path(example))
             .env("PORT", "0")
             .env("JWT_SECRET_KEY", SECRET)
             .env("JWT_VERIFIED_CACHE", "lots")
@@ -190,7 +190,7 @@ async fn at_the_descriptor_limit_the_accept_loop_backs_off_and_logs_rarely() {
         .arg("-c")
         .arg(format!(
             "ulimit -n 24 && exec {}",
-            common::example_path("fresh_token").display()
+            support::example_path("fresh_token").display()
         ))
         .env("PORT", "0")
         .env("JWT_SECRET_KEY", SECRET)

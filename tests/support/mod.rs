@@ -359,3 +359,20 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// The JOSE header of `token`, as JSON.
+pub fn header_of(token: &str) -> Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    serde_json::from_slice(&b64.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
+}
+
+/// The path of a key file under tests/fixtures/keys/.
+pub fn key_fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A signing key from a PEM fixture.
+pub fn private_key(alg: tower_authx::Algorithm, file: &str) -> tower_authx::Key {
+    tower_authx::Key::signing_pem(alg, &std::fs::read(key_fixture(file)).unwrap()).unwrap()
+}

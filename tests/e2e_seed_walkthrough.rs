@@ -2,11 +2,11 @@
 //! the seed's API (`fresh_token` on hyper, `axum`), each started as a real
 //! process on an ephemeral port.
 
-mod common;
+mod support;
 
-use common::Server;
 use http::StatusCode;
 use serde_json::json;
+use support::Server;
 
 /// Runs each check against every example serving the seed's API.
 macro_rules! against_each_example {

@@ -2,13 +2,13 @@
 //! for every outcome, and a whole-server layer with scopes in process.
 #![cfg(feature = "tonic")]
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
 #[path = "../../examples/shared/greeter.rs"]
 mod greeter;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
-use common::{SECRET, Server};
 use greeter::{GreeterServer, HelloReply, HelloRequest, say_hello};
+use support::{SECRET, Server};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_health::pb::health_client::HealthClient;
@@ -265,7 +265,7 @@ async fn a_grpc_call_dressed_as_a_cors_preflight_is_refused_by_the_tonic_example
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_on_another_instance_is_refused_by_the_tonic_example() {
-    let Some(redis) = common::Redis::start() else {
+    let Some(redis) = support::Redis::start() else {
         return;
     };
     let url = redis.url();

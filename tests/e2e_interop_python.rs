@@ -2,14 +2,14 @@
 //! in AuthX's `verify_token` and flask-jwt-extended's `decode_token`, and the
 //! seed's AuthX server and ours accept each other's tokens over HTTP.
 
-mod common;
+mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{SECRET, Server, free_port, python};
 use http::StatusCode;
 use serde_json::{Value, json};
+use support::{SECRET, Server, free_port, python};
 use tokio::io::AsyncWriteExt;
 use tower_authx::{AuthX, AuthXConfig};
 
