@@ -24,10 +24,13 @@ async fn issuer(alg: &str, key: &str, previous: Option<&str>) -> Server {
     Server::start("fresh_token", &env).await
 }
 
+/// The status `/protected` answers for `token`.
 async fn status(server: &Server, token: &str) -> StatusCode {
     server.get("/protected").bearer(token).send().await.status
 }
 
+/// The ES256 issuer on `port` (once the previous process has let it go), with
+/// more environment.
 async fn es256_issuer_on(port: &str, extra: &[(&str, &str)]) -> Server {
     for _ in 0..100 {
         if std::net::TcpListener::bind(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok() {

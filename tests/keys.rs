@@ -26,11 +26,6 @@ fn public_key(alg: Algorithm, file: &str) -> Key {
     Key::verifying_pem(alg, &std::fs::read(key_fixture(file)).unwrap()).unwrap()
 }
 
-/// The status `/protected` answers for `token`.
-
-/// The ES256 issuer on `port` (once the previous process has let it go), with
-/// more environment.
-
 /// A JWKS server in process that counts the fetches it answers.
 async fn counting_jwks(jwks: String) -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
