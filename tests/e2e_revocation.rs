@@ -32,6 +32,7 @@ async fn the_example_logs_out_and_rotates_in_memory() {
 }
 
 #[cfg(feature = "redis")]
+/// Two example instances sharing one Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_logout_rotation_and_reuse_detection_through_redis() {
     let Some(mut redis) = Redis::start() else {

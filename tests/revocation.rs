@@ -511,8 +511,6 @@ async fn the_layer_awaits_a_slow_store_and_fails_closed_or_open() {
     }
 }
 
-/// Two example instances sharing one Redis.
-
 /// Counts the questions asked of a memory store.
 #[derive(Clone, Default)]
 struct Counting {
