@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use super::subject::{Subject, Write, secs_ceil};
+use super::subject::{Subject, Write, secs_ceil, warn_collapsed};
 use super::{
     DEFAULT_ENTRIES_PER_SUBJECT, RefreshUse, RevocationStore, StoreError, StoreFuture, TokenRecord,
 };
@@ -145,10 +145,7 @@ impl MemoryStore {
         Ok(match answer {
             Write::Done(answer) => answer,
             Write::Collapsed => {
-                tracing::warn!(
-                    "tower-authx: one subject reached its revocation entry bound; \
-                     every token it was issued until now is revoked"
-                );
+                warn_collapsed();
                 collapsed
             }
         })

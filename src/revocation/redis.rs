@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::subject::{self, Cutoff, Session, millis, secs_ceil};
+use super::subject::{self, Cutoff, Session, millis, secs_ceil, warn_collapsed};
 use super::{
     DEFAULT_ENTRIES_PER_SUBJECT, RefreshUse, RevocationStore, StoreError, StoreFuture, TokenRecord,
 };
@@ -337,12 +337,6 @@ fn parse_cutoff(value: &str) -> Option<Cutoff> {
         until: until.parse().ok()?,
         issued_until_ms: ms.parse().ok()?,
     })
-}
-
-fn warn_collapsed() {
-    tracing::warn!(
-        "tower-authx: one subject reached its revocation entry bound; every token it was issued until now is revoked"
-    );
 }
 
 impl RevocationStore for RedisStore {

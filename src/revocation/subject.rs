@@ -68,6 +68,13 @@ pub(crate) fn millis(date: NumericDate) -> u64 {
     (date.as_secs_f64() * 1000.0) as u64
 }
 
+/// Says, once per collapse, that a subject's entries became its cut-off.
+pub(crate) fn warn_collapsed() {
+    tracing::warn!(
+        "tower-authx: one subject reached its revocation entry bound; every token it was issued until now is revoked"
+    );
+}
+
 /// What a write did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Write<T> {
