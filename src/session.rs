@@ -43,8 +43,8 @@ impl AuthX {
     /// refresh token can be spent: any earlier one presented again is refused
     /// with [`AuthError::RefreshReused`] and the whole session revoked, so a
     /// thief and the victim cannot both go on. A key that cannot sign, or
-    /// claims that cannot be written, are an [`IssueError`]'s message in a
-    /// refusal and leave the refresh token unspent.
+    /// claims that cannot be written, are [`AuthError::Issue`] (a 500) and
+    /// leave the refresh token unspent.
     pub async fn rotate<'a, E: Serialize>(
         &'a self,
         claims: &Claims<E>,
