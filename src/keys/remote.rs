@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -19,12 +20,58 @@ use hyper_util::rt::TokioExecutor;
 use super::set::{KeyRing, jwks_entries};
 use crate::error::{ConfigError, FetchError};
 
+/// Whether `host` is this machine (where plain http cannot be intercepted).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// TLS trusted by the platform's roots plus `SSL_CERT_FILE` / `SSL_CERT_DIR`
+/// (rustls-native-certs' convention).
+fn platform_tls() -> Result<rustls::ClientConfig, ConfigError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(%error, "tower-authx: a trusted root could not be read");
+    }
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!("tower-authx: no trusted roots found: https JWKS fetches will fail");
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+        .map_err(|e| ConfigError::new(format!("TLS: {e}")))
+}
+
+/// A client for `https://` (with `config`) and `http://` URLs.
+fn https_client(
+    config: rustls::ClientConfig,
+) -> Client<HttpsConnector<HttpConnector>, Empty<Bytes>> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(Duration::from_secs(2)));
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 /// A JWKS document larger than this is refused.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
-/// The keys of an issuer, read from its JWKS URL (`http://`; put a TLS-terminating
-/// proxy or sidecar in front of an `https://` issuer). Cheap to clone; clones
-/// share the cache.
+/// The keys of an issuer, read from its JWKS URL. Cheap to clone; clones share
+/// the cache.
+///
+/// - `https://` with rustls: the platform's roots plus the file named by
+///   `SSL_CERT_FILE` (so a private CA needs no code), or your own
+///   [`tls_config`](Self::tls_config) (roots, client certificates). `http://`
+///   is for loopback and tests; anywhere else it works with a warning.
 ///
 /// - The first verification fetches the keys; afterwards they are refreshed in
 ///   the background every [`refresh_interval`](Self::refresh_interval) (5 min).
@@ -43,7 +90,7 @@ pub struct RemoteJwks {
 
 struct Remote {
     url: Uri,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     ring: RwLock<Arc<KeyRing>>,
     fetching: tokio::sync::Mutex<()>,
     state: FetchState,
@@ -103,22 +150,32 @@ impl std::fmt::Debug for RemoteJwks {
 }
 
 impl RemoteJwks {
-    /// Keys from `url` (`http://host/.well-known/jwks.json`), fetched on first use.
+    /// Keys from `url` (`https://issuer/.well-known/jwks.json`), fetched on
+    /// first use, over TLS trusted by the platform's roots and `SSL_CERT_FILE`.
     pub fn new(url: &str) -> Result<RemoteJwks, ConfigError> {
         let url: Uri = url
             .parse()
             .map_err(|_| ConfigError::new(format!("invalid JWKS URL {url:?}")))?;
-        if url.scheme_str() != Some("http") || url.host().is_none() {
-            return Err(ConfigError::new(
-                "the JWKS URL must be http://host/...: terminate TLS in front of an https issuer",
-            ));
+        let Some(host) = url.host() else {
+            return Err(ConfigError::new("the JWKS URL needs a host"));
+        };
+        match url.scheme_str() {
+            Some("https") => {}
+            Some("http") if is_loopback(host) => {}
+            Some("http") => tracing::warn!(
+                url = %url,
+                "tower-authx: fetching keys over plain http: anyone on the way can swap them; use https"
+            ),
+            _ => {
+                return Err(ConfigError::new(
+                    "the JWKS URL must be https:// (or http:// on loopback)",
+                ));
+            }
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
         Ok(RemoteJwks {
             inner: Arc::new(Remote {
                 url,
-                client: Client::builder(TokioExecutor::new()).build(connector),
+                client: https_client(platform_tls()?),
                 ring: RwLock::new(Arc::new(KeyRing::default())),
                 fetching: tokio::sync::Mutex::new(()),
                 state: FetchState::new(),
@@ -145,6 +202,13 @@ impl RemoteJwks {
     #[must_use]
     pub fn timeout(self, timeout: Duration) -> Self {
         self.with(|r| r.timeout = timeout)
+    }
+
+    /// Fetches with your own rustls configuration instead of the platform's
+    /// roots: a private CA, client certificates (mutual TLS).
+    #[must_use]
+    pub fn tls_config(self, config: rustls::ClientConfig) -> Self {
+        self.with(|r| r.client = https_client(config))
     }
 
     fn with(self, change: impl FnOnce(&mut Remote)) -> Self {
