@@ -77,10 +77,10 @@ pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
 pub use error::{AuthError, ConfigError, CsrfFailure, FetchError, InvalidToken, IssueError};
 pub use issue::{PairBuilder, TokenBuilder, TokenPair};
+pub use keys::{Algorithm, Key, KeySet};
 #[cfg(feature = "remote-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
-pub use keys::RemoteJwks;
-pub use keys::{Algorithm, Key, KeySet};
+pub use keys::{KeysHealth, RemoteJwks};
 pub use layer::{
     RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer, RequireScopes,
     RequireScopesLayer,

@@ -139,17 +139,30 @@ impl Pipeline {
         header: &JoseHeader<'static>,
     ) -> Result<Option<Pending>, AuthError> {
         let now = NumericDate::now();
-        let key = self.key_after_fetch(header.kid.as_deref())?;
+        let key = self.key_after_fetch(header.kid.as_deref(), token, now)?;
         let claims = self.verifier.verify_with::<E>(token, header, &key, now)?;
         check_csrf(csrf, &claims)?;
         self.admit(requirement, req, claims, now)
     }
 
-    /// The key `kid` names once the keys were refetched: still missing is the
-    /// token's fault, unless the issuer could not be reached (503).
-    fn key_after_fetch(&self, kid: Option<&str>) -> Result<Arc<crate::keys::Key>, AuthError> {
+    /// The key `kid` names once the keys were refetched. Still missing is the
+    /// token's fault (401) only when keys fetched after the token was issued
+    /// lack it; while the issuer is unreachable, or before the rate-limited
+    /// refetch may see a key it just rotated in, it is 503 with `Retry-After`.
+    fn key_after_fetch(
+        &self,
+        kid: Option<&str>,
+        token: &str,
+        now: NumericDate,
+    ) -> Result<Arc<crate::keys::Key>, AuthError> {
         self.keys.select(kid).map_err(|error| match error {
-            InvalidToken::UnknownKey if self.keys.unavailable() => AuthError::KeysUnavailable,
+            InvalidToken::UnknownKey
+                if self
+                    .keys
+                    .not_yet_known(crate::token::unverified_issued_at(token, now)) =>
+            {
+                AuthError::KeysUnavailable
+            }
             other => other.into(),
         })
     }

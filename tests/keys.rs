@@ -9,6 +9,7 @@ mod support;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -342,4 +343,80 @@ async fn a_fetched_jwks_with_hostile_ed25519_keys_never_panics_and_refuses_their
             .status();
         assert_eq!(status, StatusCode::UNAUTHORIZED, "kid k{i}");
     }
+}
+
+/// A JWKS server in process whose document can be replaced (a rotation).
+async fn rotating_jwks(jwks: String) -> (String, Arc<std::sync::RwLock<String>>) {
+    let document = Arc::new(std::sync::RwLock::new(jwks));
+    let served = document.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let served = served.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = served.read().unwrap().clone();
+                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/jwks.json"), document)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
+    let old = AuthX::new(AuthXConfig::new(private_key(
+        Algorithm::ES256,
+        "ec256_private.pem",
+    )))
+    .unwrap();
+    let (url, document) = rotating_jwks(old.jwks().to_owned()).await;
+    let remote = RemoteJwks::new(&url)
+        .unwrap()
+        .min_refetch_interval(Duration::from_secs(3));
+    let resource = AuthX::new(AuthXConfig::from_jwks(remote.clone())).unwrap();
+    let service =
+        RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }));
+    let status = |token: String| {
+        let service = service.clone();
+        async move { service.oneshot(bearer(&token)).await.unwrap() }
+    };
+    // The first token fetches the keys.
+    let first = old.create_access_token("u", true).unwrap();
+    assert_eq!(status(first.clone()).await.status(), StatusCode::OK);
+    let health = remote.health();
+    assert!(health.last_success.is_some() && health.last_failure.is_none());
+    assert_eq!(health.keys, 1);
+
+    // A made-up kid on a token issued before that fetch: unknown, 401.
+    let forged = forge(
+        r#"{"alg":"ES256","kid":"made-up"}"#,
+        &format!(r#"{{"sub":"u","iat":{},"exp":{}}}"#, now() - 30, now() + 60),
+        b"attacker-secret-of-32-bytes-long",
+    );
+    assert_eq!(status(forged).await.status(), StatusCode::UNAUTHORIZED);
+
+    // The issuer rotates to a new key; its first token comes while the last
+    // fetch is too recent for another: not the token's fault, so 503.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = AuthX::new(AuthXConfig::new(
+        private_key(Algorithm::ES256, "ec256_private.pem").with_kid("rotated-in"),
+    ))
+    .unwrap();
+    *document.write().unwrap() = new.jwks().to_owned();
+    let rotated = new.create_access_token("u", true).unwrap();
+    let res = status(rotated.clone()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "1");
+    // Once the refetch may run, the new key is there.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(status(rotated).await.status(), StatusCode::OK);
+    assert_eq!(remote.health().keys, 1);
 }

@@ -20,7 +20,7 @@ mod source;
 
 pub(crate) use publish::jwks;
 #[cfg(feature = "remote-keys")]
-pub use remote::RemoteJwks;
+pub use remote::{KeysHealth, RemoteJwks};
 pub(crate) use set::KeyRing;
 pub use set::KeySet;
 pub(crate) use source::{KeyFuture, KeySource};

@@ -109,6 +109,10 @@ struct FetchState {
     last_success: AtomicU64,
     last_failed: AtomicBool,
     background: AtomicBool,
+    /// Wall-clock times (Unix milliseconds; 0 means never), for tokens' `iat`
+    /// and for health probes.
+    success_unix_ms: AtomicU64,
+    failure_unix_ms: AtomicU64,
 }
 
 impl FetchState {
@@ -119,6 +123,22 @@ impl FetchState {
             last_success: AtomicU64::new(0),
             last_failed: AtomicBool::new(false),
             background: AtomicBool::new(false),
+            success_unix_ms: AtomicU64::new(0),
+            failure_unix_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn mark_unix(at: &AtomicU64) {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        at.store(ms, Ordering::Relaxed);
+    }
+
+    fn unix(at: &AtomicU64) -> Option<std::time::SystemTime> {
+        match at.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::UNIX_EPOCH + Duration::from_millis(ms)),
         }
     }
 
@@ -139,6 +159,20 @@ impl FetchState {
             }
         }
     }
+}
+
+/// The state of an issuer's keys, from [`RemoteJwks::health`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeysHealth {
+    /// When the keys were last fetched successfully.
+    pub last_success: Option<std::time::SystemTime>,
+    /// When a fetch last failed.
+    pub last_failure: Option<std::time::SystemTime>,
+    /// Whether the latest fetch failed (cached keys keep serving).
+    pub failing: bool,
+    /// How many signature keys are held.
+    pub keys: usize,
 }
 
 impl std::fmt::Debug for RemoteJwks {
@@ -268,6 +302,26 @@ impl RemoteJwks {
         self.inner.state.last_failed.load(Ordering::Relaxed)
     }
 
+    /// Whether keys were fetched after `unix_secs` (a token's `iat`): only then
+    /// does a `kid` missing from them prove the token's key unknown. `iat` has
+    /// whole seconds, so a fetch in the same second does not count.
+    pub(crate) fn fetched_after(&self, unix_secs: f64) -> bool {
+        let fetched_ms = self.inner.state.success_unix_ms.load(Ordering::Relaxed);
+        fetched_ms != 0 && fetched_ms as f64 >= (unix_secs.floor() + 1.0) * 1000.0
+    }
+
+    /// What a readiness probe wants to know: when the keys were last fetched,
+    /// when a fetch last failed, and how many keys are held.
+    pub fn health(&self) -> KeysHealth {
+        let state = &self.inner.state;
+        KeysHealth {
+            last_success: FetchState::unix(&state.success_unix_ms),
+            last_failure: FetchState::unix(&state.failure_unix_ms),
+            failing: state.last_failed.load(Ordering::Relaxed),
+            keys: self.inner.ring().len(),
+        }
+    }
+
     /// Fetches the keys now, whatever the intervals say.
     pub async fn refresh(&self) -> Result<(), FetchError> {
         let _one_at_a_time = self.inner.fetching.lock().await;
@@ -318,11 +372,13 @@ impl Remote {
             Ok(ring) => {
                 *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
                 self.state.mark(&self.state.last_success);
+                FetchState::mark_unix(&self.state.success_unix_ms);
                 self.state.last_failed.store(false, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
                 self.state.last_failed.store(true, Ordering::Relaxed);
+                FetchState::mark_unix(&self.state.failure_unix_ms);
                 Err(e)
             }
         }

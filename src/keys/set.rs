@@ -212,6 +212,12 @@ impl KeyRing {
         found.cloned().ok_or(InvalidToken::UnknownKey)
     }
 
+    /// How many keys are held by `kid`.
+    #[cfg(feature = "remote-keys")]
+    pub(crate) fn len(&self) -> usize {
+        self.by_kid.len()
+    }
+
     #[cfg(feature = "remote-keys")]
     pub(crate) fn contains(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)

@@ -44,13 +44,20 @@ impl KeySource {
         }
     }
 
-    /// Whether a key still missing after a refetch is the issuer's fault (it
-    /// could not be reached), not the token's.
-    pub(crate) fn unavailable(&self) -> bool {
+    /// Whether a key still missing after a refetch is not (yet) the token's
+    /// fault: the issuer could not be reached, or no fetch has happened since
+    /// the token was issued (`iat`, when the token says), so a key the issuer
+    /// rotated in may simply not have been seen yet.
+    pub(crate) fn not_yet_known(&self, issued_at: Option<f64>) -> bool {
         match self {
-            KeySource::Local(_) => false,
+            KeySource::Local(_) => {
+                let _ = issued_at;
+                false
+            }
             #[cfg(feature = "remote-keys")]
-            KeySource::Remote(remote) => remote.unavailable(),
+            KeySource::Remote(remote) => {
+                remote.unavailable() || issued_at.is_some_and(|iat| !remote.fetched_after(iat))
+            }
         }
     }
 }
