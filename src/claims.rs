@@ -56,6 +56,13 @@ pub struct Claims<E = NoExtra> {
     /// AuthX's scopes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// OAuth's `scope` (RFC 9068, RFC 8693): one space-separated string, as
+    /// Auth0, Keycloak and Okta write it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// `scp`: Entra's space-separated string or Okta's list, read as a list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scp: Option<Vec<String>>,
     /// When the user last typed credentials (OpenID Connect; RFC 9470).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<NumericDate>,
@@ -90,9 +97,18 @@ impl<E> Claims<E> {
         required.iter().all(|r| self.has_scope(r.as_ref()))
     }
 
-    /// Whether the token carries `required`, directly or through a wildcard.
+    /// Every scope the token grants: AuthX's `scopes`, OAuth's `scope` and `scp`.
+    pub fn granted_scopes(&self) -> impl Iterator<Item = &str> {
+        let scopes = self.scopes.iter().flatten().map(String::as_str);
+        let scope = self.scope.iter().flat_map(|s| s.split_ascii_whitespace());
+        let scp = self.scp.iter().flatten().map(String::as_str);
+        scopes.chain(scope).chain(scp)
+    }
+
+    /// Whether the token carries `required` (in any of its scope claims),
+    /// directly or through a wildcard.
     pub fn has_scope(&self, required: &str) -> bool {
-        self.scopes.iter().flatten().any(|granted| {
+        self.granted_scopes().any(|granted| {
             granted == required
                 || granted.strip_suffix(":*").is_some_and(|namespace| {
                     required == namespace
@@ -299,6 +315,8 @@ enum Member {
     Iss,
     Aud,
     Scopes,
+    Scope,
+    Scp,
     AuthTime,
     Family,
     Other(String),
@@ -318,6 +336,8 @@ impl Member {
             "iss" => Member::Iss,
             "aud" => Member::Aud,
             "scopes" => Member::Scopes,
+            "scope" => Member::Scope,
+            "scp" => Member::Scp,
             "auth_time" => Member::AuthTime,
             "fam" => Member::Family,
             other => Member::Other(other.to_owned()),
@@ -385,6 +405,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
             (None, None, None, None, None);
         let (mut iat, mut exp, mut nbf, mut iss, mut aud) = (None, None, None, None, None);
         let (mut scopes, mut auth_time, mut family) = (None, None, None);
+        let (mut scope, mut scp) = (None::<String>, None::<Audience>);
         let mut others = serde_json::Map::new();
         while let Some(member) = map.next_key::<Member>()? {
             let m = &mut map;
@@ -400,6 +421,8 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                 Member::Iss => read_once(m, &mut iss, "iss", STRING)?,
                 Member::Aud => read_once(m, &mut aud, "aud", "a string or a list of strings")?,
                 Member::Scopes => read_once(m, &mut scopes, "scopes", "a list of strings")?,
+                Member::Scope => read_once(m, &mut scope, "scope", STRING)?,
+                Member::Scp => read_once(m, &mut scp, "scp", "a string or a list of strings")?,
                 Member::AuthTime => read_once(m, &mut auth_time, "auth_time", DATE)?,
                 Member::Family => read_once(m, &mut family, "fam", STRING)?,
                 Member::Other(name) => {
@@ -425,6 +448,13 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
             iss,
             aud,
             scopes,
+            scope,
+            scp: scp.map(|scp| match scp {
+                Audience::One(spaced) => {
+                    spaced.split_ascii_whitespace().map(str::to_owned).collect()
+                }
+                Audience::Many(list) => list,
+            }),
             auth_time,
             family,
             extra,

@@ -149,7 +149,7 @@ impl PairBuilder<'_> {
 }
 
 /// Claims that callers' own claims may not overwrite.
-const RESERVED: [&str; 13] = [
+const RESERVED: [&str; 15] = [
     "sub",
     "jti",
     "type",
@@ -161,6 +161,8 @@ const RESERVED: [&str; 13] = [
     "iss",
     "aud",
     "scopes",
+    "scope",
+    "scp",
     "auth_time",
     "fam",
 ];
@@ -194,6 +196,8 @@ impl<'a> TokenBuilder<'a> {
                 iss: issuing.issuer.clone(),
                 aud: audience_claim(&issuing.audience),
                 scopes: None,
+                scope: None,
+                scp: None,
                 auth_time: None,
                 family: None,
                 extra: serde_json::Map::new(),

@@ -147,7 +147,7 @@ impl Requirement {
             if !granted {
                 return Err(Unmet::Scopes {
                     required: scopes.clone(),
-                    provided: claims.scopes.clone().unwrap_or_default(),
+                    provided: claims.granted_scopes().map(str::to_owned).collect(),
                 });
             }
         }

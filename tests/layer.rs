@@ -584,3 +584,57 @@ async fn cors_preflight_pass_through_takes_only_what_can_be_nothing_but_a_prefli
         );
     }
 }
+
+#[tokio::test]
+async fn oauth_scope_claims_count_as_scopes() {
+    use tower_authx::RequireScopesLayer;
+    let authx = authx();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = RequireScopesLayer::all(authx.clone(), ["read", "admin:users"])
+        .layer(counting(calls.clone()));
+    let forge_with = |scope_claims: &str| {
+        support::forge(
+            support::HS256,
+            &format!(
+                r#"{{"sub":"u","exp":{},{scope_claims}}}"#,
+                support::now() + 60
+            ),
+            SECRET,
+        )
+    };
+    // RFC 9068 / Auth0 / Keycloak: one space-separated `scope` string.
+    let token = forge_with(r#""scope":"openid read admin:users""#);
+    let res = svc.clone().oneshot(request(Some(&token))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Okta: `scp` as a list; Entra: `scp` as a space-separated string.
+    for scp in [
+        r#""scp":["read","admin:users"]"#,
+        r#""scp":"read admin:users""#,
+    ] {
+        let res = svc
+            .clone()
+            .oneshot(request(Some(&forge_with(scp))))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{scp}");
+    }
+    // Missing one: 403 naming what was granted, whatever claim carried it.
+    let token = forge_with(r#""scope":"read""#);
+    let res = svc.clone().oneshot(request(Some(&token))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(
+        body_text(res.into_body())
+            .await
+            .contains("Provided: ['read']")
+    );
+    // Wrong types are not coerced: a list in `scope`, a number in `scp`.
+    for bad in [r#""scope":["read","admin:users"]"#, r#""scp":5"#] {
+        let res = svc
+            .clone()
+            .oneshot(request(Some(&forge_with(bad))))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{bad}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}

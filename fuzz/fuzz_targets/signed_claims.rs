@@ -49,6 +49,10 @@ fn model_accepts(claims: &serde_json::Map<String, Value>, now: f64) -> Option<bo
         && string_or_absent("csrf")
         && string_or_absent("iss")
         && string_or_absent("fam")
+        && string_or_absent("scope")
+        && claims.get("scp").is_none_or(|v| {
+            v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+        })
         && date_or_absent("iat")
         && date_or_absent("nbf")
         && claims.get("exp").and_then(date).is_some()
