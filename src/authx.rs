@@ -15,7 +15,7 @@ use crate::claims::{Claims, NumericDate, TokenType};
 use crate::config::AuthXConfig;
 use crate::error::{AuthError, ConfigError};
 use crate::keys::{KeyRing, KeySource, ensure_crypto_backend, jwks};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Trust, Trusted};
 use crate::policy::Requirement;
 use crate::reject::{Answers, Challenge};
 use crate::request::RequestHead;
@@ -102,21 +102,60 @@ impl AuthX {
             realm: config.realm,
             prepared: Default::default(),
         };
+        let verifier = |issuer: Option<String>, audience: Vec<String>, leeway| {
+            Verifier::new(
+                leeway,
+                issuer,
+                audience,
+                config.max_token_len,
+                config.max_token_lifetime,
+                config.verified_cache.filter(|c| *c > 0),
+            )
+        };
         #[cfg(feature = "remote-keys")]
-        let keys = match config.remote.take() {
-            Some(remote) => KeySource::Remote(remote),
-            None => KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
+        let trust = if !config.issuers.is_empty() {
+            let issuers = std::mem::take(&mut config.issuers);
+            Trust::Issuers(
+                issuers
+                    .into_iter()
+                    .map(|issuer| {
+                        let leeway = issuer.leeway.unwrap_or(config.leeway);
+                        let rules = verifier(Some(issuer.iss.clone()), issuer.audience, leeway);
+                        let keys = KeySource::Remote(issuer.keys);
+                        (
+                            issuer.iss,
+                            Trusted {
+                                keys,
+                                verifier: rules,
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        } else {
+            let keys = match config.remote.take() {
+                Some(remote) => KeySource::Remote(remote),
+                None => KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
+            };
+            let rules = verifier(
+                config.issuer.clone(),
+                config.audience.clone(),
+                config.leeway,
+            );
+            Trust::One(Trusted {
+                keys,
+                verifier: rules,
+            })
         };
         #[cfg(not(feature = "remote-keys"))]
-        let keys = KeySource::Local(Arc::new(KeyRing::new(&config.keys)?));
-        let verifier = Verifier::new(
-            config.leeway,
-            config.issuer.clone(),
-            config.audience.clone(),
-            config.max_token_len,
-            config.max_token_lifetime,
-            config.verified_cache.filter(|c| *c > 0),
-        );
+        let trust = Trust::One(Trusted {
+            keys: KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
+            verifier: verifier(
+                config.issuer.clone(),
+                config.audience.clone(),
+                config.leeway,
+            ),
+        });
         Ok(AuthX {
             inner: Arc::new(Inner {
                 pipeline: Pipeline {
@@ -131,8 +170,7 @@ impl AuthX {
                         cookies: config.cookies,
                         query_name: config.query_name,
                     },
-                    keys,
-                    verifier,
+                    trust,
                     store: config
                         .store
                         .unwrap_or_else(|| Arc::new(MemoryStore::default())),

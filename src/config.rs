@@ -47,6 +47,8 @@ pub struct AuthXConfig {
     pub(crate) fail_open: bool,
     #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
+    #[cfg(feature = "remote-keys")]
+    pub(crate) issuers: Vec<crate::issuer::Issuer>,
 }
 
 impl AuthXConfig {
@@ -78,6 +80,8 @@ impl AuthXConfig {
             fail_open: false,
             #[cfg(feature = "remote-keys")]
             remote: None,
+            #[cfg(feature = "remote-keys")]
+            issuers: Vec::new(),
         }
     }
 
@@ -88,6 +92,17 @@ impl AuthXConfig {
     pub fn from_jwks(remote: crate::keys::RemoteJwks) -> Self {
         let mut config = AuthXConfig::new(KeySet::verify_only([]));
         config.remote = Some(remote);
+        config
+    }
+
+    /// Verifies tokens of these issuers only, each with its own keys, audiences
+    /// and leeway: the token's `iss` chooses, before any signature work; any
+    /// other `iss` is refused without fetching anything. Verify-only.
+    #[cfg(feature = "remote-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
+    pub fn from_issuers(issuers: impl IntoIterator<Item = crate::issuer::Issuer>) -> Self {
+        let mut config = AuthXConfig::new(KeySet::verify_only([]));
+        config.issuers = issuers.into_iter().collect();
         config
     }
 

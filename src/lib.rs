@@ -60,6 +60,8 @@ mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod issue;
+#[cfg(feature = "remote-keys")]
+mod issuer;
 mod keys;
 pub mod layer;
 mod pipeline;
@@ -77,6 +79,9 @@ pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
 pub use error::{AuthError, ConfigError, CsrfFailure, FetchError, InvalidToken, IssueError};
 pub use issue::{PairBuilder, TokenBuilder, TokenPair};
+#[cfg(feature = "remote-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
+pub use issuer::Issuer;
 pub use keys::{Algorithm, Key, KeySet};
 #[cfg(feature = "remote-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]

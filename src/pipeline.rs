@@ -40,12 +40,59 @@ pub(crate) struct Pipeline {
     /// Tells this AuthX (and its clones) from every other one in the process.
     pub(crate) id: u64,
     pub(crate) sources: Sources,
-    pub(crate) keys: KeySource,
-    pub(crate) verifier: Verifier,
+    pub(crate) trust: Trust,
     pub(crate) store: Arc<dyn RevocationStore>,
     pub(crate) fail_open: bool,
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) pass_preflight: bool,
+}
+
+/// Keys and the rules a token is checked by.
+pub(crate) struct Trusted {
+    pub(crate) keys: KeySource,
+    pub(crate) verifier: Verifier,
+}
+
+/// Whom tokens may come from: one set of keys and rules, or several issuers,
+/// each with its own, chosen by the token's `iss`.
+pub(crate) enum Trust {
+    One(Trusted),
+    #[cfg(feature = "remote-keys")]
+    Issuers(Vec<(String, Trusted)>),
+}
+
+impl Trust {
+    /// Which keys and rules `token` is checked by: the one set, or those of
+    /// the configured issuer its `iss` names. Any other `iss` is refused here,
+    /// before any signature work and without fetching anything.
+    fn for_token(&self, token: &str) -> Result<usize, AuthError> {
+        match self {
+            Trust::One(_) => {
+                let _ = token;
+                Ok(0)
+            }
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers) => {
+                let iss = crate::token::unverified_issuer(token);
+                issuers
+                    .iter()
+                    .position(|(known, _)| Some(known) == iss.as_ref())
+                    .ok_or(AuthError::InvalidToken(InvalidToken::Issuer))
+            }
+        }
+    }
+
+    fn get(&self, index: usize) -> &Trusted {
+        match self {
+            Trust::One(trusted) => {
+                let _ = index;
+                trusted
+            }
+            // `index` came from `for_token` on this very list.
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers) => &issuers[index].1,
+        }
+    }
 }
 
 /// What a request waits for before its fate is known.
@@ -54,6 +101,8 @@ pub(crate) enum Pending {
     /// the token (and its CSRF value) as read, to go on with.
     Keys {
         fetch: KeyFuture,
+        /// Which issuer's keys (see `Trust`).
+        issuer: usize,
         token: String,
         csrf: Option<Vec<u8>>,
         header: JoseHeader<'static>,
@@ -109,14 +158,17 @@ impl Pipeline {
             }
             Err(error) => return Err(error),
         };
-        let select = |kid: Option<&str>| self.keys.select(kid);
-        let claims = match self.verifier.verify::<E>(&found.token, now, select) {
+        let issuer = self.trust.for_token(&found.token)?;
+        let trusted = self.trust.get(issuer);
+        let select = |kid: Option<&str>| trusted.keys.select(kid);
+        let claims = match trusted.verifier.verify::<E>(&found.token, now, select) {
             Ok(claims) => claims,
             Err(Unverified::Invalid(error)) => return Err(error.into()),
             Err(Unverified::KeyMissing(header)) => {
-                return match self.keys.refetch(header.kid.as_deref()) {
+                return match trusted.keys.refetch(header.kid.as_deref()) {
                     Some(fetch) => Ok(Some(Pending::Keys {
                         fetch,
+                        issuer,
                         token: found.token.into_owned(),
                         csrf: found.csrf.map(<[u8]>::to_vec),
                         header,
@@ -130,41 +182,24 @@ impl Pipeline {
     }
 
     /// Goes on with a token whose keys were just refetched.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn after_keys<E: ClaimsExtra, B>(
         &self,
         requirement: &Requirement,
         req: &mut Request<B>,
+        issuer: usize,
         token: &str,
         csrf: Option<&[u8]>,
         header: &JoseHeader<'static>,
     ) -> Result<Option<Pending>, AuthError> {
         let now = NumericDate::now();
-        let key = self.key_after_fetch(header.kid.as_deref(), token, now)?;
-        let claims = self.verifier.verify_with::<E>(token, header, &key, now)?;
+        let trusted = self.trust.get(issuer);
+        let key = key_after_fetch(&trusted.keys, header.kid.as_deref(), token, now)?;
+        let claims = trusted
+            .verifier
+            .verify_with::<E>(token, header, &key, now)?;
         check_csrf(csrf, &claims)?;
         self.admit(requirement, req, claims, now)
-    }
-
-    /// The key `kid` names once the keys were refetched. Still missing is the
-    /// token's fault (401) only when keys fetched after the token was issued
-    /// lack it; while the issuer is unreachable, or before the rate-limited
-    /// refetch may see a key it just rotated in, it is 503 with `Retry-After`.
-    fn key_after_fetch(
-        &self,
-        kid: Option<&str>,
-        token: &str,
-        now: NumericDate,
-    ) -> Result<Arc<crate::keys::Key>, AuthError> {
-        self.keys.select(kid).map_err(|error| match error {
-            InvalidToken::UnknownKey
-                if self
-                    .keys
-                    .not_yet_known(crate::token::unverified_issued_at(token, now)) =>
-            {
-                AuthError::KeysUnavailable
-            }
-            other => other.into(),
-        })
     }
 
     /// Policy, then the store, then the claims into the extensions.
@@ -220,8 +255,10 @@ impl Pipeline {
         token: &str,
         now: NumericDate,
     ) -> Result<Claims<E>, AuthError> {
-        let select = |kid: Option<&str>| self.keys.select(kid);
-        self.verifier
+        let trusted = self.trust.get(self.trust.for_token(token)?);
+        let select = |kid: Option<&str>| trusted.keys.select(kid);
+        trusted
+            .verifier
             .verify(token, now, select)
             .map_err(|unverified| match unverified {
                 Unverified::Invalid(error) => error.into(),
@@ -252,6 +289,26 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// The key `kid` names once the keys were refetched. Still missing is the
+/// token's fault (401) only when keys fetched after the token was issued
+/// lack it; while the issuer is unreachable, or before the rate-limited
+/// refetch may see a key it just rotated in, it is 503 with `Retry-After`.
+fn key_after_fetch(
+    keys: &KeySource,
+    kid: Option<&str>,
+    token: &str,
+    now: NumericDate,
+) -> Result<Arc<crate::keys::Key>, AuthError> {
+    keys.select(kid).map_err(|error| match error {
+        InvalidToken::UnknownKey
+            if keys.not_yet_known(crate::token::unverified_issued_at(token, now)) =>
+        {
+            AuthError::KeysUnavailable
+        }
+        other => other.into(),
+    })
 }
 
 /// The double submit of a cookie-borne token: the CSRF value the request sent

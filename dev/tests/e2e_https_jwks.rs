@@ -186,3 +186,178 @@ async fn ssl_cert_file_adds_a_trusted_root() {
     assert!(child.status.success(), "{output}");
     assert!(output.contains("1 passed"), "{output}");
 }
+
+/// An OpenID Provider's two documents over HTTPS on loopback: its
+/// configuration (naming `issuer_claim` as its issuer) and its JWKS. Its URL
+/// (the issuer) and a counter of the JWKS fetches.
+async fn provider(
+    jwks: String,
+    issuer_claim: Option<&str>,
+    tls: rustls::ServerConfig,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let iss = format!("https://{}", listener.local_addr().unwrap());
+    let configuration = serde_json::json!({
+        "issuer": issuer_claim.unwrap_or(&iss),
+        "jwks_uri": format!("{iss}/jwks"),
+    })
+    .to_string();
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, jwks, configuration, counter) = (
+                acceptor.clone(),
+                jwks.clone(),
+                configuration.clone(),
+                counter.clone(),
+            );
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| {
+                        let body = if req.uri().path() == "/jwks" {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            jwks.clone()
+                        } else {
+                            configuration.clone()
+                        };
+                        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (iss, fetches)
+}
+
+fn signer(alg: Algorithm, file: &str, iss: &str) -> AuthX {
+    let pem = std::fs::read(format!(
+        "{}/../tests/fixtures/keys/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    AuthX::new(
+        AuthXConfig::new(Key::signing_pem(alg, &pem).unwrap())
+            .issuer(iss)
+            .audience("api"),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
+    let pki = pki();
+    // Keys first, to know the JWKS each provider serves; `iss` comes after.
+    let es_keys = signer(Algorithm::ES256, "ec256_private.pem", "x")
+        .jwks()
+        .to_owned();
+    let rs_keys = signer(Algorithm::RS256, "rsa_private.pem", "x")
+        .jwks()
+        .to_owned();
+    let (es_iss, es_fetches) = provider(es_keys, None, pki.server.clone()).await;
+    let (rs_iss, _) = provider(rs_keys, None, pki.server.clone()).await;
+    let es = signer(Algorithm::ES256, "ec256_private.pem", &es_iss);
+    let rs = signer(Algorithm::RS256, "rsa_private.pem", &rs_iss);
+
+    let tls = client_trusting(pki.ca_der.clone());
+    let issuers = [
+        tower_authx::Issuer::discover_with(&es_iss, tls.clone())
+            .await
+            .unwrap()
+            .audience("api"),
+        tower_authx::Issuer::discover_with(&rs_iss, tls.clone())
+            .await
+            .unwrap()
+            .audience("api"),
+    ];
+    let resource = AuthX::new(AuthXConfig::from_issuers(issuers)).unwrap();
+
+    assert_eq!(
+        status(
+            resource.clone(),
+            &es.create_access_token("u", true).unwrap()
+        )
+        .await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(
+            resource.clone(),
+            &rs.create_access_token("u", true).unwrap()
+        )
+        .await,
+        StatusCode::OK
+    );
+    let fetches = es_fetches.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Signed with the ES256 issuer's key, but claiming the RS256 issuer.
+    let impostor = signer(Algorithm::ES256, "ec256_private.pem", &rs_iss);
+    let token = impostor.create_access_token("u", true).unwrap();
+    // Its kid is not among the RS256 issuer's keys: refused (401, or 503 while
+    // no fetch has happened since the token was issued), never a pass.
+    let refused = status(resource.clone(), &token).await;
+    assert!(
+        refused == StatusCode::UNAUTHORIZED || refused == StatusCode::SERVICE_UNAVAILABLE,
+        "{refused}"
+    );
+    // An issuer nobody configured: 401, and no fetch from anyone.
+    let stranger = signer(
+        Algorithm::ES256,
+        "ec256_private.pem",
+        "https://evil.example",
+    );
+    let token = stranger.create_access_token("u", true).unwrap();
+    assert_eq!(
+        status(resource.clone(), &token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Its own audience rules: a token for another API is refused.
+    let other_api = AuthX::new(
+        AuthXConfig::new(
+            Key::signing_pem(
+                Algorithm::ES256,
+                &std::fs::read(format!(
+                    "{}/../tests/fixtures/keys/ec256_private.pem",
+                    env!("CARGO_MANIFEST_DIR")
+                ))
+                .unwrap(),
+            )
+            .unwrap(),
+        )
+        .issuer(&es_iss)
+        .audience("billing"),
+    )
+    .unwrap();
+    let token = other_api.create_access_token("u", true).unwrap();
+    assert_eq!(status(resource, &token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        es_fetches.load(std::sync::atomic::Ordering::SeqCst),
+        fetches,
+        "no fetch for a stranger's or another API's token"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_refuses_a_configuration_that_names_another_issuer() {
+    let pki = pki();
+    let (iss, _) = provider(
+        "{\"keys\":[]}".into(),
+        Some("https://someone-else.example"),
+        pki.server.clone(),
+    )
+    .await;
+    let tls = client_trusting(pki.ca_der.clone());
+    let error = tower_authx::Issuer::discover_with(&iss, tls)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("someone-else"), "{error}");
+    // And without trusting its certificate, nothing is read at all.
+    assert!(tower_authx::Issuer::discover(&iss).await.is_err());
+}

@@ -14,7 +14,7 @@ use crate::error::ConfigError;
 
 mod publish;
 #[cfg(feature = "remote-keys")]
-mod remote;
+pub(crate) mod remote;
 mod set;
 mod source;
 

@@ -20,6 +20,31 @@ use hyper_util::rt::TokioExecutor;
 use super::set::{KeyRing, jwks_entries};
 use crate::error::{ConfigError, FetchError};
 
+/// `url` parsed, if it is one we fetch from: `https://`, or `http://` on
+/// loopback (elsewhere with a warning: anyone on the way could swap the keys).
+pub(crate) fn fetchable_url(url: &str, what: &str) -> Result<Uri, ConfigError> {
+    let parsed: Uri = url
+        .parse()
+        .map_err(|_| ConfigError::new(format!("invalid {what} URL {url:?}")))?;
+    let Some(host) = parsed.host() else {
+        return Err(ConfigError::new(format!("the {what} URL needs a host")));
+    };
+    match parsed.scheme_str() {
+        Some("https") => {}
+        Some("http") if is_loopback(host) => {}
+        Some("http") => tracing::warn!(
+            url = %parsed,
+            "tower-authx: fetching over plain http: anyone on the way can swap the keys; use https"
+        ),
+        _ => {
+            return Err(ConfigError::new(format!(
+                "the {what} URL must be https:// (or http:// on loopback)"
+            )));
+        }
+    }
+    Ok(parsed)
+}
+
 /// Whether `host` is this machine (where plain http cannot be intercepted).
 fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -31,7 +56,7 @@ fn is_loopback(host: &str) -> bool {
 
 /// TLS trusted by the platform's roots plus `SSL_CERT_FILE` / `SSL_CERT_DIR`
 /// (rustls-native-certs' convention).
-fn platform_tls() -> Result<rustls::ClientConfig, ConfigError> {
+pub(crate) fn platform_tls() -> Result<rustls::ClientConfig, ConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
@@ -47,10 +72,11 @@ fn platform_tls() -> Result<rustls::ClientConfig, ConfigError> {
         .map_err(|e| ConfigError::new(format!("TLS: {e}")))
 }
 
+/// The client keys and discovery documents are fetched with.
+pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
 /// A client for `https://` (with `config`) and `http://` URLs.
-fn https_client(
-    config: rustls::ClientConfig,
-) -> Client<HttpsConnector<HttpConnector>, Empty<Bytes>> {
+pub(crate) fn https_client(config: rustls::ClientConfig) -> HttpsClient {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(Duration::from_secs(2)));
     http.enforce_http(false);
@@ -90,7 +116,7 @@ pub struct RemoteJwks {
 
 struct Remote {
     url: Uri,
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: HttpsClient,
     ring: RwLock<Arc<KeyRing>>,
     fetching: tokio::sync::Mutex<()>,
     state: FetchState,
@@ -187,25 +213,7 @@ impl RemoteJwks {
     /// Keys from `url` (`https://issuer/.well-known/jwks.json`), fetched on
     /// first use, over TLS trusted by the platform's roots and `SSL_CERT_FILE`.
     pub fn new(url: &str) -> Result<RemoteJwks, ConfigError> {
-        let url: Uri = url
-            .parse()
-            .map_err(|_| ConfigError::new(format!("invalid JWKS URL {url:?}")))?;
-        let Some(host) = url.host() else {
-            return Err(ConfigError::new("the JWKS URL needs a host"));
-        };
-        match url.scheme_str() {
-            Some("https") => {}
-            Some("http") if is_loopback(host) => {}
-            Some("http") => tracing::warn!(
-                url = %url,
-                "tower-authx: fetching keys over plain http: anyone on the way can swap them; use https"
-            ),
-            _ => {
-                return Err(ConfigError::new(
-                    "the JWKS URL must be https:// (or http:// on loopback)",
-                ));
-            }
-        }
+        let url = fetchable_url(url, "JWKS")?;
         Ok(RemoteJwks {
             inner: Arc::new(Remote {
                 url,
@@ -385,25 +393,29 @@ impl Remote {
     }
 
     async fn download(&self) -> Result<KeyRing, FetchError> {
-        let request = Request::get(self.url.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())
-            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
-        if response.status() != StatusCode::OK {
-            return Err(FetchError::Status(response.status().as_u16()));
-        }
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| FetchError::Body(e.to_string()))?
-            .to_bytes();
-        parse_jwks(&body)
+        parse_jwks(&get_json(&self.client, &self.url).await?)
     }
+}
+
+/// The body of a `200` answer to a GET of `url` (a JSON document of at most
+/// 1 MiB); the caller bounds the time.
+pub(crate) async fn get_json(client: &HttpsClient, url: &Uri) -> Result<Bytes, FetchError> {
+    let request = Request::get(url.clone())
+        .header(http::header::ACCEPT, "application/json")
+        .body(Empty::new())
+        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+    if response.status() != StatusCode::OK {
+        return Err(FetchError::Status(response.status().as_u16()));
+    }
+    Ok(Limited::new(response.into_body(), MAX_JWKS_BYTES)
+        .collect()
+        .await
+        .map_err(|e| FetchError::Body(e.to_string()))?
+        .to_bytes())
 }
 
 /// The signature keys of a JWKS document; unusable entries are skipped, and

@@ -120,6 +120,7 @@ where
                         }
                         Pending::Keys {
                             fetch,
+                            issuer,
                             token,
                             csrf,
                             header,
@@ -133,6 +134,7 @@ where
                             pipeline.after_keys::<E, B>(
                                 requirement,
                                 request,
+                                *issuer,
                                 token,
                                 csrf.as_deref(),
                                 header,

@@ -42,6 +42,20 @@ pub(crate) fn unverified_issued_at(token: &str, now: NumericDate) -> Option<f64>
     (iat.is_finite() && iat >= 0.0 && iat <= now.as_secs_f64() + 60.0).then_some(iat)
 }
 
+/// The `iss` a token says it is from, read without verifying anything: only
+/// to choose whose keys and rules verify it.
+#[cfg(feature = "remote-keys")]
+pub(crate) fn unverified_issuer(token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        iss: Option<String>,
+    }
+    let (_, payload_b64, _) = segments(token).ok()?;
+    let mut buffer = [0u8; 2048];
+    let payload = decode_b64(payload_b64, &mut buffer)?;
+    serde_json::from_slice::<Peek>(&payload).ok()?.iss
+}
+
 /// The three segments of a compact JWS (JWE's five and anything else refused).
 fn segments(token: &str) -> Result<(&str, &str, &str), InvalidToken> {
     let mut parts = token.split('.');

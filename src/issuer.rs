@@ -1,0 +1,109 @@
+//! The issuers a resource server trusts (feature `remote-keys`): each with its
+//! own keys, audiences and leeway, chosen by the token's `iss` before any
+//! signature work, and found by OpenID Connect discovery from the issuer's URL
+//! alone.
+
+use std::time::Duration;
+
+use crate::error::{ConfigError, FetchError};
+use crate::keys::RemoteJwks;
+use crate::keys::remote::{fetchable_url, get_json, https_client, platform_tls};
+
+/// One issuer of tokens: its exact `iss`, where its keys are, and what its
+/// tokens must say. Build it with [`discover`](Self::discover) (OpenID
+/// Connect) or [`new`](Self::new) (a known JWKS URL), then hand one or more to
+/// [`AuthXConfig::from_issuers`](crate::AuthXConfig::from_issuers).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use tower_authx::{AuthX, AuthXConfig, Issuer};
+///
+/// let auth0 = Issuer::discover("https://tenant.eu.auth0.com/").await?.audience("https://api.example");
+/// let keycloak = Issuer::discover("https://sso.example/realms/staff").await?.audience("api");
+/// let authx = AuthX::new(AuthXConfig::from_issuers([auth0, keycloak]))?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    pub(crate) iss: String,
+    pub(crate) keys: RemoteJwks,
+    pub(crate) audience: Vec<String>,
+    pub(crate) leeway: Option<Duration>,
+}
+
+impl Issuer {
+    /// Tokens whose `iss` is exactly `iss`, verified with the keys of `keys`.
+    pub fn new(iss: impl Into<String>, keys: RemoteJwks) -> Issuer {
+        Issuer {
+            iss: iss.into(),
+            keys,
+            audience: Vec::new(),
+            leeway: None,
+        }
+    }
+
+    /// OpenID Connect Discovery 1.0: reads `{iss}/.well-known/openid-configuration`
+    /// (over HTTPS, trusting the platform's roots and `SSL_CERT_FILE`), checks
+    /// that its `issuer` is `iss` exactly (§4.3), and takes its `jwks_uri`.
+    pub async fn discover(iss: &str) -> Result<Issuer, FetchError> {
+        let tls = platform_tls().map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        Issuer::discover_with(iss, tls).await
+    }
+
+    /// [`discover`](Self::discover) with your own rustls configuration (a
+    /// private CA, client certificates), used for the keys too.
+    pub async fn discover_with(iss: &str, tls: rustls::ClientConfig) -> Result<Issuer, FetchError> {
+        let document_url = format!(
+            "{}/.well-known/openid-configuration",
+            iss.trim_end_matches('/')
+        );
+        let url = fetchable_url(&document_url, "OpenID configuration")
+            .map_err(|e| FetchError::Document(e.to_string()))?;
+        let client = https_client(tls.clone());
+        let body = tokio::time::timeout(Duration::from_secs(10), get_json(&client, &url))
+            .await
+            .unwrap_or(Err(FetchError::TimedOut))?;
+        let document: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| FetchError::Document("the OpenID configuration is not JSON".into()))?;
+        let member = |name: &str| document.get(name).and_then(serde_json::Value::as_str);
+        if member("issuer") != Some(iss) {
+            return Err(FetchError::Document(format!(
+                "the OpenID configuration names issuer {:?}, not {iss:?}",
+                member("issuer").unwrap_or("(none)")
+            )));
+        }
+        let jwks_uri = member("jwks_uri").ok_or_else(|| {
+            FetchError::Document("the OpenID configuration has no jwks_uri".into())
+        })?;
+        let keys = RemoteJwks::new(jwks_uri)
+            .map_err(|e: ConfigError| FetchError::Document(e.to_string()))?
+            .tls_config(tls);
+        Ok(Issuer::new(iss, keys))
+    }
+
+    /// An audience its tokens may name (`aud`); call again for more. With
+    /// none, its tokens must carry no `aud` (RFC 8725 3.9).
+    #[must_use]
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audience.push(aud.into());
+        self
+    }
+
+    /// The clock leeway for its tokens' `exp`, `nbf` and `iat` (default: the
+    /// configuration's).
+    #[must_use]
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// Its keys, for their health.
+    pub fn keys(&self) -> &RemoteJwks {
+        &self.keys
+    }
+
+    /// Its `iss`.
+    pub fn iss(&self) -> &str {
+        &self.iss
+    }
+}
