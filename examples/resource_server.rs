@@ -1,25 +1,46 @@
-//! A resource server: serves the seed's `/protected` and `/fresh-required` with
-//! the same JSON, verifying tokens only through the issuer's JWKS. It holds no
-//! secret and cannot issue tokens.
+//! A resource server: verifies tokens it did not issue, through its issuers'
+//! keys only. It holds no secret and cannot issue tokens.
+//!
+//! Behind OpenID Providers (Auth0, Keycloak, Okta, Entra; discovery from the
+//! issuer's URL, several at once):
+//!
+//! ```sh
+//! OIDC_ISSUER=https://sso.example/realms/staff,https://tenant.eu.auth0.com/ AUDIENCE=api \
+//!     cargo run --example resource_server --features remote-keys
+//! ```
+//!
+//! Or behind the `fresh_token` example, through its JWKS:
 //!
 //! ```sh
 //! openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out issuer.pem
 //! JWT_ALGORITHM=ES256 JWT_PRIVATE_KEY_FILE=issuer.pem cargo run --example fresh_token &
 //! JWKS_URL=http://127.0.0.1:8000/.well-known/jwks.json PORT=8001 \
-//!     cargo run --example resource_server --features jwks
+//!     cargo run --example resource_server --features remote-keys
 //! ```
 //!
-//! `HOST` (127.0.0.1), `PORT` (8001), `JWKS_URL` (required); `JWKS_REFRESH_SECS` (300) and
-//! `JWKS_MIN_REFETCH_SECS` (10) tune the key cache.
+//! Routes: `GET /protected` (any valid access token; names its subject),
+//! `GET /fresh-required` (a fresh one), `GET /read` (scope `read`), `GET /admin`
+//! (scope `admin:users`; 403 `insufficient_scope` otherwise). Scopes come from
+//! OAuth's `scope` string, `scp`, or AuthX's `scopes`.
+//!
+//! `HOST` (127.0.0.1), `PORT` (8001); `OIDC_ISSUER` (one or more, comma-separated)
+//! or `JWKS_URL`; `AUDIENCE` (optional: tokens must then name it); `JWKS_REFRESH_SECS`
+//! (300) and `JWKS_MIN_REFETCH_SECS` (10) tune the key cache; `SSL_CERT_FILE` adds a
+//! trusted root; `JWT_VERIFIED_CACHE` and `REDIS_URL` as in every example.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::{AuthX, AuthXConfig, RemoteJwks, RequireAuthLayer, RequireFreshLayer};
+use tower_authx::{
+    AuthX, AuthXConfig, Issuer, RemoteJwks, RequireAuthLayer, RequireFreshLayer,
+    RequireScopesLayer,
+};
 
 #[path = "shared/mod.rs"]
 mod shared;
@@ -31,24 +52,46 @@ struct App {
     users: Users,
     access: RequireAuthLayer,
     fresh: RequireFreshLayer,
+    read: RequireScopesLayer,
+    admin: RequireScopesLayer,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host, port) = shared::address(8001)?;
-    let url = std::env::var("JWKS_URL")
-        .map_err(|_| "JWKS_URL is required (the issuer's /.well-known/jwks.json)")?;
-    let mut jwks = RemoteJwks::new(&url)?;
-    if let Some(secs) = env_secs("JWKS_REFRESH_SECS")? {
-        jwks = jwks.refresh_interval(secs);
-    }
-    if let Some(secs) = env_secs("JWKS_MIN_REFETCH_SECS")? {
-        jwks = jwks.min_refetch_interval(secs);
-    }
-    let authx = AuthX::new(shared::shared_settings(AuthXConfig::from_jwks(jwks)).await?)?;
+    let audience = std::env::var("AUDIENCE").ok().filter(|a| !a.is_empty());
+    let config = match (std::env::var("OIDC_ISSUER"), std::env::var("JWKS_URL")) {
+        (Ok(issuers), _) => {
+            let mut trusted = Vec::new();
+            for iss in issuers.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let mut issuer = Issuer::discover(iss)
+                    .await
+                    .map_err(|e| format!("OIDC_ISSUER {iss}: {e}"))?;
+                issuer = Issuer::new(issuer.iss(), tune(issuer.keys().clone())?);
+                if let Some(audience) = &audience {
+                    issuer = issuer.audience(audience);
+                }
+                trusted.push(issuer);
+            }
+            AuthXConfig::from_issuers(trusted)
+        }
+        (Err(_), Ok(url)) => {
+            let config = AuthXConfig::from_jwks(tune(RemoteJwks::new(&url)?)?);
+            match &audience {
+                Some(audience) => config.audience(audience),
+                None => config,
+            }
+        }
+        (Err(_), Err(_)) => {
+            return Err("set OIDC_ISSUER (the issuers' URLs) or JWKS_URL".into());
+        }
+    };
+    let authx = AuthX::new(shared::shared_settings(config).await?)?;
     let app = Arc::new(App {
         access: RequireAuthLayer::new(authx.clone()),
         fresh: RequireFreshLayer::new(authx.clone()),
+        read: RequireScopesLayer::all(authx.clone(), ["read"]),
+        admin: RequireScopesLayer::all(authx.clone(), ["admin:users"]),
         users: Users::seed(),
         authx,
     });
@@ -60,54 +103,54 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn env_secs(name: &str) -> Result<Option<std::time::Duration>, Box<dyn std::error::Error>> {
+/// The key cache's intervals from the environment.
+fn tune(mut jwks: RemoteJwks) -> Result<RemoteJwks, Box<dyn std::error::Error>> {
+    if let Some(secs) = env_secs("JWKS_REFRESH_SECS")? {
+        jwks = jwks.refresh_interval(secs);
+    }
+    if let Some(secs) = env_secs("JWKS_MIN_REFETCH_SECS")? {
+        jwks = jwks.min_refetch_interval(secs);
+    }
+    Ok(jwks)
+}
+
+fn env_secs(name: &str) -> Result<Option<Duration>, Box<dyn std::error::Error>> {
     match std::env::var(name) {
-        Ok(v) => Ok(Some(std::time::Duration::from_secs_f64(v.parse()?))),
+        Ok(v) => Ok(Some(Duration::from_secs_f64(v.parse()?))),
         Err(_) => Ok(None),
     }
 }
 
 async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
-    if path != "/protected" && path != "/fresh-required" {
+    if !["/protected", "/fresh-required", "/read", "/admin"].contains(&path.as_str()) {
         return Ok(not_found());
     }
     if req.method() != Method::GET {
         return Ok(method_not_allowed(&Method::GET));
     }
-    let app2 = app.clone();
-    let res = if path == "/protected" {
-        boxed(
-            app.access
-                .layer(service_fn(move |r: Request<Incoming>| {
-                    let app = app2.clone();
-                    async move {
-                        let claims = verified(&r);
-                        let fresh = app.authx.is_fresh(claims);
-                        Ok::<_, Infallible>(json_response(
-                            StatusCode::OK,
-                            shared::protected(claims, &app.users, fresh),
-                        ))
-                    }
-                }))
-                .oneshot(req)
-                .await?,
-        )
-    } else {
-        boxed(
-            app.fresh
-                .layer(service_fn(move |r: Request<Incoming>| {
-                    let app = app2.clone();
-                    async move {
-                        Ok::<_, Infallible>(json_response(
-                            StatusCode::OK,
-                            shared::fresh_required(verified(&r), &app.users),
-                        ))
-                    }
-                }))
-                .oneshot(req)
-                .await?,
-        )
+    let handler = {
+        let app = app.clone();
+        let path = path.clone();
+        service_fn(move |r: Request<Incoming>| {
+            let claims = verified(&r);
+            let body = match path.as_str() {
+                "/protected" => shared::protected(claims, &app.users, app.authx.is_fresh(claims)),
+                "/fresh-required" => shared::fresh_required(claims, &app.users),
+                _ => json!({
+                    "message": format!("You may {}", &path[1..]),
+                    "subject": claims.sub,
+                    "scopes": claims.granted_scopes().collect::<Vec<_>>(),
+                }),
+            };
+            async move { Ok::<_, Infallible>(json_response(StatusCode::OK, body)) }
+        })
+    };
+    let res = match path.as_str() {
+        "/protected" => boxed(app.access.layer(handler).oneshot(req).await?),
+        "/fresh-required" => boxed(app.fresh.layer(handler).oneshot(req).await?),
+        "/read" => boxed(app.read.layer(handler).oneshot(req).await?),
+        _ => boxed(app.admin.layer(handler).oneshot(req).await?),
     };
     Ok(res)
 }
