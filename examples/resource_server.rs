@@ -38,8 +38,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{
-    AuthX, AuthXConfig, Issuer, RemoteJwks, RequireAuthLayer, RequireFreshLayer,
-    RequireScopesLayer,
+    AuthX, AuthXConfig, Issuer, RemoteJwks, RequireAuthLayer, RequireFreshLayer, RequireScopesLayer,
 };
 
 #[path = "shared/mod.rs"]

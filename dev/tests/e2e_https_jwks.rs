@@ -6,47 +6,17 @@
 //! 503, never 200.
 #![cfg(feature = "remote-keys")]
 
+mod tls;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use tls::{client_trusting, pki};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{Algorithm, AuthX, AuthXConfig, Key, RemoteJwks, RequireAuthLayer};
-
-/// A CA and a certificate it signed for 127.0.0.1, both made now.
-struct TestPki {
-    ca_der: rustls::pki_types::CertificateDer<'static>,
-    ca_pem: String,
-    server: rustls::ServerConfig,
-}
-
-fn pki() -> TestPki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    TestPki {
-        ca_der: ca.der().clone(),
-        ca_pem: ca.pem(),
-        server,
-    }
-}
 
 /// Serves `jwks` over HTTPS on loopback; its URL.
 async fn https_jwks(jwks: String, tls: rustls::ServerConfig) -> String {
@@ -71,16 +41,6 @@ async fn https_jwks(jwks: String, tls: rustls::ServerConfig) -> String {
         }
     });
     format!("https://{addr}/.well-known/jwks.json")
-}
-
-fn client_trusting(ca: rustls::pki_types::CertificateDer<'static>) -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).unwrap();
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
 }
 
 async fn status(resource: AuthX, token: &str) -> StatusCode {

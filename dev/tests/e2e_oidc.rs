@@ -1,0 +1,246 @@
+//! A resource server behind real OpenID Providers: panva's `oidc-provider`
+//! (npm, `tests/oidc/`) run by node over HTTPS on loopback with a certificate
+//! authority made in the test, issuing RFC 9068 JWT access tokens (`typ:
+//! at+jwt`, `scope` as one string, `client_id`) with the client credentials
+//! grant. Two providers at once (ES256 and RS256), discovery, audience,
+//! scopes, a key rotation, a provider down, an untrusted certificate.
+#![cfg(feature = "remote-keys")]
+
+mod tls;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tower::{Layer, ServiceExt, service_fn};
+use tower_authx::{AuthX, AuthXConfig, Issuer, RequireAuthLayer, RequireScopesLayer};
+
+const AUDIENCE: &str = "https://api.example";
+
+/// `tests/oidc/` with its npm packages installed, and node; `None` (a visible
+/// skip) where they are missing, which CI does not allow.
+fn provider_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/oidc"));
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if node && dir.join("node_modules/oidc-provider").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs node and `npm ci --prefix tests/oidc` (see .ci/run)"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {}: no node or no tests/oidc/node_modules (npm ci --prefix tests/oidc)",
+        std::thread::current().name().unwrap_or("a test")
+    );
+    None
+}
+
+/// One running provider; killed when dropped.
+struct Provider {
+    iss: String,
+    _child: Child,
+}
+
+async fn start(dir: &std::path::Path, alg: &str, port: u16, files: &Files) -> Provider {
+    let mut child = Command::new("node")
+        .arg(dir.join("provider.mjs"))
+        .env("PORT", port.to_string())
+        .env("ALG", alg)
+        .env("AUDIENCE", AUDIENCE)
+        .env("TLS_CERT", &files.cert)
+        .env("TLS_KEY", &files.key)
+        .env("KEYS_FILE", files.keys(alg))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let iss = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(iss) = line.strip_prefix("listening on ") {
+                return iss.to_owned();
+            }
+        }
+        panic!("the provider exited before listening");
+    })
+    .await
+    .expect("the provider did not start");
+    Provider { iss, _child: child }
+}
+
+/// The provider's TLS files and key files, in a folder of this test's own.
+struct Files {
+    dir: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Files {
+    fn new(pki: &tls::TestPki, name: &str) -> Files {
+        let dir = std::env::temp_dir().join(format!("authx-oidc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, &pki.cert_pem).unwrap();
+        std::fs::write(&key, &pki.key_pem).unwrap();
+        Files { dir, cert, key }
+    }
+
+    fn keys(&self, alg: &str) -> PathBuf {
+        self.dir.join(format!("keys-{alg}.json"))
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An access token from `iss` by the client credentials grant.
+async fn token(tls: &rustls::ClientConfig, iss: &str, scope: &str, resource: &str) -> String {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(connector);
+    let form = format!("grant_type=client_credentials&scope={scope}&resource={resource}");
+    let request = Request::post(format!("{iss}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        // api-client:api-secret
+        .header("authorization", "Basic YXBpLWNsaWVudDphcGktc2VjcmV0")
+        .body(Full::new(Bytes::from(form)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    json["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {json}"))
+        .to_owned()
+}
+
+/// The status a guard answers for `token`.
+async fn status<L>(guard: L, token: &str) -> StatusCode
+where
+    L: Layer<
+        tower::util::ServiceFn<
+            fn(
+                Request<Full<Bytes>>,
+            ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+        >,
+    >,
+    L::Service: tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<tower_authx::layer::ResponseBody<Full<Bytes>>>,
+        >,
+    <L::Service as tower::Service<Request<Full<Bytes>>>>::Error: std::fmt::Debug,
+{
+    fn ok(
+        _req: Request<Full<Bytes>>,
+    ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+        std::future::ready(Ok(Response::new(Full::default())))
+    }
+    let service = guard.layer(service_fn(
+        ok as fn(
+            Request<Full<Bytes>>,
+        ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+    ));
+    let request = Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    service.oneshot(request).await.unwrap().status()
+}
+
+async fn discovered(iss: &str, tls: &rustls::ClientConfig) -> Issuer {
+    let found = Issuer::discover_with(iss, tls.clone()).await.unwrap();
+    let keys = found
+        .keys()
+        .clone()
+        .min_refetch_interval(Duration::from_secs(1));
+    Issuer::new(found.iss(), keys).audience(AUDIENCE)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_two_real_openid_providers() {
+    let Some(dir) = provider_dir() else { return };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "two");
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let es_port = free_port();
+    let mut es = start(&dir, "ES256", es_port, &files).await;
+    let rs = start(&dir, "RS256", free_port(), &files).await;
+
+    let authx = AuthX::new(AuthXConfig::from_issuers([
+        discovered(&es.iss, &tls).await,
+        discovered(&rs.iss, &tls).await,
+    ]))
+    .unwrap();
+    let any = || RequireAuthLayer::new(authx.clone());
+    let read = || RequireScopesLayer::all(authx.clone(), ["read"]);
+    let admin = || RequireScopesLayer::all(authx.clone(), ["admin:users"]);
+
+    // Discovery, at+jwt, the scope string, from both providers.
+    let es_read = token(&tls, &es.iss, "read", AUDIENCE).await;
+    let rs_read = token(&tls, &rs.iss, "read", AUDIENCE).await;
+    assert_eq!(status(any(), &es_read).await, StatusCode::OK);
+    assert_eq!(status(read(), &es_read).await, StatusCode::OK);
+    assert_eq!(status(read(), &rs_read).await, StatusCode::OK);
+    assert_eq!(status(admin(), &es_read).await, StatusCode::FORBIDDEN);
+    let es_admin = token(&tls, &es.iss, "read admin:users", AUDIENCE).await;
+    assert_eq!(status(admin(), &es_admin).await, StatusCode::OK);
+    // A token for another API is refused.
+    let elsewhere = token(&tls, &es.iss, "read", "https://billing.example").await;
+    assert_eq!(status(any(), &elsewhere).await, StatusCode::UNAUTHORIZED);
+
+    // Rotation: the ES256 provider restarts with a new key. Its new tokens
+    // verify (after the one refetch they cause), its old ones no longer.
+    drop(es);
+    std::fs::remove_file(files.keys("ES256")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    es = start(&dir, "ES256", es_port, &files).await;
+    let rotated = token(&tls, &es.iss, "read", AUDIENCE).await;
+    assert_eq!(status(read(), &rotated).await, StatusCode::OK);
+    assert_eq!(status(read(), &es_read).await, StatusCode::UNAUTHORIZED);
+
+    // The RS256 provider down: its known key keeps serving.
+    drop(rs);
+    assert_eq!(status(read(), &rs_read).await, StatusCode::OK);
+    drop(es);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_provider_certificate_gives_nothing() {
+    let Some(dir) = provider_dir() else { return };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "untrusted");
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    // The platform's roots do not know the test CA: discovery fails, so no
+    // guard is ever built on it, and no token passes.
+    assert!(Issuer::discover(&provider.iss).await.is_err());
+}

@@ -1,0 +1,73 @@
+// A real OpenID Provider for tower-authx's resource-server tests: panva's
+// oidc-provider over HTTPS on loopback, issuing RFC 9068 JWT access tokens
+// with the client credentials grant.
+//
+// Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
+// KEYS_FILE (where to keep its signing keys: reused when present, so a restart
+// keeps them; delete it to rotate), AUDIENCE (the resource).
+// Prints "listening on https://127.0.0.1:PORT" when ready.
+
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import Provider from 'oidc-provider';
+
+const port = Number(process.env.PORT);
+const alg = process.env.ALG || 'ES256';
+const audience = process.env.AUDIENCE || 'https://api.example';
+const issuer = `https://127.0.0.1:${port}`;
+
+function signingKey() {
+  const pair = alg === 'RS256'
+    ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+    : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { ...pair.privateKey.export({ format: 'jwk' }), alg, use: 'sig', kid: randomUUID() };
+}
+
+const keysFile = process.env.KEYS_FILE;
+let keys;
+if (keysFile && existsSync(keysFile)) {
+  keys = JSON.parse(readFileSync(keysFile, 'utf8'));
+} else {
+  keys = [signingKey()];
+  if (keysFile) writeFileSync(keysFile, JSON.stringify(keys));
+}
+
+const provider = new Provider(issuer, {
+  jwks: { keys },
+  clients: [{
+    client_id: 'api-client',
+    client_secret: 'api-secret',
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    scope: 'read admin:users',
+    id_token_signed_response_alg: alg,
+  }],
+  scopes: ['read', 'admin:users'],
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => audience,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resource) => ({
+        scope: 'read admin:users',
+        audience: resource,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg } },
+      }),
+    },
+  },
+});
+// Loopback only, over HTTPS made by the test.
+provider.proxy = false;
+
+const server = createServer({
+  cert: readFileSync(process.env.TLS_CERT),
+  key: readFileSync(process.env.TLS_KEY),
+}, provider.callback());
+server.listen(port, '127.0.0.1', () => {
+  console.log(`listening on ${issuer}`);
+});
