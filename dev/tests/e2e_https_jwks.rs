@@ -20,6 +20,11 @@ use tower_authx::{Algorithm, AuthX, AuthXConfig, Key, RemoteJwks, RequireAuthLay
 
 /// Serves `jwks` over HTTPS on loopback; its URL.
 async fn https_jwks(jwks: String, tls: rustls::ServerConfig) -> String {
+    https_jwks_answering(Some(jwks), tls).await
+}
+
+/// Like [`https_jwks`]; `None` accepts the connection and never answers.
+async fn https_jwks_answering(jwks: Option<String>, tls: rustls::ServerConfig) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
@@ -31,8 +36,14 @@ async fn https_jwks(jwks: String, tls: rustls::ServerConfig) -> String {
                     return; // the client did not trust us
                 };
                 let service = hyper::service::service_fn(move |_req| {
-                    let body = Bytes::from(jwks.clone());
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+                    let body = jwks.clone();
+                    async move {
+                        let Some(body) = body else {
+                            std::future::pending::<()>().await;
+                            unreachable!("never answers");
+                        };
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -320,4 +331,75 @@ async fn discovery_refuses_a_configuration_that_names_another_issuer() {
     assert!(error.to_string().contains("someone-else"), "{error}");
     // And without trusting its certificate, nothing is read at all.
     assert!(tower_authx::Issuer::discover(&iss).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_jwks_never_lets_a_token_through() {
+    use base64::Engine as _;
+    let pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/keys/ec256_private.pem"
+    ))
+    .unwrap();
+    let key = || {
+        Key::signing_pem(Algorithm::ES256, &pem)
+            .unwrap()
+            .with_kid("k")
+    };
+    let issuer = AuthX::new(AuthXConfig::new(key())).unwrap();
+    let token = issuer.create_access_token("user1", true).unwrap();
+    let real: serde_json::Value = serde_json::from_str(issuer.jwks()).unwrap();
+    let real_key = real["keys"][0].clone();
+    let mut other_key = real_key.clone();
+    other_key["x"] = serde_json::json!("04N0xi21hshyvBp7I167sbE_bXqyqkAPfefdklMO7wY");
+    other_key["y"] = serde_json::json!("UI8exy-C06a7DUnjIdENkxeFtHM4-l_41LqEw9nVgmw");
+    let mut misfit = real_key.clone();
+    misfit["alg"] = serde_json::json!("RS256");
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let hs_token = AuthX::new(AuthXConfig::new(
+        Key::hmac(Algorithm::HS256, [7u8; 32])
+            .unwrap()
+            .with_kid("k"),
+    ))
+    .unwrap()
+    .create_access_token("user1", true)
+    .unwrap();
+    let padding = "x".repeat(2 << 20);
+    let cases: Vec<(&str, Option<String>, &str)> = vec![
+        (
+            "huge (2 MiB)",
+            Some(serde_json::json!({"keys": [real_key], "padding": padding}).to_string()),
+            &token,
+        ),
+        ("slow (never answers)", None, &token),
+        (
+            "two keys with one kid",
+            Some(serde_json::json!({"keys": [real_key, other_key]}).to_string()),
+            &token,
+        ),
+        (
+            "a published secret",
+            Some(serde_json::json!({"keys": [{"kty": "oct", "kid": "k", "alg": "HS256", "k": secret}]}).to_string()),
+            &hs_token,
+        ),
+        (
+            "a key that does not fit its alg",
+            Some(serde_json::json!({"keys": [misfit]}).to_string()),
+            &token,
+        ),
+    ];
+    let pki = pki();
+    for (what, jwks, token) in cases {
+        let url = https_jwks_answering(jwks, pki.server.clone()).await;
+        let remote = RemoteJwks::new(&url)
+            .unwrap()
+            .timeout(std::time::Duration::from_secs(1))
+            .tls_config(client_trusting(pki.ca_der.clone()));
+        let resource = AuthX::new(AuthXConfig::from_jwks(remote)).unwrap();
+        let answered = status(resource, token).await;
+        assert!(
+            answered == StatusCode::UNAUTHORIZED || answered == StatusCode::SERVICE_UNAVAILABLE,
+            "{what}: {answered}"
+        );
+    }
 }
