@@ -287,6 +287,17 @@ impl AuthX {
         Ok(requirement.check(claims, now, self.inner.pipeline.fresh_max_age)?)
     }
 
+    /// The health of every issuer's keys this handle verifies with (feature
+    /// `remote-keys`), for a readiness probe: each issuer's `iss` (or, for
+    /// keys from a bare JWKS URL, the URL) with when its keys were last
+    /// fetched, when a fetch last failed, and how many keys are held. Empty
+    /// when the keys are our own.
+    #[cfg(feature = "remote-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
+    pub fn keys_health(&self) -> Vec<(String, crate::keys::KeysHealth)> {
+        self.inner.pipeline.trust.keys_health()
+    }
+
     /// The RFC 7517 JWKS of our public keys (signing, previous and verifying;
     /// never a secret or a private part), for `/.well-known/jwks.json`.
     pub fn jwks(&self) -> &str {

@@ -82,6 +82,27 @@ impl Trust {
         }
     }
 
+    /// Each remote key source's health, named by its issuer (or JWKS URL).
+    #[cfg(feature = "remote-keys")]
+    pub(crate) fn keys_health(&self) -> Vec<(String, crate::keys::KeysHealth)> {
+        let remote = |keys: &KeySource| match keys {
+            KeySource::Remote(remote) => Some(remote.clone()),
+            KeySource::Local(_) => None,
+        };
+        match self {
+            Trust::One(trusted) => remote(&trusted.keys)
+                .map(|r| (r.url().to_string(), r.health()))
+                .into_iter()
+                .collect(),
+            Trust::Issuers(issuers) => issuers
+                .iter()
+                .filter_map(|(iss, trusted)| {
+                    remote(&trusted.keys).map(|r| (iss.clone(), r.health()))
+                })
+                .collect(),
+        }
+    }
+
     fn get(&self, index: usize) -> &Trusted {
         match self {
             Trust::One(trusted) => {

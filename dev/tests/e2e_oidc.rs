@@ -212,6 +212,17 @@ async fn behind_two_real_openid_providers() {
     assert_eq!(status(read(), &es_read).await, StatusCode::OK);
     assert_eq!(status(read(), &rs_read).await, StatusCode::OK);
     assert_eq!(status(admin(), &es_read).await, StatusCode::FORBIDDEN);
+    // Health per issuer, from the handle, for a readiness probe.
+    let health = authx.keys_health();
+    assert_eq!(health.len(), 2);
+    assert_eq!(health[0].0, es.iss);
+    assert_eq!(health[1].0, rs.iss);
+    for (iss, keys) in &health {
+        assert!(
+            keys.last_success.is_some() && keys.keys == 1,
+            "{iss}: {keys:?}"
+        );
+    }
     let es_admin = token(&tls, &es.iss, "read admin:users", AUDIENCE).await;
     assert_eq!(status(admin(), &es_admin).await, StatusCode::OK);
     // A token for another API is refused.

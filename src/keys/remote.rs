@@ -318,6 +318,11 @@ impl RemoteJwks {
         fetched_ms != 0 && fetched_ms as f64 >= (unix_secs.floor() + 1.0) * 1000.0
     }
 
+    /// The JWKS URL.
+    pub fn url(&self) -> &Uri {
+        &self.inner.url
+    }
+
     /// What a readiness probe wants to know: when the keys were last fetched,
     /// when a fetch last failed, and how many keys are held.
     pub fn health(&self) -> KeysHealth {
