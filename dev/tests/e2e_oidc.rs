@@ -255,3 +255,89 @@ async fn an_untrusted_provider_certificate_gives_nothing() {
     // guard is ever built on it, and no token passes.
     assert!(Issuer::discover(&provider.iss).await.is_err());
 }
+
+/// The root package's example binary `name`, when this run built it (the
+/// README's `cargo test --all-features` does; CI insists).
+fn example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} not built: run the whole workspace's tests",
+        path.display()
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED the {name} example's test: not built (run `cargo test --all-features` in the repository's root)"
+    );
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_server_example_behind_a_real_provider() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "example");
+    let ca = files.dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let provider = start(&dir, "RS256", free_port(), &files).await;
+    // OIDC_ISSUER, AUDIENCE and SSL_CERT_FILE, as the README says.
+    let mut child = Command::new(binary)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("OIDC_ISSUER", &provider.iss)
+        .env("AUDIENCE", AUDIENCE)
+        .env("SSL_CERT_FILE", &ca)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                return addr.to_owned();
+            }
+        }
+        panic!("resource_server exited before listening");
+    })
+    .await
+    .unwrap();
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let reader = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    let get = |path: &'static str, token: String| {
+        let addr = addr.clone();
+        async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let request = Request::get(path)
+                .header("host", &addr)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = get("/protected", reader.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("api-client"), "{body}");
+    assert_eq!(get("/read", reader.clone()).await.0, StatusCode::OK);
+    let (status, body) = get("/admin", reader).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let elsewhere = token(&tls, &provider.iss, "read", "https://billing.example").await;
+    assert_eq!(get("/read", elsewhere).await.0, StatusCode::UNAUTHORIZED);
+}
