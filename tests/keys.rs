@@ -27,22 +27,29 @@ fn public_key(alg: Algorithm, file: &str) -> Key {
     Key::verifying_pem(alg, &std::fs::read(key_fixture(file)).unwrap()).unwrap()
 }
 
-/// A JWKS server in process that counts the fetches it answers.
-async fn counting_jwks(jwks: String) -> (String, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
+/// A JWKS server in process: the document it serves (replace it to rotate)
+/// and the fetches it answered.
+struct JwksServer {
+    url: String,
+    document: Arc<std::sync::RwLock<String>>,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn jwks_server(jwks: String) -> JwksServer {
+    let (document, hits) = (
+        Arc::new(std::sync::RwLock::new(jwks)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (served, counter) = (document.clone(), hits.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (counter, jwks) = (counter.clone(), jwks.clone());
+        while let Ok((stream, _)) = listener.accept().await {
+            let (served, counter) = (served.clone(), counter.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |_req| {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    let body = jwks.clone();
+                    let body = served.read().unwrap().clone();
                     async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -51,7 +58,25 @@ async fn counting_jwks(jwks: String) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (format!("http://{addr}/jwks.json"), hits)
+    JwksServer {
+        url: format!("http://{addr}/jwks.json"),
+        document,
+        hits,
+    }
+}
+
+/// `resource` guarding a service that answers 200.
+fn guarded(
+    resource: AuthX,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<tower_authx::layer::ResponseBody<Full<Bytes>>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    }))
 }
 
 fn bearer(token: &str) -> Request<Full<Bytes>> {
@@ -68,12 +93,10 @@ async fn an_unknown_kid_flood_causes_one_refetch_not_thousands() {
         "ec256_private.pem",
     )))
     .unwrap();
-    let (url, hits) = counting_jwks(issuer.jwks().to_owned()).await;
+    let server = jwks_server(issuer.jwks().to_owned()).await;
+    let (url, hits) = (server.url, server.hits);
     let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
-    let service =
-        RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        }));
+    let service = guarded(resource);
 
     let good = issuer.create_access_token("u", true).unwrap();
     assert_eq!(
@@ -316,12 +339,11 @@ async fn a_fetched_jwks_with_hostile_ed25519_keys_never_panics_and_refuses_their
         })
         .collect();
     let count = keys.len();
-    let (url, _) = counting_jwks(serde_json::json!({ "keys": keys }).to_string()).await;
+    let url = jwks_server(serde_json::json!({ "keys": keys }).to_string())
+        .await
+        .url;
     let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
-    let service =
-        RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        }));
+    let service = guarded(resource);
     let payload = format!(r#"{{"sub":"u","type":"access","exp":{}}}"#, now() + 60);
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     for i in 0..count {
@@ -345,29 +367,6 @@ async fn a_fetched_jwks_with_hostile_ed25519_keys_never_panics_and_refuses_their
     }
 }
 
-/// A JWKS server in process whose document can be replaced (a rotation).
-async fn rotating_jwks(jwks: String) -> (String, Arc<std::sync::RwLock<String>>) {
-    let document = Arc::new(std::sync::RwLock::new(jwks));
-    let served = document.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let served = served.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req| {
-                    let body = served.read().unwrap().clone();
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body)))) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (format!("http://{addr}/jwks.json"), document)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
     let old = AuthX::new(AuthXConfig::new(private_key(
@@ -375,15 +374,13 @@ async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
         "ec256_private.pem",
     )))
     .unwrap();
-    let (url, document) = rotating_jwks(old.jwks().to_owned()).await;
+    let server = jwks_server(old.jwks().to_owned()).await;
+    let (url, document) = (server.url, server.document);
     let remote = RemoteJwks::new(&url)
         .unwrap()
         .min_refetch_interval(Duration::from_secs(3));
     let resource = AuthX::new(AuthXConfig::from_jwks(remote.clone())).unwrap();
-    let service =
-        RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        }));
+    let service = guarded(resource);
     let status = |token: String| {
         let service = service.clone();
         async move { service.oneshot(bearer(&token)).await.unwrap() }

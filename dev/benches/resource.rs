@@ -9,20 +9,17 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use http_body_util::{Empty, Full};
+use http_body_util::Empty;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_authx::{Algorithm, AuthX, AuthXConfig, Key, RemoteJwks, RequireAuthLayer};
+use tower_authx::{Algorithm, AuthX, AuthXConfig, RemoteJwks, RequireAuthLayer};
 
 #[path = "../tests/tls/mod.rs"]
 mod tls;
-
-const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/keys/");
 
 fn issuer(alg: Algorithm) -> AuthX {
     let file = if alg == Algorithm::ES256 {
@@ -30,35 +27,7 @@ fn issuer(alg: Algorithm) -> AuthX {
     } else {
         "rsa_private.pem"
     };
-    let key = Key::signing_pem(alg, &std::fs::read(format!("{KEYS}{file}")).unwrap()).unwrap();
-    AuthX::new(AuthXConfig::new(key)).unwrap()
-}
-
-/// Serves `jwks` over HTTPS on loopback, on `rt`; its URL.
-fn serve(rt: &tokio::runtime::Runtime, jwks: String, tls: rustls::ServerConfig) -> String {
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    rt.spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (acceptor, jwks) = (acceptor.clone(), jwks.clone());
-            tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |_req| {
-                    let body = Bytes::from(jwks.clone());
-                    async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    format!("https://{addr}/jwks.json")
+    AuthX::new(AuthXConfig::new(tls::fixture_key(alg, file))).unwrap()
 }
 
 fn request(token: &str) -> Request<Empty<Bytes>> {
@@ -98,7 +67,10 @@ fn resource(c: &mut Criterion) {
     for alg in [Algorithm::RS256, Algorithm::ES256] {
         let issuer = issuer(alg);
         let token = issuer.create_access_token("user1", true).unwrap();
-        let url = serve(&rt, issuer.jwks().to_owned(), pki.server.clone());
+        let url = rt.block_on(tls::serve_jwks(
+            Some(issuer.jwks().to_owned()),
+            pki.server.clone(),
+        ));
         let client_tls = tls::client_trusting(pki.ca_der.clone());
         let remote = || {
             RemoteJwks::new(&url)

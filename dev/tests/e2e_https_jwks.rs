@@ -14,45 +14,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use tls::{client_trusting, pki};
+use tls::{client_trusting, fixture_key, pki, serve_jwks};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{Algorithm, AuthX, AuthXConfig, Key, RemoteJwks, RequireAuthLayer};
-
-/// Serves `jwks` over HTTPS on loopback; its URL.
-async fn https_jwks(jwks: String, tls: rustls::ServerConfig) -> String {
-    https_jwks_answering(Some(jwks), tls).await
-}
-
-/// Like [`https_jwks`]; `None` accepts the connection and never answers.
-async fn https_jwks_answering(jwks: Option<String>, tls: rustls::ServerConfig) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (acceptor, jwks) = (acceptor.clone(), jwks.clone());
-            tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(stream).await else {
-                    return; // the client did not trust us
-                };
-                let service = hyper::service::service_fn(move |_req| {
-                    let body = jwks.clone();
-                    async move {
-                        let Some(body) = body else {
-                            std::future::pending::<()>().await;
-                            unreachable!("never answers");
-                        };
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    format!("https://{addr}/.well-known/jwks.json")
-}
 
 async fn status(resource: AuthX, token: &str) -> StatusCode {
     let service =
@@ -68,18 +32,14 @@ async fn status(resource: AuthX, token: &str) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_come_over_https_from_a_trusted_issuer_only() {
-    let pem = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/keys/ec256_private.pem"
-    ))
-    .unwrap();
-    let issuer = AuthX::new(AuthXConfig::new(
-        Key::signing_pem(Algorithm::ES256, &pem).unwrap(),
-    ))
+    let issuer = AuthX::new(AuthXConfig::new(fixture_key(
+        Algorithm::ES256,
+        "ec256_private.pem",
+    )))
     .unwrap();
     let token = issuer.create_access_token("user1", true).unwrap();
     let pki = pki();
-    let url = https_jwks(issuer.jwks().to_owned(), pki.server.clone()).await;
+    let url = serve_jwks(Some(issuer.jwks().to_owned()), pki.server.clone()).await;
 
     let trusted = RemoteJwks::new(&url)
         .unwrap()
@@ -130,18 +90,14 @@ async fn ssl_cert_file_child() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssl_cert_file_adds_a_trusted_root() {
-    let pem = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/keys/ec256_private.pem"
-    ))
-    .unwrap();
-    let issuer = AuthX::new(AuthXConfig::new(
-        Key::signing_pem(Algorithm::ES256, &pem).unwrap(),
-    ))
+    let issuer = AuthX::new(AuthXConfig::new(fixture_key(
+        Algorithm::ES256,
+        "ec256_private.pem",
+    )))
     .unwrap();
     let token = issuer.create_access_token("user1", true).unwrap();
     let pki = pki();
-    let url = https_jwks(issuer.jwks().to_owned(), pki.server.clone()).await;
+    let url = serve_jwks(Some(issuer.jwks().to_owned()), pki.server.clone()).await;
     let ca_file = std::env::temp_dir().join(format!("authx-test-ca-{}.pem", std::process::id()));
     std::fs::write(&ca_file, &pki.ca_pem).unwrap();
     let child = tokio::process::Command::new(std::env::current_exe().unwrap())
@@ -208,16 +164,12 @@ async fn provider(
     (iss, fetches)
 }
 
-fn signer(alg: Algorithm, file: &str, iss: &str) -> AuthX {
-    let pem = std::fs::read(format!(
-        "{}/../tests/fixtures/keys/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+/// Tokens of `iss` for the API `audience`, signed with a fixture key.
+fn signer(alg: Algorithm, file: &str, iss: &str, audience: &str) -> AuthX {
     AuthX::new(
-        AuthXConfig::new(Key::signing_pem(alg, &pem).unwrap())
+        AuthXConfig::new(fixture_key(alg, file))
             .issuer(iss)
-            .audience("api"),
+            .audience(audience),
     )
     .unwrap()
 }
@@ -226,16 +178,16 @@ fn signer(alg: Algorithm, file: &str, iss: &str) -> AuthX {
 async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
     let pki = pki();
     // Keys first, to know the JWKS each provider serves; `iss` comes after.
-    let es_keys = signer(Algorithm::ES256, "ec256_private.pem", "x")
+    let es_keys = signer(Algorithm::ES256, "ec256_private.pem", "x", "api")
         .jwks()
         .to_owned();
-    let rs_keys = signer(Algorithm::RS256, "rsa_private.pem", "x")
+    let rs_keys = signer(Algorithm::RS256, "rsa_private.pem", "x", "api")
         .jwks()
         .to_owned();
     let (es_iss, es_fetches) = provider(es_keys, None, pki.server.clone()).await;
     let (rs_iss, _) = provider(rs_keys, None, pki.server.clone()).await;
-    let es = signer(Algorithm::ES256, "ec256_private.pem", &es_iss);
-    let rs = signer(Algorithm::RS256, "rsa_private.pem", &rs_iss);
+    let es = signer(Algorithm::ES256, "ec256_private.pem", &es_iss, "api");
+    let rs = signer(Algorithm::RS256, "rsa_private.pem", &rs_iss, "api");
 
     let tls = client_trusting(pki.ca_der.clone());
     let issuers = [
@@ -269,7 +221,7 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
     let fetches = es_fetches.load(std::sync::atomic::Ordering::SeqCst);
 
     // Signed with the ES256 issuer's key, but claiming the RS256 issuer.
-    let impostor = signer(Algorithm::ES256, "ec256_private.pem", &rs_iss);
+    let impostor = signer(Algorithm::ES256, "ec256_private.pem", &rs_iss, "api");
     let token = impostor.create_access_token("u", true).unwrap();
     // Its kid is not among the RS256 issuer's keys: refused (401, or 503 while
     // no fetch has happened since the token was issued), never a pass.
@@ -283,6 +235,7 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
         Algorithm::ES256,
         "ec256_private.pem",
         "https://evil.example",
+        "api",
     );
     let token = stranger.create_access_token("u", true).unwrap();
     assert_eq!(
@@ -290,22 +243,7 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
         StatusCode::UNAUTHORIZED
     );
     // Its own audience rules: a token for another API is refused.
-    let other_api = AuthX::new(
-        AuthXConfig::new(
-            Key::signing_pem(
-                Algorithm::ES256,
-                &std::fs::read(format!(
-                    "{}/../tests/fixtures/keys/ec256_private.pem",
-                    env!("CARGO_MANIFEST_DIR")
-                ))
-                .unwrap(),
-            )
-            .unwrap(),
-        )
-        .issuer(&es_iss)
-        .audience("billing"),
-    )
-    .unwrap();
+    let other_api = signer(Algorithm::ES256, "ec256_private.pem", &es_iss, "billing");
     let token = other_api.create_access_token("u", true).unwrap();
     assert_eq!(status(resource, &token).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -336,17 +274,10 @@ async fn discovery_refuses_a_configuration_that_names_another_issuer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_jwks_never_lets_a_token_through() {
     use base64::Engine as _;
-    let pem = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/keys/ec256_private.pem"
+    let issuer = AuthX::new(AuthXConfig::new(
+        fixture_key(Algorithm::ES256, "ec256_private.pem").with_kid("k"),
     ))
     .unwrap();
-    let key = || {
-        Key::signing_pem(Algorithm::ES256, &pem)
-            .unwrap()
-            .with_kid("k")
-    };
-    let issuer = AuthX::new(AuthXConfig::new(key())).unwrap();
     let token = issuer.create_access_token("user1", true).unwrap();
     let real: serde_json::Value = serde_json::from_str(issuer.jwks()).unwrap();
     let real_key = real["keys"][0].clone();
@@ -390,7 +321,7 @@ async fn a_hostile_jwks_never_lets_a_token_through() {
     ];
     let pki = pki();
     for (what, jwks, token) in cases {
-        let url = https_jwks_answering(jwks, pki.server.clone()).await;
+        let url = serve_jwks(jwks, pki.server.clone()).await;
         let remote = RemoteJwks::new(&url)
             .unwrap()
             .timeout(std::time::Duration::from_secs(1))

@@ -68,18 +68,23 @@ async fn start(dir: &std::path::Path, alg: &str, port: u16, files: &Files) -> Pr
         .kill_on_drop(true)
         .spawn()
         .expect("node");
+    let iss = listening(&mut child, "listening on ").await;
+    Provider { iss, _child: child }
+}
+
+/// What `child` prints after `prefix` on the line that says it is listening.
+async fn listening(child: &mut Child, prefix: &str) -> String {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let iss = tokio::time::timeout(Duration::from_secs(20), async {
+    tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(iss) = line.strip_prefix("listening on ") {
-                return iss.to_owned();
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
             }
         }
-        panic!("the provider exited before listening");
+        panic!("exited before listening");
     })
     .await
-    .expect("the provider did not start");
-    Provider { iss, _child: child }
+    .expect("did not start in time")
 }
 
 /// The provider's TLS files and key files, in a folder of this test's own.
@@ -299,17 +304,7 @@ async fn the_resource_server_example_behind_a_real_provider() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                return addr.to_owned();
-            }
-        }
-        panic!("resource_server exited before listening");
-    })
-    .await
-    .unwrap();
+    let addr = listening(&mut child, "listening on http://").await;
     let tls = tls::client_trusting(pki.ca_der.clone());
     let reader = token(&tls, &provider.iss, "read", AUDIENCE).await;
     let get = |path: &'static str, token: String| {

@@ -26,34 +26,36 @@ fn malformed(why: &'static str) -> InvalidToken {
     InvalidToken::Malformed(Cow::Borrowed(why))
 }
 
-/// The `iat` a token says it has, read without verifying anything: only to
-/// tell "a key the issuer rotated in, not yet fetched" (503) from "a key that
-/// does not exist" (401), never to accept a token. A date in the future is
-/// no date.
+/// What a token's payload says, read into `T` without verifying anything:
+/// only to choose how to verify it or how to refuse it, never to accept it.
+fn unverified<T: DeserializeOwned>(token: &str) -> Option<T> {
+    let (_, payload_b64, _) = segments(token).ok()?;
+    let mut buffer = [0u8; 2048];
+    let payload = decode_b64(payload_b64, &mut buffer)?;
+    serde_json::from_slice(&payload).ok()
+}
+
+/// The `iat` a token says it has, unverified: to tell "a key the issuer
+/// rotated in, not yet fetched" (503) from "a key that does not exist" (401).
+/// A date in the future is no date.
 pub(crate) fn unverified_issued_at(token: &str, now: NumericDate) -> Option<f64> {
     #[derive(serde::Deserialize)]
     struct Peek {
         iat: Option<f64>,
     }
-    let (_, payload_b64, _) = segments(token).ok()?;
-    let mut buffer = [0u8; 2048];
-    let payload = decode_b64(payload_b64, &mut buffer)?;
-    let iat = serde_json::from_slice::<Peek>(&payload).ok()?.iat?;
+    let iat = unverified::<Peek>(token)?.iat?;
     (iat.is_finite() && iat >= 0.0 && iat <= now.as_secs_f64() + 60.0).then_some(iat)
 }
 
-/// The `iss` a token says it is from, read without verifying anything: only
-/// to choose whose keys and rules verify it.
+/// The `iss` a token says it is from, unverified: to choose whose keys and
+/// rules verify it.
 #[cfg(feature = "remote-keys")]
 pub(crate) fn unverified_issuer(token: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Peek {
         iss: Option<String>,
     }
-    let (_, payload_b64, _) = segments(token).ok()?;
-    let mut buffer = [0u8; 2048];
-    let payload = decode_b64(payload_b64, &mut buffer)?;
-    serde_json::from_slice::<Peek>(&payload).ok()?.iss
+    unverified::<Peek>(token)?.iss
 }
 
 /// The three segments of a compact JWS (JWE's five and anything else refused).

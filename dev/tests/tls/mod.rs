@@ -1,8 +1,15 @@
-//! TLS made in the test: a certificate authority, a certificate it signed for
-//! 127.0.0.1, and clients that trust it.
+//! What the HTTPS tests and benches share: TLS made in the test (a
+//! certificate authority, a certificate it signed for 127.0.0.1, clients that
+//! trust it), a JWKS server over that TLS, and signing keys from the fixtures.
 #![allow(dead_code)]
 
+use std::convert::Infallible;
 use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Response;
+use http_body_util::Full;
+use tower_authx::{Algorithm, Key};
 
 /// A CA and a certificate it signed for 127.0.0.1, both made now.
 pub struct TestPki {
@@ -50,4 +57,45 @@ pub fn client_trusting(ca: rustls::pki_types::CertificateDer<'static>) -> rustls
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth()
+}
+
+/// Serves `jwks` over HTTPS on loopback with `tls`; its URL. `None` accepts
+/// connections and never answers.
+pub async fn serve_jwks(jwks: Option<String>, tls: rustls::ServerConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, jwks) = (acceptor.clone(), jwks.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return; // the client did not trust us
+                };
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = jwks.clone();
+                    async move {
+                        let Some(body) = body else {
+                            std::future::pending::<()>().await;
+                            unreachable!("never answers");
+                        };
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("https://{addr}/.well-known/jwks.json")
+}
+
+/// A signing key from tests/fixtures/keys/.
+pub fn fixture_key(alg: Algorithm, file: &str) -> Key {
+    let path = format!(
+        "{}/../tests/fixtures/keys/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    Key::signing_pem(alg, &std::fs::read(path).unwrap()).unwrap()
 }
