@@ -13,11 +13,12 @@ use serde::de::DeserializeOwned;
 
 use crate::claims::{Claims, NumericDate, TokenType};
 use crate::config::AuthXConfig;
+use crate::dpop::{DpopCheck, DpopKey, replay_verdict};
 use crate::error::{AuthError, ConfigError};
 use crate::keys::{KeyRing, KeySource, ensure_crypto_backend, jwks};
 use crate::pipeline::{Pipeline, Trust, Trusted};
 use crate::policy::Requirement;
-use crate::reject::{Answers, Challenge};
+use crate::reject::{Answers, Challenge, DpopChallenge};
 use crate::request::RequestHead;
 use crate::revocation::MemoryStore;
 use crate::source::{HeaderSource, Sources, TokenLocation};
@@ -92,6 +93,15 @@ impl AuthX {
         } else {
             config.header_type.clone()
         };
+        let dpop = match config.dpop.take() {
+            Some(_) if config.header_type.is_empty() => {
+                return Err(ConfigError::new(
+                    "DPoP needs an auth-scheme in the header (header_type must not be empty)",
+                ));
+            }
+            Some(dpop) => Some(DpopCheck::new(dpop)?),
+            None => None,
+        };
         let challenge = Challenge {
             missing_details: std::array::from_fn(|mask| missing_detail(&config, &scheme, mask)),
             csrf_missing_detail: format!(
@@ -100,6 +110,17 @@ impl AuthX {
             ),
             scheme,
             realm: config.realm,
+            dpop: dpop.as_ref().map(|dpop| DpopChallenge {
+                header: config.header_name.clone(),
+                algs: dpop
+                    .algorithms()
+                    .iter()
+                    .map(|alg| alg.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                bearer: !dpop.required,
+                nonces: dpop.nonces().cloned(),
+            }),
             prepared: Default::default(),
         };
         let verifier = |issuer: Option<String>, audience: Vec<String>, leeway| {
@@ -166,6 +187,7 @@ impl AuthX {
                             name: config.header_name,
                             scheme: config.header_type,
                             max_token_len: config.max_token_len,
+                            dpop: dpop.is_some(),
                         },
                         cookies: config.cookies,
                         query_name: config.query_name,
@@ -177,6 +199,7 @@ impl AuthX {
                     fail_open: config.fail_open,
                     fresh_max_age: config.fresh_max_age,
                     pass_preflight: config.pass_preflight,
+                    dpop,
                 },
                 issuing: Issuing {
                     signer: config.keys.signing.as_ref().and_then(Signer::new),
@@ -223,6 +246,23 @@ impl AuthX {
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
         self.inner.pipeline.authenticate(request, requirement)
+    }
+
+    /// The client key a token request (a login) proves with its `DPoP`
+    /// header, to bind the tokens issued to it
+    /// ([`PairBuilder::bound_to`](crate::PairBuilder::bound_to)): `None` when
+    /// the request has no proof or DPoP is not configured. The proof is
+    /// checked like any (method, URI, time, signature, nonce) and spent in the
+    /// replay store; a bad one is refused.
+    pub async fn dpop_key(&self, request: RequestHead<'_>) -> Result<Option<DpopKey>, AuthError> {
+        let Some(dpop) = &self.inner.pipeline.dpop else {
+            return Ok(None);
+        };
+        let Some(proof) = dpop.token_request_proof(request)? else {
+            return Ok(None);
+        };
+        replay_verdict(dpop.first_use(&proof).await)?;
+        Ok(Some(DpopKey::new(proof.jkt)))
     }
 
     /// Appends the `Set-Cookie` lines that store an access `token` issued by us

@@ -70,6 +70,11 @@ pub struct Claims<E = NoExtra> {
     /// rotation with reuse detection and for logging a session out at once.
     #[serde(rename = "fam", skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
+    /// `cnf` (RFC 7800): the key the token is bound to, for DPoP (RFC 9449)
+    /// the thumbprint `jkt`. A bound token is accepted only with a proof of
+    /// that key, never as a bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     /// Your own claims.
     #[serde(flatten)]
     pub extra: E,
@@ -220,6 +225,15 @@ impl NumericDate {
         NumericDate((self.0 + d.as_secs_f64()).min(MAX_NUMERIC_DATE))
     }
 
+    /// From seconds with a fraction, clamped to the dates we accept.
+    pub(crate) fn from_secs_f64(secs: f64) -> Self {
+        NumericDate(if secs.is_finite() {
+            secs.clamp(0.0, MAX_NUMERIC_DATE)
+        } else {
+            0.0
+        })
+    }
+
     /// This instant truncated to whole seconds.
     pub fn whole_seconds(self) -> Self {
         NumericDate(self.0.trunc())
@@ -286,6 +300,58 @@ impl Audience {
     }
 }
 
+/// The `cnf` claim (RFC 7800): how the token is bound to its holder's key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint of the DPoP key (RFC 9449 6.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// Whether `cnf` names other confirmation methods (an mTLS certificate,
+    /// a whole key), which this crate cannot check.
+    #[serde(skip)]
+    pub other_methods: bool,
+}
+
+impl Confirmation {
+    /// Bound to the DPoP key with thumbprint `jkt`.
+    pub fn dpop(jkt: impl Into<String>) -> Confirmation {
+        Confirmation {
+            jkt: Some(jkt.into()),
+            other_methods: false,
+        }
+    }
+
+    /// The DPoP key's thumbprint when that is the only confirmation method.
+    pub fn dpop_key(&self) -> Option<&str> {
+        self.jkt.as_deref().filter(|_| !self.other_methods)
+    }
+}
+
+impl<'de> Deserialize<'de> for Confirmation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CnfVisitor;
+        impl<'de> Visitor<'de> for CnfVisitor {
+            type Value = Confirmation;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a confirmation object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Confirmation, A::Error> {
+                let mut cnf = Confirmation::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    if name == "jkt" {
+                        read_once(&mut map, &mut cnf.jkt, "cnf.jkt", "a string")?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                        cnf.other_methods = true;
+                    }
+                }
+                Ok(cnf)
+            }
+        }
+        d.deserialize_map(CnfVisitor)
+    }
+}
+
 /// The default extra-claims type: ignores claims it does not know, writes none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NoExtra;
@@ -319,6 +385,7 @@ enum Member {
     Scp,
     AuthTime,
     Family,
+    Cnf,
     Other(String),
 }
 
@@ -340,6 +407,7 @@ impl Member {
             "scp" => Member::Scp,
             "auth_time" => Member::AuthTime,
             "fam" => Member::Family,
+            "cnf" => Member::Cnf,
             other => Member::Other(other.to_owned()),
         }
     }
@@ -404,7 +472,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
         let (mut sub, mut jti, mut token_type, mut fresh, mut csrf) =
             (None, None, None, None, None);
         let (mut iat, mut exp, mut nbf, mut iss, mut aud) = (None, None, None, None, None);
-        let (mut scopes, mut auth_time, mut family) = (None, None, None);
+        let (mut scopes, mut auth_time, mut family, mut cnf) = (None, None, None, None);
         let (mut scope, mut scp) = (None::<String>, None::<Audience>);
         let mut others = serde_json::Map::new();
         while let Some(member) = map.next_key::<Member>()? {
@@ -425,6 +493,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                 Member::Scp => read_once(m, &mut scp, "scp", "a string or a list of strings")?,
                 Member::AuthTime => read_once(m, &mut auth_time, "auth_time", DATE)?,
                 Member::Family => read_once(m, &mut family, "fam", STRING)?,
+                Member::Cnf => read_once(m, &mut cnf, "cnf", "a confirmation object")?,
                 Member::Other(name) => {
                     let value = map.next_value::<serde_json::Value>()?;
                     if others.insert(name, value).is_some() {
@@ -457,6 +526,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
             }),
             auth_time,
             family,
+            cnf,
             extra,
         })
     }

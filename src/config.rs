@@ -45,6 +45,7 @@ pub struct AuthXConfig {
     pub(crate) grpc_rejection: Option<Arc<dyn Reject>>,
     pub(crate) store: Option<Arc<dyn RevocationStore>>,
     pub(crate) fail_open: bool,
+    pub(crate) dpop: Option<crate::dpop::Dpop>,
     #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
     #[cfg(feature = "remote-keys")]
@@ -78,6 +79,7 @@ impl AuthXConfig {
             grpc_rejection: None,
             store: None,
             fail_open: false,
+            dpop: None,
             #[cfg(feature = "remote-keys")]
             remote: None,
             #[cfg(feature = "remote-keys")]
@@ -271,6 +273,16 @@ impl AuthXConfig {
         self
     }
 
+    /// Accepts DPoP-bound tokens (RFC 9449): `Authorization: DPoP <token>`
+    /// with a proof in the `DPoP` header, checked on every guarded route.
+    /// Without it the `DPoP` scheme is not taken; a DPoP-bound token
+    /// (`cnf.jkt`) is refused as Bearer either way.
+    #[must_use]
+    pub fn dpop(mut self, dpop: crate::dpop::Dpop) -> Self {
+        self.dpop = Some(dpop);
+        self
+    }
+
     /// Shapes HTTP refusals: your hook gets the default answer (status,
     /// challenge, JSON `{"detail"}`) in a [`Refusal`](crate::Refusal) and
     /// returns the response to send. gRPC calls keep their gRPC answer (a JSON
@@ -314,6 +326,7 @@ impl fmt::Debug for AuthXConfig {
             .field("custom_grpc_rejection", &self.grpc_rejection.is_some())
             .field("custom_store", &self.store.is_some())
             .field("fail_open", &self.fail_open)
+            .field("dpop", &self.dpop)
             .finish_non_exhaustive()
     }
 }

@@ -59,6 +59,26 @@ pub enum AuthError {
     /// claims): the server's fault, never the client's (500; the detail does
     /// not say why, the log does).
     Issue(IssueError),
+    /// A DPoP (RFC 9449) refusal: the proof, its nonce, or the token's binding.
+    Dpop(DpopError),
+}
+
+/// Why a request was refused under DPoP (RFC 9449).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// The proof is missing, malformed, badly signed, or does not fit this
+    /// request (method, URI, time, access token): `invalid_dpop_proof`.
+    InvalidProof(&'static str),
+    /// The proof was used before: `invalid_dpop_proof`.
+    Replayed,
+    /// The server's nonce is required and the proof lacks the current one:
+    /// `use_dpop_nonce`, with a fresh `DPoP-Nonce` in the answer.
+    UseNonce,
+    /// The token's binding does not fit how it was presented: a bound token
+    /// as Bearer, an unbound one as DPoP, another key, a binding we cannot
+    /// check, or Bearer where only DPoP is taken: `invalid_token`.
+    Binding(&'static str),
 }
 
 /// How the CSRF double submit failed.
@@ -142,6 +162,11 @@ impl AuthError {
             | AuthError::RefreshReused => Some("invalid_token"),
             AuthError::FreshTokenRequired { .. } => Some("insufficient_user_authentication"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
+            AuthError::Dpop(DpopError::InvalidProof(_) | DpopError::Replayed) => {
+                Some("invalid_dpop_proof")
+            }
+            AuthError::Dpop(DpopError::UseNonce) => Some("use_dpop_nonce"),
+            AuthError::Dpop(DpopError::Binding(_)) => Some("invalid_token"),
         }
     }
 }
@@ -166,6 +191,14 @@ impl fmt::Display for AuthError {
             }
             AuthError::KeysUnavailable => f.write_str("Signing keys unavailable, try again later"),
             AuthError::Issue(_) => f.write_str("Token could not be issued"),
+            AuthError::Dpop(DpopError::InvalidProof(why)) => write!(f, "Invalid DPoP proof: {why}"),
+            AuthError::Dpop(DpopError::Replayed) => {
+                f.write_str("Invalid DPoP proof: the proof was used before")
+            }
+            AuthError::Dpop(DpopError::UseNonce) => {
+                f.write_str("DPoP proof requires the server's current nonce")
+            }
+            AuthError::Dpop(DpopError::Binding(why)) => write!(f, "Invalid token: {why}"),
             // AuthX's MSG_CSRFError.
             AuthError::Csrf(CsrfFailure::Mismatch) => {
                 f.write_str("CSRF double submit does not match")
@@ -224,6 +257,12 @@ impl From<Unmet> for AuthError {
                 AuthError::InsufficientScope { required, provided }
             }
         }
+    }
+}
+
+impl From<DpopError> for AuthError {
+    fn from(e: DpopError) -> Self {
+        AuthError::Dpop(e)
     }
 }
 

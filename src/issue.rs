@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::authx::AuthX;
-use crate::claims::{Audience, Claims, Fresh, NumericDate, TokenType};
+use crate::claims::{Audience, Claims, Confirmation, Fresh, NumericDate, TokenType};
+use crate::dpop::DpopKey;
 use crate::error::IssueError;
 
 impl AuthX {
@@ -86,7 +87,7 @@ pub struct TokenPair {
     pub access_token: String,
     /// A refresh token.
     pub refresh_token: String,
-    /// Always `"bearer"`.
+    /// `"bearer"`, or `"DPoP"` for tokens bound to a DPoP key (RFC 9449 5).
     pub token_type: &'static str,
 }
 
@@ -138,18 +139,32 @@ impl PairBuilder<'_> {
         self
     }
 
+    /// Binds both tokens to the client's DPoP key (`cnf.jkt`, RFC 9449 6):
+    /// they are then accepted only with that key's proofs, and the pair's
+    /// `token_type` is `DPoP`.
+    pub fn bound_to(mut self, key: &DpopKey) -> Self {
+        self.access = self.access.bound_to(key);
+        self.refresh = self.refresh.bound_to(key);
+        self
+    }
+
     /// Signs both tokens.
     pub fn issue(self) -> Result<TokenPair, IssueError> {
+        let token_type = if self.access.claims.cnf.is_some() {
+            "DPoP"
+        } else {
+            "bearer"
+        };
         Ok(TokenPair {
             access_token: self.access.issue()?,
             refresh_token: self.refresh.issue()?,
-            token_type: "bearer",
+            token_type,
         })
     }
 }
 
 /// Claims that callers' own claims may not overwrite.
-const RESERVED: [&str; 15] = [
+const RESERVED: [&str; 16] = [
     "sub",
     "jti",
     "type",
@@ -165,6 +180,7 @@ const RESERVED: [&str; 15] = [
     "scp",
     "auth_time",
     "fam",
+    "cnf",
 ];
 
 /// A token being issued. Defaults follow AuthX: a UUID v4 `jti` and `csrf`, `iat`
@@ -200,6 +216,7 @@ impl<'a> TokenBuilder<'a> {
                 scp: None,
                 auth_time: None,
                 family: None,
+                cnf: None,
                 extra: serde_json::Map::new(),
             },
             lifetime: None,
@@ -280,6 +297,13 @@ impl<'a> TokenBuilder<'a> {
     /// Puts the token in a login session (refresh-token family, claim `fam`).
     pub fn family(mut self, family: impl Into<String>) -> Self {
         self.claims.family = Some(family.into());
+        self
+    }
+
+    /// Binds the token to the client's DPoP key (`cnf.jkt`): it is then
+    /// accepted only with that key's proofs (RFC 9449 6).
+    pub fn bound_to(mut self, key: &DpopKey) -> Self {
+        self.claims.cnf = Some(Confirmation::dpop(key.thumbprint()));
         self
     }
 

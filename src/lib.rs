@@ -55,6 +55,7 @@ mod authx;
 mod claims;
 mod config;
 mod cookie;
+mod dpop;
 mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -74,10 +75,13 @@ mod source;
 mod token;
 
 pub use authx::AuthX;
-pub use claims::{Audience, Claims, Fresh, NoExtra, NumericDate, TokenType};
+pub use claims::{Audience, Claims, Confirmation, Fresh, NoExtra, NumericDate, TokenType};
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
-pub use error::{AuthError, ConfigError, CsrfFailure, FetchError, InvalidToken, IssueError};
+pub use dpop::{Dpop, DpopKey};
+pub use error::{
+    AuthError, ConfigError, CsrfFailure, DpopError, FetchError, InvalidToken, IssueError,
+};
 pub use issue::{PairBuilder, TokenBuilder, TokenPair};
 #[cfg(feature = "remote-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
@@ -97,7 +101,8 @@ pub use request::RequestHead;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use revocation::RedisStore;
 pub use revocation::{
-    DEFAULT_ENTRIES_PER_SUBJECT, MemoryStore, RefreshUse, RevocationStore, StoreError, StoreFuture,
+    DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_REPLAY_CAPACITY, MemoryReplay,
+    MemoryStore, ProofUse, RefreshUse, ReplayStore, RevocationStore, StoreError, StoreFuture,
     TokenRecord,
 };
 pub use source::TokenLocation;

@@ -3,12 +3,14 @@
 //! ```text
 //! claims an outer guard of this AuthX verified? -> policy, done
 //! source (header | cookie | query) -> token [-> no token: optional passes]
+//!   -> DPoP proof (for the DPoP scheme: method, URI, time, ath, signature)
 //!   -> key (by kid; a remote kid we lack: await one refetch, then go on)
 //!   -> verify (header, signature, claims, time, issuer, audience)
+//!   -> binding (cnf.jkt is the proof's key; a bound token never as Bearer)
 //!   -> CSRF double submit (for a cookie-borne token)
 //!   -> policy (type, freshness, scopes)
-//!   -> revocation store (after everything local, so no unauthenticated
-//!      request ever reaches it)
+//!   -> replay store (the proof's first use), then revocation store (after
+//!      everything local, so no unauthenticated request ever reaches them)
 //!   -> claims into the extensions
 //! ```
 //!
@@ -23,6 +25,7 @@ use std::time::Duration;
 use http::Request;
 
 use crate::claims::{Claims, NumericDate};
+use crate::dpop::{DpopCheck, Proof, check_binding, replay_verdict};
 use crate::error::{AuthError, CsrfFailure, InvalidToken};
 use crate::keys::{KeyFuture, KeySource};
 use crate::policy::Requirement;
@@ -45,6 +48,7 @@ pub(crate) struct Pipeline {
     pub(crate) fail_open: bool,
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) pass_preflight: bool,
+    pub(crate) dpop: Option<DpopCheck>,
 }
 
 /// Keys and the rules a token is checked by.
@@ -127,9 +131,41 @@ pub(crate) enum Pending {
         token: String,
         csrf: Option<Vec<u8>>,
         header: JoseHeader<'static>,
+        proof: Option<Proof>,
     },
-    /// A network revocation store's answer; the claims are in the extensions.
-    Revocation(StoreFuture<bool>),
+    /// A network store's answers; the claims are in the extensions.
+    Stores(StoreChecks),
+}
+
+/// The network stores' answers a request waits for, asked in order: the
+/// replay store (a DPoP proof's first use), then the revocation store.
+pub(crate) struct StoreChecks {
+    replay: Option<StoreFuture<bool>>,
+    revocation: Option<StoreFuture<bool>>,
+}
+
+impl StoreChecks {
+    /// The verdict once every answer is in.
+    pub(crate) fn poll_verdict(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        pipeline: &Pipeline,
+    ) -> std::task::Poll<Result<(), AuthError>> {
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::task::{Poll, ready};
+        if let Some(replay) = &mut self.replay {
+            let answer = ready!(Pin::new(replay).poll(cx));
+            self.replay = None;
+            replay_verdict(answer)?;
+        }
+        if let Some(revocation) = &mut self.revocation {
+            let answer = ready!(Pin::new(revocation).poll(cx));
+            self.revocation = None;
+            pipeline.revocation_verdict(answer)?;
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// Left in the extensions by an optional guard that found no credential, so
@@ -179,6 +215,7 @@ impl Pipeline {
             }
             Err(error) => return Err(error),
         };
+        let proof = self.proof(RequestHead::of(req), &found.token, found.dpop, now)?;
         let issuer = self.trust.for_token(&found.token)?;
         let trusted = self.trust.get(issuer);
         let select = |kid: Option<&str>| trusted.keys.select(kid);
@@ -193,13 +230,30 @@ impl Pipeline {
                         token: found.token.into_owned(),
                         csrf: found.csrf.map(<[u8]>::to_vec),
                         header,
+                        proof,
                     })),
                     None => Err(InvalidToken::UnknownKey.into()),
                 };
             }
         };
+        check_binding(proof.as_ref(), &claims)?;
         check_csrf(found.csrf, &claims)?;
-        self.admit(requirement, req, claims, now)
+        self.admit(requirement, req, claims, proof, now)
+    }
+
+    /// The request's DPoP proof, checked, when its token came with the DPoP
+    /// scheme (`None` for Bearer, and when DPoP is not configured).
+    fn proof(
+        &self,
+        request: RequestHead<'_>,
+        token: &str,
+        dpop_scheme: bool,
+        now: NumericDate,
+    ) -> Result<Option<Proof>, AuthError> {
+        match &self.dpop {
+            Some(dpop) => dpop.proof(request, token, dpop_scheme, now),
+            None => Ok(None),
+        }
     }
 
     /// Goes on with a token whose keys were just refetched.
@@ -212,6 +266,7 @@ impl Pipeline {
         token: &str,
         csrf: Option<&[u8]>,
         header: &JoseHeader<'static>,
+        proof: Option<Proof>,
     ) -> Result<Option<Pending>, AuthError> {
         let now = NumericDate::now();
         let trusted = self.trust.get(issuer);
@@ -219,32 +274,43 @@ impl Pipeline {
         let claims = trusted
             .verifier
             .verify_with::<E>(token, header, &key, now)?;
+        check_binding(proof.as_ref(), &claims)?;
         check_csrf(csrf, &claims)?;
-        self.admit(requirement, req, claims, now)
+        self.admit(requirement, req, claims, proof, now)
     }
 
-    /// Policy, then the store, then the claims into the extensions.
+    /// Policy, then the stores, then the claims into the extensions.
     fn admit<E: ClaimsExtra, B>(
         &self,
         requirement: &Requirement,
         req: &mut Request<B>,
         claims: Claims<E>,
+        proof: Option<Proof>,
         now: NumericDate,
     ) -> Result<Option<Pending>, AuthError> {
         requirement.check(&claims, now, self.fresh_max_age)?;
-        let pending = match self.revocation_check(&claims).now_or_later() {
-            Ok(answer) => {
-                self.revocation_verdict(answer)?;
-                None
-            }
-            Err(pending) => Some(Pending::Revocation(pending)),
+        let mut checks = StoreChecks {
+            replay: None,
+            revocation: None,
         };
+        if let (Some(dpop), Some(proof)) = (&self.dpop, &proof) {
+            match dpop.first_use(proof).now_or_later() {
+                Ok(answer) => replay_verdict(answer)?,
+                Err(later) => checks.replay = Some(later),
+            }
+        }
+        match self.revocation_check(&claims).now_or_later() {
+            Ok(answer) => self.revocation_verdict(answer)?,
+            Err(later) => checks.revocation = Some(later),
+        }
         req.extensions_mut().insert(claims);
         req.extensions_mut().insert(self.verified_by::<E>());
-        Ok(pending)
+        let waiting = checks.replay.is_some() || checks.revocation.is_some();
+        Ok(waiting.then_some(Pending::Stores(checks)))
     }
 
-    /// Verifies `token` now (keys we do not hold are not fetched).
+    /// Verifies `token` now (keys we do not hold are not fetched). Without a
+    /// request there is no proof: a DPoP-bound token is refused.
     pub(crate) fn verify<E: serde::de::DeserializeOwned>(
         &self,
         token: &str,
@@ -252,12 +318,14 @@ impl Pipeline {
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let claims = self.verify_token(token, now)?;
+        check_binding(None, &claims)?;
         requirement.check(&claims, now, self.fresh_max_age)?;
         Ok(claims)
     }
 
-    /// Finds the token in `request`, verifies it, checks the CSRF double
-    /// submit and `requirement`; no store, nothing fetched.
+    /// Finds the token in `request`, checks its DPoP proof, verifies it,
+    /// checks the binding, the CSRF double submit and `requirement`; no
+    /// store (neither replay nor revocation), nothing fetched.
     pub(crate) fn authenticate<E: serde::de::DeserializeOwned>(
         &self,
         request: RequestHead<'_>,
@@ -265,7 +333,9 @@ impl Pipeline {
     ) -> Result<Claims<E>, AuthError> {
         let found = self.sources.find(request, requirement.token_type())?;
         let now = NumericDate::now();
+        let proof = self.proof(request, &found.token, found.dpop, now)?;
         let claims = self.verify_token(&found.token, now)?;
+        check_binding(proof.as_ref(), &claims)?;
         check_csrf(found.csrf, &claims)?;
         requirement.check(&claims, now, self.fresh_max_age)?;
         Ok(claims)

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::authx::AuthX;
 use crate::claims::{Claims, NumericDate, TokenType};
+use crate::dpop::DpopKey;
 use crate::error::{AuthError, InvalidToken, IssueError};
 use crate::issue::{TokenBuilder, TokenPair};
 use crate::revocation::{RefreshUse, StoreError, TokenRecord};
@@ -69,10 +70,15 @@ impl AuthX {
             tracing::error!(error = %e, "tower-authx: cannot issue the rotated tokens");
             AuthError::Issue(e)
         };
+        // The session stays bound to the DPoP key its refresh token is bound to.
+        let key = DpopKey::of(claims);
         let carry = |builder: TokenBuilder<'a>| -> TokenBuilder<'a> {
-            let builder = builder.family(family).extra(&claims.extra);
-            match &claims.scopes {
-                Some(scopes) => builder.scopes(scopes.iter().cloned()),
+            let mut builder = builder.family(family).extra(&claims.extra);
+            if let Some(scopes) = &claims.scopes {
+                builder = builder.scopes(scopes.iter().cloned());
+            }
+            match &key {
+                Some(key) => builder.bound_to(key),
                 None => builder,
             }
         };
@@ -101,7 +107,7 @@ impl AuthX {
         Ok(TokenPair {
             access_token,
             refresh_token,
-            token_type: "bearer",
+            token_type: if key.is_some() { "DPoP" } else { "bearer" },
         })
     }
 

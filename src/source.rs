@@ -46,6 +46,8 @@ pub(crate) struct Found<'a> {
     /// The CSRF value the request sent, when the token came from a cookie on a
     /// method that needs the double submit.
     pub(crate) csrf: Option<&'a [u8]>,
+    /// Whether the token came with the `DPoP` auth-scheme (RFC 9449 7.1).
+    pub(crate) dpop: bool,
 }
 
 /// How to find the bearer credential.
@@ -56,6 +58,8 @@ pub(crate) struct HeaderSource {
     /// header holds the bare token, as AuthX allows with `JWT_HEADER_TYPE=""`.
     pub(crate) scheme: String,
     pub(crate) max_token_len: usize,
+    /// Whether the `DPoP` scheme is taken too.
+    pub(crate) dpop: bool,
 }
 
 fn is_ows(b: u8) -> bool {
@@ -90,10 +94,14 @@ impl Sources {
             let found = match location {
                 TokenLocation::Headers => match self.header.token(request.headers) {
                     Err(AuthError::MissingToken) => None,
-                    other => Some(Found {
-                        token: Cow::Borrowed(other?),
-                        csrf: None,
-                    }),
+                    other => {
+                        let (token, dpop) = other?;
+                        Some(Found {
+                            token: Cow::Borrowed(token),
+                            csrf: None,
+                            dpop,
+                        })
+                    }
                 },
                 TokenLocation::Cookies => self.in_cookies(request, wanted)?,
                 TokenLocation::Query => self.in_query(request)?,
@@ -137,6 +145,7 @@ impl Sources {
             return Ok(Some(Found {
                 token: Cow::Borrowed(token),
                 csrf,
+                dpop: false,
             }));
         }
         Ok(None)
@@ -168,7 +177,11 @@ impl Sources {
         } else {
             Cow::Borrowed(self.checked(raw.as_bytes())?)
         };
-        Ok(Some(Found { token, csrf: None }))
+        Ok(Some(Found {
+            token,
+            csrf: None,
+            dpop: false,
+        }))
     }
 
     /// A credential from a cookie or the query: capped, then printable ASCII only.
@@ -208,9 +221,10 @@ fn percent_decode(raw: &[u8], max: usize) -> Result<Vec<u8>, AuthError> {
 }
 
 impl HeaderSource {
-    /// The token, or why there is none. Length is checked before anything is
-    /// scanned, so a megabyte of junk costs nothing.
-    pub(crate) fn token<'a>(&self, headers: &'a HeaderMap) -> Result<&'a str, AuthError> {
+    /// The token and whether it came with the `DPoP` scheme, or why there is
+    /// none. Length is checked before anything is scanned, so a megabyte of
+    /// junk costs nothing.
+    pub(crate) fn token<'a>(&self, headers: &'a HeaderMap) -> Result<(&'a str, bool), AuthError> {
         let mut values = headers.get_all(&self.name).iter();
         let value = match (values.next(), values.next()) {
             (None, _) => return Err(AuthError::MissingToken),
@@ -224,12 +238,14 @@ impl HeaderSource {
             return Err(InvalidToken::TooLong.into());
         }
         let value = trim_ows(value);
+        let mut dpop = false;
         let credential = if self.scheme.is_empty() {
             value
         } else {
             let split = value.iter().position(|b| is_ows(*b)).unwrap_or(value.len());
             let (scheme, rest) = value.split_at(split);
-            if !scheme.eq_ignore_ascii_case(self.scheme.as_bytes()) {
+            dpop = self.dpop && scheme.eq_ignore_ascii_case(b"DPoP");
+            if !dpop && !scheme.eq_ignore_ascii_case(self.scheme.as_bytes()) {
                 // Another scheme (Basic, Digest, or a glued "Bearerabc"): no bearer
                 // credential at all, RFC 6750 3.1.
                 return Err(AuthError::MissingToken);
@@ -256,6 +272,7 @@ impl HeaderSource {
         }
         // All ASCII graphic, so UTF-8.
         std::str::from_utf8(credential)
+            .map(|token| (token, dpop))
             .map_err(|_| AuthError::InvalidRequest("the token is not ASCII"))
     }
 }
@@ -271,6 +288,7 @@ mod tests {
             name: AUTHORIZATION,
             scheme: "Bearer".into(),
             max_token_len: 64,
+            dpop: false,
         }
     }
 
@@ -279,7 +297,7 @@ mod tests {
         for v in values {
             h.append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
         }
-        source().token(&h).map(str::to_owned)
+        source().token(&h).map(|(token, _)| token.to_owned())
     }
 
     #[test]

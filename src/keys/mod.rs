@@ -262,6 +262,14 @@ impl Key {
     pub fn verifying_jwk(alg: Algorithm, jwk: &str) -> Result<Key, ConfigError> {
         let value: serde_json::Value = serde_json::from_str(jwk)
             .map_err(|_| ConfigError::unusable_key("the JWK is not JSON"))?;
+        Key::verifying_jwk_value(alg, &value)
+    }
+
+    /// [`verifying_jwk`](Self::verifying_jwk) of a parsed JWK.
+    pub(crate) fn verifying_jwk_value(
+        alg: Algorithm,
+        value: &serde_json::Value,
+    ) -> Result<Key, ConfigError> {
         let member = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
         if let Some(declared) = member("alg")
             && declared != alg.as_str()
@@ -270,7 +278,7 @@ impl Key {
                 "the JWK is for {declared}, not {alg}"
             )));
         }
-        if !jwk_is_for_signatures(&value) {
+        if !jwk_is_for_signatures(value) {
             return Err(ConfigError::unusable_key(
                 "the JWK is not for signatures (`use` or `key_ops`)",
             ));

@@ -114,9 +114,8 @@ where
                 } => {
                     let pipeline = authx.pipeline();
                     let verdict = match pending {
-                        Pending::Revocation(check) => {
-                            let answer = ready!(Pin::new(check).poll(cx));
-                            pipeline.revocation_verdict(answer).map(|()| None)
+                        Pending::Stores(checks) => {
+                            ready!(checks.poll_verdict(cx, pipeline)).map(|()| None)
                         }
                         Pending::Keys {
                             fetch,
@@ -124,6 +123,7 @@ where
                             token,
                             csrf,
                             header,
+                            proof,
                         } => {
                             ready!(Pin::new(fetch).poll(cx));
                             let (_, request) = parked
@@ -138,6 +138,7 @@ where
                                 token,
                                 csrf.as_deref(),
                                 header,
+                                proof.take(),
                             )
                         }
                     };

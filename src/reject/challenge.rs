@@ -1,6 +1,8 @@
 //! The HTTP shape of a refusal: a status, `{"detail": ...}` in AuthX's words,
 //! and an RFC 6750 / RFC 9470 `WWW-Authenticate` challenge (or `Retry-After`
-//! when it is not the credential's fault). Each kind of refusal is built once.
+//! when it is not the credential's fault); with DPoP, the RFC 9449 challenge
+//! too (beside Bearer's when both are taken; the error goes to the scheme the
+//! request used). Each kind of refusal is built once.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -8,10 +10,12 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::grpc;
-use crate::error::{AuthError, CsrfFailure, InvalidToken};
+use crate::claims::NumericDate;
+use crate::dpop::{DPOP_NONCE, Nonces};
+use crate::error::{AuthError, CsrfFailure, DpopError, InvalidToken};
 use crate::request::RequestHead;
 
 /// What the default rejection needs from the configuration, and the refusals
@@ -24,14 +28,31 @@ pub(crate) struct Challenge {
     /// could have used (see `missing_mask`).
     pub(crate) missing_details: [String; 8],
     pub(crate) csrf_missing_detail: String,
-    pub(crate) prepared: RwLock<HashMap<(&'static str, &'static str), Prepared>>,
+    /// The DPoP challenge, when DPoP is taken.
+    pub(crate) dpop: Option<DpopChallenge>,
+    /// By kind of refusal and whether the error goes to the DPoP challenge.
+    pub(crate) prepared: RwLock<HashMap<(&'static str, &'static str, bool), Prepared>>,
 }
 
-/// A refusal's body and challenge, built once per kind of refusal.
+/// What the DPoP challenge (RFC 9449 7.1) says.
+#[derive(Debug)]
+pub(crate) struct DpopChallenge {
+    /// The credential header, to tell which scheme a request used.
+    pub(crate) header: HeaderName,
+    /// The proof algorithms we take, space-separated, for `algs`.
+    pub(crate) algs: String,
+    /// Whether Bearer is taken too (then both challenges are sent).
+    pub(crate) bearer: bool,
+    /// The server nonces, for `use_dpop_nonce`.
+    pub(crate) nonces: Option<Nonces>,
+}
+
+/// A refusal's body and challenges (the one with the error first), built
+/// once per kind of refusal.
 #[derive(Clone, Debug)]
 pub(crate) struct Prepared {
     body: Bytes,
-    challenge: Option<HeaderValue>,
+    challenges: [Option<HeaderValue>; 2],
 }
 
 /// A name for refusals whose wording never changes (for one configuration and
@@ -58,6 +79,10 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::StoreUnavailable => ("store", ""),
         AuthError::KeysUnavailable => ("keys", ""),
         AuthError::Issue(_) => ("issue", ""),
+        AuthError::Dpop(DpopError::InvalidProof(why)) => ("dpop", why),
+        AuthError::Dpop(DpopError::Binding(why)) => ("binding", why),
+        AuthError::Dpop(DpopError::Replayed) => ("replayed", ""),
+        AuthError::Dpop(DpopError::UseNonce) => ("nonce", ""),
     })
 }
 
@@ -82,28 +107,52 @@ impl Challenge {
     /// `401`/`400`/`403`/`503` with `{"detail": ...}` and an RFC 6750
     /// `WWW-Authenticate`; for a gRPC request, a trailers-only gRPC status.
     pub(crate) fn response(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
-        if let Some(content_type) = grpc::content_type(request) {
+        let dpop_scheme = self.error_goes_to_dpop(error, request);
+        let mut res = if let Some(content_type) = grpc::content_type(request) {
             let detail = self.detail(error, request);
-            let challenge = HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok();
-            return grpc::refusal(error, &detail, challenge, content_type);
-        }
-        let prepared = match fixed_kind(error, self.missing_mask(request)) {
-            Some(kind) => self.prepared_for(kind, error, request),
-            None => self.prepare(error, request),
+            let [challenge, _] = self.www_authenticate(error, &detail, dpop_scheme);
+            let challenge = challenge.and_then(|c| HeaderValue::from_str(&c).ok());
+            grpc::refusal(error, &detail, challenge, content_type)
+        } else {
+            let prepared = match fixed_kind(error, self.missing_mask(request)) {
+                Some((kind, why)) => self.prepared_for((kind, why, dpop_scheme), error, request),
+                None => self.prepare(error, request, dpop_scheme),
+            };
+            let mut res = Response::new(prepared.body);
+            *res.status_mut() = error.status();
+            let headers = res.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            if error.status() == StatusCode::SERVICE_UNAVAILABLE {
+                // Not the credential's fault: no challenge, come back soon.
+                headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            } else if error.status().is_client_error() {
+                for challenge in prepared.challenges.into_iter().flatten() {
+                    headers.append(WWW_AUTHENTICATE, challenge);
+                }
+            }
+            res
         };
-        let mut res = Response::new(prepared.body);
-        *res.status_mut() = error.status();
-        let headers = res.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if error.status() == StatusCode::SERVICE_UNAVAILABLE {
-            // Not the credential's fault: no challenge, come back soon.
-            headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        } else if error.status().is_client_error()
-            && let Some(v) = prepared.challenge
+        if let AuthError::Dpop(DpopError::UseNonce) = error
+            && let Some(nonces) = self.dpop.as_ref().and_then(|d| d.nonces.as_ref())
+            && let Ok(nonce) = HeaderValue::from_str(&nonces.current(NumericDate::now()))
         {
-            headers.insert(WWW_AUTHENTICATE, v);
+            res.headers_mut().insert(DPOP_NONCE.clone(), nonce);
         }
         res
+    }
+
+    /// Whether the error belongs on the DPoP challenge: a DPoP refusal, a
+    /// request that used the DPoP scheme, or a route that takes only DPoP.
+    fn error_goes_to_dpop(&self, error: &AuthError, request: RequestHead<'_>) -> bool {
+        let Some(dpop) = &self.dpop else {
+            return false;
+        };
+        let used_dpop = request.headers.get(&dpop.header).is_some_and(|v| {
+            v.as_bytes()
+                .get(..5)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"dpop "))
+        });
+        matches!(error, AuthError::Dpop(_)) || used_dpop || !dpop.bearer
     }
 
     /// The `detail` of the default answer (AuthX's wording where AuthX has one).
@@ -132,11 +181,13 @@ impl Challenge {
             | usize::from(request.uri.query().is_some()) << 2
     }
 
-    fn prepare(&self, error: &AuthError, request: RequestHead<'_>) -> Prepared {
+    fn prepare(&self, error: &AuthError, request: RequestHead<'_>, dpop_scheme: bool) -> Prepared {
         let detail = self.detail(error, request);
         Prepared {
             body: Bytes::from(serde_json::json!({ "detail": detail }).to_string()),
-            challenge: HeaderValue::from_str(&self.www_authenticate(error, &detail)).ok(),
+            challenges: self
+                .www_authenticate(error, &detail, dpop_scheme)
+                .map(|c| c.and_then(|c| HeaderValue::from_str(&c).ok())),
         }
     }
 
@@ -144,7 +195,7 @@ impl Challenge {
     /// names in the binary, so the map cannot grow with traffic.
     fn prepared_for(
         &self,
-        kind: (&'static str, &'static str),
+        kind: (&'static str, &'static str, bool),
         error: &AuthError,
         request: RequestHead<'_>,
     ) -> Prepared {
@@ -155,7 +206,7 @@ impl Challenge {
             .get(&kind)
             .cloned();
         cached.unwrap_or_else(|| {
-            let prepared = self.prepare(error, request);
+            let prepared = self.prepare(error, request, kind.2);
             self.prepared
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -164,11 +215,40 @@ impl Challenge {
         })
     }
 
-    fn www_authenticate(&self, error: &AuthError, detail: &str) -> String {
-        let mut params = Vec::new();
-        if let Some(realm) = &self.realm {
-            params.push(format!("realm=\"{}\"", quoted_string_safe(realm)));
+    /// The challenges: the configured scheme's (Bearer), and with DPoP the
+    /// DPoP one; the error's parameters go to one of them (`dpop_scheme`),
+    /// which comes first.
+    fn www_authenticate(
+        &self,
+        error: &AuthError,
+        detail: &str,
+        dpop_scheme: bool,
+    ) -> [Option<String>; 2] {
+        let realm: Vec<String> = self
+            .realm
+            .iter()
+            .map(|realm| format!("realm=\"{}\"", quoted_string_safe(realm)))
+            .collect();
+        let with_error = [realm.clone(), self.error_params(error, detail)].concat();
+        let Some(dpop) = &self.dpop else {
+            return [Some(challenge(&self.scheme, &with_error)), None];
+        };
+        let algs = format!("algs=\"{}\"", dpop.algs);
+        if dpop_scheme {
+            let bearer = dpop.bearer.then(|| challenge(&self.scheme, &realm));
+            [
+                Some(challenge("DPoP", &[with_error, vec![algs]].concat())),
+                bearer,
+            ]
+        } else {
+            let dpop = challenge("DPoP", &[realm, vec![algs]].concat());
+            [Some(challenge(&self.scheme, &with_error)), Some(dpop)]
         }
+    }
+
+    /// `error`, `error_description` and what the error adds (`max_age`, `scope`).
+    fn error_params(&self, error: &AuthError, detail: &str) -> Vec<String> {
+        let mut params = Vec::new();
         if let Some(code) = error.error_code() {
             params.push(format!("error=\"{code}\""));
             params.push(format!(
@@ -186,11 +266,16 @@ impl Challenge {
             }
             _ => {}
         }
-        if params.is_empty() {
-            self.scheme.clone()
-        } else {
-            format!("{} {}", self.scheme, params.join(", "))
-        }
+        params
+    }
+}
+
+/// `scheme` with its parameters.
+fn challenge(scheme: &str, params: &[String]) -> String {
+    if params.is_empty() {
+        scheme.to_owned()
+    } else {
+        format!("{scheme} {}", params.join(", "))
     }
 }
 

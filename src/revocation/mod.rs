@@ -20,11 +20,15 @@ use crate::claims::{Claims, NumericDate};
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod replay;
 mod subject;
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
+pub use replay::{
+    DEFAULT_PROOFS_PER_KEY, DEFAULT_REPLAY_CAPACITY, MemoryReplay, ProofUse, ReplayStore,
+};
 
 /// How many entries one subject may hold in a store by default before they
 /// collapse into a subject-wide cut-off.

@@ -1,6 +1,7 @@
 //! [`RedisStore`] (feature `redis`): revocations and refresh sessions shared by
 //! every instance through Redis, one hash per subject, each write one atomic
-//! script, the same rules as the memory store (see `subject.rs`).
+//! script, the same rules as the memory store (see `subject.rs`); and the DPoP
+//! proofs already used, one expiring key each.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::subject::{self, Cutoff, Session, millis, secs_ceil, warn_collapsed};
 use super::{
-    DEFAULT_ENTRIES_PER_SUBJECT, RefreshUse, RevocationStore, StoreError, StoreFuture, TokenRecord,
+    DEFAULT_ENTRIES_PER_SUBJECT, ProofUse, RefreshUse, ReplayStore, RevocationStore, StoreError,
+    StoreFuture, TokenRecord,
 };
 use crate::claims::NumericDate;
 
@@ -337,6 +339,24 @@ fn parse_cutoff(value: &str) -> Option<Cutoff> {
         until: until.parse().ok()?,
         issued_until_ms: ms.parse().ok()?,
     })
+}
+
+/// One key per proof, `<prefix>dpop:<id>`, set only if absent and expiring
+/// with the proof: atomic across instances, and bounded by the proofs of one
+/// proof lifetime. Behind the same eviction-policy check as revocations.
+impl ReplayStore for RedisStore {
+    fn first_use(&self, proof: &ProofUse<'_>) -> StoreFuture<bool> {
+        let id: String = proof.id.iter().map(|b| format!("{b:02x}")).collect();
+        let mut command = redis::cmd("SET");
+        command
+            .arg(format!("{}dpop:{id}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("PXAT")
+            .arg(millis(proof.expires).max(millis(NumericDate::now()) + 1000));
+        let answer = self.run::<Option<String>>(Command::Plain(command));
+        StoreFuture::pending(async move { Ok(answer.await?.is_some()) })
+    }
 }
 
 impl RevocationStore for RedisStore {

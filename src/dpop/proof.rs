@@ -1,0 +1,257 @@
+//! A DPoP proof (RFC 9449 4.2) read and checked against the request it came
+//! with (4.3). Every part is hostile until checked: the proof's length is
+//! capped before anything is decoded, members are read strictly (a member
+//! named twice is refused), and the cheap comparisons come before the
+//! signature.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use sha2::{Digest, Sha256};
+
+use super::htu;
+use super::nonce::Nonces;
+use crate::claims::NumericDate;
+use crate::error::DpopError;
+use crate::keys::{Algorithm, Key};
+
+/// The longest proof read: an RS512 proof with a 16384-bit key fits.
+pub(crate) const MAX_PROOF_LEN: usize = 8 * 1024;
+
+/// The longest `jti` accepted (a UUID is 36 bytes).
+const MAX_JTI_LEN: usize = 256;
+
+/// What a proof is checked by (from the configuration).
+#[derive(Debug)]
+pub(crate) struct Rules {
+    pub(crate) algorithms: Vec<Algorithm>,
+    /// How old a proof's `iat` may be.
+    pub(crate) max_age: Duration,
+    /// How far in the future a proof's `iat` may be (clock skew).
+    pub(crate) skew: Duration,
+    pub(crate) nonces: Option<Nonces>,
+}
+
+/// What the request the proof came with looks like.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    pub(crate) method: &'a str,
+    /// The request's URI as the client addressed it, normalized (see `htu`).
+    pub(crate) htu: &'a str,
+    /// The access token presented with the proof (then `ath` must hash it).
+    pub(crate) token: Option<&'a str>,
+    pub(crate) now: NumericDate,
+}
+
+/// A proof that passed every check but the replay store's.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Proof {
+    /// The RFC 7638 thumbprint of the proof's key.
+    pub(crate) jkt: String,
+    /// What must be unique: SHA-256 of the thumbprint and the `jti`.
+    pub(crate) id: [u8; 32],
+    /// When the proof could no longer be accepted anyway.
+    pub(crate) expires: NumericDate,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    typ: Option<String>,
+    alg: Option<String>,
+    jwk: Option<ProofJwk>,
+    crit: Option<IgnoredAny>,
+}
+
+/// The public members of a JWK we use; private ones are read only to refuse them.
+#[derive(Deserialize)]
+struct ProofJwk {
+    kty: String,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    key_ops: Option<Vec<String>>,
+    d: Option<IgnoredAny>,
+    p: Option<IgnoredAny>,
+    q: Option<IgnoredAny>,
+    dp: Option<IgnoredAny>,
+    dq: Option<IgnoredAny>,
+    qi: Option<IgnoredAny>,
+    oth: Option<IgnoredAny>,
+    k: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    jti: Option<String>,
+    htm: Option<String>,
+    htu: Option<String>,
+    iat: Option<NumericDate>,
+    ath: Option<String>,
+    nonce: Option<String>,
+}
+
+fn invalid(why: &'static str) -> DpopError {
+    DpopError::InvalidProof(why)
+}
+
+/// Checks `proof` (one `DPoP` header's value) against `request`.
+pub(crate) fn check(proof: &str, request: &Request<'_>, rules: &Rules) -> Result<Proof, DpopError> {
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(invalid("the proof is too long"));
+    }
+    let mut parts = proof.split('.');
+    let (Some(header_b64), Some(claims_b64), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("the proof is not a JWS in compact form"));
+    };
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| invalid("the proof is not base64url"))
+    };
+    let header: Header = serde_json::from_slice(&decode(header_b64)?)
+        .map_err(|_| invalid("the proof's header is not a valid JOSE header"))?;
+    let claims: Claims = serde_json::from_slice(&decode(claims_b64)?)
+        .map_err(|_| invalid("the proof's claims are not valid"))?;
+
+    // The header (4.3 steps 4 to 7, the signature aside).
+    let typ_ok = header.typ.as_deref().is_some_and(|typ| {
+        let typ = typ.strip_prefix("application/").unwrap_or(typ);
+        typ.eq_ignore_ascii_case("dpop+jwt")
+    });
+    if !typ_ok {
+        return Err(invalid("typ must be dpop+jwt"));
+    }
+    if header.crit.is_some() {
+        return Err(invalid(
+            "the proof has critical header parameters we do not know",
+        ));
+    }
+    let alg: Algorithm = header
+        .alg
+        .as_deref()
+        .and_then(|alg| alg.parse().ok())
+        .filter(|alg: &Algorithm| !alg.is_hmac() && rules.algorithms.contains(alg))
+        .ok_or(invalid("the proof's alg is not one we accept"))?;
+    let jwk = header.jwk.ok_or(invalid("the proof has no jwk"))?;
+    let private = [
+        &jwk.d, &jwk.p, &jwk.q, &jwk.dp, &jwk.dq, &jwk.qi, &jwk.oth, &jwk.k,
+    ];
+    if private.iter().any(|member| member.is_some()) {
+        return Err(invalid("the proof's jwk holds private key material"));
+    }
+
+    // The claims against the request (steps 3 and 8 to 12), before any crypto.
+    let (Some(jti), Some(htm), Some(htu_claim), Some(iat)) =
+        (claims.jti, claims.htm, claims.htu, claims.iat)
+    else {
+        return Err(invalid("the proof lacks jti, htm, htu or iat"));
+    };
+    if jti.is_empty() || jti.len() > MAX_JTI_LEN {
+        return Err(invalid("the proof's jti is empty or too long"));
+    }
+    if htm != request.method {
+        return Err(invalid("htm does not match the request's method"));
+    }
+    if htu::normalize(&htu_claim).as_deref() != Some(request.htu) {
+        return Err(invalid("htu does not match the request's URI"));
+    }
+    if let Some(nonces) = &rules.nonces
+        && !claims
+            .nonce
+            .is_some_and(|nonce| nonces.accepts(&nonce, request.now))
+    {
+        return Err(DpopError::UseNonce);
+    }
+    let now = request.now.as_secs_f64();
+    let iat = iat.as_secs_f64();
+    if iat > now + rules.skew.as_secs_f64() {
+        return Err(invalid("the proof's iat is in the future"));
+    }
+    let lifetime = rules.max_age.as_secs_f64() + rules.skew.as_secs_f64();
+    if iat < now - lifetime {
+        return Err(invalid("the proof is too old"));
+    }
+    if let Some(token) = request.token
+        && claims.ath.as_deref() != Some(URL_SAFE_NO_PAD.encode(Sha256::digest(token)).as_str())
+    {
+        return Err(invalid("ath does not match the access token"));
+    }
+
+    // The key and the signature (steps 5 to 7).
+    let key = public_key(alg, &jwk)?;
+    let signing_input = &proof[..header_b64.len() + 1 + claims_b64.len()];
+    if !key.verify_signature(signing_input.as_bytes(), signature) {
+        return Err(invalid("the proof's signature does not verify"));
+    }
+    let jkt = thumbprint(&jwk).ok_or(invalid("the proof's jwk has no thumbprint"))?;
+    let mut id = Sha256::new();
+    id.update(jkt.as_bytes());
+    id.update([0]);
+    id.update(jti.as_bytes());
+    Ok(Proof {
+        jkt,
+        id: id.finalize().into(),
+        expires: NumericDate::from_secs_f64(iat + lifetime),
+    })
+}
+
+/// The proof's public key, checked like any key we verify with: the key type
+/// fits `alg`, the material has the right size and shape.
+fn public_key(alg: Algorithm, jwk: &ProofJwk) -> Result<Key, DpopError> {
+    let mut members = serde_json::Map::new();
+    members.insert("kty".into(), jwk.kty.clone().into());
+    for (name, value) in [
+        ("crv", &jwk.crv),
+        ("x", &jwk.x),
+        ("y", &jwk.y),
+        ("n", &jwk.n),
+        ("e", &jwk.e),
+        ("alg", &jwk.alg),
+        ("use", &jwk.use_),
+    ] {
+        if let Some(value) = value {
+            members.insert(name.into(), value.clone().into());
+        }
+    }
+    if let Some(ops) = &jwk.key_ops {
+        members.insert("key_ops".into(), ops.clone().into());
+    }
+    Key::verifying_jwk_value(alg, &serde_json::Value::Object(members))
+        .map_err(|_| invalid("the proof's jwk is not a usable public key for its alg"))
+}
+
+/// The RFC 7638 SHA-256 thumbprint: the required members in lexical order, no
+/// whitespace. The members were checked to be base64url (or a curve name) by
+/// `public_key`, so they need no escaping.
+fn thumbprint(jwk: &ProofJwk) -> Option<String> {
+    let canonical = match jwk.kty.as_str() {
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk.crv.as_ref()?,
+            jwk.x.as_ref()?,
+            jwk.y.as_ref()?
+        ),
+        "RSA" => format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            jwk.e.as_ref()?,
+            jwk.n.as_ref()?
+        ),
+        "OKP" => format!(
+            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
+            jwk.crv.as_ref()?,
+            jwk.x.as_ref()?
+        ),
+        _ => return None,
+    };
+    Some(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+}
