@@ -15,6 +15,12 @@
 //! asymmetric `JWT_ALGORITHM` and `JWT_PRIVATE_KEY_FILE`). Revocations live in memory, or in Redis when `REDIS_URL` is set
 //! (build with `--features redis`), shared by every instance. `JWT_VERIFIED_CACHE=<n>`
 //! turns on the verified-token cache.
+//!
+//! DPoP (RFC 9449): a `/login` with a `DPoP` proof header answers tokens bound
+//! to the proof's key (`"token_type": "DPoP"`); they are then presented as
+//! `Authorization: DPoP <token>` with a fresh proof on every request, and
+//! `/refresh` keeps them bound. `PUBLIC_URL` is the base URL proofs name in
+//! `htu` (default `http://HOST:PORT`); `DPOP_NONCE_SECRET` turns on server nonces.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,7 +34,9 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::{AuthError, AuthX, RequestHead, RequireAuthLayer, RequireFreshLayer, TokenType};
+use tower_authx::{
+    AuthError, AuthX, DpopKey, RequestHead, RequireAuthLayer, RequireFreshLayer, TokenType,
+};
 
 #[path = "shared/mod.rs"]
 mod shared;
@@ -48,7 +56,10 @@ struct App {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (host, port) = shared::address(8000)?;
-    let authx = AuthX::new(shared::shared_settings(shared::config_from_env()?).await?)?;
+    let listener = TcpListener::bind((host.as_str(), port)).await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let config = shared::shared_settings(shared::config_from_env()?).await?;
+    let authx = AuthX::new(shared::with_dpop(config, addr).await?)?;
     let app = Arc::new(App {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),
@@ -57,8 +68,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         authx,
     });
 
-    let listener = TcpListener::bind((host.as_str(), port)).await?;
-    let addr: SocketAddr = listener.local_addr()?;
     println!("listening on http://{addr}");
     let service = hyper::service::service_fn(move |req| route(req, app.clone()));
     shared::server::serve(listener, service).await;
@@ -114,7 +123,8 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
 }
 
 async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
-    let body = match shared::read_body(req.into_body()).await {
+    let (head, body) = req.into_parts();
+    let body = match shared::read_body(body).await {
         Ok(body) => body,
         Err((status, why)) => return detail(status, why),
     };
@@ -128,9 +138,20 @@ async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return res;
     }
-    match app.authx.create_token_pair(user.username) {
+    // A DPoP proof binds the tokens to the client's key.
+    let request = RequestHead {
+        method: &head.method,
+        uri: &head.uri,
+        headers: &head.headers,
+    };
+    let pair = match app.authx.dpop_key(request).await {
+        Ok(Some(key)) => app.authx.token_pair(user.username).bound_to(&key).issue(),
+        Ok(None) => app.authx.create_token_pair(user.username),
+        Err(error) => return app.authx.reject(&error, request).map(Full::new),
+    };
+    match pair {
         Ok(pair) => token_response(
-            json!({"fresh_token": pair.access_token, "token_type": "bearer", "refresh_token": pair.refresh_token}),
+            json!({"fresh_token": pair.access_token, "token_type": pair.token_type, "refresh_token": pair.refresh_token}),
         ),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
@@ -145,7 +166,7 @@ async fn refresh(
         // Rotation: this refresh token is spent, its successor comes back.
         return Ok(match app.authx.rotate(claims).await {
             Ok(pair) => token_response(
-                json!({"access_token": pair.access_token, "token_type": "bearer", "refresh_token": pair.refresh_token}),
+                json!({"access_token": pair.access_token, "token_type": pair.token_type, "refresh_token": pair.refresh_token}),
             ),
             Err(error) => refusal(&app, &error, &req),
         });
@@ -155,8 +176,14 @@ async fn refresh(
     if let Some(family) = &claims.family {
         builder = builder.family(family.clone());
     }
+    // A DPoP-bound token buys a token bound to the same key.
+    let key = DpopKey::of(claims);
+    if let Some(key) = &key {
+        builder = builder.bound_to(key);
+    }
+    let token_type = if key.is_some() { "DPoP" } else { "bearer" };
     Ok(match builder.issue() {
-        Ok(token) => token_response(json!({"access_token": token, "token_type": "bearer"})),
+        Ok(token) => token_response(json!({"access_token": token, "token_type": token_type})),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     })
 }

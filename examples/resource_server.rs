@@ -27,6 +27,11 @@
 //! or `JWKS_URL`; `AUDIENCE` (optional: tokens must then name it); `JWKS_REFRESH_SECS`
 //! (300) and `JWKS_MIN_REFETCH_SECS` (10) tune the key cache; `SSL_CERT_FILE` adds a
 //! trusted root; `JWT_VERIFIED_CACHE` and `REDIS_URL` as in every example.
+//!
+//! DPoP-bound tokens (`Authorization: DPoP <token>` with a `DPoP` proof, as
+//! an OpenID Provider issues them to a client that sent a proof) are taken
+//! beside Bearer ones; `PUBLIC_URL` is the base URL proofs name (default
+//! `http://HOST:PORT`), `DPOP_NONCE_SECRET` turns on server nonces.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -85,7 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err("set OIDC_ISSUER (the issuers' URLs) or JWKS_URL".into());
         }
     };
-    let authx = AuthX::new(shared::shared_settings(config).await?)?;
+    let listener = TcpListener::bind((host.as_str(), port)).await?;
+    let addr = listener.local_addr()?;
+    let config = shared::with_dpop(shared::shared_settings(config).await?, addr).await?;
+    let authx = AuthX::new(config)?;
     let app = Arc::new(App {
         access: RequireAuthLayer::new(authx.clone()),
         fresh: RequireFreshLayer::new(authx.clone()),
@@ -95,8 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         authx,
     });
 
-    let listener = TcpListener::bind((host.as_str(), port)).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    println!("listening on http://{addr}");
     let service = hyper::service::service_fn(move |req| route(req, app.clone()));
     shared::server::serve(listener, service).await;
     Ok(())

@@ -96,6 +96,32 @@ pub async fn shared_settings(
     }
 }
 
+/// DPoP-bound tokens (RFC 9449) taken beside Bearer ones:
+/// - `PUBLIC_URL`: the base URL clients address this server by, which their
+///   proofs name in `htu` (default `http://<the bound address>`);
+/// - `REDIS_URL` (feature `redis`): used proofs are remembered in Redis, so a
+///   proof replayed to another instance is refused too;
+/// - `DPOP_NONCE_SECRET` (32+ bytes, the same on every instance): proofs must
+///   carry a server nonce (`DPoP-Nonce`), rotated every five minutes.
+pub async fn with_dpop(
+    config: AuthXConfig,
+    addr: std::net::SocketAddr,
+) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
+    let public_url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://{addr}"));
+    let mut dpop = tower_authx::Dpop::new(public_url);
+    if let Ok(secret) = std::env::var("DPOP_NONCE_SECRET") {
+        dpop = dpop.nonces(secret, std::time::Duration::from_secs(300));
+    }
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var("REDIS_URL") {
+        let store = tower_authx::RedisStore::connect(&url)
+            .await
+            .map_err(|e| format!("REDIS_URL={url}: {e}"))?;
+        dpop = dpop.replay_store(store);
+    }
+    Ok(config.dpop(dpop))
+}
+
 /// A request body of at most [`MAX_BODY`] bytes that arrives within
 /// [`server::BODY_TIMEOUT`], or the status and detail that refuse it.
 pub async fn read_body<B>(body: B) -> Result<bytes::Bytes, (StatusCode, &'static str)>

@@ -139,6 +139,8 @@ pub(crate) fn check(proof: &str, request: &Request<'_>, rules: &Rules) -> Result
     let alg: Algorithm = header
         .alg
         .as_deref()
+        // RFC 9864's fully specified name for EdDSA with Ed25519 (panva's `dpop`).
+        .map(|alg| if alg == "Ed25519" { "EdDSA" } else { alg })
         .and_then(|alg| alg.parse().ok())
         .filter(|alg: &Algorithm| !alg.is_hmac() && rules.algorithms.contains(alg))
         .ok_or(invalid("the proof's alg is not one we accept"))?;

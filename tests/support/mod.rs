@@ -2,6 +2,8 @@
 //! and a real hyper client over TCP.
 #![allow(dead_code)]
 
+pub mod dpop;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -375,4 +377,11 @@ pub fn key_fixture(name: &str) -> String {
 /// A signing key from a PEM fixture.
 pub fn private_key(alg: tower_authx::Algorithm, file: &str) -> tower_authx::Key {
     tower_authx::Key::signing_pem(alg, &std::fs::read(key_fixture(file)).unwrap()).unwrap()
+}
+
+/// The payload of `token`, as JSON (unverified: for looking, never for trusting).
+pub fn payload_of(token: &str) -> Value {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    serde_json::from_slice(&b64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }

@@ -1,0 +1,278 @@
+//! DPoP end to end: the fresh_token example over real TCP, driven by DPoP
+//! clients nobody here wrote (panva's `dpop` on node, PyJWT in Python), and
+//! two instances sharing one real `redis-server` for replay protection.
+
+mod support;
+
+use http::StatusCode;
+use serde_json::json;
+use support::dpop::{ProofClient, ProofKey};
+use support::{Reply, Server};
+
+/// A login with a proof: the pair is bound to the client's key.
+async fn login(server: &Server, base: &str, client: &mut ProofClient) -> (String, String) {
+    let proof = client
+        .proof("POST", &format!("{base}/login"), None, None)
+        .await;
+    let res = server
+        .post("/login")
+        .header("content-type", "application/json")
+        .header("dpop", &proof)
+        .body(json!({"username": "user1", "password": "password1"}).to_string())
+        .send()
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "{}: {}",
+        client.name,
+        res.text()
+    );
+    let json = res.json();
+    assert_eq!(json["token_type"], "DPoP", "{}", client.name);
+    let access = json["fresh_token"].as_str().unwrap().to_owned();
+    // Our thumbprint of the client's key is the one the client computed.
+    let claims = support::payload_of(&access);
+    assert_eq!(claims["cnf"]["jkt"], client.jkt.as_str(), "{}", client.name);
+    (access, json["refresh_token"].as_str().unwrap().to_owned())
+}
+
+async fn call(
+    server: &Server,
+    method: http::Method,
+    path: &str,
+    token: &str,
+    proof: &str,
+) -> Reply {
+    server
+        .request(method, path)
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .send()
+        .await
+}
+
+/// The walkthrough of the README's DPoP section, with `client`.
+async fn walkthrough(server: &Server, base: &str, client: &mut ProofClient) {
+    let who = client.name.clone();
+    let (access, refresh) = login(server, base, client).await;
+    let url = format!("{base}/protected");
+    let proof = client.proof("GET", &url, Some(&access), None).await;
+    let res = call(server, http::Method::GET, "/protected", &access, &proof).await;
+    assert_eq!(res.status, StatusCode::OK, "{who}: {}", res.text());
+    assert_eq!(res.json()["username"], "user1", "{who}: {}", res.text());
+    // The same proof again.
+    let res = call(server, http::Method::GET, "/protected", &access, &proof).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{who}");
+    assert!(
+        res.challenge()
+            .starts_with("DPoP error=\"invalid_dpop_proof\""),
+        "{who}: {}",
+        res.challenge()
+    );
+    // The token alone, as Bearer.
+    let res = server.get("/protected").bearer(&access).send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{who}");
+    // A proof for another route.
+    let proof = client
+        .proof(
+            "GET",
+            &format!("{base}/fresh-required"),
+            Some(&access),
+            None,
+        )
+        .await;
+    let res = call(server, http::Method::GET, "/protected", &access, &proof).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{who}");
+    // The login token is fresh.
+    let proof = client
+        .proof(
+            "GET",
+            &format!("{base}/fresh-required"),
+            Some(&access),
+            None,
+        )
+        .await;
+    let res = call(
+        server,
+        http::Method::GET,
+        "/fresh-required",
+        &access,
+        &proof,
+    )
+    .await;
+    assert_eq!(res.status, StatusCode::OK, "{who}: {}", res.text());
+    // Rotation keeps the binding; the old refresh token is spent.
+    let proof = client
+        .proof("POST", &format!("{base}/refresh"), Some(&refresh), None)
+        .await;
+    let res = call(server, http::Method::POST, "/refresh", &refresh, &proof).await;
+    assert_eq!(res.status, StatusCode::OK, "{who}: {}", res.text());
+    assert_eq!(res.json()["token_type"], "DPoP", "{who}");
+    let next = res.json()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        support::payload_of(&next)["cnf"]["jkt"],
+        client.jkt.as_str()
+    );
+    let proof = client.proof("GET", &url, Some(&next), None).await;
+    let res = call(server, http::Method::GET, "/protected", &next, &proof).await;
+    assert_eq!(res.status, StatusCode::OK, "{who}");
+    let proof = client
+        .proof("POST", &format!("{base}/refresh"), Some(&refresh), None)
+        .await;
+    let res = call(server, http::Method::POST, "/refresh", &refresh, &proof).await;
+    assert_eq!(
+        res.status,
+        StatusCode::UNAUTHORIZED,
+        "{who}: reused refresh token"
+    );
+    // Another key cannot use the tokens.
+    let thief = ProofKey::es256();
+    let proof = thief.proof("GET", &url, Some(&next));
+    let res = call(server, http::Method::GET, "/protected", &next, &proof).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{who}");
+    assert!(
+        res.challenge().starts_with("DPoP error=\"invalid_token\""),
+        "{who}"
+    );
+}
+
+#[tokio::test]
+async fn node_and_python_clients_walk_through_the_example() {
+    let server = Server::start("fresh_token", &[]).await;
+    let base = format!("http://{}", server.addr);
+    let mut clients = Vec::new();
+    for alg in ["ES256", "Ed25519", "RS256", "PS256"] {
+        clients.extend(ProofClient::node(alg).await);
+    }
+    clients.extend(ProofClient::python().await);
+    for client in &mut clients {
+        walkthrough(&server, &base, client).await;
+    }
+    // The seed's Bearer walkthrough is untouched.
+    let access = server.login_fresh().await;
+    assert_eq!(
+        server.get("/protected").bearer(&access).send().await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_public_url_is_what_proofs_name() {
+    let base = "https://api.example.test/v1";
+    let server = Server::start("fresh_token", &[("PUBLIC_URL", base)]).await;
+    let Some(mut client) = ProofClient::node("ES256").await else {
+        return;
+    };
+    let (access, _) = login(&server, base, &mut client).await;
+    let proof = client
+        .proof("GET", &format!("{base}/protected"), Some(&access), None)
+        .await;
+    let res = call(&server, http::Method::GET, "/protected", &access, &proof).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    // The address it listens on is not what clients address.
+    let local = format!("http://{}/protected", server.addr);
+    let proof = client.proof("GET", &local, Some(&access), None).await;
+    let res = call(&server, http::Method::GET, "/protected", &access, &proof).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn server_nonces_over_tcp() {
+    let secret = "a-nonce-secret-of-at-least-32-bytes!";
+    let server = Server::start("fresh_token", &[("DPOP_NONCE_SECRET", secret)]).await;
+    let base = format!("http://{}", server.addr);
+    let Some(mut client) = ProofClient::node("ES256").await else {
+        return;
+    };
+    // The login proof without a nonce: 401 use_dpop_nonce with the nonce.
+    let proof = client
+        .proof("POST", &format!("{base}/login"), None, None)
+        .await;
+    let res = server
+        .post("/login")
+        .header("content-type", "application/json")
+        .header("dpop", &proof)
+        .body(json!({"username": "user1", "password": "password1"}).to_string())
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+    assert!(
+        res.challenge().starts_with("DPoP error=\"use_dpop_nonce\""),
+        "{}",
+        res.challenge()
+    );
+    let nonce = res.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let proof = client
+        .proof("POST", &format!("{base}/login"), None, Some(&nonce))
+        .await;
+    let res = server
+        .post("/login")
+        .header("content-type", "application/json")
+        .header("dpop", &proof)
+        .body(json!({"username": "user1", "password": "password1"}).to_string())
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let access = res.json()["fresh_token"].as_str().unwrap().to_owned();
+    let url = format!("{base}/protected");
+    let proof = client
+        .proof("GET", &url, Some(&access), Some("not-our-nonce"))
+        .await;
+    let res = call(&server, http::Method::GET, "/protected", &access, &proof).await;
+    assert!(
+        res.challenge().starts_with("DPoP error=\"use_dpop_nonce\""),
+        "{}",
+        res.challenge()
+    );
+    let proof = client.proof("GET", &url, Some(&access), Some(&nonce)).await;
+    let res = call(&server, http::Method::GET, "/protected", &access, &proof).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+}
+
+/// A proof used on one instance is refused on the other: both remember proofs
+/// in one Redis.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_proof_replayed_to_another_instance_is_refused() {
+    let Some(redis) = support::Redis::start() else {
+        return;
+    };
+    let url = redis.url();
+    // Both instances are addressed by one public URL (a load balancer's).
+    let base = "https://api.example.test";
+    let env = [("REDIS_URL", url.as_str()), ("PUBLIC_URL", base)];
+    let a = Server::start("fresh_token", &env).await;
+    let b = Server::start("fresh_token", &env).await;
+    let Some(mut client) = ProofClient::node("ES256").await else {
+        return;
+    };
+    let (access, _) = login(&a, base, &mut client).await;
+    let proof = client
+        .proof("GET", &format!("{base}/protected"), Some(&access), None)
+        .await;
+    let res = call(&b, http::Method::GET, "/protected", &access, &proof).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    for server in [&a, &b] {
+        let res = call(server, http::Method::GET, "/protected", &access, &proof).await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+        assert_eq!(
+            res.detail(),
+            "Invalid DPoP proof: the proof was used before"
+        );
+    }
+    // The login proof was spent in Redis too.
+    let login_proof = client
+        .proof("POST", &format!("{base}/login"), None, None)
+        .await;
+    for (server, status) in [(&a, StatusCode::OK), (&b, StatusCode::UNAUTHORIZED)] {
+        let res = server
+            .post("/login")
+            .header("content-type", "application/json")
+            .header("dpop", &login_proof)
+            .body(json!({"username": "user1", "password": "password1"}).to_string())
+            .send()
+            .await;
+        assert_eq!(res.status, status, "{}", res.text());
+    }
+}
