@@ -6,6 +6,8 @@
 //! scopes, a key rotation, a provider down, an untrusted certificate.
 #![cfg(feature = "remote-keys")]
 
+#[path = "../../tests/support/mod.rs"]
+mod support;
 mod tls;
 
 use std::convert::Infallible;
@@ -126,6 +128,18 @@ fn free_port() -> u16 {
 
 /// An access token from `iss` by the client credentials grant.
 async fn token(tls: &rustls::ClientConfig, iss: &str, scope: &str, resource: &str) -> String {
+    token_with(tls, iss, scope, resource, None).await.0
+}
+
+/// An access token and its `token_type`, bound to the key of `dpop` (a
+/// proof for the token endpoint) when there is one.
+async fn token_with(
+    tls: &rustls::ClientConfig,
+    iss: &str,
+    scope: &str,
+    resource: &str,
+    dpop: Option<&str>,
+) -> (String, String) {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls.clone())
         .https_only()
@@ -134,19 +148,25 @@ async fn token(tls: &rustls::ClientConfig, iss: &str, scope: &str, resource: &st
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Full<Bytes>>(connector);
     let form = format!("grant_type=client_credentials&scope={scope}&resource={resource}");
-    let request = Request::post(format!("{iss}/token"))
+    let mut request = Request::post(format!("{iss}/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         // api-client:api-secret
-        .header("authorization", "Basic YXBpLWNsaWVudDphcGktc2VjcmV0")
-        .body(Full::new(Bytes::from(form)))
-        .unwrap();
+        .header("authorization", "Basic YXBpLWNsaWVudDphcGktc2VjcmV0");
+    if let Some(proof) = dpop {
+        request = request.header("dpop", proof);
+    }
+    let request = request.body(Full::new(Bytes::from(form))).unwrap();
     let response = client.request(request).await.unwrap();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    json["access_token"]
+    let token = json["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no token: {json}"))
-        .to_owned()
+        .to_owned();
+    (
+        token,
+        json["token_type"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 /// The status a guard answers for `token`.
@@ -308,24 +328,7 @@ async fn the_resource_server_example_behind_a_real_provider() {
     let tls = tls::client_trusting(pki.ca_der.clone());
     let reader = token(&tls, &provider.iss, "read", AUDIENCE).await;
     let get = |path: &'static str, token: String| {
-        let addr = addr.clone();
-        async move {
-            let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
-            let request = Request::get(path)
-                .header("host", &addr)
-                .header("authorization", format!("Bearer {token}"))
-                .body(Full::<Bytes>::default())
-                .unwrap();
-            let response = sender.send_request(request).await.unwrap();
-            let status = response.status();
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            (status, String::from_utf8_lossy(&body).into_owned())
-        }
+        send(addr.clone(), path, format!("Bearer {token}"), None)
     };
     let (status, body) = get("/protected", reader.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -335,4 +338,58 @@ async fn the_resource_server_example_behind_a_real_provider() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let elsewhere = token(&tls, &provider.iss, "read", "https://billing.example").await;
     assert_eq!(get("/read", elsewhere).await.0, StatusCode::UNAUTHORIZED);
+
+    // DPoP: a token the provider bound to panva's `dpop` client's key.
+    let Some(mut client) = support::dpop::ProofClient::node("ES256").await else {
+        return;
+    };
+    let proof = client
+        .proof("POST", &format!("{}/token", provider.iss), None, None)
+        .await;
+    let (bound, token_type) = token_with(&tls, &provider.iss, "read", AUDIENCE, Some(&proof)).await;
+    assert_eq!(token_type, "DPoP");
+    assert_eq!(
+        support::payload_of(&bound)["cnf"]["jkt"],
+        client.jkt.as_str()
+    );
+    let url = format!("http://{addr}/read");
+    let proof = client.proof("GET", &url, Some(&bound), None).await;
+    let (status, body) = send(addr.clone(), "/read", format!("DPoP {bound}"), Some(&proof)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Replayed, as Bearer, or with another key's proof: refused.
+    let (status, body) = send(addr.clone(), "/read", format!("DPoP {bound}"), Some(&proof)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        get("/read", bound.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let thief = support::dpop::ProofKey::es256().proof("GET", &url, Some(&bound));
+    let (status, _) = send(addr.clone(), "/read", format!("DPoP {bound}"), Some(&thief)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// `GET path` on the example at `addr` with `authorization` (and a `DPoP` proof).
+async fn send(
+    addr: String,
+    path: &str,
+    authorization: String,
+    proof: Option<&str>,
+) -> (StatusCode, String) {
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut request = Request::get(path)
+        .header("host", &addr)
+        .header("authorization", authorization);
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    let request = request.body(Full::<Bytes>::default()).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }

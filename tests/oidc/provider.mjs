@@ -1,6 +1,7 @@
 // A real OpenID Provider for tower-authx's resource-server tests: panva's
 // oidc-provider over HTTPS on loopback, issuing RFC 9068 JWT access tokens
-// with the client credentials grant.
+// with the client credentials grant; DPoP-bound (cnf.jkt) when the token
+// request carries a DPoP proof.
 //
 // Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
 // KEYS_FILE (where to keep its signing keys: reused when present, so a restart
@@ -48,6 +49,7 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    dPoP: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => audience,
