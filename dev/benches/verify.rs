@@ -19,7 +19,9 @@ use http::{Request, Response};
 use http_body_util::Empty;
 use serde::Deserialize;
 use tower::{Layer, Service, service_fn};
-use tower_authx::{Algorithm, AuthX, AuthXConfig, Key, RequireAuthLayer, RequireFreshLayer};
+use tower_authx::{
+    Algorithm, AuthX, AuthXConfig, Key, ReplayStore, RequireAuthLayer, RequireFreshLayer,
+};
 
 /// Counts heap allocations, to report them per request.
 struct Counting;
@@ -234,6 +236,153 @@ fn stacked_and_rejections(c: &mut Criterion) {
     }
 }
 
+/// A fresh DPoP proof by the client's key for `htm` on `url`, with `ath` for `token`.
+fn proof(
+    alg: Algorithm,
+    encoding: &jsonwebtoken::EncodingKey,
+    jwk: &serde_json::Value,
+    (htm, url): (&str, &str),
+    token: Option<&str>,
+) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    static JTI: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": alg.as_str(), "jwk": jwk});
+    let iat = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = serde_json::json!({
+        "jti": format!("bench-{}", JTI.fetch_add(1, Ordering::Relaxed)),
+        "htm": htm,
+        "htu": url,
+        "iat": iat,
+    });
+    if let Some(token) = token {
+        claims["ath"] = b64.encode(sha2::Sha256::digest(token.as_bytes())).into();
+    }
+    let message = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), encoding, alg_jwt(alg)).unwrap();
+    format!("{message}.{signature}")
+}
+
+const PROTECTED: (&str, &str) = ("GET", "https://api.example.com/protected");
+
+/// What DPoP adds to a verified HS256 request: the proof's checks and one
+/// more signature, then the replay store (in memory).
+fn dpop(c: &mut Criterion) {
+    let plain = AuthX::new(AuthXConfig::new(key(Algorithm::HS256))).unwrap();
+    let bearer = plain.create_access_token("user1", true).unwrap();
+    let mut bearer_guard = RequireAuthLayer::new(plain).layer(inner());
+    let mut group = c.benchmark_group("dpop/HS256 token");
+    group.bench_function("Bearer (no DPoP)", |b| {
+        b.iter_batched(
+            || request(&bearer),
+            |req| now(bearer_guard.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256] {
+        let client = AuthX::new(AuthXConfig::new(key(alg))).unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(client.jwks()).unwrap();
+        let jwk = serde_json::json!({
+            "kty": jwks["keys"][0]["kty"], "crv": jwks["keys"][0]["crv"], "x": jwks["keys"][0]["x"],
+            "y": jwks["keys"][0]["y"], "n": jwks["keys"][0]["n"], "e": jwks["keys"][0]["e"],
+        });
+        let jwk = serde_json::Value::Object(
+            jwk.as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        let pem = std::fs::read(format!(
+            "{KEYS}{}",
+            match alg {
+                Algorithm::ES256 => "ec256_private.pem",
+                Algorithm::EdDSA => "ed25519_private.pem",
+                _ => "rsa_private.pem",
+            }
+        ))
+        .unwrap();
+        let encoding = match alg {
+            Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
+            Algorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
+            _ => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
+        }
+        .unwrap();
+        let server = AuthX::new(AuthXConfig::new(key(Algorithm::HS256)).dpop(
+            tower_authx::Dpop::new("https://api.example.com").replay_store(
+                // Room for every proof of the run (the default allows 10 000 a key).
+                tower_authx::MemoryReplay::new(10_000_000).per_key(10_000_000),
+            ),
+        ))
+        .unwrap();
+        // Bound to the client's key through a login proof.
+        let login = proof(
+            alg,
+            &encoding,
+            &jwk,
+            ("POST", "https://api.example.com/login"),
+            None,
+        );
+        let login = Request::post("/login")
+            .header("dpop", login)
+            .body(())
+            .unwrap();
+        let bound = now(server.dpop_key(tower_authx::RequestHead::of(&login)))
+            .unwrap()
+            .unwrap();
+        let token = server
+            .access_token("user1")
+            .bound_to(&bound)
+            .issue()
+            .unwrap();
+        let mut guard = RequireAuthLayer::new(server).layer(inner());
+        group.bench_function(format!("DPoP, {alg} proof"), |b| {
+            b.iter_batched(
+                || {
+                    Request::get("/protected")
+                        .header("authorization", format!("DPoP {token}"))
+                        .header("dpop", proof(alg, &encoding, &jwk, PROTECTED, Some(&token)))
+                        .body(Empty::new())
+                        .unwrap()
+                },
+                |req| {
+                    let res = now(guard.call(req)).unwrap();
+                    assert_eq!(res.status(), 200);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+
+    let store = tower_authx::MemoryReplay::new(10_000_000).per_key(10_000_000);
+    let mut group = c.benchmark_group("dpop/replay store");
+    let mut n: u64 = 0;
+    group.bench_function("MemoryReplay first_use", |b| {
+        b.iter(|| {
+            n += 1;
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&n.to_le_bytes());
+            let proof = tower_authx::ProofUse {
+                id: &id,
+                key: "bench-key-thumbprint",
+                expires: tower_authx::NumericDate::now().plus(Duration::from_secs(65)),
+            };
+            now(store.first_use(&proof)).unwrap()
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(50)
@@ -244,6 +393,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = algorithms, stacked_and_rejections, cache
+    targets = algorithms, stacked_and_rejections, cache, dpop
 }
 criterion_main!(benches);

@@ -292,3 +292,61 @@ async fn a_logout_on_another_instance_is_refused_by_the_tonic_example() {
     let refused = check(&channel, Some(&pair.access_token)).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
 }
+
+/// DPoP over gRPC: the proof travels in the `dpop` metadata, `htm` is POST
+/// and `htu` the method's path; refusals stay gRPC statuses.
+#[tokio::test]
+async fn dpop_bound_tokens_over_grpc() {
+    use support::dpop::ProofKey;
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .dpop(tower_authx::Dpop::new("http://grpc.example")),
+    )
+    .unwrap();
+    let key = ProofKey::es256();
+    let login = key.proof("POST", "http://grpc.example/login", None);
+    let login = http::Request::post("/login")
+        .header("dpop", login)
+        .body(())
+        .unwrap();
+    let bound = authx
+        .dpop_key(tower_authx::RequestHead::of(&login))
+        .await
+        .unwrap()
+        .unwrap();
+    let token = authx.access_token("u").bound_to(&bound).issue().unwrap();
+    let addr = serve_greeter(authx, false).await;
+    let channel = channel(&addr).await;
+    let url = "http://grpc.example/helloworld.Greeter/SayHello";
+    let call = |scheme: &str, proof: Option<String>| {
+        let mut request = Request::new(HelloRequest {
+            name: "world".into(),
+        });
+        let metadata = request.metadata_mut();
+        metadata.insert(
+            "authorization",
+            format!("{scheme} {token}").parse().unwrap(),
+        );
+        if let Some(proof) = proof {
+            metadata.insert("dpop", proof.parse().unwrap());
+        }
+        say_hello(channel.clone(), request)
+    };
+    let proof = key.proof("POST", url, Some(&token));
+    let reply = call("DPoP", Some(proof.clone())).await.unwrap();
+    assert_eq!(reply.into_inner().message, "hi");
+    for (why, scheme, proof) in [
+        ("replayed", "DPoP", Some(proof)),
+        ("as Bearer", "Bearer", None),
+        ("no proof", "DPoP", None),
+        (
+            "another key",
+            "DPoP",
+            Some(ProofKey::ed25519().proof("POST", url, Some(&token))),
+        ),
+    ] {
+        let status = call(scheme, proof).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{why}: {status:?}");
+    }
+}

@@ -182,3 +182,122 @@ fn the_request_head_path_matches_verify() {
         Err(AuthError::FreshTokenRequired { .. })
     ));
 }
+
+/// DPoP: an honest client's proof for `GET https://api.example.com/protected`
+/// and the token it is bound to.
+mod dpop {
+    use super::*;
+    use support::dpop::{ProofKey, ath};
+    use tower_authx::Dpop;
+
+    pub const URL: &str = "https://api.example.com/protected";
+
+    pub struct Setup {
+        pub authx: AuthX,
+        pub key: ProofKey,
+        pub token: String,
+    }
+
+    pub fn setup() -> Setup {
+        let authx = AuthX::new(
+            AuthXConfig::from_secret(SECRET)
+                .unwrap()
+                .dpop(Dpop::new("https://api.example.com")),
+        )
+        .unwrap();
+        let key = ProofKey::es256();
+        let login = key.proof("POST", "https://api.example.com/login", None);
+        let login = Request::post("/login")
+            .header("dpop", login)
+            .body(())
+            .unwrap();
+        let bound = futures_ready(authx.dpop_key(RequestHead::of(&login)))
+            .unwrap()
+            .unwrap();
+        let token = authx.access_token("u").bound_to(&bound).issue().unwrap();
+        Setup { authx, key, token }
+    }
+
+    fn futures_ready<F: std::future::Future>(f: F) -> F::Output {
+        let waker = std::task::Waker::noop();
+        match std::pin::pin!(f).poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => panic!("memory stores answer at once"),
+        }
+    }
+
+    /// Whether the guard (without the replay store) takes `proof` for
+    /// `GET /protected`.
+    pub fn accepted(setup: &Setup, proof: &str) -> bool {
+        let request = Request::get("/protected")
+            .header("authorization", format!("DPoP {}", setup.token))
+            .header("dpop", proof)
+            .body(())
+            .unwrap();
+        setup
+            .authx
+            .authenticate::<NoExtra>(RequestHead::of(&request), &Requirement::access())
+            .is_ok()
+    }
+
+    pub fn claims(htm: &str, htu: &str, iat_offset: i64, ath_kind: u8, token: &str) -> Value {
+        let mut claims = json!({
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "htm": htm,
+            "htu": htu,
+            "iat": now() as i64 + iat_offset,
+        });
+        match ath_kind {
+            0 => {}
+            1 => claims["ath"] = ath(token).into(),
+            _ => claims["ath"] = ath("another").into(),
+        }
+        claims
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn every_change_to_an_honest_dpop_proof_is_refused(
+        position in any::<prop::sample::Index>(),
+        replacement in "[ -~]",
+    ) {
+        let setup = dpop::setup();
+        let proof = setup.key.proof("GET", dpop::URL, Some(&setup.token));
+        prop_assert!(dpop::accepted(&setup, &proof));
+        let at = position.index(proof.len());
+        prop_assume!(proof[at..].chars().next() != replacement.chars().next());
+        let mut changed = proof.clone();
+        changed.replace_range(at..at + 1, &replacement);
+        prop_assert!(!dpop::accepted(&setup, &changed), "{changed}");
+    }
+
+    #[test]
+    fn dpop_proofs_follow_the_model(
+        htm in prop::sample::select(vec!["GET", "POST", "get", "HEAD"]),
+        htu in prop::sample::select(vec![
+            (dpop::URL, true),
+            ("HTTPS://API.EXAMPLE.COM:443/protected?q=1#f", true),
+            ("https://api.example.com/./protected", true),
+            ("https://api.example.com/protected/", false),
+            ("https://api.example.com/Protected", false),
+            ("http://api.example.com/protected", false),
+            ("https://api.example.com:8443/protected", false),
+            ("https://api.example.org/protected", false),
+            ("/protected", false),
+        ]),
+        iat_offset in -200i64..200,
+        ath_kind in 0u8..3,
+    ) {
+        let setup = dpop::setup();
+        let claims = dpop::claims(htm, htu.0, iat_offset, ath_kind, &setup.token);
+        let proof = setup.key.sign(&setup.key.header(), &claims);
+        // Defaults: a minute old at most (plus 5 s of skew), 5 s ahead at most.
+        let model = htm == "GET" && htu.1 && (-65..=5).contains(&iat_offset) && ath_kind == 1;
+        let fuzzy_edge = matches!(iat_offset, -66..=-64 | 4..=6);
+        prop_assume!(!fuzzy_edge);
+        prop_assert_eq!(dpop::accepted(&setup, &proof), model, "{}", claims);
+    }
+}
