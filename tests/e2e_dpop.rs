@@ -276,3 +276,23 @@ async fn a_proof_replayed_to_another_instance_is_refused() {
         assert_eq!(res.status, status, "{}", res.text());
     }
 }
+
+/// The README's DPoP walkthrough (a node client with panva's `dpop`) runs
+/// unchanged against the example.
+#[tokio::test]
+async fn the_readme_dpop_walkthrough_runs_against_the_example() {
+    let server = Server::start("fresh_token", &[]).await;
+    if ProofClient::node("ES256").await.is_none() {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/dpop_walkthrough.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(format!("http://{}", server.addr))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok")).count(), 9, "{stdout}");
+}
