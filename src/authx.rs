@@ -20,8 +20,8 @@ use crate::pipeline::{Pipeline, Trust, Trusted};
 use crate::policy::Requirement;
 use crate::reject::{Answers, Challenge, DpopChallenge};
 use crate::request::RequestHead;
-use crate::revocation::MemoryStore;
 use crate::source::{HeaderSource, Sources, TokenLocation};
+use crate::store::MemoryStore;
 use crate::token::{Signer, Verifier};
 
 /// What issuing needs, prepared once by `AuthX::new`.

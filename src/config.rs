@@ -12,8 +12,8 @@ use crate::cookie::CookieConfig;
 use crate::error::ConfigError;
 use crate::keys::KeySet;
 use crate::reject::Reject;
-use crate::revocation::RevocationStore;
 use crate::source::TokenLocation;
+use crate::store::RevocationStore;
 
 /// The longest token accepted by default. AuthX tokens are about 300 bytes; RS512
 /// tokens with a few scopes about 1 KiB. Longer is refused before decoding.

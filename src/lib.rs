@@ -69,9 +69,9 @@ mod pipeline;
 mod policy;
 mod reject;
 mod request;
-mod revocation;
 mod session;
 mod source;
+mod store;
 mod token;
 
 pub use authx::AuthX;
@@ -97,12 +97,12 @@ pub use layer::{
 pub use policy::{Requirement, Scopes};
 pub use reject::{Refusal, Reject};
 pub use request::RequestHead;
+pub use source::TokenLocation;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use revocation::RedisStore;
-pub use revocation::{
+pub use store::RedisStore;
+pub use store::{
     DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_REPLAY_CAPACITY, MemoryReplay,
     MemoryStore, ProofUse, RefreshUse, ReplayStore, RevocationStore, StoreError, StoreFuture,
     TokenRecord,
 };
-pub use source::TokenLocation;

@@ -30,8 +30,8 @@ use crate::error::{AuthError, CsrfFailure, InvalidToken};
 use crate::keys::{KeyFuture, KeySource};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
-use crate::revocation::{RevocationStore, StoreError, StoreFuture, TokenRecord};
 use crate::source::Sources;
+use crate::store::{RevocationStore, StoreError, StoreFuture, TokenRecord};
 use crate::token::{JoseHeader, Unverified, Verifier};
 
 /// What extra-claims types must be to travel in request extensions.

@@ -8,7 +8,7 @@ use crate::claims::{Claims, NumericDate, TokenType};
 use crate::dpop::DpopKey;
 use crate::error::{AuthError, InvalidToken, IssueError};
 use crate::issue::{TokenBuilder, TokenPair};
-use crate::revocation::{RefreshUse, StoreError, TokenRecord};
+use crate::store::{RefreshUse, StoreError, TokenRecord};
 
 impl AuthX {
     /// Whether the revocation store still vouches for verified `claims`: `Ok`

@@ -285,7 +285,10 @@ async fn the_readme_dpop_walkthrough_runs_against_the_example() {
     if ProofClient::node("ES256").await.is_none() {
         return;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc/dpop_walkthrough.mjs");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/oidc/dpop_walkthrough.mjs"
+    );
     let out = tokio::process::Command::new("node")
         .arg(script)
         .arg(format!("http://{}", server.addr))
@@ -293,6 +296,14 @@ async fn the_readme_dpop_walkthrough_runs_against_the_example() {
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok")).count(), 9, "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok")).count(),
+        9,
+        "{stdout}"
+    );
 }

@@ -19,7 +19,7 @@ use crate::claims::{Claims, NumericDate};
 use crate::error::{AuthError, ConfigError, DpopError};
 use crate::keys::Algorithm;
 use crate::request::RequestHead;
-use crate::revocation::{MemoryReplay, ProofUse, ReplayStore, StoreError, StoreFuture};
+use crate::store::{MemoryReplay, ProofUse, ReplayStore, StoreError, StoreFuture};
 
 mod htu;
 mod nonce;

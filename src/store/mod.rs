@@ -1,4 +1,8 @@
-//! Taking tokens back. A [`RevocationStore`] remembers logged-out sessions,
+//! What guarded requests ask last, after everything local: the stores, in
+//! memory or shared by every instance through Redis ([`StoreFuture`] is their
+//! answer, ready at once or later).
+//!
+//! Taking tokens back: a [`RevocationStore`] remembers logged-out sessions,
 //! revoked tokens and where each refresh-token session stands, until the tokens
 //! concerned would have expired anyway. The layers consult it only after the
 //! signature and claims are verified, so an unauthenticated caller can never
@@ -9,6 +13,9 @@
 //! which the subject's entries collapse into one "everything issued until now
 //! is revoked" cut-off. A flood from one account costs that account its
 //! sessions, never anyone else's correctness.
+//!
+//! Proofs used once: a [`ReplayStore`] remembers DPoP proofs while they could
+//! be accepted (see `replay.rs`).
 
 use std::fmt;
 use std::future::Future;
