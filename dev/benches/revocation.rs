@@ -111,6 +111,27 @@ fn redis(c: &mut Criterion) {
             .iter(|| store.is_revoked(&token("user-1", "a", Some("revoked"))))
     });
     group.finish();
+
+    // The DPoP replay store: one SET NX PXAT per accepted proof.
+    let mut group = c.benchmark_group("replay/redis (loopback)");
+    let mut n: u64 = 0;
+    group.bench_function("first_use, a new proof", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&n.to_le_bytes());
+            let answer = tower_authx::ReplayStore::first_use(
+                &store,
+                &tower_authx::ProofUse {
+                    id: &id,
+                    key: "bench-key",
+                    expires: tower_authx::NumericDate::now().plus(Duration::from_secs(65)),
+                },
+            );
+            async move { assert!(answer.await.unwrap()) }
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, memory, redis);
