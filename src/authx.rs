@@ -238,8 +238,11 @@ impl AuthX {
     }
 
     /// Finds the token in `request` (the configured locations, in order),
-    /// verifies it, checks the CSRF double submit for cookie-borne tokens, then
-    /// checks `requirement`.
+    /// checks its DPoP proof (for the DPoP scheme), verifies it, checks its
+    /// binding and the CSRF double submit for cookie-borne tokens, then
+    /// `requirement`. No store is asked: neither revocation
+    /// ([`check_revocation`](Self::check_revocation)) nor DPoP replay (the
+    /// layers ask both).
     pub fn authenticate<E: DeserializeOwned>(
         &self,
         request: RequestHead<'_>,
