@@ -98,11 +98,11 @@ pub use policy::{Requirement, Scopes};
 pub use reject::{Refusal, Reject};
 pub use request::RequestHead;
 pub use source::TokenLocation;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use store::RedisStore;
 pub use store::{
     DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_REPLAY_CAPACITY, MemoryReplay,
     MemoryStore, ProofUse, RefreshUse, ReplayStore, RevocationStore, StoreError, StoreFuture,
     TokenRecord,
 };
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::{DEFAULT_VIEW_CAPACITY, RedisStore};

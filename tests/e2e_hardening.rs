@@ -131,7 +131,12 @@ async fn a_logout_on_one_example_is_refused_by_the_axum_example() {
     // The tonic example's side of this is in dev/tests/e2e_tonic.rs.
     let Some(redis) = Redis::start() else { return };
     let url = redis.url();
-    let env = [("REDIS_URL", url.as_str()), ("JWT_VERIFIED_CACHE", "1000")];
+    // Redis on every request: refused elsewhere at once (no local view).
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("JWT_VERIFIED_CACHE", "1000"),
+        ("REDIS_LOCAL_VIEW", "0"),
+    ];
     let hyper = Server::start("fresh_token", &env).await;
     let axum = Server::start("axum", &env).await;
     let (access, _) = hyper.login().await;

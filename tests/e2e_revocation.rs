@@ -39,7 +39,9 @@ async fn two_instances_share_logout_rotation_and_reuse_detection_through_redis()
         return;
     };
     let url = redis.url();
-    let env = [("REDIS_URL", url.as_str())];
+    // Redis on every request: a logout is refused elsewhere at once (the local
+    // view's bound on staleness is tested in tests/e2e_cluster.rs).
+    let env = [("REDIS_URL", url.as_str()), ("REDIS_LOCAL_VIEW", "0")];
     let a = Server::start("fresh_token", &env).await;
     let mut b = Server::start("fresh_token", &env).await;
 

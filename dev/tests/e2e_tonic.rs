@@ -271,7 +271,11 @@ async fn a_logout_on_another_instance_is_refused_by_the_tonic_example() {
     let url = redis.url();
     let tonic = Server::start(
         "tonic_server",
-        &[("REDIS_URL", url.as_str()), ("JWT_VERIFIED_CACHE", "1000")],
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("JWT_VERIFIED_CACHE", "1000"),
+            ("REDIS_LOCAL_VIEW", "0"),
+        ],
     )
     .await;
     // Another instance of the service: same secret, same Redis.

@@ -73,6 +73,10 @@ pub fn config_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
 /// - `REDIS_URL` moves revocations and refresh sessions to Redis (feature `redis`),
 ///   shared by every instance; the example refuses to start when Redis cannot be
 ///   reached or may evict keys (`maxmemory-policy` other than `noeviction`).
+///   Several comma-separated node URLs mean a Redis Cluster. Checks are answered
+///   from a local view kept current by Redis pub/sub (`REDIS_LOCAL_VIEW=<subjects>`,
+///   default 100 000; `0` asks Redis on every request); `REDIS_WAIT_REPLICAS=<n>`
+///   counts a logout or rotation only once n replicas have it.
 pub async fn shared_settings(
     config: AuthXConfig,
 ) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
@@ -85,9 +89,20 @@ pub async fn shared_settings(
     };
     #[cfg(feature = "redis")]
     {
-        let store = tower_authx::RedisStore::connect(&url)
+        let mut store = tower_authx::RedisStore::connect(&url)
             .await
             .map_err(|e| format!("REDIS_URL={url}: {e}"))?;
+        let view = match std::env::var("REDIS_LOCAL_VIEW") {
+            Ok(capacity) => capacity.parse()?,
+            Err(_) => tower_authx::DEFAULT_VIEW_CAPACITY,
+        };
+        if view > 0 {
+            store = store.local_view(view);
+        }
+        if let Ok(replicas) = std::env::var("REDIS_WAIT_REPLICAS") {
+            store =
+                store.wait_for_replicas(replicas.parse()?, std::time::Duration::from_millis(500));
+        }
         Ok(config.revocation_store(store))
     }
     #[cfg(not(feature = "redis"))]

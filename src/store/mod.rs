@@ -31,7 +31,7 @@ mod replay;
 mod subject;
 
 #[cfg(feature = "redis")]
-pub use self::redis::RedisStore;
+pub use self::redis::{DEFAULT_VIEW_CAPACITY, RedisStore};
 pub use memory::MemoryStore;
 pub use replay::{
     DEFAULT_PROOFS_PER_KEY, DEFAULT_REPLAY_CAPACITY, MemoryReplay, ProofUse, ReplayStore,

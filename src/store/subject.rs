@@ -93,6 +93,19 @@ pub(crate) struct Subject {
 }
 
 impl Subject {
+    /// A subject's entries as read elsewhere (a Redis hash).
+    pub(crate) fn from_entries(
+        tokens: impl IntoIterator<Item = (Box<str>, u64)>,
+        sessions: impl IntoIterator<Item = (Box<str>, Session)>,
+        cutoff: Option<Cutoff>,
+    ) -> Subject {
+        Subject {
+            tokens: tokens.into_iter().collect(),
+            sessions: sessions.into_iter().collect(),
+            cutoff,
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.tokens.len() + self.sessions.len() + usize::from(self.cutoff.is_some())
     }

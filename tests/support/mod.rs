@@ -385,3 +385,206 @@ pub fn payload_of(token: &str) -> Value {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     serde_json::from_slice(&b64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
 }
+
+/// A real Redis Cluster on loopback: `masters` primaries, each with
+/// `replicas` replicas, made by `redis-cli --cluster create`; every node
+/// killed when dropped. `None` (skip) without redis-server and redis-cli,
+/// which CI does not allow.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    children: Vec<Option<std::process::Child>>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, replicas: usize) -> Option<RedisCluster> {
+        let found = ["redis-server", "redis-cli"].iter().all(|bin| {
+            std::process::Command::new(bin)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs redis-server and redis-cli (apt-get install redis-server; see .ci/run)"
+            );
+            skipped("no redis-server or redis-cli on PATH");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("authx-cluster-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < masters * (1 + replicas) {
+            // The cluster bus listens on port + 10000.
+            let port = free_port();
+            if port < 55000
+                && !ports.contains(&port)
+                && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+            {
+                ports.push(port);
+            }
+        }
+        let mut cluster = RedisCluster {
+            children: ports.iter().map(|_| None).collect(),
+            ports,
+            dir,
+        };
+        for i in 0..cluster.ports.len() {
+            cluster.spawn(i);
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(created.success(), "redis-cli --cluster create failed");
+        cluster.wait_until_ok();
+        cluster.wait_for_replicas(replicas);
+        Some(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let port = self.ports[i].to_string();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+            .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.children[i] = Some(child);
+        for _ in 0..200 {
+            if self.cli(self.ports[i], &["PING"]).trim() == "PONG" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    /// Waits until every live node says the cluster is ok.
+    pub fn wait_until_ok(&self) {
+        for _ in 0..400 {
+            let ok = self.live_ports().iter().all(|port| {
+                self.cli(*port, &["CLUSTER", "INFO"])
+                    .contains("cluster_state:ok")
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the cluster did not become ok");
+    }
+
+    /// Waits until every primary has `replicas` replicas online, so writes
+    /// can wait for one.
+    pub fn wait_for_replicas(&self, replicas: usize) {
+        for _ in 0..600 {
+            let synced = self.live_ports().iter().all(|port| {
+                let info = self.cli(*port, &["INFO", "replication"]);
+                !info.contains("role:master")
+                    || (info.contains(&format!("connected_slaves:{replicas}"))
+                        && info.matches("state=online").count() == replicas)
+            });
+            if synced {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the replicas did not come in sync");
+    }
+
+    /// `redis-cli -p port args...`, its output.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every node's URL, comma-separated: what `REDIS_URL` takes for a cluster.
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn live_ports(&self) -> Vec<u16> {
+        self.ports
+            .iter()
+            .zip(&self.children)
+            .filter(|(_, c)| c.is_some())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// The port of the primary that holds `key`.
+    pub fn primary_of(&self, key: &str) -> u16 {
+        let port = self.live_ports()[0];
+        let slot: u16 = self
+            .cli(port, &["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .unwrap();
+        for line in self.cli(port, &["CLUSTER", "NODES"]).lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let owns = fields[8..].iter().any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&slot))
+            });
+            if owns {
+                let addr = fields[1].split('@').next().unwrap();
+                return addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("no primary holds slot {slot}");
+    }
+
+    /// Starts the node on `port` again (it rejoins with its cluster
+    /// configuration: a primary replaced meanwhile comes back as a replica).
+    pub fn restart(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        self.kill(port);
+        self.spawn(i);
+    }
+
+    /// Kills the node on `port` (SIGKILL: a crash).
+    pub fn kill(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().filter_map(Option::take) {
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,13 +1,20 @@
 //! [`RedisStore`] (feature `redis`): revocations and refresh sessions shared by
-//! every instance through Redis, one hash per subject, each write one atomic
-//! script, the same rules as the memory store (see `subject.rs`); and the DPoP
-//! proofs already used, one expiring key each.
+//! every instance through Redis (one node or a cluster), one hash per subject,
+//! each write one atomic script, the same rules as the memory store (see
+//! `subject.rs`); the DPoP proofs already used, one expiring key each; and,
+//! when asked for, a local view that answers checks from memory.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod link;
+mod scripts;
+mod view;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use self::link::{Conn, Link, PolicyWatch, check_policy};
+use self::view::{LocalView, spawn_feed, subject_of};
 
 use super::subject::{self, Cutoff, Session, millis, secs_ceil, warn_collapsed};
 use super::{
@@ -16,80 +23,6 @@ use super::{
 };
 use crate::claims::NumericDate;
 
-/// Helpers every write script starts with. A subject's hash holds
-/// `t:<jti>` = `<until>` (a revoked token), `s:<session>` = `<until>` (revoked)
-/// or `<until>:<jti>` (its current refresh token), and `cut` =
-/// `<until>:<issued until, ms>`.
-const PRELUDE: &str = r"
-local key, now, now_ms = KEYS[1], tonumber(ARGV[1]), ARGV[2]
-local cap, horizon = tonumber(ARGV[3]), tonumber(ARGV[4])
-local function until_of(v) return tonumber(string.match(v, '^(%d+)')) end
-local function keep(at)
-  local ttl = redis.call('TTL', key)
-  if ttl < 0 or now + ttl < at then redis.call('EXPIREAT', key, at) end
-end
-local function at_cap()
-  if redis.call('HLEN', key) < cap then return false end
-  local all = redis.call('HGETALL', key)
-  for i = 1, #all, 2 do
-    if until_of(all[i + 1]) <= now then redis.call('HDEL', key, all[i]) end
-  end
-  return redis.call('HLEN', key) >= cap
-end
-local function collapse()
-  local latest = horizon
-  for _, v in ipairs(redis.call('HVALS', key)) do latest = math.max(latest, until_of(v)) end
-  redis.call('DEL', key)
-  redis.call('HSET', key, 'cut', string.format('%d', latest) .. ':' .. now_ms)
-  redis.call('EXPIREAT', key, latest)
-end
-";
-
-/// Logout: ARGV[5] the field, ARGV[6] until when. 0 done, 1 collapsed.
-const REVOKE: &str = r"
-local field, untl = ARGV[5], tonumber(ARGV[6])
-local old = redis.call('HGET', key, field)
-if not old and at_cap() then collapse() return 1 end
-if old then untl = math.max(untl, until_of(old)) end
-redis.call('HSET', key, field, string.format('%d', untl))
-keep(untl)
-return 0
-";
-
-/// Rotation: ARGV[5] the session field, ARGV[6] the presented jti, ARGV[7] the
-/// next jti, ARGV[8] the token's iat in ms ('' if none), ARGV[9] its `t:` field
-/// ('' if none). 0 first use, 1 reuse, 2 revoked, 3 collapsed.
-const SPEND: &str = r"
-local field, presented, next_jti = ARGV[5], ARGV[6], ARGV[7]
-if ARGV[9] ~= '' then
-  local t = redis.call('HGET', key, ARGV[9])
-  if t and until_of(t) > now then return 2 end
-end
-local cut = redis.call('HGET', key, 'cut')
-if cut then
-  local u, ms = string.match(cut, '^(%d+):(%d+)$')
-  if tonumber(u) > now and (ARGV[8] == '' or tonumber(ARGV[8]) <= tonumber(ms)) then return 2 end
-end
-local h = string.format('%d', horizon)
-local s = redis.call('HGET', key, field)
-if s and until_of(s) > now then
-  local current = string.match(s, '^%d+:(.*)$')
-  if not current then return 2 end
-  if current == presented then
-    redis.call('HSET', key, field, h .. ':' .. next_jti)
-    keep(horizon)
-    return 0
-  end
-  redis.call('HSET', key, field, h)
-  keep(horizon)
-  return 1
-end
-if at_cap() then collapse() return 3 end
-redis.call('HSET', key, field, h .. ':' .. next_jti)
-keep(horizon)
-return 0
-";
-
 /// How long a `maxmemory-policy` check holds before Redis is asked again.
 const POLICY_RECHECK: Duration = Duration::from_secs(60);
 
@@ -97,6 +30,13 @@ const POLICY_RECHECK: Duration = Duration::from_secs(60);
 /// refused on all, and survives restarts. One multiplexed connection, reused by
 /// every request and re-established by itself after Redis comes back; commands
 /// time out (one second by default) so an unreachable Redis is a quick 503.
+/// Several comma-separated node URLs (or [`cluster`](Self::cluster)) mean a
+/// Redis Cluster: every key the store writes together is one key, so every
+/// script runs on one slot, and the cluster client follows failovers.
+///
+/// With [`local_view`](Self::local_view), checks are answered from memory,
+/// kept current by a feed of every write (see its documentation for the
+/// staleness bound); writes (logout, rotation) always go to Redis.
 ///
 /// Each subject is one hash, `<prefix>sub:<sub>`, holding at most
 /// [`per_subject`](Self::per_subject) entries and expiring with the last of
@@ -109,22 +49,28 @@ const POLICY_RECHECK: Duration = Duration::from_secs(60);
 /// [`connect`](Self::connect) checks at start, to refuse to run instead.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    link: Link,
+    /// The node URLs, for the local view's feed.
+    nodes: Arc<[String]>,
     prefix: String,
     per_subject: usize,
     scripts: Arc<Scripts>,
     policy: Arc<PolicyWatch>,
+    view: Option<ViewSettings>,
+    /// Replicas that must have every write before it counts, and how long to wait.
+    replicas: Option<(u32, Duration)>,
 }
 
-/// What the store knows of Redis's eviction policy (seconds since the epoch;
-/// 0: never).
-#[derive(Default)]
-struct PolicyWatch {
-    /// When `maxmemory-policy` was last seen to be `noeviction`.
-    ok_at: AtomicU64,
-    /// When an unsafe policy was last logged (at most every 10 s).
-    logged_at: AtomicU64,
+/// The local view as configured, started on first use (within the runtime).
+#[derive(Clone)]
+struct ViewSettings {
+    capacity: usize,
+    max_age: Duration,
+    started: Arc<OnceLock<Arc<LocalView>>>,
 }
+
+/// How many subjects a local view keeps by default.
+pub const DEFAULT_VIEW_CAPACITY: usize = 100_000;
 
 struct Scripts {
     revoke: redis::Script,
@@ -158,24 +104,154 @@ impl RedisStore {
 
     /// Like [`new`](Self::new), with `timeout` for connecting and for each command.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::new(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::new(e.to_string()))?;
-        Ok(RedisStore {
-            connection,
+        let link = Link::open(url, timeout)?;
+        Ok(RedisStore::on(link, url.split(',')))
+    }
+
+    /// A store in the Redis Cluster reached through any of `nodes`
+    /// (`redis://host:port` each; the others are discovered).
+    pub fn cluster<'a>(nodes: impl IntoIterator<Item = &'a str>) -> Result<RedisStore, StoreError> {
+        let nodes: Vec<&str> = nodes.into_iter().collect();
+        let link = Link::cluster(nodes.iter().copied(), Duration::from_secs(1))?;
+        Ok(RedisStore::on(link, nodes))
+    }
+
+    fn on<'a>(link: Link, nodes: impl IntoIterator<Item = &'a str>) -> RedisStore {
+        let nodes = nodes
+            .into_iter()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        RedisStore {
+            link,
+            nodes,
             prefix: "authx:".to_owned(),
             per_subject: DEFAULT_ENTRIES_PER_SUBJECT,
             scripts: Arc::new(Scripts {
-                revoke: redis::Script::new(&format!("{PRELUDE}{REVOKE}")),
-                spend: redis::Script::new(&format!("{PRELUDE}{SPEND}")),
+                revoke: redis::Script::new(&format!("{}{}", scripts::PRELUDE, scripts::REVOKE)),
+                spend: redis::Script::new(&format!("{}{}", scripts::PRELUDE, scripts::SPEND)),
             }),
             policy: Arc::default(),
+            view: None,
+            replicas: None,
+        }
+    }
+
+    /// Answers revocation checks from this process's memory: each subject's
+    /// entries are read from Redis once and kept (at most `capacity`
+    /// subjects; past that, others are forgotten and read again), and a feed
+    /// of every write (Redis pub/sub, one channel per prefix) drops what a
+    /// write changed, so the next check reads Redis again. While the feed is
+    /// down, checks go to Redis; Redis stays the source of truth, and writes
+    /// always go there.
+    ///
+    /// Staleness: a logout on one instance is seen by the others one pub/sub
+    /// delivery later while the feed is up (about a millisecond on a LAN);
+    /// if the feed's connection dies silently, within its 1 s heartbeat
+    /// plus 1 s; and never later than [`local_view_max_age`](Self::local_view_max_age)
+    /// (10 s by default), whatever happens to the feed.
+    #[must_use]
+    pub fn local_view(mut self, capacity: usize) -> Self {
+        self.view = Some(ViewSettings {
+            capacity,
+            max_age: Duration::from_secs(10),
+            started: Arc::default(),
+        });
+        self
+    }
+
+    /// How long the local view keeps a subject before reading it again, even
+    /// with no change announced (default 10 s).
+    #[must_use]
+    pub fn local_view_max_age(mut self, max_age: Duration) -> Self {
+        if let Some(view) = &mut self.view {
+            view.max_age = max_age;
+        }
+        self
+    }
+
+    /// Counts a write (logout, rotation) only once `replicas` replicas have
+    /// it, waiting at most `timeout` (Redis `WAIT`); otherwise the write is a
+    /// [`StoreError`] (503), to be tried again. Replication is asynchronous:
+    /// without this, a primary that fails right after a logout can take the
+    /// logout with it when its replica takes over. Off by default.
+    #[must_use]
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// Whether the local view answers now (its feed is up); `false` without one.
+    pub fn local_view_is_live(&self) -> bool {
+        self.view
+            .as_ref()
+            .and_then(|v| v.started.get())
+            .is_some_and(|view| view.is_live())
+    }
+
+    /// The local view, started (its feed spawned) on first use.
+    fn view(&self) -> Option<&Arc<LocalView>> {
+        let settings = self.view.as_ref()?;
+        Some(settings.started.get_or_init(|| {
+            let view = Arc::new(LocalView::new(settings.capacity, settings.max_age));
+            spawn_feed(
+                Arc::downgrade(&view),
+                self.nodes.to_vec(),
+                self.channel(),
+                self.key(""),
+            );
+            view
+        }))
+    }
+
+    /// Reads `token`'s subject whole, answers from it, and keeps it in `view`
+    /// unless it changed meanwhile.
+    fn read_into_view(
+        &self,
+        view: Arc<LocalView>,
+        token: &TokenRecord<'_>,
+        started: u64,
+    ) -> StoreFuture<bool> {
+        let read = self.run::<HashMap<String, String>>(Command::Plain(
+            redis::cmd("HGETALL").arg(self.key(token.subject)).clone(),
+        ));
+        let subject = token.subject.to_owned();
+        let (jti, session) = (
+            token.jti.map(str::to_owned),
+            token.session.map(str::to_owned),
+        );
+        let (issued_at, expires) = (token.issued_at, token.expires);
+        StoreFuture::pending(async move {
+            let entries = subject_of(read.await?);
+            let token = TokenRecord {
+                subject: &subject,
+                jti: jti.as_deref(),
+                session: session.as_deref(),
+                issued_at,
+                expires,
+            };
+            let revoked = entries.is_revoked(&token, now_secs());
+            view.keep(&subject, entries, started);
+            Ok(revoked)
         })
+    }
+
+    /// What to do once a write on `subject` is done: this instance's view
+    /// drops the subject at once (its feed will say so too, a moment later).
+    fn changed(&self, subject: &str) -> impl FnOnce() + Send + 'static {
+        let view = self.view.as_ref().and_then(|v| v.started.get()).cloned();
+        let subject = subject.to_owned();
+        move || {
+            if let Some(view) = view {
+                view.invalidate(&subject);
+            }
+        }
+    }
+
+    /// The channel every write announces its key on.
+    fn channel(&self) -> String {
+        format!("{}changed", self.prefix)
     }
 
     /// Replaces the key prefix (default `authx:`), to share one Redis between services.
@@ -200,24 +276,42 @@ impl RedisStore {
 
     /// Asks Redis for its eviction policy; `Ok` only for `noeviction`.
     async fn check_policy(&self) -> Result<(), StoreError> {
-        check_policy(self.connection.clone(), &self.policy).await
+        check_policy(&self.link, &self.policy).await
     }
 
     /// Runs `command` once Redis's eviction policy is known to be safe.
     fn run<T: redis::FromRedisValue + Send + 'static>(&self, command: Command) -> StoreFuture<T> {
-        let (mut connection, policy) = (self.connection.clone(), self.policy.clone());
+        let (link, policy) = (self.link.clone(), self.policy.clone());
+        let replicas = self
+            .replicas
+            .filter(|_| matches!(command, Command::Script(..)));
         StoreFuture::pending(async move {
             let checked = policy.ok_at.load(Ordering::Relaxed);
             if now_secs().saturating_sub(checked) >= POLICY_RECHECK.as_secs() {
-                check_policy(connection.clone(), &policy).await?;
+                check_policy(&link, &policy).await?;
             }
+            let mut connection = link.conn().await.map_err(store_error)?;
             // Once more after a dropped connection, so the first request after
             // an outage does not fail.
-            match command.run(&mut connection).await {
+            let answer = match command.run(&mut connection).await {
                 Err(e) if worth_retrying(&e) => command.run(&mut connection).await,
                 other => other,
             }
-            .map_err(store_error)
+            .map_err(store_error)?;
+            if let Some((count, timeout)) = replicas {
+                let acked: i64 = redis::cmd("WAIT")
+                    .arg(count)
+                    .arg(timeout.as_millis() as u64)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(store_error)?;
+                if acked < i64::from(count) {
+                    return Err(StoreError::new(format!(
+                        "the write reached {acked} replicas of the {count} required"
+                    )));
+                }
+            }
+            Ok(answer)
         })
     }
 
@@ -238,46 +332,9 @@ impl RedisStore {
             secs_ceil(horizon).max(now_secs + 1).to_string(),
         ];
         args.extend(rest);
+        args.push(self.channel());
         Command::Script(script.clone(), self.key(subject), args)
     }
-}
-
-/// Asks Redis for its eviction policy; `Ok` (and the time noted) only for
-/// `noeviction`.
-async fn check_policy(
-    mut connection: ConnectionManager,
-    watch: &PolicyWatch,
-) -> Result<(), StoreError> {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut connection)
-        .await
-        .map_err(store_error)?;
-    let policy = info
-        .lines()
-        .find_map(|line| line.strip_prefix("maxmemory_policy:"))
-        .map(str::trim);
-    if policy != Some("noeviction") {
-        let policy = policy.unwrap_or("unknown");
-        let now = now_secs();
-        let last = watch.logged_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 10
-            && watch
-                .logged_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::error!(
-                policy,
-                "tower-authx: Redis may evict revocations (maxmemory-policy must be noeviction); refusing to use it"
-            );
-        }
-        return Err(StoreError::new(format!(
-            "Redis maxmemory-policy is {policy}: it may evict revocations and bring logged-out tokens back; set it to noeviction"
-        )));
-    }
-    watch.ok_at.store(now_secs(), Ordering::Relaxed);
-    Ok(())
 }
 
 /// A plain command, or a script on one subject's key with its arguments.
@@ -287,10 +344,7 @@ enum Command {
 }
 
 impl Command {
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        connection: &mut ConnectionManager,
-    ) -> redis::RedisResult<T> {
+    async fn run<T: redis::FromRedisValue>(&self, connection: &mut Conn) -> redis::RedisResult<T> {
         match self {
             Command::Plain(command) => command.query_async(connection).await,
             Command::Script(script, key, args) => {
@@ -304,11 +358,11 @@ impl Command {
     }
 }
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     NumericDate::now().as_secs_f64() as u64
 }
 
-fn store_error(e: redis::RedisError) -> StoreError {
+pub(super) fn store_error(e: redis::RedisError) -> StoreError {
     StoreError::new(e.to_string())
 }
 
@@ -361,6 +415,15 @@ impl ReplayStore for RedisStore {
 
 impl RevocationStore for RedisStore {
     fn is_revoked(&self, token: &TokenRecord<'_>) -> StoreFuture<bool> {
+        if let Some(view) = self.view() {
+            if let Some(subject) = view.get(token.subject) {
+                // From memory: no allocation, no waiting.
+                return StoreFuture::ready(Ok(subject.is_revoked(token, now_secs())));
+            }
+            if let Some(started) = view.start_read() {
+                return self.read_into_view(view.clone(), token, started);
+            }
+        }
         let mut command = redis::cmd("HMGET");
         command
             .arg(self.key(token.subject))
@@ -390,6 +453,7 @@ impl RevocationStore for RedisStore {
     }
 
     fn revoke(&self, token: &TokenRecord<'_>, horizon: NumericDate) -> StoreFuture<()> {
+        let changed = self.changed(token.subject);
         let (field, until) = match (token.session, token.jti) {
             (Some(session), _) => (format!("s:{session}"), horizon),
             (None, Some(jti)) => (format!("t:{jti}"), token.expires),
@@ -406,7 +470,9 @@ impl RevocationStore for RedisStore {
         );
         let done = self.run::<u8>(command);
         StoreFuture::pending(async move {
-            if done.await? == 1 {
+            let collapsed = done.await? == 1;
+            changed();
+            if collapsed {
                 warn_collapsed();
             }
             Ok(())
@@ -446,8 +512,11 @@ impl RevocationStore for RedisStore {
             ],
         );
         let verdict = self.run::<u8>(command);
+        let changed = self.changed(token.subject);
         StoreFuture::pending(async move {
-            Ok(match verdict.await? {
+            let verdict = verdict.await?;
+            changed();
+            Ok(match verdict {
                 0 => RefreshUse::First,
                 1 => RefreshUse::Reused,
                 3 => {

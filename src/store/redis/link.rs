@@ -1,0 +1,185 @@
+//! The way to Redis: one node (a self-reconnecting multiplexed connection) or
+//! a cluster (the `redis` crate's cluster client, which follows slots and
+//! failovers), chosen by the URL; and the check that Redis will never evict
+//! what we keep (on every primary of a cluster).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, RedisFuture, Value};
+use tokio::sync::OnceCell;
+
+use super::now_secs;
+use crate::store::StoreError;
+
+/// Where commands go.
+#[derive(Clone)]
+pub(super) enum Link {
+    Node(ConnectionManager),
+    /// Connected on first use (Redis may be down when the service starts).
+    Cluster(Arc<(ClusterClient, OnceCell<ClusterConnection>)>),
+}
+
+/// A connection ready for one command.
+#[derive(Clone)]
+pub(super) enum Conn {
+    Node(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Link {
+    /// `url`, or several comma-separated node URLs: a cluster.
+    pub(super) fn open(url: &str, timeout: Duration) -> Result<Link, StoreError> {
+        let nodes: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if nodes.len() > 1 {
+            return Link::cluster(nodes, timeout);
+        }
+        let client = redis::Client::open(url).map_err(|e| StoreError::new(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(200));
+        ConnectionManager::new_lazy_with_config(client, config)
+            .map(Link::Node)
+            .map_err(|e| StoreError::new(e.to_string()))
+    }
+
+    /// A cluster reached through any of `nodes`.
+    pub(super) fn cluster<'a>(
+        nodes: impl IntoIterator<Item = &'a str>,
+        timeout: Duration,
+    ) -> Result<Link, StoreError> {
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2)
+            .min_retry_wait(50)
+            .max_retry_wait(500)
+            .build()
+            .map_err(|e| StoreError::new(e.to_string()))?;
+        Ok(Link::Cluster(Arc::new((client, OnceCell::new()))))
+    }
+
+    pub(super) async fn conn(&self) -> redis::RedisResult<Conn> {
+        match self {
+            Link::Node(connection) => Ok(Conn::Node(connection.clone())),
+            Link::Cluster(cluster) => cluster
+                .1
+                .get_or_try_init(|| cluster.0.get_async_connection())
+                .await
+                .cloned()
+                .map(Conn::Cluster),
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// What the store knows of Redis's eviction policy (seconds since the epoch;
+/// 0: never).
+#[derive(Default)]
+pub(super) struct PolicyWatch {
+    /// When `maxmemory-policy` was last seen to be `noeviction` everywhere.
+    pub(super) ok_at: AtomicU64,
+    /// When an unsafe policy was last logged (at most every 10 s).
+    logged_at: AtomicU64,
+}
+
+/// Asks Redis (every primary of a cluster) for its eviction policy; `Ok`
+/// (and the time noted) only when every answer is `noeviction`.
+pub(super) async fn check_policy(link: &Link, watch: &PolicyWatch) -> Result<(), StoreError> {
+    let mut conn = link.conn().await.map_err(super::store_error)?;
+    let info: Value = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .map_err(super::store_error)?;
+    // One node answers a string; a cluster, one per primary.
+    let mut policies = Vec::new();
+    collect_policies(&info, &mut policies);
+    let unsafe_policy = match policies.iter().find(|p| *p != "noeviction") {
+        Some(policy) => Some(policy.clone()),
+        None if policies.is_empty() => Some("unknown".to_owned()),
+        None => None,
+    };
+    if let Some(policy) = unsafe_policy {
+        let now = now_secs();
+        let last = watch.logged_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10
+            && watch
+                .logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                policy,
+                "tower-authx: Redis may evict revocations (maxmemory-policy must be noeviction); refusing to use it"
+            );
+        }
+        return Err(StoreError::new(format!(
+            "Redis maxmemory-policy is {policy}: it may evict revocations and bring logged-out tokens back; set it to noeviction"
+        )));
+    }
+    watch.ok_at.store(now_secs(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// Every `maxmemory_policy:` in an INFO answer, however it is nested.
+fn collect_policies(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::BulkString(bytes) => collect_from_text(&String::from_utf8_lossy(bytes), out),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => {
+            collect_from_text(text, out)
+        }
+        Value::Array(items) | Value::Set(items) => {
+            items.iter().for_each(|item| collect_policies(item, out))
+        }
+        Value::Map(pairs) => pairs
+            .iter()
+            .for_each(|(_, item)| collect_policies(item, out)),
+        _ => {}
+    }
+}
+
+fn collect_from_text(text: &str, out: &mut Vec<String>) {
+    out.extend(
+        text.lines()
+            .filter_map(|line| line.strip_prefix("maxmemory_policy:"))
+            .map(|policy| policy.trim().to_owned()),
+    );
+}

@@ -1,0 +1,81 @@
+//! The write scripts: each touches one subject's hash (one key, so one slot
+//! of a cluster), atomically, and announces the change on the store's channel.
+
+/// Helpers every write script starts with; the last argument of every write
+/// is the channel that announces the change. A subject's hash holds
+/// `t:<jti>` = `<until>` (a revoked token), `s:<session>` = `<until>` (revoked)
+/// or `<until>:<jti>` (its current refresh token), and `cut` =
+/// `<until>:<issued until, ms>`.
+pub(super) const PRELUDE: &str = r"
+local key, now, now_ms = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local cap, horizon = tonumber(ARGV[3]), tonumber(ARGV[4])
+-- Every instance's local view drops what it kept of this key. Subscribers
+-- read the key only after this script ends (Redis runs one at a time, and
+-- the key lives on this very node), so they read what the script wrote.
+redis.call('PUBLISH', ARGV[#ARGV], key)
+local function until_of(v) return tonumber(string.match(v, '^(%d+)')) end
+local function keep(at)
+  local ttl = redis.call('TTL', key)
+  if ttl < 0 or now + ttl < at then redis.call('EXPIREAT', key, at) end
+end
+local function at_cap()
+  if redis.call('HLEN', key) < cap then return false end
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if until_of(all[i + 1]) <= now then redis.call('HDEL', key, all[i]) end
+  end
+  return redis.call('HLEN', key) >= cap
+end
+local function collapse()
+  local latest = horizon
+  for _, v in ipairs(redis.call('HVALS', key)) do latest = math.max(latest, until_of(v)) end
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'cut', string.format('%d', latest) .. ':' .. now_ms)
+  redis.call('EXPIREAT', key, latest)
+end
+";
+
+/// Logout: ARGV[5] the field, ARGV[6] until when. 0 done, 1 collapsed.
+pub(super) const REVOKE: &str = r"
+local field, untl = ARGV[5], tonumber(ARGV[6])
+local old = redis.call('HGET', key, field)
+if not old and at_cap() then collapse() return 1 end
+if old then untl = math.max(untl, until_of(old)) end
+redis.call('HSET', key, field, string.format('%d', untl))
+keep(untl)
+return 0
+";
+
+/// Rotation: ARGV[5] the session field, ARGV[6] the presented jti, ARGV[7] the
+/// next jti, ARGV[8] the token's iat in ms ('' if none), ARGV[9] its `t:` field
+/// ('' if none). 0 first use, 1 reuse, 2 revoked, 3 collapsed.
+pub(super) const SPEND: &str = r"
+local field, presented, next_jti = ARGV[5], ARGV[6], ARGV[7]
+if ARGV[9] ~= '' then
+  local t = redis.call('HGET', key, ARGV[9])
+  if t and until_of(t) > now then return 2 end
+end
+local cut = redis.call('HGET', key, 'cut')
+if cut then
+  local u, ms = string.match(cut, '^(%d+):(%d+)$')
+  if tonumber(u) > now and (ARGV[8] == '' or tonumber(ARGV[8]) <= tonumber(ms)) then return 2 end
+end
+local h = string.format('%d', horizon)
+local s = redis.call('HGET', key, field)
+if s and until_of(s) > now then
+  local current = string.match(s, '^%d+:(.*)$')
+  if not current then return 2 end
+  if current == presented then
+    redis.call('HSET', key, field, h .. ':' .. next_jti)
+    keep(horizon)
+    return 0
+  end
+  redis.call('HSET', key, field, h)
+  keep(horizon)
+  return 1
+end
+if at_cap() then collapse() return 3 end
+redis.call('HSET', key, field, h .. ':' .. next_jti)
+keep(horizon)
+return 0
+";

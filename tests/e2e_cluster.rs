@@ -1,0 +1,203 @@
+//! Revocation at scale, end to end: two example instances on a real 3-primary
+//! Redis Cluster started here (`redis-server --cluster-enabled yes`,
+//! `redis-cli --cluster create`), each answering checks from its local view.
+//! Logouts propagate (the delay is measured and printed), rotation and reuse
+//! detection work across instances and slots, the feed cut while Redis
+//! answers stays correct, and a killed primary is replaced by its replica
+//! without a logout coming back.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use support::{RedisCluster, SECRET, Server};
+use tower_authx::{AuthX, AuthXConfig};
+
+/// Tokens for subjects the example's users do not cover, signed with its secret.
+fn issuer() -> AuthX {
+    AuthX::new(AuthXConfig::from_secret(SECRET).unwrap()).unwrap()
+}
+
+async fn status(server: &Server, token: &str) -> StatusCode {
+    server.get("/protected").bearer(token).send().await.status
+}
+
+/// Polls `server` until it refuses `token`; how long that took.
+async fn until_refused(server: &Server, token: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let status = status(server, token).await;
+        if status == StatusCode::UNAUTHORIZED {
+            return start.elapsed();
+        }
+        assert_eq!(status, StatusCode::OK, "never anything but 200 or 401 here");
+        assert!(start.elapsed() < limit, "still accepted after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_rotation_and_reuse_across_instances_and_slots_of_a_cluster() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let urls = cluster.urls();
+    let env = [("REDIS_URL", urls.as_str())];
+    let a = Server::start("fresh_token", &env).await;
+    let b = Server::start("fresh_token", &env).await;
+    let issuer = issuer();
+
+    // Subjects spread over the three primaries.
+    let pairs: Vec<_> = (0..24)
+        .map(|i| issuer.create_token_pair(format!("subject-{i}")).unwrap())
+        .collect();
+    let primaries: std::collections::HashSet<u16> = (0..24)
+        .map(|i| cluster.primary_of(&format!("authx:sub:subject-{i}")))
+        .collect();
+    assert_eq!(primaries.len(), 3, "the subjects span every primary");
+    // B knows them all (its view keeps them), then A logs them out one by one.
+    for pair in &pairs {
+        assert_eq!(status(&b, &pair.access_token).await, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for pair in &pairs {
+        assert_eq!(status(&b, &pair.access_token).await, StatusCode::OK);
+    }
+    let mut delays = Vec::new();
+    for pair in &pairs {
+        let res = a.post("/logout").bearer(&pair.access_token).send().await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        delays.push(until_refused(&b, &pair.access_token, Duration::from_secs(5)).await);
+    }
+    delays.sort();
+    println!(
+        "logout on A refused on B after: min {:?}, median {:?}, max {:?} ({} subjects, 3 primaries)",
+        delays[0],
+        delays[delays.len() / 2],
+        delays[delays.len() - 1],
+        delays.len()
+    );
+    // And refused by A itself at once (its own writes drop its view's entry).
+    for pair in &pairs {
+        assert_eq!(
+            status(&a, &pair.access_token).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    // Rotation on A, the spent refresh token replayed on B: the session dies.
+    for user in ["user1", "user2"] {
+        let login = a.login_as(user, &format!("password{}", &user[4..])).await;
+        let (access, refresh) = (
+            login["fresh_token"].as_str().unwrap().to_owned(),
+            login["refresh_token"].as_str().unwrap().to_owned(),
+        );
+        assert_eq!(status(&b, &access).await, StatusCode::OK);
+        let rotated = a.post("/refresh").bearer(&refresh).send().await;
+        assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text());
+        let next = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+        let replay = b.post("/refresh").bearer(&refresh).send().await;
+        assert_eq!(
+            replay.detail(),
+            "Refresh token reuse detected: the session has been revoked"
+        );
+        let res = a.post("/refresh").bearer(&next).send().await;
+        assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+        until_refused(&a, &access, Duration::from_secs(5)).await;
+    }
+
+    // The feed cut while Redis answers: every subscriber is disconnected; the
+    // instances ask Redis directly until they subscribe again, and stay right.
+    let pair = issuer.create_token_pair("after-the-cut").unwrap();
+    assert_eq!(status(&b, &pair.access_token).await, StatusCode::OK);
+    for port in cluster.live_ports() {
+        cluster.cli(port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+    }
+    let res = a.post("/logout").bearer(&pair.access_token).send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    let delay = until_refused(&b, &pair.access_token, Duration::from_secs(5)).await;
+    println!("with the feed cut, refused on B after {delay:?}");
+    // Later checks after the feed is back still see every logout.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for pair in &pairs {
+        assert_eq!(
+            status(&b, &pair.access_token).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_is_replaced_and_no_logout_comes_back() {
+    let Some(mut cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    let urls = cluster.urls();
+    // A logout counts once a replica has it.
+    let env = [("REDIS_URL", urls.as_str()), ("REDIS_WAIT_REPLICAS", "1")];
+    let a = Server::start("fresh_token", &env).await;
+    let b = Server::start("fresh_token", &env).await;
+    let issuer = issuer();
+    let gone = issuer.create_token_pair("victim").unwrap();
+    let kept = issuer.create_token_pair("survivor").unwrap();
+    assert_eq!(status(&b, &gone.access_token).await, StatusCode::OK);
+    let res = a.post("/logout").bearer(&gone.access_token).send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    until_refused(&b, &gone.access_token, Duration::from_secs(5)).await;
+
+    let primary = cluster.primary_of("authx:sub:victim");
+    cluster.kill(primary);
+    let killed = Instant::now();
+    // While the replica takes over: 503 or 401 for the logged-out token,
+    // never 200; the instances serve again by themselves.
+    let mut outage = Duration::ZERO;
+    loop {
+        let logged_out = status(&b, &gone.access_token).await;
+        assert_ne!(
+            logged_out,
+            StatusCode::OK,
+            "a logout came back after the failover"
+        );
+        let fine = status(&a, &kept.access_token).await == StatusCode::OK
+            && logged_out == StatusCode::UNAUTHORIZED;
+        if fine {
+            break;
+        }
+        if logged_out == StatusCode::SERVICE_UNAVAILABLE {
+            outage = killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "no recovery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "primary {primary} killed: served again after {:?} (503 until {outage:?})",
+        killed.elapsed()
+    );
+    cluster.wait_until_ok();
+    // The promoted replica has no replica of its own: a logout cannot be
+    // made safe, so it is refused (503) rather than counted.
+    let res = a.post("/logout").bearer(&kept.access_token).send().await;
+    let victim_shard =
+        cluster.primary_of("authx:sub:survivor") == cluster.primary_of("authx:sub:victim");
+    let expected = if victim_shard {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    assert_eq!(res.status, expected, "{}", res.text());
+    // The old primary comes back as the new one's replica: writes count again.
+    cluster.restart(primary);
+    let back = Instant::now();
+    cluster.wait_for_replicas(1);
+    println!(
+        "the old primary is a replica again after {:?}",
+        back.elapsed()
+    );
+    let later = issuer.create_token_pair("victim").unwrap();
+    assert_eq!(status(&b, &later.access_token).await, StatusCode::OK);
+    let res = a.post("/logout").bearer(&later.access_token).send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    until_refused(&b, &later.access_token, Duration::from_secs(5)).await;
+}
