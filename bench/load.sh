@@ -4,14 +4,17 @@
 # revocation store in memory and in Redis, and (with `authx`) the seed's AuthX
 # FastAPI app under uvicorn on the same machine.
 #
-#   bench/load.sh [memory] [cache] [redis] [authx]     (default: memory cache redis)
+#   bench/load.sh [memory] [cache] [redis] [view] [cluster] [authx]
+#                                      (default: memory cache redis view)
 #
 # memory: the default (in-memory revocation store); cache: the same with the
-# verified-token cache on; redis: revocations in Redis.
+# verified-token cache on; redis: revocations in Redis, asked on every request;
+# view: Redis with the local view (checks from memory, kept current by pub/sub);
+# cluster: a 3-primary Redis Cluster on loopback with the local view.
 #
 # Environment: DURATION (10s), THREADS (1: wrk on one core, the server on the other), CONNECTIONS (32),
 # PYTHON (a python with authx, fastapi, uvicorn; see tests/interop/requirements.txt).
-# Needs wrk, curl, jq; `redis` needs redis-server.
+# Needs wrk, curl, jq; `redis`, `view` and `cluster` need redis-server (and redis-cli).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +22,7 @@ DURATION="${DURATION:-10s}"
 THREADS="${THREADS:-1}"
 CONNECTIONS="${CONNECTIONS:-32}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(memory cache redis)
+[ ${#MODES[@]} -eq 0 ] && MODES=(memory cache redis view)
 
 SECRET="load-test-secret-of-at-least-32-bytes"
 LOGIN='{"username":"user1","password":"password1"}'
@@ -75,14 +78,33 @@ for mode in "${MODES[@]}"; do
       HOST=127.0.0.1 PORT=$port JWT_SECRET_KEY=$SECRET JWT_VERIFIED_CACHE=10000 "$bin" >/dev/null &
       pids+=($!); pid=$!
       label="tower-authx, memory store, verified-token cache" ;;
-    redis)
+    redis|view)
       rport=$(free_port)
       redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
       pids+=($!)
       sleep 0.3
-      HOST=127.0.0.1 PORT=$port JWT_SECRET_KEY=$SECRET REDIS_URL="redis://127.0.0.1:$rport/" "$bin" >/dev/null &
+      view=$([ "$mode" = view ] && echo 100000 || echo 0)
+      HOST=127.0.0.1 PORT=$port JWT_SECRET_KEY=$SECRET REDIS_URL="redis://127.0.0.1:$rport/" \
+        REDIS_LOCAL_VIEW=$view "$bin" >/dev/null &
       pids+=($!); pid=$!
-      label="tower-authx, Redis store" ;;
+      if [ "$mode" = view ]; then label="tower-authx, Redis store, local view"; else label="tower-authx, Redis store (asked every request)"; fi ;;
+    cluster)
+      dir=$(mktemp -d)
+      nodes=()
+      for _ in 1 2 3; do
+        while :; do cport=$(free_port); [ "$cport" -lt 55000 ] && break; done
+        (cd "$dir" && redis-server --port "$cport" --bind 127.0.0.1 --cluster-enabled yes \
+          --cluster-config-file "nodes-$cport.conf" --save "" --appendonly no >/dev/null) &
+        pids+=($!)
+        nodes+=("127.0.0.1:$cport")
+      done
+      sleep 0.5
+      redis-cli --cluster create "${nodes[@]}" --cluster-yes >/dev/null
+      until redis-cli -p "${nodes[0]#*:}" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+      urls=$(printf 'redis://%s,' "${nodes[@]}"); urls=${urls%,}
+      HOST=127.0.0.1 PORT=$port JWT_SECRET_KEY=$SECRET REDIS_URL="$urls" "$bin" >/dev/null &
+      pids+=($!); pid=$!
+      label="tower-authx, Redis Cluster (3 primaries), local view" ;;
     authx)
       PYTHON="${PYTHON:-python3}"
       JWT_SECRET_KEY=$SECRET "$PYTHON" -m uvicorn --app-dir tests/interop authx_fresh_token:app \
