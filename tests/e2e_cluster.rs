@@ -201,3 +201,85 @@ async fn a_killed_primary_is_replaced_and_no_logout_comes_back() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     until_refused(&b, &later.access_token, Duration::from_secs(5)).await;
 }
+
+/// The local view on one Redis node, in process: it goes live, answers,
+/// sees another process's logout, steps aside while Redis is gone (503, never
+/// a stale answer) and comes back by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_view_steps_aside_while_redis_is_gone() {
+    let Some(mut redis) = support::Redis::start() else {
+        return;
+    };
+    let store = tower_authx::RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .local_view(1000);
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(store.clone()),
+    )
+    .unwrap();
+    // Another instance, asking Redis every time.
+    let other = AuthX::new(
+        AuthXConfig::from_secret(SECRET).unwrap().revocation_store(
+            tower_authx::RedisStore::connect(&redis.url())
+                .await
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    let claims = |authx: &AuthX, token: &str| -> tower_authx::Claims {
+        authx
+            .verify(token, &tower_authx::Requirement::access())
+            .unwrap()
+    };
+    let pair = authx.create_token_pair("viewed").unwrap();
+    let mine = claims(&authx, &pair.access_token);
+    assert!(authx.check_revocation(&mine).await.is_ok());
+    let start = Instant::now();
+    while !store.local_view_is_live() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the feed never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(authx.check_revocation(&mine).await.is_ok());
+    other
+        .revoke(&claims(&other, &pair.access_token))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while authx.check_revocation(&mine).await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the logout never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    println!("another process's logout seen after {:?}", start.elapsed());
+
+    let live = authx.create_token_pair("still-live").unwrap();
+    let live = claims(&authx, &live.access_token);
+    assert!(authx.check_revocation(&live).await.is_ok());
+    redis.kill();
+    let start = Instant::now();
+    while store.local_view_is_live() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the feed never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        authx.check_revocation(&live).await,
+        Err(tower_authx::AuthError::StoreUnavailable)
+    );
+    redis.restart();
+    let start = Instant::now();
+    while authx.check_revocation(&live).await.is_err() || !store.local_view_is_live() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no recovery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

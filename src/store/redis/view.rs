@@ -265,3 +265,75 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live_view(capacity: usize) -> LocalView {
+        let view = LocalView::new(capacity, Duration::from_secs(10));
+        view.reset(true);
+        view
+    }
+
+    #[test]
+    fn nothing_is_kept_or_answered_while_the_feed_is_down() {
+        let view = LocalView::new(10, Duration::from_secs(10));
+        assert_eq!(view.start_read(), None);
+        view.keep("a", Subject::default(), 0);
+        assert!(view.get("a").is_none());
+        view.reset(true);
+        let started = view.start_read().unwrap();
+        view.keep("a", Subject::default(), started);
+        assert!(view.get("a").is_some());
+        view.reset(false);
+        assert!(
+            view.get("a").is_none(),
+            "a feed that went down empties the view"
+        );
+    }
+
+    #[test]
+    fn a_read_that_raced_a_change_is_not_kept() {
+        let view = live_view(10);
+        let started = view.start_read().unwrap();
+        view.invalidate("a");
+        view.keep("a", Subject::default(), started);
+        assert!(view.get("a").is_none());
+        // Another key's change does not matter.
+        let started = view.start_read().unwrap();
+        view.invalidate("b");
+        view.keep("a", Subject::default(), started);
+        assert!(view.get("a").is_some());
+        view.invalidate("a");
+        assert!(view.get("a").is_none());
+    }
+
+    #[test]
+    fn a_full_view_forgets_others_and_never_keeps_what_a_dropped_mark_covered() {
+        let view = live_view(2);
+        for key in ["a", "b", "c"] {
+            let started = view.start_read().unwrap();
+            view.keep(key, Subject::default(), started);
+        }
+        assert!(view.read().len() <= 2);
+        // A read that started before marks were dropped for room is not kept.
+        let started = view.start_read().unwrap();
+        view.invalidate("x");
+        view.invalidate("y");
+        view.invalidate("z");
+        view.keep("x2", Subject::default(), started);
+        assert!(view.get("x2").is_none());
+    }
+
+    #[test]
+    fn entries_are_read_again_after_max_age() {
+        let view = LocalView::new(10, Duration::from_millis(20));
+        view.reset(true);
+        let started = view.start_read().unwrap();
+        view.keep("a", Subject::default(), started);
+        assert!(view.get("a").is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(view.get("a").is_none());
+    }
+}
