@@ -49,6 +49,7 @@ type Shared = State<Arc<App>>;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    shared::observability::init()?; // logs by RUST_LOG
     let (host, port) = shared::address(8000)?;
     let secure = std::env::var("JWT_COOKIE_SECURE").map_or(true, |v| v != "false");
     // Every guarded route takes the header or the cookies set by

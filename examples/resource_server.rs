@@ -32,6 +32,10 @@
 //! an OpenID Provider issues them to a client that sent a proof) are taken
 //! beside Bearer ones; `PUBLIC_URL` is the base URL proofs name (default
 //! `http://HOST:PORT`), `DPOP_NONCE_SECRET` turns on server nonces.
+//!
+//! Operating it: `RUST_LOG` filters the logs (stderr; default `warn`); built with
+//! `--features metrics`, `GET /metrics` serves every tower-authx metric in
+//! Prometheus text.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -53,6 +57,7 @@ use shared::responses::{Body, boxed, json_response, method_not_allowed, not_foun
 
 struct App {
     authx: AuthX,
+    metrics: shared::observability::Metrics,
     users: Users,
     access: RequireAuthLayer,
     fresh: RequireFreshLayer,
@@ -62,6 +67,7 @@ struct App {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = shared::observability::init()?;
     let (host, port) = shared::address(8001)?;
     let audience = std::env::var("AUDIENCE").ok().filter(|a| !a.is_empty());
     let config = match (std::env::var("OIDC_ISSUER"), std::env::var("JWKS_URL")) {
@@ -101,6 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin: RequireScopesLayer::all(authx.clone(), ["admin:users"]),
         users: Users::seed(),
         authx,
+        metrics,
     });
 
     println!("listening on http://{addr}");
@@ -129,6 +136,12 @@ fn env_secs(name: &str) -> Result<Option<Duration>, Box<dyn std::error::Error>> 
 
 async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
+    if path == "/metrics"
+        && req.method() == Method::GET
+        && let Some(scrape) = app.metrics.render()
+    {
+        return Ok(boxed(scrape));
+    }
     if !["/protected", "/fresh-required", "/read", "/admin"].contains(&path.as_str()) {
         return Ok(not_found());
     }

@@ -144,10 +144,12 @@ impl AuthX {
                         let rules = verifier(Some(issuer.iss.clone()), issuer.audience, leeway);
                         let keys = KeySource::Remote(issuer.keys);
                         (
-                            issuer.iss,
+                            issuer.iss.clone(),
                             Trusted {
                                 keys,
                                 verifier: rules,
+                                #[cfg(feature = "metrics")]
+                                label: issuer.iss.into(),
                             },
                         )
                     })
@@ -166,6 +168,8 @@ impl AuthX {
             Trust::One(Trusted {
                 keys,
                 verifier: rules,
+                #[cfg(feature = "metrics")]
+                label: metrics::SharedString::const_str(""),
             })
         };
         #[cfg(not(feature = "remote-keys"))]
@@ -176,6 +180,8 @@ impl AuthX {
                 config.audience.clone(),
                 config.leeway,
             ),
+            #[cfg(feature = "metrics")]
+            label: metrics::SharedString::const_str(""),
         });
         Ok(AuthX {
             inner: Arc::new(Inner {
@@ -200,6 +206,7 @@ impl AuthX {
                     fresh_max_age: config.fresh_max_age,
                     pass_preflight: config.pass_preflight,
                     dpop,
+                    trace_subject: config.trace_subject,
                 },
                 issuing: Issuing {
                     signer: config.keys.signing.as_ref().and_then(Signer::new),

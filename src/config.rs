@@ -46,6 +46,7 @@ pub struct AuthXConfig {
     pub(crate) store: Option<Arc<dyn RevocationStore>>,
     pub(crate) fail_open: bool,
     pub(crate) dpop: Option<crate::dpop::Dpop>,
+    pub(crate) trace_subject: bool,
     #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
     #[cfg(feature = "remote-keys")]
@@ -80,6 +81,7 @@ impl AuthXConfig {
             store: None,
             fail_open: false,
             dpop: None,
+            trace_subject: false,
             #[cfg(feature = "remote-keys")]
             remote: None,
             #[cfg(feature = "remote-keys")]
@@ -280,6 +282,15 @@ impl AuthXConfig {
     #[must_use]
     pub fn dpop(mut self, dpop: crate::dpop::Dpop) -> Self {
         self.dpop = Some(dpop);
+        self
+    }
+
+    /// Whether each guarded request's `authx.verify` span (feature `metrics`)
+    /// names the subject of an allowed token in its `sub` field (default: no;
+    /// spans never carry the token or its `jti`).
+    #[must_use]
+    pub fn trace_subject(mut self, trace: bool) -> Self {
+        self.trace_subject = trace;
         self
     }
 

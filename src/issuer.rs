@@ -34,8 +34,11 @@ pub struct Issuer {
 impl Issuer {
     /// Tokens whose `iss` is exactly `iss`, verified with the keys of `keys`.
     pub fn new(iss: impl Into<String>, keys: RemoteJwks) -> Issuer {
+        let iss = iss.into();
+        #[cfg(feature = "metrics")]
+        let keys = keys.labelled(&iss);
         Issuer {
-            iss: iss.into(),
+            iss,
             keys,
             audience: Vec::new(),
             leeway: None,

@@ -65,6 +65,10 @@ mod issue;
 mod issuer;
 mod keys;
 pub mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+mod observe;
 mod pipeline;
 mod policy;
 mod reject;

@@ -28,6 +28,7 @@ use crate::claims::{Claims, NumericDate};
 use crate::dpop::{DpopCheck, Proof, check_binding, replay_verdict};
 use crate::error::{AuthError, CsrfFailure, InvalidToken};
 use crate::keys::{KeyFuture, KeySource};
+use crate::observe::{Notes, store_answered};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
 use crate::source::Sources;
@@ -49,12 +50,18 @@ pub(crate) struct Pipeline {
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) pass_preflight: bool,
     pub(crate) dpop: Option<DpopCheck>,
+    /// Whether the request's span names the subject.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) trace_subject: bool,
 }
 
 /// Keys and the rules a token is checked by.
 pub(crate) struct Trusted {
     pub(crate) keys: KeySource,
     pub(crate) verifier: Verifier,
+    /// The `issuer` label: the configured `iss` among several, else empty.
+    #[cfg(feature = "metrics")]
+    pub(crate) label: metrics::SharedString,
 }
 
 /// Whom tokens may come from: one set of keys and rules, or several issuers,
@@ -107,6 +114,12 @@ impl Trust {
         }
     }
 
+    /// The `issuer` label of the configured issuer at `index`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn issuer_label(&self, index: usize) -> metrics::SharedString {
+        self.get(index).label.clone()
+    }
+
     fn get(&self, index: usize) -> &Trusted {
         match self {
             Trust::One(trusted) => {
@@ -142,6 +155,8 @@ pub(crate) enum Pending {
 pub(crate) struct StoreChecks {
     replay: Option<StoreFuture<bool>>,
     revocation: Option<StoreFuture<bool>>,
+    /// When the stores were asked (for their latency).
+    asked: Option<std::time::Instant>,
 }
 
 impl StoreChecks {
@@ -157,11 +172,13 @@ impl StoreChecks {
         if let Some(replay) = &mut self.replay {
             let answer = ready!(Pin::new(replay).poll(cx));
             self.replay = None;
+            store_answered("replay", answer.is_ok(), self.asked);
             replay_verdict(answer)?;
         }
         if let Some(revocation) = &mut self.revocation {
             let answer = ready!(Pin::new(revocation).poll(cx));
             self.revocation = None;
+            store_answered("revocation", answer.is_ok(), self.asked);
             pipeline.revocation_verdict(answer)?;
         }
         Poll::Ready(Ok(()))
@@ -194,6 +211,7 @@ impl Pipeline {
         &self,
         requirement: &Requirement,
         req: &mut Request<B>,
+        notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
         let now = NumericDate::now();
         if let Some(claims) = req.extensions().get::<Claims<E>>()
@@ -217,8 +235,15 @@ impl Pipeline {
         };
         let proof = self.proof(RequestHead::of(req), &found.token, found.dpop, now)?;
         let issuer = self.trust.for_token(&found.token)?;
+        notes.issuer(issuer);
         let trusted = self.trust.get(issuer);
-        let select = |kid: Option<&str>| trusted.keys.select(kid);
+        let select = |kid: Option<&str>| {
+            let key = trusted.keys.select(kid);
+            if let Ok(key) = &key {
+                notes.key(key);
+            }
+            key
+        };
         let claims = match trusted.verifier.verify::<E>(&found.token, now, select) {
             Ok(claims) => claims,
             Err(Unverified::Invalid(error)) => return Err(error.into()),
@@ -238,7 +263,7 @@ impl Pipeline {
         };
         check_binding(proof.as_ref(), &claims)?;
         check_csrf(found.csrf, &claims)?;
-        self.admit(requirement, req, claims, proof, now)
+        self.admit(requirement, req, claims, proof, now, notes)
     }
 
     /// The request's DPoP proof, checked, when its token came with the DPoP
@@ -267,16 +292,18 @@ impl Pipeline {
         csrf: Option<&[u8]>,
         header: &JoseHeader<'static>,
         proof: Option<Proof>,
+        notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
         let now = NumericDate::now();
         let trusted = self.trust.get(issuer);
         let key = key_after_fetch(&trusted.keys, header.kid.as_deref(), token, now)?;
+        notes.key(&key);
         let claims = trusted
             .verifier
             .verify_with::<E>(token, header, &key, now)?;
         check_binding(proof.as_ref(), &claims)?;
         check_csrf(csrf, &claims)?;
-        self.admit(requirement, req, claims, proof, now)
+        self.admit(requirement, req, claims, proof, now, notes)
     }
 
     /// Policy, then the stores, then the claims into the extensions.
@@ -287,11 +314,13 @@ impl Pipeline {
         claims: Claims<E>,
         proof: Option<Proof>,
         now: NumericDate,
+        notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
         requirement.check(&claims, now, self.fresh_max_age)?;
         let mut checks = StoreChecks {
             replay: None,
             revocation: None,
+            asked: None,
         };
         if let (Some(dpop), Some(proof)) = (&self.dpop, &proof) {
             match dpop.first_use(proof).now_or_later() {
@@ -306,6 +335,10 @@ impl Pipeline {
         req.extensions_mut().insert(claims);
         req.extensions_mut().insert(self.verified_by::<E>());
         let waiting = checks.replay.is_some() || checks.revocation.is_some();
+        if waiting {
+            notes.store_asked();
+            checks.asked = Some(std::time::Instant::now());
+        }
         Ok(waiting.then_some(Pending::Stores(checks)))
     }
 

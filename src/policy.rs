@@ -118,6 +118,20 @@ impl Requirement {
         self.fresh
     }
 
+    /// The kind of guard this is, for metrics and traces: `require_scopes`,
+    /// `require_fresh`, `optional` or `require_auth`.
+    pub const fn kind(&self) -> &'static str {
+        if self.scopes.is_some() {
+            "require_scopes"
+        } else if self.fresh {
+            "require_fresh"
+        } else if self.optional {
+            "optional"
+        } else {
+            "require_auth"
+        }
+    }
+
     pub(crate) fn check<E>(
         &self,
         claims: &Claims<E>,

@@ -38,6 +38,7 @@ fn say_hello(request: tonic::Request<HelloRequest>) -> Result<HelloReply, Status
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    shared::observability::init()?; // logs by RUST_LOG
     let (host, port) = shared::address(50051)?;
     let authx = AuthX::new(shared::shared_settings(shared::config_from_env()?).await?)?;
 

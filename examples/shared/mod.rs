@@ -2,6 +2,7 @@
 //! users, and the seed's JSON answers. Not an example itself (no `main.rs`).
 #![allow(dead_code)]
 
+pub mod observability;
 pub mod responses;
 pub mod server;
 

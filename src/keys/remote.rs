@@ -116,6 +116,9 @@ pub struct RemoteJwks {
 
 struct Remote {
     url: Uri,
+    /// The `issuer` label of its metrics: the issuer's `iss`, else the URL.
+    #[cfg(feature = "metrics")]
+    label: metrics::SharedString,
     client: HttpsClient,
     ring: RwLock<Arc<KeyRing>>,
     fetching: tokio::sync::Mutex<()>,
@@ -216,6 +219,8 @@ impl RemoteJwks {
         let url = fetchable_url(url, "JWKS")?;
         Ok(RemoteJwks {
             inner: Arc::new(Remote {
+                #[cfg(feature = "metrics")]
+                label: url.to_string().into(),
                 url,
                 client: https_client(platform_tls()?),
                 ring: RwLock::new(Arc::new(KeyRing::default())),
@@ -256,6 +261,8 @@ impl RemoteJwks {
     fn with(self, change: impl FnOnce(&mut Remote)) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Remote {
             url: shared.url.clone(),
+            #[cfg(feature = "metrics")]
+            label: shared.label.clone(),
             client: shared.client.clone(),
             ring: RwLock::new(shared.ring()),
             fetching: tokio::sync::Mutex::new(()),
@@ -268,6 +275,13 @@ impl RemoteJwks {
         RemoteJwks {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Names these keys' metrics by the issuer they belong to.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn labelled(self, iss: &str) -> Self {
+        let label: metrics::SharedString = iss.to_owned().into();
+        self.with(|r| r.label = label)
     }
 
     /// The cached keys; starts a background refresh when they are old.
@@ -383,6 +397,8 @@ impl Remote {
             .unwrap_or(Err(FetchError::TimedOut));
         match result {
             Ok(ring) => {
+                #[cfg(feature = "metrics")]
+                self.record_fetch(Some(ring.len()));
                 *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
                 self.state.mark(&self.state.last_success);
                 FetchState::mark_unix(&self.state.success_unix_ms);
@@ -390,10 +406,29 @@ impl Remote {
                 Ok(())
             }
             Err(e) => {
+                #[cfg(feature = "metrics")]
+                self.record_fetch(None);
                 self.state.last_failed.store(true, Ordering::Relaxed);
                 FetchState::mark_unix(&self.state.failure_unix_ms);
                 Err(e)
             }
+        }
+    }
+
+    /// A fetch's metrics: its result, and after a success the keys held and when.
+    #[cfg(feature = "metrics")]
+    fn record_fetch(&self, keys: Option<usize>) {
+        use crate::metrics::{JWKS_FETCHES, JWKS_KEYS, JWKS_LAST_SUCCESS};
+        let issuer = self.label.clone();
+        let result = if keys.is_some() { "ok" } else { "error" };
+        metrics::counter!(JWKS_FETCHES, "issuer" => issuer.clone(), "result" => result)
+            .increment(1);
+        if let Some(keys) = keys {
+            metrics::gauge!(JWKS_KEYS, "issuer" => issuer.clone()).set(keys as f64);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            metrics::gauge!(JWKS_LAST_SUCCESS, "issuer" => issuer).set(now);
         }
     }
 

@@ -16,6 +16,7 @@ use tower_service::Service;
 
 use super::body::ResponseBody;
 use crate::authx::AuthX;
+use crate::observe::{Observation, Outcome};
 use crate::pipeline::{ClaimsExtra, Pending};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
@@ -48,6 +49,7 @@ pin_project! {
             parked: Option<(S, Request<B>)>,
             authx: AuthX,
             requirement: Requirement,
+            observation: Option<Observation>,
         },
     }
 }
@@ -76,12 +78,14 @@ impl<S: Service<Request<B>>, B, E> ResponseFuture<S, B, E> {
         request: Request<B>,
         authx: AuthX,
         requirement: Requirement,
+        observation: Observation,
     ) -> Self {
         Self::new(State::Waiting {
             pending,
             parked: Some((service, request)),
             authx,
             requirement,
+            observation: Some(observation),
         })
     }
 }
@@ -111,8 +115,13 @@ where
                     parked,
                     authx,
                     requirement,
+                    observation,
                 } => {
                     let pipeline = authx.pipeline();
+                    let notes = &observation
+                        .as_ref()
+                        .expect("ResponseFuture polled after completion")
+                        .notes;
                     let verdict = match pending {
                         Pending::Stores(checks) => {
                             ready!(checks.poll_verdict(cx, pipeline)).map(|()| None)
@@ -139,6 +148,7 @@ where
                                 csrf.as_deref(),
                                 header,
                                 proof.take(),
+                                notes,
                             )
                         }
                     };
@@ -146,18 +156,29 @@ where
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match verdict {
-                        Ok(None) => State::Inner {
-                            future: service.call(request),
-                        },
+                        Ok(None) => {
+                            if let Some(observation) = observation.take() {
+                                observation.admitted::<E, B>(pipeline, &request);
+                            }
+                            State::Inner {
+                                future: service.call(request),
+                            }
+                        }
                         Ok(Some(next)) => State::Waiting {
                             pending: next,
                             parked: Some((service, request)),
                             authx: authx.clone(),
                             requirement: requirement.clone(),
+                            observation: observation.take(),
                         },
-                        Err(error) => State::Rejected {
-                            response: Some(authx.reject(&error, RequestHead::of(&request))),
-                        },
+                        Err(error) => {
+                            if let Some(observation) = observation.take() {
+                                observation.finish(pipeline, Outcome::Refused(&error));
+                            }
+                            State::Rejected {
+                                response: Some(authx.reject(&error, RequestHead::of(&request))),
+                            }
+                        }
                     }
                 }
             };

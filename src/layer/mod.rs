@@ -22,6 +22,7 @@ use http::Request;
 use tower_service::Service;
 
 use crate::authx::AuthX;
+use crate::observe::{Observation, Outcome};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
 
@@ -71,16 +72,33 @@ where
         // guard must see them to answer them.
         return ResponseFuture::inner(inner.call(req));
     }
-    match pipeline.start::<E, B>(requirement, &mut req) {
-        Ok(None) => ResponseFuture::inner(inner.call(req)),
+    let observation = Observation::start(requirement);
+    let started =
+        observation.in_span(|| pipeline.start::<E, B>(requirement, &mut req, &observation.notes));
+    observation.decided_locally();
+    match started {
+        Ok(None) => {
+            observation.admitted::<E, B>(pipeline, &req);
+            ResponseFuture::inner(inner.call(req))
+        }
         Ok(Some(pending)) => {
             // Take the service that was polled ready; leave a clone for the next
             // request (tower's clone-and-swap).
             let clone = inner.clone();
             let ready = std::mem::replace(inner, clone);
-            ResponseFuture::waiting(pending, ready, req, authx.clone(), requirement.clone())
+            ResponseFuture::waiting(
+                pending,
+                ready,
+                req,
+                authx.clone(),
+                requirement.clone(),
+                observation,
+            )
         }
-        Err(error) => ResponseFuture::rejected(authx.reject(&error, RequestHead::of(&req))),
+        Err(error) => {
+            observation.finish(pipeline, Outcome::Refused(&error));
+            ResponseFuture::rejected(authx.reject(&error, RequestHead::of(&req)))
+        }
     }
 }
 

@@ -94,6 +94,7 @@ pub(crate) struct Subject {
 
 impl Subject {
     /// A subject's entries as read elsewhere (a Redis hash).
+    #[cfg(feature = "redis")]
     pub(crate) fn from_entries(
         tokens: impl IntoIterator<Item = (Box<str>, u64)>,
         sessions: impl IntoIterator<Item = (Box<str>, Session)>,

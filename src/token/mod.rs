@@ -126,9 +126,15 @@ impl Verifier {
         if let Some(seen) = self.cache.as_ref().and_then(|c| c.get(token))
             && key(seen.kid.as_deref()).is_ok_and(|key| Arc::ptr_eq(&key, &seen.key))
         {
+            #[cfg(feature = "metrics")]
+            metrics::counter!(crate::metrics::VERIFIED_CACHE, "result" => "hit").increment(1);
             // Its signature was checked with the very key its kid still selects;
             // time and claims are checked again.
             return Ok(self.claims(&seen.payload, now)?);
+        }
+        #[cfg(feature = "metrics")]
+        if self.cache.is_some() {
+            metrics::counter!(crate::metrics::VERIFIED_CACHE, "result" => "miss").increment(1);
         }
         let (header_b64, _, _) = segments(token)?;
         let mut buffer = [0u8; 512];

@@ -1,0 +1,98 @@
+//! What an operator can alert on (feature `metrics`), through the `metrics`
+//! facade, so any exporter works. Every name is here; labels are bounded:
+//! a layer kind, an outcome, a reason (the kind of refusal, never free text),
+//! a configured issuer, a store, a result. Never a subject, a `jti`, a token,
+//! a caller's `kid` or a path.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `authx_requests_total` | counter | `layer`, `outcome` (`allowed`, `anonymous`, `refused`), `reason`, `issuer` |
+//! | `authx_verify_duration_seconds` | histogram | `layer` |
+//! | `authx_store_duration_seconds` | histogram | `store` (`revocation`, `replay`), `result` (`ok`, `error`) |
+//! | `authx_jwks_fetches_total` | counter | `issuer`, `result` (`ok`, `error`) |
+//! | `authx_jwks_keys` | gauge | `issuer` |
+//! | `authx_jwks_last_success_timestamp_seconds` | gauge | `issuer` |
+//! | `authx_verified_cache_total` | counter | `result` (`hit`, `miss`) |
+
+use crate::error::{AuthError, CsrfFailure, DpopError, InvalidToken};
+
+/// Guarded requests by layer kind, outcome, reason and issuer.
+pub const REQUESTS: &str = "authx_requests_total";
+/// Seconds a guard spent deciding (everything but a network store's wait).
+pub const VERIFY_DURATION: &str = "authx_verify_duration_seconds";
+/// Seconds a network store (Redis) took to answer a guarded request.
+pub const STORE_DURATION: &str = "authx_store_duration_seconds";
+/// JWKS fetches by issuer and result.
+pub const JWKS_FETCHES: &str = "authx_jwks_fetches_total";
+/// Keys held for an issuer after its last successful fetch.
+pub const JWKS_KEYS: &str = "authx_jwks_keys";
+/// When an issuer's keys were last fetched successfully (Unix seconds):
+/// `time() - authx_jwks_last_success_timestamp_seconds` is their age.
+pub const JWKS_LAST_SUCCESS: &str = "authx_jwks_last_success_timestamp_seconds";
+/// Verified-token cache lookups by result.
+pub const VERIFIED_CACHE: &str = "authx_verified_cache_total";
+
+/// Registers every metric's unit and description with the installed
+/// recorder (the `# HELP` lines of a Prometheus scrape). Call it once after
+/// installing your exporter; the metrics work without it.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        REQUESTS,
+        "Guarded requests by layer, outcome, reason and issuer"
+    );
+    describe_histogram!(
+        VERIFY_DURATION,
+        Unit::Seconds,
+        "Time a guard spent deciding"
+    );
+    describe_histogram!(
+        STORE_DURATION,
+        Unit::Seconds,
+        "Time a network store took to answer"
+    );
+    describe_counter!(JWKS_FETCHES, "JWKS fetches by issuer and result");
+    describe_gauge!(JWKS_KEYS, "Keys held per issuer");
+    describe_gauge!(
+        JWKS_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last successful JWKS fetch"
+    );
+    describe_counter!(VERIFIED_CACHE, "Verified-token cache lookups by result");
+}
+
+/// The `reason` label of a refusal: its kind, from a fixed list.
+pub fn reason(error: &AuthError) -> &'static str {
+    match error {
+        AuthError::MissingToken => "missing_token",
+        AuthError::InvalidRequest(_) => "invalid_request",
+        AuthError::InvalidToken(invalid) => match invalid {
+            InvalidToken::TooLong => "too_long",
+            InvalidToken::Malformed(_) => "malformed",
+            InvalidToken::Algorithm => "algorithm",
+            InvalidToken::Signature => "bad_signature",
+            InvalidToken::Claims(_) => "bad_claims",
+            InvalidToken::Expired => "expired",
+            InvalidToken::NotYetValid => "not_yet_valid",
+            InvalidToken::IssuedInFuture => "issued_in_future",
+            InvalidToken::Lifetime => "lifetime",
+            InvalidToken::UnknownKey => "unknown_key",
+            InvalidToken::Issuer => "issuer",
+            InvalidToken::Audience => "audience",
+        },
+        AuthError::WrongTokenType { .. } => "wrong_token_type",
+        AuthError::FreshTokenRequired { .. } => "not_fresh",
+        AuthError::InsufficientScope { .. } => "insufficient_scope",
+        AuthError::Csrf(CsrfFailure::Missing) => "csrf_missing",
+        AuthError::Csrf(CsrfFailure::Mismatch) => "csrf_mismatch",
+        AuthError::Revoked => "revoked",
+        AuthError::RefreshReused => "refresh_reused",
+        AuthError::StoreUnavailable => "store_unavailable",
+        AuthError::KeysUnavailable => "keys_unavailable",
+        AuthError::Issue(_) => "issue_failed",
+        AuthError::Dpop(DpopError::InvalidProof(_)) => "dpop_invalid_proof",
+        AuthError::Dpop(DpopError::Replayed) => "dpop_replayed",
+        AuthError::Dpop(DpopError::UseNonce) => "dpop_use_nonce",
+        AuthError::Dpop(DpopError::Binding(_)) => "dpop_binding",
+    }
+}

@@ -1,0 +1,216 @@
+//! One guarded request, as an operator sees it (feature `metrics`): a span
+//! `authx.verify` with its outcome, reason, algorithm, our key's `kid`, the
+//! issuer and whether a store was asked, and the metrics named in
+//! `metrics.rs`, recorded once per outcome. Without the feature every type
+//! here is empty and every method does nothing, so nothing is compiled in.
+//! Never a token; the subject only when `trace_subject` asks for it.
+
+use std::sync::Arc;
+
+use crate::error::AuthError;
+use crate::keys::Key;
+use crate::pipeline::Pipeline;
+use crate::policy::Requirement;
+
+/// How a guarded request ended.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) enum Outcome<'a> {
+    /// Verified; the claims went in.
+    Allowed {
+        subject: Option<&'a str>,
+    },
+    /// An optional guard let a request without any credential in.
+    Anonymous,
+    Refused(&'a AuthError),
+}
+
+/// What the pipeline learnt on the way, for the span and the labels.
+#[derive(Default)]
+pub(crate) struct Notes {
+    #[cfg(feature = "metrics")]
+    issuer: std::cell::Cell<Option<usize>>,
+    #[cfg(feature = "metrics")]
+    key: std::cell::Cell<Option<Arc<Key>>>,
+    #[cfg(feature = "metrics")]
+    store: std::cell::Cell<bool>,
+}
+
+impl Notes {
+    /// The token's issuer is the configured one at `index`.
+    #[inline]
+    pub(crate) fn issuer(&self, index: usize) {
+        #[cfg(feature = "metrics")]
+        self.issuer.set(Some(index));
+        #[cfg(not(feature = "metrics"))]
+        let _ = index;
+    }
+
+    /// The token names `key`, one of ours (so its `kid` may be shown).
+    #[inline]
+    pub(crate) fn key(&self, key: &Arc<Key>) {
+        #[cfg(feature = "metrics")]
+        self.key.set(Some(key.clone()));
+        #[cfg(not(feature = "metrics"))]
+        let _ = key;
+    }
+
+    /// A network store was asked.
+    #[inline]
+    pub(crate) fn store_asked(&self) {
+        #[cfg(feature = "metrics")]
+        self.store.set(true);
+    }
+}
+
+/// One guarded request from its start to its outcome.
+pub(crate) struct Observation {
+    pub(crate) notes: Notes,
+    #[cfg(feature = "metrics")]
+    started: std::time::Instant,
+    #[cfg(feature = "metrics")]
+    layer: &'static str,
+    #[cfg(feature = "metrics")]
+    span: tracing::Span,
+}
+
+impl Observation {
+    #[inline]
+    pub(crate) fn start(requirement: &Requirement) -> Observation {
+        #[cfg(not(feature = "metrics"))]
+        let _ = requirement;
+        Observation {
+            notes: Notes::default(),
+            #[cfg(feature = "metrics")]
+            started: std::time::Instant::now(),
+            #[cfg(feature = "metrics")]
+            layer: requirement.kind(),
+            #[cfg(feature = "metrics")]
+            span: tracing::info_span!(
+                "authx.verify",
+                layer = requirement.kind(),
+                outcome = tracing::field::Empty,
+                reason = tracing::field::Empty,
+                alg = tracing::field::Empty,
+                kid = tracing::field::Empty,
+                issuer = tracing::field::Empty,
+                store = tracing::field::Empty,
+                sub = tracing::field::Empty,
+            ),
+        }
+    }
+
+    /// Runs `f` inside the request's span.
+    #[inline]
+    pub(crate) fn in_span<T>(&self, f: impl FnOnce() -> T) -> T {
+        #[cfg(feature = "metrics")]
+        let _entered = self.span.enter();
+        f()
+    }
+
+    /// The local part of the decision is done (what follows is a wait).
+    #[inline]
+    pub(crate) fn decided_locally(&self) {
+        #[cfg(feature = "metrics")]
+        metrics::histogram!(crate::metrics::VERIFY_DURATION, "layer" => self.layer)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+
+    /// Records a request the pipeline let through: with claims, or
+    /// anonymously through an optional guard.
+    #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::extra_unused_type_parameters))]
+    pub(crate) fn admitted<E: crate::pipeline::ClaimsExtra, B>(
+        self,
+        pipeline: &Pipeline,
+        req: &http::Request<B>,
+    ) {
+        #[cfg(feature = "metrics")]
+        {
+            let outcome = if req
+                .extensions()
+                .get::<crate::pipeline::Anonymous>()
+                .is_some()
+            {
+                Outcome::Anonymous
+            } else {
+                Outcome::Allowed {
+                    subject: req
+                        .extensions()
+                        .get::<crate::claims::Claims<E>>()
+                        .map(|c| c.sub.as_str()),
+                }
+            };
+            self.finish(pipeline, outcome);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = (pipeline, req);
+    }
+
+    /// Records how the request ended.
+    #[inline]
+    pub(crate) fn finish(self, pipeline: &Pipeline, outcome: Outcome<'_>) {
+        #[cfg(not(feature = "metrics"))]
+        let _ = (pipeline, outcome);
+        #[cfg(feature = "metrics")]
+        {
+            let (outcome_label, reason) = match outcome {
+                Outcome::Allowed { .. } => ("allowed", "none"),
+                Outcome::Anonymous => ("anonymous", "none"),
+                Outcome::Refused(error) => ("refused", crate::metrics::reason(error)),
+            };
+            let issuer = self
+                .notes
+                .issuer
+                .get()
+                .map(|i| pipeline.trust.issuer_label(i))
+                .unwrap_or_default();
+            metrics::counter!(
+                crate::metrics::REQUESTS,
+                "layer" => self.layer,
+                "outcome" => outcome_label,
+                "reason" => reason,
+                "issuer" => issuer.clone(),
+            )
+            .increment(1);
+            let span = &self.span;
+            if !span.is_disabled() {
+                span.record("outcome", outcome_label);
+                span.record("reason", reason);
+                span.record("issuer", &*issuer);
+                span.record("store", self.notes.store.get());
+                if let Some(key) = self.notes.key.take() {
+                    span.record("alg", key.algorithm().as_str());
+                    if let Some(kid) = key.kid() {
+                        span.record("kid", kid);
+                    }
+                }
+                if let Outcome::Allowed { subject: Some(sub) } = outcome
+                    && pipeline.trace_subject
+                {
+                    span.record("sub", sub);
+                }
+            }
+        }
+    }
+}
+
+/// Records how long a network store took for a guarded request.
+#[inline]
+pub(crate) fn store_answered(
+    store: &'static str,
+    ok: bool,
+    #[allow(unused_variables)] started: Option<std::time::Instant>,
+) {
+    #[cfg(feature = "metrics")]
+    if let Some(started) = started {
+        metrics::histogram!(
+            crate::metrics::STORE_DURATION,
+            "store" => store,
+            "result" => if ok { "ok" } else { "error" },
+        )
+        .record(started.elapsed().as_secs_f64());
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (store, ok);
+}
