@@ -183,6 +183,7 @@ impl AuthX {
             #[cfg(feature = "metrics")]
             label: metrics::SharedString::const_str(""),
         });
+        let trust_len = trust.len();
         Ok(AuthX {
             inner: Arc::new(Inner {
                 pipeline: Pipeline {
@@ -207,6 +208,7 @@ impl AuthX {
                     pass_preflight: config.pass_preflight,
                     dpop,
                     trace_subject: config.trace_subject,
+                    meters: crate::observe::Meters::new(trust_len),
                 },
                 issuing: Issuing {
                     signer: config.keys.signing.as_ref().and_then(Signer::new),

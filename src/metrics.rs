@@ -7,7 +7,7 @@
 //! | metric | type | labels |
 //! | --- | --- | --- |
 //! | `authx_requests_total` | counter | `layer`, `outcome` (`allowed`, `anonymous`, `refused`), `reason`, `issuer` |
-//! | `authx_verify_duration_seconds` | histogram | `layer` |
+//! | `authx_verify_duration_seconds` | histogram (one request in 8) | `layer` |
 //! | `authx_store_duration_seconds` | histogram | `store` (`revocation`, `replay`), `result` (`ok`, `error`) |
 //! | `authx_jwks_fetches_total` | counter | `issuer`, `result` (`ok`, `error`) |
 //! | `authx_jwks_keys` | gauge | `issuer` |
@@ -18,7 +18,9 @@ use crate::error::{AuthError, CsrfFailure, DpopError, InvalidToken};
 
 /// Guarded requests by layer kind, outcome, reason and issuer.
 pub const REQUESTS: &str = "authx_requests_total";
-/// Seconds a guard spent deciding (everything but a network store's wait).
+/// Seconds a guard spent deciding (everything but a network store's wait),
+/// for one guarded request in 8 per thread (a sample: a clock read costs
+/// about 1% of a verified HS256 request on some machines).
 pub const VERIFY_DURATION: &str = "authx_verify_duration_seconds";
 /// Seconds a network store (Redis) took to answer a guarded request.
 pub const STORE_DURATION: &str = "authx_store_duration_seconds";

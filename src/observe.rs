@@ -28,6 +28,9 @@ pub(crate) enum Outcome<'a> {
 /// What the pipeline learnt on the way, for the span and the labels.
 #[derive(Default)]
 pub(crate) struct Notes {
+    /// Whether a subscriber wants the span (then the key is noted too).
+    #[cfg(feature = "metrics")]
+    traced: bool,
     #[cfg(feature = "metrics")]
     issuer: std::cell::Cell<Option<usize>>,
     #[cfg(feature = "metrics")]
@@ -50,7 +53,9 @@ impl Notes {
     #[inline]
     pub(crate) fn key(&self, key: &Arc<Key>) {
         #[cfg(feature = "metrics")]
-        self.key.set(Some(key.clone()));
+        if self.traced {
+            self.key.set(Some(key.clone()));
+        }
         #[cfg(not(feature = "metrics"))]
         let _ = key;
     }
@@ -63,11 +68,74 @@ impl Notes {
     }
 }
 
+/// The metric handles of the common outcome (allowed) and of the verify
+/// histogram, per layer kind and issuer, resolved once: resolving a handle
+/// (building its key, hashing it, finding it in the exporter's registry)
+/// costs more than recording. Resolved at first use, so install your
+/// exporter before the first guarded request.
+#[derive(Default)]
+pub(crate) struct Meters {
+    #[cfg(feature = "metrics")]
+    allowed: Vec<std::sync::OnceLock<metrics::Counter>>,
+    #[cfg(feature = "metrics")]
+    verify: [std::sync::OnceLock<metrics::Histogram>; LAYER_KINDS],
+}
+
+/// `Requirement::kind`'s values.
+#[cfg(feature = "metrics")]
+const LAYER_KINDS: usize = 4;
+
+#[cfg(feature = "metrics")]
+fn kind_index(kind: &str) -> usize {
+    match kind {
+        "require_auth" => 0,
+        "require_fresh" => 1,
+        "require_scopes" => 2,
+        _ => 3,
+    }
+}
+
+impl Meters {
+    /// Room for `issuers` issuers' handles.
+    pub(crate) fn new(issuers: usize) -> Meters {
+        #[cfg(not(feature = "metrics"))]
+        let _ = issuers;
+        Meters {
+            #[cfg(feature = "metrics")]
+            allowed: (0..LAYER_KINDS * issuers.max(1))
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+            #[cfg(feature = "metrics")]
+            verify: Default::default(),
+        }
+    }
+}
+
+/// One guarded request in [`TIMED_ONE_IN`] (per thread) is timed: a clock
+/// read costs about 1% of a verified HS256 request on some machines, and a
+/// latency distribution needs a sample, not every request.
+#[cfg(feature = "metrics")]
+pub(crate) const TIMED_ONE_IN: u32 = 8;
+
+#[cfg(feature = "metrics")]
+fn timed() -> Option<std::time::Instant> {
+    thread_local! {
+        static SEEN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    let seen = SEEN.with(|seen| {
+        let n = seen.get();
+        seen.set(n.wrapping_add(1));
+        n
+    });
+    seen.is_multiple_of(TIMED_ONE_IN).then(std::time::Instant::now)
+}
+
 /// One guarded request from its start to its outcome.
 pub(crate) struct Observation {
     pub(crate) notes: Notes,
+    /// When the request came, if it is one of the timed ones.
     #[cfg(feature = "metrics")]
-    started: std::time::Instant,
+    started: Option<std::time::Instant>,
     #[cfg(feature = "metrics")]
     layer: &'static str,
     #[cfg(feature = "metrics")]
@@ -79,24 +147,32 @@ impl Observation {
     pub(crate) fn start(requirement: &Requirement) -> Observation {
         #[cfg(not(feature = "metrics"))]
         let _ = requirement;
+        #[cfg(feature = "metrics")]
+        let span = tracing::info_span!(
+            "authx.verify",
+            layer = requirement.kind(),
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty,
+            alg = tracing::field::Empty,
+            kid = tracing::field::Empty,
+            issuer = tracing::field::Empty,
+            store = tracing::field::Empty,
+            sub = tracing::field::Empty,
+        );
         Observation {
+            #[cfg(feature = "metrics")]
+            notes: Notes {
+                traced: !span.is_disabled(),
+                ..Notes::default()
+            },
+            #[cfg(not(feature = "metrics"))]
             notes: Notes::default(),
             #[cfg(feature = "metrics")]
-            started: std::time::Instant::now(),
+            started: timed(),
             #[cfg(feature = "metrics")]
             layer: requirement.kind(),
             #[cfg(feature = "metrics")]
-            span: tracing::info_span!(
-                "authx.verify",
-                layer = requirement.kind(),
-                outcome = tracing::field::Empty,
-                reason = tracing::field::Empty,
-                alg = tracing::field::Empty,
-                kid = tracing::field::Empty,
-                issuer = tracing::field::Empty,
-                store = tracing::field::Empty,
-                sub = tracing::field::Empty,
-            ),
+            span,
         }
     }
 
@@ -110,10 +186,17 @@ impl Observation {
 
     /// The local part of the decision is done (what follows is a wait).
     #[inline]
-    pub(crate) fn decided_locally(&self) {
+    pub(crate) fn decided_locally(&self, pipeline: &Pipeline) {
+        #[cfg(not(feature = "metrics"))]
+        let _ = pipeline;
         #[cfg(feature = "metrics")]
-        metrics::histogram!(crate::metrics::VERIFY_DURATION, "layer" => self.layer)
-            .record(self.started.elapsed().as_secs_f64());
+        if let Some(started) = self.started {
+            pipeline.meters.verify[kind_index(self.layer)]
+                .get_or_init(
+                    || metrics::histogram!(crate::metrics::VERIFY_DURATION, "layer" => self.layer),
+                )
+                .record(started.elapsed().as_secs_f64());
+        }
     }
 
     /// Records a request the pipeline let through: with claims, or
@@ -159,25 +242,36 @@ impl Observation {
                 Outcome::Anonymous => ("anonymous", "none"),
                 Outcome::Refused(error) => ("refused", crate::metrics::reason(error)),
             };
-            let issuer = self
-                .notes
-                .issuer
-                .get()
-                .map(|i| pipeline.trust.issuer_label(i))
-                .unwrap_or_default();
-            metrics::counter!(
-                crate::metrics::REQUESTS,
-                "layer" => self.layer,
-                "outcome" => outcome_label,
-                "reason" => reason,
-                "issuer" => issuer.clone(),
-            )
-            .increment(1);
+            let index = self.notes.issuer.get();
+            let issuer = || {
+                index
+                    .map(|i| pipeline.trust.issuer_label(i))
+                    .unwrap_or_default()
+            };
+            let counter = || {
+                metrics::counter!(
+                    crate::metrics::REQUESTS,
+                    "layer" => self.layer,
+                    "outcome" => outcome_label,
+                    "reason" => reason,
+                    "issuer" => issuer(),
+                )
+            };
+            let slot = index.and_then(|issuer| {
+                pipeline
+                    .meters
+                    .allowed
+                    .get(issuer * LAYER_KINDS + kind_index(self.layer))
+            });
+            match (outcome, slot) {
+                (Outcome::Allowed { .. }, Some(slot)) => slot.get_or_init(counter).increment(1),
+                _ => counter().increment(1),
+            }
             let span = &self.span;
             if !span.is_disabled() {
                 span.record("outcome", outcome_label);
                 span.record("reason", reason);
-                span.record("issuer", &*issuer);
+                span.record("issuer", &*issuer());
                 span.record("store", self.notes.store.get());
                 if let Some(key) = self.notes.key.take() {
                     span.record("alg", key.algorithm().as_str());

@@ -50,6 +50,9 @@ pub(crate) struct Pipeline {
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) pass_preflight: bool,
     pub(crate) dpop: Option<DpopCheck>,
+    /// The resolved metric handles (empty without the feature).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) meters: crate::observe::Meters,
     /// Whether the request's span names the subject.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) trace_subject: bool,
@@ -118,6 +121,30 @@ impl Trust {
     #[cfg(feature = "metrics")]
     pub(crate) fn issuer_label(&self, index: usize) -> metrics::SharedString {
         self.get(index).label.clone()
+    }
+
+    /// How many sets of keys and rules there are.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Trust::One(_) => 1,
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers) => issuers.len(),
+        }
+    }
+
+    /// The index of the configured issuer `iss` names (of verified claims).
+    #[cfg(feature = "metrics")]
+    fn index_of(&self, iss: Option<&str>) -> Option<usize> {
+        match self {
+            Trust::One(_) => {
+                let _ = iss;
+                Some(0)
+            }
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers) => issuers
+                .iter()
+                .position(|(known, _)| Some(known.as_str()) == iss),
+        }
     }
 
     fn get(&self, index: usize) -> &Trusted {
@@ -219,6 +246,10 @@ impl Pipeline {
         {
             // Verified, and asked of the store, by an outer guard of this very
             // AuthX: one request, one signature check, one store lookup.
+            #[cfg(feature = "metrics")]
+            if let Some(issuer) = self.trust.index_of(claims.iss.as_deref()) {
+                notes.issuer(issuer);
+            }
             requirement.check(claims, now, self.fresh_max_age)?;
             return Ok(None);
         }

@@ -390,9 +390,40 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(2))
 }
 
+/// With `--features metrics`: one verified HS256 request recording into a real
+/// exporter (Prometheus, in memory) against the same request recording into
+/// nothing, in one run. (The feature's span and clock reads are in both; the
+/// feature off against on is `guard/HS256/RequireAuth` built both ways.)
+#[cfg(feature = "metrics")]
+fn metrics(c: &mut Criterion) {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let noop = metrics::NoopRecorder;
+    let mut group = c.benchmark_group("metrics/HS256 RequireAuth");
+    for (name, recorder) in [
+        ("no recorder", &noop as &dyn metrics::Recorder),
+        ("Prometheus recorder", &prometheus),
+    ] {
+        // A handle per AuthX, resolved under the recorder of its first request.
+        let authx = AuthX::new(AuthXConfig::new(key(Algorithm::HS256))).unwrap();
+        let token = authx.create_access_token("user1", true).unwrap();
+        let mut auth = RequireAuthLayer::new(authx).layer(inner());
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || request(&token),
+                |req| metrics::with_local_recorder(recorder, || now(auth.call(req)).unwrap()),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+#[cfg(not(feature = "metrics"))]
+fn metrics(_: &mut Criterion) {}
+
 criterion_group! {
     name = benches;
     config = config();
-    targets = algorithms, stacked_and_rejections, cache, dpop
+    targets = algorithms, stacked_and_rejections, cache, dpop, metrics
 }
 criterion_main!(benches);

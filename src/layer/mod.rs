@@ -75,7 +75,7 @@ where
     let observation = Observation::start(requirement);
     let started =
         observation.in_span(|| pipeline.start::<E, B>(requirement, &mut req, &observation.notes));
-    observation.decided_locally();
+    observation.decided_locally(pipeline);
     match started {
         Ok(None) => {
             observation.admitted::<E, B>(pipeline, &req);

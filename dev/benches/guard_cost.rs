@@ -1,0 +1,154 @@
+//! The guard's cost per verified HS256 request, measured by alternating
+//! rounds so that a noisy machine slows every variant alike: prints the median
+//! nanoseconds per request of each variant, and their ratio. With `--features
+//! metrics`: recording into nothing against recording into a real exporter
+//! (Prometheus, in memory). Run it with and without the feature to see what
+//! the feature itself adds (span, two clock reads).
+//!
+//! ```sh
+//! cargo bench --bench guard_cost
+//! cargo bench --bench guard_cost --features metrics
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Empty;
+use tower::{Layer, Service, service_fn};
+use tower_authx::{AuthX, AuthXConfig, Key, RequireAuthLayer};
+
+type Inner =
+    fn(Request<Empty<Bytes>>) -> std::future::Ready<Result<Response<Empty<Bytes>>, Infallible>>;
+
+fn now<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("not ready at once"),
+    }
+}
+
+struct Variant {
+    name: &'static str,
+    run: Box<dyn FnMut(usize) -> f64>,
+    samples: Vec<f64>,
+}
+
+/// A guard over a trivial service, and a function that sends `n` requests
+/// through it (requests built beforehand) and answers ns per request.
+fn variant(name: &'static str, wrap: fn(&mut dyn FnMut())) -> Variant {
+    let authx = AuthX::new(AuthXConfig::new(Key::hs256([7u8; 32]).unwrap())).unwrap();
+    let token = authx.create_access_token("user1", true).unwrap();
+    let inner: Inner = |_req| std::future::ready(Ok(Response::new(Empty::new())));
+    let mut service = RequireAuthLayer::new(authx).layer(service_fn(inner));
+    let run = move |n: usize| {
+        let requests: Vec<_> = (0..n)
+            .map(|_| {
+                Request::get("/protected")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Empty::<Bytes>::new())
+                    .unwrap()
+            })
+            .collect();
+        let mut requests = requests.into_iter();
+        let start = Instant::now();
+        wrap(&mut || {
+            for req in requests.by_ref() {
+                let res = now(service.call(req)).unwrap();
+                assert_eq!(res.status(), 200);
+            }
+        });
+        start.elapsed().as_nanos() as f64 / n as f64
+    };
+    Variant {
+        name,
+        run: Box::new(run),
+        samples: Vec::new(),
+    }
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    #[allow(unused_mut)]
+    let mut variants = vec![variant("guard", |f| f())];
+    #[cfg(feature = "metrics")]
+    {
+        variants[0].name = "guard, metrics into nothing";
+        variants.push(variant("guard, metrics into Prometheus", |f| {
+            thread_local! {
+                static PROMETHEUS: metrics_exporter_prometheus::PrometheusRecorder =
+                    metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            }
+            PROMETHEUS.with(|recorder| metrics::with_local_recorder(recorder, f));
+        }));
+    }
+    // `GUARD_COST_FIRST_ONLY=1`: the first variant alone, for instruction
+    // counts across builds (`perf stat -e instructions`).
+    if std::env::var_os("GUARD_COST_FIRST_ONLY").is_some() {
+        variants.truncate(1);
+    }
+    // Warm up, then alternate rounds.
+    for v in &mut variants {
+        (v.run)(20_000);
+    }
+    for _ in 0..30 {
+        for v in &mut variants {
+            let ns = (v.run)(20_000);
+            v.samples.push(ns);
+        }
+    }
+    let base = median(&mut variants[0].samples.clone());
+    for v in &mut variants {
+        let m = median(&mut v.samples);
+        println!(
+            "{:<36} {:>8.0} ns/request   ratio to the first {:.3}",
+            v.name,
+            m,
+            m / base
+        );
+    }
+    // What the feature does per request besides recording, timed alone in
+    // this run: a span (disabled without a subscriber), and a clock read.
+    #[cfg(feature = "metrics")]
+    {
+        let probe = |name: &str, f: &dyn Fn()| {
+            let mut rounds = Vec::new();
+            for _ in 0..30 {
+                let n = 200_000;
+                let start = Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                rounds.push(start.elapsed().as_nanos() as f64 / n as f64);
+            }
+            let m = median(&mut rounds);
+            println!(
+                "{name:<36} {m:>8.1} ns/request   ratio to the first {:.3}",
+                m / base
+            );
+        };
+        probe("a disabled span", &|| {
+            let span = tracing::info_span!(
+                "authx.verify",
+                layer = "require_auth",
+                outcome = tracing::field::Empty,
+                reason = tracing::field::Empty,
+            );
+            std::hint::black_box(span.is_disabled());
+        });
+        probe("one clock read", &|| {
+            std::hint::black_box(Instant::now());
+        });
+    }
+}
