@@ -127,7 +127,8 @@ fn timed() -> Option<std::time::Instant> {
         seen.set(n.wrapping_add(1));
         n
     });
-    seen.is_multiple_of(TIMED_ONE_IN).then(std::time::Instant::now)
+    seen.is_multiple_of(TIMED_ONE_IN)
+        .then(std::time::Instant::now)
 }
 
 /// One guarded request from its start to its outcome.
