@@ -6,6 +6,11 @@
 #
 #   bench/load.sh [memory] [cache] [redis] [view] [cluster] [authx]
 #                                      (default: memory cache redis view)
+#   bench/load.sh guards
+#
+# guards: the guard's cost inside a real server (bench/server.rs, axum): one
+# handler behind no guard and behind each layer, req/s and the server's CPU
+# per request (from /proc/<pid>/stat around each run), all in one run.
 #
 # memory: the default (in-memory revocation store); cache: the same with the
 # verified-token cache on; redis: revocations in Redis, asked on every request;
@@ -29,6 +34,52 @@ LOGIN='{"username":"user1","password":"password1"}'
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+
+if [ "${MODES[0]}" = guards ]; then
+  cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum
+  out=$(mktemp)
+  target/release/examples/bench_server >"$out" &
+  pid=$!; pids+=($pid)
+  for _ in $(seq 1 100); do grep -q '^csrf ' "$out" && break; sleep 0.1; done
+  base=$(awk '/^listening on/ {print $3}' "$out")
+  hs256=$(awk '$1 == "token" && $2 == "hs256" {print $3}' "$out")
+  es256=$(awk '$1 == "token" && $2 == "es256" {print $3}' "$out")
+  cookie=$(awk '$1 == "token" && $2 == "cookie" {print $3}' "$out")
+  csrf=$(awk '$1 == "csrf" {print $2}' "$out")
+  post=$(mktemp --suffix=.lua); echo 'wrk.method = "POST"' >"$post"
+  tck=$(getconf CLK_TCK)
+  cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+  # One route: "req/s p99 cpu-µs-per-request"
+  route() { # path [wrk args...]
+    local path=$1; shift
+    local before after out rps p99 reqs
+    before=$(cpu_ticks)
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$base$path")
+    after=$(cpu_ticks)
+    if [ "${EXPECT_OK:-1}" = 1 ] && grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers on $path:" >&2; echo "$out" >&2; return 1; fi
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    echo "$rps $p99 $(awk -v d=$((after - before)) -v t="$tck" -v n="$reqs" 'BEGIN {printf "%.2f", d / t * 1e6 / n}')"
+  }
+  public=($(route /public))
+  echo "| route | req/s | p99 | ratio to public | server CPU per request | added by the guard |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  line() { # label result...
+    local label=$1; shift; local r=($@)
+    awk -v l="$label" -v rps="${r[0]}" -v p99="${r[1]}" -v cpu="${r[2]}" -v prps="${public[0]}" -v pcpu="${public[2]}" \
+      'BEGIN {printf "| %s | %.0f | %s | %.3f | %.2f µs | %+.2f µs |\n", l, rps, p99, rps / prps, cpu, cpu - pcpu}'
+  }
+  line "no guard (/public)" "${public[@]}"
+  line "RequireAuth, HS256" $(route /auth -H "Authorization: Bearer $hs256")
+  line "RequireFresh inside RequireAuth" $(route /fresh -H "Authorization: Bearer $hs256")
+  line "cookie + CSRF (POST)" $(route /cookie -s "$post" -H "Cookie: access_token_cookie=$cookie" -H "X-CSRF-TOKEN: $csrf")
+  line "verified-token cache, HS256" $(route /cached -H "Authorization: Bearer $hs256")
+  line "RequireAuth, ES256" $(route /es256 -H "Authorization: Bearer $es256")
+  line "refused (401): no token" $(EXPECT_OK=0 route /auth)
+  line "refused (401): bad signature" $(EXPECT_OK=0 route /auth -H "Authorization: Bearer ${hs256%?}A")
+  exit 0
+fi
 
 cargo build --quiet --release --example fresh_token --features redis
 bin="target/release/examples/fresh_token"

@@ -1,0 +1,105 @@
+//! The server `bench/load.sh guards` drives: one handler (a static JSON
+//! answer) behind no guard and behind each of our layers, so that the ratio
+//! of two routes is the guard's cost and nothing else.
+//!
+//! Routes: `GET /public` (no guard), `GET /auth` (`RequireAuth`, HS256),
+//! `GET /fresh` (`RequireFresh` inside `RequireAuth`), `POST /cookie` (the
+//! token in a cookie, with the CSRF double submit), `GET /cached` (the
+//! verified-token cache), `GET /es256` (an ES256 key). Prints
+//! `listening on http://ADDR`, then one line per token kind:
+//! `token hs256 <token>`, `token es256 <token>`, `csrf <value>`.
+//!
+//! ```sh
+//! cargo run --release -p tower-authx-dev --example bench_server --features axum
+//! ```
+
+use axum::Router;
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_authx::{
+    Algorithm, AuthX, AuthXConfig, Key, RequireAuthLayer, RequireFreshLayer, TokenLocation,
+};
+
+const SECRET: &str = "bench-secret-of-at-least-32-bytes!!";
+const EC_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/keys/ec256_private.pem"
+);
+
+async fn answer() -> &'static str {
+    r#"{"message":"hello"}"#
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let hs256 = AuthX::new(AuthXConfig::from_secret(SECRET)?)?;
+    let cookies = AuthX::new(
+        AuthXConfig::from_secret(SECRET)?
+            .token_location([TokenLocation::Cookies])
+            .cookies(tower_authx::CookieConfig::default().secure(false)),
+    )?;
+    let cached = AuthX::new(AuthXConfig::from_secret(SECRET)?.verified_token_cache(10_000))?;
+    let es256 = AuthX::new(AuthXConfig::new(Key::signing_pem(
+        Algorithm::ES256,
+        &std::fs::read(EC_KEY)?,
+    )?))?;
+
+    let app = Router::new()
+        .route("/public", get(answer))
+        .route(
+            "/auth",
+            get(answer).route_layer(RequireAuthLayer::new(hs256.clone())),
+        )
+        .route(
+            "/fresh",
+            get(answer).route_layer(
+                ServiceBuilder::new()
+                    .layer(RequireAuthLayer::new(hs256.clone()))
+                    .layer(RequireFreshLayer::new(hs256.clone())),
+            ),
+        )
+        .route(
+            "/cookie",
+            post(answer).route_layer(RequireAuthLayer::new(cookies.clone())),
+        )
+        .route(
+            "/cached",
+            get(answer).route_layer(RequireAuthLayer::new(cached.clone())),
+        )
+        .route(
+            "/es256",
+            get(answer).route_layer(RequireAuthLayer::new(es256.clone())),
+        );
+
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    // Tokens that live an hour, longer than any run.
+    let token = hs256
+        .access_token("user1")
+        .fresh(true)
+        .lifetime(std::time::Duration::from_secs(3600))
+        .issue()?;
+    println!("token hs256 {token}");
+    let token = es256
+        .access_token("user1")
+        .fresh(true)
+        .lifetime(std::time::Duration::from_secs(3600))
+        .issue()?;
+    println!("token es256 {token}");
+    let cookie_token = cookies
+        .access_token("user1")
+        .fresh(true)
+        .lifetime(std::time::Duration::from_secs(3600))
+        .issue()?;
+    let claims: tower_authx::Claims =
+        cookies.verify(&cookie_token, &tower_authx::Requirement::access())?;
+    println!("token cookie {cookie_token}");
+    println!("csrf {}", claims.csrf.unwrap_or_default());
+    axum::serve(listener, app).await?;
+    Ok(())
+}
