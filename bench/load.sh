@@ -62,22 +62,39 @@ if [ "${MODES[0]}" = guards ]; then
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     echo "$rps $p99 $(awk -v d=$((after - before)) -v t="$tck" -v n="$reqs" 'BEGIN {printf "%.2f", d / t * 1e6 / n}')"
   }
-  public=($(route /public))
+  # Every route in each round, ROUNDS rounds (alternating, so the machine's
+  # noise falls on every route alike); medians per route.
+  ROUNDS="${ROUNDS:-5}"
+  names=("no guard (/public)" "RequireAuth, HS256" "RequireFresh inside RequireAuth" "cookie + CSRF (POST)" \
+         "verified-token cache, HS256" "RequireAuth, ES256" "refused (401): no token" "refused (401): bad signature")
+  run_route() { # index
+    case $1 in
+      0) route /public ;;
+      1) route /auth -H "Authorization: Bearer $hs256" ;;
+      2) route /fresh -H "Authorization: Bearer $hs256" ;;
+      3) route /cookie -s "$post" -H "Cookie: access_token_cookie=$cookie" -H "X-CSRF-TOKEN: $csrf" ;;
+      4) route /cached -H "Authorization: Bearer $hs256" ;;
+      5) route /es256 -H "Authorization: Bearer $es256" ;;
+      6) EXPECT_OK=0 route /auth ;;
+      7) EXPECT_OK=0 route /auth -H "Authorization: Bearer ${hs256%?}A" ;;
+    esac
+  }
+  results=$(mktemp)
+  for round in $(seq 1 "$ROUNDS"); do
+    for i in "${!names[@]}"; do echo "$i $(run_route "$i")" >>"$results"; done
+  done
+  median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  col() { awk -v i="$1" -v c="$2" '$1 == i {print $c}' "$results" | median; }
+  prps=$(col 0 2); pcpu=$(col 0 4)
   echo "| route | req/s | p99 | ratio to public | server CPU per request | added by the guard |"
   echo "| --- | --- | --- | --- | --- | --- |"
-  line() { # label result...
-    local label=$1; shift; local r=($@)
-    awk -v l="$label" -v rps="${r[0]}" -v p99="${r[1]}" -v cpu="${r[2]}" -v prps="${public[0]}" -v pcpu="${public[2]}" \
+  for i in "${!names[@]}"; do
+    awk -v l="${names[$i]}" -v rps="$(col "$i" 2)" -v p99="$(awk -v i="$i" '$1 == i {print $3}' "$results" | tail -1)" \
+      -v cpu="$(col "$i" 4)" -v prps="$prps" -v pcpu="$pcpu" \
       'BEGIN {printf "| %s | %.0f | %s | %.3f | %.2f µs | %+.2f µs |\n", l, rps, p99, rps / prps, cpu, cpu - pcpu}'
-  }
-  line "no guard (/public)" "${public[@]}"
-  line "RequireAuth, HS256" $(route /auth -H "Authorization: Bearer $hs256")
-  line "RequireFresh inside RequireAuth" $(route /fresh -H "Authorization: Bearer $hs256")
-  line "cookie + CSRF (POST)" $(route /cookie -s "$post" -H "Cookie: access_token_cookie=$cookie" -H "X-CSRF-TOKEN: $csrf")
-  line "verified-token cache, HS256" $(route /cached -H "Authorization: Bearer $hs256")
-  line "RequireAuth, ES256" $(route /es256 -H "Authorization: Bearer $es256")
-  line "refused (401): no token" $(EXPECT_OK=0 route /auth)
-  line "refused (401): bad signature" $(EXPECT_OK=0 route /auth -H "Authorization: Bearer ${hs256%?}A")
+  done
+  echo
+  echo "(medians of $ROUNDS alternating rounds of $DURATION per route; p99 of the last round)"
   exit 0
 fi
 

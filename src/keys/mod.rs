@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::error::ConfigError;
 
+mod mac;
 mod publish;
 #[cfg(feature = "remote-keys")]
 pub(crate) mod remote;
@@ -157,6 +158,8 @@ pub struct Key {
     pub(crate) kid: Option<String>,
     /// Set only for HMAC keys shorter than the algorithm's output size.
     pub(crate) weak_secret: bool,
+    /// An HMAC secret, ready to verify without jsonwebtoken's per-token setup.
+    pub(crate) mac: Option<mac::Mac>,
 }
 
 impl Key {
@@ -181,6 +184,7 @@ impl Key {
             decoding,
             kid: None,
             weak_secret: secret.len() < alg.hmac_min_secret_len(),
+            mac: mac::Mac::new(alg, secret),
         })
     }
 
@@ -213,6 +217,7 @@ impl Key {
             encoding: Some(encoding),
             kid: None,
             weak_secret: false,
+            mac: None,
         })
     }
 
@@ -251,6 +256,7 @@ impl Key {
             decoding,
             kid: None,
             weak_secret: false,
+            mac: None,
         })
     }
 
@@ -311,6 +317,7 @@ impl Key {
                 decoding: jsonwebtoken::DecodingKey::from_jwk(&parsed).map_err(ConfigError::key)?,
                 kid: None,
                 weak_secret: false,
+                mac: None,
             }
         };
         Ok(match member("kid") {
@@ -323,6 +330,9 @@ impl Key {
     /// of `message` (a JWS signing input): the one signature check every token
     /// goes through.
     pub fn verify_signature(&self, message: &[u8], signature_b64: &str) -> bool {
+        if let Some(mac) = &self.mac {
+            return mac.verify(message, signature_b64);
+        }
         // A key can exist before any AuthX chose the crypto provider.
         ensure_crypto_backend().is_ok()
             && jsonwebtoken::crypto::verify(

@@ -206,6 +206,13 @@ impl KeyRing {
     /// it never loads one. Where no key has a `kid` (HMAC set-ups), it is ignored.
     pub(crate) fn select(&self, kid: Option<&str>) -> Result<Arc<Key>, InvalidToken> {
         let found = match kid {
+            // One key (the common case): a comparison instead of hashing the kid.
+            Some(kid) if self.by_kid.len() == 1 => self
+                .by_kid
+                .iter()
+                .next()
+                .filter(|(known, _)| known.as_str() == kid)
+                .map(|(_, key)| key),
             Some(kid) if !self.by_kid.is_empty() => self.by_kid.get(kid),
             _ => self.default.as_ref(),
         };

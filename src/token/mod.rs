@@ -136,11 +136,11 @@ impl Verifier {
         if self.cache.is_some() {
             metrics::counter!(crate::metrics::VERIFIED_CACHE, "result" => "miss").increment(1);
         }
-        let (header_b64, _, _) = segments(token)?;
+        let parts = segments(token)?;
         let mut buffer = [0u8; 512];
-        let header = header::read(header_b64, &mut buffer)?;
+        let header = header::read(parts.0, &mut buffer)?;
         match key(header.kid.as_deref()) {
-            Ok(key) => Ok(self.verify_with(token, &header, &key, now)?),
+            Ok(key) => Ok(self.verify_parts(token, parts, &header, &key, now)?),
             Err(InvalidToken::UnknownKey) => Err(Unverified::KeyMissing(header.into_owned())),
             Err(e) => Err(e.into()),
         }
@@ -155,7 +155,18 @@ impl Verifier {
         key: &Arc<Key>,
         now: NumericDate,
     ) -> Result<Claims<E>, InvalidToken> {
-        let (header_b64, payload_b64, signature_b64) = segments(token)?;
+        self.verify_parts(token, segments(token)?, header, key, now)
+    }
+
+    /// [`verify_with`](Self::verify_with) of a token already cut in its segments.
+    fn verify_parts<E: DeserializeOwned>(
+        &self,
+        token: &str,
+        (header_b64, payload_b64, signature_b64): (&str, &str, &str),
+        header: &JoseHeader<'_>,
+        key: &Arc<Key>,
+        now: NumericDate,
+    ) -> Result<Claims<E>, InvalidToken> {
         // The key's algorithm must be the token's: a key never serves two.
         if header.alg != key.algorithm().as_str() {
             return Err(InvalidToken::Algorithm);
