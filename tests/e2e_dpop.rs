@@ -9,18 +9,23 @@ use serde_json::json;
 use support::dpop::{ProofClient, ProofKey};
 use support::{Reply, Server};
 
+/// `POST /login` as user1 with the `DPoP` proof `proof`.
+async fn post_login(server: &Server, proof: &str) -> Reply {
+    server
+        .post("/login")
+        .header("content-type", "application/json")
+        .header("dpop", proof)
+        .body(json!({"username": "user1", "password": "password1"}).to_string())
+        .send()
+        .await
+}
+
 /// A login with a proof: the pair is bound to the client's key.
 async fn login(server: &Server, base: &str, client: &mut ProofClient) -> (String, String) {
     let proof = client
         .proof("POST", &format!("{base}/login"), None, None)
         .await;
-    let res = server
-        .post("/login")
-        .header("content-type", "application/json")
-        .header("dpop", &proof)
-        .body(json!({"username": "user1", "password": "password1"}).to_string())
-        .send()
-        .await;
+    let res = post_login(server, &proof).await;
     assert_eq!(
         res.status,
         StatusCode::OK,
@@ -189,13 +194,7 @@ async fn server_nonces_over_tcp() {
     let proof = client
         .proof("POST", &format!("{base}/login"), None, None)
         .await;
-    let res = server
-        .post("/login")
-        .header("content-type", "application/json")
-        .header("dpop", &proof)
-        .body(json!({"username": "user1", "password": "password1"}).to_string())
-        .send()
-        .await;
+    let res = post_login(&server, &proof).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
     assert!(
         res.challenge().starts_with("DPoP error=\"use_dpop_nonce\""),
@@ -206,13 +205,7 @@ async fn server_nonces_over_tcp() {
     let proof = client
         .proof("POST", &format!("{base}/login"), None, Some(&nonce))
         .await;
-    let res = server
-        .post("/login")
-        .header("content-type", "application/json")
-        .header("dpop", &proof)
-        .body(json!({"username": "user1", "password": "password1"}).to_string())
-        .send()
-        .await;
+    let res = post_login(&server, &proof).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let access = res.json()["fresh_token"].as_str().unwrap().to_owned();
     let url = format!("{base}/protected");
@@ -266,13 +259,7 @@ async fn a_proof_replayed_to_another_instance_is_refused() {
         .proof("POST", &format!("{base}/login"), None, None)
         .await;
     for (server, status) in [(&a, StatusCode::OK), (&b, StatusCode::UNAUTHORIZED)] {
-        let res = server
-            .post("/login")
-            .header("content-type", "application/json")
-            .header("dpop", &login_proof)
-            .body(json!({"username": "user1", "password": "password1"}).to_string())
-            .send()
-            .await;
+        let res = post_login(server, &login_proof).await;
         assert_eq!(res.status, status, "{}", res.text());
     }
 }
