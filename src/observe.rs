@@ -9,8 +9,18 @@ use std::sync::Arc;
 
 use crate::error::AuthError;
 use crate::keys::Key;
-use crate::pipeline::Pipeline;
 use crate::policy::Requirement;
+
+/// What the guards' configuration tells an observation: where the metric
+/// handles are, how issuers are labelled, whether spans name the subject.
+/// (Implemented by the pipeline, which knows them.)
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) trait Observed {
+    fn meters(&self) -> &Meters;
+    #[cfg(feature = "metrics")]
+    fn issuer_label(&self, index: usize) -> metrics::SharedString;
+    fn trace_subject(&self) -> bool;
+}
 
 /// How a guarded request ended.
 #[derive(Clone, Copy, Debug)]
@@ -187,12 +197,12 @@ impl Observation {
 
     /// The local part of the decision is done (what follows is a wait).
     #[inline]
-    pub(crate) fn decided_locally(&self, pipeline: &Pipeline) {
+    pub(crate) fn decided_locally(&self, pipeline: &impl Observed) {
         #[cfg(not(feature = "metrics"))]
         let _ = pipeline;
         #[cfg(feature = "metrics")]
         if let Some(started) = self.started {
-            pipeline.meters.verify[kind_index(self.layer)]
+            pipeline.meters().verify[kind_index(self.layer)]
                 .get_or_init(
                     || metrics::histogram!(crate::metrics::VERIFY_DURATION, "layer" => self.layer),
                 )
@@ -200,40 +210,9 @@ impl Observation {
         }
     }
 
-    /// Records a request the pipeline let through: with claims, or
-    /// anonymously through an optional guard.
-    #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(clippy::extra_unused_type_parameters))]
-    pub(crate) fn admitted<E: crate::pipeline::ClaimsExtra, B>(
-        self,
-        pipeline: &Pipeline,
-        req: &http::Request<B>,
-    ) {
-        #[cfg(feature = "metrics")]
-        {
-            let outcome = if req
-                .extensions()
-                .get::<crate::pipeline::Anonymous>()
-                .is_some()
-            {
-                Outcome::Anonymous
-            } else {
-                Outcome::Allowed {
-                    subject: req
-                        .extensions()
-                        .get::<crate::claims::Claims<E>>()
-                        .map(|c| c.sub.as_str()),
-                }
-            };
-            self.finish(pipeline, outcome);
-        }
-        #[cfg(not(feature = "metrics"))]
-        let _ = (pipeline, req);
-    }
-
     /// Records how the request ended.
     #[inline]
-    pub(crate) fn finish(self, pipeline: &Pipeline, outcome: Outcome<'_>) {
+    pub(crate) fn finish(self, pipeline: &impl Observed, outcome: Outcome<'_>) {
         #[cfg(not(feature = "metrics"))]
         let _ = (pipeline, outcome);
         #[cfg(feature = "metrics")]
@@ -244,11 +223,7 @@ impl Observation {
                 Outcome::Refused(error) => ("refused", crate::metrics::reason(error)),
             };
             let index = self.notes.issuer.get();
-            let issuer = || {
-                index
-                    .map(|i| pipeline.trust.issuer_label(i))
-                    .unwrap_or_default()
-            };
+            let issuer = || index.map(|i| pipeline.issuer_label(i)).unwrap_or_default();
             let counter = || {
                 metrics::counter!(
                     crate::metrics::REQUESTS,
@@ -260,7 +235,7 @@ impl Observation {
             };
             let slot = index.and_then(|issuer| {
                 pipeline
-                    .meters
+                    .meters()
                     .allowed
                     .get(issuer * LAYER_KINDS + kind_index(self.layer))
             });
@@ -281,7 +256,7 @@ impl Observation {
                     }
                 }
                 if let Outcome::Allowed { subject: Some(sub) } = outcome
-                    && pipeline.trace_subject
+                    && pipeline.trace_subject()
                 {
                     span.record("sub", sub);
                 }

@@ -28,7 +28,7 @@ use crate::claims::{Claims, NumericDate};
 use crate::dpop::{DpopCheck, Proof, check_binding, replay_verdict};
 use crate::error::{AuthError, CsrfFailure, InvalidToken};
 use crate::keys::{KeyFuture, KeySource};
-use crate::observe::{Notes, store_answered};
+use crate::observe::{Meters, Notes, Observed, store_answered};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
 use crate::source::Sources;
@@ -52,7 +52,7 @@ pub(crate) struct Pipeline {
     pub(crate) dpop: Option<DpopCheck>,
     /// The resolved metric handles (empty without the feature).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) meters: crate::observe::Meters,
+    pub(crate) meters: Meters,
     /// Whether the request's span names the subject.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) trace_subject: bool,
@@ -223,6 +223,21 @@ pub(crate) struct Anonymous;
 struct VerifiedBy {
     pipeline: u64,
     claims: TypeId,
+}
+
+impl Observed for Pipeline {
+    fn meters(&self) -> &Meters {
+        &self.meters
+    }
+
+    #[cfg(feature = "metrics")]
+    fn issuer_label(&self, index: usize) -> metrics::SharedString {
+        self.trust.issuer_label(index)
+    }
+
+    fn trace_subject(&self) -> bool {
+        self.trace_subject
+    }
 }
 
 impl Pipeline {

@@ -158,7 +158,7 @@ where
                     match verdict {
                         Ok(None) => {
                             if let Some(observation) = observation.take() {
-                                observation.admitted::<E, B>(pipeline, &request);
+                                observation.finish(pipeline, super::admitted::<E, B>(&request));
                             }
                             State::Inner {
                                 future: service.call(request),

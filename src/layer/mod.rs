@@ -78,7 +78,7 @@ where
     observation.decided_locally(pipeline);
     match started {
         Ok(None) => {
-            observation.admitted::<E, B>(pipeline, &req);
+            observation.finish(pipeline, admitted::<E, B>(&req));
             ResponseFuture::inner(inner.call(req))
         }
         Ok(Some(pending)) => {
@@ -99,6 +99,33 @@ where
             observation.finish(pipeline, Outcome::Refused(&error));
             ResponseFuture::rejected(authx.reject(&error, RequestHead::of(&req)))
         }
+    }
+}
+
+/// How a request the pipeline let through went in: with claims, or
+/// anonymously through an optional guard (looked up only for metrics).
+#[cfg_attr(not(feature = "metrics"), allow(clippy::extra_unused_type_parameters))]
+pub(super) fn admitted<E: ClaimsExtra, B>(req: &Request<B>) -> Outcome<'_> {
+    #[cfg(feature = "metrics")]
+    {
+        if req
+            .extensions()
+            .get::<crate::pipeline::Anonymous>()
+            .is_some()
+        {
+            return Outcome::Anonymous;
+        }
+        Outcome::Allowed {
+            subject: req
+                .extensions()
+                .get::<crate::claims::Claims<E>>()
+                .map(|c| c.sub.as_str()),
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    {
+        let _ = req;
+        Outcome::Anonymous
     }
 }
 
