@@ -283,3 +283,30 @@ async fn the_local_view_steps_aside_while_redis_is_gone() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One URL that is a cluster node (a managed cluster's single endpoint) is
+/// taken as the cluster: subjects on every primary are logged out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_url_of_a_cluster_means_the_cluster() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let one = format!("redis://127.0.0.1:{}", cluster.ports[0]);
+    let server = Server::start("fresh_token", &[("REDIS_URL", one.as_str())]).await;
+    let issuer = issuer();
+    for i in 0..12 {
+        let pair = issuer.create_token_pair(format!("one-url-{i}")).unwrap();
+        assert_eq!(status(&server, &pair.access_token).await, StatusCode::OK);
+        let res = server
+            .post("/logout")
+            .bearer(&pair.access_token)
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        until_refused(&server, &pair.access_token, Duration::from_secs(5)).await;
+    }
+    let primaries: std::collections::HashSet<u16> = (0..12)
+        .map(|i| cluster.primary_of(&format!("authx:sub:one-url-{i}")))
+        .collect();
+    assert_eq!(primaries.len(), 3, "the subjects span every primary");
+}

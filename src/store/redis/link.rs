@@ -69,6 +69,17 @@ impl Link {
         Ok(Link::Cluster(Arc::new((client, OnceCell::new()))))
     }
 
+    /// Whether the node behind this link has cluster mode on.
+    pub(super) async fn is_cluster_node(&self) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await.map_err(super::store_error)?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut conn)
+            .await
+            .map_err(super::store_error)?;
+        Ok(info.lines().any(|line| line.trim() == "cluster_enabled:1"))
+    }
+
     pub(super) async fn conn(&self) -> redis::RedisResult<Conn> {
         match self {
             Link::Node(connection) => Ok(Conn::Node(connection.clone())),

@@ -96,8 +96,16 @@ impl RedisStore {
 
     /// Like [`new`](Self::new), then connects and checks that Redis is safe to
     /// use (reachable, `maxmemory-policy noeviction`): an error means do not start.
+    ///
+    /// One URL that turns out to be a node of a Redis Cluster (`cluster_enabled:1`,
+    /// a managed cluster's single endpoint) gives a cluster store seeded by it.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
-        let store = RedisStore::new(url)?;
+        let mut store = RedisStore::new(url)?;
+        if let Link::Node(_) = store.link
+            && store.link.is_cluster_node().await?
+        {
+            store = RedisStore::cluster([url])?;
+        }
         store.check_policy().await?;
         Ok(store)
     }
