@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::subject::{Subject, Write, secs_ceil, warn_collapsed};
 use super::{
@@ -23,8 +24,56 @@ use crate::claims::NumericDate;
 #[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Which subjects may have entries, read without the lock: most checks
+    /// are for subjects with none, and skip the lock every core contends for.
+    marked: SubjectFilter,
     capacity: usize,
     per_subject: usize,
+}
+
+/// A bit per subject hash (4096 bits): set when the subject is written,
+/// rebuilt from the entries when subjects expire. A clear bit means no
+/// entries; a set one means "look".
+#[derive(Debug)]
+struct SubjectFilter([AtomicU64; 64]);
+
+impl SubjectFilter {
+    fn new() -> Self {
+        SubjectFilter(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    /// FNV-1a: a few nanoseconds for a subject, no key needed (a collision
+    /// only sends a check to the lock).
+    fn bit(subject: &str) -> (usize, u64) {
+        let hash = subject.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        ((hash >> 6) as usize % 64, 1 << (hash & 63))
+    }
+
+    fn may_have(&self, subject: &str) -> bool {
+        let (word, bit) = Self::bit(subject);
+        self.0[word].load(Ordering::Acquire) & bit != 0
+    }
+
+    /// Called with the store's lock held, before it is released.
+    fn mark(&self, subject: &str) {
+        let (word, bit) = Self::bit(subject);
+        self.0[word].fetch_or(bit, Ordering::Release);
+    }
+
+    /// Called with the store's lock held: every subject with entries keeps
+    /// its bit, others lose theirs.
+    fn rebuild<'a>(&self, subjects: impl Iterator<Item = &'a str>) {
+        let mut words = [0u64; 64];
+        for subject in subjects {
+            let (word, bit) = Self::bit(subject);
+            words[word] |= bit;
+        }
+        for (atomic, value) in self.0.iter().zip(words) {
+            atomic.store(value, Ordering::Release);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +84,8 @@ struct State {
     by_expiry: BTreeSet<(u64, Box<str>)>,
     /// Entries held, all subjects together.
     len: usize,
+    /// Whether subjects expired since the filter was last rebuilt.
+    purged: bool,
 }
 
 impl State {
@@ -46,6 +97,7 @@ impl State {
                 && let Some(gone) = self.subjects.remove(&subject)
             {
                 self.len -= gone.len();
+                self.purged = true;
             }
         }
     }
@@ -103,6 +155,7 @@ impl MemoryStore {
     pub fn with_capacity(capacity: usize) -> Self {
         MemoryStore {
             state: Mutex::new(State::default()),
+            marked: SubjectFilter::new(),
             capacity,
             per_subject: DEFAULT_ENTRIES_PER_SUBJECT,
         }
@@ -139,9 +192,15 @@ impl MemoryStore {
         collapsed: T,
     ) -> Result<T, StoreError> {
         let now = now_secs();
-        let answer = self
-            .lock()
-            .write(subject, now, self.capacity, |entries| write(entries, now))?;
+        let mut state = self.lock();
+        // Marked before the write, so no check can miss what it adds.
+        self.marked.mark(subject);
+        let answer = state.write(subject, now, self.capacity, |entries| write(entries, now));
+        if std::mem::take(&mut state.purged) {
+            self.marked.rebuild(state.subjects.keys().map(|s| &**s));
+        }
+        drop(state);
+        let answer = answer?;
         Ok(match answer {
             Write::Done(answer) => answer,
             Write::Collapsed => {
@@ -158,6 +217,9 @@ fn now_secs() -> u64 {
 
 impl RevocationStore for MemoryStore {
     fn is_revoked(&self, token: &TokenRecord<'_>) -> StoreFuture<bool> {
+        if !self.marked.may_have(token.subject) {
+            return StoreFuture::ready(Ok(false));
+        }
         let state = self.lock();
         // The clock is read only for a subject with entries (most have none).
         let revoked = state
@@ -195,5 +257,60 @@ impl RevocationStore for MemoryStore {
             |entries, now| entries.spend(token, session, next, horizon, now, cap),
             RefreshUse::FamilyRevoked,
         ))
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    fn record<'a>(subject: &'a str, jti: &'a str, expires: NumericDate) -> TokenRecord<'a> {
+        TokenRecord {
+            subject,
+            jti: Some(jti),
+            session: None,
+            issued_at: None,
+            expires,
+        }
+    }
+
+    fn answer<T>(future: StoreFuture<T>) -> Result<T, StoreError> {
+        future
+            .now_or_later()
+            .unwrap_or_else(|_| panic!("memory answers at once"))
+    }
+
+    #[test]
+    fn a_subject_without_entries_skips_the_lock_and_one_with_entries_does_not() {
+        let store = MemoryStore::default();
+        let later = NumericDate::now().plus(std::time::Duration::from_secs(60));
+        assert!(!store.marked.may_have("alice"));
+        answer(store.revoke(&record("alice", "t1", later), later)).unwrap();
+        assert!(store.marked.may_have("alice"), "marked by its write");
+        assert_eq!(
+            answer(store.is_revoked(&record("alice", "t1", later))),
+            Ok(true)
+        );
+        assert_eq!(
+            answer(store.is_revoked(&record("alice", "t2", later))),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn expired_subjects_lose_their_mark_when_the_filter_is_rebuilt() {
+        let store = MemoryStore::default();
+        let soon = NumericDate::now().plus(std::time::Duration::from_millis(10));
+        let later = NumericDate::now().plus(std::time::Duration::from_secs(60));
+        answer(store.revoke(&record("bob", "t1", soon), soon)).unwrap();
+        assert!(store.marked.may_have("bob"));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // Any write purges what expired and rebuilds the filter.
+        answer(store.revoke(&record("carol", "t1", later), later)).unwrap();
+        assert!(store.marked.may_have("carol"));
+        assert!(
+            !store.marked.may_have("bob")
+                || SubjectFilter::bit("bob") == SubjectFilter::bit("carol")
+        );
     }
 }
