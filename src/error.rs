@@ -147,6 +147,44 @@ impl AuthError {
         }
     }
 
+    /// The kind of refusal, from a fixed list of names (`missing_token`,
+    /// `expired`, `bad_signature`, `revoked`, `dpop_replayed`, ...): what
+    /// metrics label and logs can group by; never a value from the request.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::InvalidRequest(_) => "invalid_request",
+            AuthError::InvalidToken(invalid) => match invalid {
+                InvalidToken::TooLong => "too_long",
+                InvalidToken::Malformed(_) => "malformed",
+                InvalidToken::Algorithm => "algorithm",
+                InvalidToken::Signature => "bad_signature",
+                InvalidToken::Claims(_) => "bad_claims",
+                InvalidToken::Expired => "expired",
+                InvalidToken::NotYetValid => "not_yet_valid",
+                InvalidToken::IssuedInFuture => "issued_in_future",
+                InvalidToken::Lifetime => "lifetime",
+                InvalidToken::UnknownKey => "unknown_key",
+                InvalidToken::Issuer => "issuer",
+                InvalidToken::Audience => "audience",
+            },
+            AuthError::WrongTokenType { .. } => "wrong_token_type",
+            AuthError::FreshTokenRequired { .. } => "not_fresh",
+            AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::Csrf(CsrfFailure::Missing) => "csrf_missing",
+            AuthError::Csrf(CsrfFailure::Mismatch) => "csrf_mismatch",
+            AuthError::Revoked => "revoked",
+            AuthError::RefreshReused => "refresh_reused",
+            AuthError::StoreUnavailable => "store_unavailable",
+            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::Issue(_) => "issue_failed",
+            AuthError::Dpop(DpopError::InvalidProof(_)) => "dpop_invalid_proof",
+            AuthError::Dpop(DpopError::Replayed) => "dpop_replayed",
+            AuthError::Dpop(DpopError::UseNonce) => "dpop_use_nonce",
+            AuthError::Dpop(DpopError::Binding(_)) => "dpop_binding",
+        }
+    }
+
     /// The RFC 6750 / RFC 9470 `error` code, if the challenge carries one.
     pub fn error_code(&self) -> Option<&'static str> {
         match self {

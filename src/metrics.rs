@@ -14,7 +14,7 @@
 //! | `authx_jwks_last_success_timestamp_seconds` | gauge | `issuer` |
 //! | `authx_verified_cache_total` | counter | `result` (`hit`, `miss`) |
 
-use crate::error::{AuthError, CsrfFailure, DpopError, InvalidToken};
+use crate::error::AuthError;
 
 /// Guarded requests by layer kind, outcome, reason and issuer.
 pub const REQUESTS: &str = "authx_requests_total";
@@ -63,38 +63,8 @@ pub fn describe() {
     describe_counter!(VERIFIED_CACHE, "Verified-token cache lookups by result");
 }
 
-/// The `reason` label of a refusal: its kind, from a fixed list.
+/// The `reason` label of a refusal: its kind, from a fixed list
+/// ([`AuthError::kind`]).
 pub fn reason(error: &AuthError) -> &'static str {
-    match error {
-        AuthError::MissingToken => "missing_token",
-        AuthError::InvalidRequest(_) => "invalid_request",
-        AuthError::InvalidToken(invalid) => match invalid {
-            InvalidToken::TooLong => "too_long",
-            InvalidToken::Malformed(_) => "malformed",
-            InvalidToken::Algorithm => "algorithm",
-            InvalidToken::Signature => "bad_signature",
-            InvalidToken::Claims(_) => "bad_claims",
-            InvalidToken::Expired => "expired",
-            InvalidToken::NotYetValid => "not_yet_valid",
-            InvalidToken::IssuedInFuture => "issued_in_future",
-            InvalidToken::Lifetime => "lifetime",
-            InvalidToken::UnknownKey => "unknown_key",
-            InvalidToken::Issuer => "issuer",
-            InvalidToken::Audience => "audience",
-        },
-        AuthError::WrongTokenType { .. } => "wrong_token_type",
-        AuthError::FreshTokenRequired { .. } => "not_fresh",
-        AuthError::InsufficientScope { .. } => "insufficient_scope",
-        AuthError::Csrf(CsrfFailure::Missing) => "csrf_missing",
-        AuthError::Csrf(CsrfFailure::Mismatch) => "csrf_mismatch",
-        AuthError::Revoked => "revoked",
-        AuthError::RefreshReused => "refresh_reused",
-        AuthError::StoreUnavailable => "store_unavailable",
-        AuthError::KeysUnavailable => "keys_unavailable",
-        AuthError::Issue(_) => "issue_failed",
-        AuthError::Dpop(DpopError::InvalidProof(_)) => "dpop_invalid_proof",
-        AuthError::Dpop(DpopError::Replayed) => "dpop_replayed",
-        AuthError::Dpop(DpopError::UseNonce) => "dpop_use_nonce",
-        AuthError::Dpop(DpopError::Binding(_)) => "dpop_binding",
-    }
+    error.kind()
 }

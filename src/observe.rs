@@ -265,6 +265,16 @@ impl Observation {
     }
 }
 
+/// When a network store is asked, for its latency: read only when the
+/// feature records it.
+#[inline]
+pub(crate) fn store_asked_at() -> Option<std::time::Instant> {
+    #[cfg(feature = "metrics")]
+    return Some(std::time::Instant::now());
+    #[cfg(not(feature = "metrics"))]
+    None
+}
+
 /// Records how long a network store took for a guarded request.
 #[inline]
 pub(crate) fn store_answered(

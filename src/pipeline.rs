@@ -182,7 +182,7 @@ pub(crate) enum Pending {
 pub(crate) struct StoreChecks {
     replay: Option<StoreFuture<bool>>,
     revocation: Option<StoreFuture<bool>>,
-    /// When the stores were asked (for their latency).
+    /// When the stores were asked (for their latency, with the `metrics` feature).
     asked: Option<std::time::Instant>,
 }
 
@@ -383,7 +383,7 @@ impl Pipeline {
         let waiting = checks.replay.is_some() || checks.revocation.is_some();
         if waiting {
             notes.store_asked();
-            checks.asked = Some(std::time::Instant::now());
+            checks.asked = crate::observe::store_asked_at();
         }
         Ok(waiting.then_some(Pending::Stores(checks)))
     }

@@ -309,7 +309,7 @@ impl Key {
             Key::hmac(alg, secret)?
         } else {
             check_public_material(alg, &member)?;
-            let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(value.clone())
+            let parsed = <jsonwebtoken::jwk::Jwk as serde::Deserialize>::deserialize(value)
                 .map_err(|e| ConfigError::unusable_key(format!("unusable JWK: {e}")))?;
             Key {
                 alg,

@@ -68,7 +68,7 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::InvalidToken(InvalidToken::Malformed(_) | InvalidToken::Claims(_)) => {
             return None;
         }
-        AuthError::InvalidToken(other) => ("token", fixed_name(other)),
+        AuthError::InvalidToken(_) => ("token", error.kind()),
         AuthError::WrongTokenType { expected, .. } => ("type", expected.as_str()),
         AuthError::FreshTokenRequired { .. } => ("fresh", ""),
         AuthError::InsufficientScope { .. } => return None,
@@ -84,23 +84,6 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::Dpop(DpopError::Replayed) => ("replayed", ""),
         AuthError::Dpop(DpopError::UseNonce) => ("nonce", ""),
     })
-}
-
-fn fixed_name(error: &InvalidToken) -> &'static str {
-    match error {
-        InvalidToken::TooLong => "too_long",
-        InvalidToken::Malformed(_) => "malformed",
-        InvalidToken::Algorithm => "algorithm",
-        InvalidToken::Signature => "signature",
-        InvalidToken::Claims(_) => "claims",
-        InvalidToken::Expired => "expired",
-        InvalidToken::NotYetValid => "nbf",
-        InvalidToken::IssuedInFuture => "iat",
-        InvalidToken::Lifetime => "lifetime",
-        InvalidToken::UnknownKey => "kid",
-        InvalidToken::Issuer => "iss",
-        InvalidToken::Audience => "aud",
-    }
 }
 
 impl Challenge {

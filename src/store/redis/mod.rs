@@ -248,10 +248,11 @@ impl RedisStore {
     /// What to do once a write on `subject` is done: this instance's view
     /// drops the subject at once (its feed will say so too, a moment later).
     fn changed(&self, subject: &str) -> impl FnOnce() + Send + 'static {
+        // Without a view there is nothing to drop, and nothing to copy.
         let view = self.view.as_ref().and_then(|v| v.started.get()).cloned();
-        let subject = subject.to_owned();
+        let kept = view.map(|view| (view, subject.to_owned()));
         move || {
-            if let Some(view) = view {
+            if let Some((view, subject)) = kept {
                 view.invalidate(&subject);
             }
         }
