@@ -2,7 +2,7 @@
 //! answer) behind no guard and behind each of our layers, so that the ratio
 //! of two routes is the guard's cost and nothing else.
 //!
-//! Routes: `GET /public` (no guard), `GET /auth` (`RequireAuth`, HS256),
+//! Routes: `GET`/`POST /public` (no guard), `GET /auth` (`RequireAuth`, HS256),
 //! `GET /fresh` (`RequireFresh` inside `RequireAuth`), `POST /cookie` (the
 //! token in a cookie, with the CSRF double submit), `GET /cached` (the
 //! verified-token cache), `GET /es256` (an ES256 key). Prints
@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?))?;
 
     let app = Router::new()
-        .route("/public", get(answer))
+        .route("/public", get(answer).post(answer))
         .route(
             "/auth",
             get(answer).route_layer(RequireAuthLayer::new(hs256.clone())),

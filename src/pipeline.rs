@@ -344,9 +344,10 @@ impl Pipeline {
         let trusted = self.trust.get(issuer);
         let key = key_after_fetch(&trusted.keys, header.kid.as_deref(), token, now)?;
         notes.key(&key);
+        let key = &*key;
         let claims = trusted
             .verifier
-            .verify_with::<E>(token, header, &key, now)?;
+            .verify_with::<E>(token, header, key, now)?;
         check_binding(proof.as_ref(), &claims)?;
         check_csrf(csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)
@@ -465,12 +466,12 @@ impl Pipeline {
 /// token's fault (401) only when keys fetched after the token was issued
 /// lack it; while the issuer is unreachable, or before the rate-limited
 /// refetch may see a key it just rotated in, it is 503 with `Retry-After`.
-fn key_after_fetch(
-    keys: &KeySource,
+fn key_after_fetch<'k>(
+    keys: &'k KeySource,
     kid: Option<&str>,
     token: &str,
     now: NumericDate,
-) -> Result<Arc<crate::keys::Key>, AuthError> {
+) -> Result<std::borrow::Cow<'k, Arc<crate::keys::Key>>, AuthError> {
     keys.select(kid).map_err(|error| match error {
         InvalidToken::UnknownKey
             if keys.not_yet_known(crate::token::unverified_issued_at(token, now)) =>

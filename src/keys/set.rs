@@ -204,7 +204,7 @@ impl KeyRing {
 
     /// The key for a token's `kid`. The `kid` only names a key we already hold:
     /// it never loads one. Where no key has a `kid` (HMAC set-ups), it is ignored.
-    pub(crate) fn select(&self, kid: Option<&str>) -> Result<Arc<Key>, InvalidToken> {
+    pub(crate) fn select(&self, kid: Option<&str>) -> Result<&Arc<Key>, InvalidToken> {
         let found = match kid {
             // One key (the common case): a comparison instead of hashing the kid.
             Some(kid) if self.by_kid.len() == 1 => self
@@ -216,7 +216,7 @@ impl KeyRing {
             Some(kid) if !self.by_kid.is_empty() => self.by_kid.get(kid),
             _ => self.default.as_ref(),
         };
-        found.cloned().ok_or(InvalidToken::UnknownKey)
+        found.ok_or(InvalidToken::UnknownKey)
     }
 
     /// How many keys are held by `kid`.

@@ -2,6 +2,7 @@
 //! A token's key is there at once, or (a remote `kid` we do not hold yet) after
 //! a [`KeyFuture`]: one rate-limited refetch.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,12 +20,14 @@ pub(crate) enum KeySource {
 }
 
 impl KeySource {
-    /// The key `kid` names (or the default key), as held now.
-    pub(crate) fn select(&self, kid: Option<&str>) -> Result<Arc<Key>, InvalidToken> {
+    /// The key `kid` names (or the default key), as held now: our own keys
+    /// borrowed (no reference count touched by every request on every core),
+    /// an issuer's counted (its keys may be replaced while the request runs).
+    pub(crate) fn select(&self, kid: Option<&str>) -> Result<Cow<'_, Arc<Key>>, InvalidToken> {
         match self {
-            KeySource::Local(ring) => ring.select(kid),
+            KeySource::Local(ring) => ring.select(kid).map(Cow::Borrowed),
             #[cfg(feature = "remote-keys")]
-            KeySource::Remote(remote) => remote.ring().select(kid),
+            KeySource::Remote(remote) => remote.ring().select(kid).cloned().map(Cow::Owned),
         }
     }
 

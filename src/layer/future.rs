@@ -43,15 +43,19 @@ pin_project! {
     {
         Inner { #[pin] future: S::Future },
         Rejected { response: Option<Response<Bytes>> },
-        Waiting {
-            pending: Pending,
-            // The service that was polled ready, and the request.
-            parked: Option<(S, Request<B>)>,
-            authx: AuthX,
-            requirement: Requirement,
-            observation: Option<Observation>,
-        },
+        // Boxed: rare (a network store, a key refetch), and large; unboxed it
+        // would make every request's future larger to move.
+        Waiting { waiting: Box<Waiting<S, B>> },
     }
+}
+
+struct Waiting<S, B> {
+    pending: Pending,
+    // The service that was polled ready, and the request.
+    parked: Option<(S, Request<B>)>,
+    authx: AuthX,
+    requirement: Requirement,
+    observation: Option<Observation>,
 }
 
 impl<S: Service<Request<B>>, B, E> ResponseFuture<S, B, E> {
@@ -81,11 +85,13 @@ impl<S: Service<Request<B>>, B, E> ResponseFuture<S, B, E> {
         observation: Observation,
     ) -> Self {
         Self::new(State::Waiting {
-            pending,
-            parked: Some((service, request)),
-            authx,
-            requirement,
-            observation: Some(observation),
+            waiting: Box::new(Waiting {
+                pending,
+                parked: Some((service, request)),
+                authx,
+                requirement,
+                observation: Some(observation),
+            }),
         })
     }
 }
@@ -110,13 +116,14 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
                 }
-                StateProj::Waiting {
-                    pending,
-                    parked,
-                    authx,
-                    requirement,
-                    observation,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let Waiting {
+                        pending,
+                        parked,
+                        authx,
+                        requirement,
+                        observation,
+                    } = &mut **waiting;
                     let pipeline = authx.pipeline();
                     let notes = &observation
                         .as_ref()
@@ -165,11 +172,13 @@ where
                             }
                         }
                         Ok(Some(next)) => State::Waiting {
-                            pending: next,
-                            parked: Some((service, request)),
-                            authx: authx.clone(),
-                            requirement: requirement.clone(),
-                            observation: observation.take(),
+                            waiting: Box::new(Waiting {
+                                pending: next,
+                                parked: Some((service, request)),
+                                authx: authx.clone(),
+                                requirement: requirement.clone(),
+                                observation: observation.take(),
+                            }),
                         },
                         Err(error) => {
                             if let Some(observation) = observation.take() {

@@ -4,12 +4,17 @@
 //! never tells us where to fetch a key.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
 use super::{decode_b64, malformed};
 use crate::error::InvalidToken;
+use crate::keys::Algorithm;
 
 #[cfg(test)]
 thread_local! {
@@ -41,9 +46,9 @@ struct Members<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
     #[serde(default, borrow)]
-    typ: Option<Cow<'a, str>>,
+    typ: Option<Text<'a>>,
     #[serde(default, borrow)]
-    kid: Option<Cow<'a, str>>,
+    kid: Option<Text<'a>>,
     #[serde(default, deserialize_with = "present")]
     crit: bool,
     #[serde(default, deserialize_with = "present")]
@@ -51,6 +56,11 @@ struct Members<'a> {
     #[serde(default, deserialize_with = "present")]
     zip: bool,
 }
+
+/// A string borrowed from the JSON when it has no escapes: serde borrows a
+/// `Cow` field, but an `Option<Cow>` always comes back owned.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     IgnoredAny::deserialize(d).map(|_| true)
@@ -63,6 +73,20 @@ fn acceptable_typ(typ: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(typ))
 }
 
+/// The header AuthX, flask-jwt-extended, PyJWT and we write for a key
+/// without `kid`, `{"alg":"<alg>","typ":"JWT"}`, base64url-encoded, for every
+/// algorithm: most tokens carry one of these exact texts, which are then known
+/// without being decoded or parsed.
+static PLAIN: LazyLock<Vec<(String, &'static str)>> = LazyLock::new(|| {
+    Algorithm::ALL
+        .iter()
+        .map(|alg| {
+            let json = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, alg.as_str());
+            (URL_SAFE_NO_PAD.encode(json), alg.as_str())
+        })
+        .collect()
+});
+
 /// Reads the base64url `segment` (decoded into `buffer` when it fits) as a
 /// JWS header.
 pub(crate) fn read<'b>(
@@ -71,6 +95,12 @@ pub(crate) fn read<'b>(
 ) -> Result<JoseHeader<'b>, InvalidToken> {
     #[cfg(test)]
     READS.with(|reads| reads.set(reads.get() + 1));
+    if let Some((_, alg)) = PLAIN.iter().find(|(plain, _)| plain == segment) {
+        return Ok(JoseHeader {
+            alg: Cow::Borrowed(alg),
+            kid: None,
+        });
+    }
     let json =
         decode_b64(segment, buffer).ok_or_else(|| malformed("the header is not base64url"))?;
     // RFC 7515 4: a JSON object. serde would also read a struct from an array.
@@ -95,11 +125,45 @@ fn validated(members: Members<'_>) -> Result<JoseHeader<'_>, InvalidToken> {
     if members.enc || members.zip {
         return Err(malformed("encrypted tokens are not accepted"));
     }
-    if members.typ.as_deref().is_some_and(|t| !acceptable_typ(t)) {
+    if members.typ.is_some_and(|t| !acceptable_typ(&t.0)) {
         return Err(malformed("the header's typ is not JWT"));
     }
     Ok(JoseHeader {
         alg: members.alg,
-        kid: members.kid,
+        kid: members.kid.map(|kid| kid.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The headers known by their text read as the same headers decoded.
+    #[test]
+    fn plain_headers_read_as_decoded() {
+        for alg in Algorithm::ALL {
+            let json = format!(r#"{{"alg":"{}","typ":"JWT"}}"#, alg.as_str());
+            let segment = URL_SAFE_NO_PAD.encode(&json);
+            assert!(PLAIN.iter().any(|(plain, _)| *plain == segment));
+            let mut buffer = [0u8; 512];
+            let known = read(&segment, &mut buffer).unwrap();
+            let decoded = validated(parse(json.as_bytes()).unwrap()).unwrap();
+            assert_eq!(known.alg, decoded.alg);
+            assert_eq!(known.alg, alg.as_str());
+            assert!(known.kid.is_none() && decoded.kid.is_none());
+        }
+    }
+
+    /// `kid` and `typ` are borrowed unless escaped, and read either way.
+    #[test]
+    fn kid_is_borrowed_unless_escaped() {
+        let json = br#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#;
+        let header = validated(parse(json).unwrap()).unwrap();
+        assert!(matches!(header.kid, Some(Cow::Borrowed("k1"))));
+        let json = br#"{"alg":"RS256","typ":"J\u0057T","kid":"k\u0031"}"#;
+        let header = validated(parse(json).unwrap()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("k1"));
+        let json = br#"{"alg":"RS256","typ":"JWS"}"#;
+        assert!(validated(parse(json).unwrap()).is_err());
+    }
 }

@@ -114,17 +114,17 @@ impl Verifier {
     /// Checks shape, header, signature, claim types and time; nothing about
     /// the route (type, freshness), which is the policy's business. `key`
     /// gives the key a `kid` names (or the default key for none).
-    pub(crate) fn verify<E: DeserializeOwned>(
+    pub(crate) fn verify<'k, E: DeserializeOwned>(
         &self,
         token: &str,
         now: NumericDate,
-        key: impl Fn(Option<&str>) -> Result<Arc<Key>, InvalidToken>,
+        key: impl Fn(Option<&str>) -> Result<Cow<'k, Arc<Key>>, InvalidToken>,
     ) -> Result<Claims<E>, Unverified> {
         if token.len() > self.max_len {
             return Err(InvalidToken::TooLong.into());
         }
         if let Some(seen) = self.cache.as_ref().and_then(|c| c.get(token))
-            && key(seen.kid.as_deref()).is_ok_and(|key| Arc::ptr_eq(&key, &seen.key))
+            && key(seen.kid.as_deref()).is_ok_and(|key| Arc::ptr_eq(&*key, &seen.key))
         {
             #[cfg(feature = "metrics")]
             metrics::counter!(crate::metrics::VERIFIED_CACHE, "result" => "hit").increment(1);
