@@ -52,6 +52,7 @@ compile_error!(
 );
 
 mod authx;
+mod base64url;
 mod claims;
 mod config;
 mod cookie;

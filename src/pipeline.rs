@@ -345,9 +345,7 @@ impl Pipeline {
         let key = key_after_fetch(&trusted.keys, header.kid.as_deref(), token, now)?;
         notes.key(&key);
         let key = &*key;
-        let claims = trusted
-            .verifier
-            .verify_with::<E>(token, header, key, now)?;
+        let claims = trusted.verifier.verify_with::<E>(token, header, key, now)?;
         check_binding(proof.as_ref(), &claims)?;
         check_csrf(csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)

@@ -3,12 +3,11 @@
 //! verifier from the secret and decodes the tag onto the heap for every
 //! token, which cost as much as the hashing itself.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac as _};
 use sha2::{Sha256, Sha384, Sha512};
 
 use super::Algorithm;
+use crate::base64url;
 
 /// A secret, ready to verify tags.
 #[derive(Clone)]
@@ -31,20 +30,18 @@ impl Mac {
     /// Whether `tag_b64` (base64url, canonical, no padding) is the full tag
     /// of `message`; compared in constant time. Truncated tags are refused.
     pub(crate) fn verify(&self, message: &[u8], tag_b64: &str) -> bool {
-        // The longest tag (64 bytes) is 86 characters; the decoder wants room
-        // for its estimate.
-        let mut tag = [0u8; 66];
+        // The longest tag (64 bytes) is 86 characters.
+        let mut stack = [0u8; 64];
         if tag_b64.len() > 86 {
             return false;
         }
-        let Ok(len) = URL_SAFE_NO_PAD.decode_slice(tag_b64, &mut tag) else {
+        let Some(tag) = base64url::decode(tag_b64, &mut stack) else {
             return false;
         };
-        let tag = &tag[..len];
         match self {
-            Mac::Hs256(mac) => mac.clone().chain_update(message).verify_slice(tag).is_ok(),
-            Mac::Hs384(mac) => mac.clone().chain_update(message).verify_slice(tag).is_ok(),
-            Mac::Hs512(mac) => mac.clone().chain_update(message).verify_slice(tag).is_ok(),
+            Mac::Hs256(mac) => mac.clone().chain_update(message).verify_slice(&tag).is_ok(),
+            Mac::Hs384(mac) => mac.clone().chain_update(message).verify_slice(&tag).is_ok(),
+            Mac::Hs512(mac) => mac.clone().chain_update(message).verify_slice(&tag).is_ok(),
         }
     }
 }

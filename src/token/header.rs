@@ -12,7 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
-use super::{decode_b64, malformed};
+use super::malformed;
+use crate::base64url;
 use crate::error::InvalidToken;
 use crate::keys::Algorithm;
 
@@ -101,8 +102,8 @@ pub(crate) fn read<'b>(
             kid: None,
         });
     }
-    let json =
-        decode_b64(segment, buffer).ok_or_else(|| malformed("the header is not base64url"))?;
+    let json = base64url::decode(segment, buffer)
+        .ok_or_else(|| malformed("the header is not base64url"))?;
     // RFC 7515 4: a JSON object. serde would also read a struct from an array.
     if json.trim_ascii_start().first() != Some(&b'{') {
         return Err(malformed("the header is not a JWS header"));

@@ -7,14 +7,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
 
 mod cache;
 pub(crate) mod header;
 mod sign;
 
+use crate::base64url;
 use crate::claims::{Claims, NumericDate};
 use crate::error::InvalidToken;
 use crate::keys::Key;
@@ -31,7 +30,7 @@ fn malformed(why: &'static str) -> InvalidToken {
 fn unverified<T: DeserializeOwned>(token: &str) -> Option<T> {
     let (_, payload_b64, _) = segments(token).ok()?;
     let mut buffer = [0u8; 2048];
-    let payload = decode_b64(payload_b64, &mut buffer)?;
+    let payload = base64url::decode(payload_b64, &mut buffer)?;
     serde_json::from_slice(&payload).ok()
 }
 
@@ -176,7 +175,7 @@ impl Verifier {
             return Err(InvalidToken::Signature);
         }
         let mut payload_buf = [0u8; 2048];
-        let payload = decode_b64(payload_b64, &mut payload_buf)
+        let payload = base64url::decode(payload_b64, &mut payload_buf)
             .ok_or_else(|| malformed("the payload is not base64url"))?;
         let claims = self.claims(&payload, now)?;
         if let Some(cache) = &self.cache {
@@ -246,17 +245,6 @@ impl Verifier {
         } else {
             Err(InvalidToken::Audience)
         }
-    }
-}
-
-/// base64url without padding, decoded into `stack` when it fits (the common
-/// case: no allocation), else onto the heap. Canonical: no padding, no stray bits.
-fn decode_b64<'a>(input: &str, stack: &'a mut [u8]) -> Option<Cow<'a, [u8]>> {
-    if base64::decoded_len_estimate(input.len()) <= stack.len() {
-        let len = URL_SAFE_NO_PAD.decode_slice(input, stack).ok()?;
-        Some(Cow::Borrowed(&stack[..len]))
-    } else {
-        URL_SAFE_NO_PAD.decode(input).ok().map(Cow::Owned)
     }
 }
 
