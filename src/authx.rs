@@ -42,6 +42,10 @@ pub struct AuthX {
     inner: Arc<Inner>,
 }
 
+/// Aligned past the `Arc`'s counts: servers clone a guard (so the count) per
+/// request on every core, and the pipeline read by every request must not
+/// share a cache line with them.
+#[repr(align(128))]
 struct Inner {
     pipeline: Pipeline,
     issuing: Issuing,
