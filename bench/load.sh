@@ -7,10 +7,12 @@
 #   bench/load.sh [memory] [cache] [redis] [view] [cluster] [authx]
 #                                      (default: memory cache redis view)
 #   bench/load.sh guards
+#   BASELINE=<git rev> bench/load.sh guards
 #
 # guards: the guard's cost inside a real server (bench/server.rs, axum): one
 # handler behind no guard and behind each layer, req/s and the server's CPU
-# per request (from /proc/<pid>/stat around each run), all in one run.
+# per request (from /proc/<pid>/stat around each run), all in one run. With
+# BASELINE, the library at that revision too (same bench server), alternating.
 #
 # memory: the default (in-memory revocation store); cache: the same with the
 # verified-token cache on; redis: revocations in Redis, asked on every request;
@@ -37,17 +39,33 @@ trap cleanup EXIT
 
 if [ "${MODES[0]}" = guards ]; then
   cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum
-  out=$(mktemp)
-  target/release/examples/bench_server >"$out" &
-  pid=$!; pids+=($pid)
-  for _ in $(seq 1 100); do grep -q '^csrf ' "$out" && break; sleep 0.1; done
-  base=$(awk '/^listening on/ {print $3}' "$out")
-  hs256=$(awk '$1 == "token" && $2 == "hs256" {print $3}' "$out")
-  es256=$(awk '$1 == "token" && $2 == "es256" {print $3}' "$out")
-  cookie=$(awk '$1 == "token" && $2 == "cookie" {print $3}' "$out")
-  csrf=$(awk '$1 == "csrf" {print $2}' "$out")
-  post=$(mktemp --suffix=.lua); echo 'wrk.method = "POST"' >"$post"
+  servers=(target/release/examples/bench_server)
+  labels=(this)
+  if [ -n "${BASELINE:-}" ]; then
+    # The same bench server (this checkout's bench/server.rs) built on the
+    # library as it was at $BASELINE, run alternately with this one.
+    tree=$(mktemp -d)
+    git archive "$BASELINE" | tar -x -C "$tree"
+    cp bench/server.rs "$tree/bench/server.rs"
+    (cd "$tree" && CARGO_TARGET_DIR="$PWD/../$(basename "$tree")-target" \
+      cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum)
+    servers=("$tree-target/release/examples/bench_server" "${servers[@]}")
+    labels=("$BASELINE" "${labels[@]}")
+  fi
   tck=$(getconf CLK_TCK)
+  post=$(mktemp --suffix=.lua); echo 'wrk.method = "POST"' >"$post"
+  start_server() { # binary
+    local out; out=$(mktemp)
+    "$1" >"$out" &
+    pid=$!; pids+=($pid)
+    for _ in $(seq 1 100); do grep -q '^csrf ' "$out" && break; sleep 0.1; done
+    base=$(awk '/^listening on/ {print $3}' "$out")
+    hs256=$(awk '$1 == "token" && $2 == "hs256" {print $3}' "$out")
+    es256=$(awk '$1 == "token" && $2 == "es256" {print $3}' "$out")
+    cookie=$(awk '$1 == "token" && $2 == "cookie" {print $3}' "$out")
+    csrf=$(awk '$1 == "csrf" {print $2}' "$out")
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d1s "$base/public" >/dev/null # warm-up
+  }
   cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
   # One route: "req/s p99 cpu-µs-per-request"
   route() { # path [wrk args...]
@@ -86,27 +104,39 @@ if [ "${MODES[0]}" = guards ]; then
       9) EXPECT_OK=0 route /auth -H "Authorization: Bearer ${hs256%?}A" ;;
     esac
   }
+  # Results: "server route req/s p99 cpu round".
   results=$(mktemp)
   for round in $(seq 1 "$ROUNDS"); do
-    for i in "${!names[@]}"; do echo "$i $(run_route "$i") $round" >>"$results"; done
+    for s in "${!servers[@]}"; do
+      start_server "${servers[$s]}"
+      for i in "${!names[@]}"; do echo "$s $i $(run_route "$i") $round" >>"$results"; done
+      kill "$pid"; wait "$pid" 2>/dev/null || true
+    done
   done
   median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-  col() { awk -v i="$1" -v c="$2" '$1 == i {print $c}' "$results" | median; }
+  col() { awk -v s="$1" -v i="$2" -v c="$3" '$1 == s && $2 == i {print $c}' "$results" | median; }
   # The guard's added CPU: the median over rounds of (route - its twin) in the
   # same round, so a slow phase of the machine falls on both sides of each pair.
-  added() { awk -v i="$1" -v b="$2" '$1 == i {r[$5] = $4} $1 == b {t[$5] = $4}
-                                     END {for (k in r) printf "%.3f\n", r[k] - t[k]}' "$results" | median; }
-  echo "| route | req/s | p99 | ratio to its unguarded twin | server CPU per request | added by the guard |"
-  echo "| --- | --- | --- | --- | --- | --- |"
-  for i in "${!names[@]}"; do
-    b=${twin[$i]}
-    awk -v l="${names[$i]}" -v rps="$(col "$i" 2)" -v p99="$(awk -v i="$i" '$1 == i {print $3}' "$results" | tail -1)" \
-      -v cpu="$(col "$i" 4)" -v prps="$(col "$b" 2)" -v add="$(added "$i" "$b")" -v same="$([ "$b" = "$i" ] && echo 1 || echo 0)" \
-      'BEGIN {if (same) printf "| %s | %.0f | %s | 1 | %.2f µs | |\n", l, rps, p99, cpu;
-              else printf "| %s | %.0f | %s | %.3f | %.2f µs | %+.2f µs |\n", l, rps, p99, rps / prps, cpu, add}'
+  added() { awk -v s="$1" -v i="$2" -v b="$3" '$1 == s && $2 == i {r[$6] = $5} $1 == s && $2 == b {t[$6] = $5}
+                                              END {for (k in r) printf "%.3f\n", r[k] - t[k]}' "$results" | median; }
+  for s in "${!servers[@]}"; do
+    echo "### ${labels[$s]}"
+    echo
+    echo "| route | req/s | p99 | ratio to its unguarded twin | server CPU per request | added by the guard |"
+    echo "| --- | --- | --- | --- | --- | --- |"
+    for i in "${!names[@]}"; do
+      b=${twin[$i]}
+      awk -v l="${names[$i]}" -v rps="$(col "$s" "$i" 3)" \
+        -v p99="$(awk -v s="$s" -v i="$i" '$1 == s && $2 == i {print $4}' "$results" | tail -1)" \
+        -v cpu="$(col "$s" "$i" 5)" -v prps="$(col "$s" "$b" 3)" -v add="$(added "$s" "$i" "$b")" \
+        -v same="$([ "$b" = "$i" ] && echo 1 || echo 0)" \
+        'BEGIN {if (same) printf "| %s | %.0f | %s | 1 | %.2f µs | |\n", l, rps, p99, cpu;
+                else printf "| %s | %.0f | %s | %.3f | %.2f µs | %+.2f µs |\n", l, rps, p99, rps / prps, cpu, add}'
+    done
+    echo
   done
-  echo
-  echo "(medians of $ROUNDS alternating rounds of $DURATION per route; added: median of the per-round differences; p99 of the last round)"
+  echo "(medians of $ROUNDS rounds of $DURATION per route, servers and routes alternating;"
+  echo " added: median of the per-round differences to the twin; p99 of the last round)"
   exit 0
 fi
 
