@@ -47,9 +47,12 @@ if [ "${MODES[0]}" = guards ]; then
     tree=$(mktemp -d)
     git archive "$BASELINE" | tar -x -C "$tree"
     cp bench/server.rs "$tree/bench/server.rs"
-    (cd "$tree" && CARGO_TARGET_DIR="$PWD/../$(basename "$tree")-target" \
+    # A target of its own (kept between runs: only the library rebuilds).
+    baseline_target="$PWD/target/baseline"
+    (cd "$tree" && CARGO_TARGET_DIR="$baseline_target" \
       cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum)
-    servers=("$tree-target/release/examples/bench_server" "${servers[@]}")
+    cp "$baseline_target/release/examples/bench_server" "$baseline_target/bench_server-$BASELINE"
+    servers=("$baseline_target/bench_server-$BASELINE" "${servers[@]}")
     labels=("$BASELINE" "${labels[@]}")
   fi
   tck=$(getconf CLK_TCK)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Instructions per request added by the guard, counted by valgrind (callgrind):
+# noise-free where wrk's CPU figures on a shared machine are not. The bench
+# server (bench/server.rs) answers N requests on GET /public and on GET /auth,
+# both with the same Authorization header; startup is measured apart and
+# subtracted.
+#
+#   bench/instructions.sh                 # this checkout
+#   BASELINE=<git rev> bench/instructions.sh   # that revision's library too
+#
+# Environment: N (4000 requests). Needs valgrind and curl.
+# Under valgrind the CPU's SHA and AVX-512 instructions are not offered, so
+# SHA-256 is counted in its portable form (the same in every revision): compare
+# the figures with each other, not with wrk's times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${N:-4000}"
+
+cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum
+servers=(target/release/examples/bench_server)
+labels=(this)
+if [ -n "${BASELINE:-}" ]; then
+  tree=$(mktemp -d)
+  git archive "$BASELINE" | tar -x -C "$tree"
+  cp bench/server.rs "$tree/bench/server.rs"
+  # A target of its own (kept between runs: only the library rebuilds).
+  baseline_target="$PWD/target/baseline"
+  (cd "$tree" && CARGO_TARGET_DIR="$baseline_target" \
+    cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum)
+  cp "$baseline_target/release/examples/bench_server" "$baseline_target/bench_server-$BASELINE"
+  servers=("$baseline_target/bench_server-$BASELINE" "${servers[@]}")
+  labels=("$BASELINE" "${labels[@]}")
+fi
+
+# Instructions the server ran for `n` requests to `path` (0: startup only).
+count() { # binary path n
+  local out profile pid token base
+  out=$(mktemp); profile=$(mktemp -u)
+  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$profile" "$1" >"$out" 2>/dev/null &
+  pid=$!
+  for _ in $(seq 1 600); do grep -q '^csrf ' "$out" && break; sleep 0.1; done
+  base=$(awk '/^listening on/ {print $3}' "$out")
+  token=$(awk '$1 == "token" && $2 == "hs256" {print $3}' "$out")
+  if [ "$3" -gt 0 ]; then
+    curl -s -S -o /dev/null --no-progress-meter --parallel --parallel-max 4 -H "Authorization: Bearer $token" "$base$2?i=[1-$3]"
+  fi
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
+  rm -f "$profile"*
+}
+
+echo "| library | /public (same header) | RequireAuth, HS256 | added by the guard |"
+echo "| --- | --- | --- | --- |"
+for s in "${!servers[@]}"; do
+  startup=$(count "${servers[$s]}" /public 0)
+  public=$(count "${servers[$s]}" /public "$N")
+  guarded=$(count "${servers[$s]}" /auth "$N")
+  awk -v l="${labels[$s]}" -v z="$startup" -v p="$public" -v g="$guarded" -v n="$N" \
+    'BEGIN {printf "| %s | %.0f | %.0f | %+.0f |\n", l, (p - z) / n, (g - z) / n, (g - p) / n}'
+done
+echo
+echo "(instructions per request, $N requests each over 4 connections, one worker thread)"
