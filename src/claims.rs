@@ -5,6 +5,7 @@
 //! refused for every claim we know, and a member named twice is refused (RFC 7519 4:
 //! either refuse or take the last; taking the last lets a forger hide a value).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -368,8 +369,63 @@ impl<'de> Deserialize<'de> for NoExtra {
     }
 }
 
-/// The members we know, told apart without allocating; others keep their name.
-enum Member {
+/// Whether `E` is this crate's [`NoExtra`], which ignores whatever it is
+/// given: unknown claims are then skipped instead of collected into JSON
+/// values only to be dropped (IdP tokens carry many). Told by name, as `E`
+/// need not be `'static`; any version of this crate's `NoExtra` ignores
+/// everything just the same.
+fn ignores_unknown_claims<E>() -> bool {
+    std::any::type_name::<E>() == std::any::type_name::<NoExtra>()
+}
+
+/// An unknown claim's value, read through and dropped without allocating.
+/// Read the way a `serde_json::Value` is (`deserialize_any`), so exactly the
+/// same values are refused: too deeply nested (serde_json's recursion limit),
+/// numbers out of range. `IgnoredAny` would accept both.
+struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SkipVisitor;
+        impl<'de> Visitor<'de> for SkipVisitor {
+            type Value = Skipped;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_str<Er: de::Error>(self, _: &str) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_unit<Er: de::Error>(self) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+                while seq.next_element::<Skipped>()?.is_some() {}
+                Ok(Skipped)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+                while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+                Ok(Skipped)
+            }
+        }
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+/// The members we know, told apart without allocating; others keep their
+/// name (borrowed from the payload unless escaped).
+enum Member<'de> {
     Sub,
     Jti,
     Type,
@@ -386,12 +442,12 @@ enum Member {
     AuthTime,
     Family,
     Cnf,
-    Other(String),
+    Other(Cow<'de, str>),
 }
 
-impl Member {
-    fn from_name(name: &str) -> Member {
-        match name {
+impl<'de> Member<'de> {
+    fn from_name(name: Cow<'de, str>) -> Member<'de> {
+        match name.as_ref() {
             "sub" => Member::Sub,
             "jti" => Member::Jti,
             "type" => Member::Type,
@@ -408,21 +464,24 @@ impl Member {
             "auth_time" => Member::AuthTime,
             "fam" => Member::Family,
             "cnf" => Member::Cnf,
-            other => Member::Other(other.to_owned()),
+            _ => Member::Other(name),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Member {
+impl<'de> Deserialize<'de> for Member<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct MemberVisitor;
-        impl Visitor<'_> for MemberVisitor {
-            type Value = Member;
+        impl<'de> Visitor<'de> for MemberVisitor {
+            type Value = Member<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a claim name")
             }
-            fn visit_str<Er: de::Error>(self, v: &str) -> Result<Member, Er> {
-                Ok(Member::from_name(v))
+            fn visit_borrowed_str<Er: de::Error>(self, v: &'de str) -> Result<Member<'de>, Er> {
+                Ok(Member::from_name(Cow::Borrowed(v)))
+            }
+            fn visit_str<Er: de::Error>(self, v: &str) -> Result<Member<'de>, Er> {
+                Ok(Member::from_name(Cow::Owned(v.to_owned())))
             }
         }
         d.deserialize_identifier(MemberVisitor)
@@ -475,7 +534,11 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
         let (mut scopes, mut auth_time, mut family, mut cnf) = (None, None, None, None);
         let (mut scope, mut scp) = (None::<String>, None::<Audience>);
         let mut others = serde_json::Map::new();
-        while let Some(member) = map.next_key::<Member>()? {
+        // Unknown claims seen but not kept (for `NoExtra`), to refuse duplicates
+        // all the same. A signed payload's size bounds how many there are.
+        let keep_others = !ignores_unknown_claims::<E>();
+        let mut skipped: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(member) = map.next_key::<Member<'de>>()? {
             let m = &mut map;
             match member {
                 Member::Sub => read_once(m, &mut sub, "sub", STRING)?,
@@ -494,11 +557,18 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                 Member::AuthTime => read_once(m, &mut auth_time, "auth_time", DATE)?,
                 Member::Family => read_once(m, &mut family, "fam", STRING)?,
                 Member::Cnf => read_once(m, &mut cnf, "cnf", "a confirmation object")?,
-                Member::Other(name) => {
+                Member::Other(name) if keep_others => {
                     let value = map.next_value::<serde_json::Value>()?;
-                    if others.insert(name, value).is_some() {
+                    if others.insert(name.into_owned(), value).is_some() {
                         return Err(de::Error::custom("duplicate claim"));
                     }
+                }
+                Member::Other(name) => {
+                    if skipped.contains(&name) {
+                        return Err(de::Error::custom("duplicate claim"));
+                    }
+                    map.next_value::<Skipped>()?;
+                    skipped.push(name);
                 }
             }
         }
@@ -538,6 +608,68 @@ mod tests {
 
     fn parse(json: &str) -> Result<Claims, String> {
         serde_json::from_str::<Claims>(json).map_err(|e| e.to_string())
+    }
+
+    /// `NoExtra` skips unknown claims instead of keeping them, and refuses
+    /// them twice all the same (escaped or not); any other type still gets them.
+    #[test]
+    fn unknown_claims_are_skipped_for_no_extra_and_kept_for_others() {
+        assert!(ignores_unknown_claims::<NoExtra>());
+        assert!(!ignores_unknown_claims::<serde_json::Value>());
+        let json = r#"{"sub":"a","exp":1,"azp":"web","realm_access":{"roles":["x"]},"n":[1,2]}"#;
+        let plain: Claims = serde_json::from_str(json).unwrap();
+        assert_eq!(plain.sub, "a");
+        let kept: Claims<serde_json::Value> = serde_json::from_str(json).unwrap();
+        assert_eq!(kept.extra["realm_access"]["roles"][0], "x");
+        for twice in [
+            r#"{"sub":"a","exp":1,"x":1,"x":2}"#,
+            r#"{"sub":"a","exp":1,"x":1,"\u0078":2}"#,
+            r#"{"sub":"a","exp":1,"\u0078":1,"x":{}}"#,
+        ] {
+            let plain = serde_json::from_str::<Claims>(twice).unwrap_err();
+            assert!(
+                plain.to_string().starts_with("duplicate claim"),
+                "{twice}: {plain}"
+            );
+            let kept = serde_json::from_str::<Claims<serde_json::Value>>(twice).unwrap_err();
+            assert!(
+                kept.to_string().starts_with("duplicate claim"),
+                "{twice}: {kept}"
+            );
+        }
+        // Skipped values are refused exactly where a kept one would be.
+        let deep = format!(
+            r#"{{"sub":"a","exp":1,"x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let shallow = format!(
+            r#"{{"sub":"a","exp":1,"x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        for payload in [
+            deep.as_str(),
+            shallow.as_str(),
+            r#"{"sub":"a","exp":1,"x":1e400}"#,
+            r#"{"sub":"a","exp":1,"x":-1e400}"#,
+            r#"{"sub":"a","exp":1,"x":123456789012345678901234567890}"#,
+            r#"{"sub":"a","exp":1,"x":"\ud800"}"#,
+            r#"{"sub":"a","exp":1,"x":{"a":1,"a":2}}"#,
+            r#"{"sub":"a","exp":1,"x":[1,]}"#,
+            r#"{"sub":"a","exp":1,"x":nul}"#,
+        ] {
+            assert_eq!(
+                serde_json::from_str::<Claims>(payload).is_ok(),
+                serde_json::from_str::<Claims<serde_json::Value>>(payload).is_ok(),
+                "{payload}"
+            );
+        }
+        assert!(serde_json::from_str::<Claims>(&deep).is_err());
+        assert!(serde_json::from_str::<Claims>(&shallow).is_ok());
+        // Known claims written with escapes are still known.
+        let escaped: Claims = serde_json::from_str(r#"{"s\u0075b":"a","exp":1}"#).unwrap();
+        assert_eq!(escaped.sub, "a");
     }
 
     #[test]

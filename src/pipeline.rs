@@ -344,8 +344,9 @@ impl Pipeline {
         let trusted = self.trust.get(issuer);
         let key = key_after_fetch(&trusted.keys, header.kid.as_deref(), token, now)?;
         notes.key(&key);
-        let key = &*key;
-        let claims = trusted.verifier.verify_with::<E>(token, header, key, now)?;
+        let claims = trusted
+            .verifier
+            .verify_with::<E>(token, header, &key, now)?;
         check_binding(proof.as_ref(), &claims)?;
         check_csrf(csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)

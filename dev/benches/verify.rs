@@ -184,7 +184,31 @@ fn stacked_and_rejections(c: &mut Criterion) {
     let mut stacked = RequireAuthLayer::new(authx.clone())
         .layer(RequireFreshLayer::new(authx.clone()).layer(inner()));
 
+    // The claims an identity provider adds (Keycloak's, here): ours ignores
+    // them (NoExtra), a handler's own type would read them.
+    let idp = authx
+        .access_token("user1")
+        .fresh(true)
+        .extra(&serde_json::json!({
+            "azp": "web-app", "sid": "0c5e7c1e-6a0e-4e0b-9d4c-3b1f2a7d8e90", "acr": "1",
+            "allowed-origins": ["https://app.example.com"],
+            "realm_access": {"roles": ["offline_access", "uma_authorization", "user"]},
+            "resource_access": {"account": {"roles": ["manage-account", "view-profile"]}},
+            "email_verified": true, "name": "Ada Lovelace", "preferred_username": "ada",
+            "given_name": "Ada", "family_name": "Lovelace", "email": "ada@example.com",
+            "typ": "Bearer", "session_state": "9f0a1b2c-3d4e-5f60-7182-93a4b5c6d7e8"
+        }))
+        .issue()
+        .unwrap();
+
     let mut group = c.benchmark_group("guard/HS256");
+    group.bench_function("RequireAuth, with an IdP's extra claims", |b| {
+        b.iter_batched(
+            || request(&idp),
+            |req| now(auth.call(req)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
     group.bench_function("RequireAuth", |b| {
         b.iter_batched(
             || request(&token),
