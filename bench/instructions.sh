@@ -32,31 +32,42 @@ if [ -n "${BASELINE:-}" ]; then
   labels=("$BASELINE" "${labels[@]}")
 fi
 
-# Instructions the server ran for `n` requests to `path` (0: startup only).
-count() { # binary path n
-  local out profile pid token base
+# Instructions the server ran for `n` requests to `path` (0: startup only),
+# sent with the token (`good`), a token whose signature is wrong (`bad`), or none.
+count() { # binary path n [good|bad|none]
+  local out profile pid token base credential
   out=$(mktemp); profile=$(mktemp -u)
   TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$profile" "$1" >"$out" 2>/dev/null &
   pid=$!
   for _ in $(seq 1 600); do grep -q '^csrf ' "$out" && break; sleep 0.1; done
   base=$(awk '/^listening on/ {print $3}' "$out")
   token=$(awk '$1 == "token" && $2 == "hs256" {print $3}' "$out")
+  case "${4:-good}" in
+    good) credential=(-H "Authorization: Bearer $token") ;;
+    bad) credential=(-H "Authorization: Bearer ${token%?}A") ;;
+    none) credential=() ;;
+  esac
   if [ "$3" -gt 0 ]; then
-    curl -s -S -o /dev/null --no-progress-meter --parallel --parallel-max 4 -H "Authorization: Bearer $token" "$base$2?i=[1-$3]"
+    curl -s -S -o /dev/null --no-progress-meter --parallel --parallel-max 4 "${credential[@]}" "$base$2?i=[1-$3]"
   fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   callgrind_annotate "$profile" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
   rm -f "$profile"*
 }
 
-echo "| library | /public (same header) | RequireAuth, HS256 | added by the guard |"
-echo "| --- | --- | --- | --- |"
+echo "| library | /public (same header) | RequireAuth, HS256 | added by the guard | refused: no token (vs /public without) | refused: bad signature |"
+echo "| --- | --- | --- | --- | --- | --- |"
 for s in "${!servers[@]}"; do
   startup=$(count "${servers[$s]}" /public 0)
   public=$(count "${servers[$s]}" /public "$N")
   guarded=$(count "${servers[$s]}" /auth "$N")
-  awk -v l="${labels[$s]}" -v z="$startup" -v p="$public" -v g="$guarded" -v n="$N" \
-    'BEGIN {printf "| %s | %.0f | %.0f | %+.0f |\n", l, (p - z) / n, (g - z) / n, (g - p) / n}'
+  bare=$(count "${servers[$s]}" /public "$N" none)
+  missing=$(count "${servers[$s]}" /auth "$N" none)
+  forged=$(count "${servers[$s]}" /auth "$N" bad)
+  awk -v l="${labels[$s]}" -v z="$startup" -v p="$public" -v g="$guarded" -v b="$bare" \
+    -v m="$missing" -v f="$forged" -v n="$N" \
+    'BEGIN {printf "| %s | %.0f | %.0f | %+.0f | %+.0f | %+.0f |\n", l, (p - z) / n, (g - z) / n,
+            (g - p) / n, (m - b) / n, (f - p) / n}'
 done
 echo
 echo "(instructions per request, $N requests each over 4 connections, one worker thread)"

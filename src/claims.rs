@@ -6,6 +6,7 @@
 //! either refuse or take the last; taking the last lets a forger hide a value).
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -535,9 +536,9 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
         let (mut scope, mut scp) = (None::<String>, None::<Audience>);
         let mut others = serde_json::Map::new();
         // Unknown claims seen but not kept (for `NoExtra`), to refuse duplicates
-        // all the same. A signed payload's size bounds how many there are.
+        // all the same (hashed: a long list costs no more than the map would).
         let keep_others = !ignores_unknown_claims::<E>();
-        let mut skipped: Vec<Cow<'de, str>> = Vec::new();
+        let mut skipped: HashSet<Cow<'de, str>> = HashSet::new();
         while let Some(member) = map.next_key::<Member<'de>>()? {
             let m = &mut map;
             match member {
@@ -564,11 +565,10 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                     }
                 }
                 Member::Other(name) => {
-                    if skipped.contains(&name) {
+                    if !skipped.insert(name) {
                         return Err(de::Error::custom("duplicate claim"));
                     }
                     map.next_value::<Skipped>()?;
-                    skipped.push(name);
                 }
             }
         }
