@@ -282,8 +282,13 @@ pub(crate) fn cookie_value<'a>(
 ) -> Result<Option<&'a [u8]>, AuthError> {
     let mut found: Option<&[u8]> = None;
     for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|b| *b == b';') {
-            let pair = pair.trim_ascii();
+        let bytes = header.as_bytes();
+        // The separators found by `memchr`: the header holds a whole token.
+        let ends = memchr::memchr_iter(b';', bytes).chain(std::iter::once(bytes.len()));
+        let mut start = 0;
+        for end in ends {
+            let pair = bytes[start..end].trim_ascii();
+            start = end + 1;
             let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };
