@@ -16,21 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${N:-4000}"
 
-cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum
-servers=(target/release/examples/bench_server)
-labels=(this)
-if [ -n "${BASELINE:-}" ]; then
-  tree=$(mktemp -d)
-  git archive "$BASELINE" | tar -x -C "$tree"
-  cp bench/server.rs "$tree/bench/server.rs"
-  # A target of its own (kept between runs: only the library rebuilds).
-  baseline_target="$PWD/target/baseline"
-  (cd "$tree" && CARGO_TARGET_DIR="$baseline_target" \
-    cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum)
-  cp "$baseline_target/release/examples/bench_server" "$baseline_target/bench_server-$BASELINE"
-  servers=("$baseline_target/bench_server-$BASELINE" "${servers[@]}")
-  labels=("$BASELINE" "${labels[@]}")
-fi
+. bench/servers.sh
 
 # Instructions the server ran for `n` requests to `path` (0: startup only),
 # sent with the token (`good`), a token whose signature is wrong (`bad`), none,

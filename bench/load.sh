@@ -38,23 +38,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 if [ "${MODES[0]}" = guards ]; then
-  cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum
-  servers=(target/release/examples/bench_server)
-  labels=(this)
-  if [ -n "${BASELINE:-}" ]; then
-    # The same bench server (this checkout's bench/server.rs) built on the
-    # library as it was at $BASELINE, run alternately with this one.
-    tree=$(mktemp -d)
-    git archive "$BASELINE" | tar -x -C "$tree"
-    cp bench/server.rs "$tree/bench/server.rs"
-    # A target of its own (kept between runs: only the library rebuilds).
-    baseline_target="$PWD/target/baseline"
-    (cd "$tree" && CARGO_TARGET_DIR="$baseline_target" \
-      cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum)
-    cp "$baseline_target/release/examples/bench_server" "$baseline_target/bench_server-$BASELINE"
-    servers=("$baseline_target/bench_server-$BASELINE" "${servers[@]}")
-    labels=("$BASELINE" "${labels[@]}")
-  fi
+  . bench/servers.sh
   tck=$(getconf CLK_TCK)
   post=$(mktemp --suffix=.lua); echo 'wrk.method = "POST"' >"$post"
   start_server() { # binary

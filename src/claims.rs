@@ -538,7 +538,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
         // Unknown claims seen but not kept (for `NoExtra`), to refuse duplicates
         // all the same (hashed: a long list costs no more than the map would).
         let keep_others = !ignores_unknown_claims::<E>();
-        let mut skipped: HashSet<Cow<'de, str>> = HashSet::new();
+        let mut skipped: Option<HashSet<Cow<'de, str>>> = None;
         while let Some(member) = map.next_key::<Member<'de>>()? {
             let m = &mut map;
             match member {
@@ -565,7 +565,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                     }
                 }
                 Member::Other(name) => {
-                    if !skipped.insert(name) {
+                    if !skipped.get_or_insert_with(HashSet::new).insert(name) {
                         return Err(de::Error::custom("duplicate claim"));
                     }
                     map.next_value::<Skipped>()?;
