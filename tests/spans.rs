@@ -5,15 +5,11 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::{AuthX, AuthXConfig, RequireAuthLayer};
+use http::StatusCode;
+use tower_authx::{AuthX, AuthXConfig};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::prelude::*;
@@ -58,19 +54,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
     }
 }
 
-async fn status(authx: &AuthX, token: &str) -> StatusCode {
-    let service = RequireAuthLayer::new(authx.clone()).layer(service_fn(
-        |_req: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        },
-    ));
-    let request = Request::get("/")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap();
-    service.oneshot(request).await.unwrap().status()
-}
-
 fn captured(trace_subject: bool) -> (String, Vec<String>) {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::registry().with(captured.clone());
@@ -85,9 +68,18 @@ fn captured(trace_subject: bool) -> (String, Vec<String>) {
     let mut tampered = token.clone();
     tampered.replace_range(token.len() - 5.., "AAAAA");
     runtime.block_on(async {
-        assert_eq!(status(&authx, &token).await, StatusCode::OK);
-        assert_eq!(status(&authx, &tampered).await, StatusCode::UNAUTHORIZED);
-        assert_eq!(status(&authx, "garbage").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            support::guarded_status(&authx, &token).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            support::guarded_status(&authx, &tampered).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            support::guarded_status(&authx, "garbage").await,
+            StatusCode::UNAUTHORIZED
+        );
     });
     let jti = support::payload_of(&token)["jti"]
         .as_str()

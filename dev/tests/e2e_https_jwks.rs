@@ -6,6 +6,8 @@
 //! 503, never 200.
 #![cfg(feature = "remote-keys")]
 
+#[path = "../../tests/support/mod.rs"]
+mod support;
 mod tls;
 
 use std::convert::Infallible;
@@ -15,20 +17,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tls::{client_trusting, fixture_key, pki, serve_jwks};
-use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::{Algorithm, AuthX, AuthXConfig, Key, RemoteJwks, RequireAuthLayer};
-
-async fn status(resource: AuthX, token: &str) -> StatusCode {
-    let service =
-        RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-        }));
-    let request = Request::get("/")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap();
-    service.oneshot(request).await.unwrap().status()
-}
+use tower_authx::{Algorithm, AuthX, AuthXConfig, Key, RemoteJwks};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_come_over_https_from_a_trusted_issuer_only() {
@@ -45,14 +34,17 @@ async fn keys_come_over_https_from_a_trusted_issuer_only() {
         .unwrap()
         .tls_config(client_trusting(pki.ca_der.clone()));
     let resource = AuthX::new(AuthXConfig::from_jwks(trusted)).unwrap();
-    assert_eq!(status(resource, &token).await, StatusCode::OK);
+    assert_eq!(
+        support::guarded_status(&resource, &token).await,
+        StatusCode::OK
+    );
 
     // The platform's roots do not know the test CA: no keys, and a 503 (the
     // issuer's fault, not the token's), never a pass.
     let untrusted = RemoteJwks::new(&url).unwrap();
     let resource = AuthX::new(AuthXConfig::from_jwks(untrusted)).unwrap();
     assert_eq!(
-        status(resource.clone(), &token).await,
+        support::guarded_status(&resource, &token).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
@@ -85,7 +77,10 @@ async fn ssl_cert_file_child() {
         return;
     };
     let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
-    assert_eq!(status(resource, &token).await, StatusCode::OK);
+    assert_eq!(
+        support::guarded_status(&resource, &token).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,19 +198,11 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
     let resource = AuthX::new(AuthXConfig::from_issuers(issuers)).unwrap();
 
     assert_eq!(
-        status(
-            resource.clone(),
-            &es.create_access_token("u", true).unwrap()
-        )
-        .await,
+        support::guarded_status(&resource, &es.create_access_token("u", true).unwrap()).await,
         StatusCode::OK
     );
     assert_eq!(
-        status(
-            resource.clone(),
-            &rs.create_access_token("u", true).unwrap()
-        )
-        .await,
+        support::guarded_status(&resource, &rs.create_access_token("u", true).unwrap()).await,
         StatusCode::OK
     );
     let fetches = es_fetches.load(std::sync::atomic::Ordering::SeqCst);
@@ -225,7 +212,7 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
     let token = impostor.create_access_token("u", true).unwrap();
     // Its kid is not among the RS256 issuer's keys: refused (401, or 503 while
     // no fetch has happened since the token was issued), never a pass.
-    let refused = status(resource.clone(), &token).await;
+    let refused = support::guarded_status(&resource, &token).await;
     assert!(
         refused == StatusCode::UNAUTHORIZED || refused == StatusCode::SERVICE_UNAVAILABLE,
         "{refused}"
@@ -239,13 +226,16 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
     );
     let token = stranger.create_access_token("u", true).unwrap();
     assert_eq!(
-        status(resource.clone(), &token).await,
+        support::guarded_status(&resource, &token).await,
         StatusCode::UNAUTHORIZED
     );
     // Its own audience rules: a token for another API is refused.
     let other_api = signer(Algorithm::ES256, "ec256_private.pem", &es_iss, "billing");
     let token = other_api.create_access_token("u", true).unwrap();
-    assert_eq!(status(resource, &token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        support::guarded_status(&resource, &token).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         es_fetches.load(std::sync::atomic::Ordering::SeqCst),
         fetches,
@@ -327,7 +317,7 @@ async fn a_hostile_jwks_never_lets_a_token_through() {
             .timeout(std::time::Duration::from_secs(1))
             .tls_config(client_trusting(pki.ca_der.clone()));
         let resource = AuthX::new(AuthXConfig::from_jwks(remote)).unwrap();
-        let answered = status(resource, token).await;
+        let answered = support::guarded_status(&resource, token).await;
         assert!(
             answered == StatusCode::UNAUTHORIZED || answered == StatusCode::SERVICE_UNAVAILABLE,
             "{what}: {answered}"

@@ -17,6 +17,22 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+/// The status `RequireAuthLayer::new(authx)` answers in process (a service
+/// that answers 200 behind it) for a request bearing `token`.
+pub async fn guarded_status(authx: &tower_authx::AuthX, token: &str) -> StatusCode {
+    use tower::{Layer, ServiceExt};
+    let service = tower_authx::RequireAuthLayer::new(authx.clone()).layer(tower::service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+        },
+    ));
+    let request = Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    service.oneshot(request).await.unwrap().status()
+}
+
 /// The secret the tests give the example (32 bytes, so no weak-secret warning).
 pub const SECRET: &str = "tower-authx-test-secret-32-bytes";
 
