@@ -79,23 +79,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
     // Tokens that live an hour, longer than any run.
-    let token = hs256
-        .access_token("user1")
-        .fresh(true)
-        .lifetime(std::time::Duration::from_secs(3600))
-        .issue()?;
-    println!("token hs256 {token}");
-    let token = es256
-        .access_token("user1")
-        .fresh(true)
-        .lifetime(std::time::Duration::from_secs(3600))
-        .issue()?;
-    println!("token es256 {token}");
-    let cookie_token = cookies
-        .access_token("user1")
-        .fresh(true)
-        .lifetime(std::time::Duration::from_secs(3600))
-        .issue()?;
+    let token_of = |authx: &AuthX| {
+        authx
+            .access_token("user1")
+            .fresh(true)
+            .lifetime(std::time::Duration::from_secs(3600))
+            .issue()
+    };
+    println!("token hs256 {}", token_of(&hs256)?);
+    println!("token es256 {}", token_of(&es256)?);
+    let cookie_token = token_of(&cookies)?;
     let claims: tower_authx::Claims =
         cookies.verify(&cookie_token, &tower_authx::Requirement::access())?;
     println!("token cookie {cookie_token}");
