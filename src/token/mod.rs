@@ -127,14 +127,17 @@ impl Verifier {
         if token.len() > self.max_len {
             return Err(InvalidToken::TooLong.into());
         }
-        if let Some(seen) = self.cache.as_ref().and_then(|c| c.get(token))
-            && key(seen.kid.as_deref()).is_ok_and(|key| Arc::ptr_eq(&*key, &seen.key))
-        {
+        // A token seen before, whose kid still selects the very key its
+        // signature was checked with: time and claims are checked again.
+        let seen = |seen: &cache::Verified| {
+            key(seen.kid.as_deref())
+                .is_ok_and(|key| Arc::ptr_eq(&*key, &seen.key))
+                .then(|| self.claims(&seen.payload, now))
+        };
+        if let Some(Some(claims)) = self.cache.as_ref().and_then(|c| c.get(token, seen)) {
             #[cfg(feature = "metrics")]
             metrics::counter!(crate::metrics::VERIFIED_CACHE, "result" => "hit").increment(1);
-            // Its signature was checked with the very key its kid still selects;
-            // time and claims are checked again.
-            return Ok(self.claims(&seen.payload, now)?);
+            return Ok(claims?);
         }
         #[cfg(feature = "metrics")]
         if self.cache.is_some() {
