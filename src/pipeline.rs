@@ -357,7 +357,7 @@ impl Pipeline {
         &self,
         requirement: &Requirement,
         req: &mut Request<B>,
-        claims: Claims<E>,
+        claims: Box<Claims<E>>,
         proof: Option<Proof>,
         now: NumericDate,
         notes: &Notes,
@@ -378,7 +378,7 @@ impl Pipeline {
             Ok(answer) => self.revocation_verdict(answer)?,
             Err(later) => checks.revocation = Some(later),
         }
-        req.extensions_mut().insert(claims);
+        req.extensions_mut().insert(*claims);
         req.extensions_mut().insert(self.verified_by::<E>());
         let waiting = checks.replay.is_some() || checks.revocation.is_some();
         if waiting {
@@ -430,6 +430,7 @@ impl Pipeline {
         trusted
             .verifier
             .verify(token, now, select)
+            .map(|claims| *claims)
             .map_err(|unverified| match unverified {
                 Unverified::Invalid(error) => error.into(),
                 Unverified::KeyMissing(_) => InvalidToken::UnknownKey.into(),
