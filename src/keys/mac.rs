@@ -31,7 +31,7 @@ impl Mac {
     /// of `message`; compared in constant time. Truncated tags are refused.
     pub(crate) fn verify(&self, message: &[u8], tag_b64: &str) -> bool {
         // The longest tag (64 bytes) is 86 characters.
-        let mut stack = [0u8; 64];
+        let mut stack = base64url::stack::<64>();
         if tag_b64.len() > 86 {
             return false;
         }

@@ -29,7 +29,7 @@ fn malformed(why: &'static str) -> InvalidToken {
 /// only to choose how to verify it or how to refuse it, never to accept it.
 fn unverified<T: DeserializeOwned>(token: &str) -> Option<T> {
     let (_, payload_b64, _) = segments(token).ok()?;
-    let mut buffer = [0u8; 2048];
+    let mut buffer = base64url::stack::<2048>();
     let payload = base64url::decode(payload_b64, &mut buffer)?;
     serde_json::from_slice(&payload).ok()
 }
@@ -144,7 +144,7 @@ impl Verifier {
             metrics::counter!(crate::metrics::VERIFIED_CACHE, "result" => "miss").increment(1);
         }
         let parts = segments(token)?;
-        let mut buffer = [0u8; 512];
+        let mut buffer = base64url::stack::<512>();
         let header = header::read(parts.0, &mut buffer)?;
         match key(header.kid.as_deref()) {
             Ok(key) => Ok(self.verify_parts(token, parts, &header, &key, now)?),
@@ -182,7 +182,7 @@ impl Verifier {
         if !key.verify_signature(signed.as_bytes(), signature_b64) {
             return Err(InvalidToken::Signature);
         }
-        let mut payload_buf = [0u8; 2048];
+        let mut payload_buf = base64url::stack::<2048>();
         let payload = base64url::decode(payload_b64, &mut payload_buf)
             .ok_or_else(|| malformed("the payload is not base64url"))?;
         let claims = self.claims(&payload, now)?;
