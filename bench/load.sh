@@ -75,8 +75,9 @@ if [ "${MODES[0]}" = guards ]; then
   # Authorization header is not the guard's cost. `twin` names that route.
   names=("no guard (/public)" "no guard, same Bearer header" "no guard, same cookie + CSRF (POST)" \
          "RequireAuth, HS256" "RequireFresh inside RequireAuth" "cookie + CSRF (POST)" \
-         "verified-token cache, HS256" "RequireAuth, ES256" "refused (401): no token" "refused (401): bad signature")
-  twin=(0 1 2 1 1 2 1 1 0 1)
+         "verified-token cache, HS256" "RequireAuth, ES256" "refused (401): no token" "refused (401): bad signature" \
+         "a layer that does nothing (axum's share)")
+  twin=(0 1 2 1 1 2 1 1 0 1 1)
   run_route() { # index
     case $1 in
       0) route /public ;;
@@ -89,6 +90,7 @@ if [ "${MODES[0]}" = guards ]; then
       7) route /es256 -H "Authorization: Bearer $es256" ;;
       8) EXPECT_OK=0 route /auth ;;
       9) EXPECT_OK=0 route /auth -H "Authorization: Bearer ${hs256%?}A" ;;
+      10) route /layer -H "Authorization: Bearer $hs256" ;;
     esac
   }
   # Results: "server route req/s p99 cpu round".

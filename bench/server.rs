@@ -5,7 +5,8 @@
 //! Routes: `GET`/`POST /public` (no guard), `GET /auth` (`RequireAuth`, HS256),
 //! `GET /fresh` (`RequireFresh` inside `RequireAuth`), `POST /cookie` (the
 //! token in a cookie, with the CSRF double submit), `GET /cached` (the
-//! verified-token cache), `GET /es256` (an ES256 key). Prints
+//! verified-token cache), `GET /es256` (an ES256 key), `GET /layer` (a layer
+//! that does nothing: what axum's `route_layer` costs any middleware). Prints
 //! `listening on http://ADDR`, then one line per token kind:
 //! `token hs256 <token>`, `token es256 <token>`, `csrf <value>`.
 //!
@@ -13,9 +14,17 @@
 //! cargo run --release -p tower-authx-dev --example bench_server --features axum
 //! ```
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use axum::Router;
+use axum::response::Response;
 use axum::routing::{get, post};
+use http_body::{Body, Frame, SizeHint};
 use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
+use tower::util::MapResponseLayer;
 use tower_authx::{
     Algorithm, AuthX, AuthXConfig, Key, RequireAuthLayer, RequireFreshLayer, TokenLocation,
 };
@@ -25,6 +34,47 @@ const EC_KEY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/fixtures/keys/ec256_private.pem"
 );
+
+/// The body of the do-nothing layer: its own type, as any middleware that may
+/// answer by itself has, so axum boxes it as it boxes ours.
+struct Passthrough<B>(B);
+
+impl<B: Body + Unpin> Body for Passthrough<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// A layer that does nothing but what any stateful middleware does: holds its
+/// state in an `Arc` (so axum's per-request clone counts it) and answers
+/// with a body type of its own. `/layer` minus `/public` is the part of a
+/// guard's cost that is axum's, not the guard's.
+fn do_nothing_layer() -> ServiceBuilder<
+    Stack<
+        MapResponseLayer<impl Fn(Response) -> Response<Passthrough<axum::body::Body>> + Clone>,
+        Identity,
+    >,
+> {
+    let state = Arc::new([0u64; 8]);
+    ServiceBuilder::new().map_response(move |response: Response| {
+        let _state = &state;
+        response.map(Passthrough)
+    })
+}
 
 async fn answer() -> &'static str {
     r#"{"message":"hello"}"#
@@ -69,7 +119,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/es256",
             get(answer).route_layer(RequireAuthLayer::new(es256.clone())),
-        );
+        )
+        .route("/layer", get(answer).route_layer(do_nothing_layer()));
 
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port: u16 = std::env::var("PORT")
