@@ -23,7 +23,6 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use http_body::{Body, Frame, SizeHint};
 use tower::ServiceBuilder;
-use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
 use tower_authx::{
     Algorithm, AuthX, AuthXConfig, Key, RequireAuthLayer, RequireFreshLayer, TokenLocation,
@@ -63,14 +62,10 @@ impl<B: Body + Unpin> Body for Passthrough<B> {
 /// state in an `Arc` (so axum's per-request clone counts it) and answers
 /// with a body type of its own. `/layer` minus `/public` is the part of a
 /// guard's cost that is axum's, not the guard's.
-fn do_nothing_layer() -> ServiceBuilder<
-    Stack<
-        MapResponseLayer<impl Fn(Response) -> Response<Passthrough<axum::body::Body>> + Clone>,
-        Identity,
-    >,
-> {
+fn do_nothing_layer()
+-> MapResponseLayer<impl Fn(Response) -> Response<Passthrough<axum::body::Body>> + Clone> {
     let state = Arc::new([0u64; 8]);
-    ServiceBuilder::new().map_response(move |response: Response| {
+    MapResponseLayer::new(move |response: Response| {
         let _state = &state;
         response.map(Passthrough)
     })
