@@ -129,12 +129,12 @@ impl Verifier {
         }
         // A token seen before, whose kid still selects the very key its
         // signature was checked with: time and claims are checked again.
-        let seen = |seen: &cache::Verified| {
+        let reuse = |seen: &cache::Verified| {
             key(seen.kid.as_deref())
                 .is_ok_and(|key| Arc::ptr_eq(&*key, &seen.key))
                 .then(|| self.claims(&seen.payload, now))
         };
-        if let Some(Some(claims)) = self.cache.as_ref().and_then(|c| c.get(token, seen)) {
+        if let Some(Some(claims)) = self.cache.as_ref().and_then(|c| c.get(token, reuse)) {
             #[cfg(feature = "metrics")]
             metrics::counter!(crate::metrics::VERIFIED_CACHE, "result" => "hit").increment(1);
             return Ok(claims?);
