@@ -20,6 +20,7 @@
 # cluster: a 3-primary Redis Cluster on loopback with the local view.
 #
 # Environment: DURATION (10s), THREADS (1: wrk on one core, the server on the other), CONNECTIONS (32),
+# ROUNDS (guards: 5), ROUTES (guards: the rows to run, e.g. "3 10"; their twins come along),
 # PYTHON (a python with authx, fastapi, uvicorn; see tests/interop/requirements.txt).
 # Needs wrk, curl, jq; `redis`, `view` and `cluster` need redis-server (and redis-cli).
 set -euo pipefail
@@ -93,12 +94,18 @@ if [ "${MODES[0]}" = guards ]; then
       10) route /layer -H "Authorization: Bearer $hs256" ;;
     esac
   }
+  # ROUTES: the rows to measure (indices into names, from 0: 3 is RequireAuth,
+  # 10 the do-nothing layer; default all), each with its twin: fewer routes
+  # leave time for more rounds, so less noise.
+  picked=()
+  for i in ${ROUTES:-${!names[@]}}; do picked+=("$i" "${twin[$i]}"); done
+  mapfile -t picked < <(printf '%s\n' "${picked[@]}" | sort -nu)
   # Results: "server route req/s p99 cpu round".
   results=$(mktemp)
   for round in $(seq 1 "$ROUNDS"); do
     for s in "${!servers[@]}"; do
       start_server "${servers[$s]}"
-      for i in "${!names[@]}"; do echo "$s $i $(run_route "$i") $round" >>"$results"; done
+      for i in "${picked[@]}"; do echo "$s $i $(run_route "$i") $round" >>"$results"; done
       kill "$pid"; wait "$pid" 2>/dev/null || true
     done
   done
@@ -113,7 +120,7 @@ if [ "${MODES[0]}" = guards ]; then
     echo
     echo "| route | req/s | p99 | ratio to its unguarded twin | server CPU per request | added by the guard |"
     echo "| --- | --- | --- | --- | --- | --- |"
-    for i in "${!names[@]}"; do
+    for i in "${picked[@]}"; do
       b=${twin[$i]}
       awk -v l="${names[$i]}" -v rps="$(col "$s" "$i" 3)" \
         -v p99="$(awk -v s="$s" -v i="$i" '$1 == s && $2 == i {print $4}' "$results" | tail -1)" \
