@@ -98,7 +98,10 @@ if [ "${MODES[0]}" = guards ]; then
   # 10 the do-nothing layer; default all), each with its twin: fewer routes
   # leave time for more rounds, so less noise.
   picked=()
-  for i in ${ROUTES:-${!names[@]}}; do picked+=("$i" "${twin[$i]}"); done
+  for i in ${ROUTES:-${!names[@]}}; do
+    [ -n "${names[$i]:-}" ] || { echo "ROUTES: no route $i (0-$((${#names[@]} - 1)))" >&2; exit 1; }
+    picked+=("$i" "${twin[$i]}")
+  done
   mapfile -t picked < <(printf '%s\n' "${picked[@]}" | sort -nu)
   # Results: "server route req/s p99 cpu round".
   results=$(mktemp)
