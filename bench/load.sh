@@ -12,7 +12,8 @@
 # guards: the guard's cost inside a real server (bench/server.rs, axum): one
 # handler behind no guard and behind each layer, req/s and the server's CPU
 # per request (from /proc/<pid>/stat around each run), all in one run. With
-# BASELINE, the library at that revision too (same bench server), alternating.
+# BASELINE, the library at that revision too (same bench server), alternating,
+# and a last table: what this checkout adds as a share of what BASELINE adds.
 #
 # memory: the default (in-memory revocation store); cache: the same with the
 # verified-token cache on; redis: revocations in Redis, asked on every request;
@@ -134,6 +135,21 @@ if [ "${MODES[0]}" = guards ]; then
     done
     echo
   done
+  if [ ${#servers[@]} -eq 2 ]; then
+    # The share of BASELINE's added CPU this checkout adds: measured in one
+    # run, it carries over between machines (and days) better than µs do.
+    echo "### this against ${labels[0]}"
+    echo
+    echo "| route | added by ${labels[0]} | added by this | this / ${labels[0]} |"
+    echo "| --- | --- | --- | --- |"
+    for i in "${picked[@]}"; do
+      b=${twin[$i]}
+      [ "$b" = "$i" ] && continue
+      awk -v l="${names[$i]}" -v old="$(added 0 "$i" "$b")" -v new="$(added 1 "$i" "$b")" \
+        'BEGIN {printf "| %s | %+.2f µs | %+.2f µs | %s |\n", l, old, new, (old > 0 ? sprintf("%.2f", new / old) : "-")}'
+    done
+    echo
+  fi
   echo "(medians of $ROUNDS rounds of $DURATION per route, servers and routes alternating;"
   echo " added: median of the per-round differences to the twin; p99 of the last round)"
   exit 0
