@@ -4,7 +4,8 @@
 //! Logouts propagate (the delay is measured and printed), rotation and reuse
 //! detection work across instances and slots, the feed cut while Redis
 //! answers stays correct, and a killed primary is replaced by its replica
-//! without a logout coming back.
+//! without a logout coming back; a logout waits for the replica of the
+//! primary that took it.
 #![cfg(feature = "redis")]
 
 mod support;
@@ -200,6 +201,52 @@ async fn a_killed_primary_is_replaced_and_no_logout_comes_back() {
     let res = a.post("/logout").bearer(&later.access_token).send().await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     until_refused(&b, &later.access_token, Duration::from_secs(5)).await;
+}
+
+/// A logout counts once a replica of the primary that took it has it, and
+/// that primary is asked: another primary without a replica neither refuses
+/// it nor (had it been asked instead) vouches for one made where none holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_waits_for_the_replica_of_its_own_primary() {
+    let Some(mut cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    let urls = cluster.urls();
+    let env = [("REDIS_URL", urls.as_str()), ("REDIS_WAIT_REPLICAS", "1")];
+    let a = Server::start("fresh_token", &env).await;
+    let issuer = issuer();
+    let alone = cluster.primary_of("authx:sub:alone");
+    let elsewhere = (0..)
+        .map(|i| format!("elsewhere-{i}"))
+        .find(|sub| cluster.primary_of(&format!("authx:sub:{sub}")) != alone)
+        .unwrap();
+    // The replica of `alone`'s primary gone: that primary holds its slots
+    // without anybody to copy its writes to.
+    cluster.kill(cluster.replica_of("authx:sub:alone"));
+    for _ in 0..200 {
+        if cluster
+            .cli(alone, &["INFO", "replication"])
+            .contains("connected_slaves:0")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let kept = issuer.create_token_pair(&elsewhere).unwrap();
+    let res = a.post("/logout").bearer(&kept.access_token).send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let unsafe_logout = issuer.create_token_pair("alone").unwrap();
+    let res = a
+        .post("/logout")
+        .bearer(&unsafe_logout.access_token)
+        .send()
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        res.text()
+    );
 }
 
 /// The local view on one Redis node, in process: it goes live, answers,

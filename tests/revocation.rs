@@ -232,6 +232,31 @@ async fn the_redis_store_keeps_the_contract() {
     spend_race(Arc::new(store)).await;
 }
 
+/// With `wait_for_replicas`, a write counts only once a replica of the very
+/// node that took it has it: refused while the primary has none, the whole
+/// contract kept once one follows it.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_write_waits_for_a_replica() {
+    let (Some(primary), Some(replica)) = (Redis::start(), Redis::start()) else {
+        return;
+    };
+    let store = tower_authx::RedisStore::connect(&primary.url())
+        .await
+        .unwrap()
+        .wait_for_replicas(1, Duration::from_millis(200));
+    let alone = store.revoke(&record("w", "t1", None), in_secs(60)).await;
+    let error = alone.expect_err("no replica: the write must not count");
+    assert!(error.to_string().contains("0 replicas"), "{error}");
+    replica.follow(&primary);
+    store
+        .revoke(&record("w", "t2", None), in_secs(60))
+        .await
+        .unwrap();
+    assert!(store.is_revoked(&record("w", "t2", None)).await.unwrap());
+    store_suite(&store).await;
+}
+
 #[tokio::test]
 async fn the_memory_store_is_bounded_and_forgets_expired_entries() {
     let store = MemoryStore::with_capacity(3);

@@ -337,6 +337,30 @@ impl Redis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Makes this server a replica of `primary` and waits until the primary
+    /// counts it online.
+    pub fn follow(&self, primary: &Redis) {
+        let cli = |port: u16, args: &[&str]| {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string()])
+                .args(args)
+                .output()
+                .expect("redis-cli");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        cli(
+            self.port,
+            &["REPLICAOF", "127.0.0.1", &primary.port.to_string()],
+        );
+        for _ in 0..400 {
+            if cli(primary.port, &["INFO", "replication"]).contains("state=online") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the replica did not come online");
+    }
+
     /// Stops the server (SIGKILL: as abrupt as a crash).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -574,6 +598,34 @@ impl RedisCluster {
             }
         }
         panic!("no primary holds slot {slot}");
+    }
+
+    /// The port of a replica of the primary that holds `key`.
+    pub fn replica_of(&self, key: &str) -> u16 {
+        let primary = self.primary_of(key);
+        let nodes = self.cli(self.live_ports()[0], &["CLUSTER", "NODES"]);
+        let node_id = |port: u16| {
+            nodes
+                .lines()
+                .find(|line| {
+                    line.split(' ')
+                        .nth(1)
+                        .is_some_and(|a| a.starts_with(&format!("127.0.0.1:{port}@")))
+                })
+                .map(|line| line.split(' ').next().unwrap().to_owned())
+        };
+        let primary_id = node_id(primary).expect("the primary is listed");
+        self.live_ports()
+            .into_iter()
+            .find(|port| {
+                nodes.lines().any(|line| {
+                    let fields: Vec<&str> = line.split(' ').collect();
+                    Some(fields[0].to_owned()) == node_id(*port)
+                        && fields[2].contains("slave")
+                        && fields[3] == primary_id
+                })
+            })
+            .expect("the primary has a replica")
     }
 
     /// Starts the node on `port` again (it rejoins with its cluster

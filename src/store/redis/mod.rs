@@ -8,6 +8,7 @@ mod link;
 mod scripts;
 mod view;
 
+use redis::{ErrorKind, ServerErrorKind};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -179,8 +180,9 @@ impl RedisStore {
         self
     }
 
-    /// Counts a write (logout, rotation) only once `replicas` replicas have
-    /// it, waiting at most `timeout` (Redis `WAIT`); otherwise the write is a
+    /// Counts a write (logout, rotation) only once `replicas` replicas of the
+    /// node that took it have it, waiting at most `timeout` (Redis `WAIT`, in
+    /// one pipeline with the write); otherwise the write is a
     /// [`StoreError`] (503), to be tried again. Replication is asynchronous:
     /// without this, a primary that fails right after a logout can take the
     /// logout with it when its replica takes over. Off by default.
@@ -291,9 +293,7 @@ impl RedisStore {
     /// Runs `command` once Redis's eviction policy is known to be safe.
     fn run<T: redis::FromRedisValue + Send + 'static>(&self, command: Command) -> StoreFuture<T> {
         let (link, policy) = (self.link.clone(), self.policy.clone());
-        let replicas = self
-            .replicas
-            .filter(|_| matches!(command, Command::Script(..)));
+        let replicas = self.replicas;
         StoreFuture::pending(async move {
             let checked = policy.ok_at.load(Ordering::Relaxed);
             if now_secs().saturating_sub(checked) >= POLICY_RECHECK.as_secs() {
@@ -302,23 +302,17 @@ impl RedisStore {
             let mut connection = link.conn().await.map_err(store_error)?;
             // Once more after a dropped connection, so the first request after
             // an outage does not fail.
-            let answer = match command.run(&mut connection).await {
-                Err(e) if worth_retrying(&e) => command.run(&mut connection).await,
+            let (answer, acked) = match command.run(&mut connection, replicas).await {
+                Err(e) if worth_retrying(&e) => command.run(&mut connection, replicas).await,
                 other => other,
             }
             .map_err(store_error)?;
-            if let Some((count, timeout)) = replicas {
-                let acked: i64 = redis::cmd("WAIT")
-                    .arg(count)
-                    .arg(timeout.as_millis() as u64)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(store_error)?;
-                if acked < i64::from(count) {
-                    return Err(StoreError::new(format!(
-                        "the write reached {acked} replicas of the {count} required"
-                    )));
-                }
+            if let (Some((count, _)), Some(acked)) = (replicas, acked)
+                && acked < i64::from(count)
+            {
+                return Err(StoreError::new(format!(
+                    "the write reached {acked} replicas of the {count} required"
+                )));
             }
             Ok(answer)
         })
@@ -353,15 +347,44 @@ enum Command {
 }
 
 impl Command {
-    async fn run<T: redis::FromRedisValue>(&self, connection: &mut Conn) -> redis::RedisResult<T> {
-        match self {
-            Command::Plain(command) => command.query_async(connection).await,
-            Command::Script(script, key, args) => {
+    /// The command's answer and, for a write that waits for `replicas`, how
+    /// many replicas have it. The write and its `WAIT` go in one pipeline, so
+    /// both reach the same node on the same connection: asked on its own, a
+    /// cluster client sends `WAIT` to whichever primaries its map names (a
+    /// stale map after a failover: one that did not take the write, whose
+    /// replicas then vouch for it).
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut Conn,
+        replicas: Option<(u32, Duration)>,
+    ) -> redis::RedisResult<(T, Option<i64>)> {
+        match (self, replicas) {
+            (Command::Plain(command), _) => Ok((command.query_async(connection).await?, None)),
+            (Command::Script(script, key, args), None) => {
                 let mut invocation = script.key(key);
                 for arg in args {
                     invocation.arg(arg);
                 }
-                invocation.invoke_async(connection).await
+                Ok((invocation.invoke_async(connection).await?, None))
+            }
+            (Command::Script(script, key, args), Some((wanted, timeout))) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(1)
+                    .arg(key)
+                    .arg(args)
+                    .cmd("WAIT")
+                    .arg(wanted)
+                    .arg(timeout.as_millis() as u64);
+                let (answer, acked) = match pipe.query_async(connection).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        script.load_async(connection).await?;
+                        pipe.query_async(connection).await?
+                    }
+                    other => other?,
+                };
+                Ok((answer, Some(acked)))
             }
         }
     }
