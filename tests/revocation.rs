@@ -257,6 +257,38 @@ async fn a_redis_write_waits_for_a_replica() {
     store_suite(&store).await;
 }
 
+/// A write waiting for a replica (`WAIT` blocks its connection) holds up no
+/// check: checks go on other connections.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_for_a_replica_holds_up_no_check() {
+    let Some(primary) = Redis::start() else {
+        return;
+    };
+    // The scripts loaded first, so the write below waits once.
+    let plain = tower_authx::RedisStore::new(&primary.url()).unwrap();
+    plain
+        .revoke(&record("x", "t", None), in_secs(60))
+        .await
+        .unwrap();
+    // Commands may take 10 s here, so the WAIT (5 s) is what ends the write.
+    let store = tower_authx::RedisStore::with_timeout(&primary.url(), Duration::from_secs(10))
+        .unwrap()
+        .wait_for_replicas(1, Duration::from_secs(5));
+    assert!(!store.is_revoked(&record("r", "t", None)).await.unwrap());
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.revoke(&record("w", "t", None), in_secs(60)).await })
+    };
+    // Long enough for the write to reach its WAIT, far shorter than the WAIT.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        assert!(!store.is_revoked(&record("r", "t", None)).await.unwrap());
+    }
+    assert!(!waiting.is_finished(), "the write is still waiting");
+    assert!(waiting.await.unwrap().is_err(), "no replica: not counted");
+}
+
 #[tokio::test]
 async fn the_memory_store_is_bounded_and_forgets_expired_entries() {
     let store = MemoryStore::with_capacity(3);

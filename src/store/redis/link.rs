@@ -19,7 +19,11 @@ use crate::store::StoreError;
 /// Where commands go.
 #[derive(Clone)]
 pub(super) enum Link {
-    Node(ConnectionManager),
+    /// A connection, and what opened it (for a twin).
+    Node(
+        ConnectionManager,
+        Arc<(redis::Client, ConnectionManagerConfig)>,
+    ),
     /// Connected on first use (Redis may be down when the service starts).
     Cluster(Arc<(ClusterClient, OnceCell<ClusterConnection>)>),
 }
@@ -48,9 +52,26 @@ impl Link {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(200));
-        ConnectionManager::new_lazy_with_config(client, config)
-            .map(Link::Node)
+        Link::node(Arc::new((client, config)))
+    }
+
+    fn node(opener: Arc<(redis::Client, ConnectionManagerConfig)>) -> Result<Link, StoreError> {
+        ConnectionManager::new_lazy_with_config(opener.0.clone(), opener.1.clone())
+            .map(|manager| Link::Node(manager, opener))
             .map_err(|e| StoreError::new(e.to_string()))
+    }
+
+    /// Another link to the same Redis, on connections of its own: `WAIT`
+    /// blocks the connection it is sent on, and the reads multiplexed there
+    /// with it, until the replicas answer or the timeout passes.
+    pub(super) fn twin(&self) -> Result<Link, StoreError> {
+        match self {
+            Link::Node(_, opener) => Link::node(opener.clone()),
+            Link::Cluster(cluster) => Ok(Link::Cluster(Arc::new((
+                cluster.0.clone(),
+                OnceCell::new(),
+            )))),
+        }
     }
 
     /// A cluster reached through any of `nodes`.
@@ -82,7 +103,7 @@ impl Link {
 
     pub(super) async fn conn(&self) -> redis::RedisResult<Conn> {
         match self {
-            Link::Node(connection) => Ok(Conn::Node(connection.clone())),
+            Link::Node(connection, _) => Ok(Conn::Node(connection.clone())),
             Link::Cluster(cluster) => cluster
                 .1
                 .get_or_try_init(|| cluster.0.get_async_connection())

@@ -60,6 +60,9 @@ pub struct RedisStore {
     view: Option<ViewSettings>,
     /// Replicas that must have every write before it counts, and how long to wait.
     replicas: Option<(u32, Duration)>,
+    /// Where writes that wait for replicas go: connections of their own, so
+    /// a `WAIT` never holds up the checks.
+    writes: Option<Link>,
 }
 
 /// The local view as configured, started on first use (within the runtime).
@@ -102,7 +105,7 @@ impl RedisStore {
     /// a managed cluster's single endpoint) gives a cluster store seeded by it.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
         let mut store = RedisStore::new(url)?;
-        if let Link::Node(_) = store.link
+        if let Link::Node(..) = store.link
             && store.link.is_cluster_node().await?
         {
             store = RedisStore::cluster([url])?;
@@ -144,6 +147,7 @@ impl RedisStore {
             policy: Arc::default(),
             view: None,
             replicas: None,
+            writes: None,
         }
     }
 
@@ -186,9 +190,18 @@ impl RedisStore {
     /// [`StoreError`] (503), to be tried again. Replication is asynchronous:
     /// without this, a primary that fails right after a logout can take the
     /// logout with it when its replica takes over. Off by default.
+    ///
+    /// Writes then go on connections of their own (`WAIT` blocks the
+    /// connection it is sent on), so a shard without a replica slows its
+    /// writes, never the checks. Keep `timeout` below the store's command
+    /// timeout (1 s unless [`with_timeout`](Self::with_timeout)), which
+    /// otherwise ends the write first.
     #[must_use]
     pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
         self.replicas = (replicas > 0).then_some((replicas, timeout));
+        // A twin cannot fail where the link itself was made; if it did, the
+        // writes would share the checks' connections, as before.
+        self.writes = self.replicas.and_then(|_| self.link.twin().ok());
         self
     }
 
@@ -292,7 +305,11 @@ impl RedisStore {
 
     /// Runs `command` once Redis's eviction policy is known to be safe.
     fn run<T: redis::FromRedisValue + Send + 'static>(&self, command: Command) -> StoreFuture<T> {
-        let (link, policy) = (self.link.clone(), self.policy.clone());
+        let link = match (&self.writes, &command) {
+            (Some(writes), Command::Script(..)) => writes.clone(),
+            _ => self.link.clone(),
+        };
+        let policy = self.policy.clone();
         let replicas = self.replicas;
         StoreFuture::pending(async move {
             let checked = policy.ok_at.load(Ordering::Relaxed);
@@ -377,6 +394,8 @@ impl Command {
                     .cmd("WAIT")
                     .arg(wanted)
                     .arg(timeout.as_millis() as u64);
+                // A node without the script (restarted, promoted) refuses the
+                // first EVALSHA; its WAIT is then waited out once more.
                 let (answer, acked) = match pipe.query_async(connection).await {
                     Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                         script.load_async(connection).await?;
