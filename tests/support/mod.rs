@@ -340,20 +340,10 @@ impl Redis {
     /// Makes this server a replica of `primary` and waits until the primary
     /// counts it online.
     pub fn follow(&self, primary: &Redis) {
-        let cli = |port: u16, args: &[&str]| {
-            let out = std::process::Command::new("redis-cli")
-                .args(["-p", &port.to_string()])
-                .args(args)
-                .output()
-                .expect("redis-cli");
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
-        cli(
-            self.port,
-            &["REPLICAOF", "127.0.0.1", &primary.port.to_string()],
-        );
+        let primary_port = primary.port.to_string();
+        redis_cli(self.port, &["REPLICAOF", "127.0.0.1", &primary_port]);
         for _ in 0..400 {
-            if cli(primary.port, &["INFO", "replication"]).contains("state=online") {
+            if redis_cli(primary.port, &["INFO", "replication"]).contains("state=online") {
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -549,12 +539,7 @@ impl RedisCluster {
 
     /// `redis-cli -p port args...`, its output.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let out = std::process::Command::new("redis-cli")
-            .args(["-p", &port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        redis_cli(port, args)
     }
 
     /// Every node's URL, comma-separated: what `REDIS_URL` takes for a cluster.
@@ -593,8 +578,7 @@ impl RedisCluster {
                 matches!((lo.parse::<u16>(), hi.parse::<u16>()), (Ok(lo), Ok(hi)) if (lo..=hi).contains(&slot))
             });
             if owns {
-                let addr = fields[1].split('@').next().unwrap();
-                return addr.rsplit(':').next().unwrap().parse().unwrap();
+                return node_port(fields[1]);
             }
         }
         panic!("no primary holds slot {slot}");
@@ -602,30 +586,18 @@ impl RedisCluster {
 
     /// The port of a replica of the primary that holds `key`.
     pub fn replica_of(&self, key: &str) -> u16 {
-        let primary = self.primary_of(key);
+        let primary = format!("127.0.0.1:{}@", self.primary_of(key));
         let nodes = self.cli(self.live_ports()[0], &["CLUSTER", "NODES"]);
-        let node_id = |port: u16| {
-            nodes
-                .lines()
-                .find(|line| {
-                    line.split(' ')
-                        .nth(1)
-                        .is_some_and(|a| a.starts_with(&format!("127.0.0.1:{port}@")))
-                })
-                .map(|line| line.split(' ').next().unwrap().to_owned())
-        };
-        let primary_id = node_id(primary).expect("the primary is listed");
-        self.live_ports()
-            .into_iter()
-            .find(|port| {
-                nodes.lines().any(|line| {
-                    let fields: Vec<&str> = line.split(' ').collect();
-                    Some(fields[0].to_owned()) == node_id(*port)
-                        && fields[2].contains("slave")
-                        && fields[3] == primary_id
-                })
-            })
-            .expect("the primary has a replica")
+        let rows: Vec<Vec<&str>> = nodes.lines().map(|l| l.split(' ').collect()).collect();
+        let primary_id = rows
+            .iter()
+            .find(|row| row[1].starts_with(&primary))
+            .expect("the primary is listed")[0];
+        let replica = rows
+            .iter()
+            .find(|row| row[2].contains("slave") && row[3] == primary_id)
+            .expect("the primary has a replica");
+        node_port(replica[1])
     }
 
     /// Starts the node on `port` again (it rejoins with its cluster
@@ -644,6 +616,22 @@ impl RedisCluster {
             let _ = child.wait();
         }
     }
+}
+
+/// `redis-cli -p port args...`, its output.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The port in a `CLUSTER NODES` address (`host:port@bus`).
+fn node_port(address: &str) -> u16 {
+    let addr = address.split('@').next().unwrap();
+    addr.rsplit(':').next().unwrap().parse().unwrap()
 }
 
 impl Drop for RedisCluster {

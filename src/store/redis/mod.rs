@@ -8,11 +8,12 @@ mod link;
 mod scripts;
 mod view;
 
-use redis::{ErrorKind, ServerErrorKind};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use redis::{ErrorKind, ServerErrorKind};
 
 use self::link::{Conn, Link, PolicyWatch, check_policy};
 use self::view::{LocalView, spawn_feed, subject_of};
