@@ -23,7 +23,7 @@ pub struct MissingAuthLayer {
 impl fmt::Display for MissingAuthLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (extractor, layer) = if self.optional {
-            ("Option<Claims>", "RequireAuthLayer::optional(authx)")
+            ("Option<Claims>", "OptionalAuthLayer::new(authx)")
         } else {
             ("Claims", "RequireAuthLayer::new(authx)")
         };
@@ -68,7 +68,7 @@ where
 }
 
 /// `Option<Claims<E>>`: `None` when an optional guard
-/// ([`RequireAuthLayer::optional`](crate::RequireAuthLayer::optional)) saw no
+/// ([`OptionalAuthLayer`](crate::OptionalAuthLayer)) saw no
 /// credential at all. A bad credential never reaches the handler.
 impl<S, E> OptionalFromRequestParts<S> for Claims<E>
 where

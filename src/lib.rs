@@ -96,8 +96,8 @@ pub use keys::{Algorithm, Key, KeySet};
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
 pub use keys::{KeysHealth, RemoteJwks};
 pub use layer::{
-    RequireAuth, RequireAuthLayer, RequireFresh, RequireFreshLayer, RequireScopes,
-    RequireScopesLayer,
+    OptionalAuth, OptionalAuthLayer, RequireAuth, RequireAuthLayer, RequireFresh,
+    RequireFreshLayer, RequireScopes, RequireScopesLayer,
 };
 pub use policy::{Requirement, Scopes};
 pub use reject::{Refusal, Reject};

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use crate::error::AuthError;
 use crate::keys::Key;
-use crate::policy::Requirement;
 
 /// What the guards' configuration tells an observation: where the metric
 /// handles are, how issuers are labelled, whether spans name the subject.
@@ -91,7 +90,7 @@ pub(crate) struct Meters {
     verify: [std::sync::OnceLock<metrics::Histogram>; LAYER_KINDS],
 }
 
-/// `Requirement::kind`'s values.
+/// `Admission::kind`'s values.
 #[cfg(feature = "metrics")]
 const LAYER_KINDS: usize = 4;
 
@@ -155,13 +154,13 @@ pub(crate) struct Observation {
 
 impl Observation {
     #[inline]
-    pub(crate) fn start(requirement: &Requirement) -> Observation {
+    pub(crate) fn start(kind: &'static str) -> Observation {
         #[cfg(not(feature = "metrics"))]
-        let _ = requirement;
+        let _ = kind;
         #[cfg(feature = "metrics")]
         let span = tracing::info_span!(
             "authx.verify",
-            layer = requirement.kind(),
+            layer = kind,
             outcome = tracing::field::Empty,
             reason = tracing::field::Empty,
             alg = tracing::field::Empty,
@@ -181,7 +180,7 @@ impl Observation {
             #[cfg(feature = "metrics")]
             started: timed(),
             #[cfg(feature = "metrics")]
-            layer: requirement.kind(),
+            layer: kind,
             #[cfg(feature = "metrics")]
             span,
         }

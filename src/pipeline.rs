@@ -29,7 +29,7 @@ use crate::dpop::{DpopCheck, Proof, check_binding, replay_verdict};
 use crate::error::{AuthError, CsrfFailure, InvalidToken};
 use crate::keys::{KeyFuture, KeySource};
 use crate::observe::{Meters, Notes, Observed, store_answered};
-use crate::policy::Requirement;
+use crate::policy::{Admission, Requirement};
 use crate::request::RequestHead;
 use crate::source::Sources;
 use crate::store::{RevocationStore, StoreError, StoreFuture, TokenRecord};
@@ -251,10 +251,11 @@ impl Pipeline {
     /// Authorizes `req` for `requirement` as far as can be done now.
     pub(crate) fn start<E: ClaimsExtra, B>(
         &self,
-        requirement: &Requirement,
+        admission: &Admission,
         req: &mut Request<B>,
         notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
+        let requirement = admission.requirement();
         let now = NumericDate::now();
         if let Some(claims) = req.extensions().get::<Claims<E>>()
             && req.extensions().get::<VerifiedBy>() == Some(&self.verified_by::<E>())
@@ -273,7 +274,7 @@ impl Pipeline {
             .find(RequestHead::of(req), requirement.token_type())
         {
             Ok(found) => found,
-            Err(AuthError::MissingToken) if requirement.is_optional() => {
+            Err(AuthError::MissingToken) if admission.lets_anonymous_in() => {
                 req.extensions_mut().insert(Anonymous);
                 return Ok(None);
             }

@@ -28,7 +28,6 @@ pub struct Requirement {
     token_type: Option<TokenType>,
     fresh: bool,
     scopes: Option<Scopes>,
-    optional: bool,
 }
 
 /// Scopes a route requires: all of them, or any one.
@@ -46,7 +45,6 @@ impl Requirement {
             token_type,
             fresh,
             scopes: None,
-            optional: false,
         }
     }
 
@@ -95,19 +93,6 @@ impl Requirement {
         self
     }
 
-    /// Lets requests without any credential through, without claims (optional
-    /// authentication). A credential that is present must still pass.
-    #[must_use]
-    pub const fn optional(mut self) -> Self {
-        self.optional = true;
-        self
-    }
-
-    /// Whether requests without a credential pass.
-    pub const fn is_optional(&self) -> bool {
-        self.optional
-    }
-
     /// The token type required, if any.
     pub const fn token_type(&self) -> Option<TokenType> {
         self.token_type
@@ -119,14 +104,14 @@ impl Requirement {
     }
 
     /// The kind of guard this is, for metrics and traces: `require_scopes`,
-    /// `require_fresh`, `optional` or `require_auth`.
+    /// `require_fresh` or `require_auth`. (Optional authentication is not a
+    /// requirement but a guard of its own, `OptionalAuth`: a request without
+    /// a credential can never be let through by a requirement.)
     pub const fn kind(&self) -> &'static str {
         if self.scopes.is_some() {
             "require_scopes"
         } else if self.fresh {
             "require_fresh"
-        } else if self.optional {
-            "optional"
         } else {
             "require_auth"
         }
@@ -166,5 +151,42 @@ impl Requirement {
             }
         }
         Ok(())
+    }
+}
+
+/// What a guard admits: requests that meet a [`Requirement`], or (optional
+/// authentication, a kind of its own so that no requirement can carry it)
+/// requests without any credential, anonymously, besides those with a valid
+/// access token. No requirement built any way lets a request without a
+/// credential through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    Required(Requirement),
+    Optional,
+}
+
+/// What a credential that an optional guard finds must be.
+static OPTIONAL_CREDENTIAL: Requirement = Requirement::access();
+
+impl Admission {
+    /// What a credential that is present must meet.
+    pub(crate) fn requirement(&self) -> &Requirement {
+        match self {
+            Admission::Required(requirement) => requirement,
+            Admission::Optional => &OPTIONAL_CREDENTIAL,
+        }
+    }
+
+    /// Whether a request without any credential goes in (without claims).
+    pub(crate) const fn lets_anonymous_in(&self) -> bool {
+        matches!(self, Admission::Optional)
+    }
+
+    /// The guard's kind for metrics and traces: the requirement's, or `optional`.
+    pub(crate) const fn kind(&self) -> &'static str {
+        match self {
+            Admission::Required(requirement) => requirement.kind(),
+            Admission::Optional => "optional",
+        }
     }
 }

@@ -121,7 +121,7 @@ async fn optional_claims_are_none_without_a_token_and_bad_tokens_still_fail() {
     let server = serve(
         Router::new()
             .route("/", get(maybe))
-            .layer(RequireAuthLayer::optional(authx.clone())),
+            .layer(tower_authx::OptionalAuthLayer::new(authx.clone())),
     )
     .await;
     assert_eq!(server.get("/").send().await.text(), "anonymous");

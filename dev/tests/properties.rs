@@ -301,3 +301,83 @@ proptest! {
         prop_assert_eq!(dpop::accepted(&setup, &proof), model, "{}", claims);
     }
 }
+
+/// A requirement built through the public API from random parts: a base,
+/// then scopes (all or any, possibly none, possibly empty names).
+fn requirement_from(base: u8, scopes: Option<(bool, Vec<String>)>) -> Requirement {
+    let requirement = match base % 4 {
+        0 => Requirement::access(),
+        1 => Requirement::fresh(),
+        2 => Requirement::refresh(),
+        _ => Requirement::any_type(),
+    };
+    match scopes {
+        Some((true, scopes)) => requirement.all_scopes(scopes),
+        Some((false, scopes)) => requirement.any_scope(scopes),
+        None => requirement,
+    }
+}
+
+/// Whether the inner service ran behind `layer` for a request with no credential.
+fn anonymous_reaches_inner<L>(layer: L) -> bool
+where
+    L: Layer<
+        tower::util::ServiceFn<
+            fn(
+                Request<Full<Bytes>>,
+            ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+        >,
+    >,
+    L::Service: tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<tower_authx::layer::ResponseBody<Full<Bytes>>>,
+            Error = Infallible,
+        >,
+{
+    fn inner(
+        _req: Request<Full<Bytes>>,
+    ) -> std::future::Ready<Result<Response<Full<Bytes>>, Infallible>> {
+        let mut res = Response::new(Full::<Bytes>::default());
+        res.headers_mut()
+            .insert("x-inner", http::HeaderValue::from_static("1"));
+        std::future::ready(Ok(res))
+    }
+    let service = layer.layer(service_fn(inner as fn(_) -> _));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let req = Request::get("/admin")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = runtime.block_on(service.oneshot(req)).unwrap();
+    res.headers().contains_key("x-inner")
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// No requirement, however built, lets a request without any credential
+    /// reach the service: only the optional kind does (issue: an optional
+    /// admin gate let anonymous requests through).
+    #[test]
+    fn no_requirement_lets_an_anonymous_request_in(
+        base in any::<u8>(),
+        scopes in proptest::option::of((any::<bool>(), proptest::collection::vec("[a-z:*]{0,8}", 0..4))),
+    ) {
+        let requirement = requirement_from(base, scopes.clone());
+        prop_assert!(!anonymous_reaches_inner(RequireAuthLayer::with_requirement(authx(), requirement)));
+        if let Some((all, scopes)) = scopes {
+            let layer = if all {
+                tower_authx::RequireScopesLayer::all(authx(), scopes)
+            } else {
+                tower_authx::RequireScopesLayer::any(authx(), scopes)
+            };
+            prop_assert!(!anonymous_reaches_inner(layer));
+        }
+        prop_assert!(!anonymous_reaches_inner(tower_authx::RequireFreshLayer::new(authx())));
+        prop_assert!(!anonymous_reaches_inner(RequireAuthLayer::refresh(authx())));
+        prop_assert!(!anonymous_reaches_inner(RequireAuthLayer::any_type(authx())));
+        // The one kind that lets anonymous requests in says so in its name.
+        prop_assert!(anonymous_reaches_inner(tower_authx::OptionalAuthLayer::new(authx())));
+    }
+}

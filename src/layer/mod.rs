@@ -8,12 +8,14 @@
 
 mod body;
 mod future;
+mod optional_auth;
 mod require_auth;
 mod require_fresh;
 mod require_scopes;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
+pub use optional_auth::{OptionalAuth, OptionalAuthLayer};
 pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use require_fresh::{RequireFresh, RequireFreshLayer};
 pub use require_scopes::{RequireScopes, RequireScopesLayer};
@@ -23,7 +25,7 @@ use tower_service::Service;
 
 use crate::authx::AuthX;
 use crate::observe::{Observation, Outcome};
-use crate::policy::Requirement;
+use crate::policy::Admission;
 use crate::request::RequestHead;
 
 pub use crate::pipeline::ClaimsExtra;
@@ -58,7 +60,7 @@ fn is_cors_preflight<B: http_body::Body>(req: &Request<B>) -> bool {
 fn call_guarded<S, E, B>(
     inner: &mut S,
     authx: &AuthX,
-    requirement: &Requirement,
+    admission: &Admission,
     mut req: Request<B>,
 ) -> ResponseFuture<S, B, E>
 where
@@ -72,9 +74,9 @@ where
         // guard must see them to answer them.
         return ResponseFuture::inner(inner.call(req));
     }
-    let observation = Observation::start(requirement);
+    let observation = Observation::start(admission.kind());
     let started =
-        observation.in_span(|| pipeline.start::<E, B>(requirement, &mut req, &observation.notes));
+        observation.in_span(|| pipeline.start::<E, B>(admission, &mut req, &observation.notes));
     observation.decided_locally(pipeline);
     match started {
         Ok(None) => {
@@ -91,7 +93,7 @@ where
                 ready,
                 req,
                 authx.clone(),
-                requirement.clone(),
+                admission.requirement().clone(),
                 observation,
             )
         }

@@ -11,7 +11,7 @@ use tower_service::Service;
 use super::{ClaimsExtra, ResponseBody, ResponseFuture, call_guarded};
 use crate::authx::AuthX;
 use crate::claims::NoExtra;
-use crate::policy::Requirement;
+use crate::policy::{Admission, Requirement};
 
 /// Applies [`RequireAuth`]: by default, any valid access token.
 ///
@@ -26,7 +26,7 @@ use crate::policy::Requirement;
 #[must_use]
 pub struct RequireAuthLayer<E = NoExtra> {
     authx: AuthX,
-    requirement: Requirement,
+    admission: Admission,
     _claims: PhantomData<fn() -> E>,
 }
 
@@ -46,18 +46,17 @@ impl RequireAuthLayer<NoExtra> {
         Self::with_requirement(authx, Requirement::any_type())
     }
 
-    /// Verifies an access token when one is sent, and lets requests without
-    /// any credential through without claims (a present but bad token is still
-    /// refused). Handlers read `Option<Claims>`.
-    pub fn optional(authx: AuthX) -> Self {
-        Self::with_requirement(authx, Requirement::access().optional())
+    /// Requires whatever `requirement` says (every requirement needs a
+    /// credential; optional authentication is
+    /// [`OptionalAuthLayer`](super::OptionalAuthLayer)).
+    pub fn with_requirement(authx: AuthX, requirement: Requirement) -> Self {
+        Self::admitting(authx, Admission::Required(requirement))
     }
 
-    /// Requires whatever `requirement` says.
-    pub fn with_requirement(authx: AuthX, requirement: Requirement) -> Self {
+    pub(super) fn admitting(authx: AuthX, admission: Admission) -> Self {
         RequireAuthLayer {
             authx,
-            requirement,
+            admission,
             _claims: PhantomData,
         }
     }
@@ -69,7 +68,7 @@ impl<E> RequireAuthLayer<E> {
     pub fn with_claims<E2>(self) -> RequireAuthLayer<E2> {
         RequireAuthLayer {
             authx: self.authx,
-            requirement: self.requirement.clone(),
+            admission: self.admission.clone(),
             _claims: PhantomData,
         }
     }
@@ -79,7 +78,7 @@ impl<E> Clone for RequireAuthLayer<E> {
     fn clone(&self) -> Self {
         RequireAuthLayer {
             authx: self.authx.clone(),
-            requirement: self.requirement.clone(),
+            admission: self.admission.clone(),
             _claims: PhantomData,
         }
     }
@@ -88,7 +87,7 @@ impl<E> Clone for RequireAuthLayer<E> {
 impl<E> std::fmt::Debug for RequireAuthLayer<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequireAuthLayer")
-            .field("requirement", &self.requirement)
+            .field("admission", &self.admission)
             .finish_non_exhaustive()
     }
 }
@@ -100,7 +99,7 @@ impl<S, E> Layer<S> for RequireAuthLayer<E> {
         RequireAuth {
             inner,
             authx: self.authx.clone(),
-            requirement: self.requirement.clone(),
+            admission: self.admission.clone(),
             _claims: PhantomData,
         }
     }
@@ -112,7 +111,7 @@ impl<S, E> Layer<S> for RequireAuthLayer<E> {
 pub struct RequireAuth<S, E = NoExtra> {
     inner: S,
     authx: AuthX,
-    requirement: Requirement,
+    admission: Admission,
     _claims: PhantomData<fn() -> E>,
 }
 
@@ -145,7 +144,7 @@ impl<S: Clone, E> Clone for RequireAuth<S, E> {
         RequireAuth {
             inner: self.inner.clone(),
             authx: self.authx.clone(),
-            requirement: self.requirement.clone(),
+            admission: self.admission.clone(),
             _claims: PhantomData,
         }
     }
@@ -155,7 +154,7 @@ impl<S: std::fmt::Debug, E> std::fmt::Debug for RequireAuth<S, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequireAuth")
             .field("inner", &self.inner)
-            .field("requirement", &self.requirement)
+            .field("admission", &self.admission)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +177,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        call_guarded::<S, E, ReqBody>(&mut self.inner, &self.authx, &self.requirement, req)
+        call_guarded::<S, E, ReqBody>(&mut self.inner, &self.authx, &self.admission, req)
     }
 }
