@@ -13,6 +13,7 @@
 //!
 //! ```sh
 //! openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out issuer.pem
+//! export JWT_ISSUER=http://127.0.0.1:8000
 //! JWT_ALGORITHM=ES256 JWT_PRIVATE_KEY_FILE=issuer.pem cargo run --example fresh_token &
 //! JWKS_URL=http://127.0.0.1:8000/.well-known/jwks.json PORT=8001 \
 //!     cargo run --example resource_server --features remote-keys
@@ -24,7 +25,7 @@
 //! OAuth's `scope` string, `scp`, or AuthX's `scopes`.
 //!
 //! `HOST` (127.0.0.1), `PORT` (8001); `OIDC_ISSUER` (one or more, comma-separated)
-//! or `JWKS_URL`; `AUDIENCE` (optional: tokens must then name it); `JWKS_REFRESH_SECS`
+//! or `JWKS_URL` with `JWT_ISSUER` (the `iss` its tokens carry); `AUDIENCE` (optional: tokens must then name it); `JWKS_REFRESH_SECS`
 //! (300) and `JWKS_MIN_REFETCH_SECS` (10) tune the key cache; `SSL_CERT_FILE` adds a
 //! trusted root; `JWT_VERIFIED_CACHE` and `REDIS_URL` as in every example.
 //!
@@ -86,7 +87,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             AuthXConfig::from_issuers(trusted)
         }
         (Err(_), Ok(url)) => {
-            let config = AuthXConfig::from_jwks(tune(RemoteJwks::new(&url)?)?);
+            // A key set may serve many issuers: name the one we trust.
+            let iss = std::env::var("JWT_ISSUER")
+                .ok()
+                .filter(|iss| !iss.is_empty())
+                .ok_or("JWKS_URL needs JWT_ISSUER: the iss of the tokens to accept (fresh_token writes it when started with the same JWT_ISSUER)")?;
+            let config = AuthXConfig::from_jwks(tune(RemoteJwks::new(&url)?)?).issuer(iss);
             match &audience {
                 Some(audience) => config.audience(audience),
                 None => config,

@@ -68,6 +68,8 @@ impl AuthX {
             }
             tracing::warn!(alg = %key.alg, "tower-authx: using an HMAC secret too short to be safe");
         }
+        #[cfg(feature = "remote-keys")]
+        check_trust(&config)?;
         config.keys.name_keys()?;
         let jwks = jwks(&config.keys)?;
         if config.max_token_len == 0 {
@@ -138,7 +140,7 @@ impl AuthX {
             )
         };
         #[cfg(feature = "remote-keys")]
-        let trust = if !config.issuers.is_empty() {
+        let trust = if config.by_issuers {
             let issuers = std::mem::take(&mut config.issuers);
             Trust::Issuers(
                 issuers
@@ -397,6 +399,57 @@ impl fmt::Debug for AuthX {
             .field("can_sign", &self.inner.issuing.signer.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// Whom a verify-only configuration trusts must be said, once: a JWKS may
+/// serve many issuers, and settings that would be silently dropped are errors.
+#[cfg(feature = "remote-keys")]
+fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
+    if config.by_issuers {
+        if config.issuers.is_empty() {
+            return Err(ConfigError::new("from_issuers needs at least one Issuer"));
+        }
+        if config.issuer.is_some() || !config.audience.is_empty() {
+            return Err(ConfigError::new(
+                "with from_issuers, set the audience on each Issuer (Issuer::audience); \
+                 AuthXConfig::issuer and AuthXConfig::audience would be ignored",
+            ));
+        }
+        if config.any_issuer {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer contradicts from_issuers, which names the issuers",
+            ));
+        }
+        for (i, issuer) in config.issuers.iter().enumerate() {
+            if config.issuers[..i]
+                .iter()
+                .any(|other| other.iss == issuer.iss)
+            {
+                return Err(ConfigError::new(format!(
+                    "two issuers share the iss {:?}: one would shadow the other",
+                    issuer.iss
+                )));
+            }
+        }
+    } else if config.any_issuer {
+        if config.remote.is_none() {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer applies to from_jwks only",
+            ));
+        }
+        if config.issuer.is_some() {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer contradicts AuthXConfig::issuer",
+            ));
+        }
+    } else if config.remote.is_some() && config.issuer.is_none() {
+        return Err(ConfigError::new(
+            "a JWKS may serve many issuers (every tenant of a multi-tenant identity provider): \
+             name the one whose tokens you accept with AuthXConfig::issuer, or opt out with \
+             AuthXConfig::danger_accept_any_issuer",
+        ));
+    }
+    Ok(())
 }
 
 /// AuthX's "no token" wording, one sentence per configured location that the

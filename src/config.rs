@@ -51,6 +51,12 @@ pub struct AuthXConfig {
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
     #[cfg(feature = "remote-keys")]
     pub(crate) issuers: Vec<crate::issuer::Issuer>,
+    /// `from_issuers` was called (with however many issuers).
+    #[cfg(feature = "remote-keys")]
+    pub(crate) by_issuers: bool,
+    /// Remote keys may vouch for tokens of any `iss` (an explicit opt-out).
+    #[cfg(feature = "remote-keys")]
+    pub(crate) any_issuer: bool,
 }
 
 impl AuthXConfig {
@@ -86,11 +92,21 @@ impl AuthXConfig {
             remote: None,
             #[cfg(feature = "remote-keys")]
             issuers: Vec::new(),
+            #[cfg(feature = "remote-keys")]
+            by_issuers: false,
+            #[cfg(feature = "remote-keys")]
+            any_issuer: false,
         }
     }
 
     /// A resource server's configuration: verifies with the keys of an issuer's
     /// JWKS only (it cannot issue tokens).
+    ///
+    /// Name the issuer whose tokens you accept with [`issuer`](Self::issuer):
+    /// one key set often serves many issuers (every tenant of a multi-tenant
+    /// identity provider signs with the same keys), so [`AuthX::new`](crate::AuthX::new)
+    /// refuses this configuration without it, unless you opt out with
+    /// [`danger_accept_any_issuer`](Self::danger_accept_any_issuer).
     #[cfg(feature = "remote-keys")]
     #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
     pub fn from_jwks(remote: crate::keys::RemoteJwks) -> Self {
@@ -107,7 +123,21 @@ impl AuthXConfig {
     pub fn from_issuers(issuers: impl IntoIterator<Item = crate::issuer::Issuer>) -> Self {
         let mut config = AuthXConfig::new(KeySet::verify_only([]));
         config.issuers = issuers.into_iter().collect();
+        config.by_issuers = true;
         config
+    }
+
+    /// Accepts tokens of any `iss` (or none) signed by the keys of
+    /// [`from_jwks`](Self::from_jwks). Dangerous where the keys serve more
+    /// than one issuer: every tenant of a multi-tenant identity provider then
+    /// gets in. Only for a JWKS that you know serves one issuer that writes
+    /// no `iss` (flask-jwt-extended or AuthX behind a JWKS of their own).
+    #[cfg(feature = "remote-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
+    #[must_use]
+    pub fn danger_accept_any_issuer(mut self) -> Self {
+        self.any_issuer = true;
+        self
     }
 
     /// HS256 with `secret`, as AuthX's `JWT_SECRET_KEY`.
@@ -137,6 +167,8 @@ impl AuthXConfig {
     }
 
     /// The issuer written into tokens and required of every token verified.
+    /// (With [`from_issuers`](Self::from_issuers), each [`Issuer`](crate::Issuer)
+    /// names its own: setting this too is a configuration error.)
     #[must_use]
     pub fn issuer(mut self, iss: impl Into<String>) -> Self {
         self.issuer = Some(iss.into());
@@ -145,6 +177,8 @@ impl AuthXConfig {
 
     /// An audience we accept (call again for more); the tokens we issue name them
     /// all. Without one, tokens carrying any `aud` are refused (RFC 8725 3.9).
+    /// (With [`from_issuers`](Self::from_issuers), audiences are set per
+    /// [`Issuer`](crate::Issuer): setting one here too is a configuration error.)
     #[must_use]
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
         self.audience.push(aud.into());
@@ -317,8 +351,8 @@ impl AuthXConfig {
 
 impl fmt::Debug for AuthXConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthXConfig")
-            .field("keys", &self.keys)
+        let mut f = f.debug_struct("AuthXConfig");
+        f.field("keys", &self.keys)
             .field("access_lifetime", &self.access_lifetime)
             .field("refresh_lifetime", &self.refresh_lifetime)
             .field("leeway", &self.leeway)
@@ -337,7 +371,11 @@ impl fmt::Debug for AuthXConfig {
             .field("custom_grpc_rejection", &self.grpc_rejection.is_some())
             .field("custom_store", &self.store.is_some())
             .field("fail_open", &self.fail_open)
-            .field("dpop", &self.dpop)
-            .finish_non_exhaustive()
+            .field("dpop", &self.dpop);
+        #[cfg(feature = "remote-keys")]
+        f.field("remote", &self.remote)
+            .field("issuers", &self.issuers)
+            .field("any_issuer", &self.any_issuer);
+        f.finish_non_exhaustive()
     }
 }

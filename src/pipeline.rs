@@ -542,7 +542,10 @@ mod tests {
         // The resource server has never fetched the keys: the token's kid is
         // unknown until the refetch.
         let url = jwks_server(issuer.jwks().to_owned()).await;
-        let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
+        let resource = AuthX::new(
+            AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap()).danger_accept_any_issuer(),
+        )
+        .unwrap();
         let service =
             RequireAuthLayer::new(resource).layer(service_fn(|_req: Request<Full<Bytes>>| async {
                 Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))

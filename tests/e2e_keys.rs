@@ -11,12 +11,16 @@ use http::StatusCode;
 use support::{Server, header_of, key_fixture, private_key};
 use tower_authx::{Algorithm, AuthX, AuthXConfig};
 
+/// The `iss` the issuer example writes and the resource server requires.
+const ISSUER: &str = "http://issuer.test";
+
 async fn issuer(alg: &str, key: &str, previous: Option<&str>) -> Server {
     let key = key_fixture(key);
     let previous = previous.map(key_fixture);
     let mut env = vec![
         ("JWT_ALGORITHM", alg),
         ("JWT_PRIVATE_KEY_FILE", key.as_str()),
+        ("JWT_ISSUER", ISSUER),
     ];
     if let Some(previous) = &previous {
         env.push(("JWT_PREVIOUS_KEY_FILE", previous.as_str()));
@@ -43,6 +47,7 @@ async fn es256_issuer_on(port: &str, extra: &[(&str, &str)]) -> Server {
         ("PORT", port),
         ("JWT_ALGORITHM", "ES256"),
         ("JWT_PRIVATE_KEY_FILE", key.as_str()),
+        ("JWT_ISSUER", ISSUER),
     ];
     env.extend_from_slice(extra);
     Server::start("fresh_token", &env).await
@@ -50,7 +55,7 @@ async fn es256_issuer_on(port: &str, extra: &[(&str, &str)]) -> Server {
 
 async fn resource_server(issuer: &Server, extra: &[(&str, &str)]) -> Server {
     let url = format!("http://{}/.well-known/jwks.json", issuer.addr);
-    let mut env = vec![("JWKS_URL", url.as_str())];
+    let mut env = vec![("JWKS_URL", url.as_str()), ("JWT_ISSUER", ISSUER)];
     env.extend_from_slice(extra);
     Server::start("resource_server", &env).await
 }
@@ -195,9 +200,12 @@ async fn with_the_issuer_down_cached_keys_serve_and_unknown_kids_are_503() {
             .status,
         StatusCode::OK
     );
-    let other = AuthX::new(AuthXConfig::new(
-        private_key(Algorithm::ES256, "ec256_private.pem").with_kid("rotated-in-later"),
-    ))
+    let other = AuthX::new(
+        AuthXConfig::new(
+            private_key(Algorithm::ES256, "ec256_private.pem").with_kid("rotated-in-later"),
+        )
+        .issuer(ISSUER),
+    )
     .unwrap()
     .create_access_token("user1", true)
     .unwrap();

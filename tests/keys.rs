@@ -95,7 +95,10 @@ async fn an_unknown_kid_flood_causes_one_refetch_not_thousands() {
     .unwrap();
     let server = jwks_server(issuer.jwks().to_owned()).await;
     let (url, hits) = (server.url, server.hits);
-    let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
+    let resource = AuthX::new(
+        AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap()).danger_accept_any_issuer(),
+    )
+    .unwrap();
     let service = guarded(resource);
 
     let good = issuer.create_access_token("u", true).unwrap();
@@ -342,7 +345,10 @@ async fn a_fetched_jwks_with_hostile_ed25519_keys_never_panics_and_refuses_their
     let url = jwks_server(serde_json::json!({ "keys": keys }).to_string())
         .await
         .url;
-    let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
+    let resource = AuthX::new(
+        AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap()).danger_accept_any_issuer(),
+    )
+    .unwrap();
     let service = guarded(resource);
     let payload = format!(r#"{{"sub":"u","type":"access","exp":{}}}"#, now() + 60);
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
@@ -379,7 +385,8 @@ async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
     let remote = RemoteJwks::new(&url)
         .unwrap()
         .min_refetch_interval(Duration::from_secs(3));
-    let resource = AuthX::new(AuthXConfig::from_jwks(remote.clone())).unwrap();
+    let resource =
+        AuthX::new(AuthXConfig::from_jwks(remote.clone()).danger_accept_any_issuer()).unwrap();
     let service = guarded(resource);
     let status = |token: String| {
         let service = service.clone();
@@ -416,4 +423,96 @@ async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
     tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(status(rotated).await.status(), StatusCode::OK);
     assert_eq!(remote.health().keys, 1);
+}
+
+/// Two tenants of one identity provider: the same keys, different `iss`.
+fn tenant(name: &str) -> AuthX {
+    AuthX::new(
+        AuthXConfig::new(private_key(Algorithm::ES256, "ec256_private.pem"))
+            .issuer(format!("https://login.example/{name}")),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_jwks_configuration_names_its_issuer_and_other_tenants_of_the_keys_are_refused() {
+    let (mine, theirs) = (tenant("mine"), tenant("theirs"));
+    let server = jwks_server(mine.jwks().to_owned()).await;
+    let remote = || RemoteJwks::new(&server.url).unwrap();
+
+    let unnamed = AuthX::new(AuthXConfig::from_jwks(remote())).unwrap_err();
+    assert!(
+        unnamed.to_string().contains("danger_accept_any_issuer"),
+        "{unnamed}"
+    );
+    let service = guarded(
+        AuthX::new(AuthXConfig::from_jwks(remote()).issuer("https://login.example/mine")).unwrap(),
+    );
+    for (token, status) in [
+        (mine.create_access_token("u", true).unwrap(), StatusCode::OK),
+        (
+            theirs.create_access_token("u", true).unwrap(),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let res = service.clone().oneshot(bearer(&token)).await.unwrap();
+        assert_eq!(res.status(), status);
+    }
+    // The opt-out says what it does: any tenant gets in.
+    let any =
+        guarded(AuthX::new(AuthXConfig::from_jwks(remote()).danger_accept_any_issuer()).unwrap());
+    let theirs_token = theirs.create_access_token("u", true).unwrap();
+    assert_eq!(
+        any.oneshot(bearer(&theirs_token)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // ...and contradicts a named issuer, and means nothing without a JWKS.
+    assert!(
+        AuthX::new(
+            AuthXConfig::from_jwks(remote())
+                .issuer("https://login.example/mine")
+                .danger_accept_any_issuer()
+        )
+        .is_err()
+    );
+}
+
+#[tokio::test]
+async fn from_issuers_refuses_settings_it_would_drop_and_issuers_that_shadow_each_other() {
+    let issuer = |iss: &str| {
+        tower_authx::Issuer::new(iss, RemoteJwks::new("https://login.example/jwks").unwrap())
+    };
+    let cases = [
+        (
+            "issuer",
+            AuthXConfig::from_issuers([issuer("https://a")]).issuer("https://a"),
+        ),
+        (
+            "audience",
+            AuthXConfig::from_issuers([issuer("https://a")]).audience("api"),
+        ),
+        (
+            "shadow",
+            AuthXConfig::from_issuers([
+                issuer("https://a"),
+                issuer("https://b"),
+                issuer("https://a"),
+            ]),
+        ),
+        ("none", AuthXConfig::from_issuers([])),
+        (
+            "any",
+            AuthXConfig::from_issuers([issuer("https://a")]).danger_accept_any_issuer(),
+        ),
+    ];
+    for (case, config) in cases {
+        assert!(AuthX::new(config).is_err(), "{case}");
+    }
+    assert!(
+        AuthX::new(AuthXConfig::from_issuers([
+            issuer("https://a"),
+            issuer("https://b")
+        ]))
+        .is_ok()
+    );
 }

@@ -79,7 +79,7 @@ fn resource(c: &mut Criterion) {
         };
         let mut group = c.benchmark_group(format!("resource/{alg}/{backend}"));
         for (name, cache) in [("RequireAuth via JWKS", None), ("cache hit", Some(10_000))] {
-            let mut config = AuthXConfig::from_jwks(remote());
+            let mut config = AuthXConfig::from_jwks(remote()).danger_accept_any_issuer();
             if let Some(capacity) = cache {
                 config = config.verified_token_cache(capacity);
             }
@@ -102,7 +102,12 @@ fn resource(c: &mut Criterion) {
         group.sample_size(20);
         group.bench_function("cold start: TLS, fetch, first verification", |b| {
             b.iter_batched(
-                || RequireAuthLayer::new(AuthX::new(AuthXConfig::from_jwks(remote())).unwrap()),
+                || {
+                    RequireAuthLayer::new(
+                        AuthX::new(AuthXConfig::from_jwks(remote()).danger_accept_any_issuer())
+                            .unwrap(),
+                    )
+                },
                 |layer| {
                     let service = layer.layer(inner());
                     rt.block_on(service.oneshot(request(&token))).unwrap()

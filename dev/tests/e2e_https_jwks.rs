@@ -33,7 +33,7 @@ async fn keys_come_over_https_from_a_trusted_issuer_only() {
     let trusted = RemoteJwks::new(&url)
         .unwrap()
         .tls_config(client_trusting(pki.ca_der.clone()));
-    let resource = AuthX::new(AuthXConfig::from_jwks(trusted)).unwrap();
+    let resource = AuthX::new(AuthXConfig::from_jwks(trusted).danger_accept_any_issuer()).unwrap();
     assert_eq!(
         support::guarded_status(&resource, &token).await,
         StatusCode::OK
@@ -42,7 +42,8 @@ async fn keys_come_over_https_from_a_trusted_issuer_only() {
     // The platform's roots do not know the test CA: no keys, and a 503 (the
     // issuer's fault, not the token's), never a pass.
     let untrusted = RemoteJwks::new(&url).unwrap();
-    let resource = AuthX::new(AuthXConfig::from_jwks(untrusted)).unwrap();
+    let resource =
+        AuthX::new(AuthXConfig::from_jwks(untrusted).danger_accept_any_issuer()).unwrap();
     assert_eq!(
         support::guarded_status(&resource, &token).await,
         StatusCode::SERVICE_UNAVAILABLE
@@ -76,7 +77,10 @@ async fn ssl_cert_file_child() {
     ) else {
         return;
     };
-    let resource = AuthX::new(AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap())).unwrap();
+    let resource = AuthX::new(
+        AuthXConfig::from_jwks(RemoteJwks::new(&url).unwrap()).danger_accept_any_issuer(),
+    )
+    .unwrap();
     assert_eq!(
         support::guarded_status(&resource, &token).await,
         StatusCode::OK
@@ -316,7 +320,8 @@ async fn a_hostile_jwks_never_lets_a_token_through() {
             .unwrap()
             .timeout(std::time::Duration::from_secs(1))
             .tls_config(client_trusting(pki.ca_der.clone()));
-        let resource = AuthX::new(AuthXConfig::from_jwks(remote)).unwrap();
+        let resource =
+            AuthX::new(AuthXConfig::from_jwks(remote).danger_accept_any_issuer()).unwrap();
         let answered = support::guarded_status(&resource, token).await;
         assert!(
             answered == StatusCode::UNAUTHORIZED || answered == StatusCode::SERVICE_UNAVAILABLE,

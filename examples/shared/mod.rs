@@ -32,8 +32,17 @@ pub fn address(default_port: u16) -> Result<(String, u16), Box<dyn std::error::E
 /// - HS*: `JWT_SECRET_KEY` (default: the seed's `your-secret-key`, accepted with a warning);
 /// - RS*/PS*/ES*/EdDSA: `JWT_PRIVATE_KEY_FILE` (PEM) signs, with its RFC 7638 thumbprint as
 ///   `kid`; `JWT_PREVIOUS_KEY_FILE` (PEM, public or private; `JWT_PREVIOUS_ALGORITHM`, default
-///   the same) keeps verifying and being published after a rotation.
+///   the same) keeps verifying and being published after a rotation;
+/// - `JWT_ISSUER` (optional): the `iss` written into tokens and required of them.
 pub fn config_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
+    let config = keys_from_env()?;
+    Ok(match std::env::var("JWT_ISSUER") {
+        Ok(iss) if !iss.is_empty() => config.issuer(iss),
+        _ => config,
+    })
+}
+
+fn keys_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
     let alg: Algorithm = std::env::var("JWT_ALGORITHM")
         .unwrap_or_else(|_| "HS256".into())
         .parse()?;
