@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{ConfigError, FetchError};
 use crate::keys::RemoteJwks;
-use crate::keys::remote::{fetchable_url, get_json, https_client, platform_tls};
+use crate::keys::remote::{PlainHttp, fetchable_url, get_json, https_client, platform_tls};
 
 /// One issuer of tokens: its exact `iss`, where its keys are, and what its
 /// tokens must say. Build it with [`discover`](Self::discover) (OpenID
@@ -47,7 +47,8 @@ impl Issuer {
 
     /// OpenID Connect Discovery 1.0: reads `{iss}/.well-known/openid-configuration`
     /// (over HTTPS, trusting the platform's roots and `SSL_CERT_FILE`), checks
-    /// that its `issuer` is `iss` exactly (§4.3), and takes its `jwks_uri`.
+    /// that its `issuer` is `iss` exactly (§4.3), and takes its `jwks_uri`,
+    /// which must be `https://` too (plain `http://` only on loopback, for tests).
     pub async fn discover(iss: &str) -> Result<Issuer, FetchError> {
         let tls = platform_tls().map_err(|e| FetchError::Unreachable(e.to_string()))?;
         Issuer::discover_with(iss, tls).await
@@ -60,8 +61,12 @@ impl Issuer {
             "{}/.well-known/openid-configuration",
             iss.trim_end_matches('/')
         );
-        let url = fetchable_url(&document_url, "OpenID configuration")
-            .map_err(|e| FetchError::Document(e.to_string()))?;
+        let url = fetchable_url(
+            &document_url,
+            "OpenID configuration",
+            PlainHttp::LoopbackOnly,
+        )
+        .map_err(|e| FetchError::Document(e.to_string()))?;
         let client = https_client(tls.clone());
         let body = tokio::time::timeout(Duration::from_secs(10), get_json(&client, &url))
             .await
@@ -78,6 +83,13 @@ impl Issuer {
         let jwks_uri = member("jwks_uri").ok_or_else(|| {
             FetchError::Document("the OpenID configuration has no jwks_uri".into())
         })?;
+        // Keys come at least as safely as the document that names them: an
+        // https document never sends us to plain http.
+        if url.scheme_str() == Some("https") && !jwks_uri.starts_with("https://") {
+            return Err(FetchError::Document(format!(
+                "the OpenID configuration (over https) names a jwks_uri that is not https: {jwks_uri:?}"
+            )));
+        }
         let keys = RemoteJwks::new(jwks_uri)
             .map_err(|e: ConfigError| FetchError::Document(e.to_string()))?
             .tls_config(tls);

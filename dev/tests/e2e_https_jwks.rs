@@ -55,8 +55,11 @@ fn plain_http_is_for_loopback_and_other_schemes_are_refused() {
     assert!(RemoteJwks::new("http://127.0.0.1:8000/jwks.json").is_ok());
     assert!(RemoteJwks::new("http://[::1]:8000/jwks.json").is_ok());
     assert!(RemoteJwks::new("http://localhost/jwks.json").is_ok());
-    // Works, with a warning in the log.
-    assert!(RemoteJwks::new("http://issuer.example/jwks.json").is_ok());
+    // Beyond loopback, anyone on the way could swap the keys: refused, unless
+    // asked for by a name that says so (then with a warning in the log).
+    let error = RemoteJwks::new("http://idp.internal/jwks.json").unwrap_err();
+    assert!(error.to_string().contains("plain http"), "{error}");
+    assert!(RemoteJwks::danger_plain_http("http://idp.internal/jwks.json").is_ok());
     assert!(RemoteJwks::new("https://issuer.example/jwks.json").is_ok());
     for refused in [
         "ftp://issuer.example/jwks.json",
@@ -121,11 +124,21 @@ async fn provider(
     issuer_claim: Option<&str>,
     tls: rustls::ServerConfig,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    provider_naming(jwks, issuer_claim, None, tls).await
+}
+
+/// [`provider`] whose configuration names `jwks_uri` (default its own `/jwks`).
+async fn provider_naming(
+    jwks: String,
+    issuer_claim: Option<&str>,
+    jwks_uri: Option<&str>,
+    tls: rustls::ServerConfig,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let iss = format!("https://{}", listener.local_addr().unwrap());
     let configuration = serde_json::json!({
         "issuer": issuer_claim.unwrap_or(&iss),
-        "jwks_uri": format!("{iss}/jwks"),
+        "jwks_uri": jwks_uri.map_or_else(|| format!("{iss}/jwks"), str::to_owned),
     })
     .to_string();
     let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -245,6 +258,28 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
         fetches,
         "no fetch for a stranger's or another API's token"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_over_https_never_sends_the_keys_to_plain_http() {
+    let pki = pki();
+    for jwks_uri in ["http://idp.internal/jwks", "http://127.0.0.1:1/jwks"] {
+        let (iss, _) = provider_naming(
+            "{\"keys\":[]}".into(),
+            None,
+            Some(jwks_uri),
+            pki.server.clone(),
+        )
+        .await;
+        let tls = client_trusting(pki.ca_der.clone());
+        let error = tower_authx::Issuer::discover_with(&iss, tls)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("not https"),
+            "{jwks_uri}: {error}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

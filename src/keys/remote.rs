@@ -20,9 +20,19 @@ use hyper_util::rt::TokioExecutor;
 use super::set::{KeyRing, jwks_entries};
 use crate::error::{ConfigError, FetchError};
 
+/// Whether keys may come over plain `http://` from beyond this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PlainHttp {
+    /// Only on loopback, where nobody is on the way.
+    LoopbackOnly,
+    /// Anywhere: whoever is on the way can swap the keys (an explicit opt-in).
+    Anywhere,
+}
+
 /// `url` parsed, if it is one we fetch from: `https://`, or `http://` on
-/// loopback (elsewhere with a warning: anyone on the way could swap the keys).
-pub(crate) fn fetchable_url(url: &str, what: &str) -> Result<Uri, ConfigError> {
+/// loopback (elsewhere only when `plain` allows it: anyone on the way could
+/// swap the keys).
+pub(crate) fn fetchable_url(url: &str, what: &str, plain: PlainHttp) -> Result<Uri, ConfigError> {
     let parsed: Uri = url
         .parse()
         .map_err(|_| ConfigError::new(format!("invalid {what} URL {url:?}")))?;
@@ -32,10 +42,16 @@ pub(crate) fn fetchable_url(url: &str, what: &str) -> Result<Uri, ConfigError> {
     match parsed.scheme_str() {
         Some("https") => {}
         Some("http") if is_loopback(host) => {}
-        Some("http") => tracing::warn!(
+        Some("http") if plain == PlainHttp::Anywhere => tracing::warn!(
             url = %parsed,
             "tower-authx: fetching over plain http: anyone on the way can swap the keys; use https"
         ),
+        Some("http") => {
+            return Err(ConfigError::new(format!(
+                "the {what} URL {url:?} is plain http beyond loopback: anyone on the way could \
+                 swap the keys; use https (or RemoteJwks::danger_plain_http, knowing that)"
+            )));
+        }
         _ => {
             return Err(ConfigError::new(format!(
                 "the {what} URL must be https:// (or http:// on loopback)"
@@ -97,7 +113,8 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 /// - `https://` with rustls: the platform's roots plus the file named by
 ///   `SSL_CERT_FILE` (so a private CA needs no code), or your own
 ///   [`tls_config`](Self::tls_config) (roots, client certificates). `http://`
-///   is for loopback and tests; anywhere else it works with a warning.
+///   is for loopback and tests; anywhere else it is refused, unless built with
+///   [`danger_plain_http`](Self::danger_plain_http).
 ///
 /// - The first verification fetches the keys; afterwards they are refreshed in
 ///   the background every [`refresh_interval`](Self::refresh_interval) (5 min).
@@ -216,7 +233,18 @@ impl RemoteJwks {
     /// Keys from `url` (`https://issuer/.well-known/jwks.json`), fetched on
     /// first use, over TLS trusted by the platform's roots and `SSL_CERT_FILE`.
     pub fn new(url: &str) -> Result<RemoteJwks, ConfigError> {
-        let url = fetchable_url(url, "JWKS")?;
+        RemoteJwks::at(fetchable_url(url, "JWKS", PlainHttp::LoopbackOnly)?)
+    }
+
+    /// Like [`new`](Self::new), and `url` may also be plain `http://` beyond
+    /// this machine. Dangerous: whoever is on the network path (a proxy, a
+    /// compromised host, anyone on the same Wi-Fi) can swap the keys and then
+    /// sign any token. Only inside a network you trust end to end.
+    pub fn danger_plain_http(url: &str) -> Result<RemoteJwks, ConfigError> {
+        RemoteJwks::at(fetchable_url(url, "JWKS", PlainHttp::Anywhere)?)
+    }
+
+    fn at(url: Uri) -> Result<RemoteJwks, ConfigError> {
         Ok(RemoteJwks {
             inner: Arc::new(Remote {
                 #[cfg(feature = "metrics")]
