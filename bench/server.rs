@@ -136,7 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("token es256 {}", token_of(&es256)?);
     let cookie_token = token_of(&cookies)?;
     let claims: tower_authx::Claims =
-        cookies.verify(&cookie_token, &tower_authx::Requirement::access())?;
+        cookies.verify_offline(&cookie_token, &tower_authx::Requirement::access())?;
     println!("token cookie {cookie_token}");
     println!("csrf {}", claims.csrf.unwrap_or_default());
     axum::serve(listener, app).await?;

@@ -243,27 +243,44 @@ impl AuthX {
         &self.inner.issuing
     }
 
-    /// Verifies `token` and checks it against `requirement`.
-    pub fn verify<E: DeserializeOwned>(
+    /// Verifies `token` and checks it against `requirement`, with every check
+    /// the layers make that needs no request: keys (a remote issuer's rotated
+    /// in are fetched, rate-limited), signature, claims, binding (a DPoP-bound
+    /// token, or any token where DPoP is required, is refused: there is no
+    /// proof without a request), `requirement`, and the revocation store.
+    pub async fn verify<E: DeserializeOwned>(
         &self,
         token: &str,
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
-        self.inner.pipeline.verify(token, requirement)
+        self.inner.pipeline.verify(token, requirement).await
     }
 
-    /// Finds the token in `request` (the configured locations, in order),
-    /// checks its DPoP proof (for the DPoP scheme), verifies it, checks its
-    /// binding and the CSRF double submit for cookie-borne tokens, then
-    /// `requirement`. No store is asked: neither revocation
-    /// ([`check_revocation`](Self::check_revocation)) nor DPoP replay (the
-    /// layers ask both).
-    pub fn authenticate<E: DeserializeOwned>(
+    /// [`verify`](Self::verify) without the revocation store and with the
+    /// keys held now (nothing fetched): a logged-out token still verifies
+    /// here. For code that cannot wait; ask
+    /// [`check_revocation`](Self::check_revocation) before trusting it with
+    /// anything a logout should stop.
+    pub fn verify_offline<E: DeserializeOwned>(
+        &self,
+        token: &str,
+        requirement: &Requirement,
+    ) -> Result<Claims<E>, AuthError> {
+        self.inner.pipeline.verify_offline(token, requirement)
+    }
+
+    /// Every check a guard layer makes, for a request's head: finds the token
+    /// in `request` (the configured locations, in order), checks its DPoP
+    /// proof (for the DPoP scheme), verifies it (fetching a remote issuer's
+    /// rotated keys), checks its binding and the CSRF double submit for
+    /// cookie-borne tokens, then `requirement`, then spends the proof in the
+    /// replay store and asks the revocation store.
+    pub async fn authenticate<E: DeserializeOwned>(
         &self,
         request: RequestHead<'_>,
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
-        self.inner.pipeline.authenticate(request, requirement)
+        self.inner.pipeline.authenticate(request, requirement).await
     }
 
     /// The client key a token request (a login) proves with its `DPoP`
@@ -321,7 +338,7 @@ impl AuthX {
         let claims: Claims = self
             .inner
             .pipeline
-            .verify(token, &Requirement::any_type())?;
+            .verify_offline(token, &Requirement::any_type())?;
         if claims.token_type != token_type {
             return Err(AuthError::WrongTokenType {
                 expected: token_type,

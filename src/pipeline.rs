@@ -308,7 +308,7 @@ impl Pipeline {
                 };
             }
         };
-        check_binding(proof.as_ref(), &claims)?;
+        self.bind(proof.as_ref(), &claims)?;
         check_csrf(found.csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)
     }
@@ -348,7 +348,7 @@ impl Pipeline {
         let claims = trusted
             .verifier
             .verify_with::<E>(token, header, &key, now)?;
-        check_binding(proof.as_ref(), &claims)?;
+        self.bind(proof.as_ref(), &claims)?;
         check_csrf(csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)
     }
@@ -389,24 +389,54 @@ impl Pipeline {
         Ok(waiting.then_some(Pending::Stores(checks)))
     }
 
-    /// Verifies `token` now (keys we do not hold are not fetched). Without a
-    /// request there is no proof: a DPoP-bound token is refused.
-    pub(crate) fn verify<E: serde::de::DeserializeOwned>(
+    /// The binding stage every entry point runs: the token's binding fits
+    /// the proof it came with (none without a request), and where DPoP is
+    /// required no token goes without one.
+    fn bind<E>(&self, proof: Option<&Proof>, claims: &Claims<E>) -> Result<(), AuthError> {
+        check_binding(
+            proof,
+            claims,
+            self.dpop.as_ref().is_some_and(|d| d.required),
+        )
+    }
+
+    /// Verifies `token` now, with the keys held now (nothing fetched), then
+    /// binding and `requirement`; no store is asked. Without a request there
+    /// is no proof: a DPoP-bound token, and any token where DPoP is required,
+    /// is refused.
+    pub(crate) fn verify_offline<E: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let claims = self.verify_token(token, now)?;
-        check_binding(None, &claims)?;
+        self.bind(None, &claims)?;
         requirement.check(&claims, now, self.fresh_max_age)?;
         Ok(claims)
     }
 
-    /// Finds the token in `request`, checks its DPoP proof, verifies it,
-    /// checks the binding, the CSRF double submit and `requirement`; no
-    /// store (neither replay nor revocation), nothing fetched.
-    pub(crate) fn authenticate<E: serde::de::DeserializeOwned>(
+    /// [`verify_offline`](Self::verify_offline), and keys a remote issuer
+    /// rotated in are fetched (rate-limited), and the revocation store is
+    /// asked: every check the layers make that needs no request.
+    pub(crate) async fn verify<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        requirement: &Requirement,
+    ) -> Result<Claims<E>, AuthError> {
+        let now = NumericDate::now();
+        let claims = self.verify_token_fetching(token, now).await?;
+        self.bind(None, &claims)?;
+        requirement.check(&claims, now, self.fresh_max_age)?;
+        self.revocation_verdict(self.revocation_check(&claims).await)?;
+        Ok(claims)
+    }
+
+    /// Every stage the layers run, for a request's head: the token from its
+    /// location, its DPoP proof, keys (fetched when rotated), verification,
+    /// binding, the CSRF double submit, `requirement`, then the replay and
+    /// revocation stores.
+    pub(crate) async fn authenticate<E: serde::de::DeserializeOwned>(
         &self,
         request: RequestHead<'_>,
         requirement: &Requirement,
@@ -414,10 +444,14 @@ impl Pipeline {
         let found = self.sources.find(request, requirement.token_type())?;
         let now = NumericDate::now();
         let proof = self.proof(request, &found.token, found.dpop, now)?;
-        let claims = self.verify_token(&found.token, now)?;
-        check_binding(proof.as_ref(), &claims)?;
+        let claims = self.verify_token_fetching(&found.token, now).await?;
+        self.bind(proof.as_ref(), &claims)?;
         check_csrf(found.csrf, &claims)?;
         requirement.check(&claims, now, self.fresh_max_age)?;
+        if let (Some(dpop), Some(proof)) = (&self.dpop, &proof) {
+            replay_verdict(dpop.first_use(proof).await)?;
+        }
+        self.revocation_verdict(self.revocation_check(&claims).await)?;
         Ok(claims)
     }
 
@@ -436,6 +470,29 @@ impl Pipeline {
                 Unverified::Invalid(error) => error.into(),
                 Unverified::KeyMissing(_) => InvalidToken::UnknownKey.into(),
             })
+    }
+
+    /// [`verify_token`](Self::verify_token), awaiting one refetch of a remote
+    /// issuer's keys when the token names a key not held yet.
+    async fn verify_token_fetching<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        now: NumericDate,
+    ) -> Result<Claims<E>, AuthError> {
+        let trusted = self.trust.get(self.trust.for_token(token)?);
+        let select = |kid: Option<&str>| trusted.keys.select(kid);
+        let header = match trusted.verifier.verify(token, now, select) {
+            Ok(claims) => return Ok(*claims),
+            Err(Unverified::Invalid(error)) => return Err(error.into()),
+            Err(Unverified::KeyMissing(header)) => header,
+        };
+        let Some(fetch) = trusted.keys.refetch(header.kid.as_deref()) else {
+            return Err(InvalidToken::UnknownKey.into());
+        };
+        fetch.await;
+        let now = NumericDate::now();
+        let key = key_after_fetch(&trusted.keys, header.kid.as_deref(), token, now)?;
+        Ok(*trusted.verifier.verify_with(token, &header, &key, now)?)
     }
 
     /// The store's question about verified `claims`.

@@ -864,7 +864,7 @@ fn an_hmac_token_keyed_with_our_public_key_is_refused_by_an_rs256_verifier() {
             public_pem,
         );
         let err = authx
-            .verify::<tower_authx::NoExtra>(&token, &tower_authx::Requirement::access())
+            .verify_offline::<tower_authx::NoExtra>(&token, &tower_authx::Requirement::access())
             .unwrap_err();
         assert_eq!(err.to_string(), ALGORITHM, "{alg}");
     }
@@ -880,7 +880,10 @@ fn lifetimes_beyond_the_policy_are_refused_and_the_config_must_fit_it() {
     let authx = AuthX::new(config.clone()).unwrap();
     let t = now();
     let verify = |payload: &str| {
-        authx.verify::<tower_authx::NoExtra>(&signed(payload), &tower_authx::Requirement::access())
+        authx.verify_offline::<tower_authx::NoExtra>(
+            &signed(payload),
+            &tower_authx::Requirement::access(),
+        )
     };
     assert!(verify(&claims_where("exp", Some(&(t + 86_000).to_string()))).is_ok());
     let long = verify(&claims_where("exp", Some(&(t + 86_401).to_string()))).unwrap_err();
@@ -895,7 +898,7 @@ fn lifetimes_beyond_the_policy_are_refused_and_the_config_must_fit_it() {
     // Our own refresh tokens must fit the policy.
     assert!(AuthX::new(config.refresh_token_lifetime(day * 2)).is_err());
     let claims: Claims = authx
-        .verify(
+        .verify_offline(
             &authx.create_refresh_token("u").unwrap(),
             &tower_authx::Requirement::refresh(),
         )

@@ -31,16 +31,18 @@ async fn hits_are_checked_again_for_time_revocation_and_policy() {
         .issue()
         .unwrap();
     for _ in 0..3 {
-        let claims: Claims = authx.verify(&short, &Requirement::fresh()).unwrap();
+        let claims: Claims = authx.verify_offline(&short, &Requirement::fresh()).unwrap();
         assert_eq!(claims.sub, "u");
     }
     // Policy is never cached: a cached fresh token is still a wrong type elsewhere.
     assert!(matches!(
-        authx.verify::<tower_authx::NoExtra>(&short, &Requirement::refresh()),
+        authx.verify_offline::<tower_authx::NoExtra>(&short, &Requirement::refresh()),
         Err(AuthError::WrongTokenType { .. })
     ));
     // Revocation is asked on every use.
-    let claims: Claims = authx.verify(&short, &Requirement::access()).unwrap();
+    let claims: Claims = authx
+        .verify_offline(&short, &Requirement::access())
+        .unwrap();
     authx.revoke(&claims).await.unwrap();
     assert_eq!(
         authx.check_revocation(&claims).await.unwrap_err(),
@@ -50,7 +52,7 @@ async fn hits_are_checked_again_for_time_revocation_and_policy() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         authx
-            .verify::<tower_authx::NoExtra>(&short, &Requirement::access())
+            .verify_offline::<tower_authx::NoExtra>(&short, &Requirement::access())
             .unwrap_err(),
         AuthError::InvalidToken(InvalidToken::Expired)
     );
@@ -62,12 +64,12 @@ fn only_the_exact_verified_token_hits() {
     let t = now();
     let payload = format!(r#"{{"sub":"u","exp":{},"iat":{t}}}"#, t + 600);
     let good = forge(HS256, &payload, SECRET);
-    let _: Claims = authx.verify(&good, &Requirement::access()).unwrap();
+    let _: Claims = authx.verify_offline(&good, &Requirement::access()).unwrap();
     // Same header and payload, another signature: not a hit, refused.
     let forged = forge(HS256, &payload, b"another-secret-of-32-bytes-long!");
     assert_eq!(
         authx
-            .verify::<tower_authx::NoExtra>(&forged, &Requirement::access())
+            .verify_offline::<tower_authx::NoExtra>(&forged, &Requirement::access())
             .unwrap_err(),
         AuthError::InvalidToken(InvalidToken::Signature)
     );
@@ -75,7 +77,7 @@ fn only_the_exact_verified_token_hits() {
     for _ in 0..2 {
         assert!(
             authx
-                .verify::<tower_authx::NoExtra>(&forged, &Requirement::access())
+                .verify_offline::<tower_authx::NoExtra>(&forged, &Requirement::access())
                 .is_err()
         );
     }
@@ -84,7 +86,7 @@ fn only_the_exact_verified_token_hits() {
     for _ in 0..2 {
         assert_eq!(
             authx
-                .verify::<tower_authx::NoExtra>(&expired, &Requirement::access())
+                .verify_offline::<tower_authx::NoExtra>(&expired, &Requirement::access())
                 .unwrap_err(),
             AuthError::InvalidToken(InvalidToken::Expired)
         );

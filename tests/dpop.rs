@@ -190,7 +190,7 @@ async fn a_bound_token_is_never_a_bearer_token() {
     ));
     assert!(
         plain
-            .verify::<tower_authx::NoExtra>(&pair.access_token, &Requirement::access())
+            .verify_offline::<tower_authx::NoExtra>(&pair.access_token, &Requirement::access())
             .is_err()
     );
     // And the DPoP scheme means nothing to it.
@@ -646,4 +646,87 @@ async fn every_guard_builder_refuses_a_bound_bearer_and_a_replayed_proof() {
             "{path}: bound token as Bearer"
         );
     }
+}
+
+/// Every public way to verify applies every configured check: where DPoP is
+/// required, no entry point verifies an unbound Bearer token; a logged-out
+/// token verifies only through the one that says it skips the store; a
+/// proof is spent by `authenticate` as by the layers.
+#[tokio::test]
+async fn every_entry_point_applies_the_binding_the_store_and_the_replay_check() {
+    let strict = authx_with(Dpop::new(BASE).required(true));
+    let unbound = strict.create_access_token("user1", true).unwrap();
+    let refused = |answer: Result<Claims, AuthError>| {
+        matches!(answer, Err(AuthError::Dpop(DpopError::Binding(_))))
+    };
+    assert!(refused(
+        strict.verify(&unbound, &Requirement::access()).await
+    ));
+    assert!(refused(
+        strict.verify_offline(&unbound, &Requirement::access())
+    ));
+    let bearer = format!("Bearer {unbound}");
+    let request = Request::get(URL)
+        .header("authorization", &bearer)
+        .body(())
+        .unwrap();
+    assert!(
+        strict
+            .authenticate::<tower_authx::NoExtra>(RequestHead::of(&request), &Requirement::access())
+            .await
+            .is_err()
+    );
+
+    // A logout counts for `verify` and `authenticate`.
+    let authx = authx();
+    let token = authx.create_access_token("user1", true).unwrap();
+    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
+    authx.revoke(&claims).await.unwrap();
+    assert_eq!(
+        authx
+            .verify::<tower_authx::NoExtra>(&token, &Requirement::access())
+            .await
+            .unwrap_err(),
+        AuthError::Revoked
+    );
+    let request = Request::get(URL)
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    assert_eq!(
+        authx
+            .authenticate::<tower_authx::NoExtra>(RequestHead::of(&request), &Requirement::access())
+            .await
+            .unwrap_err(),
+        AuthError::Revoked
+    );
+    // The offline check says in its name what it skips.
+    assert!(
+        authx
+            .verify_offline::<tower_authx::NoExtra>(&token, &Requirement::access())
+            .is_ok()
+    );
+
+    // A proof spent once by `authenticate` is refused the second time.
+    let key = ProofKey::es256();
+    let (_, pair) = login(&authx, &key).await;
+    let proof = key.proof("GET", URL, Some(&pair.access_token));
+    let request = Request::get(URL)
+        .header("authorization", format!("DPoP {}", pair.access_token))
+        .header("dpop", &proof)
+        .body(())
+        .unwrap();
+    let head = RequestHead::of(&request);
+    assert!(
+        authx
+            .authenticate::<tower_authx::NoExtra>(head, &Requirement::access())
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        authx
+            .authenticate::<tower_authx::NoExtra>(head, &Requirement::access())
+            .await,
+        Err(AuthError::Dpop(DpopError::Replayed))
+    ));
 }

@@ -35,28 +35,28 @@ fn every_python_token_verifies_with_its_type_subject_and_freshness() {
     assert!(tokens.len() >= 9);
     for f in tokens {
         let claims: Claims = authx
-            .verify(&f.token, &Requirement::any_type())
+            .verify_offline(&f.token, &Requirement::any_type())
             .unwrap_or_else(|e| panic!("{}: {e}", f.name));
         assert_eq!(claims.sub, f.sub, "{}", f.name);
         assert_eq!(claims.token_type.as_str(), f.token_type, "{}", f.name);
         assert_eq!(authx.is_fresh(&claims), f.fresh, "{}", f.name);
         assert!(claims.jti.is_some(), "{}", f.name);
 
-        let as_access = authx.verify::<NoExtra>(&f.token, &Requirement::access());
+        let as_access = authx.verify_offline::<NoExtra>(&f.token, &Requirement::access());
         assert_eq!(
             as_access.is_ok(),
             claims.token_type == TokenType::Access,
             "{}",
             f.name
         );
-        let as_fresh = authx.verify::<NoExtra>(&f.token, &Requirement::fresh());
+        let as_fresh = authx.verify_offline::<NoExtra>(&f.token, &Requirement::fresh());
         assert_eq!(
             as_fresh.is_ok(),
             f.fresh && claims.token_type == TokenType::Access,
             "{}",
             f.name
         );
-        let as_refresh = authx.verify::<NoExtra>(&f.token, &Requirement::refresh());
+        let as_refresh = authx.verify_offline::<NoExtra>(&f.token, &Requirement::refresh());
         assert_eq!(
             as_refresh.is_ok(),
             claims.token_type == TokenType::Refresh,
@@ -77,7 +77,9 @@ fn authx_scopes_and_data_arrive_as_typed_claims() {
         .iter()
         .find(|f| f.name == "authx_access_scopes_and_data")
         .unwrap();
-    let claims: Claims<Role> = authx.verify(&f.token, &Requirement::fresh()).unwrap();
+    let claims: Claims<Role> = authx
+        .verify_offline(&f.token, &Requirement::fresh())
+        .unwrap();
     assert_eq!(claims.extra.role, "admin");
     assert!(claims.has_scopes(&["read", "admin:users:write"]));
     assert!(!claims.has_scope("write"));
@@ -91,7 +93,7 @@ fn a_python_token_under_another_secret_is_refused() {
     for f in tokens {
         assert!(
             other
-                .verify::<NoExtra>(&f.token, &Requirement::any_type())
+                .verify_offline::<NoExtra>(&f.token, &Requirement::any_type())
                 .is_err(),
             "{}",
             f.name

@@ -162,7 +162,7 @@ fn algorithm_confusion_is_refused_by_kid_too() {
             &public_pem,
         );
         let err = authx
-            .verify::<tower_authx::NoExtra>(&token, &Requirement::access())
+            .verify_offline::<tower_authx::NoExtra>(&token, &Requirement::access())
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -173,7 +173,7 @@ fn algorithm_confusion_is_refused_by_kid_too() {
     // A kid we do not hold is refused; a token without kid uses the signing key.
     let token = forge(r#"{"alg":"RS256","kid":"nope"}"#, &claims, &public_pem);
     let err = authx
-        .verify::<tower_authx::NoExtra>(&token, &Requirement::access())
+        .verify_offline::<tower_authx::NoExtra>(&token, &Requirement::access())
         .unwrap_err();
     assert_eq!(err.to_string(), "Invalid token: unknown signing key (kid)");
 }
@@ -189,10 +189,12 @@ fn key_sets_select_by_kid_and_publish_public_keys_only() {
     .unwrap();
     let old_token = old_issuer.create_access_token("u", true).unwrap();
     let authx = AuthX::new(AuthXConfig::new(KeySet::new(es).with_previous(rsa_old))).unwrap();
-    let claims: Claims = authx.verify(&old_token, &Requirement::access()).unwrap();
+    let claims: Claims = authx
+        .verify_offline(&old_token, &Requirement::access())
+        .unwrap();
     assert_eq!(claims.sub, "u");
     let new: Claims = authx
-        .verify(
+        .verify_offline(
             &authx.create_access_token("v", true).unwrap(),
             &Requirement::access(),
         )
@@ -235,7 +237,9 @@ fn keys_from_der_files_match_their_pem_twins() {
         )
         .unwrap()])))
         .unwrap();
-        let claims: Claims = verifier.verify(&token, &Requirement::fresh()).unwrap();
+        let claims: Claims = verifier
+            .verify_offline(&token, &Requirement::fresh())
+            .unwrap();
         assert_eq!(claims.sub, "der", "{alg}");
         // The same key from PEM has the same thumbprint kid.
         let pem = AuthX::new(AuthXConfig::new(

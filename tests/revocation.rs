@@ -339,7 +339,9 @@ async fn a_rotation_flood_keeps_one_entry_per_session() {
     let mut refresh = authx.create_token_pair("flooder").unwrap().refresh_token;
     let first = refresh.clone();
     for _ in 0..2_000 {
-        let claims: Claims = authx.verify(&refresh, &Requirement::refresh()).unwrap();
+        let claims: Claims = authx
+            .verify_offline(&refresh, &Requirement::refresh())
+            .unwrap();
         refresh = authx.rotate(&claims).await.unwrap().refresh_token;
     }
     assert_eq!(
@@ -348,12 +350,16 @@ async fn a_rotation_flood_keeps_one_entry_per_session() {
         "entries after 2000 rotations of one session"
     );
     // ...and reuse detection still holds for the very first token.
-    let claims: Claims = authx.verify(&first, &Requirement::refresh()).unwrap();
+    let claims: Claims = authx
+        .verify_offline(&first, &Requirement::refresh())
+        .unwrap();
     assert_eq!(
         authx.rotate(&claims).await.unwrap_err(),
         AuthError::RefreshReused
     );
-    let claims: Claims = authx.verify(&refresh, &Requirement::refresh()).unwrap();
+    let claims: Claims = authx
+        .verify_offline(&refresh, &Requirement::refresh())
+        .unwrap();
     assert_eq!(authx.rotate(&claims).await.unwrap_err(), AuthError::Revoked);
     assert_eq!(store.len(), 1);
 }
@@ -365,20 +371,22 @@ async fn a_login_logout_flood_by_one_user_stays_bounded_and_costs_no_one_else() 
     let victim = authx.create_token_pair("victim").unwrap();
     let victim_logged_out = authx.create_token_pair("victim").unwrap();
     let claims: Claims = authx
-        .verify(&victim_logged_out.access_token, &Requirement::access())
+        .verify_offline(&victim_logged_out.access_token, &Requirement::access())
         .unwrap();
     authx.revoke(&claims).await.unwrap();
     let first = authx.create_token_pair("flooder").unwrap();
     for _ in 0..5_000 {
         let pair = authx.create_token_pair("flooder").unwrap();
         let claims: Claims = authx
-            .verify(&pair.access_token, &Requirement::access())
+            .verify_offline(&pair.access_token, &Requirement::access())
             .unwrap();
         authx.revoke(&claims).await.unwrap();
         assert!(store.len() <= 101 + 1, "{} entries", store.len());
     }
     let check = |token: &str| {
-        let claims: Claims = authx.verify(token, &Requirement::any_type()).unwrap();
+        let claims: Claims = authx
+            .verify_offline(token, &Requirement::any_type())
+            .unwrap();
         let authx = authx.clone();
         async move { authx.check_revocation(&claims).await }
     };
@@ -390,7 +398,7 @@ async fn a_login_logout_flood_by_one_user_stays_bounded_and_costs_no_one_else() 
     );
     // The victim can still log out and rotate.
     let claims: Claims = authx
-        .verify(&victim.refresh_token, &Requirement::refresh())
+        .verify_offline(&victim.refresh_token, &Requirement::refresh())
         .unwrap();
     assert!(authx.rotate(&claims).await.is_ok());
 }
@@ -434,10 +442,10 @@ async fn revoke_and_rotate_through_the_handle() {
     let authx = authx_with(MemoryStore::default());
     let pair = authx.create_token_pair("user1").unwrap();
     let access: Claims = authx
-        .verify(&pair.access_token, &Requirement::access())
+        .verify_offline(&pair.access_token, &Requirement::access())
         .unwrap();
     let refresh: Claims = authx
-        .verify(&pair.refresh_token, &Requirement::refresh())
+        .verify_offline(&pair.refresh_token, &Requirement::refresh())
         .unwrap();
     assert_eq!(access.family, refresh.family);
     assert!(access.family.is_some());
@@ -445,12 +453,12 @@ async fn revoke_and_rotate_through_the_handle() {
     // Rotation keeps the session and gives non-fresh access.
     let next = authx.rotate(&refresh).await.unwrap();
     let next_access: Claims = authx
-        .verify(&next.access_token, &Requirement::access())
+        .verify_offline(&next.access_token, &Requirement::access())
         .unwrap();
     assert!(!authx.is_fresh(&next_access));
     assert_eq!(next_access.family, refresh.family);
     let next_refresh: Claims = authx
-        .verify(&next.refresh_token, &Requirement::refresh())
+        .verify_offline(&next.refresh_token, &Requirement::refresh())
         .unwrap();
 
     // Reuse of the spent one: refused, and the session is over for everyone.
@@ -477,7 +485,7 @@ async fn revoke_and_rotate_through_the_handle() {
     // Logout of another session leaves this one alone... and ends its own.
     let other = authx.create_token_pair("user2").unwrap();
     let other_access: Claims = authx
-        .verify(&other.access_token, &Requirement::access())
+        .verify_offline(&other.access_token, &Requirement::access())
         .unwrap();
     authx.check_revocation(&other_access).await.unwrap();
     authx.revoke(&other_access).await.unwrap();
@@ -560,7 +568,9 @@ async fn the_layer_awaits_a_slow_store_and_fails_closed_or_open() {
             }
         }
         // Writes never fail open.
-        let claims: Claims = authx.verify(&token, &Requirement::access()).unwrap();
+        let claims: Claims = authx
+            .verify_offline(&token, &Requirement::access())
+            .unwrap();
         assert_eq!(
             authx.revoke(&claims).await.unwrap_err(),
             AuthError::StoreUnavailable
@@ -657,10 +667,10 @@ async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_log
         .issue()
         .unwrap();
     let refresh: Claims<Tenant> = authx
-        .verify(&pair.refresh_token, &Requirement::refresh())
+        .verify_offline(&pair.refresh_token, &Requirement::refresh())
         .unwrap();
     let access: Claims<Tenant> = authx
-        .verify(&pair.access_token, &Requirement::fresh())
+        .verify_offline(&pair.access_token, &Requirement::fresh())
         .unwrap();
     assert_eq!(access.extra.tenant, "acme");
     assert!(access.family.is_some() && access.family == refresh.family);
@@ -668,14 +678,14 @@ async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_log
     // Rotation carries the claims and scopes, in the same session, not fresh.
     let rotated = authx.rotate(&refresh).await.unwrap();
     let next: Claims<Tenant> = authx
-        .verify(&rotated.access_token, &Requirement::access())
+        .verify_offline(&rotated.access_token, &Requirement::access())
         .unwrap();
     assert_eq!(next.extra.tenant, "acme");
     assert_eq!(next.scopes.as_deref(), Some(&["posts:read".to_owned()][..]));
     assert_eq!(next.family, refresh.family);
     assert!(!authx.is_fresh(&next));
     let next_refresh: Claims<Tenant> = authx
-        .verify(&rotated.refresh_token, &Requirement::refresh())
+        .verify_offline(&rotated.refresh_token, &Requirement::refresh())
         .unwrap();
     assert_eq!(next_refresh.extra.tenant, "acme");
 
@@ -699,11 +709,11 @@ async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_log
         .issue()
         .unwrap();
     let other_access: Claims<Tenant> = authx
-        .verify(&other.access_token, &Requirement::access())
+        .verify_offline(&other.access_token, &Requirement::access())
         .unwrap();
     authx.revoke(&other_access).await.unwrap();
     let other_refresh: Claims<Tenant> = authx
-        .verify(&other.refresh_token, &Requirement::refresh())
+        .verify_offline(&other.refresh_token, &Requirement::refresh())
         .unwrap();
     assert_eq!(
         authx.rotate(&other_refresh).await.unwrap_err(),
@@ -726,7 +736,7 @@ async fn a_key_that_cannot_sign_makes_rotation_a_server_error_and_spends_nothing
     )
     .unwrap();
     let refresh: Claims = verifier
-        .verify(&pair.refresh_token, &Requirement::refresh())
+        .verify_offline(&pair.refresh_token, &Requirement::refresh())
         .unwrap();
     let error = verifier.rotate(&refresh).await.unwrap_err();
     assert!(matches!(error, AuthError::Issue(_)), "{error:?}");

@@ -12,7 +12,7 @@ use http::{Method, Request, Response};
 use http_body_util::Full;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use support::{HS256, SECRET, forge, now};
+use support::{HS256, SECRET, forge, now, ready_now};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{
     AuthError, AuthX, AuthXConfig, NoExtra, RequestHead, RequireAuthLayer, Requirement,
@@ -86,7 +86,7 @@ proptest! {
     /// Arbitrary text as a token: never verifies.
     #[test]
     fn arbitrary_tokens_never_verify(token in "\\PC{0,400}") {
-        prop_assert!(authx().verify::<NoExtra>(&token, &Requirement::any_type()).is_err());
+        prop_assert!(authx().verify_offline::<NoExtra>(&token, &Requirement::any_type()).is_err());
     }
 
     /// Structured garbage: three dot-separated base64url-ish segments.
@@ -95,7 +95,7 @@ proptest! {
         h in "[A-Za-z0-9_-]{0,80}", p in "[A-Za-z0-9_-]{0,200}", s in "[A-Za-z0-9_-]{0,90}",
     ) {
         let token = format!("{h}.{p}.{s}");
-        prop_assert!(authx().verify::<NoExtra>(&token, &Requirement::any_type()).is_err());
+        prop_assert!(authx().verify_offline::<NoExtra>(&token, &Requirement::any_type()).is_err());
     }
 
     /// Any one character of a valid token changed: refused.
@@ -109,7 +109,7 @@ proptest! {
         let mut changed = token.clone().into_bytes();
         changed[i] = replacement as u8;
         let changed = String::from_utf8(changed).unwrap();
-        prop_assert!(authx.verify::<NoExtra>(&changed, &Requirement::any_type()).is_err());
+        prop_assert!(authx.verify_offline::<NoExtra>(&changed, &Requirement::any_type()).is_err());
     }
 
     /// Signed claims of arbitrary shapes: the verdict matches a plain model of
@@ -135,7 +135,7 @@ proptest! {
         let token = forge(HS256, &Value::Object(claims).to_string(), SECRET.as_bytes());
 
         let requirement = [Requirement::access(), Requirement::fresh(), Requirement::refresh(), Requirement::any_type()][requirement as usize].clone();
-        let verdict = authx().verify::<NoExtra>(&token, &requirement);
+        let verdict = authx().verify_offline::<NoExtra>(&token, &requirement);
 
         // The model.
         let well_typed = sub.is_string()
@@ -172,13 +172,9 @@ fn the_request_head_path_matches_verify() {
         uri: &uri,
         headers: &headers,
     };
-    assert!(
-        authx
-            .authenticate::<NoExtra>(head, &Requirement::access())
-            .is_ok()
-    );
+    assert!(ready_now(authx.authenticate::<NoExtra>(head, &Requirement::access())).is_ok());
     assert!(matches!(
-        authx.authenticate::<NoExtra>(head, &Requirement::fresh()),
+        ready_now(authx.authenticate::<NoExtra>(head, &Requirement::fresh())),
         Err(AuthError::FreshTokenRequired { .. })
     ));
 }
@@ -234,10 +230,12 @@ mod dpop {
             .header("dpop", proof)
             .body(())
             .unwrap();
-        setup
-            .authx
-            .authenticate::<NoExtra>(RequestHead::of(&request), &Requirement::access())
-            .is_ok()
+        super::ready_now(
+            setup
+                .authx
+                .authenticate::<NoExtra>(RequestHead::of(&request), &Requirement::access()),
+        )
+        .is_ok()
     }
 
     pub fn claims(htm: &str, htu: &str, iat_offset: i64, ath_kind: u8, token: &str) -> Value {

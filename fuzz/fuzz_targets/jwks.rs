@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
             };
             for signature in [vec![], vec![0u8; 64], vec![1u8; 64], vec![0u8; 96], vec![7u8; 256]] {
                 let token = format!("{}.{payload}.{}", b64(header.as_bytes()), b64(&signature));
-                assert!(authx.verify::<NoExtra>(&token, &Requirement::any_type()).is_err());
+                assert!(authx.verify_offline::<NoExtra>(&token, &Requirement::any_type()).is_err());
             }
         }
     }

@@ -246,7 +246,7 @@ impl DpopCheck {
     ) -> Result<Option<Proof>, AuthError> {
         if !dpop_scheme {
             return if self.required {
-                Err(DpopError::Binding("this resource takes DPoP-bound tokens only").into())
+                Err(DpopError::Binding(ONLY_DPOP).into())
             } else {
                 Ok(None)
             };
@@ -343,11 +343,22 @@ fn one_proof(headers: &HeaderMap) -> Result<Option<&str>, DpopError> {
         .map_err(|_| DpopError::InvalidProof("the proof is not ASCII"))
 }
 
+/// Why a token without a proof is refused where DPoP is required.
+const ONLY_DPOP: &str = "this resource takes DPoP-bound tokens only";
+
 /// Whether a verified token's binding fits how it came: a bound token only
 /// with a proof of its key; a proof only with a token bound to that key; a
-/// binding we cannot check never.
-pub(crate) fn check_binding<E>(proof: Option<&Proof>, claims: &Claims<E>) -> Result<(), AuthError> {
+/// binding we cannot check never; and, where DPoP is required, no token
+/// without a proof (whichever entry point verifies it).
+pub(crate) fn check_binding<E>(
+    proof: Option<&Proof>,
+    claims: &Claims<E>,
+    dpop_required: bool,
+) -> Result<(), AuthError> {
     let refuse = |why| Err(AuthError::Dpop(DpopError::Binding(why)));
+    if dpop_required && proof.is_none() {
+        return refuse(ONLY_DPOP);
+    }
     let bound_to = match &claims.cnf {
         None => None,
         Some(cnf) => match cnf.dpop_key() {
