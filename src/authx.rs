@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response};
 use serde::de::DeserializeOwned;
 
-use crate::claims::{Claims, NumericDate, TokenType};
+use crate::claims::{Claims, NumericDate, Seal, TokenType};
 use crate::config::AuthXConfig;
 use crate::dpop::{DpopCheck, DpopKey, replay_verdict};
 use crate::error::{AuthError, ConfigError};
@@ -129,8 +129,10 @@ impl AuthX {
             }),
             prepared: Default::default(),
         };
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let verifier = |issuer: Option<String>, audience: Vec<String>, leeway| {
             Verifier::new(
+                Seal::of(id),
                 leeway,
                 issuer,
                 audience,
@@ -193,7 +195,7 @@ impl AuthX {
         Ok(AuthX {
             inner: Arc::new(Inner {
                 pipeline: Pipeline {
-                    id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                    id,
                     sources: Sources {
                         order: config.locations,
                         header: HeaderSource {

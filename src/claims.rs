@@ -80,6 +80,35 @@ pub struct Claims<E = NoExtra> {
     /// Your own claims.
     #[serde(flatten)]
     pub extra: E,
+    /// Which `AuthX` verified these claims (none for claims read or built any
+    /// other way): sessions are rotated and revoked only from claims that a
+    /// token proved, never from a claim set made of a request body.
+    #[serde(skip)]
+    pub(crate) verified_by: Seal,
+}
+
+/// The mark of the `AuthX` that verified a claim set. Private: only this
+/// crate's verification sets it. Two claim sets that say the same are equal
+/// whoever verified them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Seal(Option<u64>);
+
+impl Seal {
+    /// Claims verified by the `AuthX` whose pipeline is `id`.
+    pub(crate) const fn of(id: u64) -> Seal {
+        Seal(Some(id))
+    }
+
+    /// Whether the `AuthX` whose pipeline is `id` verified them.
+    pub(crate) fn is(self, id: u64) -> bool {
+        self.0 == Some(id)
+    }
+}
+
+impl PartialEq for Seal {
+    fn eq(&self, _: &Seal) -> bool {
+        true
+    }
 }
 
 impl<E> Claims<E> {
@@ -598,6 +627,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
             family,
             cnf,
             extra,
+            verified_by: Seal::default(),
         })
     }
 }

@@ -218,6 +218,7 @@ impl<'a> TokenBuilder<'a> {
                 family: None,
                 cnf: None,
                 extra: serde_json::Map::new(),
+                verified_by: Default::default(),
             },
             lifetime: None,
             extra_error: None,

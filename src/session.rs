@@ -22,8 +22,10 @@ impl AuthX {
     /// Revokes the login session of `claims` (every token of its refresh
     /// family), or the token alone until it expires when it belongs to no
     /// session: a logout. A write that cannot be made is `StoreUnavailable`,
-    /// whatever the fail-open setting.
+    /// whatever the fail-open setting. Only claims this `AuthX` verified
+    /// are taken (from a guard's extensions, `verify` or `authenticate`).
     pub async fn revoke<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
+        self.verified_here(claims)?;
         if claims.jti.is_none() && claims.family.is_none() {
             return Err(AuthError::InvalidToken(InvalidToken::Claims(
                 "the token has no jti to revoke".into(),
@@ -45,11 +47,13 @@ impl AuthX {
     /// with [`AuthError::RefreshReused`] and the whole session revoked, so a
     /// thief and the victim cannot both go on. A key that cannot sign, or
     /// claims that cannot be written, are [`AuthError::Issue`] (a 500) and
-    /// leave the refresh token unspent.
+    /// leave the refresh token unspent. Only claims this `AuthX` verified
+    /// are taken: a claim set read from anywhere else is refused.
     pub async fn rotate<'a, E: Serialize>(
         &'a self,
         claims: &Claims<E>,
     ) -> Result<TokenPair, AuthError> {
+        self.verified_here(claims)?;
         if claims.token_type != TokenType::Refresh {
             return Err(AuthError::WrongTokenType {
                 expected: TokenType::Refresh,
@@ -109,6 +113,20 @@ impl AuthX {
             refresh_token,
             token_type: if key.is_some() { "DPoP" } else { "bearer" },
         })
+    }
+
+    /// Sessions move only on claims this `AuthX` verified (from a guard's
+    /// extensions, an extractor, `verify` or `authenticate`), never on a claim
+    /// set read or built any other way, such as from a request body.
+    fn verified_here<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
+        if claims.verified_by.is(self.pipeline().id) {
+            return Ok(());
+        }
+        Err(AuthError::InvalidToken(InvalidToken::Claims(
+            "these claims were not verified by this AuthX: take them from a guard \
+             (the request's extensions) or from AuthX::verify"
+                .into(),
+        )))
     }
 
     /// How long a session's entries must be remembered: as long as any token

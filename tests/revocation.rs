@@ -745,3 +745,44 @@ async fn a_key_that_cannot_sign_makes_rotation_a_server_error_and_spends_nothing
     assert!(store.is_empty());
     assert!(issuer.rotate(&refresh).await.is_ok());
 }
+
+/// Sessions move only on claims this very handle verified: a claim set read
+/// from a request body (public fields, public `Deserialize`) or verified by
+/// another handle cannot start a "first rotation" or log anyone out.
+#[tokio::test]
+async fn rotate_and_revoke_take_only_claims_this_handle_verified() {
+    use base64::Engine as _;
+    let authx = authx_with(MemoryStore::default());
+    let pair = authx.create_token_pair("victim").unwrap();
+    // What an attacker posts: the payload of a refresh token, any subject.
+    let payload = pair.refresh_token.split('.').nth(1).unwrap();
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let mut posted: Claims = serde_json::from_slice(&payload).unwrap();
+    posted.sub = "admin".into();
+    assert!(matches!(
+        authx.rotate(&posted).await,
+        Err(AuthError::InvalidToken(_))
+    ));
+    assert!(matches!(
+        authx.revoke(&posted).await,
+        Err(AuthError::InvalidToken(_))
+    ));
+    // Verified by another handle (even one with the same secret): refused too.
+    let other = authx_with(MemoryStore::default());
+    let elsewhere: Claims = other
+        .verify(&pair.refresh_token, &Requirement::refresh())
+        .await
+        .unwrap();
+    assert!(authx.rotate(&elsewhere).await.is_err());
+    // Verified here, and cloned as extractors do: the session moves.
+    let verified: Claims = authx
+        .verify(&pair.refresh_token, &Requirement::refresh())
+        .await
+        .unwrap();
+    // The same claims, whoever verified them (the mark is no claim).
+    posted.sub = "victim".into();
+    assert_eq!(verified, posted);
+    assert!(authx.rotate(&verified.clone()).await.is_ok());
+}

@@ -14,7 +14,7 @@ pub(crate) mod header;
 mod sign;
 
 use crate::base64url;
-use crate::claims::{Claims, NumericDate};
+use crate::claims::{Claims, NumericDate, Seal};
 use crate::error::InvalidToken;
 use crate::keys::Key;
 use cache::VerifiedCache;
@@ -88,6 +88,8 @@ impl From<InvalidToken> for Unverified {
 
 /// Everything needed to check a token, prepared once at construction.
 pub(crate) struct Verifier {
+    /// What marks the claims this verifier vouches for (its `AuthX`'s).
+    seal: Seal,
     leeway: f64,
     issuer: Option<String>,
     audience: Vec<String>,
@@ -98,6 +100,7 @@ pub(crate) struct Verifier {
 
 impl Verifier {
     pub(crate) fn new(
+        seal: Seal,
         leeway: std::time::Duration,
         issuer: Option<String>,
         audience: Vec<String>,
@@ -106,6 +109,7 @@ impl Verifier {
         cache_capacity: Option<usize>,
     ) -> Self {
         Verifier {
+            seal,
             leeway: leeway.as_secs_f64(),
             issuer,
             audience,
@@ -205,9 +209,10 @@ impl Verifier {
         let payload = std::str::from_utf8(payload).map_err(|_| not_json())?;
         // Boxed as soon as read: the claims (over 300 bytes) then travel to the
         // extensions as a pointer, not copied once per function on the way.
-        let claims: Box<Claims<E>> = serde_json::from_str(payload).map_err(claims_error)?;
+        let mut claims: Box<Claims<E>> = serde_json::from_str(payload).map_err(claims_error)?;
         self.check_time(&claims, now)?;
         self.check_issuer_and_audience(&claims)?;
+        claims.verified_by = self.seal;
         Ok(claims)
     }
 
