@@ -45,7 +45,7 @@ pub struct CookieConfig {
     pub(crate) refresh_csrf_name: String,
     pub(crate) path: String,
     pub(crate) domain: Option<String>,
-    pub(crate) same_site: Option<SameSite>,
+    pub(crate) same_site: SameSite,
     pub(crate) secure: bool,
     pub(crate) http_only: bool,
     pub(crate) max_age: Option<Duration>,
@@ -63,7 +63,7 @@ impl Default for CookieConfig {
             refresh_csrf_name: "csrf_refresh_token".into(),
             path: "/".into(),
             domain: None,
-            same_site: Some(SameSite::Lax),
+            same_site: SameSite::Lax,
             secure: true,
             http_only: true,
             max_age: None,
@@ -115,9 +115,11 @@ impl CookieConfig {
         self
     }
 
-    /// `SameSite` (default `Lax`; `None` here leaves the attribute out).
+    /// `SameSite` (default `Lax`). [`SameSite::None`] sends `SameSite=None`
+    /// and needs [`secure`](Self::secure) on (browsers drop such a cookie
+    /// otherwise; `AuthX::new` refuses the combination).
     #[must_use]
-    pub fn same_site(mut self, same_site: Option<SameSite>) -> Self {
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
         self
     }
@@ -159,6 +161,8 @@ impl CookieConfig {
     }
 
     /// The methods that need the CSRF value (default POST, PUT, PATCH, DELETE).
+    /// At least one while [`csrf_protect`](Self::csrf_protect) is on (an empty
+    /// list would turn the protection off unseen: `AuthX::new` refuses it).
     #[must_use]
     pub fn csrf_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         self.csrf_methods = methods.into_iter().collect();
@@ -190,6 +194,17 @@ impl CookieConfig {
             && (domain.is_empty() || !attribute_ok(domain) || domain.contains(' '))
         {
             return Err(ConfigError::new("invalid cookie domain"));
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return Err(ConfigError::new(
+                "SameSite=None cookies need Secure (browsers drop them otherwise)",
+            ));
+        }
+        if self.csrf_protect && self.csrf_methods.is_empty() {
+            return Err(ConfigError::new(
+                "csrf_methods is empty, which would turn the CSRF protection off: \
+                 name the methods, or say csrf_protect(false)",
+            ));
         }
         Ok(())
     }
@@ -264,9 +279,7 @@ impl CookieConfig {
         if http_only {
             line.push_str("; HttpOnly");
         }
-        if let Some(same_site) = self.same_site {
-            let _ = write!(line, "; SameSite={}", same_site.as_str());
-        }
+        let _ = write!(line, "; SameSite={}", self.same_site.as_str());
         let value = HeaderValue::try_from(line)
             .map_err(|_| AuthError::InvalidRequest("the cookie is not a valid header value"))?;
         headers.append(SET_COOKIE, value);

@@ -786,3 +786,38 @@ async fn rotate_and_revoke_take_only_claims_this_handle_verified() {
     assert_eq!(verified, posted);
     assert!(authx.rotate(&verified.clone()).await.is_ok());
 }
+
+/// `local_view_max_age` bounds how long a change the feed never announced
+/// can go unseen, whichever order it is set in with `local_view`.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_views_max_age_holds_in_either_order() {
+    let Some(redis) = Redis::start() else { return };
+    let store = tower_authx::RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .local_view_max_age(Duration::from_millis(300))
+        .local_view(100);
+    let authx = authx_with(store.clone());
+    let token = authx.create_access_token("quiet", true).unwrap();
+    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
+    let start = std::time::Instant::now();
+    while !store.local_view_is_live() {
+        assert!(start.elapsed() < Duration::from_secs(5), "no feed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Kept in the view now.
+    authx.check_revocation(&claims).await.unwrap();
+    // A revocation written behind the feed's back (nothing announced).
+    let until = (support::now() + 600).to_string();
+    let field = format!("t:{}", claims.jti.as_deref().unwrap());
+    redis.cli(&["HSET", "authx:sub:quiet", &field, &until]);
+    let start = std::time::Instant::now();
+    while authx.check_revocation(&claims).await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the view kept answering from a state older than its max age"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

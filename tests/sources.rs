@@ -359,7 +359,7 @@ fn cookie_helpers_write_authx_attributes_and_refuse_foreign_tokens() {
     let authx = authx_with(|c| {
         c.cookies(
             CookieConfig::default()
-                .same_site(Some(SameSite::Strict))
+                .same_site(SameSite::Strict)
                 .path("/api")
                 .max_age(std::time::Duration::from_secs(900)),
         )
@@ -447,4 +447,59 @@ async fn grpc_requests_are_refused_the_grpc_way() {
         out.headers["grpc-message"],
         "Missing required scopes: ['write']. Provided: ['read']"
     );
+}
+
+/// Cookie settings mean what they say or are refused: `SameSite::None` is
+/// sent as `SameSite=None` and needs `Secure`; an empty CSRF method list
+/// would turn the protection off unseen.
+#[test]
+fn cookie_settings_that_would_mean_something_else_are_refused() {
+    let with = |cookies: CookieConfig| {
+        AuthX::new(
+            AuthXConfig::from_secret(SECRET)
+                .unwrap()
+                .cookies(cookies),
+        )
+    };
+    let authx = with(CookieConfig::default().same_site(SameSite::None)).unwrap();
+    let mut headers = HeaderMap::new();
+    let access = authx.create_access_token("u", true).unwrap();
+    authx.set_access_cookies(&access, &mut headers).unwrap();
+    for line in headers.get_all("set-cookie") {
+        let line = line.to_str().unwrap();
+        assert!(
+            line.ends_with("; Secure; HttpOnly; SameSite=None")
+                || line.ends_with("; Secure; SameSite=None"),
+            "{line}"
+        );
+    }
+    assert!(
+        with(
+            CookieConfig::default()
+                .same_site(SameSite::None)
+                .secure(false)
+        )
+        .is_err()
+    );
+    assert!(with(CookieConfig::default().csrf_methods([])).is_err());
+    assert!(with(CookieConfig::default().csrf_methods([]).csrf_protect(false)).is_ok());
+}
+
+/// A memory store of capacity 0 holds one entry, as the replay store does:
+/// a logout is not refused by a store that can hold nothing.
+#[tokio::test]
+async fn a_zero_capacity_memory_store_still_takes_a_logout() {
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(tower_authx::MemoryStore::with_capacity(0)),
+    )
+    .unwrap();
+    let token = authx.create_access_token("u", true).unwrap();
+    let claims: tower_authx::Claims = authx
+        .verify(&token, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    authx.revoke(&claims).await.unwrap();
+    assert!(authx.check_revocation(&claims).await.is_err());
 }

@@ -151,12 +151,13 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store holding at most `capacity` live entries in all.
+    /// An empty store holding at most `capacity` live entries in all (at
+    /// least 1, as [`MemoryReplay::new`](crate::MemoryReplay::new)).
     pub fn with_capacity(capacity: usize) -> Self {
         MemoryStore {
             state: Mutex::new(State::default()),
             marked: SubjectFilter::new(),
-            capacity,
+            capacity: capacity.max(1),
             per_subject: DEFAULT_ENTRIES_PER_SUBJECT,
         }
     }

@@ -59,6 +59,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     policy: Arc<PolicyWatch>,
     view: Option<ViewSettings>,
+    /// How long the local view keeps a subject (set in any order with `local_view`).
+    view_max_age: Duration,
     /// Replicas that must have every write before it counts, and how long to wait.
     replicas: Option<(u32, Duration)>,
     /// Where writes that wait for replicas go: connections of their own, so
@@ -70,9 +72,11 @@ pub struct RedisStore {
 #[derive(Clone)]
 struct ViewSettings {
     capacity: usize,
-    max_age: Duration,
     started: Arc<OnceLock<Arc<LocalView>>>,
 }
+
+/// How long a local view keeps a subject by default.
+const DEFAULT_VIEW_MAX_AGE: Duration = Duration::from_secs(10);
 
 /// How many subjects a local view keeps by default.
 pub const DEFAULT_VIEW_CAPACITY: usize = 100_000;
@@ -147,6 +151,7 @@ impl RedisStore {
             }),
             policy: Arc::default(),
             view: None,
+            view_max_age: DEFAULT_VIEW_MAX_AGE,
             replicas: None,
             writes: None,
         }
@@ -169,19 +174,18 @@ impl RedisStore {
     pub fn local_view(mut self, capacity: usize) -> Self {
         self.view = Some(ViewSettings {
             capacity,
-            max_age: Duration::from_secs(10),
             started: Arc::default(),
         });
         self
     }
 
     /// How long the local view keeps a subject before reading it again, even
-    /// with no change announced (default 10 s).
+    /// with no change announced (default 10 s): the longest a logout can go
+    /// unseen by this instance, whatever happens to the feed. Before or after
+    /// [`local_view`](Self::local_view), in either order.
     #[must_use]
     pub fn local_view_max_age(mut self, max_age: Duration) -> Self {
-        if let Some(view) = &mut self.view {
-            view.max_age = max_age;
-        }
+        self.view_max_age = max_age;
         self
     }
 
@@ -218,7 +222,7 @@ impl RedisStore {
     fn view(&self) -> Option<&Arc<LocalView>> {
         let settings = self.view.as_ref()?;
         Some(settings.started.get_or_init(|| {
-            let view = Arc::new(LocalView::new(settings.capacity, settings.max_age));
+            let view = Arc::new(LocalView::new(settings.capacity, self.view_max_age));
             spawn_feed(
                 Arc::downgrade(&view),
                 self.nodes.to_vec(),
