@@ -283,8 +283,13 @@ impl AuthXConfig {
     /// service directly inside the guard is a CORS layer that answers every
     /// preflight itself. A request passes only when it can be nothing but a
     /// preflight: `OPTIONS` with `Origin` and one `Access-Control-Request-Method`,
-    /// no credential, no content type (so never gRPC) and no body; it goes in
-    /// without claims.
+    /// no credential in any configured location (header, cookies, query) nor
+    /// a DPoP proof, no content type (so never gRPC) and no body; it goes in
+    /// without claims. Only a CORS answer (one with
+    /// `Access-Control-Allow-Origin`) goes back: any other answer is replaced
+    /// by the 401 the request would have had, and logged at `warn`. The
+    /// service directly inside must be the CORS layer: a route handler there
+    /// would run for the preflight before its answer is replaced.
     #[must_use]
     pub fn pass_cors_preflight(mut self, pass: bool) -> Self {
         self.pass_preflight = pass;

@@ -202,26 +202,53 @@ async fn own_claims_types_extract_and_a_mismatch_names_the_type() {
 }
 
 #[tokio::test]
-async fn cors_preflights_pass_the_guard_when_asked() {
+async fn cors_preflights_pass_the_guard_to_a_cors_layer_only() {
     let authx = AuthX::new(
         AuthXConfig::from_secret(SECRET)
             .unwrap()
+            .header_name(http::HeaderName::from_static("x-api-token"))
             .pass_cors_preflight(true),
     )
     .unwrap();
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(http::HeaderValue::from_static("https://app.example"))
+        .allow_methods([http::Method::GET]);
     let server = serve(
         Router::new()
-            .route("/a", get(whoami).options(|| async { "preflight ok" }))
-            .layer(RequireAuthLayer::new(authx)),
+            .route("/a", get(whoami))
+            .layer(cors)
+            .layer(RequireAuthLayer::new(authx.clone()))
+            // A route handler directly inside the guard, answering any method.
+            .route(
+                "/handler",
+                axum::routing::any(|| async { "a handler ran" })
+                    .layer(RequireAuthLayer::new(authx)),
+            ),
     )
     .await;
-    let res = server
-        .request(http::Method::OPTIONS, "/a")
-        .header("origin", "https://app.example")
-        .header("access-control-request-method", "GET")
+    let preflight = |path: &'static str| {
+        server
+            .request(http::Method::OPTIONS, path)
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "GET")
+    };
+    let res = preflight("/a").send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        res.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    // Only a CORS layer's answer goes back: a handler's is replaced by the refusal.
+    let res = preflight("/handler").send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(!res.text().contains("a handler ran"));
+    // A credential in the configured header makes it no preflight: guarded.
+    let res = preflight("/a")
+        .header("x-api-token", "Bearer x")
         .send()
         .await;
-    assert_eq!(res.text(), "preflight ok");
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(!res.headers.contains_key("access-control-allow-origin"));
     // A plain OPTIONS is not a preflight.
     let res = server.request(http::Method::OPTIONS, "/a").send().await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED);

@@ -519,7 +519,18 @@ async fn cors_preflight_pass_through_takes_only_what_can_be_nothing_but_a_prefli
     )
     .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let svc = RequireFreshLayer::new(passing).layer(counting(calls.clone()));
+    let counted = calls.clone();
+    // What a CORS layer answers a preflight.
+    let cors = service_fn(move |_req: Request<Full<Bytes>>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let mut res = Response::new(Full::<Bytes>::default());
+        res.headers_mut().insert(
+            "access-control-allow-origin",
+            http::HeaderValue::from_static("https://app.example"),
+        );
+        async move { Ok::<_, Infallible>(res) }
+    });
+    let svc = RequireFreshLayer::new(passing).layer(cors);
     let req = preflight().body(Full::<Bytes>::default()).unwrap();
     assert_eq!(
         svc.clone().oneshot(req).await.unwrap().status(),
@@ -569,6 +580,13 @@ async fn cors_preflight_pass_through_takes_only_what_can_be_nothing_but_a_prefli
             "a credential",
             preflight()
                 .header("authorization", "Bearer x")
+                .body(Full::default())
+                .unwrap(),
+        ),
+        (
+            "a DPoP proof",
+            preflight()
+                .header("dpop", "x.y.z")
                 .body(Full::default())
                 .unwrap(),
         ),

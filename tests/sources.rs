@@ -455,11 +455,7 @@ async fn grpc_requests_are_refused_the_grpc_way() {
 #[test]
 fn cookie_settings_that_would_mean_something_else_are_refused() {
     let with = |cookies: CookieConfig| {
-        AuthX::new(
-            AuthXConfig::from_secret(SECRET)
-                .unwrap()
-                .cookies(cookies),
-        )
+        AuthX::new(AuthXConfig::from_secret(SECRET).unwrap().cookies(cookies))
     };
     let authx = with(CookieConfig::default().same_site(SameSite::None)).unwrap();
     let mut headers = HeaderMap::new();

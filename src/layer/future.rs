@@ -42,6 +42,8 @@ pin_project! {
         S: Service<Request<B>>,
     {
         Inner { #[pin] future: S::Future },
+        // A CORS preflight handed in: only a CORS answer may come back.
+        Preflight { #[pin] future: S::Future, refusal: Option<Response<Bytes>> },
         Rejected { response: Option<Response<Bytes>> },
         // Boxed: rare (a network store, a key refetch), and large; unboxed it
         // would make every request's future larger to move.
@@ -68,6 +70,13 @@ impl<S: Service<Request<B>>, B, E> ResponseFuture<S, B, E> {
 
     pub(crate) fn inner(future: S::Future) -> Self {
         Self::new(State::Inner { future })
+    }
+
+    pub(crate) fn preflight(future: S::Future, refusal: Response<Bytes>) -> Self {
+        Self::new(State::Preflight {
+            future,
+            refusal: Some(refusal),
+        })
     }
 
     pub(crate) fn rejected(response: Response<Bytes>) -> Self {
@@ -109,6 +118,25 @@ where
                 StateProj::Inner { future } => {
                     let res = ready!(future.poll(cx))?;
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                }
+                StateProj::Preflight { future, refusal } => {
+                    let res = ready!(future.poll(cx))?;
+                    if res
+                        .headers()
+                        .contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                    {
+                        return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                    }
+                    tracing::warn!(
+                        status = %res.status(),
+                        "tower-authx: pass_cors_preflight is on but the service inside the guard \
+                         answered a preflight without Access-Control-Allow-Origin (not a CORS \
+                         layer?): refused instead"
+                    );
+                    let refusal = refusal
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(refusal.map(ResponseBody::rejection)));
                 }
                 StateProj::Rejected { response } => {
                     let response = response

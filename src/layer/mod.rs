@@ -24,17 +24,21 @@ use http::Request;
 use tower_service::Service;
 
 use crate::authx::AuthX;
+use crate::error::AuthError;
 use crate::observe::{Observation, Outcome};
 use crate::policy::Admission;
 use crate::request::RequestHead;
+use crate::source::Sources;
 
 pub use crate::pipeline::ClaimsExtra;
 
 /// A CORS preflight and nothing else: `OPTIONS` with `Origin` and one
-/// `Access-Control-Request-Method`, no credential, no content type and no body.
-/// Anything that a service behind the guard could take for a real call (a gRPC
-/// request, which tonic serves whatever the method; a body) is guarded as usual.
-fn is_cors_preflight<B: http_body::Body>(req: &Request<B>) -> bool {
+/// `Access-Control-Request-Method`, no content type, no body, and no
+/// credential in any configured location (the configured header, cookies,
+/// the query) nor a DPoP proof. Anything that a service behind the guard could
+/// take for a real call (a gRPC request, which tonic serves whatever the
+/// method; a body; a credential) is guarded as usual.
+fn is_cors_preflight<B: http_body::Body>(req: &Request<B>, sources: &Sources) -> bool {
     use http::header::{
         ACCESS_CONTROL_REQUEST_METHOD, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, ORIGIN,
         TRANSFER_ENCODING,
@@ -48,11 +52,17 @@ fn is_cors_preflight<B: http_body::Body>(req: &Request<B>) -> bool {
             .count()
             == 1
         && !headers.contains_key(AUTHORIZATION)
+        && !headers.contains_key(&sources.header.name)
         && !headers.contains_key(COOKIE)
+        && !headers.contains_key("dpop")
         && !headers.contains_key(CONTENT_TYPE)
         && !headers.contains_key(TRANSFER_ENCODING)
         && headers.get_all(CONTENT_LENGTH).iter().all(|v| v == "0")
         && (req.body().is_end_stream() || req.body().size_hint().exact() == Some(0))
+        && matches!(
+            sources.find(RequestHead::of(req), None),
+            Err(AuthError::MissingToken)
+        )
 }
 
 /// One guarded call: the pipeline as far as it goes now, then the inner
@@ -69,10 +79,12 @@ where
     B: http_body::Body,
 {
     let pipeline = authx.pipeline();
-    if pipeline.pass_preflight && is_cors_preflight(&req) {
+    if pipeline.pass_preflight && is_cors_preflight(&req, &pipeline.sources) {
         // Browsers send preflights without credentials; a CORS layer inside the
-        // guard must see them to answer them.
-        return ResponseFuture::inner(inner.call(req));
+        // guard must see them to answer them. Only a CORS answer goes back: any
+        // other is replaced by the refusal the request would have had.
+        let refusal = authx.reject(&AuthError::MissingToken, RequestHead::of(&req));
+        return ResponseFuture::preflight(inner.call(req), refusal);
     }
     let observation = Observation::start(admission.kind());
     let started =
