@@ -53,8 +53,13 @@ pub enum AuthError {
     /// (503; fail closed unless configured otherwise).
     StoreUnavailable,
     /// The token names a key we do not hold and the issuer's JWKS cannot be
-    /// fetched (503, distinct from a bad token's 401).
-    KeysUnavailable,
+    /// fetched yet (503, distinct from a bad token's 401): the issuer is
+    /// unreachable, or the rate-limited refetch that decides runs in
+    /// `retry_after` (sent as `Retry-After`).
+    KeysUnavailable {
+        /// When the refetch that decides runs (whole seconds, at least one).
+        retry_after: std::time::Duration,
+    },
     /// A token could not be issued (a key that only verifies, unwritable
     /// claims): the server's fault, never the client's (500; the detail does
     /// not say why, the log does).
@@ -126,7 +131,7 @@ impl AuthError {
         match self {
             AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthError::StoreUnavailable | AuthError::KeysUnavailable => {
+            AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AuthError::Issue(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -141,7 +146,7 @@ impl AuthError {
     pub fn grpc_status(&self) -> u8 {
         match self {
             AuthError::InsufficientScope { .. } => 7,
-            AuthError::StoreUnavailable | AuthError::KeysUnavailable => 14,
+            AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => 14,
             AuthError::Issue(_) => 13,
             _ => 16,
         }
@@ -176,7 +181,7 @@ impl AuthError {
             AuthError::Revoked => "revoked",
             AuthError::RefreshReused => "refresh_reused",
             AuthError::StoreUnavailable => "store_unavailable",
-            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::KeysUnavailable { .. } => "keys_unavailable",
             AuthError::Issue(_) => "issue_failed",
             AuthError::Dpop(DpopError::InvalidProof(_)) => "dpop_invalid_proof",
             AuthError::Dpop(DpopError::Replayed) => "dpop_replayed",
@@ -191,7 +196,7 @@ impl AuthError {
             AuthError::MissingToken
             | AuthError::Csrf(_)
             | AuthError::StoreUnavailable
-            | AuthError::KeysUnavailable
+            | AuthError::KeysUnavailable { .. }
             | AuthError::Issue(_) => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken(_)
@@ -227,7 +232,9 @@ impl fmt::Display for AuthError {
             AuthError::StoreUnavailable => {
                 f.write_str("Token revocation store unavailable, try again later")
             }
-            AuthError::KeysUnavailable => f.write_str("Signing keys unavailable, try again later"),
+            AuthError::KeysUnavailable { .. } => {
+                f.write_str("Signing keys unavailable, try again later")
+            }
             AuthError::Issue(_) => f.write_str("Token could not be issued"),
             AuthError::Dpop(DpopError::InvalidProof(why)) => write!(f, "Invalid DPoP proof: {why}"),
             AuthError::Dpop(DpopError::Replayed) => {
@@ -398,3 +405,22 @@ impl fmt::Display for IssueError {
 }
 
 impl std::error::Error for IssueError {}
+
+/// `error` and every cause under it, `: `-separated: a foreign error's
+/// `Display` often names only its outermost layer ("client error (Connect)")
+/// while the reason (an unknown certificate issuer, a refused connection)
+/// is in its sources.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source's text in their own.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -284,8 +284,8 @@ impl Pipeline {
         let issuer = self.trust.for_token(&found.token)?;
         notes.issuer(issuer);
         let trusted = self.trust.get(issuer);
-        let select = |kid: Option<&str>| {
-            let key = trusted.keys.select(kid);
+        let select = |kid: Option<&str>, alg: &str| {
+            let key = trusted.keys.select(kid, alg);
             if let Ok(key) = &key {
                 notes.key(key);
             }
@@ -343,7 +343,7 @@ impl Pipeline {
     ) -> Result<Option<Pending>, AuthError> {
         let now = NumericDate::now();
         let trusted = self.trust.get(issuer);
-        let key = key_after_fetch(&trusted.keys, header.kid.as_deref(), token, now)?;
+        let key = key_after_fetch(&trusted.keys, header, token, now)?;
         notes.key(&key);
         let claims = trusted
             .verifier
@@ -461,7 +461,7 @@ impl Pipeline {
         now: NumericDate,
     ) -> Result<Claims<E>, AuthError> {
         let trusted = self.trust.get(self.trust.for_token(token)?);
-        let select = |kid: Option<&str>| trusted.keys.select(kid);
+        let select = |kid: Option<&str>, alg: &str| trusted.keys.select(kid, alg);
         trusted
             .verifier
             .verify(token, now, select)
@@ -480,7 +480,7 @@ impl Pipeline {
         now: NumericDate,
     ) -> Result<Claims<E>, AuthError> {
         let trusted = self.trust.get(self.trust.for_token(token)?);
-        let select = |kid: Option<&str>| trusted.keys.select(kid);
+        let select = |kid: Option<&str>, alg: &str| trusted.keys.select(kid, alg);
         let header = match trusted.verifier.verify(token, now, select) {
             Ok(claims) => return Ok(*claims),
             Err(Unverified::Invalid(error)) => return Err(error.into()),
@@ -491,7 +491,7 @@ impl Pipeline {
         };
         fetch.await;
         let now = NumericDate::now();
-        let key = key_after_fetch(&trusted.keys, header.kid.as_deref(), token, now)?;
+        let key = key_after_fetch(&trusted.keys, &header, token, now)?;
         Ok(*trusted.verifier.verify_with(token, &header, &key, now)?)
     }
 
@@ -526,18 +526,21 @@ impl Pipeline {
 /// refetch may see a key it just rotated in, it is 503 with `Retry-After`.
 fn key_after_fetch<'k>(
     keys: &'k KeySource,
-    kid: Option<&str>,
+    header: &JoseHeader<'_>,
     token: &str,
     now: NumericDate,
 ) -> Result<std::borrow::Cow<'k, Arc<crate::keys::Key>>, AuthError> {
-    keys.select(kid).map_err(|error| match error {
-        InvalidToken::UnknownKey
-            if keys.not_yet_known(crate::token::unverified_issued_at(token, now)) =>
-        {
-            AuthError::KeysUnavailable
-        }
-        other => other.into(),
-    })
+    keys.select(header.kid.as_deref(), &header.alg)
+        .map_err(|error| match error {
+            InvalidToken::UnknownKey
+                if keys.not_yet_known(crate::token::unverified_issued_at(token, now)) =>
+            {
+                AuthError::KeysUnavailable {
+                    retry_after: keys.retry_after(),
+                }
+            }
+            other => other.into(),
+        })
 }
 
 /// The double submit of a cookie-borne token: the CSRF value the request sent

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::set::{KeyRing, jwks_entries};
-use crate::error::{ConfigError, FetchError};
+use crate::error::{ConfigError, FetchError, with_causes};
 
 /// Whether keys may come over plain `http://` from beyond this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,6 +155,8 @@ struct FetchState {
     last_success: AtomicU64,
     last_failed: AtomicBool,
     background: AtomicBool,
+    /// A fetch waits for the rate limit to allow it.
+    deferred: AtomicBool,
     /// Wall-clock times (Unix milliseconds; 0 means never), for tokens' `iat`
     /// and for health probes.
     success_unix_ms: AtomicU64,
@@ -169,6 +171,7 @@ impl FetchState {
             last_success: AtomicU64::new(0),
             last_failed: AtomicBool::new(false),
             background: AtomicBool::new(false),
+            deferred: AtomicBool::new(false),
             success_unix_ms: AtomicU64::new(0),
             failure_unix_ms: AtomicU64::new(0),
         }
@@ -347,6 +350,13 @@ impl RemoteJwks {
         })
     }
 
+    /// How long until a fetch for an unknown `kid` may run (zero: now). One
+    /// that was refused for being too soon runs then on its own, so a client
+    /// that comes back after this finds the keys fetched.
+    pub(crate) fn next_fetch_in(&self) -> Duration {
+        self.inner.next_fetch_in()
+    }
+
     /// Whether the last fetch failed (the issuer is unreachable or answered badly).
     pub(crate) fn unavailable(&self) -> bool {
         self.inner.state.last_failed.load(Ordering::Relaxed)
@@ -399,9 +409,17 @@ impl Remote {
                 .is_none_or(|ago| ago >= self.min_interval)
     }
 
+    fn next_fetch_in(&self) -> Duration {
+        self.state
+            .since(&self.state.last_attempt)
+            .map_or(Duration::ZERO, |ago| self.min_interval.saturating_sub(ago))
+    }
+
     /// One fetch at a time; skipped when another one just brought `kid`, or
-    /// when the last attempt is more recent than `interval`.
-    async fn fetch_if_allowed(&self, kid: Option<String>, interval: Duration) {
+    /// when the last attempt is more recent than `interval`. A fetch for a
+    /// `kid` skipped for that is made as soon as the interval allows (once,
+    /// however many tokens ask): the `Retry-After` their refusals carry.
+    async fn fetch_if_allowed(self: &Arc<Self>, kid: Option<String>, interval: Duration) {
         let _one_at_a_time = self.fetching.lock().await;
         if kid.as_deref().is_some_and(|kid| self.ring().contains(kid)) {
             return;
@@ -411,11 +429,31 @@ impl Remote {
             .since(&self.state.last_attempt)
             .is_some_and(|ago| ago < interval)
         {
+            if kid.is_some() {
+                self.fetch_when_allowed();
+            }
             return;
         }
         if let Err(e) = self.fetch().await {
             tracing::warn!(url = %self.url, error = %e, "tower-authx: JWKS fetch failed; cached keys keep serving");
         }
+    }
+
+    /// Fetches once the rate limit allows (one such wait at a time).
+    fn fetch_when_allowed(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.state.deferred.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let remote = self.clone();
+        runtime.spawn(async move {
+            // A little past the limit: the clocks count whole milliseconds.
+            tokio::time::sleep(remote.next_fetch_in() + Duration::from_millis(10)).await;
+            remote.state.deferred.store(false, Ordering::Release);
+            remote.fetch_if_allowed(None, remote.min_interval).await;
+        });
     }
 
     async fn fetch(&self) -> Result<(), FetchError> {
@@ -471,18 +509,18 @@ pub(crate) async fn get_json(client: &HttpsClient, url: &Uri) -> Result<Bytes, F
     let request = Request::get(url.clone())
         .header(http::header::ACCEPT, "application/json")
         .body(Empty::new())
-        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        .map_err(|e| FetchError::Unreachable(with_causes(&e)))?;
     let response = client
         .request(request)
         .await
-        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        .map_err(|e| FetchError::Unreachable(with_causes(&e)))?;
     if response.status() != StatusCode::OK {
         return Err(FetchError::Status(response.status().as_u16()));
     }
     Ok(Limited::new(response.into_body(), MAX_JWKS_BYTES)
         .collect()
         .await
-        .map_err(|e| FetchError::Body(e.to_string()))?
+        .map_err(|e| FetchError::Body(with_causes(&*e)))?
         .to_bytes())
 }
 

@@ -219,6 +219,24 @@ impl KeyRing {
         found.ok_or(InvalidToken::UnknownKey)
     }
 
+    /// The one key that serves `alg`, for a token that names none: refused
+    /// when no key or several keys serve it.
+    #[cfg(feature = "remote-keys")]
+    pub(crate) fn serving(&self, alg: &str) -> Result<&Arc<Key>, InvalidToken> {
+        let mut serving = self
+            .by_kid
+            .values()
+            .filter(|key| key.algorithm().as_str() == alg);
+        match (serving.next(), serving.next()) {
+            (Some(key), None) => Ok(key),
+            (None, _) => Err(InvalidToken::Algorithm),
+            (Some(_), Some(_)) => Err(InvalidToken::Malformed(
+                "the token names no key (kid), and several of the issuer's keys serve its alg"
+                    .into(),
+            )),
+        }
+    }
+
     /// How many keys are held by `kid`.
     #[cfg(feature = "remote-keys")]
     pub(crate) fn len(&self) -> usize {

@@ -23,11 +23,32 @@ impl KeySource {
     /// The key `kid` names (or the default key), as held now: our own keys
     /// borrowed (no reference count touched by every request on every core),
     /// an issuer's counted (its keys may be replaced while the request runs).
-    pub(crate) fn select(&self, kid: Option<&str>) -> Result<Cow<'_, Arc<Key>>, InvalidToken> {
+    /// A token without `kid` under an issuer's keys takes the one key that
+    /// serves its `alg`; with none or several, it is refused at once (keys are
+    /// at hand: fetching again would not tell which).
+    ///
+    /// [`InvalidToken::UnknownKey`] means a refetch may help: only a `kid` we
+    /// do not hold, or no keys held at all yet.
+    pub(crate) fn select(
+        &self,
+        kid: Option<&str>,
+        alg: &str,
+    ) -> Result<Cow<'_, Arc<Key>>, InvalidToken> {
         match self {
-            KeySource::Local(ring) => ring.select(kid).map(Cow::Borrowed),
+            KeySource::Local(ring) => {
+                let _ = alg;
+                ring.select(kid).map(Cow::Borrowed)
+            }
             #[cfg(feature = "remote-keys")]
-            KeySource::Remote(remote) => remote.ring().select(kid).cloned().map(Cow::Owned),
+            KeySource::Remote(remote) => {
+                let ring = remote.ring();
+                match kid {
+                    None if ring.len() > 1 => ring.serving(alg),
+                    _ => ring.select(kid),
+                }
+                .cloned()
+                .map(Cow::Owned)
+            }
         }
     }
 
@@ -62,6 +83,21 @@ impl KeySource {
                 remote.unavailable() || issued_at.is_some_and(|iat| !remote.fetched_after(iat))
             }
         }
+    }
+}
+
+impl KeySource {
+    /// When a token refused because its key is not known yet is worth
+    /// sending again: when the refetch that decides may run (whole seconds,
+    /// at least one). Our own keys never change: one second.
+    pub(crate) fn retry_after(&self) -> std::time::Duration {
+        let wait = match self {
+            KeySource::Local(_) => std::time::Duration::ZERO,
+            #[cfg(feature = "remote-keys")]
+            KeySource::Remote(remote) => remote.next_fetch_in(),
+        };
+        std::time::Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            .max(std::time::Duration::from_secs(1))
     }
 }
 

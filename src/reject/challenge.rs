@@ -77,7 +77,7 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::Revoked => ("revoked", ""),
         AuthError::RefreshReused => ("reused", ""),
         AuthError::StoreUnavailable => ("store", ""),
-        AuthError::KeysUnavailable => ("keys", ""),
+        AuthError::KeysUnavailable { .. } => ("keys", ""),
         AuthError::Issue(_) => ("issue", ""),
         AuthError::Dpop(DpopError::InvalidProof(why)) => ("dpop", why),
         AuthError::Dpop(DpopError::Binding(why)) => ("binding", why),
@@ -106,8 +106,15 @@ impl Challenge {
             let headers = res.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             if error.status() == StatusCode::SERVICE_UNAVAILABLE {
-                // Not the credential's fault: no challenge, come back soon.
-                headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                // Not the credential's fault: no challenge; come back when
+                // the answer can differ.
+                let retry_after = match error {
+                    AuthError::KeysUnavailable { retry_after } => {
+                        HeaderValue::from(retry_after.as_secs().max(1))
+                    }
+                    _ => HeaderValue::from_static("1"),
+                };
+                headers.insert(http::header::RETRY_AFTER, retry_after);
             } else if error.status().is_client_error() {
                 for challenge in prepared.challenges.into_iter().flatten() {
                     headers.append(WWW_AUTHENTICATE, challenge);

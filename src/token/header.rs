@@ -129,6 +129,11 @@ fn validated(members: Members<'_>) -> Result<JoseHeader<'_>, InvalidToken> {
     if members.typ.is_some_and(|t| !acceptable_typ(&t.0)) {
         return Err(malformed("the header's typ is not JWT"));
     }
+    // An algorithm no key can serve (`none` in any casing among them) is
+    // refused before any key is looked for, let alone fetched.
+    if !Algorithm::ALL.iter().any(|alg| alg.as_str() == members.alg) {
+        return Err(InvalidToken::Algorithm);
+    }
     Ok(JoseHeader {
         alg: members.alg,
         kid: members.kid.map(|kid| kid.0),

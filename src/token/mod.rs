@@ -121,12 +121,13 @@ impl Verifier {
 
     /// Checks shape, header, signature, claim types and time; nothing about
     /// the route (type, freshness), which is the policy's business. `key`
-    /// gives the key a `kid` names (or the default key for none).
+    /// gives the key a `kid` names (or, for none, the key that serves the
+    /// token's `alg`).
     pub(crate) fn verify<'k, E: DeserializeOwned>(
         &self,
         token: &str,
         now: NumericDate,
-        key: impl Fn(Option<&str>) -> Result<Cow<'k, Arc<Key>>, InvalidToken>,
+        key: impl Fn(Option<&str>, &str) -> Result<Cow<'k, Arc<Key>>, InvalidToken>,
     ) -> Result<Box<Claims<E>>, Unverified> {
         if token.len() > self.max_len {
             return Err(InvalidToken::TooLong.into());
@@ -134,7 +135,7 @@ impl Verifier {
         // A token seen before, whose kid still selects the very key its
         // signature was checked with: time and claims are checked again.
         let reuse = |seen: &cache::Verified| {
-            key(seen.kid.as_deref())
+            key(seen.kid.as_deref(), seen.key.algorithm().as_str())
                 .is_ok_and(|key| Arc::ptr_eq(&*key, &seen.key))
                 .then(|| self.claims(&seen.payload, now))
         };
@@ -150,7 +151,7 @@ impl Verifier {
         let parts = segments(token)?;
         let mut buffer = base64url::stack::<512>();
         let header = header::read(parts.0, &mut buffer)?;
-        match key(header.kid.as_deref()) {
+        match key(header.kid.as_deref(), &header.alg) {
             Ok(key) => Ok(self.verify_parts(token, parts, &header, &key, now)?),
             Err(InvalidToken::UnknownKey) => Err(Unverified::KeyMissing(header.into_owned())),
             Err(e) => Err(e.into()),

@@ -14,6 +14,7 @@ use redis::{Cmd, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
 use super::now_secs;
+use crate::error::with_causes;
 use crate::store::StoreError;
 
 /// Where commands go.
@@ -46,7 +47,7 @@ impl Link {
         if nodes.len() > 1 {
             return Link::cluster(nodes, timeout);
         }
-        let client = redis::Client::open(url).map_err(|e| StoreError::new(e.to_string()))?;
+        let client = redis::Client::open(url).map_err(|e| StoreError::new(with_causes(&e)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -58,7 +59,7 @@ impl Link {
     fn node(opener: Arc<(redis::Client, ConnectionManagerConfig)>) -> Result<Link, StoreError> {
         ConnectionManager::new_lazy_with_config(opener.0.clone(), opener.1.clone())
             .map(|manager| Link::Node(manager, opener))
-            .map_err(|e| StoreError::new(e.to_string()))
+            .map_err(|e| StoreError::new(with_causes(&e)))
     }
 
     /// Another link to the same Redis, on connections of its own: `WAIT`
@@ -86,7 +87,7 @@ impl Link {
             .min_retry_wait(50)
             .max_retry_wait(500)
             .build()
-            .map_err(|e| StoreError::new(e.to_string()))?;
+            .map_err(|e| StoreError::new(with_causes(&e)))?;
         Ok(Link::Cluster(Arc::new((client, OnceCell::new()))))
     }
 

@@ -419,7 +419,7 @@ pub(super) fn now_secs() -> u64 {
 }
 
 pub(super) fn store_error(e: redis::RedisError) -> StoreError {
-    StoreError::new(e.to_string())
+    StoreError::new(crate::error::with_causes(&e))
 }
 
 /// Whether a second attempt can succeed: the connection dropped (Redis restarted)
