@@ -43,10 +43,17 @@ async fn keys_come_over_https_from_a_trusted_issuer_only() {
     // issuer's fault, not the token's), never a pass.
     let untrusted = RemoteJwks::new(&url).unwrap();
     let resource =
-        AuthX::new(AuthXConfig::from_jwks(untrusted).danger_accept_any_issuer()).unwrap();
+        AuthX::new(AuthXConfig::from_jwks(untrusted.clone()).danger_accept_any_issuer()).unwrap();
     assert_eq!(
         support::guarded_status(&resource, &token).await,
         StatusCode::SERVICE_UNAVAILABLE
+    );
+    // The error says why (the certificate's issuer is unknown), not only
+    // "client error (Connect)".
+    let error = untrusted.refresh().await.unwrap_err().to_string();
+    assert!(
+        error.contains("UnknownIssuer") || error.contains("unknown issuer"),
+        "{error}"
     );
 }
 

@@ -393,3 +393,120 @@ async fn send(
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// How many key fetches the example has made (its `/metrics`).
+async fn fetches(addr: &str) -> u64 {
+    let (status, body) = send(addr.to_owned(), "/metrics", String::new(), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.lines()
+        .filter(|line| line.starts_with("authx_jwks_fetches_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Garbage is a 401, never an outage, and a rotation is learned by a client
+/// that honours `Retry-After` on its first retry; a start-up error names its
+/// cause. Over TCP against the example, behind a real provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_real_provider_garbage_is_401_and_retry_after_holds() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "retry");
+    let ca = files.dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let port = free_port();
+    let provider = start(&dir, "ES256", port, &files).await;
+
+    // Without the test CA, the example refuses to start and says why.
+    let refused = Command::new(&binary)
+        .env("PORT", "0")
+        .env("OIDC_ISSUER", &provider.iss)
+        .env("SSL_CERT_FILE", "/dev/null")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("UnknownIssuer") || said.contains("unknown issuer"),
+        "{said}"
+    );
+
+    let mut child = Command::new(&binary)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("OIDC_ISSUER", &provider.iss)
+        .env("AUDIENCE", AUDIENCE)
+        .env("SSL_CERT_FILE", &ca)
+        .env("JWKS_MIN_REFETCH_SECS", "3")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = listening(&mut child, "listening on http://").await;
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let get = |token: String| send(addr.clone(), "/protected", format!("Bearer {token}"), None);
+    let good = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    assert_eq!(get(good).await.0, StatusCode::OK);
+    let fetched = fetches(&addr).await;
+    assert!(fetched >= 1);
+
+    // Tokens no key of the provider can verify: 401 at once, nothing fetched.
+    let payload = format!(
+        r#"{{"iss":"{}","aud":"{AUDIENCE}","sub":"x","iat":{},"exp":{}}}"#,
+        provider.iss,
+        support::now(),
+        support::now() + 60
+    );
+    let b64 = |text: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    };
+    let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&payload));
+    let no_kid = support::forge(r#"{"alg":"ES256"}"#, &payload, b"attacker");
+    let hs = support::forge(r#"{"alg":"HS256","typ":"JWT"}"#, &payload, b"attacker");
+    for _ in 0..3 {
+        for (what, garbage) in [("alg none", &none), ("no kid", &no_kid), ("HS256", &hs)] {
+            let (status, body) = get(garbage.clone()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        }
+    }
+    assert_eq!(fetches(&addr).await, fetched, "garbage fetched keys");
+
+    // The provider rotates its key. Its first token under the new kid: 200 at
+    // once, or 503 whose Retry-After a client honours and then gets 200.
+    drop(provider);
+    std::fs::remove_file(files.keys("ES256")).unwrap();
+    let provider = start(&dir, "ES256", port, &files).await;
+    let rotated = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get("/protected")
+        .header("host", &addr)
+        .header("authorization", format!("Bearer {rotated}"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let first = sender.send_request(request).await.unwrap();
+    if first.status() == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after: u64 = first.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=3).contains(&retry_after), "Retry-After {retry_after}");
+        tokio::time::sleep(Duration::from_secs(retry_after)).await;
+        let (status, body) = get(rotated).await;
+        assert_eq!(status, StatusCode::OK, "on the first retry: {body}");
+    } else {
+        assert_eq!(first.status(), StatusCode::OK);
+    }
+}
