@@ -455,21 +455,29 @@ impl Pipeline {
         Ok(claims)
     }
 
+    /// Verifies `token` with the keys held now; a key not held comes back as
+    /// the keys and rules to fetch it for, with the token's header.
+    fn verify_held<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        now: NumericDate,
+    ) -> Result<Result<Claims<E>, (&Trusted, JoseHeader<'static>)>, AuthError> {
+        let trusted = self.trust.get(self.trust.for_token(token)?);
+        let select = |kid: Option<&str>, alg: &str| trusted.keys.select(kid, alg);
+        match trusted.verifier.verify(token, now, select) {
+            Ok(claims) => Ok(Ok(*claims)),
+            Err(Unverified::Invalid(error)) => Err(error.into()),
+            Err(Unverified::KeyMissing(header)) => Ok(Err((trusted, header))),
+        }
+    }
+
     fn verify_token<E: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         now: NumericDate,
     ) -> Result<Claims<E>, AuthError> {
-        let trusted = self.trust.get(self.trust.for_token(token)?);
-        let select = |kid: Option<&str>, alg: &str| trusted.keys.select(kid, alg);
-        trusted
-            .verifier
-            .verify(token, now, select)
-            .map(|claims| *claims)
-            .map_err(|unverified| match unverified {
-                Unverified::Invalid(error) => error.into(),
-                Unverified::KeyMissing(_) => InvalidToken::UnknownKey.into(),
-            })
+        self.verify_held(token, now)?
+            .map_err(|_| InvalidToken::UnknownKey.into())
     }
 
     /// [`verify_token`](Self::verify_token), awaiting one refetch of a remote
@@ -479,12 +487,9 @@ impl Pipeline {
         token: &str,
         now: NumericDate,
     ) -> Result<Claims<E>, AuthError> {
-        let trusted = self.trust.get(self.trust.for_token(token)?);
-        let select = |kid: Option<&str>, alg: &str| trusted.keys.select(kid, alg);
-        let header = match trusted.verifier.verify(token, now, select) {
-            Ok(claims) => return Ok(*claims),
-            Err(Unverified::Invalid(error)) => return Err(error.into()),
-            Err(Unverified::KeyMissing(header)) => header,
+        let (trusted, header) = match self.verify_held(token, now)? {
+            Ok(claims) => return Ok(claims),
+            Err(missing) => missing,
         };
         let Some(fetch) = trusted.keys.refetch(header.kid.as_deref()) else {
             return Err(InvalidToken::UnknownKey.into());

@@ -267,14 +267,21 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
     );
 }
 
+/// Discovery refuses a configuration that names another issuer, or that
+/// sends the keys of an https issuer to plain http.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discovery_over_https_never_sends_the_keys_to_plain_http() {
+async fn discovery_refuses_another_issuer_and_keys_over_plain_http() {
     let pki = pki();
-    for jwks_uri in ["http://idp.internal/jwks", "http://127.0.0.1:1/jwks"] {
+    let cases = [
+        (Some("https://someone-else.example"), None, "someone-else"),
+        (None, Some("http://idp.internal/jwks"), "not https"),
+        (None, Some("http://127.0.0.1:1/jwks"), "not https"),
+    ];
+    for (issuer_claim, jwks_uri, said) in cases {
         let (iss, _) = provider_naming(
             "{\"keys\":[]}".into(),
-            None,
-            Some(jwks_uri),
+            issuer_claim,
+            jwks_uri,
             pki.server.clone(),
         )
         .await;
@@ -282,29 +289,10 @@ async fn discovery_over_https_never_sends_the_keys_to_plain_http() {
         let error = tower_authx::Issuer::discover_with(&iss, tls)
             .await
             .unwrap_err();
-        assert!(
-            error.to_string().contains("not https"),
-            "{jwks_uri}: {error}"
-        );
+        assert!(error.to_string().contains(said), "{said}: {error}");
+        // And without trusting its certificate, nothing is read at all.
+        assert!(tower_authx::Issuer::discover(&iss).await.is_err());
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discovery_refuses_a_configuration_that_names_another_issuer() {
-    let pki = pki();
-    let (iss, _) = provider(
-        "{\"keys\":[]}".into(),
-        Some("https://someone-else.example"),
-        pki.server.clone(),
-    )
-    .await;
-    let tls = client_trusting(pki.ca_der.clone());
-    let error = tower_authx::Issuer::discover_with(&iss, tls)
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("someone-else"), "{error}");
-    // And without trusting its certificate, nothing is read at all.
-    assert!(tower_authx::Issuer::discover(&iss).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

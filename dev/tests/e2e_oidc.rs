@@ -302,6 +302,29 @@ fn example(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// The resource server example behind `provider`, trusting `ca`, with `env`
+/// besides; the running child and its address.
+async fn resource_server(
+    binary: &std::path::Path,
+    provider: &Provider,
+    ca: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Child, String) {
+    let mut child = Command::new(binary)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("OIDC_ISSUER", &provider.iss)
+        .env("AUDIENCE", AUDIENCE)
+        .env("SSL_CERT_FILE", ca)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = listening(&mut child, "listening on http://").await;
+    (child, addr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_resource_server_example_behind_a_real_provider() {
     let Some(dir) = provider_dir() else { return };
@@ -314,17 +337,7 @@ async fn the_resource_server_example_behind_a_real_provider() {
     std::fs::write(&ca, &pki.ca_pem).unwrap();
     let provider = start(&dir, "RS256", free_port(), &files).await;
     // OIDC_ISSUER, AUDIENCE and SSL_CERT_FILE, as the README says.
-    let mut child = Command::new(binary)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("OIDC_ISSUER", &provider.iss)
-        .env("AUDIENCE", AUDIENCE)
-        .env("SSL_CERT_FILE", &ca)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr = listening(&mut child, "listening on http://").await;
+    let (_child, addr) = resource_server(&binary, &provider, &ca, &[]).await;
     let tls = tls::client_trusting(pki.ca_der.clone());
     let reader = token(&tls, &provider.iss, "read", AUDIENCE).await;
     let get = |path: &'static str, token: String| {
@@ -437,18 +450,8 @@ async fn behind_a_real_provider_garbage_is_401_and_retry_after_holds() {
         "{said}"
     );
 
-    let mut child = Command::new(&binary)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("OIDC_ISSUER", &provider.iss)
-        .env("AUDIENCE", AUDIENCE)
-        .env("SSL_CERT_FILE", &ca)
-        .env("JWKS_MIN_REFETCH_SECS", "3")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr = listening(&mut child, "listening on http://").await;
+    let (_child, addr) =
+        resource_server(&binary, &provider, &ca, &[("JWKS_MIN_REFETCH_SECS", "3")]).await;
     let tls = tls::client_trusting(pki.ca_der.clone());
     let get = |token: String| send(addr.clone(), "/protected", format!("Bearer {token}"), None);
     let good = token(&tls, &provider.iss, "read", AUDIENCE).await;
