@@ -3,10 +3,13 @@
 //! ```text
 //! claims an outer guard of this AuthX verified? -> policy, done
 //! source (header | cookie | query) -> token [-> no token: optional passes]
-//!   -> DPoP proof (for the DPoP scheme: method, URI, time, ath, signature)
+//!   -> DPoP proof (for the DPoP scheme: method, URI, time, nonce, ath;
+//!      everything but its key and signature)
 //!   -> key (by kid; a remote kid we lack: await one refetch, then go on)
 //!   -> verify (header, signature, claims, time, issuer, audience)
-//!   -> binding (cnf.jkt is the proof's key; a bound token never as Bearer)
+//!   -> binding (cnf.jkt is the proof's key; a bound token never as Bearer),
+//!      then the proof's key and signature: a request with a garbage token
+//!      never costs a signature check with a key the client picked
 //!   -> CSRF double submit (for a cookie-borne token)
 //!   -> policy (type, freshness, scopes)
 //!   -> replay store (the proof's first use), then revocation store (after
@@ -25,7 +28,7 @@ use std::time::Duration;
 use http::Request;
 
 use crate::claims::{Claims, NumericDate};
-use crate::dpop::{DpopCheck, Proof, check_binding, replay_verdict};
+use crate::dpop::{DpopCheck, Proof, Unsigned, check_binding, replay_verdict};
 use crate::error::{AuthError, CsrfFailure, InvalidToken};
 use crate::keys::{KeyFuture, KeySource};
 use crate::observe::{Meters, Notes, Observed, store_answered};
@@ -171,7 +174,7 @@ pub(crate) enum Pending {
         token: String,
         csrf: Option<Vec<u8>>,
         header: JoseHeader<'static>,
-        proof: Option<Proof>,
+        proof: Option<Unsigned>,
     },
     /// A network store's answers; the claims are in the extensions.
     Stores(StoreChecks),
@@ -308,12 +311,12 @@ impl Pipeline {
                 };
             }
         };
-        self.bind(proof.as_ref(), &claims)?;
+        let proof = self.bind(proof, &claims)?;
         check_csrf(found.csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)
     }
 
-    /// The request's DPoP proof, checked, when its token came with the DPoP
+    /// The request's DPoP proof, checked but for its signature, when its token came with the DPoP
     /// scheme (`None` for Bearer, and when DPoP is not configured).
     fn proof(
         &self,
@@ -321,7 +324,7 @@ impl Pipeline {
         token: &str,
         dpop_scheme: bool,
         now: NumericDate,
-    ) -> Result<Option<Proof>, AuthError> {
+    ) -> Result<Option<Unsigned>, AuthError> {
         match &self.dpop {
             Some(dpop) => dpop.proof(request, token, dpop_scheme, now),
             None => Ok(None),
@@ -338,7 +341,7 @@ impl Pipeline {
         token: &str,
         csrf: Option<&[u8]>,
         header: &JoseHeader<'static>,
-        proof: Option<Proof>,
+        proof: Option<Unsigned>,
         notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
         let now = NumericDate::now();
@@ -348,7 +351,7 @@ impl Pipeline {
         let claims = trusted
             .verifier
             .verify_with::<E>(token, header, &key, now)?;
-        self.bind(proof.as_ref(), &claims)?;
+        let proof = self.bind(proof, &claims)?;
         check_csrf(csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)
     }
@@ -391,13 +394,16 @@ impl Pipeline {
 
     /// The binding stage every entry point runs: the token's binding fits
     /// the proof it came with (none without a request), and where DPoP is
-    /// required no token goes without one.
-    fn bind<E>(&self, proof: Option<&Proof>, claims: &Claims<E>) -> Result<(), AuthError> {
-        check_binding(
-            proof,
-            claims,
-            self.dpop.as_ref().is_some_and(|d| d.required),
-        )
+    /// required no token goes without one; only then is the proof's
+    /// signature checked, with the very key the verified token is bound to.
+    fn bind<E>(
+        &self,
+        proof: Option<Unsigned>,
+        claims: &Claims<E>,
+    ) -> Result<Option<Proof>, AuthError> {
+        let required = self.dpop.as_ref().is_some_and(|d| d.required);
+        check_binding(proof.as_ref().map(|p| p.jkt.as_str()), claims, required)?;
+        Ok(proof.map(Unsigned::verify).transpose()?)
     }
 
     /// Verifies `token` now, with the keys held now (nothing fetched), then
@@ -445,7 +451,7 @@ impl Pipeline {
         let now = NumericDate::now();
         let proof = self.proof(request, &found.token, found.dpop, now)?;
         let claims = self.verify_token_fetching(&found.token, now).await?;
-        self.bind(proof.as_ref(), &claims)?;
+        let proof = self.bind(proof, &claims)?;
         check_csrf(found.csrf, &claims)?;
         requirement.check(&claims, now, self.fresh_max_age)?;
         if let (Some(dpop), Some(proof)) = (&self.dpop, &proof) {

@@ -222,36 +222,127 @@ async fn proofs_that_do_not_fit_the_request_are_refused() {
     let cases: Vec<(&str, String)> = vec![
         ("wrong method", with(&|c| c["htm"] = "POST".into())),
         ("lower-case method", with(&|c| c["htm"] = "get".into())),
-        ("other path", with(&|c| c["htu"] = "https://api.example.com/admin".into())),
-        ("other host", with(&|c| c["htu"] = "https://evil.example.com/protected".into())),
-        ("http for https", with(&|c| c["htu"] = "http://api.example.com/protected".into())),
-        ("other port", with(&|c| c["htu"] = "https://api.example.com:8443/protected".into())),
+        (
+            "other path",
+            with(&|c| c["htu"] = "https://api.example.com/admin".into()),
+        ),
+        (
+            "other host",
+            with(&|c| c["htu"] = "https://evil.example.com/protected".into()),
+        ),
+        (
+            "http for https",
+            with(&|c| c["htu"] = "http://api.example.com/protected".into()),
+        ),
+        (
+            "other port",
+            with(&|c| c["htu"] = "https://api.example.com:8443/protected".into()),
+        ),
         ("relative htu", with(&|c| c["htu"] = "/protected".into())),
-        ("userinfo", with(&|c| c["htu"] = "https://a@api.example.com/protected".into())),
+        (
+            "userinfo",
+            with(&|c| c["htu"] = "https://a@api.example.com/protected".into()),
+        ),
         ("too old", with(&|c| c["iat"] = (now - 120).into())),
         ("from the future", with(&|c| c["iat"] = (now + 60).into())),
-        ("iat as a string", with(&|c| c["iat"] = now.to_string().into())),
-        ("no ath", with(&|c| { c.as_object_mut().unwrap().remove("ath"); })),
-        ("ath of another token", with(&|c| c["ath"] = ath("another.token.here").into())),
-        ("no jti", with(&|c| { c.as_object_mut().unwrap().remove("jti"); })),
+        (
+            "iat as a string",
+            with(&|c| c["iat"] = now.to_string().into()),
+        ),
+        (
+            "no ath",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("ath");
+            }),
+        ),
+        (
+            "ath of another token",
+            with(&|c| c["ath"] = ath("another.token.here").into()),
+        ),
+        (
+            "no jti",
+            with(&|c| {
+                c.as_object_mut().unwrap().remove("jti");
+            }),
+        ),
         ("empty jti", with(&|c| c["jti"] = "".into())),
         ("huge jti", with(&|c| c["jti"] = "j".repeat(300).into())),
-        ("typ JWT", key.sign(&json!({"typ": "JWT", "alg": "ES256", "jwk": key.jwk}), &claims("GET", URL, Some(token)))),
-        ("no typ", key.sign(&json!({"alg": "ES256", "jwk": key.jwk}), &claims("GET", URL, Some(token)))),
-        ("alg none", format!("{}.", key.sign(&json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk}), &claims("GET", URL, Some(token))).rsplit_once('.').unwrap().0)),
-        ("alg of another key type", key.sign(&json!({"typ": "dpop+jwt", "alg": "ES384", "jwk": key.jwk}), &claims("GET", URL, Some(token)))),
-        ("no jwk", key.sign(&json!({"typ": "dpop+jwt", "alg": "ES256"}), &claims("GET", URL, Some(token)))),
-        ("another key's jwk", key.sign(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": ProofKey::new(tower_authx::Algorithm::ES256, "ec256_private.pem").jwk.as_object().map(|j| { let mut j = j.clone(); j["x"] = other.jwk["x"].clone(); j }).unwrap()}), &claims("GET", URL, Some(token)))),
-        ("crit", key.sign(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk, "crit": ["exp"]}), &claims("GET", URL, Some(token)))),
-        ("duplicate htm", key.sign_raw(&key.header().to_string(), &claims("GET", URL, Some(token)).to_string().replacen('{', r#"{"htm":"POST","#, 1))),
+        (
+            "typ JWT",
+            key.sign(
+                &json!({"typ": "JWT", "alg": "ES256", "jwk": key.jwk}),
+                &claims("GET", URL, Some(token)),
+            ),
+        ),
+        (
+            "no typ",
+            key.sign(
+                &json!({"alg": "ES256", "jwk": key.jwk}),
+                &claims("GET", URL, Some(token)),
+            ),
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.",
+                key.sign(
+                    &json!({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk}),
+                    &claims("GET", URL, Some(token))
+                )
+                .rsplit_once('.')
+                .unwrap()
+                .0
+            ),
+        ),
+        (
+            "alg of another key type",
+            key.sign(
+                &json!({"typ": "dpop+jwt", "alg": "ES384", "jwk": key.jwk}),
+                &claims("GET", URL, Some(token)),
+            ),
+        ),
+        (
+            "no jwk",
+            key.sign(
+                &json!({"typ": "dpop+jwt", "alg": "ES256"}),
+                &claims("GET", URL, Some(token)),
+            ),
+        ),
+        (
+            "crit",
+            key.sign(
+                &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk, "crit": ["exp"]}),
+                &claims("GET", URL, Some(token)),
+            ),
+        ),
+        (
+            "duplicate htm",
+            key.sign_raw(
+                &key.header().to_string(),
+                &claims("GET", URL, Some(token))
+                    .to_string()
+                    .replacen('{', r#"{"htm":"POST","#, 1),
+            ),
+        ),
         ("not a JWS", "a.b".to_owned()),
         ("oversized", format!("{}.{}", "a".repeat(9000), "b.c")),
-        ("bad signature", { let p = key.proof("GET", URL, Some(token)); format!("{}AAAA", &p[..p.len() - 4]) }),
+        ("bad signature", {
+            let p = key.proof("GET", URL, Some(token));
+            format!("{}AAAA", &p[..p.len() - 4])
+        }),
     ];
     for (why, proof) in cases {
         let answer = send(&authx, &[("authorization", &auth), ("dpop", &proof)]).await;
         assert_refused(&answer, "invalid_dpop_proof", why);
     }
+    // A jwk that is not the key the token is bound to: the binding refuses it
+    // before its signature is looked at.
+    let foreign = key.sign(&json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": ProofKey::new(tower_authx::Algorithm::ES256, "ec256_private.pem").jwk.as_object().map(|j| { let mut j = j.clone(); j["x"] = other.jwk["x"].clone(); j }).unwrap()}), &claims("GET", URL, Some(token)));
+    assert_refused(
+        &send(&authx, &[("authorization", &auth), ("dpop", &foreign)]).await,
+        "invalid_token",
+        "another key's jwk",
+    );
     // Private key material in the jwk: refused, whatever it is.
     let mut leaked = key.jwk.clone();
     leaked["d"] = "AAAA".into();
@@ -729,4 +820,76 @@ async fn every_entry_point_applies_the_binding_the_store_and_the_replay_check() 
             .await,
         Err(AuthError::Dpop(DpopError::Replayed))
     ));
+}
+
+/// A request with a garbage token is refused for its token before its proof's
+/// key or signature is looked at: a proof key the client picks (an RSA key of
+/// any size) costs nothing then. Proof keys are bounded besides: RSA of 2048 to
+/// 4096 bits with the exponent 65537.
+#[tokio::test]
+async fn a_garbage_token_is_refused_before_the_proofs_signature_and_proof_keys_are_bounded() {
+    let authx = authx();
+    let garbage = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    let auth = dpop_auth(garbage);
+    let key = ProofKey::rs256();
+    // A proof that fits the request, with a made-up 8192-bit key.
+    let mut huge = key.jwk.clone();
+    huge["n"] = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        [0xc5u8; 1024],
+    )
+    .into();
+    let proof = key.sign(
+        &json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": huge}),
+        &claims("GET", URL, Some(garbage)),
+    );
+    let answer = send(&authx, &[("authorization", &auth), ("dpop", &proof)]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        matches!(answer.error, Some(AuthError::InvalidToken(_))),
+        "the token decides first: {:?}",
+        answer.error
+    );
+
+    // With a real token bound to it, such a key is refused for its size, and
+    // so is an exponent other than 65537.
+    let (_, pair) = login(&authx, &key).await;
+    for (what, change) in [("n", huge["n"].clone()), ("e", json!("Aw"))] {
+        let mut jwk = key.jwk.clone();
+        jwk[what] = change;
+        let proof = key.sign(
+            &json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}),
+            &claims("GET", URL, Some(&pair.access_token)),
+        );
+        let answer = send(
+            &authx,
+            &[
+                ("authorization", &dpop_auth(&pair.access_token)),
+                ("dpop", &proof),
+            ],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{what}");
+        // Another key than the token's: refused by the binding, unverified.
+        assert!(
+            matches!(answer.error, Some(AuthError::Dpop(DpopError::Binding(_)))),
+            "{what}: {:?}",
+            answer.error
+        );
+    }
+    // At a token request (no token to check first) the bounds apply themselves.
+    for (what, change) in [("n", huge["n"].clone()), ("e", json!("Aw"))] {
+        let mut jwk = key.jwk.clone();
+        jwk[what] = change;
+        let proof = key.sign(
+            &json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}),
+            &claims("POST", "https://api.example.com/login", None),
+        );
+        let request = Request::post("/login")
+            .header("dpop", proof)
+            .body(())
+            .unwrap();
+        let refused = authx.dpop_key(RequestHead::of(&request)).await.unwrap_err();
+        assert!(refused.to_string().contains("65537"), "{what}: {refused}");
+    }
 }

@@ -26,7 +26,7 @@ mod nonce;
 mod proof;
 
 pub(crate) use nonce::Nonces;
-pub(crate) use proof::Proof;
+pub(crate) use proof::{Proof, Unsigned};
 
 /// The request header that carries the proof (gRPC: the `dpop` metadata).
 pub(crate) static DPOP: HeaderName = HeaderName::from_static("dpop");
@@ -243,7 +243,7 @@ impl DpopCheck {
         token: &str,
         dpop_scheme: bool,
         now: NumericDate,
-    ) -> Result<Option<Proof>, AuthError> {
+    ) -> Result<Option<Unsigned>, AuthError> {
         if !dpop_scheme {
             return if self.required {
                 Err(DpopError::Binding(ONLY_DPOP).into())
@@ -256,15 +256,17 @@ impl DpopCheck {
         self.check(value, request, Some(token), now).map(Some)
     }
 
-    /// The proof of a token request (a login), if it sent one.
+    /// The proof of a token request (a login), if it sent one, signature
+    /// checked (there is no token to check first).
     pub(crate) fn token_request_proof(
         &self,
         request: RequestHead<'_>,
     ) -> Result<Option<Proof>, AuthError> {
         match one_proof(request.headers)? {
-            Some(value) => self
-                .check(value, request, None, NumericDate::now())
-                .map(Some),
+            Some(value) => Ok(Some(
+                self.check(value, request, None, NumericDate::now())?
+                    .verify()?,
+            )),
             None => Ok(None),
         }
     }
@@ -275,7 +277,7 @@ impl DpopCheck {
         request: RequestHead<'_>,
         token: Option<&str>,
         now: NumericDate,
-    ) -> Result<Proof, AuthError> {
+    ) -> Result<Unsigned, AuthError> {
         let htu = self.htu(request.uri).ok_or(DpopError::InvalidProof(
             "the request's URI cannot be compared",
         ))?;
@@ -347,16 +349,18 @@ fn one_proof(headers: &HeaderMap) -> Result<Option<&str>, DpopError> {
 const ONLY_DPOP: &str = "this resource takes DPoP-bound tokens only";
 
 /// Whether a verified token's binding fits how it came: a bound token only
-/// with a proof of its key; a proof only with a token bound to that key; a
-/// binding we cannot check never; and, where DPoP is required, no token
-/// without a proof (whichever entry point verifies it).
+/// with a proof of its key (`proof_key`, the proof's thumbprint); a proof
+/// only with a token bound to that key; a binding we cannot check never;
+/// and, where DPoP is required, no token without a proof (whichever entry
+/// point verifies it). Checked before the proof's signature, so a proof is
+/// verified only with the key its token is bound to.
 pub(crate) fn check_binding<E>(
-    proof: Option<&Proof>,
+    proof_key: Option<&str>,
     claims: &Claims<E>,
     dpop_required: bool,
 ) -> Result<(), AuthError> {
     let refuse = |why| Err(AuthError::Dpop(DpopError::Binding(why)));
-    if dpop_required && proof.is_none() {
+    if dpop_required && proof_key.is_none() {
         return refuse(ONLY_DPOP);
     }
     let bound_to = match &claims.cnf {
@@ -366,9 +370,9 @@ pub(crate) fn check_binding<E>(
             None => return refuse("the token is bound in a way this server cannot check"),
         },
     };
-    match (proof, bound_to) {
+    match (proof_key, bound_to) {
         (None, None) => Ok(()),
-        (Some(proof), Some(jkt)) if proof.jkt == jkt => Ok(()),
+        (Some(proof_key), Some(jkt)) if proof_key == jkt => Ok(()),
         (Some(_), Some(_)) => refuse("the token is bound to another key than the proof's"),
         (Some(_), None) => refuse("the token is not DPoP-bound"),
         (None, Some(_)) => {

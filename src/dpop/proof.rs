@@ -2,7 +2,10 @@
 //! with (4.3). Every part is hostile until checked: the proof's length is
 //! capped before anything is decoded, members are read strictly (a member
 //! named twice is refused), and the cheap comparisons come before the
-//! signature.
+//! signature: [`check`] gives an [`Unsigned`] proof, whose signature
+//! [`Unsigned::verify`] checks only once the access token it came with was
+//! verified and is bound to the proof's key, so that a request with a
+//! garbage token costs no more than a bad token, whatever key it names.
 
 use std::time::Duration;
 
@@ -46,6 +49,36 @@ pub(crate) struct Request<'a> {
     pub(crate) now: NumericDate,
 }
 
+/// A proof whose claims fit the request, its key and signature not yet
+/// checked: what [`check`] gives, to be verified once its token is.
+#[derive(Clone, Debug)]
+pub(crate) struct Unsigned {
+    /// The RFC 7638 thumbprint of the proof's key, for the binding check.
+    pub(crate) jkt: String,
+    alg: Algorithm,
+    jwk: ProofJwk,
+    signing_input: String,
+    signature: String,
+    id: [u8; 32],
+    expires: NumericDate,
+}
+
+impl Unsigned {
+    /// Checks the proof's key (its type fits `alg`, its material is sound,
+    /// RSA of 2048 to 4096 bits with e = 65537) and its signature.
+    pub(crate) fn verify(self) -> Result<Proof, DpopError> {
+        let key = public_key(self.alg, &self.jwk)?;
+        if !key.verify_signature(self.signing_input.as_bytes(), &self.signature) {
+            return Err(invalid("the proof's signature does not verify"));
+        }
+        Ok(Proof {
+            jkt: self.jkt,
+            id: self.id,
+            expires: self.expires,
+        })
+    }
+}
+
 /// A proof that passed every check but the replay store's.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Proof {
@@ -66,7 +99,7 @@ struct Header {
 }
 
 /// The public members of a JWK we use; private ones are read only to refuse them.
-#[derive(Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 struct ProofJwk {
     kty: String,
     crv: Option<String>,
@@ -78,14 +111,27 @@ struct ProofJwk {
     #[serde(rename = "use")]
     use_: Option<String>,
     key_ops: Option<Vec<String>>,
-    d: Option<IgnoredAny>,
-    p: Option<IgnoredAny>,
-    q: Option<IgnoredAny>,
-    dp: Option<IgnoredAny>,
-    dq: Option<IgnoredAny>,
-    qi: Option<IgnoredAny>,
-    oth: Option<IgnoredAny>,
-    k: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    d: bool,
+    #[serde(default, deserialize_with = "present")]
+    p: bool,
+    #[serde(default, deserialize_with = "present")]
+    q: bool,
+    #[serde(default, deserialize_with = "present")]
+    dp: bool,
+    #[serde(default, deserialize_with = "present")]
+    dq: bool,
+    #[serde(default, deserialize_with = "present")]
+    qi: bool,
+    #[serde(default, deserialize_with = "present")]
+    oth: bool,
+    #[serde(default, deserialize_with = "present")]
+    k: bool,
+}
+
+/// Whether a member is there, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d).map(|_| true)
 }
 
 #[derive(Deserialize)]
@@ -102,8 +148,13 @@ fn invalid(why: &'static str) -> DpopError {
     DpopError::InvalidProof(why)
 }
 
-/// Checks `proof` (one `DPoP` header's value) against `request`.
-pub(crate) fn check(proof: &str, request: &Request<'_>, rules: &Rules) -> Result<Proof, DpopError> {
+/// Checks `proof` (one `DPoP` header's value) against `request`, all but its
+/// key's material and its signature (see [`Unsigned::verify`]).
+pub(crate) fn check(
+    proof: &str,
+    request: &Request<'_>,
+    rules: &Rules,
+) -> Result<Unsigned, DpopError> {
     if proof.len() > MAX_PROOF_LEN {
         return Err(invalid("the proof is too long"));
     }
@@ -145,10 +196,8 @@ pub(crate) fn check(proof: &str, request: &Request<'_>, rules: &Rules) -> Result
         .filter(|alg: &Algorithm| !alg.is_hmac() && rules.algorithms.contains(alg))
         .ok_or(invalid("the proof's alg is not one we accept"))?;
     let jwk = header.jwk.ok_or(invalid("the proof has no jwk"))?;
-    let private = [
-        &jwk.d, &jwk.p, &jwk.q, &jwk.dp, &jwk.dq, &jwk.qi, &jwk.oth, &jwk.k,
-    ];
-    if private.iter().any(|member| member.is_some()) {
+    let private = [jwk.d, jwk.p, jwk.q, jwk.dp, jwk.dq, jwk.qi, jwk.oth, jwk.k];
+    if private.iter().any(|present| *present) {
         return Err(invalid("the proof's jwk holds private key material"));
     }
 
@@ -189,27 +238,41 @@ pub(crate) fn check(proof: &str, request: &Request<'_>, rules: &Rules) -> Result
         return Err(invalid("ath does not match the access token"));
     }
 
-    // The key and the signature (steps 5 to 7).
-    let key = public_key(alg, &jwk)?;
-    let signing_input = &proof[..header_b64.len() + 1 + claims_b64.len()];
-    if !key.verify_signature(signing_input.as_bytes(), signature) {
-        return Err(invalid("the proof's signature does not verify"));
-    }
+    // The key and the signature (steps 5 to 7) wait for the token.
     let jkt = thumbprint(&jwk).ok_or(invalid("the proof's jwk has no thumbprint"))?;
     let mut id = Sha256::new();
     id.update(jkt.as_bytes());
     id.update([0]);
     id.update(jti.as_bytes());
-    Ok(Proof {
+    Ok(Unsigned {
         jkt,
+        alg,
+        jwk,
+        signing_input: proof[..header_b64.len() + 1 + claims_b64.len()].to_owned(),
+        signature: signature.to_owned(),
         id: id.finalize().into(),
         expires: NumericDate::from_secs_f64(iat + lifetime),
     })
 }
 
+/// The largest RSA modulus a proof key may have (4096 bits): a client picks
+/// its proof key, and a larger one would only make every proof cost more.
+const MAX_PROOF_RSA_BYTES: usize = 512;
+
 /// The proof's public key, checked like any key we verify with: the key type
-/// fits `alg`, the material has the right size and shape.
+/// fits `alg`, the material has the right size and shape; an RSA key has 2048
+/// to 4096 bits and the exponent 65537 (RFC 9449 leaves the key to the
+/// client: these bounds keep a proof's cost near a token's).
 fn public_key(alg: Algorithm, jwk: &ProofJwk) -> Result<Key, DpopError> {
+    if jwk.kty == "RSA" {
+        let modulus = jwk.n.as_deref().unwrap_or_default();
+        // Unpadded base64url: 4 characters for 3 bytes.
+        if modulus.len() * 3 / 4 > MAX_PROOF_RSA_BYTES || jwk.e.as_deref() != Some("AQAB") {
+            return Err(invalid(
+                "the proof's RSA key must have at most 4096 bits and the exponent 65537",
+            ));
+        }
+    }
     let mut members = serde_json::Map::new();
     members.insert("kty".into(), jwk.kty.clone().into());
     for (name, value) in [
