@@ -298,7 +298,7 @@ impl AuthX {
         let Some(proof) = dpop.token_request_proof(request)? else {
             return Ok(None);
         };
-        replay_verdict(dpop.first_use(&proof).await)?;
+        replay_verdict(dpop.first_use(&proof, None).await)?;
         Ok(Some(DpopKey::new(proof.jkt)))
     }
 

@@ -84,6 +84,10 @@ pub enum DpopError {
     /// as Bearer, an unbound one as DPoP, another key, a binding we cannot
     /// check, or Bearer where only DPoP is taken: `invalid_token`.
     Binding(&'static str),
+    /// The client's key, or its account, holds as many live proofs as the
+    /// replay store allows it: 429 with `Retry-After`, until older proofs
+    /// expire. Another client is not affected.
+    TooManyProofs,
 }
 
 /// How the CSRF double submit failed.
@@ -135,6 +139,7 @@ impl AuthError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AuthError::Issue(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::Dpop(DpopError::TooManyProofs) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -142,10 +147,12 @@ impl AuthError {
     /// The gRPC status code of the default rejection of a gRPC request:
     /// 7 `PERMISSION_DENIED` for missing scopes, 14 `UNAVAILABLE` when the
     /// revocation store or the keys are unavailable, 13 `INTERNAL` when a
-    /// token could not be issued, else 16 `UNAUTHENTICATED`.
+    /// token could not be issued, 8 `RESOURCE_EXHAUSTED` for too many live
+    /// DPoP proofs, else 16 `UNAUTHENTICATED`.
     pub fn grpc_status(&self) -> u8 {
         match self {
             AuthError::InsufficientScope { .. } => 7,
+            AuthError::Dpop(DpopError::TooManyProofs) => 8,
             AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => 14,
             AuthError::Issue(_) => 13,
             _ => 16,
@@ -187,6 +194,7 @@ impl AuthError {
             AuthError::Dpop(DpopError::Replayed) => "dpop_replayed",
             AuthError::Dpop(DpopError::UseNonce) => "dpop_use_nonce",
             AuthError::Dpop(DpopError::Binding(_)) => "dpop_binding",
+            AuthError::Dpop(DpopError::TooManyProofs) => "dpop_too_many_proofs",
         }
     }
 
@@ -197,6 +205,7 @@ impl AuthError {
             | AuthError::Csrf(_)
             | AuthError::StoreUnavailable
             | AuthError::KeysUnavailable { .. }
+            | AuthError::Dpop(DpopError::TooManyProofs)
             | AuthError::Issue(_) => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
             AuthError::InvalidToken(_)
@@ -244,6 +253,9 @@ impl fmt::Display for AuthError {
                 f.write_str("DPoP proof requires the server's current nonce")
             }
             AuthError::Dpop(DpopError::Binding(why)) => write!(f, "Invalid token: {why}"),
+            AuthError::Dpop(DpopError::TooManyProofs) => {
+                f.write_str("Too many live DPoP proofs for this key or account, slow down")
+            }
             // AuthX's MSG_CSRFError.
             AuthError::Csrf(CsrfFailure::Mismatch) => {
                 f.write_str("CSRF double submit does not match")

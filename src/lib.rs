@@ -104,9 +104,9 @@ pub use reject::{Refusal, Reject};
 pub use request::RequestHead;
 pub use source::TokenLocation;
 pub use store::{
-    DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_REPLAY_CAPACITY, MemoryReplay,
-    MemoryStore, ProofUse, RefreshUse, ReplayStore, RevocationStore, StoreError, StoreFuture,
-    TokenRecord,
+    DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT,
+    DEFAULT_REPLAY_CAPACITY, MemoryReplay, MemoryStore, ProofUse, RefreshUse, ReplayStore,
+    RevocationStore, StoreError, StoreFuture, TokenRecord,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -174,7 +174,7 @@ pub(crate) enum Pending {
         token: String,
         csrf: Option<Vec<u8>>,
         header: JoseHeader<'static>,
-        proof: Option<Unsigned>,
+        proof: Option<Box<Unsigned>>,
     },
     /// A network store's answers; the claims are in the extensions.
     Stores(StoreChecks),
@@ -305,7 +305,7 @@ impl Pipeline {
                         token: found.token.into_owned(),
                         csrf: found.csrf.map(<[u8]>::to_vec),
                         header,
-                        proof,
+                        proof: proof.map(Box::new),
                     })),
                     None => Err(InvalidToken::UnknownKey.into()),
                 };
@@ -373,7 +373,7 @@ impl Pipeline {
             asked: None,
         };
         if let (Some(dpop), Some(proof)) = (&self.dpop, &proof) {
-            match dpop.first_use(proof).now_or_later() {
+            match dpop.first_use(proof, Some(&claims.sub)).now_or_later() {
                 Ok(answer) => replay_verdict(answer)?,
                 Err(later) => checks.replay = Some(later),
             }
@@ -455,7 +455,7 @@ impl Pipeline {
         check_csrf(found.csrf, &claims)?;
         requirement.check(&claims, now, self.fresh_max_age)?;
         if let (Some(dpop), Some(proof)) = (&self.dpop, &proof) {
-            replay_verdict(dpop.first_use(proof).await)?;
+            replay_verdict(dpop.first_use(proof, Some(&claims.sub)).await)?;
         }
         self.revocation_verdict(self.revocation_check(&claims).await)?;
         Ok(claims)

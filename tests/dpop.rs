@@ -893,3 +893,90 @@ async fn a_garbage_token_is_refused_before_the_proofs_signature_and_proof_keys_a
         assert!(refused.to_string().contains("65537"), "{what}: {refused}");
     }
 }
+
+/// One account flooding with proofs, a new key per login, is refused on its
+/// own (429, its own reason, not "store unavailable"); every other account's
+/// DPoP requests, logout and rotation keep answering as before.
+#[tokio::test]
+async fn a_one_account_proof_flood_is_refused_alone() {
+    let authx = authx_with(
+        Dpop::new(BASE).replay_store(tower_authx::MemoryReplay::new(4000).per_subject(300)),
+    );
+    let request = |key: &ProofKey, token: &str| {
+        let proof = key.proof("GET", URL, Some(token));
+        let auth = dpop_auth(token);
+        let authx = authx.clone();
+        async move { send(&authx, &[("authorization", &auth), ("dpop", &proof)]).await }
+    };
+    let mut accepted = 0;
+    let mut refused = None;
+    'flood: for _ in 0..5 {
+        let key = ProofKey::es256();
+        let (_, pair) = login(&authx, &key).await;
+        for _ in 0..200 {
+            let answer = request(&key, &pair.access_token).await;
+            if answer.status != StatusCode::OK {
+                refused = Some(answer);
+                break 'flood;
+            }
+            accepted += 1;
+        }
+    }
+    let refused = refused.expect("the flood was never refused");
+    assert_eq!(accepted, 300, "one account's live proofs");
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        refused.error,
+        Some(AuthError::Dpop(DpopError::TooManyProofs))
+    );
+    assert_eq!(
+        refused.error.as_ref().map(AuthError::kind),
+        Some("dpop_too_many_proofs")
+    );
+
+    // Another account: its requests, rotation and logout work as before.
+    let key = ProofKey::ed25519();
+    let proof = key.proof("POST", "https://api.example.com/login", None);
+    let login_request = Request::post("/login")
+        .header("dpop", proof)
+        .body(())
+        .unwrap();
+    let bound = authx
+        .dpop_key(RequestHead::of(&login_request))
+        .await
+        .unwrap()
+        .unwrap();
+    let pair = authx.token_pair("user2").bound_to(&bound).issue().unwrap();
+    assert_eq!(
+        request(&key, &pair.access_token).await.status,
+        StatusCode::OK
+    );
+    // What a guard would verify: the token with its proof.
+    let verified = |token: String, requirement: Requirement| {
+        let proof = key.proof("GET", URL, Some(&token));
+        let authx = authx.clone();
+        async move {
+            let request = Request::get(URL)
+                .header("authorization", dpop_auth(&token))
+                .header("dpop", proof)
+                .body(())
+                .unwrap();
+            authx
+                .authenticate::<tower_authx::NoExtra>(RequestHead::of(&request), &requirement)
+                .await
+                .unwrap()
+        }
+    };
+    let refresh = verified(pair.refresh_token.clone(), Requirement::refresh()).await;
+    let rotated = authx.rotate(&refresh).await.unwrap();
+    assert_eq!(
+        request(&key, &rotated.access_token).await.status,
+        StatusCode::OK
+    );
+    let access = verified(rotated.access_token.clone(), Requirement::access()).await;
+    authx.revoke(&access).await.unwrap();
+    assert_eq!(
+        request(&key, &rotated.access_token).await.error,
+        Some(AuthError::Revoked)
+    );
+}

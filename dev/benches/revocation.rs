@@ -125,6 +125,7 @@ fn redis(c: &mut Criterion) {
                 &tower_authx::ProofUse {
                     id: &id,
                     key: "bench-key",
+                    subject: None,
                     expires: tower_authx::NumericDate::now().plus(Duration::from_secs(65)),
                 },
             );

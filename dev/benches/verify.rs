@@ -399,6 +399,7 @@ fn dpop(c: &mut Criterion) {
             let proof = tower_authx::ProofUse {
                 id: &id,
                 key: "bench-key-thumbprint",
+                subject: None,
                 expires: tower_authx::NumericDate::now().plus(Duration::from_secs(65)),
             };
             now(store.first_use(&proof)).unwrap()

@@ -295,11 +295,13 @@ impl DpopCheck {
         htu::normalize(&format!("{}{}", self.base, uri.path()))
     }
 
-    /// Asks the replay store whether `proof` is used for the first time.
-    pub(crate) fn first_use(&self, proof: &Proof) -> StoreFuture<bool> {
+    /// Asks the replay store whether `proof` is used for the first time;
+    /// `subject`: the account of the token it came with (none at a login).
+    pub(crate) fn first_use(&self, proof: &Proof, subject: Option<&str>) -> StoreFuture<bool> {
         self.replay.first_use(&ProofUse {
             id: &proof.id,
             key: &proof.jkt,
+            subject,
             expires: proof.expires,
         })
     }
@@ -321,6 +323,10 @@ pub(crate) fn replay_verdict(answer: Result<bool, StoreError>) -> Result<(), Aut
     match answer {
         Ok(true) => Ok(()),
         Ok(false) => Err(DpopError::Replayed.into()),
+        Err(e) if e.is_over_limit() => {
+            tracing::debug!(error = %e, "tower-authx: DPoP proofs over a client's limit");
+            Err(DpopError::TooManyProofs.into())
+        }
         Err(e) => {
             tracing::warn!(error = %e, "tower-authx: DPoP replay store unavailable");
             Err(AuthError::StoreUnavailable)

@@ -182,7 +182,7 @@ where
                                 token,
                                 csrf.as_deref(),
                                 header,
-                                proof.take(),
+                                proof.take().map(|proof| *proof),
                                 notes,
                             )
                         }

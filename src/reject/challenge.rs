@@ -83,6 +83,7 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::Dpop(DpopError::Binding(why)) => ("binding", why),
         AuthError::Dpop(DpopError::Replayed) => ("replayed", ""),
         AuthError::Dpop(DpopError::UseNonce) => ("nonce", ""),
+        AuthError::Dpop(DpopError::TooManyProofs) => ("flood", ""),
     })
 }
 
@@ -105,7 +106,10 @@ impl Challenge {
             *res.status_mut() = error.status();
             let headers = res.headers_mut();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            if error.status() == StatusCode::SERVICE_UNAVAILABLE {
+            if matches!(
+                error.status(),
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+            ) {
                 // Not the credential's fault: no challenge; come back when
                 // the answer can differ.
                 let retry_after = match error {

@@ -34,7 +34,8 @@ mod subject;
 pub use self::redis::{DEFAULT_VIEW_CAPACITY, RedisStore};
 pub use memory::MemoryStore;
 pub use replay::{
-    DEFAULT_PROOFS_PER_KEY, DEFAULT_REPLAY_CAPACITY, MemoryReplay, ProofUse, ReplayStore,
+    DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT, DEFAULT_REPLAY_CAPACITY, MemoryReplay,
+    ProofUse, ReplayStore,
 };
 
 /// How many entries one subject may hold in a store by default before they
@@ -42,20 +43,43 @@ pub use replay::{
 pub const DEFAULT_ENTRIES_PER_SUBJECT: usize = 1000;
 
 /// The store could not answer (unreachable, timed out, full, unsafe to use).
-/// Guarded routes answer 503 while it lasts (or pass, if configured to fail open).
+/// Guarded routes answer 503 while it lasts (or pass, if configured to fail
+/// open); a replay store's refusal of one flooding client
+/// ([`over_limit`](Self::over_limit)) answers that client 429.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreError(String);
+pub struct StoreError {
+    message: String,
+    over_limit: bool,
+}
 
 impl StoreError {
     /// A store error with a message for logs (never shown to clients).
     pub fn new(msg: impl Into<String>) -> Self {
-        StoreError(msg.into())
+        StoreError {
+            message: msg.into(),
+            over_limit: false,
+        }
+    }
+
+    /// A replay store refuses one client (its key or account holds as many
+    /// live proofs as it may): that client is answered 429, nobody else is
+    /// affected, and the "store down" alert does not fire.
+    pub fn over_limit(msg: impl Into<String>) -> Self {
+        StoreError {
+            message: msg.into(),
+            over_limit: true,
+        }
+    }
+
+    /// Whether this is one client's limit rather than the store's failure.
+    pub fn is_over_limit(&self) -> bool {
+        self.over_limit
     }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "revocation store: {}", self.0)
+        write!(f, "store: {}", self.message)
     }
 }
 

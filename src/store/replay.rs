@@ -12,9 +12,14 @@ use crate::claims::NumericDate;
 /// How many proofs a [`MemoryReplay`] remembers by default.
 pub const DEFAULT_REPLAY_CAPACITY: usize = 250_000;
 
-/// How many live proofs one client key may have in a [`MemoryReplay`] by
+/// How many live proofs one client key may have in a replay store by
 /// default (with the default 60 s proof lifetime, about 150 requests a second).
 pub const DEFAULT_PROOFS_PER_KEY: usize = 10_000;
+
+/// How many live proofs one account (the tokens' `sub`), over all its keys,
+/// may have in a replay store by default: every login may bind a new key, so
+/// the per-key bound alone does not bound an account.
+pub const DEFAULT_PROOFS_PER_SUBJECT: usize = 20_000;
 
 /// A proof about to be accepted.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,6 +29,10 @@ pub struct ProofUse<'a> {
     pub id: &'a [u8; 32],
     /// The RFC 7638 thumbprint of the client's key, for per-key bounds.
     pub key: &'a str,
+    /// The account the proof's token speaks for (its `sub`), for per-account
+    /// bounds; `None` for a token request's proof (a login), which has no
+    /// token yet.
+    pub subject: Option<&'a str>,
     /// When the proof could no longer be accepted anyway.
     pub expires: NumericDate,
 }
@@ -40,23 +49,30 @@ pub trait ReplayStore: Send + Sync + 'static {
 
 /// Proofs remembered in this process, for one instance (several instances
 /// need a shared store, or a proof replayed to another instance passes).
-/// Bounded: at most `capacity` proofs, and at most `per_key` of one client
-/// key; past either bound a proof is refused (503) rather than forgotten,
-/// so a client flooding with one key slows only itself.
+/// Bounded, refusing rather than forgetting: at most `per_key` live proofs of
+/// one client key and `per_subject` of one account (429 for that client
+/// alone); once the store is half full, a client holding more than a
+/// thousandth of it is refused too, so a flooder is refused before the store
+/// fills and everyone else keeps working; past `capacity`, 503.
 #[derive(Debug)]
 pub struct MemoryReplay {
     state: Mutex<Seen>,
     capacity: usize,
     per_key: usize,
+    per_subject: usize,
 }
 
 #[derive(Debug, Default)]
 struct Seen {
     ids: HashSet<[u8; 32]>,
     per_key: HashMap<String, usize>,
+    per_subject: HashMap<String, usize>,
     /// By expiry, soonest first.
-    expiries: BinaryHeap<Reverse<(u64, [u8; 32], String)>>,
+    expiries: BinaryHeap<Reverse<Live>>,
 }
+
+/// A live proof: when it expires, its id, its key and its account.
+type Live = (u64, [u8; 32], String, Option<String>);
 
 impl Default for MemoryReplay {
     fn default() -> Self {
@@ -71,7 +87,16 @@ impl MemoryReplay {
             state: Mutex::default(),
             capacity: capacity.max(1),
             per_key: DEFAULT_PROOFS_PER_KEY,
+            per_subject: DEFAULT_PROOFS_PER_SUBJECT,
         }
+    }
+
+    /// At most `proofs` live proofs of one account, over all its keys (at
+    /// least 1).
+    #[must_use]
+    pub fn per_subject(mut self, proofs: usize) -> Self {
+        self.per_subject = proofs.max(1);
+        self
     }
 
     /// At most `proofs` live proofs of one client key (at least 1).
@@ -98,19 +123,27 @@ impl MemoryReplay {
 
 impl Seen {
     fn purge(&mut self, now: u64) {
-        while let Some(Reverse((expires, _, _))) = self.expiries.peek()
+        while let Some(Reverse((expires, ..))) = self.expiries.peek()
             && *expires <= now
         {
-            let Some(Reverse((_, id, key))) = self.expiries.pop() else {
+            let Some(Reverse((_, id, key, subject))) = self.expiries.pop() else {
                 break;
             };
             self.ids.remove(&id);
-            if let Some(count) = self.per_key.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_key.remove(&key);
-                }
+            release(&mut self.per_key, &key);
+            if let Some(subject) = subject {
+                release(&mut self.per_subject, &subject);
             }
+        }
+    }
+}
+
+/// One proof fewer for `owner`; the entry goes with its last proof.
+fn release(counts: &mut HashMap<String, usize>, owner: &str) {
+    if let Some(count) = counts.get_mut(owner) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(owner);
         }
     }
 }
@@ -123,22 +156,43 @@ impl ReplayStore for MemoryReplay {
         if seen.ids.contains(proof.id) {
             return StoreFuture::ready(Ok(false));
         }
+        let by_key = seen.per_key.get(proof.key).copied().unwrap_or(0);
+        let by_subject = proof
+            .subject
+            .and_then(|subject| seen.per_subject.get(subject).copied())
+            .unwrap_or(0);
+        if by_key >= self.per_key {
+            return over_limit("too many live DPoP proofs for one key");
+        }
+        if by_subject >= self.per_subject {
+            return over_limit("too many live DPoP proofs for one account");
+        }
+        // Under pressure the heavy clients go first, before the store fills.
+        let heavy = (self.capacity / 1000).max(1);
+        if seen.ids.len() >= self.capacity / 2 && by_key.max(by_subject) >= heavy {
+            return over_limit("the DPoP replay store is filling: heavy clients wait");
+        }
         if seen.ids.len() >= self.capacity {
             return StoreFuture::ready(Err(StoreError::new("the DPoP replay store is full")));
         }
-        let count = seen.per_key.get(proof.key).copied().unwrap_or(0);
-        if count >= self.per_key {
-            return StoreFuture::ready(Err(StoreError::new(
-                "too many live DPoP proofs for one key",
-            )));
-        }
         let expires = (proof.expires.as_secs_f64().ceil() as u64).max(now + 1);
         seen.ids.insert(*proof.id);
-        seen.per_key.insert(proof.key.to_owned(), count + 1);
-        seen.expiries
-            .push(Reverse((expires, *proof.id, proof.key.to_owned())));
+        seen.per_key.insert(proof.key.to_owned(), by_key + 1);
+        if let Some(subject) = proof.subject {
+            seen.per_subject.insert(subject.to_owned(), by_subject + 1);
+        }
+        seen.expiries.push(Reverse((
+            expires,
+            *proof.id,
+            proof.key.to_owned(),
+            proof.subject.map(str::to_owned),
+        )));
         StoreFuture::ready(Ok(true))
     }
+}
+
+fn over_limit(why: &str) -> StoreFuture<bool> {
+    StoreFuture::ready(Err(StoreError::over_limit(why)))
 }
 
 #[cfg(test)]
@@ -150,6 +204,7 @@ mod tests {
         ProofUse {
             id,
             key,
+            subject: None,
             expires: NumericDate::now().plus(Duration::from_secs(secs)),
         }
     }
@@ -170,20 +225,47 @@ mod tests {
         assert_eq!(answer(&store, &proof(&[2; 32], "k", 60)), Ok(true));
     }
 
+    fn of<'a>(id: &'a [u8; 32], key: &'a str, subject: &'a str) -> ProofUse<'a> {
+        ProofUse {
+            subject: Some(subject),
+            ..proof(id, key, 60)
+        }
+    }
+
     #[test]
-    fn bounds_refuse_instead_of_forgetting_and_one_key_cannot_crowd_out_another() {
-        let store = MemoryReplay::new(3).per_key(2);
+    fn bounds_refuse_the_flooder_alone_instead_of_forgetting() {
+        let store = MemoryReplay::new(4000).per_key(2).per_subject(3);
         assert_eq!(answer(&store, &proof(&[1; 32], "a", 60)), Ok(true));
         assert_eq!(answer(&store, &proof(&[2; 32], "a", 60)), Ok(true));
-        assert!(
-            answer(&store, &proof(&[3; 32], "a", 60)).is_err(),
-            "per key"
-        );
-        assert_eq!(answer(&store, &proof(&[4; 32], "b", 60)), Ok(true));
-        assert!(answer(&store, &proof(&[5; 32], "c", 60)).is_err(), "full");
-        // What is remembered is still refused as a replay.
+        let refused = answer(&store, &proof(&[3; 32], "a", 60)).unwrap_err();
+        assert!(refused.is_over_limit(), "per key: {refused}");
+        // One account, a new key per login: bounded over all its keys.
+        assert_eq!(answer(&store, &of(&[4; 32], "k1", "s")), Ok(true));
+        assert_eq!(answer(&store, &of(&[5; 32], "k2", "s")), Ok(true));
+        assert_eq!(answer(&store, &of(&[6; 32], "k3", "s")), Ok(true));
+        let refused = answer(&store, &of(&[7; 32], "k4", "s")).unwrap_err();
+        assert!(refused.is_over_limit(), "per account: {refused}");
+        // Others are not touched, and what is remembered is still a replay.
+        assert_eq!(answer(&store, &of(&[8; 32], "k5", "t")), Ok(true));
         assert_eq!(answer(&store, &proof(&[1; 32], "a", 60)), Ok(false));
-        assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn past_half_full_heavy_clients_are_refused_before_anyone_else() {
+        let store = MemoryReplay::new(10);
+        for i in 0..5u8 {
+            assert_eq!(answer(&store, &proof(&[i; 32], "heavy", 60)), Ok(true));
+        }
+        // Half full: the client that holds the most waits (429)...
+        let refused = answer(&store, &proof(&[9; 32], "heavy", 60)).unwrap_err();
+        assert!(refused.is_over_limit(), "{refused}");
+        // ...while new clients fill the rest, and only a full store is a 503.
+        for i in 10..15u8 {
+            let key = format!("light-{i}");
+            assert_eq!(answer(&store, &proof(&[i; 32], &key, 60)), Ok(true));
+        }
+        let full = answer(&store, &proof(&[20; 32], "late", 60)).unwrap_err();
+        assert!(!full.is_over_limit(), "{full}");
     }
 
     #[test]
@@ -192,6 +274,7 @@ mod tests {
         let past = ProofUse {
             id: &[1; 32],
             key: "a",
+            subject: None,
             expires: NumericDate::from_system_time(std::time::UNIX_EPOCH),
         };
         assert_eq!(answer(&store, &past), Ok(true));
