@@ -825,3 +825,150 @@ async fn the_local_views_max_age_holds_in_either_order() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The Redis replay store bounds one account over all its keys (and a key
+/// without an account): a flood of proofs fills its share of Redis and no
+/// more, and other accounts' proofs and logouts keep working.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_replay_store_bounds_each_account_and_key() {
+    use tower_authx::{ProofUse, ReplayStore};
+    let Some(redis) = Redis::start() else { return };
+    let store = tower_authx::RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .proofs_per_subject(50, 20);
+    let expires = in_secs(65);
+    let id = |n: u32| {
+        let mut id = [0u8; 32];
+        id[..4].copy_from_slice(&n.to_le_bytes());
+        id
+    };
+    let first_use = |n: u32, key: &str, subject: Option<&str>| {
+        let id = id(n);
+        store.first_use(&ProofUse {
+            id: &id,
+            key,
+            subject,
+            expires,
+        })
+    };
+    // One account, a new key every ten proofs.
+    for n in 0..50 {
+        let key = format!("key-{}", n / 10);
+        assert_eq!(first_use(n, &key, Some("flooder")).await, Ok(true), "{n}");
+    }
+    let refused = first_use(50, "key-9", Some("flooder")).await.unwrap_err();
+    assert!(refused.is_over_limit(), "{refused}");
+    // A replay is still a replay; another account is not touched.
+    assert_eq!(first_use(3, "key-0", Some("flooder")).await, Ok(false));
+    assert_eq!(
+        first_use(1000, "other-key", Some("bystander")).await,
+        Ok(true)
+    );
+    // A token request's proofs (no account): bounded per key.
+    for n in 2000..2020 {
+        assert_eq!(first_use(n, "login-key", None).await, Ok(true));
+    }
+    assert!(
+        first_use(2020, "login-key", None)
+            .await
+            .unwrap_err()
+            .is_over_limit()
+    );
+    // The bystander can still log out.
+    let authx = authx_with(store.clone());
+    let token = authx.create_access_token("bystander", true).unwrap();
+    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
+    authx.revoke(&claims).await.unwrap();
+    // What one account can hold: its bound, at about this many bytes a proof.
+    let keys = redis.cli(&["--scan", "--pattern", "authx:dpop:*"]);
+    let biggest = keys
+        .lines()
+        .map(|key| {
+            redis
+                .cli(&["MEMORY", "USAGE", key])
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .max()
+        .unwrap();
+    eprintln!("the flooding account's proofs: {biggest} bytes of Redis for 50 proofs");
+    assert!(biggest < 50 * 200, "{biggest} bytes");
+}
+
+/// An eviction policy switched at run time (a failover to a primary set up
+/// otherwise) is seen within about two seconds: every answer is then a
+/// refusal to use Redis (503), never one that trusts it.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_policy_switched_at_run_time_fails_closed_within_two_seconds() {
+    let Some(redis) = Redis::start() else { return };
+    let store = tower_authx::RedisStore::connect(&redis.url())
+        .await
+        .unwrap();
+    let authx = authx_with(store);
+    let token = authx.create_access_token("evictable", true).unwrap();
+    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
+    authx.revoke(&claims).await.unwrap();
+    assert_eq!(
+        authx.check_revocation(&claims).await,
+        Err(AuthError::Revoked)
+    );
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    let switched = std::time::Instant::now();
+    loop {
+        let answer = authx.check_revocation(&claims).await;
+        assert_ne!(answer, Ok(()), "a revoked token passed");
+        if answer == Err(AuthError::StoreUnavailable) {
+            break;
+        }
+        assert!(
+            switched.elapsed() < Duration::from_millis(2500),
+            "still trusted {:?} after the switch",
+            switched.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Near `maxmemory`, DPoP proofs stop being written so that logouts keep
+/// their room: a flood of proofs from many accounts cannot starve them.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_maxmemory_proofs_wait_and_logouts_keep_their_room() {
+    use tower_authx::{ProofUse, ReplayStore};
+    let Some(redis) = Redis::start() else { return };
+    let store = tower_authx::RedisStore::connect(&redis.url())
+        .await
+        .unwrap();
+    let used: u64 = redis
+        .cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // 95% used: above the proofs' share, below the logouts'.
+    redis.cli(&["CONFIG", "SET", "maxmemory", &(used * 100 / 95).to_string()]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let id = [7u8; 32];
+    let proof = ProofUse {
+        id: &id,
+        key: "k",
+        subject: Some("someone"),
+        expires: in_secs(60),
+    };
+    let refused = store.first_use(&proof).await.unwrap_err();
+    assert!(!refused.is_over_limit(), "{refused}");
+    let authx = authx_with(store);
+    let token = authx.create_access_token("someone", true).unwrap();
+    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
+    authx.revoke(&claims).await.unwrap();
+    assert_eq!(
+        authx.check_revocation(&claims).await,
+        Err(AuthError::Revoked)
+    );
+}

@@ -4,7 +4,6 @@
 //! what we keep (on every primary of a cluster).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -13,7 +12,6 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
-use super::now_secs;
 use crate::error::with_causes;
 use crate::store::StoreError;
 
@@ -141,78 +139,4 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.get_db(),
         }
     }
-}
-
-/// What the store knows of Redis's eviction policy (seconds since the epoch;
-/// 0: never).
-#[derive(Default)]
-pub(super) struct PolicyWatch {
-    /// When `maxmemory-policy` was last seen to be `noeviction` everywhere.
-    pub(super) ok_at: AtomicU64,
-    /// When an unsafe policy was last logged (at most every 10 s).
-    logged_at: AtomicU64,
-}
-
-/// Asks Redis (every primary of a cluster) for its eviction policy; `Ok`
-/// (and the time noted) only when every answer is `noeviction`.
-pub(super) async fn check_policy(link: &Link, watch: &PolicyWatch) -> Result<(), StoreError> {
-    let mut conn = link.conn().await.map_err(super::store_error)?;
-    let info: Value = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn)
-        .await
-        .map_err(super::store_error)?;
-    // One node answers a string; a cluster, one per primary.
-    let mut policies = Vec::new();
-    collect_policies(&info, &mut policies);
-    let unsafe_policy = match policies.iter().find(|p| *p != "noeviction") {
-        Some(policy) => Some(policy.clone()),
-        None if policies.is_empty() => Some("unknown".to_owned()),
-        None => None,
-    };
-    if let Some(policy) = unsafe_policy {
-        let now = now_secs();
-        let last = watch.logged_at.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 10
-            && watch
-                .logged_at
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::error!(
-                policy,
-                "tower-authx: Redis may evict revocations (maxmemory-policy must be noeviction); refusing to use it"
-            );
-        }
-        return Err(StoreError::new(format!(
-            "Redis maxmemory-policy is {policy}: it may evict revocations and bring logged-out tokens back; set it to noeviction"
-        )));
-    }
-    watch.ok_at.store(now_secs(), Ordering::Relaxed);
-    Ok(())
-}
-
-/// Every `maxmemory_policy:` in an INFO answer, however it is nested.
-fn collect_policies(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::BulkString(bytes) => collect_from_text(&String::from_utf8_lossy(bytes), out),
-        Value::VerbatimString { text, .. } | Value::SimpleString(text) => {
-            collect_from_text(text, out)
-        }
-        Value::Array(items) | Value::Set(items) => {
-            items.iter().for_each(|item| collect_policies(item, out))
-        }
-        Value::Map(pairs) => pairs
-            .iter()
-            .for_each(|(_, item)| collect_policies(item, out)),
-        _ => {}
-    }
-}
-
-fn collect_from_text(text: &str, out: &mut Vec<String>) {
-    out.extend(
-        text.lines()
-            .filter_map(|line| line.strip_prefix("maxmemory_policy:"))
-            .map(|policy| policy.trim().to_owned()),
-    );
 }

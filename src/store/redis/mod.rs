@@ -5,28 +5,26 @@
 //! when asked for, a local view that answers checks from memory.
 
 mod link;
+mod policy;
 mod scripts;
 mod view;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::{ErrorKind, ServerErrorKind};
 
-use self::link::{Conn, Link, PolicyWatch, check_policy};
+use self::link::{Conn, Link};
+use self::policy::{Need, PolicyWatch};
 use self::view::{LocalView, spawn_feed, subject_of};
 
 use super::subject::{self, Cutoff, Session, millis, secs_ceil, warn_collapsed};
 use super::{
-    DEFAULT_ENTRIES_PER_SUBJECT, ProofUse, RefreshUse, ReplayStore, RevocationStore, StoreError,
-    StoreFuture, TokenRecord,
+    DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT, ProofUse,
+    RefreshUse, ReplayStore, RevocationStore, StoreError, StoreFuture, TokenRecord,
 };
 use crate::claims::NumericDate;
-
-/// How long a `maxmemory-policy` check holds before Redis is asked again.
-const POLICY_RECHECK: Duration = Duration::from_secs(60);
 
 /// A store in Redis, for services on many machines: a logout on one instance is
 /// refused on all, and survives restarts. One multiplexed connection, reused by
@@ -56,6 +54,9 @@ pub struct RedisStore {
     nodes: Arc<[String]>,
     prefix: String,
     per_subject: usize,
+    /// Live DPoP proofs one account, or one key without an account, may have.
+    proofs_per_subject: usize,
+    proofs_per_key: usize,
     scripts: Arc<Scripts>,
     policy: Arc<PolicyWatch>,
     view: Option<ViewSettings>,
@@ -84,6 +85,7 @@ pub const DEFAULT_VIEW_CAPACITY: usize = 100_000;
 struct Scripts {
     revoke: redis::Script,
     spend: redis::Script,
+    first_use: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -145,9 +147,12 @@ impl RedisStore {
             nodes,
             prefix: "authx:".to_owned(),
             per_subject: DEFAULT_ENTRIES_PER_SUBJECT,
+            proofs_per_subject: DEFAULT_PROOFS_PER_SUBJECT,
+            proofs_per_key: DEFAULT_PROOFS_PER_KEY,
             scripts: Arc::new(Scripts {
                 revoke: redis::Script::new(&format!("{}{}", scripts::PRELUDE, scripts::REVOKE)),
                 spend: redis::Script::new(&format!("{}{}", scripts::PRELUDE, scripts::SPEND)),
+                first_use: redis::Script::new(scripts::FIRST_USE),
             }),
             policy: Arc::default(),
             view: None,
@@ -299,13 +304,25 @@ impl RedisStore {
         self
     }
 
+    /// How many live DPoP proofs one account may have over all its keys
+    /// (default [`DEFAULT_PROOFS_PER_SUBJECT`](crate::DEFAULT_PROOFS_PER_SUBJECT),
+    /// at least 1), and one key of a token request (a login, no account yet:
+    /// default [`DEFAULT_PROOFS_PER_KEY`](crate::DEFAULT_PROOFS_PER_KEY)).
+    /// Past its bound a client is answered 429, and nobody else is affected.
+    #[must_use]
+    pub fn proofs_per_subject(mut self, per_subject: usize, per_key: usize) -> Self {
+        self.proofs_per_subject = per_subject.max(1);
+        self.proofs_per_key = per_key.max(1);
+        self
+    }
+
     fn key(&self, subject: &str) -> String {
         format!("{}sub:{subject}", self.prefix)
     }
 
     /// Asks Redis for its eviction policy; `Ok` only for `noeviction`.
     async fn check_policy(&self) -> Result<(), StoreError> {
-        check_policy(&self.link, &self.policy).await
+        self.policy.ask(&self.link).await
     }
 
     /// Runs `command` once Redis's eviction policy is known to be safe.
@@ -316,11 +333,12 @@ impl RedisStore {
         };
         let policy = self.policy.clone();
         let replicas = self.replicas;
+        let need = match command {
+            Command::Check(..) => Need::RoomForProofs,
+            _ => Need::Safe,
+        };
         StoreFuture::pending(async move {
-            let checked = policy.ok_at.load(Ordering::Relaxed);
-            if now_secs().saturating_sub(checked) >= POLICY_RECHECK.as_secs() {
-                check_policy(&link, &policy).await?;
-            }
+            policy.ensure(&link, need).await?;
             let mut connection = link.conn().await.map_err(store_error)?;
             // Once more after a dropped connection, so the first request after
             // an outage does not fail.
@@ -362,10 +380,12 @@ impl RedisStore {
     }
 }
 
-/// A plain command, or a script on one subject's key with its arguments.
+/// A plain command, a write script on one subject's key with its arguments
+/// (waiting for replicas when configured), or a script that never waits.
 enum Command {
     Plain(redis::Cmd),
     Script(redis::Script, String, Vec<String>),
+    Check(redis::Script, String, Vec<String>),
 }
 
 impl Command {
@@ -382,7 +402,7 @@ impl Command {
     ) -> redis::RedisResult<(T, Option<i64>)> {
         match (self, replicas) {
             (Command::Plain(command), _) => Ok((command.query_async(connection).await?, None)),
-            (Command::Script(script, key, args), None) => {
+            (Command::Script(script, key, args), None) | (Command::Check(script, key, args), _) => {
                 let mut invocation = script.key(key);
                 for arg in args {
                     invocation.arg(arg);
@@ -451,21 +471,40 @@ fn parse_cutoff(value: &str) -> Option<Cutoff> {
     })
 }
 
-/// One key per proof, `<prefix>dpop:<id>`, set only if absent and expiring
-/// with the proof: atomic across instances, and bounded by the proofs of one
-/// proof lifetime. Behind the same eviction-policy check as revocations.
+/// One sorted set per owner of proofs (the account a proof's token speaks
+/// for, or the proof's key at a token request), `<prefix>dpop:{<owner's
+/// hash>}`: the ids of its live proofs, scored by expiry. A first use is one
+/// script on that key (atomic across instances, one slot of a cluster),
+/// bounded per owner, so one client can hold at most its bound of Redis's
+/// memory (about 100 bytes a proof). Behind the same eviction-policy check as
+/// revocations.
 impl ReplayStore for RedisStore {
     fn first_use(&self, proof: &ProofUse<'_>) -> StoreFuture<bool> {
-        let id: String = proof.id.iter().map(|b| format!("{b:02x}")).collect();
-        let mut command = redis::cmd("SET");
-        command
-            .arg(format!("{}dpop:{id}", self.prefix))
-            .arg(1)
-            .arg("NX")
-            .arg("PXAT")
-            .arg(millis(proof.expires).max(millis(NumericDate::now()) + 1000));
-        let answer = self.run::<Option<String>>(Command::Plain(command));
-        StoreFuture::pending(async move { Ok(answer.await?.is_some()) })
+        let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+        let (owner, bound) = match proof.subject {
+            Some(subject) => (format!("s:{subject}"), self.proofs_per_subject),
+            None => (format!("k:{}", proof.key), self.proofs_per_key),
+        };
+        // Hashed: any subject fits a key, and its braces cannot move the slot.
+        let owner = <sha2::Sha256 as sha2::Digest>::digest(owner.as_bytes());
+        let key = format!("{}dpop:{{{}}}", self.prefix, hex(&owner[..16]));
+        let now = millis(NumericDate::now());
+        let args = vec![
+            hex(proof.id),
+            now.to_string(),
+            millis(proof.expires).max(now + 1000).to_string(),
+            bound.to_string(),
+        ];
+        let answer = self.run::<i64>(Command::Check(self.scripts.first_use.clone(), key, args));
+        StoreFuture::pending(async move {
+            match answer.await? {
+                1 => Ok(true),
+                0 => Ok(false),
+                _ => Err(StoreError::over_limit(
+                    "too many live DPoP proofs for one account or key",
+                )),
+            }
+        })
     }
 }
 

@@ -1,0 +1,182 @@
+//! What the store knows of Redis's memory: whether every primary's
+//! `maxmemory-policy` is `noeviction` (an evicted logout is a token that works
+//! again), and whether each has room to spare for revocations. Asked again
+//! every second at most (one request asks, the others go on with the last
+//! answer), so a policy changed at run time, or a failover to a primary set
+//! up otherwise, is seen within about two seconds.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::Value;
+
+use super::link::Link;
+use super::store_error;
+use crate::claims::NumericDate;
+use crate::store::StoreError;
+
+/// How long an answer holds before Redis is asked again.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// How long requests go on with the last answer while one of them asks.
+const STALE_AT_MOST: Duration = Duration::from_secs(2);
+
+/// DPoP proofs stop being written above this share of `maxmemory`, so that
+/// a flood of proofs cannot leave logouts without room.
+const PROOFS_UP_TO: f64 = 0.9;
+
+/// The last answer, as atomics: every command looks at it.
+#[derive(Default)]
+pub(super) struct PolicyWatch {
+    /// When Redis last answered (ms since the epoch; 0: never).
+    checked_ms: AtomicU64,
+    /// Its answer: `noeviction` on every primary.
+    safe: AtomicBool,
+    /// Its answer: every primary below `PROOFS_UP_TO` of its `maxmemory`.
+    room_for_proofs: AtomicBool,
+    /// A request is asking now.
+    asking: AtomicBool,
+    /// When an unsafe policy was last logged (s; at most every 10 s).
+    logged_at: AtomicU64,
+}
+
+/// What a command needs of Redis's memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// A revocation or a check: the policy must be `noeviction`.
+    Safe,
+    /// A DPoP proof: that, and room left for revocations.
+    RoomForProofs,
+}
+
+impl PolicyWatch {
+    /// `Ok` when Redis is known to be fit for `need`, asking it when the
+    /// last answer is too old.
+    pub(super) async fn ensure(&self, link: &Link, need: Need) -> Result<(), StoreError> {
+        let age = self.age();
+        if age >= RECHECK {
+            let asker = !self.asking.swap(true, Ordering::AcqRel);
+            if asker || age >= STALE_AT_MOST {
+                let answer = self.ask(link).await;
+                if asker {
+                    self.asking.store(false, Ordering::Release);
+                }
+                answer?;
+            }
+        }
+        self.verdict(need)
+    }
+
+    /// Asks Redis (every primary of a cluster) now.
+    pub(super) async fn ask(&self, link: &Link) -> Result<(), StoreError> {
+        let mut conn = link.conn().await.map_err(store_error)?;
+        let info: Value = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .map_err(store_error)?;
+        // One node answers a string; a cluster, one per primary.
+        let mut nodes = Vec::new();
+        collect_nodes(&info, &mut nodes);
+        let unsafe_policy = match nodes.iter().find(|n| n.policy != "noeviction") {
+            Some(node) => Some(node.policy.clone()),
+            None if nodes.is_empty() => Some("unknown".to_owned()),
+            None => None,
+        };
+        let room = nodes
+            .iter()
+            .all(|node| node.max == 0 || (node.used as f64) < PROOFS_UP_TO * node.max as f64);
+        self.safe.store(unsafe_policy.is_none(), Ordering::Relaxed);
+        self.room_for_proofs.store(room, Ordering::Relaxed);
+        self.checked_ms.store(now_ms(), Ordering::Release);
+        if let Some(policy) = &unsafe_policy {
+            self.log_unsafe(policy);
+        }
+        self.verdict(Need::Safe)
+    }
+
+    fn age(&self) -> Duration {
+        match self.checked_ms.load(Ordering::Acquire) {
+            0 => Duration::MAX,
+            at => Duration::from_millis(now_ms().saturating_sub(at)),
+        }
+    }
+
+    fn verdict(&self, need: Need) -> Result<(), StoreError> {
+        if !self.safe.load(Ordering::Relaxed) {
+            return Err(StoreError::new(
+                "Redis maxmemory-policy is not noeviction: it may evict revocations and bring \
+                 logged-out tokens back; set it to noeviction",
+            ));
+        }
+        if need == Need::RoomForProofs && !self.room_for_proofs.load(Ordering::Relaxed) {
+            return Err(StoreError::new(
+                "Redis is near its maxmemory: DPoP proofs wait, so that logouts keep their room",
+            ));
+        }
+        Ok(())
+    }
+
+    fn log_unsafe(&self, policy: &str) {
+        let now = now_ms() / 1000;
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10
+            && self
+                .logged_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                policy,
+                "tower-authx: Redis may evict revocations (maxmemory-policy must be noeviction); refusing to use it"
+            );
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    (NumericDate::now().as_secs_f64() * 1000.0) as u64
+}
+
+/// What one node said of its memory.
+struct Node {
+    policy: String,
+    used: u64,
+    max: u64,
+}
+
+/// Every node's memory in an INFO answer, however it is nested.
+fn collect_nodes(value: &Value, out: &mut Vec<Node>) {
+    match value {
+        Value::BulkString(bytes) => collect_from_text(&String::from_utf8_lossy(bytes), out),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => {
+            collect_from_text(text, out)
+        }
+        Value::Array(items) | Value::Set(items) => {
+            items.iter().for_each(|item| collect_nodes(item, out))
+        }
+        Value::Map(pairs) => pairs.iter().for_each(|(_, item)| collect_nodes(item, out)),
+        _ => {}
+    }
+}
+
+/// One node's INFO text: its policy (a node that names none counts as
+/// unsafe: none is collected), its used and its maximum memory.
+fn collect_from_text(text: &str, out: &mut Vec<Node>) {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(str::trim)
+    };
+    if let Some(policy) = field("maxmemory_policy:") {
+        out.push(Node {
+            policy: policy.to_owned(),
+            used: field("used_memory:")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            max: field("maxmemory:")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        });
+    }
+}
