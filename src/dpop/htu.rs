@@ -34,6 +34,11 @@ pub(crate) fn normalize(uri: &str) -> Option<String> {
     if host.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    // A ':' names a port: an empty one, 0 or one past 65535 is no URI we take.
+    let has_colon = authority.len() > host.len();
+    if has_colon && !port.parse::<u16>().is_ok_and(|port| port != 0) {
+        return None;
+    }
     let port = port.trim_start_matches('0');
     let mut out = format!("{scheme}://{}", host.to_ascii_lowercase());
     if !port.is_empty() && port != default_port {
@@ -63,6 +68,17 @@ fn normalize_percent(path: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Whether a request path holds a dot segment (`.` or `..`, percent-encoded
+/// or not). Such a request is not compared with a proof: routers disagree on
+/// what it names (`/x/%2e%2e/protected` is `/protected` to some, a route of
+/// its own to others), and a proof for one path must not pass for another.
+pub(crate) fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// RFC 3986 5.2.4, for an absolute path (or an empty one, which is `/`).
@@ -142,8 +158,31 @@ mod tests {
             "https://h/%zz",
             "https://h/%4",
             "https://h/é",
+            // A port that names none: empty, 0, past 65535.
+            "http://127.0.0.1:18000:/protected",
+            "http://127.0.0.1:/protected",
+            "http://h:0/a",
+            "http://h:000/a",
+            "http://h:65536/a",
         ] {
             assert_eq!(normalize(uri), None, "{uri}");
+        }
+    }
+
+    #[test]
+    fn request_paths_with_dot_segments_are_told_apart() {
+        use super::has_dot_segments;
+        for path in [
+            "/x/../protected",
+            "/x/%2e%2e/protected",
+            "/./a",
+            "/a/%2E",
+            "/a/.%2e/b",
+        ] {
+            assert!(has_dot_segments(path), "{path}");
+        }
+        for path in ["/protected", "/a.b/c", "/..a/b", "/a/.well-known", "/"] {
+            assert!(!has_dot_segments(path), "{path}");
         }
     }
 }

@@ -290,8 +290,12 @@ impl DpopCheck {
         Ok(proof::check(value, &request, &self.rules)?)
     }
 
-    /// The URI a proof for `uri` must name: our public URL and the path.
+    /// The URI a proof for `uri` must name: our public URL and the path
+    /// (`None` for a path with dot segments: see `htu::has_dot_segments`).
     fn htu(&self, uri: &Uri) -> Option<String> {
+        if htu::has_dot_segments(uri.path()) {
+            return None;
+        }
         htu::normalize(&format!("{}{}", self.base, uri.path()))
     }
 

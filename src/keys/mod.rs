@@ -457,16 +457,16 @@ fn check_public_material<'a>(
     }
 }
 
-/// An RSA public key fit to verify: a modulus of 2048 to 16384 bits (RFC 7518
+/// An RSA public key fit to verify: a modulus of 2048 to 8192 bits (RFC 7518
 /// 3.3), odd, and not made by the ROCA-flawed generator (CVE-2017-15361: its
 /// private key can be computed); an odd exponent of at least 3 that fits 64 bits.
 fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
     let n = &n[n.iter().take_while(|b| **b == 0).count()..];
     let e = &e[e.iter().take_while(|b| **b == 0).count()..];
     let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
-    if !(2048..=16384).contains(&bits) || n.last().is_none_or(|b| b % 2 == 0) {
+    if !(2048..=8192).contains(&bits) || n.last().is_none_or(|b| b % 2 == 0) {
         return Err(ConfigError::unusable_key(
-            "the RSA key's modulus must be odd and have 2048 to 16384 bits",
+            "the RSA key's modulus must be odd and have 2048 to 8192 bits",
         ));
     }
     let exponent = (e.len() <= 8).then(|| e.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)));
