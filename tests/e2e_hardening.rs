@@ -337,3 +337,59 @@ async fn answers_that_carry_tokens_are_never_cached() {
         }
     }
 }
+
+/// One client address holding idle connections cannot fill the examples'
+/// connection cap: past its own share its connections are closed at once,
+/// and a client from another address is served without waiting.
+#[tokio::test]
+async fn one_client_address_cannot_hold_every_connection() {
+    let server = Server::start(
+        "fresh_token",
+        &[
+            ("MAX_CONNECTIONS", "32"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "4"),
+        ],
+    )
+    .await;
+    let port: u16 = server.addr.rsplit(':').next().unwrap().parse().unwrap();
+    // 40 idle connections from 127.0.0.1, more than the whole cap.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(TcpStream::connect(&server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut still_open = 0;
+    for stream in &mut idle {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut byte)).await {
+            Err(_) => still_open += 1,   // nothing yet: held open
+            Ok(Ok(0)) | Ok(Err(_)) => {} // closed by the server
+            Ok(Ok(_)) => panic!("an idle connection got an answer"),
+        }
+    }
+    assert!(still_open <= 4, "{still_open} idle connections held");
+    // Another client address (loopback is a /8) gets in at once.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = tokio::time::timeout(
+        Duration::from_secs(2),
+        socket.connect(format!("127.0.0.1:{port}").parse().unwrap()),
+    )
+    .await
+    .expect("connect")
+    .unwrap();
+    other
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), other.read_to_end(&mut reply))
+        .await
+        .expect("served without waiting")
+        .unwrap();
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+}

@@ -71,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// (tonic takes a stream of connections, not a listener).
 struct Counted {
     stream: tokio::net::TcpStream,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: shared::server::Permit,
 }
 
 /// Every connection `acceptor` accepts, as a stream for `serve_with_incoming`.

@@ -1,9 +1,12 @@
 //! The examples' accept loop: HTTP/1 on every connection, each in its own task,
 //! with what a server facing the Internet needs: a cap on open connections,
+//! a lower one per client address (so one client cannot hold them all),
 //! header and idle timeouts, and an accept loop that backs off on errors (at
 //! the file-descriptor limit) and logs them at most once a second.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
@@ -29,14 +32,64 @@ pub fn max_connections() -> usize {
         .unwrap_or(1024)
 }
 
-/// Accepts connections while fewer than [`max_connections`] are open, backing
-/// off (10 ms doubling to 1 s) after a failed accept, so a process at its
-/// descriptor limit neither spins nor floods its log.
+/// `MAX_CONNECTIONS_PER_CLIENT` (default: a sixteenth of [`max_connections`],
+/// at least 1): connections one client address (an IPv6 /64) may hold open;
+/// past it, its new connections are closed at once.
+pub fn max_connections_per_client() -> usize {
+    std::env::var("MAX_CONNECTIONS_PER_CLIENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or((max_connections() / 16).max(1))
+}
+
+/// Accepts connections while fewer than [`max_connections`] are open, and
+/// fewer than [`max_connections_per_client`] from the connecting address;
+/// backs off (10 ms doubling to 1 s) after a failed accept, so a process at
+/// its descriptor limit neither spins nor floods its log.
 pub struct Acceptor {
     listener: TcpListener,
     open: Arc<Semaphore>,
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_client_cap: usize,
     last_log: Option<Instant>,
     suppressed: u64,
+}
+
+/// What counts an accepted connection as open, overall and for its client,
+/// until dropped.
+pub struct Permit {
+    _open: OwnedSemaphorePermit,
+    client: IpAddr,
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// Who a connection comes from, for the per-client cap: an IPv4 address, or
+/// the /64 of an IPv6 one (a client is handed a whole /64).
+fn client_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
+        v4 => v4,
+    }
 }
 
 impl Acceptor {
@@ -44,22 +97,41 @@ impl Acceptor {
         Acceptor {
             listener,
             open: Arc::new(Semaphore::new(max_connections())),
+            per_client: Arc::default(),
+            per_client_cap: max_connections_per_client(),
             last_log: None,
             suppressed: 0,
         }
     }
 
     /// The next connection, with the permit that counts it as open.
-    pub async fn accept(&mut self) -> (TcpStream, OwnedSemaphorePermit) {
+    pub async fn accept(&mut self) -> (TcpStream, Permit) {
         let mut backoff = Duration::from_millis(10);
         loop {
-            let Ok(permit) = self.open.clone().acquire_owned().await else {
+            let Ok(open) = self.open.clone().acquire_owned().await else {
                 unreachable!("the semaphore is never closed");
             };
             match self.listener.accept().await {
-                Ok((stream, _)) => return (stream, permit),
+                Ok((stream, peer)) => {
+                    let client = client_of(peer.ip());
+                    {
+                        let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+                        let count = counts.entry(client).or_insert(0);
+                        if *count >= self.per_client_cap {
+                            // Closed at once: this client holds its share.
+                            continue;
+                        }
+                        *count += 1;
+                    }
+                    let permit = Permit {
+                        _open: open,
+                        client,
+                        per_client: self.per_client.clone(),
+                    };
+                    return (stream, permit);
+                }
                 Err(e) => {
-                    drop(permit);
+                    drop(open);
                     self.log(&e);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
