@@ -972,3 +972,33 @@ async fn near_maxmemory_proofs_wait_and_logouts_keep_their_room() {
         Err(AuthError::Revoked)
     );
 }
+
+/// Where every primary has a replica, `connect` makes writes wait for one by
+/// default: a logout that no replica took is not answered as done.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_replica_a_logout_waits_for_it_by_default() {
+    let (Some(primary), Some(replica)) = (Redis::start(), Redis::start()) else {
+        return;
+    };
+    replica.follow(&primary);
+    let store = tower_authx::RedisStore::connect(&primary.url())
+        .await
+        .unwrap();
+    store
+        .revoke(&record("d", "t1", None), in_secs(60))
+        .await
+        .unwrap();
+    // The replica hangs: the write cannot be vouched for.
+    replica.freeze(true);
+    let unreplicated = store.revoke(&record("d", "t2", None), in_secs(60)).await;
+    replica.freeze(false);
+    let error = unreplicated.expect_err("a logout no replica has counted as done");
+    assert!(error.to_string().contains("replicas"), "{error}");
+    // Turned off on purpose: faster, and the trade-off is the caller's.
+    let store = store.wait_for_replicas(0, Duration::ZERO);
+    replica.freeze(true);
+    let fast = store.revoke(&record("d", "t3", None), in_secs(60)).await;
+    replica.freeze(false);
+    assert!(fast.is_ok());
+}

@@ -333,6 +333,16 @@ impl Redis {
         Some(redis)
     }
 
+    /// Stops (`true`) or resumes the server's process, as a hung machine would.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let _ = std::process::Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// `redis-cli` against this server; its output.
     pub fn cli(&self, args: &[&str]) -> String {
         redis_cli(self.port, args)

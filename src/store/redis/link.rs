@@ -140,3 +140,43 @@ impl ConnectionLike for Conn {
         }
     }
 }
+
+/// The text of each node's answer to an `INFO`: one node answers a string; a
+/// cluster, one per primary, however the client nests them.
+pub(super) fn info_texts(value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    collect_texts(value, &mut out);
+    out
+}
+
+fn collect_texts(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::BulkString(bytes) => out.push(String::from_utf8_lossy(bytes).into_owned()),
+        Value::VerbatimString { text, .. } | Value::SimpleString(text) => out.push(text.clone()),
+        Value::Array(items) | Value::Set(items) => {
+            items.iter().for_each(|item| collect_texts(item, out))
+        }
+        Value::Map(pairs) => pairs.iter().for_each(|(_, item)| collect_texts(item, out)),
+        _ => {}
+    }
+}
+
+/// How many replicas each primary has connected now (`INFO replication`).
+pub(super) async fn replicas_per_primary(link: &Link) -> Result<Vec<u64>, StoreError> {
+    let mut conn = link.conn().await.map_err(super::store_error)?;
+    let info: Value = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut conn)
+        .await
+        .map_err(super::store_error)?;
+    Ok(info_texts(&info)
+        .iter()
+        .filter(|text| text.lines().any(|line| line.trim() == "role:master"))
+        .map(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("connected_slaves:"))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .collect())
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use redis::{ErrorKind, ServerErrorKind};
 
-use self::link::{Conn, Link};
+use self::link::{Conn, Link, replicas_per_primary};
 use self::policy::{Need, PolicyWatch};
 use self::view::{LocalView, spawn_feed, subject_of};
 
@@ -76,6 +76,9 @@ struct ViewSettings {
     started: Arc<OnceLock<Arc<LocalView>>>,
 }
 
+/// How long a write waits for a replica when `connect` finds replicas.
+const DEFAULT_REPLICA_WAIT: Duration = Duration::from_millis(500);
+
 /// How long a local view keeps a subject by default.
 const DEFAULT_VIEW_MAX_AGE: Duration = Duration::from_secs(10);
 
@@ -108,6 +111,11 @@ impl RedisStore {
     /// Like [`new`](Self::new), then connects and checks that Redis is safe to
     /// use (reachable, `maxmemory-policy noeviction`): an error means do not start.
     ///
+    /// Where every primary has a replica connected, writes then wait for one
+    /// ([`wait_for_replicas`](Self::wait_for_replicas)`(1, 500 ms)`): a logout
+    /// answered 200 survives the primary's failure. Turn it off with
+    /// `wait_for_replicas(0, ..)` (faster writes, a logout lost in a failover).
+    ///
     /// One URL that turns out to be a node of a Redis Cluster (`cluster_enabled:1`,
     /// a managed cluster's single endpoint) gives a cluster store seeded by it.
     pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
@@ -118,6 +126,13 @@ impl RedisStore {
             store = RedisStore::cluster([url])?;
         }
         store.check_policy().await?;
+        // Replication is asynchronous: where every primary has a replica, a
+        // write counts only once one has it, or a failover right after a
+        // logout could take the logout with it.
+        let replicas = replicas_per_primary(&store.link).await?;
+        if !replicas.is_empty() && replicas.iter().all(|n| *n >= 1) {
+            store = store.wait_for_replicas(1, DEFAULT_REPLICA_WAIT);
+        }
         Ok(store)
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::link::Link;
+use super::link::{Link, info_texts};
 use super::store_error;
 use crate::claims::NumericDate;
 use crate::store::StoreError;
@@ -75,9 +75,10 @@ impl PolicyWatch {
             .query_async(&mut conn)
             .await
             .map_err(store_error)?;
-        // One node answers a string; a cluster, one per primary.
         let mut nodes = Vec::new();
-        collect_nodes(&info, &mut nodes);
+        for text in info_texts(&info) {
+            collect_from_text(&text, &mut nodes);
+        }
         let unsafe_policy = match nodes.iter().find(|n| n.policy != "noeviction") {
             Some(node) => Some(node.policy.clone()),
             None if nodes.is_empty() => Some("unknown".to_owned()),
@@ -143,21 +144,6 @@ struct Node {
     policy: String,
     used: u64,
     max: u64,
-}
-
-/// Every node's memory in an INFO answer, however it is nested.
-fn collect_nodes(value: &Value, out: &mut Vec<Node>) {
-    match value {
-        Value::BulkString(bytes) => collect_from_text(&String::from_utf8_lossy(bytes), out),
-        Value::VerbatimString { text, .. } | Value::SimpleString(text) => {
-            collect_from_text(text, out)
-        }
-        Value::Array(items) | Value::Set(items) => {
-            items.iter().for_each(|item| collect_nodes(item, out))
-        }
-        Value::Map(pairs) => pairs.iter().for_each(|(_, item)| collect_nodes(item, out)),
-        _ => {}
-    }
 }
 
 /// One node's INFO text: its policy (a node that names none counts as
