@@ -358,3 +358,75 @@ async fn one_node_url_of_a_cluster_means_the_cluster() {
         .collect();
     assert_eq!(primaries.len(), 3, "the subjects span every primary");
 }
+
+/// A partial partition: the node the feed is subscribed on stops hearing one
+/// primary (`CLUSTER FORGET` there). The feed stops hearing that primary's
+/// beats and the view steps aside: a logout written on that primary is
+/// refused within seconds, not served from memory until `max_age`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_view_steps_aside_when_its_node_stops_hearing_a_primary() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    let urls = cluster.urls();
+    // The feed subscribes on the first node named.
+    let feed_port = cluster.ports[0];
+    let store = tower_authx::RedisStore::cluster(urls.split(','))
+        .unwrap()
+        .local_view(1000);
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(store.clone()),
+    )
+    .unwrap();
+    let other = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(tower_authx::RedisStore::cluster(urls.split(',')).unwrap()),
+    )
+    .unwrap();
+    // A subject whose hash lives on another primary than the feed's node.
+    let subject = (0..)
+        .map(|i| format!("far-{i}"))
+        .find(|s| cluster.primary_of(&format!("authx:sub:{s}")) != feed_port)
+        .unwrap();
+    let far = cluster.primary_of(&format!("authx:sub:{subject}"));
+    let token = authx.create_access_token(&subject, true).unwrap();
+    let verify = |authx: &AuthX| -> tower_authx::Claims {
+        authx
+            .verify_offline(&token, &tower_authx::Requirement::access())
+            .unwrap()
+    };
+    let mine = verify(&authx);
+    // The first check starts the view and its feed.
+    assert!(authx.check_revocation(&mine).await.is_ok());
+    let start = Instant::now();
+    while !store.local_view_is_live() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no feed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Kept in the view.
+    assert!(authx.check_revocation(&mine).await.is_ok());
+    assert!(authx.check_revocation(&mine).await.is_ok());
+
+    let far_id = cluster.cli(far, &["CLUSTER", "MYID"]).trim().to_owned();
+    cluster.cli(feed_port, &["CLUSTER", "FORGET", &far_id]);
+    other.revoke(&verify(&other)).await.unwrap();
+    let start = Instant::now();
+    while authx.check_revocation(&mine).await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "the view kept answering while its node did not hear a primary"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "a logout on a primary the feed's node stopped hearing, refused after {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        authx.check_revocation(&mine).await,
+        Err(tower_authx::AuthError::Revoked)
+    );
+}

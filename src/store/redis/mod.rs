@@ -4,6 +4,7 @@
 //! `subject.rs`); the DPoP proofs already used, one expiring key each; and,
 //! when asked for, a local view that answers checks from memory.
 
+mod feed;
 mod link;
 mod policy;
 mod scripts;
@@ -15,9 +16,10 @@ use std::time::Duration;
 
 use redis::{ErrorKind, ServerErrorKind};
 
+use self::feed::spawn_feed;
 use self::link::{Conn, Link, replicas_per_primary};
 use self::policy::{Need, PolicyWatch};
-use self::view::{LocalView, spawn_feed, subject_of};
+use self::view::{LocalView, subject_of};
 
 use super::subject::{self, Cutoff, Session, millis, secs_ceil, warn_collapsed};
 use super::{

@@ -10,26 +10,16 @@
 //! may have missed a change. Kept entries are also read again after
 //! `max_age`, a bound that holds even if a message were lost.
 //!
-//! Staleness: a logout on one instance reaches the others one pub/sub
-//! delivery later while the feed is up; if the feed's connection dies
-//! silently, after at most the heartbeat plus its timeout (2 s); and never
-//! later than `max_age` (10 s by default).
+//! Staleness: see the feed (`feed.rs`), and never later than `max_age`
+//! (10 s by default).
 
 use std::collections::HashMap;
-use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-use futures_core::Stream;
 
 use super::{parse_cutoff, parse_session, parse_until};
 use crate::store::subject::Subject;
-
-/// How long the feed may stay silent before it is pinged, and how long the
-/// ping may take.
-const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// What this process keeps of the revocation store.
 pub(super) struct LocalView {
@@ -122,7 +112,7 @@ impl LocalView {
 
     /// Forgets everything: the feed went up (nothing kept may be current)
     /// or down (nothing kept can be kept current).
-    fn reset(&self, live: bool) {
+    pub(super) fn reset(&self, live: bool) {
         let mut subjects = self.write();
         self.live.store(false, Ordering::Release);
         let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
@@ -163,107 +153,6 @@ pub(super) fn subject_of(fields: HashMap<String, String>) -> Subject {
         }
     }
     Subject::from_entries(tokens, sessions, cutoff)
-}
-
-/// Keeps `view` current from `channel` on any of `nodes` (a cluster's
-/// messages reach every node), until the view is dropped. Messages name the
-/// changed key: `key_prefix` and the subject.
-pub(super) fn spawn_feed(
-    view: Weak<LocalView>,
-    nodes: Vec<String>,
-    channel: String,
-    key_prefix: String,
-) {
-    tokio::spawn(async move {
-        let mut failures = 0u32;
-        for url in nodes.iter().cycle() {
-            match subscribe(url, &channel).await {
-                Ok(subscribed) => {
-                    failures = 0;
-                    let Some(strong) = view.upgrade() else { return };
-                    strong.reset(true);
-                    drop(strong);
-                    tracing::info!(
-                        "tower-authx: revocation feed up; answering from the local view"
-                    );
-                    let gone = follow(subscribed, &view, &key_prefix).await;
-                    if let Some(strong) = view.upgrade() {
-                        strong.reset(false);
-                    }
-                    if gone {
-                        return;
-                    }
-                    tracing::warn!("tower-authx: revocation feed down; asking Redis directly");
-                }
-                Err(e) => {
-                    failures += 1;
-                    if failures == 1 {
-                        tracing::warn!(error = %e, "tower-authx: revocation feed cannot subscribe; asking Redis directly");
-                    }
-                }
-            }
-            if view.strong_count() == 0 {
-                return;
-            }
-            let backoff = Duration::from_millis(50 * u64::from(failures.min(20)));
-            tokio::time::sleep(backoff).await;
-        }
-    });
-}
-
-async fn subscribe(
-    url: &str,
-    channel: &str,
-) -> redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
-    let client = redis::Client::open(url)?;
-    let connect = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok(pubsub.split())
-    };
-    match tokio::time::timeout(HEARTBEAT, connect).await {
-        Ok(result) => result,
-        Err(_) => Err(redis::RedisError::from(std::io::Error::from(
-            std::io::ErrorKind::TimedOut,
-        ))),
-    }
-}
-
-/// Applies the feed's messages until it ends or falls silent past its
-/// heartbeat; `true` when the view itself is gone.
-async fn follow(
-    (mut sink, mut stream): (redis::aio::PubSubSink, redis::aio::PubSubStream),
-    view: &Weak<LocalView>,
-    key_prefix: &str,
-) -> bool {
-    loop {
-        let next = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx));
-        match tokio::time::timeout(HEARTBEAT, next).await {
-            Ok(Some(message)) => {
-                let Some(view) = view.upgrade() else {
-                    return true;
-                };
-                match message.get_payload::<String>() {
-                    Ok(key) => match key.strip_prefix(key_prefix) {
-                        Some(subject) => view.invalidate(subject),
-                        None => return false,
-                    },
-                    // A message we cannot read may have named anything.
-                    Err(_) => return false,
-                }
-            }
-            Ok(None) => return false,
-            Err(_) => {
-                if view.strong_count() == 0 {
-                    return true;
-                }
-                let pong = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>()).await;
-                if !matches!(pong, Ok(Ok(_))) {
-                    return false;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
