@@ -3,13 +3,12 @@
 //! ```text
 //! claims an outer guard of this AuthX verified? -> policy, done
 //! source (header | cookie | query) -> token [-> no token: optional passes]
-//!   -> DPoP proof (for the DPoP scheme: method, URI, time, nonce, ath;
-//!      everything but its key and signature)
 //!   -> key (by kid; a remote kid we lack: await one refetch, then go on)
 //!   -> verify (header, signature, claims, time, issuer, audience)
-//!   -> binding (cnf.jkt is the proof's key; a bound token never as Bearer),
+//!   -> DPoP proof (for the DPoP scheme: method, URI, time, nonce, ath),
+//!      binding (cnf.jkt is the proof's key; a bound token never as Bearer),
 //!      then the proof's key and signature: a request with a garbage token
-//!      never costs a signature check with a key the client picked
+//!      costs what a bad token costs, whatever proof it carries
 //!   -> CSRF double submit (for a cookie-borne token)
 //!   -> policy (type, freshness, scopes)
 //!   -> replay store (the proof's first use), then revocation store (after
@@ -174,7 +173,9 @@ pub(crate) enum Pending {
         token: String,
         csrf: Option<Vec<u8>>,
         header: JoseHeader<'static>,
-        proof: Option<Box<Unsigned>>,
+        /// Whether it came with the DPoP scheme (its proof is read once the
+        /// token is verified).
+        dpop: bool,
     },
     /// A network store's answers; the claims are in the extensions.
     Stores(StoreChecks),
@@ -283,7 +284,6 @@ impl Pipeline {
             }
             Err(error) => return Err(error),
         };
-        let proof = self.proof(RequestHead::of(req), &found.token, found.dpop, now)?;
         let issuer = self.trust.for_token(&found.token)?;
         notes.issuer(issuer);
         let trusted = self.trust.get(issuer);
@@ -305,12 +305,13 @@ impl Pipeline {
                         token: found.token.into_owned(),
                         csrf: found.csrf.map(<[u8]>::to_vec),
                         header,
-                        proof: proof.map(Box::new),
+                        dpop: found.dpop,
                     })),
                     None => Err(InvalidToken::UnknownKey.into()),
                 };
             }
         };
+        let proof = self.proof(RequestHead::of(req), &found.token, found.dpop, now)?;
         let proof = self.bind(proof, &claims)?;
         check_csrf(found.csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)
@@ -341,7 +342,7 @@ impl Pipeline {
         token: &str,
         csrf: Option<&[u8]>,
         header: &JoseHeader<'static>,
-        proof: Option<Unsigned>,
+        dpop: bool,
         notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
         let now = NumericDate::now();
@@ -351,6 +352,7 @@ impl Pipeline {
         let claims = trusted
             .verifier
             .verify_with::<E>(token, header, &key, now)?;
+        let proof = self.proof(RequestHead::of(req), token, dpop, now)?;
         let proof = self.bind(proof, &claims)?;
         check_csrf(csrf, &claims)?;
         self.admit(requirement, req, claims, proof, now, notes)
@@ -449,8 +451,8 @@ impl Pipeline {
     ) -> Result<Claims<E>, AuthError> {
         let found = self.sources.find(request, requirement.token_type())?;
         let now = NumericDate::now();
-        let proof = self.proof(request, &found.token, found.dpop, now)?;
         let claims = self.verify_token_fetching(&found.token, now).await?;
+        let proof = self.proof(request, &found.token, found.dpop, now)?;
         let proof = self.bind(proof, &claims)?;
         check_csrf(found.csrf, &claims)?;
         requirement.check(&claims, now, self.fresh_max_age)?;

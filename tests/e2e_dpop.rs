@@ -294,3 +294,78 @@ async fn the_readme_dpop_walkthrough_runs_against_the_example() {
         "{stdout}"
     );
 }
+
+/// One account flooding two instances sharing Redis with proofs (a new key
+/// per login) is answered 429 past its bound, alone: another account's DPoP
+/// requests and its logout keep answering on either instance.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_one_account_proof_flood_is_refused_alone_over_tcp() {
+    let Some(redis) = support::Redis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let base = "https://api.example.test";
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("PUBLIC_URL", base),
+        ("DPOP_PROOFS_PER_SUBJECT", "30"),
+    ];
+    let a = Server::start("fresh_token", &env).await;
+    let b = Server::start("fresh_token", &env).await;
+    let protected = format!("{base}/protected");
+    let login_as = |server: &Server, user: &str, key: &ProofKey| {
+        let proof = key.proof("POST", &format!("{base}/login"), None);
+        let body = json!({"username": user, "password": format!("password{}", &user[4..])});
+        let request = server
+            .post("/login")
+            .header("content-type", "application/json")
+            .header("dpop", proof)
+            .body(body.to_string());
+        async move {
+            let res = request.send().await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+            res.json()["fresh_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (mut accepted, mut refused) = (0, None);
+    'flood: for key in [ProofKey::es256(), ProofKey::ed25519()] {
+        let token = login_as(&a, "user1", &key).await;
+        for i in 0..40 {
+            let server = if i % 2 == 0 { &a } else { &b };
+            let proof = key.proof("GET", &protected, Some(&token));
+            let res = call(server, http::Method::GET, "/protected", &token, &proof).await;
+            if res.status != StatusCode::OK {
+                refused = Some(res);
+                break 'flood;
+            }
+            accepted += 1;
+        }
+    }
+    let refused = refused.expect("the flood was never refused");
+    // 30 live proofs for user1 over both keys (a login's proof counts for
+    // its key, not yet for an account).
+    assert_eq!(accepted, 30, "{}", refused.text());
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.text()
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+
+    // user2, on either instance: requests, then a logout that holds.
+    let key = ProofKey::rs256();
+    let token = login_as(&b, "user2", &key).await;
+    for server in [&a, &b] {
+        let proof = key.proof("GET", &protected, Some(&token));
+        let res = call(server, http::Method::GET, "/protected", &token, &proof).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+    let proof = key.proof("POST", &format!("{base}/logout"), Some(&token));
+    let res = call(&a, http::Method::POST, "/logout", &token, &proof).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let proof = key.proof("GET", &protected, Some(&token));
+    let res = call(&b, http::Method::GET, "/protected", &token, &proof).await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+}

@@ -127,7 +127,9 @@ pub async fn shared_settings(
 /// - `REDIS_URL` (feature `redis`): used proofs are remembered in Redis, so a
 ///   proof replayed to another instance is refused too;
 /// - `DPOP_NONCE_SECRET` (32+ bytes, the same on every instance): proofs must
-///   carry a server nonce (`DPoP-Nonce`), rotated every five minutes.
+///   carry a server nonce (`DPoP-Nonce`), rotated every five minutes;
+/// - `DPOP_PROOFS_PER_SUBJECT` (default 20 000): live proofs one account may
+///   hold in the replay store over all its keys (past it: 429 for it alone).
 pub async fn with_dpop(
     config: AuthXConfig,
     addr: std::net::SocketAddr,
@@ -137,11 +139,17 @@ pub async fn with_dpop(
     if let Ok(secret) = std::env::var("DPOP_NONCE_SECRET") {
         dpop = dpop.nonces(secret, std::time::Duration::from_secs(300));
     }
+    let per_subject = match std::env::var("DPOP_PROOFS_PER_SUBJECT") {
+        Ok(n) => n.parse()?,
+        Err(_) => tower_authx::DEFAULT_PROOFS_PER_SUBJECT,
+    };
+    dpop = dpop.replay_store(tower_authx::MemoryReplay::default().per_subject(per_subject));
     #[cfg(feature = "redis")]
     if let Ok(url) = std::env::var("REDIS_URL") {
         let store = tower_authx::RedisStore::connect(&url)
             .await
-            .map_err(|e| format!("REDIS_URL={url}: {e}"))?;
+            .map_err(|e| format!("REDIS_URL={url}: {e}"))?
+            .proofs_per_subject(per_subject, tower_authx::DEFAULT_PROOFS_PER_KEY);
         dpop = dpop.replay_store(store);
     }
     Ok(config.dpop(dpop))

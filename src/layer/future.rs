@@ -167,7 +167,7 @@ where
                             token,
                             csrf,
                             header,
-                            proof,
+                            dpop,
                         } => {
                             ready!(Pin::new(fetch).poll(cx));
                             let (_, request) = parked
@@ -182,7 +182,7 @@ where
                                 token,
                                 csrf.as_deref(),
                                 header,
-                                proof.take().map(|proof| *proof),
+                                *dpop,
                                 notes,
                             )
                         }
