@@ -377,9 +377,15 @@ impl Redis {
     /// Starts (again) on the same port and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
+        // Files it writes (a replica's full sync dumps the data set) go to a
+        // folder of its own, never into the repository.
+        let dir = std::env::temp_dir().join(format!("authx-redis-{}", self.port));
+        std::fs::create_dir_all(&dir).unwrap();
         let child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
