@@ -351,34 +351,6 @@ impl Key {
             .map_err(ConfigError::key)
     }
 
-    /// Renamed [`signing_pem_pair`](Self::signing_pem_pair).
-    #[deprecated(since = "0.2.0", note = "renamed signing_pem_pair")]
-    pub fn from_pem(
-        alg: Algorithm,
-        private_pem: &[u8],
-        public_pem: &[u8],
-    ) -> Result<Key, ConfigError> {
-        Key::signing_pem_pair(alg, private_pem, public_pem)
-    }
-
-    /// Renamed [`signing_pem`](Self::signing_pem).
-    #[deprecated(since = "0.2.0", note = "renamed signing_pem")]
-    pub fn from_private_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
-        Key::signing_pem(alg, private_pem)
-    }
-
-    /// Renamed [`signing_der`](Self::signing_der).
-    #[deprecated(since = "0.2.0", note = "renamed signing_der")]
-    pub fn from_private_der(alg: Algorithm, private_der: &[u8]) -> Result<Key, ConfigError> {
-        Key::signing_der(alg, private_der)
-    }
-
-    /// Renamed [`verifying_jwk`](Self::verifying_jwk).
-    #[deprecated(since = "0.2.0", note = "renamed verifying_jwk")]
-    pub fn from_jwk(alg: Algorithm, jwk: &str) -> Result<Key, ConfigError> {
-        Key::verifying_jwk(alg, jwk)
-    }
-
     /// Names this key: the `kid` written into the header of the tokens it signs.
     #[must_use]
     pub fn with_kid(mut self, kid: impl Into<String>) -> Key {

@@ -153,7 +153,7 @@ impl<S: tonic::server::NamedService, E> tonic::server::NamedService for RequireA
 macro_rules! guard_service {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        pub struct $name<S, E = crate::claims::NoExtra>(super::RequireAuth<S, E>);
+        pub struct $name<S, E = $crate::claims::NoExtra>($crate::layer::RequireAuth<S, E>);
 
         impl<S, E> $name<S, E> {
             /// The wrapped service.
@@ -186,16 +186,16 @@ macro_rules! guard_service {
 
         impl<S, E, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for $name<S, E>
         where
-            super::RequireAuth<S, E>: tower_service::Service<
+            $crate::layer::RequireAuth<S, E>: tower_service::Service<
                 http::Request<ReqBody>,
-                Response = http::Response<super::ResponseBody<ResBody>>,
+                Response = http::Response<$crate::layer::ResponseBody<ResBody>>,
             >,
         {
-            type Response = http::Response<super::ResponseBody<ResBody>>;
-            type Error = <super::RequireAuth<S, E> as tower_service::Service<
+            type Response = http::Response<$crate::layer::ResponseBody<ResBody>>;
+            type Error = <$crate::layer::RequireAuth<S, E> as tower_service::Service<
                 http::Request<ReqBody>,
             >>::Error;
-            type Future = <super::RequireAuth<S, E> as tower_service::Service<
+            type Future = <$crate::layer::RequireAuth<S, E> as tower_service::Service<
                 http::Request<ReqBody>,
             >>::Future;
 
