@@ -422,6 +422,7 @@ impl std::error::Error for IssueError {}
 /// `Display` often names only its outermost layer ("client error (Connect)")
 /// while the reason (an unknown certificate issuer, a refused connection)
 /// is in its sources.
+#[cfg(any(feature = "remote-keys", feature = "redis"))]
 pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
