@@ -1,0 +1,350 @@
+//! How the claim set is read and written: the strict reader (a claim of the
+//! wrong JSON type refused, never coerced; `null` refused for every claim we
+//! know; a member named twice refused) and the few hand-written encodings.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Audience, Claims, Confirmation, Fresh, MAX_NUMERIC_DATE, NoExtra, NumericDate, Seal, TokenType,
+};
+
+impl<'de> Deserialize<'de> for Fresh {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FreshVisitor;
+        impl<'de> Visitor<'de> for FreshVisitor {
+            type Value = Fresh;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean or a NumericDate")
+            }
+            fn visit_bool<Er: de::Error>(self, v: bool) -> Result<Fresh, Er> {
+                Ok(Fresh::Bool(v))
+            }
+            fn visit_u64<Er: de::Error>(self, v: u64) -> Result<Fresh, Er> {
+                NumericDateVisitor.visit_u64(v).map(Fresh::Until)
+            }
+            fn visit_i64<Er: de::Error>(self, v: i64) -> Result<Fresh, Er> {
+                NumericDateVisitor.visit_i64(v).map(Fresh::Until)
+            }
+            fn visit_f64<Er: de::Error>(self, v: f64) -> Result<Fresh, Er> {
+                NumericDateVisitor.visit_f64(v).map(Fresh::Until)
+            }
+        }
+        d.deserialize_any(FreshVisitor)
+    }
+}
+
+impl Serialize for NumericDate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.fract() == 0.0 {
+            // In range by construction: 0 <= self.0 <= MAX_NUMERIC_DATE.
+            s.serialize_u64(self.0 as u64)
+        } else {
+            s.serialize_f64(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumericDateVisitor)
+    }
+}
+
+struct NumericDateVisitor;
+
+impl<'de> Visitor<'de> for NumericDateVisitor {
+    type Value = NumericDate;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a NumericDate (seconds since 1970)")
+    }
+    fn visit_u64<Er: de::Error>(self, v: u64) -> Result<NumericDate, Er> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_i64<Er: de::Error>(self, v: i64) -> Result<NumericDate, Er> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_f64<Er: de::Error>(self, v: f64) -> Result<NumericDate, Er> {
+        if v.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&v) {
+            Ok(NumericDate(v))
+        } else {
+            Err(Er::custom("a NumericDate out of range"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Confirmation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CnfVisitor;
+        impl<'de> Visitor<'de> for CnfVisitor {
+            type Value = Confirmation;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a confirmation object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Confirmation, A::Error> {
+                let mut cnf = Confirmation::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    if name == "jkt" {
+                        read_once(&mut map, &mut cnf.jkt, "cnf.jkt", "a string")?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                        cnf.other_methods = true;
+                    }
+                }
+                Ok(cnf)
+            }
+        }
+        d.deserialize_map(CnfVisitor)
+    }
+}
+
+impl Serialize for NoExtra {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for NoExtra {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| NoExtra)
+    }
+}
+
+/// Whether `E` is this crate's [`NoExtra`], which ignores whatever it is
+/// given: unknown claims are then skipped instead of collected into JSON
+/// values only to be dropped (IdP tokens carry many). Told by name, as `E`
+/// need not be `'static`; any version of this crate's `NoExtra` ignores
+/// everything just the same.
+pub(super) fn ignores_unknown_claims<E>() -> bool {
+    std::any::type_name::<E>() == std::any::type_name::<NoExtra>()
+}
+
+/// An unknown claim's value, read through and dropped without allocating.
+/// Read the way a `serde_json::Value` is (`deserialize_any`), so exactly the
+/// same values are refused: too deeply nested (serde_json's recursion limit),
+/// numbers out of range. `IgnoredAny` would accept both.
+struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct SkipVisitor;
+        impl<'de> Visitor<'de> for SkipVisitor {
+            type Value = Skipped;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_str<Er: de::Error>(self, _: &str) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_unit<Er: de::Error>(self) -> Result<Skipped, Er> {
+                Ok(Skipped)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+                while seq.next_element::<Skipped>()?.is_some() {}
+                Ok(Skipped)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+                while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+                Ok(Skipped)
+            }
+        }
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+/// The members we know, told apart without allocating; others keep their
+/// name (borrowed from the payload unless escaped).
+enum Member<'de> {
+    Sub,
+    Jti,
+    Type,
+    Fresh,
+    Csrf,
+    Iat,
+    Exp,
+    Nbf,
+    Iss,
+    Aud,
+    Scopes,
+    Scope,
+    Scp,
+    AuthTime,
+    Family,
+    Cnf,
+    Other(Cow<'de, str>),
+}
+
+impl<'de> Member<'de> {
+    fn from_name(name: Cow<'de, str>) -> Member<'de> {
+        match name.as_ref() {
+            "sub" => Member::Sub,
+            "jti" => Member::Jti,
+            "type" => Member::Type,
+            "fresh" => Member::Fresh,
+            "csrf" => Member::Csrf,
+            "iat" => Member::Iat,
+            "exp" => Member::Exp,
+            "nbf" => Member::Nbf,
+            "iss" => Member::Iss,
+            "aud" => Member::Aud,
+            "scopes" => Member::Scopes,
+            "scope" => Member::Scope,
+            "scp" => Member::Scp,
+            "auth_time" => Member::AuthTime,
+            "fam" => Member::Family,
+            "cnf" => Member::Cnf,
+            _ => Member::Other(name),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Member<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+        impl<'de> Visitor<'de> for MemberVisitor {
+            type Value = Member<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a claim name")
+            }
+            fn visit_borrowed_str<Er: de::Error>(self, v: &'de str) -> Result<Member<'de>, Er> {
+                Ok(Member::from_name(Cow::Borrowed(v)))
+            }
+            fn visit_str<Er: de::Error>(self, v: &str) -> Result<Member<'de>, Er> {
+                Ok(Member::from_name(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_identifier(MemberVisitor)
+    }
+}
+
+/// Reads a claim's value once; a second occurrence or a wrongly typed value is
+/// an error naming the claim (and never its value).
+fn read_once<'de, A, T>(
+    map: &mut A,
+    slot: &mut Option<T>,
+    name: &str,
+    ty: &str,
+) -> Result<(), A::Error>
+where
+    A: MapAccess<'de>,
+    T: Deserialize<'de>,
+{
+    if slot.is_some() {
+        return Err(de::Error::custom(format_args!("duplicate claim '{name}'")));
+    }
+    let value = map
+        .next_value::<T>()
+        .map_err(|_| de::Error::custom(format_args!("claim '{name}' must be {ty}")))?;
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de, E: DeserializeOwned> Deserialize<'de> for Claims<E> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ClaimsVisitor(PhantomData))
+    }
+}
+
+struct ClaimsVisitor<E>(PhantomData<fn() -> E>);
+
+impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
+    type Value = Claims<E>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims<E>, A::Error> {
+        const STRING: &str = "a string";
+        const DATE: &str = "a NumericDate";
+        let (mut sub, mut jti, mut token_type, mut fresh, mut csrf) =
+            (None, None, None, None, None);
+        let (mut iat, mut exp, mut nbf, mut iss, mut aud) = (None, None, None, None, None);
+        let (mut scopes, mut auth_time, mut family, mut cnf) = (None, None, None, None);
+        let (mut scope, mut scp) = (None::<String>, None::<Audience>);
+        let mut others = serde_json::Map::new();
+        // Unknown claims seen but not kept (for `NoExtra`), to refuse duplicates
+        // all the same (hashed: a long list costs no more than the map would).
+        let keep_others = !ignores_unknown_claims::<E>();
+        let mut skipped: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(member) = map.next_key::<Member<'de>>()? {
+            let m = &mut map;
+            match member {
+                Member::Sub => read_once(m, &mut sub, "sub", STRING)?,
+                Member::Jti => read_once(m, &mut jti, "jti", STRING)?,
+                Member::Type => read_once(m, &mut token_type, "type", "\"access\" or \"refresh\"")?,
+                Member::Fresh => read_once(m, &mut fresh, "fresh", "a boolean or a NumericDate")?,
+                Member::Csrf => read_once(m, &mut csrf, "csrf", STRING)?,
+                Member::Iat => read_once(m, &mut iat, "iat", DATE)?,
+                Member::Exp => read_once(m, &mut exp, "exp", DATE)?,
+                Member::Nbf => read_once(m, &mut nbf, "nbf", DATE)?,
+                Member::Iss => read_once(m, &mut iss, "iss", STRING)?,
+                Member::Aud => read_once(m, &mut aud, "aud", "a string or a list of strings")?,
+                Member::Scopes => read_once(m, &mut scopes, "scopes", "a list of strings")?,
+                Member::Scope => read_once(m, &mut scope, "scope", STRING)?,
+                Member::Scp => read_once(m, &mut scp, "scp", "a string or a list of strings")?,
+                Member::AuthTime => read_once(m, &mut auth_time, "auth_time", DATE)?,
+                Member::Family => read_once(m, &mut family, "fam", STRING)?,
+                Member::Cnf => read_once(m, &mut cnf, "cnf", "a confirmation object")?,
+                Member::Other(name) if keep_others => {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    if others.insert(name.into_owned(), value).is_some() {
+                        return Err(de::Error::custom("duplicate claim"));
+                    }
+                }
+                Member::Other(name) => {
+                    if !skipped.get_or_insert_with(HashSet::new).insert(name) {
+                        return Err(de::Error::custom("duplicate claim"));
+                    }
+                    map.next_value::<Skipped>()?;
+                }
+            }
+        }
+        let extra = E::deserialize(serde_json::Value::Object(others)).map_err(|_| {
+            de::Error::custom("the token's own claims do not have the expected types")
+        })?;
+        Ok(Claims {
+            sub: sub.ok_or_else(|| de::Error::custom("missing claim 'sub'"))?,
+            jti,
+            token_type: token_type.unwrap_or(TokenType::Access),
+            fresh,
+            csrf,
+            iat,
+            exp: exp.ok_or_else(|| de::Error::custom("missing claim 'exp'"))?,
+            nbf,
+            iss,
+            aud,
+            scopes,
+            scope,
+            scp: scp.map(|scp| match scp {
+                Audience::One(spaced) => {
+                    spaced.split_ascii_whitespace().map(str::to_owned).collect()
+                }
+                Audience::Many(list) => list,
+            }),
+            auth_time,
+            family,
+            cnf,
+            extra,
+            verified_by: Seal::default(),
+        })
+    }
+}
