@@ -1,30 +1,35 @@
 //! [`RedisStore`] (feature `redis`): revocations and refresh sessions shared by
 //! every instance through Redis (one node or a cluster), one hash per subject,
 //! each write one atomic script, the same rules as the memory store (see
-//! `subject.rs`); the DPoP proofs already used, one expiring key each; and,
-//! when asked for, a local view that answers checks from memory.
+//! `subject.rs`); the DPoP proofs already used, one sorted set per account;
+//! and, when asked for, a local view that answers checks from memory.
+//!
+//! Here the store and its builder; the two stores' contracts in `stores.rs`;
+//! commands and scripts in `command.rs` and `scripts.rs`; connections in
+//! `link.rs`; the eviction-policy watch in `policy.rs`; the local view and its
+//! feed in `view.rs` and `feed.rs`.
 
+mod command;
 mod feed;
 mod link;
 mod policy;
 mod scripts;
+mod stores;
 mod view;
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redis::{ErrorKind, ServerErrorKind};
-
+use self::command::{Command, worth_retrying};
 use self::feed::spawn_feed;
-use self::link::{Conn, Link, replicas_per_primary};
+use self::link::{Link, replicas_per_primary};
 use self::policy::{Need, PolicyWatch};
-use self::view::{LocalView, subject_of};
+use self::view::LocalView;
 
-use super::subject::{self, Cutoff, Session, millis, secs_ceil, warn_collapsed};
+use super::subject::{millis, secs_ceil};
 use super::{
-    DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT, ProofUse,
-    RefreshUse, ReplayStore, RevocationStore, StoreError, StoreFuture, TokenRecord,
+    DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT, StoreError,
+    StoreFuture,
 };
 use crate::claims::NumericDate;
 
@@ -42,7 +47,7 @@ use crate::claims::NumericDate;
 ///
 /// Each subject is one hash, `<prefix>sub:<sub>`, holding at most
 /// [`per_subject`](Self::per_subject) entries and expiring with the last of
-/// them (see [`RevocationStore`] for what an entry is).
+/// them (see [`RevocationStore`](crate::RevocationStore) for what an entry is).
 ///
 /// Redis must never evict these keys (an evicted logout is a token that works
 /// again): the store checks that `maxmemory-policy` is `noeviction` before its
@@ -255,51 +260,6 @@ impl RedisStore {
         }))
     }
 
-    /// Reads `token`'s subject whole, answers from it, and keeps it in `view`
-    /// unless it changed meanwhile.
-    fn read_into_view(
-        &self,
-        view: Arc<LocalView>,
-        token: &TokenRecord<'_>,
-        started: u64,
-    ) -> StoreFuture<bool> {
-        let read = self.run::<HashMap<String, String>>(Command::Plain(
-            redis::cmd("HGETALL").arg(self.key(token.subject)).clone(),
-        ));
-        let subject = token.subject.to_owned();
-        let (jti, session) = (
-            token.jti.map(str::to_owned),
-            token.session.map(str::to_owned),
-        );
-        let (issued_at, expires) = (token.issued_at, token.expires);
-        StoreFuture::pending(async move {
-            let entries = subject_of(read.await?);
-            let token = TokenRecord {
-                subject: &subject,
-                jti: jti.as_deref(),
-                session: session.as_deref(),
-                issued_at,
-                expires,
-            };
-            let revoked = entries.is_revoked(&token, now_secs());
-            view.keep(&subject, entries, started);
-            Ok(revoked)
-        })
-    }
-
-    /// What to do once a write on `subject` is done: this instance's view
-    /// drops the subject at once (its feed will say so too, a moment later).
-    fn changed(&self, subject: &str) -> impl FnOnce() + Send + 'static {
-        // Without a view there is nothing to drop, and nothing to copy.
-        let view = self.view.as_ref().and_then(|v| v.started.get()).cloned();
-        let kept = view.map(|view| (view, subject.to_owned()));
-        move || {
-            if let Some((view, subject)) = kept {
-                view.invalidate(&subject);
-            }
-        }
-    }
-
     /// The channel every write announces its key on.
     fn channel(&self) -> String {
         format!("{}changed", self.prefix)
@@ -397,246 +357,10 @@ impl RedisStore {
     }
 }
 
-/// A plain command, a write script on one subject's key with its arguments
-/// (waiting for replicas when configured), or a script that never waits.
-enum Command {
-    Plain(redis::Cmd),
-    Script(redis::Script, String, Vec<String>),
-    Check(redis::Script, String, Vec<String>),
-}
-
-impl Command {
-    /// The command's answer and, for a write that waits for `replicas`, how
-    /// many replicas have it. The write and its `WAIT` go in one pipeline, so
-    /// both reach the same node on the same connection: asked on its own, a
-    /// cluster client sends `WAIT` to whichever primaries its map names (a
-    /// stale map after a failover: one that did not take the write, whose
-    /// replicas then vouch for it).
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        connection: &mut Conn,
-        replicas: Option<(u32, Duration)>,
-    ) -> redis::RedisResult<(T, Option<i64>)> {
-        match (self, replicas) {
-            (Command::Plain(command), _) => Ok((command.query_async(connection).await?, None)),
-            (Command::Script(script, key, args), None) | (Command::Check(script, key, args), _) => {
-                let mut invocation = script.key(key);
-                for arg in args {
-                    invocation.arg(arg);
-                }
-                Ok((invocation.invoke_async(connection).await?, None))
-            }
-            (Command::Script(script, key, args), Some((wanted, timeout))) => {
-                let mut pipe = redis::pipe();
-                pipe.cmd("EVALSHA")
-                    .arg(script.get_hash())
-                    .arg(1)
-                    .arg(key)
-                    .arg(args)
-                    .cmd("WAIT")
-                    .arg(wanted)
-                    .arg(timeout.as_millis() as u64);
-                // A node without the script (restarted, promoted) refuses the
-                // first EVALSHA; its WAIT is then waited out once more.
-                let (answer, acked) = match pipe.query_async(connection).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        script.load_async(connection).await?;
-                        pipe.query_async(connection).await?
-                    }
-                    other => other?,
-                };
-                Ok((answer, Some(acked)))
-            }
-        }
-    }
-}
-
 pub(super) fn now_secs() -> u64 {
     NumericDate::now().as_secs_f64() as u64
 }
 
 pub(super) fn store_error(e: redis::RedisError) -> StoreError {
     StoreError::new(crate::error::with_causes(&e))
-}
-
-/// Whether a second attempt can succeed: the connection dropped (Redis restarted)
-/// and the manager has reconnected meanwhile.
-fn worth_retrying(e: &redis::RedisError) -> bool {
-    e.is_connection_dropped() || e.is_io_error()
-}
-
-fn parse_until(value: &str) -> Option<u64> {
-    value.split(':').next()?.parse().ok()
-}
-
-fn parse_session(value: &str) -> Option<Session> {
-    let until = parse_until(value)?;
-    Some(match value.split_once(':') {
-        Some((_, jti)) => Session::Current {
-            until,
-            jti: jti.into(),
-        },
-        None => Session::Revoked { until },
-    })
-}
-
-fn parse_cutoff(value: &str) -> Option<Cutoff> {
-    let (until, ms) = value.split_once(':')?;
-    Some(Cutoff {
-        until: until.parse().ok()?,
-        issued_until_ms: ms.parse().ok()?,
-    })
-}
-
-/// One sorted set per owner of proofs (the account a proof's token speaks
-/// for, or the proof's key at a token request), `<prefix>dpop:{<owner's
-/// hash>}`: the ids of its live proofs, scored by expiry. A first use is one
-/// script on that key (atomic across instances, one slot of a cluster),
-/// bounded per owner, so one client can hold at most its bound of Redis's
-/// memory (about 100 bytes a proof). Behind the same eviction-policy check as
-/// revocations.
-impl ReplayStore for RedisStore {
-    fn first_use(&self, proof: &ProofUse<'_>) -> StoreFuture<bool> {
-        let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
-        let (owner, bound) = match proof.subject {
-            Some(subject) => (format!("s:{subject}"), self.proofs_per_subject),
-            None => (format!("k:{}", proof.key), self.proofs_per_key),
-        };
-        // Hashed: any subject fits a key, and its braces cannot move the slot.
-        let owner = <sha2::Sha256 as sha2::Digest>::digest(owner.as_bytes());
-        let key = format!("{}dpop:{{{}}}", self.prefix, hex(&owner[..16]));
-        let now = millis(NumericDate::now());
-        let args = vec![
-            hex(proof.id),
-            now.to_string(),
-            millis(proof.expires).max(now + 1000).to_string(),
-            bound.to_string(),
-        ];
-        let answer = self.run::<i64>(Command::Check(self.scripts.first_use.clone(), key, args));
-        StoreFuture::pending(async move {
-            match answer.await? {
-                1 => Ok(true),
-                0 => Ok(false),
-                _ => Err(StoreError::over_limit(
-                    "too many live DPoP proofs for one account or key",
-                )),
-            }
-        })
-    }
-}
-
-impl RevocationStore for RedisStore {
-    fn is_revoked(&self, token: &TokenRecord<'_>) -> StoreFuture<bool> {
-        if let Some(view) = self.view() {
-            if let Some(subject) = view.get(token.subject) {
-                // From memory: no allocation, no waiting.
-                return StoreFuture::ready(Ok(subject.is_revoked(token, now_secs())));
-            }
-            if let Some(started) = view.start_read() {
-                return self.read_into_view(view.clone(), token, started);
-            }
-        }
-        let mut command = redis::cmd("HMGET");
-        command
-            .arg(self.key(token.subject))
-            .arg(token.jti.map(|j| format!("t:{j}")).unwrap_or_default())
-            .arg(token.session.map(|s| format!("s:{s}")).unwrap_or_default())
-            .arg("cut");
-        let answer = self.run::<Vec<Option<String>>>(Command::Plain(command));
-        let (issued_at, expires) = (token.issued_at, token.expires);
-        StoreFuture::pending(async move {
-            let values = answer.await?;
-            let field = |i: usize| values.get(i).and_then(Option::as_deref);
-            let token = TokenRecord {
-                subject: "",
-                jti: None,
-                session: None,
-                issued_at,
-                expires,
-            };
-            Ok(subject::is_revoked(
-                &token,
-                field(0).and_then(parse_until),
-                field(1).and_then(parse_session).as_ref(),
-                field(2).and_then(parse_cutoff),
-                now_secs(),
-            ))
-        })
-    }
-
-    fn revoke(&self, token: &TokenRecord<'_>, horizon: NumericDate) -> StoreFuture<()> {
-        let changed = self.changed(token.subject);
-        let (field, until) = match (token.session, token.jti) {
-            (Some(session), _) => (format!("s:{session}"), horizon),
-            (None, Some(jti)) => (format!("t:{jti}"), token.expires),
-            (None, None) => return StoreFuture::ready(Ok(())),
-        };
-        if secs_ceil(until) <= now_secs() {
-            return StoreFuture::ready(Ok(())); // already expired: nothing to remember
-        }
-        let command = self.write(
-            &self.scripts.revoke,
-            token.subject,
-            horizon,
-            [field, secs_ceil(until).to_string()],
-        );
-        let done = self.run::<u8>(command);
-        StoreFuture::pending(async move {
-            let collapsed = done.await? == 1;
-            changed();
-            if collapsed {
-                warn_collapsed();
-            }
-            Ok(())
-        })
-    }
-
-    fn spend_refresh(
-        &self,
-        token: &TokenRecord<'_>,
-        next: &str,
-        horizon: NumericDate,
-    ) -> StoreFuture<RefreshUse> {
-        let (Some(session), Some(jti)) = (token.rotation_session(), token.jti) else {
-            return StoreFuture::ready(Err(StoreError::new(
-                "a refresh token without jti cannot be spent",
-            )));
-        };
-        // A token of no session can have been revoked alone (`t:`); one of a
-        // session only with its session.
-        let token_field = match token.session {
-            None => format!("t:{jti}"),
-            Some(_) => String::new(),
-        };
-        let command = self.write(
-            &self.scripts.spend,
-            token.subject,
-            horizon,
-            [
-                format!("s:{session}"),
-                jti.to_owned(),
-                next.to_owned(),
-                token
-                    .issued_at
-                    .map(|iat| millis(iat).to_string())
-                    .unwrap_or_default(),
-                token_field,
-            ],
-        );
-        let verdict = self.run::<u8>(command);
-        let changed = self.changed(token.subject);
-        StoreFuture::pending(async move {
-            let verdict = verdict.await?;
-            changed();
-            Ok(match verdict {
-                0 => RefreshUse::First,
-                1 => RefreshUse::Reused,
-                3 => {
-                    warn_collapsed();
-                    RefreshUse::FamilyRevoked
-                }
-                _ => RefreshUse::FamilyRevoked,
-            })
-        })
-    }
 }
