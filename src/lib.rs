@@ -56,6 +56,7 @@ mod base64url;
 mod claims;
 mod config;
 mod cookie;
+mod csrf;
 mod dpop;
 mod error;
 #[cfg(feature = "axum")]

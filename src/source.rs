@@ -24,12 +24,6 @@ pub enum TokenLocation {
     Query,
 }
 
-#[cfg(test)]
-thread_local! {
-    /// Requests searched for a token on this thread (the pipeline's tests count them).
-    pub(crate) static FINDS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 /// Every configured way to find a token.
 #[derive(Clone, Debug)]
 pub(crate) struct Sources {
@@ -96,8 +90,6 @@ impl Sources {
         request: RequestHead<'a>,
         wanted: Option<TokenType>,
     ) -> Result<Found<'a>, AuthError> {
-        #[cfg(test)]
-        FINDS.with(|finds| finds.set(finds.get() + 1));
         for location in &self.order {
             let found = match location {
                 TokenLocation::Headers => match self.header.token(request.headers) {

@@ -157,36 +157,16 @@ where
                         .as_ref()
                         .expect("ResponseFuture polled after completion")
                         .notes;
-                    let verdict = match pending {
-                        Pending::Stores(checks) => {
-                            ready!(checks.poll_verdict(cx, pipeline)).map(|()| None)
-                        }
-                        Pending::Keys {
-                            fetch,
-                            issuer,
-                            token,
-                            csrf,
-                            header,
-                            dpop,
-                        } => {
-                            ready!(Pin::new(fetch).poll(cx));
-                            let (_, request) = parked
-                                .as_mut()
-                                .expect("ResponseFuture polled after completion");
-                            // On from where the request stopped, with the keys
-                            // we now hold; no second fetch.
-                            pipeline.after_keys::<E, B>(
-                                requirement,
-                                request,
-                                *issuer,
-                                token,
-                                csrf.as_deref(),
-                                header,
-                                *dpop,
-                                notes,
-                            )
-                        }
-                    };
+                    let (_, request) = parked
+                        .as_mut()
+                        .expect("ResponseFuture polled after completion");
+                    let verdict = ready!(pending.poll_continue::<E, B>(
+                        cx,
+                        pipeline,
+                        requirement,
+                        request,
+                        notes
+                    ));
                     let (mut service, request) = parked
                         .take()
                         .expect("ResponseFuture polled after completion");

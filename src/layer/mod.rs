@@ -1,7 +1,7 @@
 //! The layers: [`RequireAuth`], [`RequireFresh`] and [`RequireScopes`], in tower-http's shape
 //! (`Layer` → `Service` → hand-written `ResponseFuture`, body type kept).
 //!
-//! A guarded request takes the pipeline's one way (see `pipeline.rs`): token
+//! A guarded request takes the pipeline's one way (see `pipeline/`): token
 //! from its location → key → verify → CSRF → policy → revocation store → claims
 //! into the extensions → inner service. Any failure short-circuits into the
 //! configured rejection; the inner service is never called.

@@ -17,12 +17,6 @@ use crate::base64url;
 use crate::error::InvalidToken;
 use crate::keys::Algorithm;
 
-#[cfg(test)]
-thread_local! {
-    /// Headers read on this thread (the pipeline's tests count them).
-    pub(crate) static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 /// What a token's header says: the algorithm it claims and the key it names.
 #[derive(Clone, Debug)]
 pub(crate) struct JoseHeader<'a> {
@@ -94,8 +88,6 @@ pub(crate) fn read<'b>(
     segment: &str,
     buffer: &'b mut [std::mem::MaybeUninit<u8>],
 ) -> Result<JoseHeader<'b>, InvalidToken> {
-    #[cfg(test)]
-    READS.with(|reads| reads.set(reads.get() + 1));
     if let Some((_, alg)) = PLAIN.iter().find(|(plain, _)| plain == segment) {
         return Ok(JoseHeader {
             alg: Cow::Borrowed(alg),

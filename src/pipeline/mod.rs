@@ -1,0 +1,388 @@
+//! The one place that knows the order of a request:
+//!
+//! ```text
+//! claims an outer guard of this AuthX verified? -> policy, done
+//! source (header | cookie | query) -> token [-> no token: optional passes]
+//!   -> key (by kid; a remote kid we lack: await one refetch, then go on)
+//!   -> verify (header, signature, claims, time, issuer, audience)
+//!   -> DPoP proof (for the DPoP scheme: method, URI, time, nonce, ath),
+//!      binding (cnf.jkt is the proof's key; a bound token never as Bearer),
+//!      then the proof's key and signature: a request with a garbage token
+//!      costs what a bad token costs, whatever proof it carries
+//!   -> CSRF double submit (for a cookie-borne token)
+//!   -> policy (type, freshness, scopes)
+//!   -> replay store (the proof's first use), then revocation store (after
+//!      everything local, so no unauthenticated request ever reaches them)
+//!   -> claims into the extensions
+//! ```
+//!
+//! Every step refuses on its own with an [`AuthError`]; what must be awaited
+//! (keys, a network store) comes back as [`Pending`], and the request goes on
+//! from where it stopped: nothing is read twice.
+
+use std::any::TypeId;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+
+use crate::claims::{Claims, NumericDate};
+use crate::csrf::check_csrf;
+use crate::dpop::{DpopCheck, Proof, Unsigned, check_binding, replay_verdict};
+use crate::error::{AuthError, InvalidToken};
+use crate::observe::{Meters, Notes, Observed};
+use crate::policy::{Admission, Requirement};
+use crate::request::RequestHead;
+use crate::source::{Found, Sources};
+use crate::store::{RevocationStore, StoreError, StoreFuture, TokenRecord};
+
+mod pending;
+mod trust;
+
+use crate::token::{JoseHeader, Unverified};
+pub(crate) use pending::{Pending, StoreChecks};
+pub(crate) use trust::{Trust, Trusted};
+
+/// What extra-claims types must be to travel in request extensions.
+pub trait ClaimsExtra: serde::de::DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static> ClaimsExtra for T {}
+
+/// Everything a request is checked with, prepared once by `AuthX::new`.
+pub(crate) struct Pipeline {
+    /// Tells this AuthX (and its clones) from every other one in the process.
+    pub(crate) id: u64,
+    pub(crate) sources: Sources,
+    pub(crate) trust: Trust,
+    pub(crate) store: Arc<dyn RevocationStore>,
+    pub(crate) fail_open: bool,
+    pub(crate) fresh_max_age: Option<Duration>,
+    pub(crate) pass_preflight: bool,
+    pub(crate) dpop: Option<DpopCheck>,
+    /// The resolved metric handles (empty without the feature).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) meters: Meters,
+    /// Whether the request's span names the subject.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) trace_subject: bool,
+}
+
+/// What a request presented, as read from it: the token, whether it came
+/// with the DPoP scheme, and the CSRF value sent with a cookie-borne token.
+#[derive(Clone, Copy)]
+pub(crate) struct Presented<'a> {
+    pub(crate) token: &'a str,
+    pub(crate) dpop: bool,
+    pub(crate) csrf: Option<&'a [u8]>,
+}
+
+impl<'a> Presented<'a> {
+    fn found(found: &'a Found<'a>) -> Self {
+        Presented {
+            token: &found.token,
+            dpop: found.dpop,
+            csrf: found.csrf,
+        }
+    }
+
+    /// A token handed over without a request.
+    fn token(token: &'a str) -> Self {
+        Presented {
+            token,
+            dpop: false,
+            csrf: None,
+        }
+    }
+}
+
+/// Left in the extensions by an optional guard that found no credential, so
+/// extractors can tell "no token" from "no guard".
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Anonymous;
+
+/// Which AuthX verified the `Claims<E>` in the extensions, so an inner guard
+/// reuses only what its own keys, issuer, audience and store vouched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct VerifiedBy {
+    pipeline: u64,
+    claims: TypeId,
+}
+
+impl Observed for Pipeline {
+    fn meters(&self) -> &Meters {
+        &self.meters
+    }
+
+    #[cfg(feature = "metrics")]
+    fn issuer_label(&self, index: usize) -> metrics::SharedString {
+        self.trust.issuer_label(index)
+    }
+
+    fn trace_subject(&self) -> bool {
+        self.trace_subject
+    }
+}
+
+impl Pipeline {
+    fn verified_by<E: 'static>(&self) -> VerifiedBy {
+        VerifiedBy {
+            pipeline: self.id,
+            claims: TypeId::of::<E>(),
+        }
+    }
+
+    /// Authorizes `req` for `admission` as far as can be done now (the
+    /// layers' entry point).
+    pub(crate) fn start<E: ClaimsExtra, B>(
+        &self,
+        admission: &Admission,
+        req: &mut Request<B>,
+        notes: &Notes,
+    ) -> Result<Option<Pending>, AuthError> {
+        let requirement = admission.requirement();
+        let now = NumericDate::now();
+        if let Some(claims) = req.extensions().get::<Claims<E>>()
+            && req.extensions().get::<VerifiedBy>() == Some(&self.verified_by::<E>())
+        {
+            // Verified, and asked of the store, by an outer guard of this very
+            // AuthX: one request, one signature check, one store lookup.
+            #[cfg(feature = "metrics")]
+            if let Some(issuer) = self.trust.index_of(claims.iss.as_deref()) {
+                notes.issuer(issuer);
+            }
+            requirement.check(claims, now, self.fresh_max_age)?;
+            return Ok(None);
+        }
+        let found = match self
+            .sources
+            .find(RequestHead::of(req), requirement.token_type())
+        {
+            Ok(found) => found,
+            Err(AuthError::MissingToken) if admission.lets_anonymous_in() => {
+                req.extensions_mut().insert(Anonymous);
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let issuer = self.trust.for_token(&found.token)?;
+        notes.issuer(issuer);
+        let trusted = self.trust.get(issuer);
+        let select = |kid: Option<&str>, alg: &str| {
+            let key = trusted.keys.select(kid, alg);
+            if let Ok(key) = &key {
+                notes.key(key);
+            }
+            key
+        };
+        let claims = match trusted.verifier.verify::<E>(&found.token, now, select) {
+            Ok(claims) => claims,
+            Err(Unverified::Invalid(error)) => return Err(error.into()),
+            Err(Unverified::KeyMissing(header)) => {
+                return match trusted.keys.refetch(header.kid.as_deref()) {
+                    Some(fetch) => Ok(Some(Pending::Keys {
+                        fetch,
+                        issuer,
+                        token: found.token.into_owned(),
+                        csrf: found.csrf.map(<[u8]>::to_vec),
+                        header,
+                        dpop: found.dpop,
+                    })),
+                    None => Err(InvalidToken::UnknownKey.into()),
+                };
+            }
+        };
+        let presented = Presented::found(&found);
+        let proof = self.after_verify(
+            Some(RequestHead::of(req)),
+            presented,
+            &claims,
+            requirement,
+            now,
+        )?;
+        self.admit(req, claims, proof, notes)
+    }
+
+    /// Goes on with a token whose issuer's keys were just refetched.
+    pub(crate) fn after_keys<E: ClaimsExtra, B>(
+        &self,
+        requirement: &Requirement,
+        req: &mut Request<B>,
+        issuer: usize,
+        presented: Presented<'_>,
+        header: &JoseHeader<'static>,
+        notes: &Notes,
+    ) -> Result<Option<Pending>, AuthError> {
+        let now = NumericDate::now();
+        let trusted = self.trust.get(issuer);
+        let key = trust::key_after_fetch(&trusted.keys, header, presented.token, now)?;
+        notes.key(&key);
+        let claims = trusted
+            .verifier
+            .verify_with::<E>(presented.token, header, &key, now)?;
+        let proof = self.after_verify(
+            Some(RequestHead::of(req)),
+            presented,
+            &claims,
+            requirement,
+            now,
+        )?;
+        self.admit(req, claims, proof, notes)
+    }
+
+    /// The stages after the token is verified, the same for every entry
+    /// point: its DPoP proof (with a request) and binding, the CSRF double
+    /// submit, then the route's requirement. The proof that passed, to spend.
+    fn after_verify<E>(
+        &self,
+        request: Option<RequestHead<'_>>,
+        presented: Presented<'_>,
+        claims: &Claims<E>,
+        requirement: &Requirement,
+        now: NumericDate,
+    ) -> Result<Option<Proof>, AuthError> {
+        let proof = match (&self.dpop, request) {
+            (Some(dpop), Some(request)) => {
+                dpop.proof(request, presented.token, presented.dpop, now)?
+            }
+            _ => None,
+        };
+        let proof = self.bind(proof, claims)?;
+        check_csrf(presented.csrf, claims)?;
+        requirement.check(claims, now, self.fresh_max_age)?;
+        Ok(proof)
+    }
+
+    /// The binding: the token's binding fits the proof it came with (none
+    /// without a request), and where DPoP is required no token goes without
+    /// one; only then is the proof's signature checked, with the very key the
+    /// verified token is bound to.
+    fn bind<E>(
+        &self,
+        proof: Option<Unsigned>,
+        claims: &Claims<E>,
+    ) -> Result<Option<Proof>, AuthError> {
+        let required = self.dpop.as_ref().is_some_and(|d| d.required);
+        check_binding(proof.as_ref().map(|p| p.jkt.as_str()), claims, required)?;
+        Ok(proof.map(Unsigned::verify).transpose()?)
+    }
+
+    /// The stores, after everything local, asked in order: the proof's first
+    /// use, then revocation. What answers at once decides now; what does not
+    /// comes back to be waited for.
+    fn ask_stores<E>(
+        &self,
+        claims: &Claims<E>,
+        proof: Option<&Proof>,
+    ) -> Result<Option<StoreChecks>, AuthError> {
+        let mut checks = StoreChecks::default();
+        if let (Some(dpop), Some(proof)) = (&self.dpop, proof) {
+            match dpop.first_use(proof, Some(&claims.sub)).now_or_later() {
+                Ok(answer) => replay_verdict(answer)?,
+                Err(later) => checks.replay = Some(later),
+            }
+        }
+        match self.revocation_check(claims).now_or_later() {
+            Ok(answer) => self.revocation_verdict(answer)?,
+            Err(later) => checks.revocation = Some(later),
+        }
+        Ok(checks.is_waiting().then_some(checks))
+    }
+
+    /// The stores, then the claims into the extensions.
+    fn admit<E: ClaimsExtra, B>(
+        &self,
+        req: &mut Request<B>,
+        claims: Box<Claims<E>>,
+        proof: Option<Proof>,
+        notes: &Notes,
+    ) -> Result<Option<Pending>, AuthError> {
+        let checks = self.ask_stores(&claims, proof.as_ref())?;
+        req.extensions_mut().insert(*claims);
+        req.extensions_mut().insert(self.verified_by::<E>());
+        Ok(checks.map(|mut checks| {
+            notes.store_asked();
+            checks.asked = crate::observe::store_asked_at();
+            Pending::Stores(checks)
+        }))
+    }
+
+    /// The stores' verdict, awaited (the entry points that are `async`).
+    async fn await_stores(&self, checks: Option<StoreChecks>) -> Result<(), AuthError> {
+        match checks {
+            Some(mut checks) => std::future::poll_fn(|cx| checks.poll_verdict(cx, self)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Verifies `token` now, with the keys held now (nothing fetched), then
+    /// the binding and `requirement`; no store is asked. Without a request
+    /// there is no proof: a DPoP-bound token, and any token where DPoP is
+    /// required, is refused.
+    pub(crate) fn verify_offline<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        requirement: &Requirement,
+    ) -> Result<Claims<E>, AuthError> {
+        let now = NumericDate::now();
+        let claims = self.trust.verify_now(token, now)?;
+        self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
+        Ok(claims)
+    }
+
+    /// [`verify_offline`](Self::verify_offline), and keys a remote issuer
+    /// rotated in are fetched (rate-limited), and the revocation store is
+    /// asked: every stage the layers run that needs no request.
+    pub(crate) async fn verify<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        requirement: &Requirement,
+    ) -> Result<Claims<E>, AuthError> {
+        let now = NumericDate::now();
+        let claims = self.trust.verify_fetching(token, now).await?;
+        self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
+        self.await_stores(self.ask_stores(&claims, None)?).await?;
+        Ok(claims)
+    }
+
+    /// Every stage the layers run, for a request's head: the token from its
+    /// location, keys (fetched when rotated), verification, the DPoP proof and
+    /// binding, the CSRF double submit, `requirement`, then the replay and
+    /// revocation stores.
+    pub(crate) async fn authenticate<E: serde::de::DeserializeOwned>(
+        &self,
+        request: RequestHead<'_>,
+        requirement: &Requirement,
+    ) -> Result<Claims<E>, AuthError> {
+        let found = self.sources.find(request, requirement.token_type())?;
+        let now = NumericDate::now();
+        let claims = self.trust.verify_fetching(&found.token, now).await?;
+        let presented = Presented::found(&found);
+        let proof = self.after_verify(Some(request), presented, &claims, requirement, now)?;
+        self.await_stores(self.ask_stores(&claims, proof.as_ref())?)
+            .await?;
+        Ok(claims)
+    }
+
+    /// The store's question about verified `claims`.
+    pub(crate) fn revocation_check<E>(&self, claims: &Claims<E>) -> StoreFuture<bool> {
+        self.store.is_revoked(&TokenRecord::of(claims))
+    }
+
+    /// What a store answer means for the request.
+    pub(crate) fn revocation_verdict(
+        &self,
+        answer: Result<bool, StoreError>,
+    ) -> Result<(), AuthError> {
+        match answer {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(AuthError::Revoked),
+            Err(e) if self.fail_open => {
+                tracing::warn!(error = %e, "tower-authx: revocation store unavailable, failing open");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tower-authx: revocation store unavailable");
+                Err(AuthError::StoreUnavailable)
+            }
+        }
+    }
+}

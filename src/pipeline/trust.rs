@@ -1,0 +1,183 @@
+//! Whom tokens may come from: one set of keys and rules, or several issuers,
+//! each with its own, chosen by the token's `iss` before any signature work.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::claims::{Claims, NumericDate};
+use crate::error::{AuthError, InvalidToken};
+use crate::keys::{Key, KeySource};
+use crate::token::{JoseHeader, Unverified, Verifier};
+
+/// Keys and the rules a token is checked by.
+pub(crate) struct Trusted {
+    pub(crate) keys: KeySource,
+    pub(crate) verifier: Verifier,
+    /// The `issuer` label: the configured `iss` among several, else empty.
+    #[cfg(feature = "metrics")]
+    pub(crate) label: metrics::SharedString,
+}
+
+/// Whom tokens may come from: one set of keys and rules, or several issuers,
+/// each with its own, chosen by the token's `iss`.
+pub(crate) enum Trust {
+    One(Trusted),
+    #[cfg(feature = "remote-keys")]
+    Issuers(Vec<(String, Trusted)>),
+}
+
+impl Trust {
+    /// Which keys and rules `token` is checked by: the one set, or those of
+    /// the configured issuer its `iss` names. Any other `iss` is refused here,
+    /// before any signature work and without fetching anything.
+    pub(super) fn for_token(&self, token: &str) -> Result<usize, AuthError> {
+        match self {
+            Trust::One(_) => {
+                let _ = token;
+                Ok(0)
+            }
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers) => {
+                let iss = crate::token::unverified_issuer(token);
+                issuers
+                    .iter()
+                    .position(|(known, _)| Some(known) == iss.as_ref())
+                    .ok_or(AuthError::InvalidToken(InvalidToken::Issuer))
+            }
+        }
+    }
+
+    /// Each remote key source's health, named by its issuer (or JWKS URL).
+    #[cfg(feature = "remote-keys")]
+    pub(crate) fn keys_health(&self) -> Vec<(String, crate::keys::KeysHealth)> {
+        let remote = |keys: &KeySource| match keys {
+            KeySource::Remote(remote) => Some(remote.clone()),
+            KeySource::Local(_) => None,
+        };
+        match self {
+            Trust::One(trusted) => remote(&trusted.keys)
+                .map(|r| (r.url().to_string(), r.health()))
+                .into_iter()
+                .collect(),
+            Trust::Issuers(issuers) => issuers
+                .iter()
+                .filter_map(|(iss, trusted)| {
+                    remote(&trusted.keys).map(|r| (iss.clone(), r.health()))
+                })
+                .collect(),
+        }
+    }
+
+    /// The `issuer` label of the configured issuer at `index`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn issuer_label(&self, index: usize) -> metrics::SharedString {
+        self.get(index).label.clone()
+    }
+
+    /// How many sets of keys and rules there are.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Trust::One(_) => 1,
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers) => issuers.len(),
+        }
+    }
+
+    /// The index of the configured issuer `iss` names (of verified claims).
+    #[cfg(feature = "metrics")]
+    pub(super) fn index_of(&self, iss: Option<&str>) -> Option<usize> {
+        match self {
+            Trust::One(_) => {
+                let _ = iss;
+                Some(0)
+            }
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers) => issuers
+                .iter()
+                .position(|(known, _)| Some(known.as_str()) == iss),
+        }
+    }
+
+    pub(super) fn get(&self, index: usize) -> &Trusted {
+        match self {
+            Trust::One(trusted) => {
+                let _ = index;
+                trusted
+            }
+            // `index` came from `for_token` on this very list.
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers) => &issuers[index].1,
+        }
+    }
+}
+
+/// Verifying a token the way its issuer's keys and rules say.
+impl Trust {
+    /// Verifies `token` with the keys held now; a key not held comes back as
+    /// the keys and rules to fetch it for, with the token's header.
+    fn verify_held<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        now: NumericDate,
+    ) -> Result<Result<Claims<E>, (&Trusted, JoseHeader<'static>)>, AuthError> {
+        let trusted = self.get(self.for_token(token)?);
+        let select = |kid: Option<&str>, alg: &str| trusted.keys.select(kid, alg);
+        match trusted.verifier.verify(token, now, select) {
+            Ok(claims) => Ok(Ok(*claims)),
+            Err(Unverified::Invalid(error)) => Err(error.into()),
+            Err(Unverified::KeyMissing(header)) => Ok(Err((trusted, header))),
+        }
+    }
+
+    pub(super) fn verify_now<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        now: NumericDate,
+    ) -> Result<Claims<E>, AuthError> {
+        self.verify_held(token, now)?
+            .map_err(|_| InvalidToken::UnknownKey.into())
+    }
+
+    /// [`verify_now`](Self::verify_now), awaiting one refetch of a remote
+    /// issuer's keys when the token names a key not held yet.
+    pub(super) async fn verify_fetching<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        now: NumericDate,
+    ) -> Result<Claims<E>, AuthError> {
+        let (trusted, header) = match self.verify_held(token, now)? {
+            Ok(claims) => return Ok(claims),
+            Err(missing) => missing,
+        };
+        let Some(fetch) = trusted.keys.refetch(header.kid.as_deref()) else {
+            return Err(InvalidToken::UnknownKey.into());
+        };
+        fetch.await;
+        let now = NumericDate::now();
+        let key = key_after_fetch(&trusted.keys, &header, token, now)?;
+        Ok(*trusted.verifier.verify_with(token, &header, &key, now)?)
+    }
+}
+
+/// The key `kid` names once the keys were refetched. Still missing is the
+/// token's fault (401) only when keys fetched after the token was issued
+/// lack it; while the issuer is unreachable, or before the rate-limited
+/// refetch may see a key it just rotated in, it is 503 with `Retry-After`.
+pub(super) fn key_after_fetch<'k>(
+    keys: &'k KeySource,
+    header: &JoseHeader<'_>,
+    token: &str,
+    now: NumericDate,
+) -> Result<Cow<'k, Arc<Key>>, AuthError> {
+    keys.select(header.kid.as_deref(), &header.alg)
+        .map_err(|error| match error {
+            InvalidToken::UnknownKey
+                if keys.not_yet_known(crate::token::unverified_issued_at(token, now)) =>
+            {
+                AuthError::KeysUnavailable {
+                    retry_after: keys.retry_after(),
+                }
+            }
+            other => other.into(),
+        })
+}
