@@ -1,5 +1,8 @@
 //! The write scripts: each touches one subject's hash (one key, so one slot
-//! of a cluster), atomically, and announces the change on the store's channel.
+//! of a cluster), atomically, and announces the change on the store's channel;
+//! and the hash's entries read back as they write them.
+
+use crate::store::subject::{Cutoff, Session};
 
 /// Helpers every write script starts with; the last argument of every write
 /// is the channel that announces the change. A subject's hash holds
@@ -97,3 +100,26 @@ redis.call('ZADD', key, expires_ms, id)
 if redis.call('PTTL', key) < expires_ms - now_ms then redis.call('PEXPIREAT', key, expires_ms) end
 return 1
 ";
+
+pub(super) fn parse_until(value: &str) -> Option<u64> {
+    value.split(':').next()?.parse().ok()
+}
+
+pub(super) fn parse_session(value: &str) -> Option<Session> {
+    let until = parse_until(value)?;
+    Some(match value.split_once(':') {
+        Some((_, jti)) => Session::Current {
+            until,
+            jti: jti.into(),
+        },
+        None => Session::Revoked { until },
+    })
+}
+
+pub(super) fn parse_cutoff(value: &str) -> Option<Cutoff> {
+    let (until, ms) = value.split_once(':')?;
+    Some(Cutoff {
+        until: until.parse().ok()?,
+        issued_until_ms: ms.parse().ok()?,
+    })
+}

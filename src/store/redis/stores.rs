@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::command::Command;
+use super::scripts::{parse_cutoff, parse_session, parse_until};
 use super::view::{LocalView, subject_of};
 use super::{RedisStore, now_secs};
 use crate::claims::NumericDate;
-use crate::store::subject::{self, Cutoff, Session, millis, secs_ceil, warn_collapsed};
+use crate::store::subject::{self, millis, secs_ceil, warn_collapsed};
 use crate::store::{
     ProofUse, RefreshUse, ReplayStore, RevocationStore, StoreError, StoreFuture, TokenRecord,
 };
@@ -59,29 +60,6 @@ impl RedisStore {
             }
         }
     }
-}
-
-pub(super) fn parse_until(value: &str) -> Option<u64> {
-    value.split(':').next()?.parse().ok()
-}
-
-pub(super) fn parse_session(value: &str) -> Option<Session> {
-    let until = parse_until(value)?;
-    Some(match value.split_once(':') {
-        Some((_, jti)) => Session::Current {
-            until,
-            jti: jti.into(),
-        },
-        None => Session::Revoked { until },
-    })
-}
-
-pub(super) fn parse_cutoff(value: &str) -> Option<Cutoff> {
-    let (until, ms) = value.split_once(':')?;
-    Some(Cutoff {
-        until: until.parse().ok()?,
-        issued_until_ms: ms.parse().ok()?,
-    })
 }
 
 /// One sorted set per owner of proofs (the account a proof's token speaks

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::stores::{parse_cutoff, parse_session, parse_until};
+use super::scripts::{parse_cutoff, parse_session, parse_until};
 use crate::store::subject::Subject;
 
 /// What this process keeps of the revocation store.
