@@ -15,14 +15,14 @@ use crate::claims::{Claims, NumericDate, Seal, TokenType};
 use crate::config::AuthXConfig;
 use crate::dpop::{DpopCheck, DpopKey, replay_verdict};
 use crate::error::{AuthError, ConfigError};
-use crate::keys::{KeyRing, KeySource, ensure_crypto_backend, jwks};
-use crate::pipeline::{Pipeline, Trust, Trusted};
+use crate::keys::{ensure_crypto_backend, jwks};
+use crate::pipeline::{Pipeline, Trust};
 use crate::policy::Requirement;
-use crate::reject::{Answers, Challenge, DpopChallenge};
+use crate::reject::{Answers, Challenge, DpopChallenge, Places, missing_details};
 use crate::request::RequestHead;
-use crate::source::{HeaderSource, Sources, TokenLocation};
+use crate::source::{HeaderSource, Sources};
 use crate::store::MemoryStore;
-use crate::token::{Signer, Verifier};
+use crate::token::Signer;
 
 /// What issuing needs, prepared once by `AuthX::new`.
 pub(crate) struct Issuing {
@@ -69,7 +69,7 @@ impl AuthX {
             tracing::warn!(alg = %key.alg, "tower-authx: using an HMAC secret too short to be safe");
         }
         #[cfg(feature = "remote-keys")]
-        check_trust(&config)?;
+        crate::pipeline::check_trust(&config)?;
         config.keys.name_keys()?;
         let jwks = jwks(&config.keys)?;
         if config.max_token_len == 0 {
@@ -108,8 +108,16 @@ impl AuthX {
             Some(dpop) => Some(DpopCheck::new(dpop)?),
             None => None,
         };
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let trust = Trust::from_config(&mut config, Seal::of(id))?;
         let challenge = Challenge {
-            missing_details: std::array::from_fn(|mask| missing_detail(&config, &scheme, mask)),
+            missing_details: missing_details(&Places {
+                locations: &config.locations,
+                scheme: &scheme,
+                header: config.header_name.as_str(),
+                cookie: &config.cookies.access_name,
+                query: &config.query_name,
+            }),
             csrf_missing_detail: format!(
                 "Missing CSRF token in '{}' header.",
                 config.cookies.csrf_header.as_str().to_ascii_uppercase()
@@ -129,68 +137,6 @@ impl AuthX {
             }),
             prepared: Default::default(),
         };
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let verifier = |issuer: Option<String>, audience: Vec<String>, leeway| {
-            Verifier::new(
-                Seal::of(id),
-                leeway,
-                issuer,
-                audience,
-                config.max_token_len,
-                config.max_token_lifetime,
-                config.verified_cache.filter(|c| *c > 0),
-            )
-        };
-        #[cfg(feature = "remote-keys")]
-        let trust = if config.by_issuers {
-            let issuers = std::mem::take(&mut config.issuers);
-            Trust::Issuers(
-                issuers
-                    .into_iter()
-                    .map(|issuer| {
-                        let leeway = issuer.leeway.unwrap_or(config.leeway);
-                        let rules = verifier(Some(issuer.iss.clone()), issuer.audience, leeway);
-                        let keys = KeySource::Remote(issuer.keys);
-                        (
-                            issuer.iss.clone(),
-                            Trusted {
-                                keys,
-                                verifier: rules,
-                                #[cfg(feature = "metrics")]
-                                label: issuer.iss.into(),
-                            },
-                        )
-                    })
-                    .collect(),
-            )
-        } else {
-            let keys = match config.remote.take() {
-                Some(remote) => KeySource::Remote(remote),
-                None => KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
-            };
-            let rules = verifier(
-                config.issuer.clone(),
-                config.audience.clone(),
-                config.leeway,
-            );
-            Trust::One(Trusted {
-                keys,
-                verifier: rules,
-                #[cfg(feature = "metrics")]
-                label: metrics::SharedString::const_str(""),
-            })
-        };
-        #[cfg(not(feature = "remote-keys"))]
-        let trust = Trust::One(Trusted {
-            keys: KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
-            verifier: verifier(
-                config.issuer.clone(),
-                config.audience.clone(),
-                config.leeway,
-            ),
-            #[cfg(feature = "metrics")]
-            label: metrics::SharedString::const_str(""),
-        });
         let trust_len = trust.len();
         Ok(AuthX {
             inner: Arc::new(Inner {
@@ -418,96 +364,4 @@ impl fmt::Debug for AuthX {
             .field("can_sign", &self.inner.issuing.signer.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// Whom a verify-only configuration trusts must be said, once: a JWKS may
-/// serve many issuers, and settings that would be silently dropped are errors.
-#[cfg(feature = "remote-keys")]
-fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
-    if config.by_issuers {
-        if config.issuers.is_empty() {
-            return Err(ConfigError::new("from_issuers needs at least one Issuer"));
-        }
-        if config.issuer.is_some() || !config.audience.is_empty() {
-            return Err(ConfigError::new(
-                "with from_issuers, set the audience on each Issuer (Issuer::audience); \
-                 AuthXConfig::issuer and AuthXConfig::audience would be ignored",
-            ));
-        }
-        if config.any_issuer {
-            return Err(ConfigError::new(
-                "danger_accept_any_issuer contradicts from_issuers, which names the issuers",
-            ));
-        }
-        for (i, issuer) in config.issuers.iter().enumerate() {
-            if config.issuers[..i]
-                .iter()
-                .any(|other| other.iss == issuer.iss)
-            {
-                return Err(ConfigError::new(format!(
-                    "two issuers share the iss {:?}: one would shadow the other",
-                    issuer.iss
-                )));
-            }
-        }
-    } else if config.any_issuer {
-        if config.remote.is_none() {
-            return Err(ConfigError::new(
-                "danger_accept_any_issuer applies to from_jwks only",
-            ));
-        }
-        if config.issuer.is_some() {
-            return Err(ConfigError::new(
-                "danger_accept_any_issuer contradicts AuthXConfig::issuer",
-            ));
-        }
-    } else if config.remote.is_some() && config.issuer.is_none() {
-        return Err(ConfigError::new(
-            "a JWKS may serve many issuers (every tenant of a multi-tenant identity provider): \
-             name the one whose tokens you accept with AuthXConfig::issuer, or opt out with \
-             AuthXConfig::danger_accept_any_issuer",
-        ));
-    }
-    Ok(())
-}
-
-/// AuthX's "no token" wording, one sentence per configured location that the
-/// request could have used (`mask`: bit 0 the header, 1 cookies, 2 the query);
-/// every configured location when it could have used none of them.
-fn missing_detail(config: &AuthXConfig, scheme: &str, mask: usize) -> String {
-    let bit = |location: &TokenLocation| match location {
-        TokenLocation::Headers => 1,
-        TokenLocation::Cookies => 2,
-        TokenLocation::Query => 4,
-    };
-    let usable = config.locations.iter().any(|l| mask & bit(l) != 0);
-    let sentences: Vec<String> = config
-        .locations
-        .iter()
-        .filter(|l| !usable || mask & bit(l) != 0)
-        .map(|location| match location {
-            TokenLocation::Headers => format!(
-                "Missing '{scheme}' in '{}' header.",
-                title_case(config.header_name.as_str())
-            ),
-            TokenLocation::Cookies => format!("Missing cookie '{}'.", config.cookies.access_name),
-            TokenLocation::Query => {
-                format!("Missing '{}' in query parameters.", config.query_name)
-            }
-        })
-        .collect();
-    sentences.join(" ")
-}
-
-/// `authorization` as people write it: `Authorization` (HeaderName is lowercase).
-fn title_case(name: &str) -> String {
-    name.split('-')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |c| {
-                c.to_ascii_uppercase().to_string() + chars.as_str()
-            })
-        })
-        .collect::<Vec<_>>()
-        .join("-")
 }

@@ -4,9 +4,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::claims::{Claims, NumericDate};
-use crate::error::{AuthError, InvalidToken};
-use crate::keys::{Key, KeySource};
+use crate::claims::{Claims, NumericDate, Seal};
+use crate::config::AuthXConfig;
+use crate::error::{AuthError, ConfigError, InvalidToken};
+use crate::keys::{Key, KeyRing, KeySource};
 use crate::token::{JoseHeader, Unverified, Verifier};
 
 /// Keys and the rules a token is checked by.
@@ -180,4 +181,115 @@ pub(super) fn key_after_fetch<'k>(
             }
             other => other.into(),
         })
+}
+
+/// Whom a verify-only configuration trusts must be said, once: a JWKS may
+/// serve many issuers, and settings that would be silently dropped are errors.
+#[cfg(feature = "remote-keys")]
+pub(crate) fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
+    if config.by_issuers {
+        if config.issuers.is_empty() {
+            return Err(ConfigError::new("from_issuers needs at least one Issuer"));
+        }
+        if config.issuer.is_some() || !config.audience.is_empty() {
+            return Err(ConfigError::new(
+                "with from_issuers, set the audience on each Issuer (Issuer::audience); \
+                 AuthXConfig::issuer and AuthXConfig::audience would be ignored",
+            ));
+        }
+        if config.any_issuer {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer contradicts from_issuers, which names the issuers",
+            ));
+        }
+        for (i, issuer) in config.issuers.iter().enumerate() {
+            if config.issuers[..i]
+                .iter()
+                .any(|other| other.iss == issuer.iss)
+            {
+                return Err(ConfigError::new(format!(
+                    "two issuers share the iss {:?}: one would shadow the other",
+                    issuer.iss
+                )));
+            }
+        }
+    } else if config.any_issuer {
+        if config.remote.is_none() {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer applies to from_jwks only",
+            ));
+        }
+        if config.issuer.is_some() {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer contradicts AuthXConfig::issuer",
+            ));
+        }
+    } else if config.remote.is_some() && config.issuer.is_none() {
+        return Err(ConfigError::new(
+            "a JWKS may serve many issuers (every tenant of a multi-tenant identity provider): \
+             name the one whose tokens you accept with AuthXConfig::issuer, or opt out with \
+             AuthXConfig::danger_accept_any_issuer",
+        ));
+    }
+    Ok(())
+}
+
+impl Trust {
+    /// Whom `config` trusts, each with its keys and rules; every verifier's
+    /// claims marked with `seal`. Takes the issuers and remote keys out of
+    /// `config`.
+    pub(crate) fn from_config(config: &mut AuthXConfig, seal: Seal) -> Result<Trust, ConfigError> {
+        let verifier = |issuer: Option<String>, audience: Vec<String>, leeway| {
+            Verifier::new(
+                seal,
+                leeway,
+                issuer,
+                audience,
+                config.max_token_len,
+                config.max_token_lifetime,
+                config.verified_cache.filter(|c| *c > 0),
+            )
+        };
+        #[cfg(feature = "remote-keys")]
+        if config.by_issuers {
+            let issuers = std::mem::take(&mut config.issuers);
+            return Ok(Trust::Issuers(
+                issuers
+                    .into_iter()
+                    .map(|issuer| {
+                        let leeway = issuer.leeway.unwrap_or(config.leeway);
+                        let rules = verifier(Some(issuer.iss.clone()), issuer.audience, leeway);
+                        let trusted = Trusted {
+                            keys: KeySource::Remote(issuer.keys),
+                            verifier: rules,
+                            #[cfg(feature = "metrics")]
+                            label: issuer.iss.clone().into(),
+                        };
+                        (issuer.iss, trusted)
+                    })
+                    .collect(),
+            ));
+        }
+        #[cfg(feature = "remote-keys")]
+        let remote = config.remote.take();
+        #[cfg(not(feature = "remote-keys"))]
+        let remote: Option<std::convert::Infallible> = None;
+        let keys = match remote {
+            #[cfg(feature = "remote-keys")]
+            Some(remote) => KeySource::Remote(remote),
+            #[cfg(not(feature = "remote-keys"))]
+            Some(never) => match never {},
+            None => KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
+        };
+        Ok(Trust::One(Trusted {
+            keys,
+            verifier: verifier(
+                config.issuer.clone(),
+                config.audience.clone(),
+                config.leeway,
+            ),
+            #[cfg(feature = "metrics")]
+            label: metrics::SharedString::const_str(""),
+        }))
+    }
 }

@@ -17,6 +17,7 @@ use crate::claims::NumericDate;
 use crate::dpop::{DPOP_NONCE, Nonces};
 use crate::error::{AuthError, CsrfFailure, DpopError, InvalidToken};
 use crate::request::RequestHead;
+use crate::source::TokenLocation;
 
 /// What the default rejection needs from the configuration, and the refusals
 /// already built (a refusal costs no formatting the second time).
@@ -282,4 +283,59 @@ fn quoted_string_safe(s: &str) -> String {
             _ => '?',
         })
         .collect()
+}
+
+/// Where a token may be, named for AuthX's "no token" wording.
+pub(crate) struct Places<'a> {
+    pub(crate) locations: &'a [TokenLocation],
+    pub(crate) scheme: &'a str,
+    pub(crate) header: &'a str,
+    pub(crate) cookie: &'a str,
+    pub(crate) query: &'a str,
+}
+
+/// AuthX's "no token" wording for every mask (bit 0 the header, 1 cookies,
+/// 2 the query): one sentence per configured location that the request could
+/// have used; every configured location when it could have used none.
+pub(crate) fn missing_details(places: &Places<'_>) -> [String; 8] {
+    std::array::from_fn(|mask| missing_detail(places, mask))
+}
+
+fn missing_detail(places: &Places<'_>, mask: usize) -> String {
+    let bit = |location: &TokenLocation| match location {
+        TokenLocation::Headers => 1,
+        TokenLocation::Cookies => 2,
+        TokenLocation::Query => 4,
+    };
+    let usable = places.locations.iter().any(|l| mask & bit(l) != 0);
+    let sentences: Vec<String> = places
+        .locations
+        .iter()
+        .filter(|l| !usable || mask & bit(l) != 0)
+        .map(|location| match location {
+            TokenLocation::Headers => format!(
+                "Missing '{}' in '{}' header.",
+                places.scheme,
+                title_case(places.header)
+            ),
+            TokenLocation::Cookies => format!("Missing cookie '{}'.", places.cookie),
+            TokenLocation::Query => {
+                format!("Missing '{}' in query parameters.", places.query)
+            }
+        })
+        .collect();
+    sentences.join(" ")
+}
+
+/// `authorization` as people write it: `Authorization` (HeaderName is lowercase).
+fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_ascii_uppercase().to_string() + chars.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }

@@ -17,7 +17,7 @@ use crate::request::RequestHead;
 mod challenge;
 mod grpc;
 
-pub(crate) use self::challenge::{Challenge, DpopChallenge};
+pub(crate) use self::challenge::{Challenge, DpopChallenge, Places, missing_details};
 
 /// A refusal on its way out: why, to what request, and the answer the crate
 /// would send. A [`Reject`] hook turns it into the response to send.
