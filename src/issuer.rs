@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::{ConfigError, FetchError};
 use crate::keys::RemoteJwks;
-use crate::keys::remote::{PlainHttp, fetchable_url, get_json, https_client, platform_tls};
+use crate::keys::fetch::{PlainHttp, fetchable_url, get_json, https_client, platform_tls};
 
 /// One issuer of tokens: its exact `iss`, where its keys are, and what its
 /// tokens must say. Build it with [`discover`](Self::discover) (OpenID

@@ -12,6 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::error::ConfigError;
 
 mod algorithm;
+#[cfg(feature = "remote-keys")]
+pub(crate) mod fetch;
 mod mac;
 mod material;
 mod publish;

@@ -9,103 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::Uri;
 
+use super::fetch::{HttpsClient, PlainHttp, fetchable_url, get_json, https_client, platform_tls};
 use super::set::{KeyRing, jwks_entries};
-use crate::error::{ConfigError, FetchError, with_causes};
-
-/// Whether keys may come over plain `http://` from beyond this machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum PlainHttp {
-    /// Only on loopback, where nobody is on the way.
-    LoopbackOnly,
-    /// Anywhere: whoever is on the way can swap the keys (an explicit opt-in).
-    Anywhere,
-}
-
-/// `url` parsed, if it is one we fetch from: `https://`, or `http://` on
-/// loopback (elsewhere only when `plain` allows it: anyone on the way could
-/// swap the keys).
-pub(crate) fn fetchable_url(url: &str, what: &str, plain: PlainHttp) -> Result<Uri, ConfigError> {
-    let parsed: Uri = url
-        .parse()
-        .map_err(|_| ConfigError::new(format!("invalid {what} URL {url:?}")))?;
-    let Some(host) = parsed.host() else {
-        return Err(ConfigError::new(format!("the {what} URL needs a host")));
-    };
-    match parsed.scheme_str() {
-        Some("https") => {}
-        Some("http") if is_loopback(host) => {}
-        Some("http") if plain == PlainHttp::Anywhere => tracing::warn!(
-            url = %parsed,
-            "tower-authx: fetching over plain http: anyone on the way can swap the keys; use https"
-        ),
-        Some("http") => {
-            return Err(ConfigError::new(format!(
-                "the {what} URL {url:?} is plain http beyond loopback: anyone on the way could \
-                 swap the keys; use https (or RemoteJwks::danger_plain_http, knowing that)"
-            )));
-        }
-        _ => {
-            return Err(ConfigError::new(format!(
-                "the {what} URL must be https:// (or http:// on loopback)"
-            )));
-        }
-    }
-    Ok(parsed)
-}
-
-/// Whether `host` is this machine (where plain http cannot be intercepted).
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// TLS trusted by the platform's roots plus `SSL_CERT_FILE` / `SSL_CERT_DIR`
-/// (rustls-native-certs' convention).
-pub(crate) fn platform_tls() -> Result<rustls::ClientConfig, ConfigError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        tracing::warn!(%error, "tower-authx: a trusted root could not be read");
-    }
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        tracing::warn!("tower-authx: no trusted roots found: https JWKS fetches will fail");
-    }
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
-        .map_err(|e| ConfigError::new(format!("TLS: {e}")))
-}
-
-/// The client keys and discovery documents are fetched with.
-pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
-/// A client for `https://` (with `config`) and `http://` URLs.
-pub(crate) fn https_client(config: rustls::ClientConfig) -> HttpsClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(Duration::from_secs(2)));
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// A JWKS document larger than this is refused.
-const MAX_JWKS_BYTES: usize = 1 << 20;
+use crate::error::{ConfigError, FetchError};
 
 /// The keys of an issuer, read from its JWKS URL. Cheap to clone; clones share
 /// the cache.
@@ -501,27 +409,6 @@ impl Remote {
     async fn download(&self) -> Result<KeyRing, FetchError> {
         parse_jwks(&get_json(&self.client, &self.url).await?)
     }
-}
-
-/// The body of a `200` answer to a GET of `url` (a JSON document of at most
-/// 1 MiB); the caller bounds the time.
-pub(crate) async fn get_json(client: &HttpsClient, url: &Uri) -> Result<Bytes, FetchError> {
-    let request = Request::get(url.clone())
-        .header(http::header::ACCEPT, "application/json")
-        .body(Empty::new())
-        .map_err(|e| FetchError::Unreachable(with_causes(&e)))?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| FetchError::Unreachable(with_causes(&e)))?;
-    if response.status() != StatusCode::OK {
-        return Err(FetchError::Status(response.status().as_u16()));
-    }
-    Ok(Limited::new(response.into_body(), MAX_JWKS_BYTES)
-        .collect()
-        .await
-        .map_err(|e| FetchError::Body(with_causes(&*e)))?
-        .to_bytes())
 }
 
 /// The signature keys of a JWKS document; unusable entries are skipped, and
