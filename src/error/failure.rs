@@ -1,0 +1,114 @@
+//! What fails on the server's side rather than being a request's fault: a
+//! configuration that cannot work, a fetch of an issuer's documents, a token
+//! that could not be issued.
+
+use std::fmt;
+
+/// A configuration the crate will not run with. Returned by constructors, never
+/// a panic at request time; the kind says where to look.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A key that cannot be used: material of the wrong size or shape, a key
+    /// type or `alg` that does not fit its algorithm, a secret too short.
+    Key(String),
+    /// A setting that cannot work (lifetimes, names, locations, cookies, URLs).
+    Setting(String),
+    /// Neither crypto backend is enabled (`rust-crypto` or `aws-lc-rs`).
+    NoBackend,
+}
+
+impl ConfigError {
+    /// A setting that cannot work.
+    pub(crate) fn new(msg: impl Into<String>) -> Self {
+        ConfigError::Setting(msg.into())
+    }
+
+    /// A key that cannot be used, for `why`.
+    pub(crate) fn unusable_key(why: impl Into<String>) -> Self {
+        ConfigError::Key(why.into())
+    }
+
+    /// A key jsonwebtoken refused.
+    pub(crate) fn key(e: jsonwebtoken::errors::Error) -> Self {
+        ConfigError::Key(e.to_string())
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Key(why) => write!(f, "unusable key: {why}"),
+            ConfigError::Setting(why) => f.write_str(why),
+            ConfigError::NoBackend => {
+                f.write_str("no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Fetching an issuer's keys failed (network, HTTP status, body, document).
+/// The cached keys keep serving meanwhile; a token whose key cannot be had is
+/// answered 503.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The issuer could not be reached (connect, TLS, I/O).
+    Unreachable(String),
+    /// No answer within the configured timeout.
+    TimedOut,
+    /// The issuer answered with another status than 200.
+    Status(u16),
+    /// The body could not be read, or was too large.
+    Body(String),
+    /// The body is no JWKS document.
+    Document(String),
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Unreachable(why) => write!(f, "JWKS unreachable: {why}"),
+            FetchError::TimedOut => f.write_str("the JWKS fetch timed out"),
+            FetchError::Status(status) => write!(f, "JWKS answered {status}"),
+            FetchError::Body(why) => write!(f, "JWKS body: {why}"),
+            FetchError::Document(why) => write!(f, "JWKS document: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// Issuing a token failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssueError(pub(crate) String);
+
+impl fmt::Display for IssueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot issue token: {}", self.0)
+    }
+}
+
+impl std::error::Error for IssueError {}
+
+/// `error` and every cause under it, `: `-separated: a foreign error's
+/// `Display` often names only its outermost layer ("client error (Connect)")
+/// while the reason (an unknown certificate issuer, a refused connection)
+/// is in its sources.
+#[cfg(any(feature = "remote-keys", feature = "redis"))]
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source's text in their own.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
