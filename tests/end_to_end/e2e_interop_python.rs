@@ -2,7 +2,7 @@
 //! in AuthX's `verify_token` and flask-jwt-extended's `decode_token`, and the
 //! seed's AuthX server and ours accept each other's tokens over HTTP.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! over real TCP.
 #![cfg(feature = "remote-keys")]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Every rejection of the core, over real TCP against `examples/fresh_token.rs`:
 //! status, challenge, detail, and no token echoed back.
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use support::{HS256, SECRET, Server, forge, now};

@@ -2,7 +2,7 @@
 //! hit is checked again for time, revocation and policy, and nothing but the
 //! exact token that was verified can hit.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

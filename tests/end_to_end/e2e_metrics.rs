@@ -4,7 +4,7 @@
 //! subject or jti anywhere in the scrape.
 #![cfg(all(feature = "metrics", feature = "redis"))]
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use serde_json::json;

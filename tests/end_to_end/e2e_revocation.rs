@@ -2,7 +2,7 @@
 //! two real instances sharing one real `redis-server` (cross-instance logout,
 //! restarts, rotation, reuse detection, Redis killed and back).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ async fn two_instances_share_logout_rotation_and_reuse_detection_through_redis()
     };
     let url = redis.url();
     // Redis on every request: a logout is refused elsewhere at once (the local
-    // view's bound on staleness is tested in tests/e2e_cluster.rs).
+    // view's bound on staleness is tested in tests/end_to_end/e2e_cluster.rs).
     let env = [("REDIS_URL", url.as_str()), ("REDIS_LOCAL_VIEW", "0")];
     let a = Server::start("fresh_token", &env).await;
     let mut b = Server::start("fresh_token", &env).await;

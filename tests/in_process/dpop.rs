@@ -1,7 +1,7 @@
 //! DPoP (RFC 9449) through the layers, in process: what an honest client
 //! gets, and every way a proof, a binding or a nonce can be wrong.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! states its exact outcome: status, challenge error, detail; and nothing answered
 //! may echo the token.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -216,7 +216,7 @@ fn cases() -> Vec<Case> {
         ));
     }
     // Algorithm confusion: an RS256 token "signed" with HMAC keyed by a public key.
-    let public_pem = include_str!("fixtures/keys/rsa_public.pem");
+    let public_pem = include_str!("../fixtures/keys/rsa_public.pem");
     let confused = forge(
         r#"{"alg":"RS256","typ":"JWT"}"#,
         &claims_with(""),
@@ -852,11 +852,11 @@ async fn key_urls_in_headers_are_never_fetched() {
 fn an_hmac_token_keyed_with_our_public_key_is_refused_by_an_rs256_verifier() {
     let key = Key::verifying_pem(
         tower_authx::Algorithm::RS256,
-        include_bytes!("fixtures/keys/rsa_public.pem"),
+        include_bytes!("../fixtures/keys/rsa_public.pem"),
     )
     .unwrap();
     let authx = AuthX::new(AuthXConfig::new(key)).unwrap();
-    let public_pem = include_bytes!("fixtures/keys/rsa_public.pem");
+    let public_pem = include_bytes!("../fixtures/keys/rsa_public.pem");
     for alg in ["HS256", "HS384", "HS512"] {
         let token = forge(
             &format!(r#"{{"alg":"{alg}"}}"#),

@@ -8,7 +8,7 @@
 //! primary that took it.
 #![cfg(feature = "redis")]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

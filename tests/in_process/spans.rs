@@ -3,7 +3,7 @@
 //! asked; never the token or its jti, and the subject only when asked for.
 #![cfg(feature = "metrics")]
 
-mod support;
+use crate::support;
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};

@@ -1,9 +1,9 @@
 //! What an outside review found (issue 11), each checked over real TCP against
 //! the example it concerns. Guards built every public way are in
-//! tests/guards.rs; the store's bounds in tests/revocation.rs; hostile keys in
-//! tests/keys.rs; the tonic example's findings in dev/tests/e2e_tonic.rs.
+//! tests/in_process/guards.rs; the store's bounds in tests/in_process/revocation.rs; hostile keys in
+//! tests/in_process/keys.rs; the tonic example's findings in dev/tests/e2e_tonic.rs.
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::time::Duration;

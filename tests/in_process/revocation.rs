@@ -3,7 +3,7 @@
 //! handle's logout and rotation, and the layer's async step. The examples'
 //! side is in e2e_revocation.rs.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::Arc;

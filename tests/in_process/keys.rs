@@ -4,7 +4,7 @@
 //! algorithm, rotation, the issuer down) is in e2e_keys.rs.
 #![cfg(feature = "remote-keys")]
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::Arc;

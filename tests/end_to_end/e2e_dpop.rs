@@ -2,7 +2,7 @@
 //! clients nobody here wrote (panva's `dpop` on node, PyJWT in Python), and
 //! two instances sharing one real `redis-server` for replay protection.
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use serde_json::json;

@@ -21,7 +21,7 @@ struct Fixture {
 }
 
 fn fixtures() -> (AuthX, Vec<Fixture>) {
-    let text = include_str!("fixtures/python_tokens.json");
+    let text = include_str!("../fixtures/python_tokens.json");
     let f: Fixtures = serde_json::from_str(text).unwrap();
     (
         AuthX::new(AuthXConfig::from_secret(&f.secret).unwrap()).unwrap(),

@@ -2,7 +2,7 @@
 //! missing-layer error, and the cookie + CSRF flow of `examples/axum.rs`.
 #![cfg(feature = "axum")]
 
-mod support;
+use crate::support;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -1,7 +1,7 @@
 //! The layers in process: what reaches the inner service, what it sees in the
 //! extensions, and how the Tower contract is kept.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -114,7 +114,7 @@ async fn your_own_claims_reach_the_handler_typed() {
 #[tokio::test]
 async fn an_inner_require_fresh_applies_its_own_policy_to_reused_claims() {
     // One verification and one store question for both guards is checked in
-    // tests/revocation.rs (only_verified_tokens_reach_the_store_and_only_once).
+    // tests/in_process/revocation.rs (only_verified_tokens_reach_the_store_and_only_once).
     let outer = authx();
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = ServiceBuilder::new()

@@ -2,7 +2,7 @@
 //! the seed's API (`fresh_token` on hyper, `axum`), each started as a real
 //! process on an ephemeral port.
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use serde_json::json;

@@ -1,0 +1,19 @@
+//! The tests that run in this process: the layers, sources, keys, DPoP,
+//! the stores (a real redis-server where a test says so), the attack
+//! battery, Wycheproof and the interop fixtures. One binary, so the crate is
+//! linked once.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod attacks;
+mod cache;
+mod dpop;
+mod guards;
+mod interop_fixtures;
+mod keys;
+mod layer;
+mod revocation;
+mod sources;
+mod spans;
+mod wycheproof;
