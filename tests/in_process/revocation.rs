@@ -224,9 +224,7 @@ async fn the_memory_store_keeps_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_keeps_the_contract() {
     let Some(redis) = Redis::start() else { return };
-    let store = tower_authx::RedisStore::connect(&redis.url())
-        .await
-        .unwrap();
+    let store = connected(&redis).await;
     store_suite(&store).await;
     subject_bound_suite(&store.clone().per_subject(20), 20).await;
     spend_race(Arc::new(store)).await;
@@ -878,9 +876,7 @@ async fn the_redis_replay_store_bounds_each_account_and_key() {
     );
     // The bystander can still log out.
     let authx = authx_with(store.clone());
-    let token = authx.create_access_token("bystander", true).unwrap();
-    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
-    authx.revoke(&claims).await.unwrap();
+    logged_out(&authx, "bystander").await;
     // What one account can hold: its bound, at about this many bytes a proof.
     let keys = redis.cli(&["--scan", "--pattern", "authx:dpop:*"]);
     let biggest = keys
@@ -905,13 +901,9 @@ async fn the_redis_replay_store_bounds_each_account_and_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eviction_policy_switched_at_run_time_fails_closed_within_two_seconds() {
     let Some(redis) = Redis::start() else { return };
-    let store = tower_authx::RedisStore::connect(&redis.url())
-        .await
-        .unwrap();
+    let store = connected(&redis).await;
     let authx = authx_with(store);
-    let token = authx.create_access_token("evictable", true).unwrap();
-    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
-    authx.revoke(&claims).await.unwrap();
+    let claims = logged_out(&authx, "evictable").await;
     assert_eq!(
         authx.check_revocation(&claims).await,
         Err(AuthError::Revoked)
@@ -940,9 +932,7 @@ async fn an_eviction_policy_switched_at_run_time_fails_closed_within_two_seconds
 async fn near_maxmemory_proofs_wait_and_logouts_keep_their_room() {
     use tower_authx::{ProofUse, ReplayStore};
     let Some(redis) = Redis::start() else { return };
-    let store = tower_authx::RedisStore::connect(&redis.url())
-        .await
-        .unwrap();
+    let store = connected(&redis).await;
     let used: u64 = redis
         .cli(&["INFO", "memory"])
         .lines()
@@ -964,9 +954,7 @@ async fn near_maxmemory_proofs_wait_and_logouts_keep_their_room() {
     let refused = store.first_use(&proof).await.unwrap_err();
     assert!(!refused.is_over_limit(), "{refused}");
     let authx = authx_with(store);
-    let token = authx.create_access_token("someone", true).unwrap();
-    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
-    authx.revoke(&claims).await.unwrap();
+    let claims = logged_out(&authx, "someone").await;
     assert_eq!(
         authx.check_revocation(&claims).await,
         Err(AuthError::Revoked)
@@ -1001,4 +989,20 @@ async fn with_a_replica_a_logout_waits_for_it_by_default() {
     let fast = store.revoke(&record("d", "t3", None), in_secs(60)).await;
     replica.freeze(false);
     assert!(fast.is_ok());
+}
+
+/// A store on `redis`, connected and checked.
+#[cfg(feature = "redis")]
+async fn connected(redis: &Redis) -> tower_authx::RedisStore {
+    tower_authx::RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+}
+
+/// The verified claims of a new token of `subject`, logged out.
+async fn logged_out(authx: &AuthX, subject: &str) -> Claims {
+    let token = authx.create_access_token(subject, true).unwrap();
+    let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
+    authx.revoke(&claims).await.unwrap();
+    claims
 }
