@@ -27,17 +27,52 @@ impl fmt::Display for MissingAuthLayer {
         } else {
             ("Claims", "RequireAuthLayer::new(authx)")
         };
+        // Your own claims type needs the layer to read it; the default needs nothing.
+        let (claims, layer) = if self.claims_type == type_name::<crate::NoExtra>() {
+            ("Claims".to_owned(), layer.to_owned())
+        } else {
+            let ty = short_name(self.claims_type);
+            (
+                format!("Claims<{ty}>"),
+                format!("{layer}.with_claims::<{ty}>()"),
+            )
+        };
         write!(
             f,
-            "tower-authx: the {extractor} extractor found no verified Claims<{ty}> in the request. \
-             Guard the route with `.layer({layer})` or `.route_layer({layer})`, \
-             adding `.with_claims::<{ty}>()` when using your own claims type",
-            ty = self.claims_type
+            "tower-authx: the {extractor} extractor found no verified {claims} in the request. \
+             Guard the route with `.layer({layer})` or `.route_layer({layer})`"
         )
     }
 }
 
 impl std::error::Error for MissingAuthLayer {}
+
+/// A type's name as its user writes it: `my_app::claims::Tenant` is `Tenant`
+/// (module paths are lowercase; type names are not).
+fn short_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            // A lowercase segment before `::` is a module: dropped.
+            if !segment.starts_with(|c: char| c.is_ascii_lowercase()) {
+                out.push_str(&segment);
+                out.push_str("::");
+            }
+            segment.clear();
+        } else if c.is_alphanumeric() || c == '_' {
+            segment.push(c);
+        } else {
+            out.push_str(&segment);
+            segment.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&segment);
+    out
+}
 
 impl IntoResponse for MissingAuthLayer {
     fn into_response(self) -> Response {
@@ -91,5 +126,18 @@ where
             claims_type: type_name::<E>(),
             optional: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_name;
+
+    #[test]
+    fn type_names_read_as_written() {
+        assert_eq!(short_name("my_app::claims::Tenant"), "Tenant");
+        assert_eq!(short_name("alloc::vec::Vec<my_app::Role>"), "Vec<Role>");
+        assert_eq!(short_name("Outer::Inner"), "Outer::Inner");
+        assert_eq!(short_name("serde_json::value::Value"), "Value");
     }
 }

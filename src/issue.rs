@@ -83,7 +83,8 @@ fn audience_claim(audience: &[String]) -> Option<Audience> {
 /// What a login answers: AuthX's `TokenResponse`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TokenPair {
-    /// A fresh access token.
+    /// An access token: fresh from a login ([`AuthX::token_pair`](crate::AuthX::token_pair),
+    /// `create_token_pair`), not fresh from a rotation ([`AuthX::rotate`](crate::AuthX::rotate)).
     pub access_token: String,
     /// A refresh token.
     pub refresh_token: String,

@@ -63,18 +63,20 @@ pub enum FetchError {
     Status(u16),
     /// The body could not be read, or was too large.
     Body(String),
-    /// The body is no JWKS document.
+    /// The document is not what was asked for: no JWKS, an OpenID
+    /// configuration that is not JSON, names another issuer, or names a
+    /// `jwks_uri` we do not fetch from.
     Document(String),
 }
 
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FetchError::Unreachable(why) => write!(f, "JWKS unreachable: {why}"),
-            FetchError::TimedOut => f.write_str("the JWKS fetch timed out"),
-            FetchError::Status(status) => write!(f, "JWKS answered {status}"),
-            FetchError::Body(why) => write!(f, "JWKS body: {why}"),
-            FetchError::Document(why) => write!(f, "JWKS document: {why}"),
+            FetchError::Unreachable(why) => write!(f, "issuer unreachable: {why}"),
+            FetchError::TimedOut => f.write_str("the fetch from the issuer timed out"),
+            FetchError::Status(status) => write!(f, "the issuer answered {status}"),
+            FetchError::Body(why) => write!(f, "the issuer's answer: {why}"),
+            FetchError::Document(why) => write!(f, "the issuer's document: {why}"),
         }
     }
 }
