@@ -1,10 +1,11 @@
 //! Fetching an issuer's documents (feature `remote-keys`): which URLs we fetch
 //! from (https, or plain http on loopback unless allowed by name), TLS
 //! trusted by the platform's roots and `SSL_CERT_FILE`, and a bounded GET of
-//! a JSON document.
+//! a JSON document; and when fetches happened.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
@@ -122,4 +123,69 @@ pub(crate) async fn get_json(client: &HttpsClient, url: &Uri) -> Result<Bytes, F
         .await
         .map_err(|e| FetchError::Body(with_causes(&*e)))?
         .to_bytes())
+}
+
+/// When fetches happened, as atomics: every verification looks at them, so no
+/// lock on the request path.
+pub(super) struct FetchState {
+    /// The zero of the two clocks below.
+    pub(super) origin: Instant,
+    /// Milliseconds since `origin`, plus one; 0 means never.
+    pub(super) last_attempt: AtomicU64,
+    pub(super) last_success: AtomicU64,
+    pub(super) last_failed: AtomicBool,
+    pub(super) background: AtomicBool,
+    /// A fetch waits for the rate limit to allow it.
+    pub(super) deferred: AtomicBool,
+    /// Wall-clock times (Unix milliseconds; 0 means never), for tokens' `iat`
+    /// and for health probes.
+    pub(super) success_unix_ms: AtomicU64,
+    pub(super) failure_unix_ms: AtomicU64,
+}
+
+impl FetchState {
+    pub(super) fn new() -> Self {
+        FetchState {
+            origin: Instant::now(),
+            last_attempt: AtomicU64::new(0),
+            last_success: AtomicU64::new(0),
+            last_failed: AtomicBool::new(false),
+            background: AtomicBool::new(false),
+            deferred: AtomicBool::new(false),
+            success_unix_ms: AtomicU64::new(0),
+            failure_unix_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn mark_unix(at: &AtomicU64) {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        at.store(ms, Ordering::Relaxed);
+    }
+
+    pub(super) fn unix(at: &AtomicU64) -> Option<std::time::SystemTime> {
+        match at.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::UNIX_EPOCH + Duration::from_millis(ms)),
+        }
+    }
+
+    pub(super) fn mark(&self, at: &AtomicU64) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        at.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// How long ago `at` was marked, or `None` if never.
+    pub(super) fn since(&self, at: &AtomicU64) -> Option<Duration> {
+        match at.load(Ordering::Relaxed) {
+            0 => None,
+            marked => {
+                let now = self.origin.elapsed().as_millis();
+                Some(Duration::from_millis(
+                    u64::try_from(now.saturating_sub(u128::from(marked - 1))).unwrap_or(u64::MAX),
+                ))
+            }
+        }
+    }
 }

@@ -5,13 +5,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Uri;
 
-use super::fetch::{HttpsClient, PlainHttp, fetchable_url, get_json, https_client, platform_tls};
+use super::fetch::{
+    FetchState, HttpsClient, PlainHttp, fetchable_url, get_json, https_client, platform_tls,
+};
 use super::set::{KeyRing, jwks_entries};
 use crate::error::{ConfigError, FetchError};
 
@@ -51,71 +53,6 @@ struct Remote {
     refresh_every: Duration,
     min_interval: Duration,
     timeout: Duration,
-}
-
-/// When fetches happened, as atomics: every verification looks at them, so no
-/// lock on the request path.
-struct FetchState {
-    /// The zero of the two clocks below.
-    origin: Instant,
-    /// Milliseconds since `origin`, plus one; 0 means never.
-    last_attempt: AtomicU64,
-    last_success: AtomicU64,
-    last_failed: AtomicBool,
-    background: AtomicBool,
-    /// A fetch waits for the rate limit to allow it.
-    deferred: AtomicBool,
-    /// Wall-clock times (Unix milliseconds; 0 means never), for tokens' `iat`
-    /// and for health probes.
-    success_unix_ms: AtomicU64,
-    failure_unix_ms: AtomicU64,
-}
-
-impl FetchState {
-    fn new() -> Self {
-        FetchState {
-            origin: Instant::now(),
-            last_attempt: AtomicU64::new(0),
-            last_success: AtomicU64::new(0),
-            last_failed: AtomicBool::new(false),
-            background: AtomicBool::new(false),
-            deferred: AtomicBool::new(false),
-            success_unix_ms: AtomicU64::new(0),
-            failure_unix_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn mark_unix(at: &AtomicU64) {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        at.store(ms, Ordering::Relaxed);
-    }
-
-    fn unix(at: &AtomicU64) -> Option<std::time::SystemTime> {
-        match at.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(std::time::UNIX_EPOCH + Duration::from_millis(ms)),
-        }
-    }
-
-    fn mark(&self, at: &AtomicU64) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        at.store(ms + 1, Ordering::Relaxed);
-    }
-
-    /// How long ago `at` was marked, or `None` if never.
-    fn since(&self, at: &AtomicU64) -> Option<Duration> {
-        match at.load(Ordering::Relaxed) {
-            0 => None,
-            marked => {
-                let now = self.origin.elapsed().as_millis();
-                Some(Duration::from_millis(
-                    u64::try_from(now.saturating_sub(u128::from(marked - 1))).unwrap_or(u64::MAX),
-                ))
-            }
-        }
-    }
 }
 
 /// The state of an issuer's keys, from [`RemoteJwks::health`].
