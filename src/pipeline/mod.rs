@@ -35,11 +35,11 @@ use crate::policy::{Admission, Requirement};
 use crate::request::RequestHead;
 use crate::source::{Found, Sources};
 use crate::store::{RevocationStore, StoreError, StoreFuture, TokenRecord};
+use crate::token::{JoseHeader, Unverified};
 
 mod pending;
 mod trust;
 
-use crate::token::{JoseHeader, Unverified};
 pub(crate) use pending::{Pending, StoreChecks};
 pub(crate) use trust::Trust;
 #[cfg(feature = "remote-keys")]

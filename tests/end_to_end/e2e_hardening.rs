@@ -9,13 +9,17 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use http::StatusCode;
-use support::{Redis, SECRET, Server};
+#[cfg(feature = "redis")]
+use support::Redis;
+use support::{SECRET, Server};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+#[cfg(feature = "redis")]
 use tower_authx::{AuthX, AuthXConfig};
 
 /// Sends raw bytes on one connection and reads until the server closes it or
 /// `limit` passes; what came back.
+#[cfg(feature = "axum")]
 async fn raw(addr: &str, request: &[u8], limit: Duration) -> String {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
@@ -61,6 +65,7 @@ async fn one_user_rotating_and_logging_out_in_a_loop_cannot_take_logout_from_oth
     );
 }
 
+#[cfg(feature = "redis")]
 fn redis_cli(redis: &Redis, args: &[&str]) -> String {
     let out = std::process::Command::new("redis-cli")
         .args(["-p", &redis.port.to_string()])

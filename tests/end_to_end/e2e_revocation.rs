@@ -4,10 +4,13 @@
 
 use crate::support;
 
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
 use http::StatusCode;
-use support::{Redis, Reply, Server};
+#[cfg(feature = "redis")]
+use support::Redis;
+use support::{Reply, Server};
 
 async fn logout(server: &Server, token: &str) -> Reply {
     server.post("/logout").bearer(token).send().await

@@ -12,7 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use support::{Redis, SECRET};
+#[cfg(feature = "redis")]
+use support::Redis;
+use support::SECRET;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_authx::{
     AuthError, AuthX, AuthXConfig, Claims, MemoryStore, NumericDate, RefreshUse, RequireAuthLayer,
@@ -1000,6 +1002,7 @@ async fn connected(redis: &Redis) -> tower_authx::RedisStore {
 }
 
 /// The verified claims of a new token of `subject`, logged out.
+#[cfg(feature = "redis")]
 async fn logged_out(authx: &AuthX, subject: &str) -> Claims {
     let token = authx.create_access_token(subject, true).unwrap();
     let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
