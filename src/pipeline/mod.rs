@@ -192,14 +192,8 @@ impl Pipeline {
                 };
             }
         };
-        let presented = Presented::found(&found);
-        let proof = self.after_verify(
-            Some(RequestHead::of(req)),
-            presented,
-            &claims,
-            requirement,
-            now,
-        )?;
+        let head = Some(RequestHead::of(req));
+        let proof = self.after_verify(head, Presented::found(&found), &claims, requirement, now)?;
         self.admit(req, claims, proof, notes)
     }
 
@@ -220,13 +214,8 @@ impl Pipeline {
         let claims = trusted
             .verifier
             .verify_with::<E>(presented.token, header, &key, now)?;
-        let proof = self.after_verify(
-            Some(RequestHead::of(req)),
-            presented,
-            &claims,
-            requirement,
-            now,
-        )?;
+        let head = Some(RequestHead::of(req));
+        let proof = self.after_verify(head, presented, &claims, requirement, now)?;
         self.admit(req, claims, proof, notes)
     }
 
