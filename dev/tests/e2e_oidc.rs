@@ -302,6 +302,16 @@ fn example(name: &str) -> Option<PathBuf> {
     None
 }
 
+/// A test CA, its provider's files in a folder named for `name`, and the CA's
+/// certificate written there (what `SSL_CERT_FILE` names).
+fn with_ca(name: &str) -> (tls::TestPki, Files, PathBuf) {
+    let pki = tls::pki();
+    let files = Files::new(&pki, name);
+    let ca = files.dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    (pki, files, ca)
+}
+
 /// The resource server example behind `provider`, trusting `ca`, with `env`
 /// besides; the running child and its address.
 async fn resource_server(
@@ -331,10 +341,7 @@ async fn the_resource_server_example_behind_a_real_provider() {
     let Some(binary) = example("resource_server") else {
         return;
     };
-    let pki = tls::pki();
-    let files = Files::new(&pki, "example");
-    let ca = files.dir.join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let (pki, files, ca) = with_ca("example");
     let provider = start(&dir, "RS256", free_port(), &files).await;
     // OIDC_ISSUER, AUDIENCE and SSL_CERT_FILE, as the README says.
     let (_child, addr) = resource_server(&binary, &provider, &ca, &[]).await;
@@ -426,10 +433,7 @@ async fn behind_a_real_provider_garbage_is_401_and_retry_after_holds() {
     let Some(binary) = example("resource_server") else {
         return;
     };
-    let pki = tls::pki();
-    let files = Files::new(&pki, "retry");
-    let ca = files.dir.join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let (pki, files, ca) = with_ca("retry");
     let port = free_port();
     let provider = start(&dir, "ES256", port, &files).await;
 
