@@ -175,17 +175,22 @@ impl Feed {
     async fn follow(&mut self, view: &Weak<LocalView>, key_prefix: &str) -> bool {
         let mut tick = Instant::now() + HEARTBEAT;
         loop {
+            // The tick comes when due, however busy the channel: a steady
+            // stream of writes must not keep the beats from being checked.
             let left = tick.saturating_duration_since(Instant::now());
-            match self.next(view, key_prefix, left).await {
-                Some(true) => continue,
-                Some(false) => return view.strong_count() == 0,
-                None => {}
+            if !left.is_zero() {
+                match self.next(view, key_prefix, left).await {
+                    Some(true) => continue,
+                    Some(false) => return view.strong_count() == 0,
+                    None => {}
+                }
             }
             // A tick: every primary heard lately, the connection alive.
             if view.strong_count() == 0 {
                 return true;
             }
-            if !self.all_heard_since(Instant::now() - BEAT_MISSED) {
+            let since = Instant::now().checked_sub(BEAT_MISSED);
+            if since.is_some_and(|since| !self.all_heard_since(since)) {
                 return false;
             }
             self.beat().await;

@@ -299,7 +299,8 @@ impl RedisStore {
 
     /// Asks Redis for its eviction policy; `Ok` only for `noeviction`.
     async fn check_policy(&self) -> Result<(), StoreError> {
-        self.policy.ask(&self.link).await
+        self.policy.ask(&self.link).await?;
+        self.policy.verdict(Need::Safe)
     }
 
     /// Runs `command` once Redis's eviction policy is known to be safe.

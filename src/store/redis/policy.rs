@@ -21,6 +21,11 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// How long requests go on with the last answer while one of them asks.
 const STALE_AT_MOST: Duration = Duration::from_secs(2);
 
+/// How long the last answer holds while Redis cannot be asked at all (a
+/// primary down during a failover): as long as a local view may keep an
+/// entry, then every command fails closed.
+const UNREACHABLE_AT_MOST: Duration = Duration::from_secs(10);
+
 /// DPoP proofs stop being written above this share of `maxmemory`, so that
 /// a flood of proofs cannot leave logouts without room.
 const PROOFS_UP_TO: f64 = 0.9;
@@ -51,23 +56,31 @@ pub(super) enum Need {
 
 impl PolicyWatch {
     /// `Ok` when Redis is known to be fit for `need`, asking it when the
-    /// last answer is too old.
+    /// last answer is too old. One request asks; the others go on with the
+    /// last answer while it is at most `STALE_AT_MOST` old. When Redis cannot
+    /// be asked (a primary down in a failover) the last answer holds up to
+    /// `UNREACHABLE_AT_MOST`, and then every command fails closed.
     pub(super) async fn ensure(&self, link: &Link, need: Need) -> Result<(), StoreError> {
         let age = self.age();
         if age >= RECHECK {
             let asker = !self.asking.swap(true, Ordering::AcqRel);
             if asker || age >= STALE_AT_MOST {
-                let answer = self.ask(link).await;
+                let asked = self.ask(link).await;
                 if asker {
                     self.asking.store(false, Ordering::Release);
                 }
-                answer?;
+                if let Err(e) = asked
+                    && self.age() >= UNREACHABLE_AT_MOST
+                {
+                    return Err(e);
+                }
             }
         }
         self.verdict(need)
     }
 
-    /// Asks Redis (every primary of a cluster) now.
+    /// Asks Redis (every primary of a cluster) now and keeps its answer; an
+    /// error only when Redis could not be asked.
     pub(super) async fn ask(&self, link: &Link) -> Result<(), StoreError> {
         let mut conn = link.conn().await.map_err(store_error)?;
         let info: Value = redis::cmd("INFO")
@@ -93,7 +106,7 @@ impl PolicyWatch {
         if let Some(policy) = &unsafe_policy {
             self.log_unsafe(policy);
         }
-        self.verdict(Need::Safe)
+        Ok(())
     }
 
     fn age(&self) -> Duration {
@@ -103,7 +116,7 @@ impl PolicyWatch {
         }
     }
 
-    fn verdict(&self, need: Need) -> Result<(), StoreError> {
+    pub(super) fn verdict(&self, need: Need) -> Result<(), StoreError> {
         if !self.safe.load(Ordering::Relaxed) {
             return Err(StoreError::new(
                 "Redis maxmemory-policy is not noeviction: it may evict revocations and bring \
