@@ -236,7 +236,7 @@ impl DpopCheck {
 
     /// The proof of a request whose token came with the DPoP scheme
     /// (`dpop_scheme`), checked against the request and `token`; `None` for a
-    /// Bearer token, which `check_binding` later refuses if it is bound.
+    /// Bearer token, which `check_binding` later refuses if it is bound or DPoP is required.
     pub(crate) fn proof(
         &self,
         request: RequestHead<'_>,
@@ -245,11 +245,8 @@ impl DpopCheck {
         now: NumericDate,
     ) -> Result<Option<Unsigned>, AuthError> {
         if !dpop_scheme {
-            return if self.required {
-                Err(DpopError::Binding(ONLY_DPOP).into())
-            } else {
-                Ok(None)
-            };
+            // Bearer where DPoP is required: the binding stage refuses it.
+            return Ok(None);
         }
         let value = one_proof(request.headers)?
             .ok_or(DpopError::InvalidProof("the request has no DPoP proof"))?;

@@ -51,7 +51,7 @@ pub(crate) struct Request<'a> {
 
 /// A proof whose claims fit the request, its key and signature not yet
 /// checked: what [`check`] gives, to be verified once its token is.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Unsigned {
     /// The RFC 7638 thumbprint of the proof's key, for the binding check.
     pub(crate) jkt: String,
@@ -99,7 +99,7 @@ struct Header {
 }
 
 /// The public members of a JWK we use; private ones are read only to refuse them.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct ProofJwk {
     kty: String,
     crv: Option<String>,
