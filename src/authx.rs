@@ -15,7 +15,7 @@ use crate::claims::{Claims, NumericDate, Seal, TokenType};
 use crate::config::AuthXConfig;
 use crate::dpop::{DpopCheck, DpopKey, replay_verdict};
 use crate::error::{AuthError, ConfigError};
-use crate::keys::{ensure_crypto_backend, jwks};
+use crate::keys::jwks;
 use crate::pipeline::{Pipeline, Trust};
 use crate::policy::Requirement;
 use crate::reject::{Answers, Challenge, DpopChallenge, Places, missing_details};
@@ -56,7 +56,6 @@ struct Inner {
 impl AuthX {
     /// Checks the configuration and prepares keys and validation once.
     pub fn new(config: AuthXConfig) -> Result<AuthX, ConfigError> {
-        ensure_crypto_backend()?;
         let mut config = config;
         for key in config.keys.all().filter(|k| k.weak_secret) {
             if !config.allow_weak_secret {
@@ -70,8 +69,8 @@ impl AuthX {
         }
         #[cfg(feature = "remote-keys")]
         crate::pipeline::check_trust(&config)?;
-        config.keys.name_keys()?;
-        let jwks = jwks(&config.keys)?;
+        config.keys.name_keys();
+        let jwks = jwks(&config.keys);
         if config.max_token_len == 0 {
             return Err(ConfigError::new("max_token_len must be positive"));
         }

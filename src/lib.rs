@@ -46,11 +46,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
-#[cfg(not(any(feature = "rust-crypto", feature = "aws-lc-rs")))]
-compile_error!(
-    "tower-authx needs a crypto backend: enable the `rust-crypto` (default) or the `aws-lc-rs` feature"
-);
-
 mod authx;
 mod base64url;
 mod claims;

@@ -62,7 +62,7 @@ fn resource(c: &mut Criterion) {
     let backend = if cfg!(feature = "aws-lc-rs") {
         "aws-lc-rs"
     } else {
-        "rust-crypto"
+        "ring"
     };
     for alg in [Algorithm::RS256, Algorithm::ES256] {
         let issuer = issuer(alg);

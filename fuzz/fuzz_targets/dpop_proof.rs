@@ -34,12 +34,12 @@ static BOUND: LazyLock<String> = LazyLock::new(|| {
         .into();
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
     let message = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
-    let key =
-        jsonwebtoken::EncodingKey::from_secret(b"fuzzing-secret-of-at-least-32-bytes").unwrap();
-    let _ = &*AUTHX;
-    let signature =
-        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
-            .unwrap();
+    let signature = {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"fuzzing-secret-of-at-least-32-bytes").unwrap();
+        mac.update(message.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    };
     format!("{message}.{signature}")
 });
 

@@ -22,10 +22,12 @@ fn sign(payload: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
         URL_SAFE_NO_PAD.encode(payload)
     );
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET).unwrap();
-    let signature =
-        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
-            .unwrap();
+    let signature = {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+        mac.update(message.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    };
     format!("{message}.{signature}")
 }
 

@@ -14,7 +14,8 @@ pub enum ConfigError {
     Key(String),
     /// A setting that cannot work (lifetimes, names, locations, cookies, URLs).
     Setting(String),
-    /// Neither crypto backend is enabled (`rust-crypto` or `aws-lc-rs`).
+    /// A public-key algorithm without a crypto backend: enable `ring` (a
+    /// default feature) or `aws-lc-rs`.
     NoBackend,
 }
 
@@ -28,11 +29,6 @@ impl ConfigError {
     pub(crate) fn unusable_key(why: impl Into<String>) -> Self {
         ConfigError::Key(why.into())
     }
-
-    /// A key jsonwebtoken refused.
-    pub(crate) fn key(e: jsonwebtoken::errors::Error) -> Self {
-        ConfigError::Key(e.to_string())
-    }
 }
 
 impl fmt::Display for ConfigError {
@@ -41,7 +37,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Key(why) => write!(f, "unusable key: {why}"),
             ConfigError::Setting(why) => f.write_str(why),
             ConfigError::NoBackend => {
-                f.write_str("no jsonwebtoken crypto provider: enable `rust-crypto` or `aws-lc-rs`")
+                f.write_str("public-key algorithms need a crypto backend: enable the `ring` or `aws-lc-rs` feature")
             }
         }
     }

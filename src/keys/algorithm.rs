@@ -74,22 +74,17 @@ impl Algorithm {
         }
     }
 
-    pub(crate) fn to_jwt(self) -> jsonwebtoken::Algorithm {
-        use jsonwebtoken::Algorithm as J;
-        match self {
-            Algorithm::HS256 => J::HS256,
-            Algorithm::HS384 => J::HS384,
-            Algorithm::HS512 => J::HS512,
-            Algorithm::RS256 => J::RS256,
-            Algorithm::RS384 => J::RS384,
-            Algorithm::RS512 => J::RS512,
-            Algorithm::PS256 => J::PS256,
-            Algorithm::PS384 => J::PS384,
-            Algorithm::PS512 => J::PS512,
-            Algorithm::ES256 => J::ES256,
-            Algorithm::ES384 => J::ES384,
-            Algorithm::EdDSA => J::EdDSA,
-        }
+    /// Whether this is an RSA algorithm (PKCS#1 v1.5 or PSS).
+    pub(crate) fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        )
     }
 }
 

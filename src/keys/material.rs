@@ -1,11 +1,9 @@
-//! Key material checked before any crypto library sees it: sizes and shapes
-//! of a public JWK's members, RSA moduli and exponents (and the ROCA
-//! fingerprint), Ed25519 points of small order or not canonical.
-
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+//! Key material checked before any crypto library sees it: key types and
+//! point sizes, RSA moduli and exponents (and the ROCA fingerprint), Ed25519
+//! points of small order or not canonical.
 
 use super::Algorithm;
+use super::der::PublicDer;
 use crate::error::ConfigError;
 
 /// Whether a JWK may verify signatures: no `use` but `sig`, and `key_ops`, when
@@ -19,39 +17,36 @@ pub(crate) fn jwk_is_for_signatures(jwk: &serde_json::Value) -> bool {
     use_ok && ops_ok
 }
 
-/// The sizes and shapes of a public JWK's members, checked before any crypto
-/// library sees them (a 3-byte Ed25519 key made jsonwebtoken panic at the first
-/// token naming it).
-pub(super) fn check_public_material<'a>(
-    alg: Algorithm,
-    member: &impl Fn(&str) -> Option<&'a str>,
-) -> Result<(), ConfigError> {
-    let bytes = |name: &str| -> Result<Vec<u8>, ConfigError> {
-        member(name)
-            .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
-            .ok_or_else(|| ConfigError::unusable_key(format!("the JWK has no base64url `{name}`")))
-    };
-    let exact = |name: &str, len: usize| -> Result<Vec<u8>, ConfigError> {
-        let value = bytes(name)?;
-        if value.len() != len {
-            return Err(ConfigError::unusable_key(format!(
-                "the {alg} JWK's `{name}` is {} bytes, not {len}",
-                value.len()
-            )));
+/// A public key's material fit for `alg`, checked before any crypto library
+/// sees it, whatever it came from (a JWK, a PEM, a DER, a private key): the
+/// key type and curve of the algorithm, exact point sizes (a 3-byte Ed25519
+/// key once made a backend panic at the first token naming it), sound RSA
+/// numbers, no Ed25519 point of small order.
+pub(super) fn check_public(alg: Algorithm, public: &PublicDer<'_>) -> Result<(), ConfigError> {
+    let wrong_type = || ConfigError::unusable_key(format!("the key's type does not fit {alg}"));
+    match (alg, public) {
+        (Algorithm::EdDSA, PublicDer::Ed25519(x)) => check_ed25519_point(x),
+        (Algorithm::ES256 | Algorithm::ES384, PublicDer::Ec { p384, point }) => {
+            if *p384 != (alg == Algorithm::ES384) {
+                return Err(wrong_type());
+            }
+            let coordinate = if *p384 { 48 } else { 32 };
+            match point.split_first() {
+                Some((4, xy)) if xy.len() == 2 * coordinate => Ok(()),
+                _ => Err(ConfigError::unusable_key(format!(
+                    "the {alg} key is not an uncompressed point of {coordinate}-byte coordinates"
+                ))),
+            }
         }
-        Ok(value)
-    };
-    match alg {
-        Algorithm::EdDSA => check_ed25519_point(&exact("x", 32)?),
-        Algorithm::ES256 => exact("x", 32).and(exact("y", 32)).map(drop),
-        Algorithm::ES384 => exact("x", 48).and(exact("y", 48)).map(drop),
-        _ => check_rsa(&bytes("n")?, &bytes("e")?),
+        (a, PublicDer::Rsa { n, e }) if a.is_rsa() => check_rsa(n, e),
+        _ => Err(wrong_type()),
     }
 }
 
 /// An RSA public key fit to verify: a modulus of 2048 to 8192 bits (RFC 7518
 /// 3.3), odd, and not made by the ROCA-flawed generator (CVE-2017-15361: its
-/// private key can be computed); an odd exponent of at least 3 that fits 64 bits.
+/// private key can be computed); an odd exponent from 3 to 2^33 - 1 (the
+/// bound both backends verify with).
 fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
     let n = &n[n.iter().take_while(|b| **b == 0).count()..];
     let e = &e[e.iter().take_while(|b| **b == 0).count()..];
@@ -62,9 +57,9 @@ fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
         ));
     }
     let exponent = (e.len() <= 8).then(|| e.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b)));
-    if !exponent.is_some_and(|e| e >= 3 && e % 2 == 1) {
+    if !exponent.is_some_and(|e| (3..1 << 33).contains(&e) && e % 2 == 1) {
         return Err(ConfigError::unusable_key(
-            "the RSA key's exponent must be odd and at least 3",
+            "the RSA key's exponent must be odd, at least 3 and below 2^33",
         ));
     }
     if roca_fingerprint(n) {
@@ -132,26 +127,4 @@ fn check_ed25519_point(x: &[u8]) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-/// The raw key of an Ed25519 SubjectPublicKeyInfo PEM, checked as a JWK's is.
-pub(super) fn check_ed25519_pem(public_pem: &[u8]) -> Result<(), ConfigError> {
-    const PREFIX: [u8; 12] = [
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    let text = String::from_utf8_lossy(public_pem);
-    let body: String = text
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .flat_map(|line| line.trim().chars())
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .map_err(|_| ConfigError::unusable_key("the Ed25519 PEM is not base64"))?;
-    match der.strip_prefix(&PREFIX[..]) {
-        Some(x) if der.len() == 44 => check_ed25519_point(x),
-        _ => Err(ConfigError::unusable_key(
-            "the Ed25519 PEM is not a SubjectPublicKeyInfo of 32 bytes",
-        )),
-    }
 }

@@ -5,6 +5,7 @@
 //! where verification keys come from (ours, or an issuer's JWKS, `RemoteJwks`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,10 +13,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::error::ConfigError;
 
 mod algorithm;
+mod backend;
+mod der;
 #[cfg(feature = "remote-keys")]
 pub(crate) mod fetch;
 mod mac;
 mod material;
+mod public;
 mod publish;
 #[cfg(feature = "remote-keys")]
 pub(crate) mod remote;
@@ -23,8 +27,9 @@ mod set;
 mod source;
 
 pub use algorithm::Algorithm;
+use backend::Signer;
 pub(crate) use material::jwk_is_for_signatures;
-use material::{check_ed25519_pem, check_public_material};
+use public::PublicKey;
 pub(crate) use publish::jwks;
 #[cfg(feature = "remote-keys")]
 pub use remote::{KeysHealth, RemoteJwks};
@@ -32,33 +37,24 @@ pub(crate) use set::KeyRing;
 pub use set::KeySet;
 pub(crate) use source::{KeyFuture, KeySource};
 
-/// Makes sure jsonwebtoken has exactly one crypto provider, so no decode can panic.
-pub(crate) fn ensure_crypto_backend() -> Result<(), ConfigError> {
-    #[cfg(all(feature = "rust-crypto", feature = "aws-lc-rs"))]
-    {
-        // Both features on (cargo features add up across a dependency graph):
-        // aws-lc-rs is the one somebody asked for on purpose. Losing the race to a
-        // provider the application installed itself is fine: that one is used.
-        let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
-            &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER,
-        );
-    }
-    jsonwebtoken::crypto::CryptoProvider::try_get_default()
-        .map(|_| ())
-        .ok_or(ConfigError::NoBackend)
-}
-
-/// A signing and/or verifying key, bound to one algorithm.
+/// A signing and/or verifying key, bound to one algorithm. Cheap to clone.
 #[derive(Clone)]
 pub struct Key {
     pub(crate) alg: Algorithm,
-    pub(crate) encoding: Option<jsonwebtoken::EncodingKey>,
-    pub(crate) decoding: jsonwebtoken::DecodingKey,
     pub(crate) kid: Option<String>,
     /// Set only for HMAC keys shorter than the algorithm's output size.
     pub(crate) weak_secret: bool,
-    /// An HMAC secret, ready to verify without jsonwebtoken's per-token setup.
-    pub(crate) mac: Option<mac::Mac>,
+    verifier: Verifying,
+    /// The private half of a public-key pair (an HMAC secret signs itself).
+    signer: Option<Arc<Signer>>,
+}
+
+/// How a key checks signatures.
+#[derive(Clone)]
+enum Verifying {
+    /// An HMAC secret, ready without per-token setup.
+    Secret(Arc<mac::Mac>),
+    Public(Arc<PublicKey>),
 }
 
 impl Key {
@@ -75,15 +71,14 @@ impl Key {
                 "{alg} is not an HMAC algorithm"
             )));
         }
-        let encoding = jsonwebtoken::EncodingKey::from_secret(secret).map_err(ConfigError::key)?;
-        let decoding = jsonwebtoken::DecodingKey::from_secret(secret).map_err(ConfigError::key)?;
+        let mac = mac::Mac::new(alg, secret)
+            .ok_or_else(|| ConfigError::unusable_key("the HMAC secret is unusable"))?;
         Ok(Key {
             alg,
-            encoding: Some(encoding),
-            decoding,
             kid: None,
             weak_secret: secret.len() < alg.hmac_min_secret_len(),
-            mac: mac::Mac::new(alg, secret),
+            verifier: Verifying::Secret(Arc::new(mac)),
+            signer: None,
         })
     }
 
@@ -92,71 +87,102 @@ impl Key {
         Key::hmac(Algorithm::HS256, secret)
     }
 
-    /// An asymmetric key pair from PEM: the private key signs, the public key verifies.
+    /// An asymmetric key pair from PEM: the private key signs, the public key
+    /// verifies. The public key must be the private key's.
     pub fn signing_pem_pair(
         alg: Algorithm,
         private_pem: &[u8],
         public_pem: &[u8],
     ) -> Result<Key, ConfigError> {
-        let mut key = Key::verifying_pem(alg, public_pem)?;
-        key.encoding = Some(signing_pem(alg, private_pem)?);
+        let public = Key::verifying_pem(alg, public_pem)?;
+        let key = Key::signing_pem(alg, private_pem)?;
+        if public.public_jwk() != key.public_jwk() {
+            return Err(ConfigError::unusable_key(
+                "the public key is not the private key's public half",
+            ));
+        }
         Ok(key)
     }
 
-    /// An asymmetric key pair from the private key's PEM alone (PKCS#8, or
-    /// PKCS#1 for RSA); the public half is derived from it.
+    /// An asymmetric key pair from the private key's PEM alone (PKCS#8
+    /// `PRIVATE KEY`, or PKCS#1 `RSA PRIVATE KEY`); the public half is derived
+    /// from it.
     pub fn signing_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
-        ensure_crypto_backend()?;
-        let encoding = signing_pem(alg, private_pem)?;
-        let public = jsonwebtoken::jwk::Jwk::from_encoding_key(&encoding, alg.to_jwt())
-            .map_err(ConfigError::key)?;
-        Ok(Key {
+        let pem = der::pem(private_pem)?;
+        let pkcs1 = match pem.label.as_str() {
+            "PRIVATE KEY" => false,
+            "RSA PRIVATE KEY" if alg.is_rsa() => true,
+            "EC PRIVATE KEY" => {
+                return Err(ConfigError::unusable_key(
+                    "SEC1 EC keys are not supported: convert with `openssl pkcs8 -topk8 -nocrypt`",
+                ));
+            }
+            other => {
+                return Err(ConfigError::unusable_key(format!(
+                    "a {alg} private key is a PRIVATE KEY PEM (PKCS#8), not {other}"
+                )));
+            }
+        };
+        Key::from_private_der(alg, &pem.der, pkcs1)
+    }
+
+    fn from_private_der(alg: Algorithm, der: &[u8], pkcs1: bool) -> Result<Key, ConfigError> {
+        let (signer, public) = Signer::new(alg, der, pkcs1)?;
+        let public = match alg {
+            Algorithm::EdDSA => der::PublicDer::Ed25519(&public),
+            Algorithm::ES256 | Algorithm::ES384 => der::PublicDer::Ec {
+                p384: alg == Algorithm::ES384,
+                point: &public,
+            },
+            _ => der::rsa_public_key(&public)?,
+        };
+        let mut key = Key::public(alg, PublicKey::new(alg, &public)?);
+        key.signer = Some(Arc::new(signer));
+        Ok(key)
+    }
+
+    fn public(alg: Algorithm, public: PublicKey) -> Key {
+        Key {
             alg,
-            decoding: jsonwebtoken::DecodingKey::from_jwk(&public).map_err(ConfigError::key)?,
-            encoding: Some(encoding),
             kid: None,
             weak_secret: false,
-            mac: None,
-        })
+            verifier: Verifying::Public(Arc::new(public)),
+            signer: None,
+        }
     }
 
     /// A public key from DER that only verifies: SubjectPublicKeyInfo, as
     /// `openssl pkey -pubout -outform DER` writes it.
     pub fn verifying_der(alg: Algorithm, public_der: &[u8]) -> Result<Key, ConfigError> {
-        Key::verifying_pem(alg, pem_wrap("PUBLIC KEY", public_der).as_bytes())
+        Key::verifying_public(alg, &der::spki(public_der)?)
     }
 
     /// A key pair from the private key's DER (PKCS#8, as `openssl pkcs8 -topk8
     /// -nocrypt -outform DER` writes it); the public half is derived from it.
     pub fn signing_der(alg: Algorithm, private_der: &[u8]) -> Result<Key, ConfigError> {
-        Key::signing_pem(alg, pem_wrap("PRIVATE KEY", private_der).as_bytes())
+        if alg.is_hmac() {
+            return Err(ConfigError::unusable_key(format!(
+                "{alg} takes a secret, not a DER key"
+            )));
+        }
+        Key::from_private_der(alg, private_der, false)
     }
 
-    /// A public key from PEM that only verifies (a resource server's key).
+    /// A public key from PEM that only verifies (a resource server's key): a
+    /// `PUBLIC KEY` (SubjectPublicKeyInfo), an `RSA PUBLIC KEY` (PKCS#1) or a
+    /// `CERTIFICATE` (its key; the certificate itself is not checked).
     pub fn verifying_pem(alg: Algorithm, public_pem: &[u8]) -> Result<Key, ConfigError> {
-        use jsonwebtoken::DecodingKey as Dec;
-        let decoding = match alg {
-            a if a.is_hmac() => {
-                return Err(ConfigError::unusable_key(format!(
-                    "{alg} takes a secret, not a PEM key"
-                )));
-            }
-            Algorithm::ES256 | Algorithm::ES384 => Dec::from_ec_pem(public_pem),
-            Algorithm::EdDSA => {
-                check_ed25519_pem(public_pem)?;
-                Dec::from_ed_pem(public_pem)
-            }
-            _ => Dec::from_rsa_pem(public_pem),
+        if alg.is_hmac() {
+            return Err(ConfigError::unusable_key(format!(
+                "{alg} takes a secret, not a PEM key"
+            )));
         }
-        .map_err(ConfigError::key)?;
-        Ok(Key {
-            alg,
-            encoding: None,
-            decoding,
-            kid: None,
-            weak_secret: false,
-            mac: None,
-        })
+        let pem = der::pem(public_pem)?;
+        Key::verifying_public(alg, &der::public_key(&pem)?)
+    }
+
+    fn verifying_public(alg: Algorithm, public: &der::PublicDer<'_>) -> Result<Key, ConfigError> {
+        Ok(Key::public(alg, PublicKey::new(alg, public)?))
     }
 
     /// A verifying key from one RFC 7517 JWK (a JSON object), bound to `alg`.
@@ -207,17 +233,7 @@ impl Key {
                 .ok_or_else(|| ConfigError::unusable_key("the oct JWK has no base64url `k`"))?;
             Key::hmac(alg, secret)?
         } else {
-            check_public_material(alg, &member)?;
-            let parsed = <jsonwebtoken::jwk::Jwk as serde::Deserialize>::deserialize(value)
-                .map_err(|e| ConfigError::unusable_key(format!("unusable JWK: {e}")))?;
-            Key {
-                alg,
-                encoding: None,
-                decoding: jsonwebtoken::DecodingKey::from_jwk(&parsed).map_err(ConfigError::key)?,
-                kid: None,
-                weak_secret: false,
-                mac: None,
-            }
+            Key::public(alg, PublicKey::from_jwk(alg, member)?)
         };
         Ok(match member("kid") {
             Some(kid) => key.with_kid(kid),
@@ -229,25 +245,48 @@ impl Key {
     /// of `message` (a JWS signing input): the one signature check every token
     /// goes through.
     pub fn verify_signature(&self, message: &[u8], signature_b64: &str) -> bool {
-        if let Some(mac) = &self.mac {
-            return mac.verify(message, signature_b64);
+        match &self.verifier {
+            Verifying::Secret(mac) => mac.verify(message, signature_b64),
+            Verifying::Public(public) => {
+                // The longest signature (RSA-8192) is 1024 bytes.
+                let mut stack = crate::base64url::stack::<1024>();
+                signature_b64.len() <= 1366
+                    && crate::base64url::decode(signature_b64, &mut stack)
+                        .is_some_and(|signature| public.verify(message, &signature))
+            }
         }
-        // A key can exist before any AuthX chose the crypto provider.
-        ensure_crypto_backend().is_ok()
-            && jsonwebtoken::crypto::verify(
-                signature_b64,
-                message,
-                &self.decoding,
-                self.alg.to_jwt(),
-            )
-            .unwrap_or(false)
     }
 
-    /// The public half as a JWK (never a secret or a private member): what is
-    /// published, and what the RFC 7638 thumbprint `kid` is computed from.
-    pub(crate) fn public_jwk(&self) -> Result<jsonwebtoken::jwk::Jwk, ConfigError> {
-        jsonwebtoken::jwk::Jwk::from_decoding_key(&self.decoding, Some(self.alg.to_jwt()))
-            .map_err(ConfigError::key)
+    /// The signature of `message` (a JWS signing input), if this key signs.
+    pub(crate) fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+        match (&self.verifier, &self.signer) {
+            (Verifying::Secret(mac), _) => Some(mac.tag(message)),
+            (_, Some(signer)) => signer.sign(message),
+            _ => None,
+        }
+    }
+
+    /// Whether this key can sign.
+    pub(crate) fn can_sign(&self) -> bool {
+        matches!(self.verifier, Verifying::Secret(_)) || self.signer.is_some()
+    }
+
+    /// The public half's JWK key members (never a secret or a private member):
+    /// what is published. `None` for an HMAC secret.
+    pub(crate) fn public_jwk(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        match &self.verifier {
+            Verifying::Public(public) => Some(public.jwk()),
+            Verifying::Secret(_) => None,
+        }
+    }
+
+    /// The public half's RFC 7638 SHA-256 thumbprint. `None` for an HMAC secret
+    /// (a thumbprint would leak a hash of the secret).
+    pub(crate) fn thumbprint(&self) -> Option<String> {
+        match &self.verifier {
+            Verifying::Public(public) => Some(public.thumbprint()),
+            Verifying::Secret(_) => None,
+        }
     }
 
     /// Names this key: the `kid` written into the header of the tokens it signs.
@@ -268,42 +307,32 @@ impl Key {
     }
 }
 
-/// The signing half of an asymmetric key, from PEM.
-fn signing_pem(
-    alg: Algorithm,
-    private_pem: &[u8],
-) -> Result<jsonwebtoken::EncodingKey, ConfigError> {
-    use jsonwebtoken::EncodingKey as Enc;
-    match alg {
-        a if a.is_hmac() => Err(ConfigError::unusable_key(format!(
-            "{alg} takes a secret, not a PEM key"
-        ))),
-        Algorithm::ES256 | Algorithm::ES384 => {
-            Enc::from_ec_pem(private_pem).map_err(ConfigError::key)
-        }
-        Algorithm::EdDSA => Enc::from_ed_pem(private_pem).map_err(ConfigError::key),
-        _ => Enc::from_rsa_pem(private_pem).map_err(ConfigError::key),
-    }
-}
-
-/// DER in PEM armour, so one parser reads both.
-fn pem_wrap(label: &str, der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
-}
-
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Key")
             .field("alg", &self.alg)
             .field("kid", &self.kid)
-            .field("can_sign", &self.encoding.is_some())
+            .field("can_sign", &self.can_sign())
             .finish_non_exhaustive()
+    }
+}
+
+/// Without a backend (`--no-default-features`), HMAC still issues and verifies,
+/// and a public key is a configuration error that names the features.
+#[cfg(all(test, not(any(feature = "ring", feature = "aws-lc-rs"))))]
+mod without_backend {
+    use super::{Algorithm, Key};
+    use crate::error::ConfigError;
+
+    #[test]
+    fn hmac_works_and_public_keys_name_the_features() {
+        let key = Key::hs256([7u8; 32]).unwrap();
+        let tag = key.sign(b"a.b").unwrap();
+        let tag_b64 = base64::Engine::encode(&super::URL_SAFE_NO_PAD, tag);
+        assert!(key.verify_signature(b"a.b", &tag_b64));
+        let pem = include_bytes!("../../tests/fixtures/keys/ec256_public.pem");
+        let refused = Key::verifying_pem(Algorithm::ES256, pem).unwrap_err();
+        assert_eq!(refused, ConfigError::NoBackend);
+        assert!(refused.to_string().contains("`ring`"), "{refused}");
     }
 }

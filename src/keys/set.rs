@@ -5,8 +5,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jsonwebtoken::jwk::ThumbprintHash;
-
 use super::{Algorithm, Key};
 use crate::error::{ConfigError, InvalidToken};
 
@@ -90,20 +88,14 @@ impl KeySet {
         self.signing.iter().chain(&self.verifying)
     }
 
-    /// Gives asymmetric keys their thumbprint `kid`. Needs the crypto provider,
-    /// so it runs inside `AuthX::new`.
-    pub(crate) fn name_keys(&mut self) -> Result<(), ConfigError> {
+    /// Gives asymmetric keys their thumbprint `kid` (inside `AuthX::new`).
+    pub(crate) fn name_keys(&mut self) {
         let keys = self.signing.iter_mut().chain(self.verifying.iter_mut());
         for key in keys {
-            if key.kid.is_none() && !key.alg.is_hmac() {
-                let thumbprint = key
-                    .public_jwk()?
-                    .thumbprint(ThumbprintHash::SHA256)
-                    .map_err(ConfigError::key)?;
-                key.kid = Some(thumbprint);
+            if key.kid.is_none() {
+                key.kid = key.thumbprint();
             }
         }
-        Ok(())
     }
 }
 

@@ -9,14 +9,15 @@ use crate::keys::{Algorithm, Key};
 
 /// Signs claims with the configured key; the header is encoded once.
 pub(crate) struct Signer {
-    alg: Algorithm,
-    key: jsonwebtoken::EncodingKey,
+    key: Key,
     header_b64: String,
 }
 
 impl Signer {
     pub(crate) fn new(key: &Key) -> Option<Signer> {
-        let encoding = key.encoding.clone()?;
+        if !key.can_sign() {
+            return None;
+        }
         // Members sorted as PyJWT writes them: {"alg":..,"kid":..,"typ":"JWT"}.
         let mut header = serde_json::Map::new();
         header.insert("alg".into(), key.alg.as_str().into());
@@ -26,14 +27,13 @@ impl Signer {
         header.insert("typ".into(), "JWT".into());
         let header_b64 = URL_SAFE_NO_PAD.encode(serde_json::Value::Object(header).to_string());
         Some(Signer {
-            alg: key.alg,
-            key: encoding,
+            key: key.clone(),
             header_b64,
         })
     }
 
     pub(crate) fn alg(&self) -> Algorithm {
-        self.alg
+        self.key.alg
     }
 
     pub(crate) fn sign<T: Serialize>(&self, claims: &T) -> Result<String, IssueError> {
@@ -42,10 +42,12 @@ impl Signer {
         token.push_str(&self.header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signature = jsonwebtoken::crypto::sign(token.as_bytes(), &self.key, self.alg.to_jwt())
-            .map_err(|e| IssueError(e.to_string()))?;
+        let signature = self
+            .key
+            .sign(token.as_bytes())
+            .ok_or_else(|| IssueError("the crypto backend could not sign".into()))?;
         token.push('.');
-        token.push_str(&signature);
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
         Ok(token)
     }
 }

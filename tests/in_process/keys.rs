@@ -251,6 +251,102 @@ fn keys_from_der_files_match_their_pem_twins() {
     }
 }
 
+#[test]
+fn pem_shapes_openssl_writes_load_and_the_others_are_refused_saying_why() {
+    let read = |file: &str| std::fs::read(key_fixture(file)).unwrap();
+    let published = |key: Key| {
+        AuthX::new(AuthXConfig::new(KeySet::verify_only([key])))
+            .unwrap()
+            .jwks()
+            .to_owned()
+    };
+    // PKCS#1 `RSA PUBLIC KEY` and an X.509 `CERTIFICATE` carry the same keys
+    // as their SubjectPublicKeyInfo twins.
+    for (alg, twin, other) in [
+        (Algorithm::RS256, "rsa_public.pem", "rsa_public_pkcs1.pem"),
+        (Algorithm::ES256, "ec256_public.pem", "ec256_cert.pem"),
+    ] {
+        let twin = published(Key::verifying_pem(alg, &read(twin)).unwrap());
+        assert_eq!(
+            published(Key::verifying_pem(alg, &read(other)).unwrap()),
+            twin,
+            "{other}"
+        );
+    }
+    let refusal = |result: Result<Key, tower_authx::ConfigError>| result.unwrap_err().to_string();
+    // SEC1 and encrypted PEM: refused with what to do.
+    let sec1 = refusal(Key::signing_pem(
+        Algorithm::ES256,
+        &read("ec256_private_sec1.pem"),
+    ));
+    assert!(sec1.contains("openssl pkcs8 -topk8"), "{sec1}");
+    let encrypted = refusal(Key::signing_pem(
+        Algorithm::RS256,
+        &read("rsa_private_encrypted.pem"),
+    ));
+    assert!(encrypted.contains("encrypted PEM"), "{encrypted}");
+    // A key of one type under another's algorithm, and a pair whose halves differ.
+    assert!(Key::verifying_pem(Algorithm::ES384, &read("ec256_public.pem")).is_err());
+    assert!(Key::verifying_pem(Algorithm::EdDSA, &read("rsa_public.pem")).is_err());
+    assert!(Key::signing_pem(Algorithm::ES256, &read("ec384_private.pem")).is_err());
+    let mismatched = refusal(Key::signing_pem_pair(
+        Algorithm::RS256,
+        &read("rsa_private.pem"),
+        &read("rsa2_public.pem"),
+    ));
+    assert!(mismatched.contains("not the private key's"), "{mismatched}");
+    assert!(
+        Key::signing_pem_pair(
+            Algorithm::RS256,
+            &read("rsa_private.pem"),
+            &read("rsa_public.pem")
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn the_thumbprint_kid_is_rfc_7638s() {
+    // RFC 7638 3.1's example key and thumbprint.
+    let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+    let jwk = format!(r#"{{"kty":"RSA","n":"{n}","e":"AQAB"}}"#);
+    let authx = AuthX::new(AuthXConfig::new(KeySet::verify_only([Key::verifying_jwk(
+        Algorithm::RS256,
+        &jwk,
+    )
+    .unwrap()])))
+    .unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(authx.jwks()).unwrap();
+    assert_eq!(
+        jwks["keys"][0]["kid"],
+        "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    );
+    assert_eq!(jwks["keys"][0]["n"], n);
+}
+
+#[test]
+fn rsa_exponents_no_backend_verifies_with_are_refused_at_configuration() {
+    let jwks: serde_json::Value = serde_json::from_str(
+        AuthX::new(AuthXConfig::new(public_key(
+            Algorithm::RS256,
+            "rsa_public.pem",
+        )))
+        .unwrap()
+        .jwks(),
+    )
+    .unwrap();
+    let n = jwks["keys"][0]["n"].as_str().unwrap();
+    let jwk = |e: &str| format!(r#"{{"kty":"RSA","n":"{n}","e":"{e}"}}"#);
+    assert!(Key::verifying_jwk(Algorithm::RS256, &jwk("AQAB")).is_ok());
+    // 2^33 + 1 (odd, fits 64 bits, but past what ring and aws-lc-rs take), 2, 1.
+    for e in ["AgAAAAE", "Ag", "AQ"] {
+        assert!(
+            Key::verifying_jwk(Algorithm::RS256, &jwk(e)).is_err(),
+            "{e}"
+        );
+    }
+}
+
 /// Ed25519 public keys that must never be held: too short, too long, of small
 /// order (identity, order 2, 4 and 8 points, either sign), non-canonical.
 fn hostile_ed25519_keys() -> Vec<(&'static str, String)> {

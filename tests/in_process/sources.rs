@@ -289,9 +289,7 @@ fn common_token_without_csrf(authx: &AuthX) -> String {
         b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
         b64.encode(claims.to_string())
     );
-    let key = jsonwebtoken::EncodingKey::from_secret(SECRET).unwrap();
-    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
-        .unwrap();
+    let sig = b64.encode(crate::support::hs256(SECRET, message.as_bytes()));
     format!("{message}.{sig}")
 }
 

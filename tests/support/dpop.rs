@@ -7,10 +7,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tower_authx::{Algorithm, AuthX, AuthXConfig};
 
-/// A client's key pair from the fixtures.
+/// A client's key pair from the fixtures, signing with ring directly (not
+/// through the crate under test).
 pub struct ProofKey {
     pub alg: Algorithm,
-    encoding: jsonwebtoken::EncodingKey,
+    signing: Signing,
     /// The public JWK (kty and key members only).
     pub jwk: Value,
 }
@@ -25,13 +26,32 @@ impl ProofKey {
         for member in ["kid", "alg", "use", "key_ops"] {
             jwk.as_object_mut().unwrap().remove(member);
         }
-        let encoding = match alg {
-            Algorithm::ES256 | Algorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_pem(&pem),
-            Algorithm::EdDSA => jsonwebtoken::EncodingKey::from_ed_pem(&pem),
-            _ => jsonwebtoken::EncodingKey::from_rsa_pem(&pem),
-        }
-        .unwrap();
-        ProofKey { alg, encoding, jwk }
+        let pem = String::from_utf8(pem).unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(
+                pem.lines()
+                    .filter(|l| !l.starts_with("-----"))
+                    .collect::<String>(),
+            )
+            .unwrap();
+        use ring::signature as s;
+        let rng = ring::rand::SystemRandom::new();
+        let signing = match alg {
+            Algorithm::ES256 => Signing::Ec(
+                s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
+                    .unwrap(),
+            ),
+            Algorithm::ES384 => Signing::Ec(
+                s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P384_SHA384_FIXED_SIGNING, &der, &rng)
+                    .unwrap(),
+            ),
+            Algorithm::EdDSA => {
+                Signing::Ed(s::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).unwrap())
+            }
+            Algorithm::RS256 => Signing::Rsa(s::RsaKeyPair::from_pkcs8(&der).unwrap()),
+            other => panic!("no proof key for {other}"),
+        };
+        ProofKey { alg, signing, jwk }
     }
 
     pub fn es256() -> ProofKey {
@@ -68,11 +88,34 @@ impl ProofKey {
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(claims)
         );
-        let alg: jsonwebtoken::Algorithm = self.alg.as_str().parse().unwrap();
-        let signature =
-            jsonwebtoken::crypto::sign(message.as_bytes(), &self.encoding, alg).unwrap();
-        format!("{message}.{signature}")
+        let rng = ring::rand::SystemRandom::new();
+        let signature = match &self.signing {
+            Signing::Ec(pair) => pair
+                .sign(&rng, message.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec(),
+            Signing::Ed(pair) => pair.sign(message.as_bytes()).as_ref().to_vec(),
+            Signing::Rsa(pair) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    message.as_bytes(),
+                    &mut signature,
+                )
+                .unwrap();
+                signature
+            }
+        };
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
+}
+
+enum Signing {
+    Ec(ring::signature::EcdsaKeyPair),
+    Ed(ring::signature::Ed25519KeyPair),
+    Rsa(ring::signature::RsaKeyPair),
 }
 
 /// Honest claims: a fresh `jti`, `iat` now.
