@@ -14,8 +14,8 @@ pub enum ConfigError {
     Key(String),
     /// A setting that cannot work (lifetimes, names, locations, cookies, URLs).
     Setting(String),
-    /// A public-key algorithm without a crypto backend: enable `ring` (a
-    /// default feature) or `aws-lc-rs`.
+    /// A public-key algorithm (or remote-keys' TLS) without a crypto backend:
+    /// enable `aws-lc-rs` (a default feature) or `ring`.
     NoBackend,
 }
 
@@ -37,7 +37,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Key(why) => write!(f, "unusable key: {why}"),
             ConfigError::Setting(why) => f.write_str(why),
             ConfigError::NoBackend => {
-                f.write_str("public-key algorithms need a crypto backend: enable the `ring` or `aws-lc-rs` feature")
+                f.write_str("public-key algorithms and TLS need a crypto backend: enable the `aws-lc-rs` or `ring` feature")
             }
         }
     }

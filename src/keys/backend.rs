@@ -1,7 +1,8 @@
-//! The crypto backend for public-key algorithms: `ring` (the default, already
-//! rustls's) or `aws-lc-rs` (when enabled; it wins when both are). Both speak
-//! the same API, so one file serves both. Without either, HMAC keys still work
-//! and a public key is a configuration error ([`ConfigError::NoBackend`]).
+//! The crypto backend for public-key algorithms and remote-keys' TLS:
+//! `aws-lc-rs` (the default; it wins when both are enabled) or `ring`. Both
+//! speak the same API, so one file serves both. Without either, HMAC keys
+//! still work and a public key is a configuration error
+//! ([`ConfigError::NoBackend`]).
 //!
 //! Material is checked before it gets here (`material.rs`); signatures arrive
 //! decoded. Nothing here panics on hostile input: every failure is `false` or
@@ -213,4 +214,15 @@ pub(crate) fn verifier_bytes(public: &PublicDer<'_>) -> Vec<u8> {
         PublicDer::Ec { point, .. } => point.to_vec(),
         PublicDer::Ed25519(x) => x.to_vec(),
     }
+}
+
+/// rustls's provider on the same backend, for remote-keys' HTTPS.
+#[cfg(feature = "remote-keys")]
+pub(crate) fn tls_provider() -> Result<rustls::crypto::CryptoProvider, ConfigError> {
+    #[cfg(feature = "aws-lc-rs")]
+    return Ok(rustls::crypto::aws_lc_rs::default_provider());
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    return Ok(rustls::crypto::ring::default_provider());
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    Err(ConfigError::NoBackend)
 }

@@ -79,7 +79,7 @@ pub(crate) fn platform_tls() -> Result<rustls::ClientConfig, ConfigError> {
     if added == 0 {
         tracing::warn!("tower-authx: no trusted roots found: https JWKS fetches will fail");
     }
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    rustls::ClientConfig::builder_with_provider(Arc::new(super::backend::tls_provider()?))
         .with_safe_default_protocol_versions()
         .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
         .map_err(|e| ConfigError::new(format!("TLS: {e}")))

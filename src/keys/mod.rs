@@ -333,6 +333,6 @@ mod without_backend {
         let pem = include_bytes!("../../tests/fixtures/keys/ec256_public.pem");
         let refused = Key::verifying_pem(Algorithm::ES256, pem).unwrap_err();
         assert_eq!(refused, ConfigError::NoBackend);
-        assert!(refused.to_string().contains("`ring`"), "{refused}");
+        assert!(refused.to_string().contains("`aws-lc-rs`"), "{refused}");
     }
 }

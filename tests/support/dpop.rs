@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tower_authx::{Algorithm, AuthX, AuthXConfig};
 
-/// A client's key pair from the fixtures, signing with ring directly (not
-/// through the crate under test).
+/// A client's key pair from the fixtures, signing with aws-lc-rs directly
+/// (not through the crate under test).
 pub struct ProofKey {
     pub alg: Algorithm,
     signing: Signing,
@@ -34,16 +34,13 @@ impl ProofKey {
                     .collect::<String>(),
             )
             .unwrap();
-        use ring::signature as s;
-        let rng = ring::rand::SystemRandom::new();
+        use aws_lc_rs::signature as s;
         let signing = match alg {
             Algorithm::ES256 => Signing::Ec(
-                s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
-                    .unwrap(),
+                s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P256_SHA256_FIXED_SIGNING, &der).unwrap(),
             ),
             Algorithm::ES384 => Signing::Ec(
-                s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P384_SHA384_FIXED_SIGNING, &der, &rng)
-                    .unwrap(),
+                s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P384_SHA384_FIXED_SIGNING, &der).unwrap(),
             ),
             Algorithm::EdDSA => {
                 Signing::Ed(s::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).unwrap())
@@ -88,7 +85,7 @@ impl ProofKey {
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(claims)
         );
-        let rng = ring::rand::SystemRandom::new();
+        let rng = aws_lc_rs::rand::SystemRandom::new();
         let signature = match &self.signing {
             Signing::Ec(pair) => pair
                 .sign(&rng, message.as_bytes())
@@ -97,9 +94,9 @@ impl ProofKey {
                 .to_vec(),
             Signing::Ed(pair) => pair.sign(message.as_bytes()).as_ref().to_vec(),
             Signing::Rsa(pair) => {
-                let mut signature = vec![0; pair.public().modulus_len()];
+                let mut signature = vec![0; pair.public_modulus_len()];
                 pair.sign(
-                    &ring::signature::RSA_PKCS1_SHA256,
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
                     &rng,
                     message.as_bytes(),
                     &mut signature,
@@ -113,9 +110,9 @@ impl ProofKey {
 }
 
 enum Signing {
-    Ec(ring::signature::EcdsaKeyPair),
-    Ed(ring::signature::Ed25519KeyPair),
-    Rsa(ring::signature::RsaKeyPair),
+    Ec(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed(aws_lc_rs::signature::Ed25519KeyPair),
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
 }
 
 /// Honest claims: a fresh `jti`, `iat` now.
