@@ -22,8 +22,11 @@ use crate::request::RequestHead;
 use crate::store::{MemoryReplay, ProofUse, ReplayStore, StoreError, StoreFuture};
 
 mod htu;
+mod keys;
 mod nonce;
 mod proof;
+
+use keys::ProofKeys;
 
 pub(crate) use nonce::Nonces;
 pub(crate) use proof::{Proof, Unsigned};
@@ -186,6 +189,7 @@ pub(crate) struct DpopCheck {
     pub(crate) required: bool,
     rules: proof::Rules,
     replay: Arc<dyn ReplayStore>,
+    keys: ProofKeys,
 }
 
 impl DpopCheck {
@@ -231,6 +235,7 @@ impl DpopCheck {
             replay: dpop
                 .replay
                 .unwrap_or_else(|| Arc::new(MemoryReplay::default())),
+            keys: ProofKeys::default(),
         })
     }
 
@@ -260,12 +265,18 @@ impl DpopCheck {
         request: RequestHead<'_>,
     ) -> Result<Option<Proof>, AuthError> {
         match one_proof(request.headers)? {
+            // Not remembered: no token vouches for a login's key.
             Some(value) => Ok(Some(
                 self.check(value, request, None, NumericDate::now())?
-                    .verify()?,
+                    .verify(&self.keys, false)?,
             )),
             None => Ok(None),
         }
+    }
+
+    /// The signature of a proof whose key the verified token is bound to.
+    pub(crate) fn verify_bound(&self, proof: Unsigned) -> Result<Proof, DpopError> {
+        proof.verify(&self.keys, true)
     }
 
     fn check(

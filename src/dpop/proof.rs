@@ -7,6 +7,7 @@
 //! verified and is bound to the proof's key, so that a request with a
 //! garbage token costs no more than a bad token, whatever key it names.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -16,6 +17,7 @@ use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
 use super::htu;
+use super::keys::ProofKeys;
 use super::nonce::Nonces;
 use crate::claims::NumericDate;
 use crate::error::DpopError;
@@ -65,11 +67,25 @@ pub(crate) struct Unsigned {
 
 impl Unsigned {
     /// Checks the proof's key (its type fits `alg`, its material is sound,
-    /// RSA of 2048 to 4096 bits with e = 65537) and its signature.
-    pub(crate) fn verify(self) -> Result<Proof, DpopError> {
-        let key = public_key(self.alg, &self.jwk)?;
+    /// RSA of 2048 to 4096 bits with e = 65537) and its signature. A key
+    /// already checked is taken from `keys`; a new one is added to them when
+    /// `remember` (a proof whose key a verified token is bound to) and its
+    /// signature verifies.
+    pub(crate) fn verify(self, keys: &ProofKeys, remember: bool) -> Result<Proof, DpopError> {
+        if !declared_for(self.alg, &self.jwk) {
+            return Err(invalid(
+                "the proof's jwk is not for its alg or not for signatures",
+            ));
+        }
+        let (key, new) = match keys.get(self.alg, &self.jkt) {
+            Some(key) => (key, false),
+            None => (Arc::new(public_key(self.alg, &self.jwk)?), true),
+        };
         if !key.verify_signature(self.signing_input.as_bytes(), &self.signature) {
             return Err(invalid("the proof's signature does not verify"));
+        }
+        if new && remember {
+            keys.remember(self.alg, &self.jkt, key);
         }
         Ok(Proof {
             jkt: self.jkt,
@@ -359,6 +375,20 @@ fn public_key(alg: Algorithm, jwk: &ProofJwk) -> Result<Key, DpopError> {
     }
     Key::verifying_jwk_value(alg, &serde_json::Value::Object(members))
         .map_err(|_| invalid("the proof's jwk is not a usable public key for its alg"))
+}
+
+/// Whether the jwk's optional members allow it for `alg`: a declared `alg`
+/// that is `alg`, no `use` but `sig`, `key_ops` naming `verify` (checked per
+/// proof: they are not part of the thumbprint the key is remembered by).
+fn declared_for(alg: Algorithm, jwk: &ProofJwk) -> bool {
+    jwk.alg
+        .as_deref()
+        .is_none_or(|declared| declared == alg.as_str())
+        && jwk.use_.as_deref().is_none_or(|use_| use_ == "sig")
+        && jwk
+            .key_ops
+            .as_ref()
+            .is_none_or(|ops| ops.iter().any(|op| op == "verify"))
 }
 
 /// The RFC 7638 SHA-256 thumbprint: the required members in lexical order, no

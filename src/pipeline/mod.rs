@@ -253,7 +253,10 @@ impl Pipeline {
     ) -> Result<Option<Proof>, AuthError> {
         let required = self.dpop.as_ref().is_some_and(|d| d.required);
         check_binding(proof.as_ref().map(|p| p.jkt.as_str()), claims, required)?;
-        Ok(proof.map(Unsigned::verify).transpose()?)
+        match (&self.dpop, proof) {
+            (Some(dpop), Some(proof)) => Ok(Some(dpop.verify_bound(proof)?)),
+            _ => Ok(None),
+        }
     }
 
     /// The stores, after everything local, asked in order: the proof's first

@@ -219,7 +219,27 @@ async fn proofs_that_do_not_fit_the_request_are_refused() {
         change(&mut c);
         key.sign(&key.header(), &c)
     };
+    let with_jwk = |member: &str, value: serde_json::Value| {
+        let mut header = key.header();
+        header["jwk"][member] = value;
+        key.sign(&header, &claims("GET", URL, Some(token)))
+    };
+    // An honest proof first: the server now remembers the key, and every case
+    // below must be refused all the same.
+    let warm = key.proof("GET", URL, Some(token));
+    assert_eq!(
+        send(&authx, &[("authorization", &auth), ("dpop", &warm)])
+            .await
+            .status,
+        StatusCode::OK
+    );
     let cases: Vec<(&str, String)> = vec![
+        ("jwk for encryption", with_jwk("use", "enc".into())),
+        ("jwk only for signing", with_jwk("key_ops", json!(["sign"]))),
+        (
+            "jwk declared for another alg",
+            with_jwk("alg", "ES384".into()),
+        ),
         ("wrong method", with(&|c| c["htm"] = "POST".into())),
         ("lower-case method", with(&|c| c["htm"] = "get".into())),
         (
