@@ -5,10 +5,12 @@
 //! Routes: `GET`/`POST /public` (no guard), `GET /auth` (`RequireAuth`, HS256),
 //! `GET /fresh` (`RequireFresh` inside `RequireAuth`), `POST /cookie` (the
 //! token in a cookie, with the CSRF double submit), `GET /cached` (the
-//! verified-token cache), `GET /es256` (an ES256 key), `GET /layer` (a layer
-//! that does nothing: what axum's `route_layer` costs any middleware). Prints
-//! `listening on http://ADDR`, then one line per token kind:
-//! `token hs256 <token>`, `token es256 <token>`, `csrf <value>`.
+//! verified-token cache), `GET /es256` and `GET /rs256` (the fixtures' ES256
+//! and RS256 keys), `GET /rs256-cached` (RS256 with the verified-token cache),
+//! `GET /layer` (a layer that does nothing: what axum's `route_layer` costs
+//! any middleware). Prints `listening on http://ADDR`, then one line per
+//! token kind: `token hs256 <token>`, `token es256 <token>`, `token rs256
+//! <token>`, `csrf <value>`.
 //!
 //! ```sh
 //! cargo run --release -p tower-authx-dev --example bench_server --features axum
@@ -32,6 +34,10 @@ const SECRET: &str = "bench-secret-of-at-least-32-bytes!!";
 const EC_KEY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/fixtures/keys/ec256_private.pem"
+);
+const RSA_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/keys/rsa_private.pem"
 );
 
 /// The body of the do-nothing layer: its own type, as any middleware that may
@@ -88,6 +94,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Algorithm::ES256,
         &std::fs::read(EC_KEY)?,
     )?))?;
+    let rsa = Key::signing_pem(Algorithm::RS256, &std::fs::read(RSA_KEY)?)?;
+    let rs256 = AuthX::new(AuthXConfig::new(rsa.clone()))?;
+    let rs256_cached = AuthX::new(AuthXConfig::new(rsa).verified_token_cache(10_000))?;
 
     let app = Router::new()
         .route("/public", get(answer).post(answer))
@@ -115,6 +124,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/es256",
             get(answer).route_layer(RequireAuthLayer::new(es256.clone())),
         )
+        .route(
+            "/rs256",
+            get(answer).route_layer(RequireAuthLayer::new(rs256.clone())),
+        )
+        .route(
+            "/rs256-cached",
+            get(answer).route_layer(RequireAuthLayer::new(rs256_cached)),
+        )
         .route("/layer", get(answer).route_layer(do_nothing_layer()));
 
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
@@ -134,6 +151,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("token hs256 {}", token_of(&hs256)?);
     println!("token es256 {}", token_of(&es256)?);
+    println!("token rs256 {}", token_of(&rs256)?);
     let cookie_token = token_of(&cookies)?;
     let claims: tower_authx::Claims =
         cookies.verify_offline(&cookie_token, &tower_authx::Requirement::access())?;
