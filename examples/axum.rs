@@ -196,8 +196,8 @@ async fn refresh(State(app): Shared, request: Head, claims: Claims) -> Response 
     }
     // The seed's way: a fresh access token buys a non-fresh one (same session).
     let mut builder = app.authx.access_token(claims.sub.clone()).fresh(false);
-    if let Some(family) = &claims.family {
-        builder = builder.family(family.clone());
+    if let Some(session) = &claims.fam {
+        builder = builder.fam(session.clone());
     }
     match builder.issue() {
         Ok(token) => tokens(json!({"access_token": token, "token_type": "bearer"})),

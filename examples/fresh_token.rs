@@ -184,8 +184,8 @@ async fn refresh(
     }
     // The seed's way: a fresh access token buys a non-fresh one (same session).
     let mut builder = app.authx.access_token(claims.sub.clone()).fresh(false);
-    if let Some(family) = &claims.family {
-        builder = builder.family(family.clone());
+    if let Some(session) = &claims.fam {
+        builder = builder.fam(session.clone());
     }
     // A DPoP-bound token buys a token bound to the same key.
     let key = DpopKey::of(claims);

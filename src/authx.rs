@@ -123,6 +123,7 @@ impl AuthX {
             ),
             scheme,
             realm: config.realm,
+            header: config.header_name.clone(),
             dpop: dpop.as_ref().map(|dpop| DpopChallenge {
                 header: config.header_name.clone(),
                 algs: dpop

@@ -12,20 +12,6 @@ use crate::dpop::DpopKey;
 use crate::error::IssueError;
 
 impl AuthX {
-    /// An access token for `sub`: fresh at login, not fresh at refresh.
-    pub fn create_access_token(
-        &self,
-        sub: impl Into<String>,
-        fresh: bool,
-    ) -> Result<String, IssueError> {
-        self.access_token(sub).fresh(fresh).issue()
-    }
-
-    /// A refresh token for `sub`.
-    pub fn create_refresh_token(&self, sub: impl Into<String>) -> Result<String, IssueError> {
-        self.refresh_token(sub).issue()
-    }
-
     /// A fresh access token and a refresh token, as a login answers. Both start
     /// a new login session (refresh-token family): rotation keeps it, a reused
     /// refresh token or a logout ends it.
@@ -55,17 +41,19 @@ impl AuthX {
             access: self
                 .access_token(sub.clone())
                 .fresh(true)
-                .family(family.clone()),
-            refresh: self.refresh_token(sub).family(family),
+                .fam(family.clone()),
+            refresh: self.refresh_token(sub).fam(family),
         }
     }
 
-    /// Starts an access token with options (scopes, your own claims, lifetime...).
+    /// Starts an access token: `authx.access_token(sub).fresh(true).issue()` at
+    /// a login, without `fresh` (not fresh, as AuthX writes it) at a refresh;
+    /// scopes, your own claims, a lifetime... in between.
     pub fn access_token(&self, sub: impl Into<String>) -> TokenBuilder<'_> {
         TokenBuilder::new(self, sub.into(), TokenType::Access)
     }
 
-    /// Starts a refresh token with options.
+    /// Starts a refresh token: `authx.refresh_token(sub).issue()`.
     pub fn refresh_token(&self, sub: impl Into<String>) -> TokenBuilder<'_> {
         TokenBuilder::new(self, sub.into(), TokenType::Refresh)
     }
@@ -216,7 +204,7 @@ impl<'a> TokenBuilder<'a> {
                 scope: None,
                 scp: None,
                 auth_time: None,
-                family: None,
+                fam: None,
                 cnf: None,
                 extra: serde_json::Map::new(),
                 verified_by: Default::default(),
@@ -296,9 +284,9 @@ impl<'a> TokenBuilder<'a> {
         self
     }
 
-    /// Puts the token in a login session (refresh-token family, claim `fam`).
-    pub fn family(mut self, family: impl Into<String>) -> Self {
-        self.claims.family = Some(family.into());
+    /// Puts the token in a login session (its refresh-token family, claim `fam`).
+    pub fn fam(mut self, session: impl Into<String>) -> Self {
+        self.claims.fam = Some(session.into());
         self
     }
 

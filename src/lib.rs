@@ -29,7 +29,7 @@
 //!         Ok::<_, Infallible>(Response::new(Full::from(format!("hello {}", claims.sub))))
 //!     });
 //!
-//! let token = authx.create_access_token("user1", true)?;
+//! let token = authx.access_token("user1").fresh(true).issue()?;
 //! let req = Request::get("/").header("authorization", format!("Bearer {token}")).body(Full::default())?;
 //! let res = service.clone().oneshot(req).await?;
 //! assert_eq!(res.status(), 200);

@@ -26,7 +26,7 @@ impl AuthX {
     /// are taken (from a guard's extensions, `verify` or `authenticate`).
     pub async fn revoke<E>(&self, claims: &Claims<E>) -> Result<(), AuthError> {
         self.verified_here(claims)?;
-        if claims.jti.is_none() && claims.family.is_none() {
+        if claims.jti.is_none() && claims.fam.is_none() {
             return Err(AuthError::InvalidToken(InvalidToken::Claims(
                 "the token has no jti to revoke".into(),
             )));
@@ -77,7 +77,7 @@ impl AuthX {
         // The session stays bound to the DPoP key its refresh token is bound to.
         let key = DpopKey::of(claims);
         let carry = |builder: TokenBuilder<'a>| -> TokenBuilder<'a> {
-            let mut builder = builder.family(family).extra(&claims.extra);
+            let mut builder = builder.fam(family).extra(&claims.extra);
             if let Some(scopes) = &claims.scopes {
                 builder = builder.scopes(scopes.iter().cloned());
             }

@@ -42,7 +42,7 @@ struct Variant {
 /// through it (requests built beforehand) and answers ns per request.
 fn variant(name: &'static str, wrap: fn(&mut dyn FnMut())) -> Variant {
     let authx = AuthX::new(AuthXConfig::new(Key::hs256([7u8; 32]).unwrap())).unwrap();
-    let token = authx.create_access_token("user1", true).unwrap();
+    let token = authx.access_token("user1").fresh(true).issue().unwrap();
     let inner: Inner = |_req| std::future::ready(Ok(Response::new(Empty::new())));
     let mut service = RequireAuthLayer::new(authx).layer(service_fn(inner));
     let run = move |n: usize| {

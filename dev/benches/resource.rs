@@ -66,7 +66,7 @@ fn resource(c: &mut Criterion) {
     };
     for alg in [Algorithm::RS256, Algorithm::ES256] {
         let issuer = issuer(alg);
-        let token = issuer.create_access_token("user1", true).unwrap();
+        let token = issuer.access_token("user1").fresh(true).issue().unwrap();
         let url = rt.block_on(tls::serve_jwks(
             Some(issuer.jwks().to_owned()),
             pki.server.clone(),

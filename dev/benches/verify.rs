@@ -106,7 +106,7 @@ fn algorithms(c: &mut Criterion) {
         let key = key(alg);
         let decoding = key_decoding(alg);
         let authx = AuthX::new(AuthXConfig::new(key)).unwrap();
-        let token = authx.create_access_token("user1", true).unwrap();
+        let token = authx.access_token("user1").fresh(true).issue().unwrap();
         let mut validation = jsonwebtoken::Validation::new(alg_jwt(alg));
         validation.leeway = 0;
         let mut service = RequireAuthLayer::new(authx.clone()).layer(inner());
@@ -134,7 +134,7 @@ fn algorithms(c: &mut Criterion) {
 fn cache(c: &mut Criterion) {
     for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256] {
         let authx = AuthX::new(AuthXConfig::new(key(alg)).verified_token_cache(100_000)).unwrap();
-        let token = authx.create_access_token("user1", true).unwrap();
+        let token = authx.access_token("user1").fresh(true).issue().unwrap();
         let mut service = RequireAuthLayer::new(authx.clone()).layer(inner());
         let mut group = c.benchmark_group(format!("cache/{alg}"));
         group.bench_function("RequireAuth, cache hit", |b| {
@@ -146,7 +146,7 @@ fn cache(c: &mut Criterion) {
         });
         group.bench_function("RequireAuth, cache miss", |b| {
             b.iter_batched(
-                || request(&authx.create_access_token("user1", true).unwrap()),
+                || request(&authx.access_token("user1").fresh(true).issue().unwrap()),
                 |req| now(service.call(req)).unwrap(),
                 BatchSize::SmallInput,
             )
@@ -179,7 +179,7 @@ fn alg_jwt(alg: Algorithm) -> jsonwebtoken::Algorithm {
 
 fn stacked_and_rejections(c: &mut Criterion) {
     let authx = AuthX::new(AuthXConfig::new(key(Algorithm::HS256))).unwrap();
-    let token = authx.create_access_token("user1", true).unwrap();
+    let token = authx.access_token("user1").fresh(true).issue().unwrap();
     let mut auth = RequireAuthLayer::new(authx.clone()).layer(inner());
     let mut stacked = RequireAuthLayer::new(authx.clone())
         .layer(RequireFreshLayer::new(authx.clone()).layer(inner()));
@@ -304,7 +304,7 @@ const GARBAGE: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
 /// more signature, then the replay store (in memory).
 fn dpop(c: &mut Criterion) {
     let plain = AuthX::new(AuthXConfig::new(key(Algorithm::HS256))).unwrap();
-    let bearer = plain.create_access_token("user1", true).unwrap();
+    let bearer = plain.access_token("user1").fresh(true).issue().unwrap();
     let mut bearer_guard = RequireAuthLayer::new(plain).layer(inner());
     let mut group = c.benchmark_group("dpop/HS256 token");
     group.bench_function("Bearer (no DPoP)", |b| {
@@ -463,7 +463,7 @@ fn metrics(c: &mut Criterion) {
     ] {
         // A handle per AuthX, resolved under the recorder of its first request.
         let authx = AuthX::new(AuthXConfig::new(key(Algorithm::HS256))).unwrap();
-        let token = authx.create_access_token("user1", true).unwrap();
+        let token = authx.access_token("user1").fresh(true).issue().unwrap();
         let mut auth = RequireAuthLayer::new(authx).layer(inner());
         group.bench_function(name, |b| {
             b.iter_batched(

@@ -26,7 +26,7 @@ async fn keys_come_over_https_from_a_trusted_issuer_only() {
         "ec256_private.pem",
     )))
     .unwrap();
-    let token = issuer.create_access_token("user1", true).unwrap();
+    let token = issuer.access_token("user1").fresh(true).issue().unwrap();
     let pki = pki();
     let url = serve_jwks(Some(issuer.jwks().to_owned()), pki.server.clone()).await;
 
@@ -104,7 +104,7 @@ async fn ssl_cert_file_adds_a_trusted_root() {
         "ec256_private.pem",
     )))
     .unwrap();
-    let token = issuer.create_access_token("user1", true).unwrap();
+    let token = issuer.access_token("user1").fresh(true).issue().unwrap();
     let pki = pki();
     let url = serve_jwks(Some(issuer.jwks().to_owned()), pki.server.clone()).await;
     let ca_file = std::env::temp_dir().join(format!("authx-test-ca-{}.pem", std::process::id()));
@@ -222,18 +222,26 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
     let resource = AuthX::new(AuthXConfig::from_issuers(issuers)).unwrap();
 
     assert_eq!(
-        support::guarded_status(&resource, &es.create_access_token("u", true).unwrap()).await,
+        support::guarded_status(
+            &resource,
+            &es.access_token("u").fresh(true).issue().unwrap()
+        )
+        .await,
         StatusCode::OK
     );
     assert_eq!(
-        support::guarded_status(&resource, &rs.create_access_token("u", true).unwrap()).await,
+        support::guarded_status(
+            &resource,
+            &rs.access_token("u").fresh(true).issue().unwrap()
+        )
+        .await,
         StatusCode::OK
     );
     let fetches = es_fetches.load(std::sync::atomic::Ordering::SeqCst);
 
     // Signed with the ES256 issuer's key, but claiming the RS256 issuer.
     let impostor = signer(Algorithm::ES256, "ec256_private.pem", &rs_iss, "api");
-    let token = impostor.create_access_token("u", true).unwrap();
+    let token = impostor.access_token("u").fresh(true).issue().unwrap();
     // Its kid is not among the RS256 issuer's keys: refused (401, or 503 while
     // no fetch has happened since the token was issued), never a pass.
     let refused = support::guarded_status(&resource, &token).await;
@@ -248,14 +256,14 @@ async fn several_discovered_issuers_each_verify_only_their_own_tokens() {
         "https://evil.example",
         "api",
     );
-    let token = stranger.create_access_token("u", true).unwrap();
+    let token = stranger.access_token("u").fresh(true).issue().unwrap();
     assert_eq!(
         support::guarded_status(&resource, &token).await,
         StatusCode::UNAUTHORIZED
     );
     // Its own audience rules: a token for another API is refused.
     let other_api = signer(Algorithm::ES256, "ec256_private.pem", &es_iss, "billing");
-    let token = other_api.create_access_token("u", true).unwrap();
+    let token = other_api.access_token("u").fresh(true).issue().unwrap();
     assert_eq!(
         support::guarded_status(&resource, &token).await,
         StatusCode::UNAUTHORIZED
@@ -302,7 +310,7 @@ async fn a_hostile_jwks_never_lets_a_token_through() {
         fixture_key(Algorithm::ES256, "ec256_private.pem").with_kid("k"),
     ))
     .unwrap();
-    let token = issuer.create_access_token("user1", true).unwrap();
+    let token = issuer.access_token("user1").fresh(true).issue().unwrap();
     let real: serde_json::Value = serde_json::from_str(issuer.jwks()).unwrap();
     let real_key = real["keys"][0].clone();
     let mut other_key = real_key.clone();
@@ -317,7 +325,9 @@ async fn a_hostile_jwks_never_lets_a_token_through() {
             .with_kid("k"),
     ))
     .unwrap()
-    .create_access_token("user1", true)
+    .access_token("user1")
+    .fresh(true)
+    .issue()
     .unwrap();
     let padding = "x".repeat(2 << 20);
     let cases: Vec<(&str, Option<String>, &str)> = vec![

@@ -69,9 +69,9 @@ async fn every_outcome_against_the_example() {
     let server = Server::start("tonic_server", &[]).await;
     let channel = channel(&server.addr).await;
     let authx = authx();
-    let fresh = authx.create_access_token("user1", true).unwrap();
-    let stale = authx.create_access_token("user1", false).unwrap();
-    let refresh = authx.create_refresh_token("user1").unwrap();
+    let fresh = authx.access_token("user1").fresh(true).issue().unwrap();
+    let stale = authx.access_token("user1").issue().unwrap();
+    let refresh = authx.refresh_token("user1").issue().unwrap();
 
     // No token: UNAUTHENTICATED on both services, with AuthX's wording.
     for status in [
@@ -87,7 +87,9 @@ async fn every_outcome_against_the_example() {
     // A bad token, a foreign one, a refresh token.
     let foreign = AuthX::new(AuthXConfig::from_secret([3u8; 32]).unwrap())
         .unwrap()
-        .create_access_token("user1", true)
+        .access_token("user1")
+        .fresh(true)
+        .issue()
         .unwrap();
     for (token, message) in [
         ("garbage", "Invalid token: a JWT has three segments"),
@@ -203,7 +205,7 @@ async fn a_custom_json_rejection_leaves_grpc_calls_a_grpc_status() {
         status.message(),
         "Missing 'Bearer' in 'Authorization' header."
     );
-    let stale = authx.create_access_token("u", false).unwrap();
+    let stale = authx.access_token("u").issue().unwrap();
     let status = hello(&channel, Some(&stale)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert_eq!(status.message(), "Fresh token required");

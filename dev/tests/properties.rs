@@ -102,7 +102,7 @@ proptest! {
     #[test]
     fn every_single_character_change_is_refused(position in any::<prop::sample::Index>(), replacement in "[ -~]") {
         let authx = authx();
-        let token = authx.create_access_token("user1", true).unwrap();
+        let token = authx.access_token("user1").fresh(true).issue().unwrap();
         let i = position.index(token.len());
         let replacement = replacement.chars().next().unwrap();
         prop_assume!(token.as_bytes()[i] != replacement as u8);
@@ -163,7 +163,7 @@ proptest! {
 fn the_request_head_path_matches_verify() {
     // authenticate (request head) and verify (token) agree on a valid token.
     let authx = authx();
-    let token = authx.create_access_token("u", false).unwrap();
+    let token = authx.access_token("u").issue().unwrap();
     let mut headers = http::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     let uri: http::Uri = "/".parse().unwrap();

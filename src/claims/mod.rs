@@ -32,7 +32,9 @@ pub struct Claims<E = NoExtra> {
     /// Python libraries.
     #[serde(rename = "type")]
     pub token_type: TokenType,
-    /// Freshness as written in the token (access tokens only).
+    /// Freshness as written in the token (access tokens only). Whether a token
+    /// is fresh now is [`AuthX::is_fresh`](crate::AuthX::is_fresh)'s answer: it
+    /// also reads a dated `fresh` and `auth_time` within `fresh_max_age`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fresh: Option<Fresh>,
     /// The value a cookie-borne token's CSRF header must repeat.
@@ -67,8 +69,8 @@ pub struct Claims<E = NoExtra> {
     pub auth_time: Option<NumericDate>,
     /// The login session (refresh-token family) the token belongs to, for
     /// rotation with reuse detection and for logging a session out at once.
-    #[serde(rename = "fam", skip_serializing_if = "Option::is_none")]
-    pub family: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
     /// `cnf` (RFC 7800): the key the token is bound to, for DPoP (RFC 9449)
     /// the thumbprint `jkt`. A bound token is accepted only with a proof of
     /// that key, never as a bearer token.
@@ -111,7 +113,7 @@ impl PartialEq for Seal {
 impl<E> Claims<E> {
     /// Whether the token proves a recent login at `now`: `"fresh": true`, a
     /// `"fresh"` NumericDate not yet past, or an `auth_time` within `max_age`.
-    pub fn is_fresh_at(&self, now: NumericDate, max_age: Option<Duration>) -> bool {
+    pub(crate) fn is_fresh_at(&self, now: NumericDate, max_age: Option<Duration>) -> bool {
         match self.fresh {
             Some(Fresh::Bool(true)) => return true,
             Some(Fresh::Until(until)) if now.0 < until.0 => return true,

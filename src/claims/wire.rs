@@ -341,7 +341,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                 Audience::Many(list) => list,
             }),
             auth_time,
-            family,
+            fam: family,
             cnf,
             extra,
             verified_by: Seal::default(),

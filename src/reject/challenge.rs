@@ -27,7 +27,9 @@ pub(crate) struct Challenge {
     pub(crate) realm: Option<String>,
     /// AuthX's wording for "no token", for each set of locations a request
     /// could have used (see `missing_mask`).
-    pub(crate) missing_details: [String; 8],
+    pub(crate) missing_details: [String; 16],
+    /// The credential header (to tell a `DPoP` credential where DPoP is off).
+    pub(crate) header: HeaderName,
     pub(crate) csrf_missing_detail: String,
     /// The DPoP challenge, when DPoP is taken.
     pub(crate) dpop: Option<DpopChallenge>,
@@ -60,7 +62,9 @@ pub(crate) struct Prepared {
 /// one `missing_mask`); `None` for those that carry values (scopes, serde's
 /// messages).
 fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &'static str)> {
-    const MASKS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
+    const MASKS: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
     Some(match error {
         AuthError::MissingToken => ("missing", MASKS[missing_mask]),
         AuthError::InvalidRequest(why) => ("request", why),
@@ -171,9 +175,18 @@ impl Challenge {
     /// Which locations a request without a token could have used: the header
     /// always (bit 0), cookies when it sent any (bit 1), the query when it has
     /// one (bit 2). A client that sends no cookies hears only of the header.
+    /// Bit 3: its credential used the `DPoP` scheme, which is not taken here.
     fn missing_mask(&self, request: RequestHead<'_>) -> usize {
+        let dpop_refused = self.dpop.is_none()
+            && request.headers.get(&self.header).is_some_and(|value| {
+                value
+                    .as_bytes()
+                    .get(..5)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"DPoP "))
+            });
         1 | usize::from(request.headers.contains_key(http::header::COOKIE)) << 1
             | usize::from(request.uri.query().is_some()) << 2
+            | usize::from(dpop_refused) << 3
     }
 
     fn prepare(&self, error: &AuthError, request: RequestHead<'_>, dpop_scheme: bool) -> Prepared {
@@ -296,9 +309,17 @@ pub(crate) struct Places<'a> {
 
 /// AuthX's "no token" wording for every mask (bit 0 the header, 1 cookies,
 /// 2 the query): one sentence per configured location that the request could
-/// have used; every configured location when it could have used none.
-pub(crate) fn missing_details(places: &Places<'_>) -> [String; 8] {
-    std::array::from_fn(|mask| missing_detail(places, mask))
+/// have used; every configured location when it could have used none. Bit 3
+/// (a `DPoP` credential where DPoP is off) adds a sentence saying so.
+pub(crate) fn missing_details(places: &Places<'_>) -> [String; 16] {
+    std::array::from_fn(|mask| {
+        let detail = missing_detail(places, mask & 7);
+        if mask & 8 == 0 {
+            detail
+        } else {
+            format!("{detail} The 'DPoP' scheme is not taken here.")
+        }
+    })
 }
 
 fn missing_detail(places: &Places<'_>, mask: usize) -> String {

@@ -107,7 +107,7 @@ impl<'a> TokenRecord<'a> {
         TokenRecord {
             subject: &claims.sub,
             jti: claims.jti.as_deref(),
-            session: claims.family.as_deref(),
+            session: claims.fam.as_deref(),
             issued_at: claims.iat,
             expires: claims.exp,
         }

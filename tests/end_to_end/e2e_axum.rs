@@ -41,7 +41,7 @@ async fn router_layer_guards_every_route() {
             .layer(RequireAuthLayer::new(authx.clone())),
     )
     .await;
-    let token = authx.create_access_token("alice", false).unwrap();
+    let token = authx.access_token("alice").issue().unwrap();
     assert_eq!(server.get("/a").bearer(&token).send().await.text(), "alice");
     assert_eq!(
         server.post("/b").bearer(&token).send().await.text(),
@@ -73,7 +73,7 @@ async fn route_layer_guards_everything_but_login() {
         server.get("/me").send().await.status,
         StatusCode::UNAUTHORIZED
     );
-    let token = authx.create_access_token("bob", true).unwrap();
+    let token = authx.access_token("bob").fresh(true).issue().unwrap();
     assert_eq!(server.get("/me").bearer(&token).send().await.text(), "bob");
     // route_layer leaves unknown paths a 404, not a 401.
     assert_eq!(
@@ -95,8 +95,8 @@ async fn per_route_layer_requires_fresh_on_one_route_only() {
             .route_layer(RequireAuthLayer::new(authx.clone())),
     )
     .await;
-    let stale = authx.create_access_token("carol", false).unwrap();
-    let fresh = authx.create_access_token("carol", true).unwrap();
+    let stale = authx.access_token("carol").issue().unwrap();
+    let fresh = authx.access_token("carol").fresh(true).issue().unwrap();
     assert_eq!(
         server.get("/profile").bearer(&stale).send().await.text(),
         "carol"
@@ -125,12 +125,12 @@ async fn optional_claims_are_none_without_a_token_and_bad_tokens_still_fail() {
     )
     .await;
     assert_eq!(server.get("/").send().await.text(), "anonymous");
-    let token = authx.create_access_token("dave", false).unwrap();
+    let token = authx.access_token("dave").issue().unwrap();
     assert_eq!(server.get("/").bearer(&token).send().await.text(), "dave");
     let bad = server.get("/").bearer("not.a.token").send().await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     assert!(bad.challenge().contains("invalid_token"));
-    let refresh = authx.create_refresh_token("dave").unwrap();
+    let refresh = authx.refresh_token("dave").issue().unwrap();
     assert_eq!(
         server.get("/").bearer(&refresh).send().await.status,
         StatusCode::UNAUTHORIZED

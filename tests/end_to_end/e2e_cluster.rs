@@ -392,7 +392,7 @@ async fn the_local_view_steps_aside_when_its_node_stops_hearing_a_primary() {
         tower_authx::RedisStore::new(&format!("redis://127.0.0.1:{far}")).unwrap(),
     ))
     .unwrap();
-    let token = authx.create_access_token(&subject, true).unwrap();
+    let token = authx.access_token(&subject).fresh(true).issue().unwrap();
     let verify = |authx: &AuthX| -> tower_authx::Claims {
         authx
             .verify_offline(&token, &tower_authx::Requirement::access())

@@ -106,7 +106,7 @@ async fn an_evicting_redis_is_refused_at_start_and_fails_closed_at_run_time() {
             .revocation_store(store),
     )
     .unwrap();
-    let token = authx.create_access_token("u", true).unwrap();
+    let token = authx.access_token("u").fresh(true).issue().unwrap();
     let claims: tower_authx::Claims = authx
         .verify_offline(&token, &tower_authx::Requirement::access())
         .unwrap();

@@ -54,19 +54,19 @@ async fn our_tokens_verify_in_authx_and_flask_jwt_extended() {
     let tokens = vec![
         entry(
             "access_fresh",
-            authx.create_access_token("user1", true).unwrap(),
+            authx.access_token("user1").fresh(true).issue().unwrap(),
             "access",
             true,
         ),
         entry(
             "access_not_fresh",
-            authx.create_access_token("user1", false).unwrap(),
+            authx.access_token("user1").issue().unwrap(),
             "access",
             false,
         ),
         entry(
             "refresh",
-            authx.create_refresh_token("user1").unwrap(),
+            authx.refresh_token("user1").issue().unwrap(),
             "refresh",
             false,
         ),
@@ -96,13 +96,13 @@ async fn our_tokens_with_issuer_and_audience_verify_in_python() {
     let tokens = vec![
         entry(
             "access_iss_aud",
-            authx.create_access_token("user1", true).unwrap(),
+            authx.access_token("user1").fresh(true).issue().unwrap(),
             "access",
             true,
         ),
         entry(
             "refresh_iss_aud",
-            authx.create_refresh_token("user1").unwrap(),
+            authx.refresh_token("user1").issue().unwrap(),
             "refresh",
             false,
         ),

@@ -207,7 +207,9 @@ async fn with_the_issuer_down_cached_keys_serve_and_unknown_kids_are_503() {
         .issuer(ISSUER),
     )
     .unwrap()
-    .create_access_token("user1", true)
+    .access_token("user1")
+    .fresh(true)
+    .issue()
     .unwrap();
     let res = resource.get("/protected").bearer(&other).send().await;
     assert_eq!(

@@ -896,7 +896,7 @@ fn lifetimes_beyond_the_policy_are_refused_and_the_config_must_fit_it() {
     assert!(AuthX::new(config.refresh_token_lifetime(day * 2)).is_err());
     let claims: Claims = authx
         .verify_offline(
-            &authx.create_refresh_token("u").unwrap(),
+            &authx.refresh_token("u").issue().unwrap(),
             &tower_authx::Requirement::refresh(),
         )
         .unwrap();

@@ -494,7 +494,7 @@ async fn equivalent_uris_match_and_the_query_and_fragment_are_ignored() {
 async fn an_unbound_token_is_not_a_dpop_token_and_required_refuses_bearer() {
     let key = ProofKey::es256();
     let authx = authx();
-    let unbound = authx.create_access_token("user1", true).unwrap();
+    let unbound = authx.access_token("user1").fresh(true).issue().unwrap();
     let proof = key.proof("GET", URL, Some(&unbound));
     let answer = send(
         &authx,
@@ -805,7 +805,7 @@ async fn every_guard_builder_refuses_a_bound_bearer_and_a_replayed_proof() {
 #[tokio::test]
 async fn every_entry_point_applies_the_binding_the_store_and_the_replay_check() {
     let strict = authx_with(Dpop::new(BASE).required(true));
-    let unbound = strict.create_access_token("user1", true).unwrap();
+    let unbound = strict.access_token("user1").fresh(true).issue().unwrap();
     let refused = |answer: Result<Claims, AuthError>| {
         matches!(answer, Err(AuthError::Dpop(DpopError::Binding(_))))
     };
@@ -829,7 +829,7 @@ async fn every_entry_point_applies_the_binding_the_store_and_the_replay_check() 
 
     // A logout counts for `verify` and `authenticate`.
     let authx = authx();
-    let token = authx.create_access_token("user1", true).unwrap();
+    let token = authx.access_token("user1").fresh(true).issue().unwrap();
     let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
     authx.revoke(&claims).await.unwrap();
     assert_eq!(
@@ -1038,4 +1038,33 @@ async fn a_one_account_proof_flood_is_refused_alone() {
         request(&key, &rotated.access_token).await.error,
         Some(AuthError::Revoked)
     );
+}
+
+#[tokio::test]
+async fn a_dpop_credential_where_dpop_is_off_is_told_so() {
+    let plain = AuthX::new(AuthXConfig::from_secret(support::SECRET).unwrap()).unwrap();
+    let token = plain.access_token("u").issue().unwrap();
+    let service = RequireAuthLayer::new(plain).layer(service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+    }));
+    let missing = "Missing 'Bearer' in 'Authorization' header.";
+    for (value, detail) in [
+        (
+            format!("DPoP {token}"),
+            format!("{missing} The 'DPoP' scheme is not taken here."),
+        ),
+        ("Basic dXNlcjpwYXNz".to_owned(), missing.to_owned()),
+    ] {
+        let request = Request::get("/protected")
+            .header("authorization", value)
+            .body(Full::default())
+            .unwrap();
+        let res = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        // No credential this server takes: a bare Bearer challenge (RFC 6750 3.1).
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["detail"], detail.as_str());
+    }
 }

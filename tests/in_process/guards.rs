@@ -51,8 +51,8 @@ async fn axum_status(router: Router, token: &str) -> StatusCode {
 #[tokio::test]
 async fn every_way_to_build_require_fresh_refuses_a_non_fresh_token() {
     let authx = authx();
-    let stale = authx.create_access_token("u", false).unwrap();
-    let fresh = authx.create_access_token("u", true).unwrap();
+    let stale = authx.access_token("u").issue().unwrap();
+    let fresh = authx.access_token("u").fresh(true).issue().unwrap();
     let refused = StatusCode::UNAUTHORIZED;
 
     let built = RequireFresh::new(ok(), authx.clone());
@@ -168,7 +168,7 @@ async fn a_scope_guard_that_names_no_scope_refuses_everyone() {
 #[tokio::test]
 async fn require_auth_new_refuses_a_refresh_token() {
     let authx = authx();
-    let refresh = authx.create_refresh_token("u").unwrap();
+    let refresh = authx.refresh_token("u").issue().unwrap();
     let built = RequireAuth::new(ok(), authx);
     assert_eq!(status(built, &refresh).await, StatusCode::UNAUTHORIZED);
 }
@@ -179,7 +179,7 @@ async fn claims_verified_by_another_authx_are_verified_again() {
     // take its word for it.
     let outer = AuthX::new(AuthXConfig::from_secret([1u8; 32]).unwrap()).unwrap();
     let inner = authx();
-    let foreign = outer.create_access_token("u", true).unwrap();
+    let foreign = outer.access_token("u").fresh(true).issue().unwrap();
     let svc = ServiceBuilder::new()
         .layer(RequireAuthLayer::new(outer))
         .layer(RequireFreshLayer::new(inner.clone()))

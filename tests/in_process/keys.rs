@@ -101,7 +101,7 @@ async fn an_unknown_kid_flood_causes_one_refetch_not_thousands() {
     .unwrap();
     let service = guarded(resource);
 
-    let good = issuer.create_access_token("u", true).unwrap();
+    let good = issuer.access_token("u").fresh(true).issue().unwrap();
     assert_eq!(
         service
             .clone()
@@ -149,7 +149,7 @@ async fn an_unknown_kid_flood_causes_one_refetch_not_thousands() {
 fn algorithm_confusion_is_refused_by_kid_too() {
     let rsa = private_key(Algorithm::RS256, "rsa_private.pem");
     let authx = AuthX::new(AuthXConfig::new(KeySet::new(rsa))).unwrap();
-    let kid = header_of(&authx.create_access_token("u", true).unwrap())["kid"]
+    let kid = header_of(&authx.access_token("u").fresh(true).issue().unwrap())["kid"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -187,7 +187,7 @@ fn key_sets_select_by_kid_and_publish_public_keys_only() {
         "rsa_private.pem",
     )))
     .unwrap();
-    let old_token = old_issuer.create_access_token("u", true).unwrap();
+    let old_token = old_issuer.access_token("u").fresh(true).issue().unwrap();
     let authx = AuthX::new(AuthXConfig::new(KeySet::new(es).with_previous(rsa_old))).unwrap();
     let claims: Claims = authx
         .verify_offline(&old_token, &Requirement::access())
@@ -195,7 +195,7 @@ fn key_sets_select_by_kid_and_publish_public_keys_only() {
     assert_eq!(claims.sub, "u");
     let new: Claims = authx
         .verify_offline(
-            &authx.create_access_token("v", true).unwrap(),
+            &authx.access_token("v").fresh(true).issue().unwrap(),
             &Requirement::access(),
         )
         .unwrap();
@@ -230,7 +230,7 @@ fn keys_from_der_files_match_their_pem_twins() {
             Key::signing_der(alg, &read(format!("{name}_private.der"))).unwrap(),
         ))
         .unwrap();
-        let token = signer.create_access_token("der", true).unwrap();
+        let token = signer.access_token("der").fresh(true).issue().unwrap();
         let verifier = AuthX::new(AuthXConfig::new(KeySet::verify_only([Key::verifying_der(
             alg,
             &read(format!("{name}_public.der")),
@@ -493,7 +493,7 @@ async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
         async move { service.oneshot(bearer(&token)).await.unwrap() }
     };
     // The first token fetches the keys.
-    let first = old.create_access_token("u", true).unwrap();
+    let first = old.access_token("u").fresh(true).issue().unwrap();
     assert_eq!(status(first.clone()).await.status(), StatusCode::OK);
     let health = remote.health();
     assert!(health.last_success.is_some() && health.last_failure.is_none());
@@ -515,7 +515,7 @@ async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
     ))
     .unwrap();
     *document.write().unwrap() = new.jwks().to_owned();
-    let rotated = new.create_access_token("u", true).unwrap();
+    let rotated = new.access_token("u").fresh(true).issue().unwrap();
     let res = status(rotated.clone()).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Retry-After is the time until the refetch that decides (about 2 s of
@@ -569,7 +569,7 @@ async fn tokens_no_key_can_verify_are_401_at_once_and_fetch_nothing() {
         async move { service.oneshot(bearer(&token)).await.unwrap() }
     };
     // The keys are fetched once.
-    let with_kid = es.create_access_token("u", true).unwrap();
+    let with_kid = es.access_token("u").fresh(true).issue().unwrap();
     assert_eq!(send(with_kid).await.status(), StatusCode::OK);
     let fetched = hits.load(Ordering::SeqCst);
 
@@ -641,9 +641,12 @@ async fn a_jwks_configuration_names_its_issuer_and_other_tenants_of_the_keys_are
         AuthX::new(AuthXConfig::from_jwks(remote()).issuer("https://login.example/mine")).unwrap(),
     );
     for (token, status) in [
-        (mine.create_access_token("u", true).unwrap(), StatusCode::OK),
         (
-            theirs.create_access_token("u", true).unwrap(),
+            mine.access_token("u").fresh(true).issue().unwrap(),
+            StatusCode::OK,
+        ),
+        (
+            theirs.access_token("u").fresh(true).issue().unwrap(),
             StatusCode::UNAUTHORIZED,
         ),
     ] {
@@ -653,7 +656,7 @@ async fn a_jwks_configuration_names_its_issuer_and_other_tenants_of_the_keys_are
     // The opt-out says what it does: any tenant gets in.
     let any =
         guarded(AuthX::new(AuthXConfig::from_jwks(remote()).danger_accept_any_issuer()).unwrap());
-    let theirs_token = theirs.create_access_token("u", true).unwrap();
+    let theirs_token = theirs.access_token("u").fresh(true).issue().unwrap();
     assert_eq!(
         any.oneshot(bearer(&theirs_token)).await.unwrap().status(),
         StatusCode::OK

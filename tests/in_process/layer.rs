@@ -64,11 +64,13 @@ async fn the_inner_service_is_never_called_on_a_rejection() {
     let authx = authx();
     let auth = RequireAuthLayer::new(authx.clone()).layer(counting(calls.clone()));
     let fresh = RequireFreshLayer::new(authx.clone()).layer(counting(calls.clone()));
-    let stale = authx.create_access_token("u", false).unwrap();
-    let refresh = authx.create_refresh_token("u").unwrap();
+    let stale = authx.access_token("u").issue().unwrap();
+    let refresh = authx.refresh_token("u").issue().unwrap();
     let foreign = AuthX::new(AuthXConfig::from_secret([9u8; 32]).unwrap())
         .unwrap()
-        .create_access_token("u", true)
+        .access_token("u")
+        .fresh(true)
+        .issue()
         .unwrap();
     for token in [
         None,
@@ -121,10 +123,10 @@ async fn an_inner_require_fresh_applies_its_own_policy_to_reused_claims() {
         .layer(RequireAuthLayer::new(outer.clone()))
         .layer(RequireFreshLayer::new(outer.clone()))
         .service(counting(calls.clone()));
-    let fresh = outer.create_access_token("u", true).unwrap();
+    let fresh = outer.access_token("u").fresh(true).issue().unwrap();
     let res = svc.clone().oneshot(request(Some(&fresh))).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let stale = outer.create_access_token("u", false).unwrap();
+    let stale = outer.access_token("u").issue().unwrap();
     let res = svc.oneshot(request(Some(&stale))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -137,7 +139,7 @@ async fn an_inner_guard_still_checks_the_token_type_of_reused_claims() {
         .layer(RequireAuthLayer::any_type(authx.clone()))
         .layer(RequireAuthLayer::new(authx.clone()))
         .service(counting(Arc::default()));
-    let refresh = authx.create_refresh_token("u").unwrap();
+    let refresh = authx.refresh_token("u").issue().unwrap();
     let res = svc.oneshot(request(Some(&refresh))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
@@ -146,8 +148,8 @@ async fn an_inner_guard_still_checks_the_token_type_of_reused_claims() {
 async fn refresh_routes_take_refresh_tokens_only() {
     let authx = authx();
     let svc = RequireAuthLayer::refresh(authx.clone()).layer(counting(Arc::default()));
-    let refresh = authx.create_refresh_token("u").unwrap();
-    let access = authx.create_access_token("u", true).unwrap();
+    let refresh = authx.refresh_token("u").issue().unwrap();
+    let access = authx.access_token("u").fresh(true).issue().unwrap();
     assert_eq!(
         svc.clone()
             .oneshot(request(Some(&refresh)))
@@ -232,7 +234,7 @@ async fn a_custom_body_keeps_the_status_and_the_challenge() {
         });
     let authx = AuthX::new(config).unwrap();
     let svc = RequireFreshLayer::new(authx.clone()).layer(counting(Arc::default()));
-    let stale = authx.create_access_token("u", false).unwrap();
+    let stale = authx.access_token("u").issue().unwrap();
     let res = svc.oneshot(request(Some(&stale))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(
@@ -268,7 +270,7 @@ async fn header_name_and_scheme_are_configurable() {
         .header_name(HeaderName::from_static("x-access-token"))
         .header_type("");
     let authx = AuthX::new(config).unwrap();
-    let token = authx.create_access_token("u", false).unwrap();
+    let token = authx.access_token("u").issue().unwrap();
     let svc = RequireAuthLayer::new(authx).layer(counting(Arc::default()));
     let mut req = request(None);
     req.headers_mut()
@@ -293,7 +295,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
         .audience("api");
     let ours = AuthX::new(config).unwrap();
     let svc = RequireAuthLayer::new(ours.clone()).layer(counting(Arc::default()));
-    let good = ours.create_access_token("u", false).unwrap();
+    let good = ours.access_token("u").issue().unwrap();
     assert_eq!(
         svc.clone()
             .oneshot(request(Some(&good)))
@@ -303,7 +305,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
         StatusCode::OK
     );
     // Same key, no iss or aud: refused.
-    let bare = authx().create_access_token("u", false).unwrap();
+    let bare = authx().access_token("u").issue().unwrap();
     let res = svc.clone().oneshot(request(Some(&bare))).await.unwrap();
     assert_eq!(
         body_text(res.into_body()).await,
@@ -317,9 +319,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
     )
     .unwrap();
     let res = svc
-        .oneshot(request(Some(
-            &other.create_access_token("u", false).unwrap(),
-        )))
+        .oneshot(request(Some(&other.access_token("u").issue().unwrap())))
         .await
         .unwrap();
     assert_eq!(
@@ -476,7 +476,7 @@ async fn scopes_all_of_and_any_of_with_authx_wildcards() {
         r#"{"detail":"Missing required scopes: ['posts:read', 'posts:write']. Provided: ['posts:read', 'admin:*']"}"#
     );
     // No scopes at all, and a bad token: still 403 and 401 respectively.
-    let bare = authx.create_access_token("u", true).unwrap();
+    let bare = authx.access_token("u").fresh(true).issue().unwrap();
     assert_eq!(
         svc.clone()
             .oneshot(request(Some(&bare)))

@@ -447,8 +447,8 @@ async fn revoke_and_rotate_through_the_handle() {
     let refresh: Claims = authx
         .verify_offline(&pair.refresh_token, &Requirement::refresh())
         .unwrap();
-    assert_eq!(access.family, refresh.family);
-    assert!(access.family.is_some());
+    assert_eq!(access.fam, refresh.fam);
+    assert!(access.fam.is_some());
 
     // Rotation keeps the session and gives non-fresh access.
     let next = authx.rotate(&refresh).await.unwrap();
@@ -456,7 +456,7 @@ async fn revoke_and_rotate_through_the_handle() {
         .verify_offline(&next.access_token, &Requirement::access())
         .unwrap();
     assert!(!authx.is_fresh(&next_access));
-    assert_eq!(next_access.family, refresh.family);
+    assert_eq!(next_access.fam, refresh.fam);
     let next_refresh: Claims = authx
         .verify_offline(&next.refresh_token, &Requirement::refresh())
         .unwrap();
@@ -552,7 +552,7 @@ async fn the_layer_awaits_a_slow_store_and_fails_closed_or_open() {
                 .revocation_fail_open(fail_open),
         )
         .unwrap();
-        let token = authx.create_access_token("u", true).unwrap();
+        let token = authx.access_token("u").fresh(true).issue().unwrap();
         // Outer RequireAuth checks the store once; the inner RequireFresh reuses it.
         let mut service = RequireAuthLayer::new(authx.clone())
             .layer(RequireFreshLayer::new(authx.clone()).layer(ok));
@@ -618,14 +618,16 @@ async fn only_verified_tokens_reach_the_store_and_only_once() {
         RequireAuthLayer::new(authx.clone()).layer(RequireFreshLayer::new(authx.clone()).layer(ok));
     let forged = AuthX::new(AuthXConfig::from_secret([1u8; 32]).unwrap())
         .unwrap()
-        .create_access_token("u", true)
+        .access_token("u")
+        .fresh(true)
+        .issue()
         .unwrap();
     let expired = authx
         .access_token("u")
         .issued_at(NumericDate::from_secs(1_000))
         .issue()
         .unwrap();
-    let refresh = authx.create_refresh_token("u").unwrap();
+    let refresh = authx.refresh_token("u").issue().unwrap();
     for token in [
         "garbage",
         forged.as_str(),
@@ -644,7 +646,7 @@ async fn only_verified_tokens_reach_the_store_and_only_once() {
     assert_eq!(counting.asked.load(std::sync::atomic::Ordering::SeqCst), 0);
 
     // A good token: one question, though two guards run.
-    let fresh = authx.create_access_token("u", true).unwrap();
+    let fresh = authx.access_token("u").fresh(true).issue().unwrap();
     let res = service.clone().oneshot(bearer(&fresh)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(counting.asked.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -673,7 +675,7 @@ async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_log
         .verify_offline(&pair.access_token, &Requirement::fresh())
         .unwrap();
     assert_eq!(access.extra.tenant, "acme");
-    assert!(access.family.is_some() && access.family == refresh.family);
+    assert!(access.fam.is_some() && access.fam == refresh.fam);
 
     // Rotation carries the claims and scopes, in the same session, not fresh.
     let rotated = authx.rotate(&refresh).await.unwrap();
@@ -682,7 +684,7 @@ async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_log
         .unwrap();
     assert_eq!(next.extra.tenant, "acme");
     assert_eq!(next.scopes.as_deref(), Some(&["posts:read".to_owned()][..]));
-    assert_eq!(next.family, refresh.family);
+    assert_eq!(next.fam, refresh.fam);
     assert!(!authx.is_fresh(&next));
     let next_refresh: Claims<Tenant> = authx
         .verify_offline(&rotated.refresh_token, &Requirement::refresh())
@@ -803,7 +805,7 @@ async fn the_local_views_max_age_holds_in_either_order() {
         .local_view_max_age(Duration::from_millis(300))
         .local_view(100);
     let authx = authx_with(store.clone());
-    let token = authx.create_access_token("quiet", true).unwrap();
+    let token = authx.access_token("quiet").fresh(true).issue().unwrap();
     let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
     let start = std::time::Instant::now();
     while !store.local_view_is_live() {
@@ -1004,7 +1006,7 @@ async fn connected(redis: &Redis) -> tower_authx::RedisStore {
 /// The verified claims of a new token of `subject`, logged out.
 #[cfg(feature = "redis")]
 async fn logged_out(authx: &AuthX, subject: &str) -> Claims {
-    let token = authx.create_access_token(subject, true).unwrap();
+    let token = authx.access_token(subject).fresh(true).issue().unwrap();
     let claims: Claims = authx.verify(&token, &Requirement::access()).await.unwrap();
     authx.revoke(&claims).await.unwrap();
     claims

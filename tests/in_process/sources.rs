@@ -71,7 +71,7 @@ fn detail(outcome: &Outcome) -> String {
 #[tokio::test]
 async fn the_default_reads_the_header_only() {
     let authx = authx_with(|c| c);
-    let token = authx.create_access_token("u", false).unwrap();
+    let token = authx.access_token("u").issue().unwrap();
     let cookie = format!("access_token_cookie={token}");
     let out = send(
         RequireAuthLayer::new(authx.clone()),
@@ -91,9 +91,9 @@ async fn the_default_reads_the_header_only() {
 async fn each_location_works_and_the_first_one_present_decides() {
     let authx = authx_with(all_locations);
     let layer = RequireAuthLayer::new(authx.clone());
-    let header = authx.create_access_token("from-header", false).unwrap();
-    let cookie = authx.create_access_token("from-cookie", false).unwrap();
-    let query = authx.create_access_token("from-query", false).unwrap();
+    let header = authx.access_token("from-header").issue().unwrap();
+    let cookie = authx.access_token("from-cookie").issue().unwrap();
+    let query = authx.access_token("from-query").issue().unwrap();
     let bearer = format!("Bearer {header}");
     let cookie_line = format!("theme=dark; access_token_cookie={cookie}");
     let uri = format!("/x?a=1&token={query}&b=2");
@@ -153,7 +153,7 @@ async fn each_location_works_and_the_first_one_present_decides() {
 async fn query_values_are_decoded_and_hostile_ones_refused() {
     let authx = authx_with(|c| c.token_location([TokenLocation::Query]).query_param("jwt"));
     let layer = RequireAuthLayer::new(authx.clone());
-    let token = authx.create_access_token("q", false).unwrap();
+    let token = authx.access_token("q").issue().unwrap();
     let encoded = token.replace('.', "%2E");
     let out = send(
         layer.clone(),
@@ -189,7 +189,7 @@ async fn query_values_are_decoded_and_hostile_ones_refused() {
 async fn cookies_need_csrf_on_unsafe_methods_only() {
     let authx = authx_with(|c| c.token_location([TokenLocation::Cookies]));
     let layer = RequireAuthLayer::new(authx.clone());
-    let token = authx.create_access_token("c", false).unwrap();
+    let token = authx.access_token("c").issue().unwrap();
     let mut set = HeaderMap::new();
     authx.set_access_cookies(&token, &mut set).unwrap();
     let csrf_line = set
@@ -279,7 +279,7 @@ async fn cookies_need_csrf_on_unsafe_methods_only() {
 fn common_token_without_csrf(authx: &AuthX) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let token = authx.create_access_token("c", false).unwrap();
+    let token = authx.access_token("c").issue().unwrap();
     let payload = token.split('.').nth(1).unwrap();
     let mut claims: serde_json::Value =
         serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
@@ -303,7 +303,7 @@ async fn csrf_header_methods_and_protection_are_configurable() {
                 .csrf_methods([Method::POST]),
         )
     });
-    let token = authx.create_access_token("c", false).unwrap();
+    let token = authx.access_token("c").issue().unwrap();
     let cookie = format!("sid={token}");
     let layer = RequireAuthLayer::new(authx);
     let out = send(
@@ -319,7 +319,7 @@ async fn csrf_header_methods_and_protection_are_configurable() {
         c.token_location([TokenLocation::Cookies])
             .cookies(CookieConfig::default().csrf_protect(false))
     });
-    let token = unprotected.create_access_token("c", false).unwrap();
+    let token = unprotected.access_token("c").issue().unwrap();
     let out = send(
         RequireAuthLayer::new(unprotected),
         req(
@@ -335,8 +335,8 @@ async fn csrf_header_methods_and_protection_are_configurable() {
 #[tokio::test]
 async fn refresh_routes_read_the_refresh_cookie() {
     let authx = authx_with(|c| c.token_location([TokenLocation::Cookies]));
-    let refresh = authx.create_refresh_token("r").unwrap();
-    let access = authx.create_access_token("a", false).unwrap();
+    let refresh = authx.refresh_token("r").issue().unwrap();
+    let access = authx.access_token("a").issue().unwrap();
     let both = format!("access_token_cookie={access}; refresh_token_cookie={refresh}");
     let out = send(
         RequireAuthLayer::refresh(authx.clone()),
@@ -363,7 +363,7 @@ fn cookie_helpers_write_authx_attributes_and_refuse_foreign_tokens() {
         )
     });
     let mut headers = HeaderMap::new();
-    let access = authx.create_access_token("u", true).unwrap();
+    let access = authx.access_token("u").fresh(true).issue().unwrap();
     authx.set_access_cookies(&access, &mut headers).unwrap();
     authx.unset_cookies(&mut headers);
     let lines: Vec<&str> = headers
@@ -383,7 +383,7 @@ fn cookie_helpers_write_authx_attributes_and_refuse_foreign_tokens() {
     assert!(lines[2..].iter().all(|l| l.contains("Max-Age=0")));
 
     // Only our own tokens, of the right type, go into cookies.
-    let refresh = authx.create_refresh_token("u").unwrap();
+    let refresh = authx.refresh_token("u").issue().unwrap();
     assert!(authx.set_access_cookies(&refresh, &mut headers).is_err());
     assert!(authx.set_access_cookies("a.b.c", &mut headers).is_err());
     assert!(
@@ -457,7 +457,7 @@ fn cookie_settings_that_would_mean_something_else_are_refused() {
     };
     let authx = with(CookieConfig::default().same_site(SameSite::None)).unwrap();
     let mut headers = HeaderMap::new();
-    let access = authx.create_access_token("u", true).unwrap();
+    let access = authx.access_token("u").fresh(true).issue().unwrap();
     authx.set_access_cookies(&access, &mut headers).unwrap();
     for line in headers.get_all("set-cookie") {
         let line = line.to_str().unwrap();
@@ -489,7 +489,7 @@ async fn a_zero_capacity_memory_store_still_takes_a_logout() {
             .revocation_store(tower_authx::MemoryStore::with_capacity(0)),
     )
     .unwrap();
-    let token = authx.create_access_token("u", true).unwrap();
+    let token = authx.access_token("u").fresh(true).issue().unwrap();
     let claims: tower_authx::Claims = authx
         .verify(&token, &tower_authx::Requirement::access())
         .await

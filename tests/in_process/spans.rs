@@ -64,7 +64,7 @@ fn captured(trace_subject: bool) -> (String, Vec<String>) {
     let key = support::private_key(tower_authx::Algorithm::ES256, "ec256_private.pem")
         .with_kid("our-key");
     let authx = AuthX::new(AuthXConfig::new(key).trace_subject(trace_subject)).unwrap();
-    let token = authx.create_access_token("alice", true).unwrap();
+    let token = authx.access_token("alice").fresh(true).issue().unwrap();
     let mut tampered = token.clone();
     tampered.replace_range(token.len() - 5.., "AAAAA");
     runtime.block_on(async {
