@@ -25,6 +25,7 @@ mod htu;
 mod keys;
 mod nonce;
 mod proof;
+mod unique;
 
 use keys::ProofKeys;
 
