@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::htu;
 use super::keys::ProofKeys;
-use super::unique::unique_members;
 use super::nonce::Nonces;
+use super::unique::unique_members;
 use crate::claims::NumericDate;
 use crate::error::DpopError;
 use crate::keys::{Algorithm, Key};
