@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Asymmetric tokens inside a real server, side by side with the closest peer:
-# our bench server (bench/server.rs, default build: aws-lc-rs) and
-# jwt-authorizer 0.15 (bench/peers, ring) in front of the same handler, with
-# the same RS256 and ES256 tokens (the fixtures' keys). Each guarded route is
+# our bench server (bench/server.rs) on each backend (default aws-lc-rs, and
+# ring) and jwt-authorizer 0.15 (bench/peers, ring) in front of the same
+# handler, with the same RS256, ES256 and EdDSA tokens (the fixtures' keys). Each guarded route is
 # compared with the unguarded route receiving the very same header; the
 # server's CPU per request is read from /proc/<pid>/stat around each wrk run.
 # Servers and routes alternate, ROUNDS rounds; medians and ranges. Ends with
@@ -19,6 +19,9 @@ CONNECTIONS="${CONNECTIONS:-32}"
 tck=$(getconf CLK_TCK)
 
 cargo build --quiet --release -p tower-authx-dev --example bench_server --features axum
+cp target/release/examples/bench_server target/release/examples/bench_server-aws-lc-rs
+cargo build --quiet --release -p tower-authx-dev --example bench_server --no-default-features --features axum,ring
+cp target/release/examples/bench_server target/release/examples/bench_server-ring
 CARGO_TARGET_DIR="$PWD/target/peers" cargo build --quiet --release --manifest-path bench/peers/Cargo.toml
 
 pids=()
@@ -33,12 +36,14 @@ start() { # name binary
   [ "$1" = ours ] && tokens="$out"
   return 0
 }
-start ours target/release/examples/bench_server
+start ours target/release/examples/bench_server-aws-lc-rs
+start ring target/release/examples/bench_server-ring
 start peer target/peers/release/tower-authx-bench-peers
 for _ in $(seq 1 50); do grep -q '^token rs256' "$tokens" && break; sleep 0.1; done
 rs256=$(awk '$1 == "token" && $2 == "rs256" {print $3}' "$tokens")
 es256=$(awk '$1 == "token" && $2 == "es256" {print $3}' "$tokens")
 hs256=$(awk '$1 == "token" && $2 == "hs256" {print $3}' "$tokens")
+eddsa=$(awk '$1 == "token" && $2 == "eddsa" {print $3}' "$tokens")
 
 # CPU µs per request of `server` on `path` with `token`.
 cpu_per_request() { # server path token
@@ -56,10 +61,15 @@ cpu_per_request() { # server path token
 rows=(
   "ours /auth hs256 RequireAuth,_HS256"
   "ours /rs256 rs256 RequireAuth,_RS256"
+  "ring /rs256 rs256 RequireAuth_on_ring,_RS256"
   "peer /rs256 rs256 jwt-authorizer,_RS256"
   "ours /rs256-cached rs256 RequireAuth,_RS256,_verified-token_cache_hit"
   "ours /es256 es256 RequireAuth,_ES256"
+  "ring /es256 es256 RequireAuth_on_ring,_ES256"
   "peer /es256 es256 jwt-authorizer,_ES256"
+  "ours /eddsa eddsa RequireAuth,_EdDSA"
+  "ring /eddsa eddsa RequireAuth_on_ring,_EdDSA"
+  "peer /eddsa eddsa jwt-authorizer,_EdDSA"
 )
 results=$(mktemp)
 for round in $(seq 1 "$ROUNDS"); do

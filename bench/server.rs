@@ -6,11 +6,12 @@
 //! `GET /fresh` (`RequireFresh` inside `RequireAuth`), `POST /cookie` (the
 //! token in a cookie, with the CSRF double submit), `GET /cached` (the
 //! verified-token cache), `GET /es256` and `GET /rs256` (the fixtures' ES256
-//! and RS256 keys), `GET /rs256-cached` (RS256 with the verified-token cache),
+//! and RS256 keys), `GET /eddsa` (the Ed25519 key), `GET /rs256-cached` (RS256
+//! with the verified-token cache),
 //! `GET /layer` (a layer that does nothing: what axum's `route_layer` costs
 //! any middleware). Prints `listening on http://ADDR`, then one line per
 //! token kind: `token hs256 <token>`, `token es256 <token>`, `token rs256
-//! <token>`, `csrf <value>`.
+//! <token>`, `token eddsa <token>`, `csrf <value>`.
 //!
 //! ```sh
 //! cargo run --release -p tower-authx-dev --example bench_server --features axum
@@ -34,6 +35,10 @@ const SECRET: &str = "bench-secret-of-at-least-32-bytes!!";
 const EC_KEY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/fixtures/keys/ec256_private.pem"
+);
+const ED_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/keys/ed25519_private.pem"
 );
 const RSA_KEY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -97,6 +102,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rsa = Key::signing_pem(Algorithm::RS256, &std::fs::read(RSA_KEY)?)?;
     let rs256 = AuthX::new(AuthXConfig::new(rsa.clone()))?;
     let rs256_cached = AuthX::new(AuthXConfig::new(rsa).verified_token_cache(10_000))?;
+    let eddsa = AuthX::new(AuthXConfig::new(Key::signing_pem(
+        Algorithm::EdDSA,
+        &std::fs::read(ED_KEY)?,
+    )?))?;
 
     let app = Router::new()
         .route("/public", get(answer).post(answer))
@@ -129,6 +138,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(answer).route_layer(RequireAuthLayer::new(rs256.clone())),
         )
         .route(
+            "/eddsa",
+            get(answer).route_layer(RequireAuthLayer::new(eddsa.clone())),
+        )
+        .route(
             "/rs256-cached",
             get(answer).route_layer(RequireAuthLayer::new(rs256_cached)),
         )
@@ -152,6 +165,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("token hs256 {}", token_of(&hs256)?);
     println!("token es256 {}", token_of(&es256)?);
     println!("token rs256 {}", token_of(&rs256)?);
+    println!("token eddsa {}", token_of(&eddsa)?);
     let cookie_token = token_of(&cookies)?;
     let claims: tower_authx::Claims =
         cookies.verify_offline(&cookie_token, &tower_authx::Requirement::access())?;
