@@ -22,9 +22,8 @@
 //! `/refresh` keeps them bound. `PUBLIC_URL` is the base URL proofs name in
 //! `htu` (default `http://HOST:PORT`); `DPOP_NONCE_SECRET` turns on server nonces.
 //!
-//! Operating it: `RUST_LOG` filters the logs (stderr; default `warn`); built with
-//! `--features metrics`, `GET /metrics` serves every tower-authx metric in
-//! Prometheus text.
+//! Operating it: `RUST_LOG` filters the logs (stderr; default `warn`). The axum
+//! example (`dev/examples/axum.rs`) serves the same API with `GET /metrics`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -51,7 +50,6 @@ use shared::{Login, Users};
 
 struct App {
     authx: AuthX,
-    metrics: shared::observability::Metrics,
     users: Users,
     any_token: RequireAuthLayer,
     access: RequireAuthLayer,
@@ -60,7 +58,7 @@ struct App {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let metrics = shared::observability::init()?;
+    shared::observability::init()?;
     let (host, port) = shared::address(8000)?;
     let listener = TcpListener::bind((host.as_str(), port)).await?;
     let addr: SocketAddr = listener.local_addr()?;
@@ -72,7 +70,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         fresh: RequireFreshLayer::new(authx.clone()),
         users: Users::seed(),
         authx,
-        metrics,
     });
 
     println!("listening on http://{addr}");
@@ -85,7 +82,7 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     let allowed = match req.uri().path() {
         "/" => Method::GET,
         "/login" | "/refresh" | "/logout" => Method::POST,
-        "/protected" | "/fresh-required" | "/.well-known/jwks.json" | "/metrics" => Method::GET,
+        "/protected" | "/fresh-required" | "/.well-known/jwks.json" => Method::GET,
         _ => return Ok(not_found()),
     };
     if req.method() != allowed {
@@ -95,10 +92,6 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     let res = match req.uri().path() {
         "/" => boxed(json_response(StatusCode::OK, shared::root())),
         "/login" => boxed(login(req, &app).await),
-        "/metrics" => match app.metrics.render() {
-            Some(scrape) => boxed(scrape),
-            None => not_found(),
-        },
         "/.well-known/jwks.json" => {
             let mut res = Response::new(Full::new(Bytes::from(app.authx.jwks().to_owned())));
             res.headers_mut()

@@ -1,8 +1,9 @@
-//! What an operator scrapes: the fresh_token example (built with `--features
-//! metrics`, as `cargo test --all-features` builds it) behind a real Redis,
+//! What an operator scrapes: the axum example (`dev/examples/axum.rs`, built
+//! with `--features metrics` as `cargo test --all-features` builds it; the seed
+//! example serves no `/metrics`) behind a real Redis,
 //! after a known mix of requests; every counter's value, and no token,
 //! subject or jti anywhere in the scrape.
-#![cfg(all(feature = "metrics", feature = "redis"))]
+#![cfg(all(feature = "metrics", feature = "redis", feature = "axum"))]
 
 use crate::support;
 
@@ -33,7 +34,7 @@ async fn a_known_mix_of_requests_is_counted_by_reason() {
     };
     let url = redis.url();
     let server = Server::start(
-        "fresh_token",
+        "axum",
         &[
             ("REDIS_URL", url.as_str()),
             ("REDIS_LOCAL_VIEW", "0"),

@@ -5,7 +5,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod e2e_axum;
 mod e2e_cluster;
 mod e2e_dpop;
 mod e2e_hardening;

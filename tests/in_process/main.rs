@@ -9,7 +9,6 @@ mod support;
 mod attacks;
 mod cache;
 mod dpop;
-mod guards;
 mod interop_fixtures;
 mod keys;
 mod layer;

@@ -18,7 +18,9 @@
 //!
 //! Like `fresh_token`, it reads `JWT_VERIFIED_CACHE` and `REDIS_URL` (with
 //! `--features redis`), and serves with header, body and idle timeouts and at
-//! most `MAX_CONNECTIONS` connections.
+//! most `MAX_CONNECTIONS` connections. `RUST_LOG` filters the logs (stderr;
+//! default `warn`); built with `--features metrics`, `GET /metrics` serves
+//! every tower-authx metric in Prometheus text.
 
 use std::sync::Arc;
 
@@ -36,7 +38,9 @@ use tower_authx::{
     TokenLocation, TokenType,
 };
 
-#[path = "shared/mod.rs"]
+#[path = "../../examples/shared/prometheus.rs"]
+mod prometheus;
+#[path = "../../examples/shared/mod.rs"]
 mod shared;
 use shared::{Login, NewPassword, Users};
 
@@ -49,7 +53,8 @@ type Shared = State<Arc<App>>;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    shared::observability::init()?; // logs by RUST_LOG
+    shared::observability::init()?;
+    let metrics = prometheus::install()?;
     let (host, port) = shared::address(8000)?;
     let secure = std::env::var("JWT_COOKIE_SECURE").map_or(true, |v| v != "false");
     // Every guarded route takes the header or the cookies set by
@@ -67,6 +72,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let router = Router::new()
         .route("/", get(root))
+        .route(
+            "/metrics",
+            get(move || {
+                let scrape = metrics.render();
+                async move {
+                    match scrape {
+                        Some(scrape) => scrape.into_response(),
+                        None => detail(StatusCode::NOT_FOUND, "Not Found").into_response(),
+                    }
+                }
+            }),
+        )
         .route("/login", post(login))
         .route("/login/cookie", post(login_cookie))
         .route(

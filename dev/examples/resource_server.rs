@@ -51,14 +51,16 @@ use tower_authx::{
     AuthX, AuthXConfig, Issuer, RemoteJwks, RequireAuthLayer, RequireFreshLayer, RequireScopesLayer,
 };
 
-#[path = "shared/mod.rs"]
+#[path = "../../examples/shared/prometheus.rs"]
+mod prometheus;
+#[path = "../../examples/shared/mod.rs"]
 mod shared;
 use shared::Users;
 use shared::responses::{Body, boxed, json_response, method_not_allowed, not_found, verified};
 
 struct App {
     authx: AuthX,
-    metrics: shared::observability::Metrics,
+    metrics: prometheus::Metrics,
     users: Users,
     access: RequireAuthLayer,
     fresh: RequireFreshLayer,
@@ -68,7 +70,8 @@ struct App {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let metrics = shared::observability::init()?;
+    shared::observability::init()?;
+    let metrics = prometheus::install()?;
     let (host, port) = shared::address(8001)?;
     let audience = std::env::var("AUDIENCE").ok().filter(|a| !a.is_empty());
     let config = match (std::env::var("OIDC_ISSUER"), std::env::var("JWKS_URL")) {
