@@ -1,5 +1,5 @@
 //! axum over real TCP: the extractors, every layer placement, optional auth, the
-//! missing-layer error, and the cookie + CSRF flow of `examples/axum.rs`.
+//! missing-layer error, and the cookie + CSRF flow of `dev/examples/axum.rs`.
 #![cfg(feature = "axum")]
 
 use crate::support;
