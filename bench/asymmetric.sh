@@ -44,13 +44,21 @@ rs256=$(awk '$1 == "token" && $2 == "rs256" {print $3}' "$tokens")
 es256=$(awk '$1 == "token" && $2 == "es256" {print $3}' "$tokens")
 hs256=$(awk '$1 == "token" && $2 == "hs256" {print $3}' "$tokens")
 eddsa=$(awk '$1 == "token" && $2 == "eddsa" {print $3}' "$tokens")
+dpop_token=$(awk '$1 == "token" && $2 == "dpop" {print $3}' "$tokens")
+dpop_proof=$(awk '$1 == "proof" && $2 == "dpop" {print $3}' "$tokens")
 
-# CPU µs per request of `server` on `path` with `token`.
+# CPU µs per request of `server` on `path` with the credential of `token`
+# (a Bearer token, or `dpop`: the DPoP-bound token and its proof).
 cpu_per_request() { # server path token
-  local pid base before after out reqs
+  local pid base before after out reqs headers
   pid=$(eval echo "\$pid_$1"); base=$(eval echo "\$base_$1")
+  if [ "$3" = dpop ]; then
+    headers=(-H "Authorization: DPoP $dpop_token" -H "DPoP: $dpop_proof")
+  else
+    headers=(-H "Authorization: Bearer $(eval echo "\$$3")")
+  fi
   before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $3" "$base$2")
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${headers[@]}" "$base$2")
   after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers from $1 on $2" >&2; exit 1; fi
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -70,14 +78,14 @@ rows=(
   "ours /eddsa eddsa RequireAuth,_EdDSA"
   "ring /eddsa eddsa RequireAuth_on_ring,_EdDSA"
   "peer /eddsa eddsa jwt-authorizer,_EdDSA"
+  "ours /dpop dpop RequireAuth,_DPoP-bound_HS256_token,_ES256_proof_(no_replay_store)"
 )
 results=$(mktemp)
 for round in $(seq 1 "$ROUNDS"); do
   for i in "${!rows[@]}"; do
     read -r server path token _ <<<"${rows[$i]}"
-    value=$(eval echo "\$$token")
-    guarded=$(cpu_per_request "$server" "$path" "$value")
-    public=$(cpu_per_request "$server" /public "$value")
+    guarded=$(cpu_per_request "$server" "$path" "$token")
+    public=$(cpu_per_request "$server" /public "$token")
     echo "$i $guarded $public" >>"$results"
   done
 done

@@ -8,10 +8,14 @@
 //! verified-token cache), `GET /es256` and `GET /rs256` (the fixtures' ES256
 //! and RS256 keys), `GET /eddsa` (the Ed25519 key), `GET /rs256-cached` (RS256
 //! with the verified-token cache),
-//! `GET /layer` (a layer that does nothing: what axum's `route_layer` costs
-//! any middleware). Prints `listening on http://ADDR`, then one line per
+//! `GET /dpop` (an HS256 token bound to an ES256 client key, sent with its
+//! `DPoP` proof; the replay store here accepts every proof, so that one proof
+//! can be sent again and again: the figure is everything but the replay
+//! store's insert), `GET /layer` (a layer that does nothing: what axum's
+//! `route_layer` costs any middleware). Prints `listening on http://ADDR`, then one line per
 //! token kind: `token hs256 <token>`, `token es256 <token>`, `token rs256
-//! <token>`, `token eddsa <token>`, `csrf <value>`.
+//! <token>`, `token eddsa <token>`, `token dpop <token>`, `proof dpop <proof>`,
+//! `csrf <value>`.
 //!
 //! ```sh
 //! cargo run --release -p tower-authx-dev --example bench_server --features axum
@@ -35,6 +39,10 @@ const SECRET: &str = "bench-secret-of-at-least-32-bytes!!";
 const EC_KEY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../tests/fixtures/keys/ec256_private.pem"
+);
+const EC_DER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/fixtures/keys/ec256_private.der"
 );
 const ED_KEY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -86,8 +94,77 @@ async fn answer() -> &'static str {
     r#"{"message":"hello"}"#
 }
 
+/// A replay store that has never seen a proof (benchmarks only: it lets one
+/// proof be sent again and again).
+struct AcceptAll;
+
+impl tower_authx::ReplayStore for AcceptAll {
+    fn first_use(&self, _: &tower_authx::ProofUse<'_>) -> tower_authx::StoreFuture<bool> {
+        tower_authx::StoreFuture::ready(Ok(true))
+    }
+}
+
+/// A DPoP client with the fixtures' ES256 key, signing with aws-lc-rs.
+struct ProofSigner {
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+    jwk: serde_json::Value,
+}
+
+impl ProofSigner {
+    fn new(es256: &AuthX) -> Result<ProofSigner, Box<dyn std::error::Error>> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &std::fs::read(EC_DER)?)
+                .map_err(|e| e.to_string())?;
+        let mut jwk: serde_json::Value = serde_json::from_str(es256.jwks())?;
+        let mut jwk = jwk["keys"][0].take();
+        for member in ["kid", "alg", "use"] {
+            jwk.as_object_mut().map(|j| j.remove(member));
+        }
+        Ok(ProofSigner { pair, jwk })
+    }
+
+    fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<String, Box<dyn std::error::Error>> {
+        use base64::Engine;
+        use sha2::Digest;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        let mut claims = serde_json::json!({
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "htm": method,
+            "htu": url,
+            "iat": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        });
+        if let Some(token) = token {
+            claims["ath"] = b64.encode(sha2::Sha256::digest(token)).into();
+        }
+        let message = format!(
+            "{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(claims.to_string())
+        );
+        let signature = self
+            .pair
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), message.as_bytes())
+            .map_err(|e| e.to_string())?;
+        Ok(format!("{message}.{}", b64.encode(signature)))
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    let base = format!("http://{}", listener.local_addr()?);
     let hs256 = AuthX::new(AuthXConfig::from_secret(SECRET)?)?;
     let cookies = AuthX::new(
         AuthXConfig::from_secret(SECRET)?
@@ -106,6 +183,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Algorithm::EdDSA,
         &std::fs::read(ED_KEY)?,
     )?))?;
+    let dpop = AuthX::new(
+        AuthXConfig::from_secret(SECRET)?.dpop(
+            tower_authx::Dpop::new(&base)
+                .proof_lifetime(std::time::Duration::from_secs(7200))
+                .replay_store(AcceptAll),
+        ),
+    )?;
 
     let app = Router::new()
         .route("/public", get(answer).post(answer))
@@ -145,15 +229,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/rs256-cached",
             get(answer).route_layer(RequireAuthLayer::new(rs256_cached)),
         )
+        .route(
+            "/dpop",
+            get(answer).route_layer(RequireAuthLayer::new(dpop.clone())),
+        )
         .route("/layer", get(answer).route_layer(do_nothing_layer()));
 
-    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    println!("listening on {base}");
     // Tokens that live an hour, longer than any run.
     let token_of = |authx: &AuthX| {
         authx
@@ -166,6 +248,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("token es256 {}", token_of(&es256)?);
     println!("token rs256 {}", token_of(&rs256)?);
     println!("token eddsa {}", token_of(&eddsa)?);
+    // A DPoP login, then the one proof every /dpop request sends.
+    let client = ProofSigner::new(&es256)?;
+    let login = http::Request::post(format!("{base}/login"))
+        .header(
+            "dpop",
+            client.proof("POST", &format!("{base}/login"), None)?,
+        )
+        .body(())?;
+    let key = dpop
+        .dpop_key(tower_authx::RequestHead::of(&login))
+        .await?
+        .ok_or("the login proof was not taken")?;
+    let bound = dpop
+        .access_token("user1")
+        .bound_to(&key)
+        .lifetime(std::time::Duration::from_secs(3600))
+        .issue()?;
+    println!("token dpop {bound}");
+    println!(
+        "proof dpop {}",
+        client.proof("GET", &format!("{base}/dpop"), Some(&bound))?
+    );
     let cookie_token = token_of(&cookies)?;
     let claims: tower_authx::Claims =
         cookies.verify_offline(&cookie_token, &tower_authx::Requirement::access())?;
