@@ -28,7 +28,6 @@ mod proof;
 mod unique;
 
 use keys::ProofKeys;
-
 pub(crate) use nonce::Nonces;
 pub(crate) use proof::{Proof, Unsigned};
 
