@@ -81,12 +81,13 @@ fn verification(alg: Algorithm) -> Result<&'static dyn VerificationAlgorithm, Co
         Algorithm::ES256 => &s::ECDSA_P256_SHA256_FIXED,
         Algorithm::ES384 => &s::ECDSA_P384_SHA384_FIXED,
         Algorithm::EdDSA => &s::ED25519,
-        _ => {
-            return Err(ConfigError::unusable_key(format!(
-                "{alg} is not a public-key algorithm"
-            )));
-        }
+        _ => return Err(not_public_key(alg)),
     })
+}
+
+#[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
+fn not_public_key(alg: Algorithm) -> ConfigError {
+    ConfigError::unusable_key(format!("{alg} is not a public-key algorithm"))
 }
 
 /// A private key that signs with one algorithm.
@@ -141,12 +142,7 @@ impl Signer {
                     // Unchecked: PKCS#8 v1 (what OpenSSL writes) has no public half to check.
                     signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(refused)?,
                 ),
-                a if a.is_hmac() => {
-                    return Err(ConfigError::unusable_key(format!(
-                        "{alg} takes a secret, not a PEM key"
-                    )));
-                }
-                _ => {
+                a if a.is_rsa() => {
                     let pair = if pkcs1 {
                         signature::RsaKeyPair::from_der(der)
                     } else {
@@ -154,6 +150,8 @@ impl Signer {
                     };
                     SigningKey::Rsa(pair.map_err(refused)?, rsa_padding(alg))
                 }
+                // The constructors refuse secrets before they get here.
+                _ => return Err(not_public_key(alg)),
             };
             let public = match &key {
                 SigningKey::Rsa(pair, _) => pair.public_key().as_ref().to_vec(),

@@ -108,6 +108,7 @@ impl Key {
     /// `PRIVATE KEY`, or PKCS#1 `RSA PRIVATE KEY`); the public half is derived
     /// from it.
     pub fn signing_pem(alg: Algorithm, private_pem: &[u8]) -> Result<Key, ConfigError> {
+        refuse_secret(alg)?;
         let pem = der::pem(private_pem)?;
         let pkcs1 = match pem.label.as_str() {
             "PRIVATE KEY" => false,
@@ -154,17 +155,14 @@ impl Key {
     /// A public key from DER that only verifies: SubjectPublicKeyInfo, as
     /// `openssl pkey -pubout -outform DER` writes it.
     pub fn verifying_der(alg: Algorithm, public_der: &[u8]) -> Result<Key, ConfigError> {
+        refuse_secret(alg)?;
         Key::verifying_public(alg, &der::spki(public_der)?)
     }
 
     /// A key pair from the private key's DER (PKCS#8, as `openssl pkcs8 -topk8
     /// -nocrypt -outform DER` writes it); the public half is derived from it.
     pub fn signing_der(alg: Algorithm, private_der: &[u8]) -> Result<Key, ConfigError> {
-        if alg.is_hmac() {
-            return Err(ConfigError::unusable_key(format!(
-                "{alg} takes a secret, not a DER key"
-            )));
-        }
+        refuse_secret(alg)?;
         Key::from_private_der(alg, private_der, false)
     }
 
@@ -172,11 +170,7 @@ impl Key {
     /// `PUBLIC KEY` (SubjectPublicKeyInfo), an `RSA PUBLIC KEY` (PKCS#1) or a
     /// `CERTIFICATE` (its key; the certificate itself is not checked).
     pub fn verifying_pem(alg: Algorithm, public_pem: &[u8]) -> Result<Key, ConfigError> {
-        if alg.is_hmac() {
-            return Err(ConfigError::unusable_key(format!(
-                "{alg} takes a secret, not a PEM key"
-            )));
-        }
+        refuse_secret(alg)?;
         let pem = der::pem(public_pem)?;
         Key::verifying_public(alg, &der::public_key(&pem)?)
     }
@@ -305,6 +299,17 @@ impl Key {
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
     }
+}
+
+/// Refuses an HMAC algorithm where a public or private key is given: the one
+/// check every asymmetric constructor starts with.
+fn refuse_secret(alg: Algorithm) -> Result<(), ConfigError> {
+    if alg.is_hmac() {
+        return Err(ConfigError::unusable_key(format!(
+            "{alg} takes a secret (Key::hmac), not a public or private key"
+        )));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Key {

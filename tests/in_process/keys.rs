@@ -274,6 +274,17 @@ fn pem_shapes_openssl_writes_load_and_the_others_are_refused_saying_why() {
         );
     }
     let refusal = |result: Result<Key, tower_authx::ConfigError>| result.unwrap_err().to_string();
+    // A secret's algorithm, whichever asymmetric constructor is given it.
+    let hs = Algorithm::HS256;
+    for refused in [
+        Key::verifying_pem(hs, &read("rsa_public.pem")),
+        Key::verifying_der(hs, &read("rsa_public.der")),
+        Key::signing_pem(hs, &read("rsa_private.pem")),
+        Key::signing_der(hs, &read("rsa_private.der")),
+    ] {
+        let why = refusal(refused);
+        assert!(why.contains("takes a secret"), "{why}");
+    }
     // SEC1 and encrypted PEM: refused with what to do.
     let sec1 = refusal(Key::signing_pem(
         Algorithm::ES256,
