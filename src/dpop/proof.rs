@@ -285,7 +285,8 @@ const MAX_PROOF_RSA_BYTES: usize = 512;
 /// The proof's public key, checked like any key we verify with: the key type
 /// fits `alg`, the material has the right size and shape; an RSA key has 2048
 /// to 4096 bits and the exponent 65537 (RFC 9449 leaves the key to the
-/// client: these bounds keep a proof's cost near a token's).
+/// client: these bounds keep a proof's cost near a token's). The jwk's `alg`,
+/// `use` and `key_ops` were checked by `declared_for` already.
 fn public_key(alg: Algorithm, jwk: &ProofJwk) -> Result<Key, DpopError> {
     if jwk.kty == "RSA" {
         let modulus = jwk.n.as_deref().unwrap_or_default();
@@ -304,15 +305,10 @@ fn public_key(alg: Algorithm, jwk: &ProofJwk) -> Result<Key, DpopError> {
         ("y", &jwk.y),
         ("n", &jwk.n),
         ("e", &jwk.e),
-        ("alg", &jwk.alg),
-        ("use", &jwk.use_),
     ] {
         if let Some(value) = value {
             members.insert(name.into(), value.clone().into());
         }
-    }
-    if let Some(ops) = &jwk.key_ops {
-        members.insert("key_ops".into(), ops.clone().into());
     }
     Key::verifying_jwk_value(alg, &serde_json::Value::Object(members))
         .map_err(|_| invalid("the proof's jwk is not a usable public key for its alg"))
