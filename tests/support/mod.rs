@@ -299,13 +299,28 @@ pub fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
-/// A free loopback port (for servers that cannot report theirs).
+/// A free loopback port (for servers that cannot report theirs), never handed
+/// out before in this process: tests start servers at once, and the OS may
+/// give a port just released to the next caller (two Redis Clusters once
+/// shared a node that way, and neither came in sync).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if reserve_port(port) {
+            return port;
+        }
+    }
+}
+
+/// Marks `port` as handed out; `false` if it already was.
+fn reserve_port(port: u16) -> bool {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port)
 }
 
 /// A real `redis-server` on a free loopback port, without persistence; killed
@@ -476,8 +491,8 @@ impl RedisCluster {
             // The cluster bus listens on port + 10000.
             let port = free_port();
             if port < 55000
-                && !ports.contains(&port)
                 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+                && reserve_port(port + 10000)
             {
                 ports.push(port);
             }
