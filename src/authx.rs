@@ -20,6 +20,7 @@ use crate::pipeline::{Pipeline, Trust};
 use crate::policy::Requirement;
 use crate::reject::{Answers, Challenge, DpopChallenge, Places, missing_details};
 use crate::request::RequestHead;
+use crate::resource::{ResourceMetadata, ResourceMetadataService};
 use crate::source::{HeaderSource, Sources};
 use crate::store::MemoryStore;
 use crate::token::Signer;
@@ -51,6 +52,7 @@ struct Inner {
     issuing: Issuing,
     jwks: String,
     answers: Answers,
+    resource: Option<Arc<crate::resource::Published>>,
 }
 
 impl AuthX {
@@ -107,6 +109,7 @@ impl AuthX {
             Some(dpop) => Some(DpopCheck::new(dpop)?),
             None => None,
         };
+        let resource = crate::resource::prepare(&mut config, dpop.as_ref())?;
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let trust = Trust::from_config(&mut config, Seal::of(id))?;
         let challenge = Challenge {
@@ -135,6 +138,7 @@ impl AuthX {
                 bearer: !dpop.required,
                 nonces: dpop.nonces().cloned(),
             }),
+            resource_metadata: resource.as_ref().map(|r| r.url.clone()),
             prepared: Default::default(),
         };
         let trust_len = trust.len();
@@ -172,6 +176,7 @@ impl AuthX {
                     audience: config.audience,
                 },
                 jwks,
+                resource,
                 answers: Answers {
                     challenge,
                     http: config.rejection,
@@ -327,6 +332,21 @@ impl AuthX {
         &self.inner.jwks
     }
 
+    /// The protected resource's metadata (RFC 9728), when configured with
+    /// [`AuthXConfig::protected_resource`].
+    pub fn resource_metadata(&self) -> Option<&ResourceMetadata> {
+        self.inner.resource.as_ref().map(|r| &r.metadata)
+    }
+
+    /// A service that serves [`resource_metadata`](Self::resource_metadata)
+    /// at its well-known path, when configured.
+    pub fn resource_metadata_service(&self) -> Option<ResourceMetadataService> {
+        self.inner
+            .resource
+            .clone()
+            .map(ResourceMetadataService::new)
+    }
+
     /// Whether `claims` prove a recent login now (any of the three lawful forms).
     pub fn is_fresh<E>(&self, claims: &Claims<E>) -> bool {
         claims.is_fresh_at(NumericDate::now(), self.inner.pipeline.fresh_max_age)
@@ -341,7 +361,7 @@ impl AuthX {
         error: &AuthError,
         request: RequestHead<'_>,
     ) -> Response<Bytes> {
-        self.inner.answers.default(error, request)
+        self.inner.answers.default(error, request, None)
     }
 
     /// The configured rejection for `error` (the default, through your hook
@@ -349,8 +369,20 @@ impl AuthX {
     /// response's extensions and a `tracing` event that names the reason and
     /// never the token.
     pub fn reject(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
+        self.reject_for(error, request, None)
+    }
+
+    /// [`reject`](Self::reject) for a route that requires `requirement`
+    /// (a protected resource's 401 names the route's scopes).
+    pub(crate) fn reject_for(
+        &self,
+        error: &AuthError,
+        request: RequestHead<'_>,
+        requirement: Option<&Requirement>,
+    ) -> Response<Bytes> {
         tracing::debug!(reason = %error, method = %request.method, path = request.uri.path(), "tower-authx: request refused");
-        self.inner.answers.refuse(error, request)
+        let scopes = requirement.and_then(Requirement::scopes);
+        self.inner.answers.refuse(error, request, scopes)
     }
 }
 

@@ -47,6 +47,7 @@ pub struct AuthXConfig {
     pub(crate) fail_open: bool,
     pub(crate) dpop: Option<crate::dpop::Dpop>,
     pub(crate) trace_subject: bool,
+    pub(crate) resource: Option<crate::resource::ProtectedResource>,
     #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
     #[cfg(feature = "remote-keys")]
@@ -88,6 +89,7 @@ impl AuthXConfig {
             fail_open: false,
             dpop: None,
             trace_subject: false,
+            resource: None,
             #[cfg(feature = "remote-keys")]
             remote: None,
             #[cfg(feature = "remote-keys")]
@@ -324,6 +326,22 @@ impl AuthXConfig {
         self
     }
 
+    /// Makes this server an OAuth protected resource (RFC 9728, RFC 8707; what
+    /// the MCP authorization spec asks of every remote MCP server): every
+    /// token's `aud` must name the resource identifier (a token issued for
+    /// another resource is refused), tokens come from the `Authorization`
+    /// header only (cookie or query locations are a configuration error),
+    /// every refusal's challenge carries `resource_metadata` (and a scoped
+    /// route's 401 its `scope`), and
+    /// [`AuthX::resource_metadata_service`](crate::AuthX::resource_metadata_service)
+    /// serves the metadata built from this same configuration: the issuers
+    /// as `authorization_servers`, DPoP's algorithms.
+    #[must_use]
+    pub fn protected_resource(mut self, resource: crate::resource::ProtectedResource) -> Self {
+        self.resource = Some(resource);
+        self
+    }
+
     /// Whether each guarded request's `authx.verify` span (feature `metrics`)
     /// names the subject of an allowed token in its `sub` field (default: no;
     /// spans never carry the token or its `jti`).
@@ -376,7 +394,8 @@ impl fmt::Debug for AuthXConfig {
             .field("custom_grpc_rejection", &self.grpc_rejection.is_some())
             .field("custom_store", &self.store.is_some())
             .field("fail_open", &self.fail_open)
-            .field("dpop", &self.dpop);
+            .field("dpop", &self.dpop)
+            .field("resource", &self.resource);
         #[cfg(feature = "remote-keys")]
         f.field("remote", &self.remote)
             .field("issuers", &self.issuers)

@@ -70,6 +70,7 @@ mod pipeline;
 mod policy;
 mod reject;
 mod request;
+mod resource;
 mod session;
 mod source;
 mod store;
@@ -98,6 +99,10 @@ pub use layer::{
 pub use policy::{Requirement, Scopes};
 pub use reject::{Refusal, Reject};
 pub use request::RequestHead;
+#[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
+pub use resource::mcp;
+pub use resource::{ProtectedResource, ResourceMetadata, ResourceMetadataService};
 pub use source::TokenLocation;
 pub use store::{
     DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT,

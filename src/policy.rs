@@ -98,6 +98,11 @@ impl Requirement {
         self.token_type
     }
 
+    /// The scopes required, if any.
+    pub fn scopes(&self) -> Option<&Scopes> {
+        self.scopes.as_ref()
+    }
+
     /// Whether a fresh token is required.
     pub const fn needs_fresh(&self) -> bool {
         self.fresh

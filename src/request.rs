@@ -1,4 +1,5 @@
-//! What the crate reads of a request: its head, never its body.
+//! What the crate reads of a request: its head, never its body (but for
+//! `mcp`'s tool names, read by a layer of its own).
 
 use http::{HeaderMap, Method, Request, Uri};
 
@@ -20,6 +21,15 @@ impl<'a> RequestHead<'a> {
             method: request.method(),
             uri: request.uri(),
             headers: request.headers(),
+        }
+    }
+
+    /// The head of a request taken apart.
+    pub fn from_parts(parts: &'a http::request::Parts) -> Self {
+        RequestHead {
+            method: &parts.method,
+            uri: &parts.uri,
+            headers: &parts.headers,
         }
     }
 }

@@ -193,7 +193,11 @@ where
                                 observation.finish(pipeline, Outcome::Refused(&error));
                             }
                             State::Rejected {
-                                response: Some(authx.reject(&error, RequestHead::of(&request))),
+                                response: Some(authx.reject_for(
+                                    &error,
+                                    RequestHead::of(&request),
+                                    Some(requirement),
+                                )),
                             }
                         }
                     }

@@ -83,7 +83,11 @@ where
         // Browsers send preflights without credentials; a CORS layer inside the
         // guard must see them to answer them. Only a CORS answer goes back: any
         // other is replaced by the refusal the request would have had.
-        let refusal = authx.reject(&AuthError::MissingToken, RequestHead::of(&req));
+        let refusal = authx.reject_for(
+            &AuthError::MissingToken,
+            RequestHead::of(&req),
+            Some(admission.requirement()),
+        );
         return ResponseFuture::preflight(inner.call(req), refusal);
     }
     let observation = Observation::start(admission.kind());
@@ -111,7 +115,11 @@ where
         }
         Err(error) => {
             observation.finish(pipeline, Outcome::Refused(&error));
-            ResponseFuture::rejected(authx.reject(&error, RequestHead::of(&req)))
+            ResponseFuture::rejected(authx.reject_for(
+                &error,
+                RequestHead::of(&req),
+                Some(admission.requirement()),
+            ))
         }
     }
 }

@@ -16,6 +16,7 @@ use super::grpc;
 use crate::claims::NumericDate;
 use crate::dpop::{DPOP_NONCE, Nonces};
 use crate::error::{AuthError, CsrfFailure, DpopError, InvalidToken};
+use crate::policy::Scopes;
 use crate::request::RequestHead;
 use crate::source::TokenLocation;
 
@@ -33,6 +34,9 @@ pub(crate) struct Challenge {
     pub(crate) csrf_missing_detail: String,
     /// The DPoP challenge, when DPoP is taken.
     pub(crate) dpop: Option<DpopChallenge>,
+    /// The protected resource's metadata URL (RFC 9728 5.1), named in every
+    /// challenge.
+    pub(crate) resource_metadata: Option<String>,
     /// By kind of refusal and whether the error goes to the DPoP challenge.
     pub(crate) prepared: RwLock<HashMap<(&'static str, &'static str, bool), Prepared>>,
 }
@@ -95,17 +99,29 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
 impl Challenge {
     /// `401`/`400`/`403`/`503` with `{"detail": ...}` and an RFC 6750
     /// `WWW-Authenticate`; for a gRPC request, a trailers-only gRPC status.
-    pub(crate) fn response(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
+    /// `route_scopes`: the refusing route's, which a protected resource's
+    /// 401 names (`scope`), so that a client asks for them (MCP).
+    pub(crate) fn response(
+        &self,
+        error: &AuthError,
+        request: RequestHead<'_>,
+        route_scopes: Option<&Scopes>,
+    ) -> Response<Bytes> {
         let dpop_scheme = self.error_goes_to_dpop(error, request);
+        let scope_hint = route_scopes.filter(|_| {
+            self.resource_metadata.is_some() && error.status() == StatusCode::UNAUTHORIZED
+        });
         let mut res = if let Some(content_type) = grpc::content_type(request) {
             let detail = self.detail(error, request);
-            let [challenge, _] = self.www_authenticate(error, &detail, dpop_scheme);
+            let [challenge, _] = self.www_authenticate(error, &detail, dpop_scheme, scope_hint);
             let challenge = challenge.and_then(|c| HeaderValue::from_str(&c).ok());
             grpc::refusal(error, &detail, challenge, content_type)
         } else {
             let prepared = match fixed_kind(error, self.missing_mask(request)) {
-                Some((kind, why)) => self.prepared_for((kind, why, dpop_scheme), error, request),
-                None => self.prepare(error, request, dpop_scheme),
+                Some((kind, why)) if scope_hint.is_none() => {
+                    self.prepared_for((kind, why, dpop_scheme), error, request)
+                }
+                _ => self.prepare(error, request, dpop_scheme, scope_hint),
             };
             let mut res = Response::new(prepared.body);
             *res.status_mut() = error.status();
@@ -189,12 +205,18 @@ impl Challenge {
             | usize::from(dpop_refused) << 3
     }
 
-    fn prepare(&self, error: &AuthError, request: RequestHead<'_>, dpop_scheme: bool) -> Prepared {
+    fn prepare(
+        &self,
+        error: &AuthError,
+        request: RequestHead<'_>,
+        dpop_scheme: bool,
+        scope_hint: Option<&Scopes>,
+    ) -> Prepared {
         let detail = self.detail(error, request);
         Prepared {
             body: Bytes::from(serde_json::json!({ "detail": detail }).to_string()),
             challenges: self
-                .www_authenticate(error, &detail, dpop_scheme)
+                .www_authenticate(error, &detail, dpop_scheme, scope_hint)
                 .map(|c| c.and_then(|c| HeaderValue::from_str(&c).ok())),
         }
     }
@@ -214,7 +236,7 @@ impl Challenge {
             .get(&kind)
             .cloned();
         cached.unwrap_or_else(|| {
-            let prepared = self.prepare(error, request, kind.2);
+            let prepared = self.prepare(error, request, kind.2, None);
             self.prepared
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -225,19 +247,27 @@ impl Challenge {
 
     /// The challenges: the configured scheme's (Bearer), and with DPoP the
     /// DPoP one; the error's parameters go to one of them (`dpop_scheme`),
-    /// which comes first.
+    /// which comes first. A protected resource's metadata URL goes to both.
     fn www_authenticate(
         &self,
         error: &AuthError,
         detail: &str,
         dpop_scheme: bool,
+        scope_hint: Option<&Scopes>,
     ) -> [Option<String>; 2] {
-        let realm: Vec<String> = self
+        let mut realm: Vec<String> = self
             .realm
             .iter()
             .map(|realm| format!("realm=\"{}\"", quoted_string_safe(realm)))
             .collect();
-        let with_error = [realm.clone(), self.error_params(error, detail)].concat();
+        let mut error_params = self.error_params(error, detail);
+        if let Some(scopes) = scope_hint {
+            error_params.push(scope_param(scopes));
+        }
+        if let Some(url) = &self.resource_metadata {
+            realm.push(format!("resource_metadata=\"{}\"", quoted_string_safe(url)));
+        }
+        let with_error = [realm.clone(), error_params].concat();
         let Some(dpop) = &self.dpop else {
             return [Some(challenge(&self.scheme, &with_error)), None];
         };
@@ -268,14 +298,17 @@ impl Challenge {
             AuthError::FreshTokenRequired { max_age: Some(age) } => {
                 params.push(format!("max_age={}", age.as_secs()));
             }
-            AuthError::InsufficientScope { required, .. } => {
-                let scope = required.required.join(" ");
-                params.push(format!("scope=\"{}\"", quoted_string_safe(&scope)));
-            }
+            AuthError::InsufficientScope { required, .. } => params.push(scope_param(required)),
             _ => {}
         }
         params
     }
+}
+
+/// `scope="..."`: what a route needs.
+fn scope_param(scopes: &Scopes) -> String {
+    let scope = scopes.required.join(" ");
+    format!("scope=\"{}\"", quoted_string_safe(&scope))
 }
 
 /// `scheme` with its parameters.

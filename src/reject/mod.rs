@@ -12,6 +12,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response};
 
 use crate::error::AuthError;
+use crate::policy::Scopes;
 use crate::request::RequestHead;
 
 mod challenge;
@@ -100,14 +101,25 @@ pub(crate) struct Answers {
 
 impl Answers {
     /// The crate's own answer to `error`.
-    pub(crate) fn default(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
-        self.challenge.response(error, request)
+    /// `scopes`: those of the refusing route, for a protected resource's 401.
+    pub(crate) fn default(
+        &self,
+        error: &AuthError,
+        request: RequestHead<'_>,
+        scopes: Option<&Scopes>,
+    ) -> Response<Bytes> {
+        self.challenge.response(error, request, scopes)
     }
 
     /// The answer to send: the default, through the hook for its protocol if
     /// there is one, with the reason in its extensions.
-    pub(crate) fn refuse(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {
-        let response = self.default(error, request);
+    pub(crate) fn refuse(
+        &self,
+        error: &AuthError,
+        request: RequestHead<'_>,
+        scopes: Option<&Scopes>,
+    ) -> Response<Bytes> {
+        let response = self.default(error, request, scopes);
         let hook = if grpc::content_type(request).is_some() {
             &self.grpc
         } else {

@@ -1,0 +1,643 @@
+//! Scopes per MCP tool (feature `mcp`): the MCP authorization spec's scope
+//! challenge. An MCP server answers every tool on one URL, so which tool a
+//! request calls is in its JSON-RPC body; [`ToolScopesLayer`] reads it and
+//! refuses a `tools/call` whose token lacks the tool's scopes with `403`
+//! `insufficient_scope`, `scope` (what the tool needs) and `resource_metadata`,
+//! before the server runs anything. Clients such as the official TypeScript
+//! SDK then ask their authorization server for those scopes and retry.
+//!
+//! It goes inside a guard ([`RequireScopesLayer`](crate::RequireScopesLayer)
+//! for the scopes every MCP request needs), whose verified claims it reads:
+//!
+//! ```
+//! # use tower_authx::{AuthX, AuthXConfig, ProtectedResource, RequireScopesLayer};
+//! use tower::ServiceBuilder;
+//! use tower_authx::mcp::ToolScopesLayer;
+//! # let config = AuthXConfig::from_secret([7u8; 32])?.issuer("https://as.example");
+//! # let authx = AuthX::new(config.protected_resource(ProtectedResource::new("https://api.example/mcp")))?;
+//! # let mcp_service = tower::service_fn(|_req: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+//! # });
+//! let guarded = ServiceBuilder::new()
+//!     .layer(RequireScopesLayer::all(authx.clone(), ["mcp:tools"]))
+//!     .layer(ToolScopesLayer::new(authx).tool("admin_reset", ["mcp:tools", "mcp:admin"]))
+//!     .service(mcp_service);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The body is read whole (at most [`max_body`](ToolScopesLayer::max_body)
+//! bytes, 1 MiB by default: larger is `413`) and handed on unchanged as a
+//! [`Full`] body. Only requests that passed the guard are read. A body that is
+//! not JSON is `400`; a message that names `method`, `params` or a tool's
+//! `name` twice is `400` too, so that no two readers can see two different
+//! tools in one message.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use pin_project_lite::pin_project;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::authx::AuthX;
+use crate::claims::{Claims, NoExtra, NumericDate};
+use crate::error::AuthError;
+use crate::layer::ResponseBody;
+use crate::policy::Requirement;
+use crate::request::RequestHead;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The largest body read by default.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+/// Applies [`ToolScopes`]: each named tool requires all of its scopes.
+#[must_use]
+pub struct ToolScopesLayer<E = NoExtra> {
+    check: Arc<Check>,
+    _claims: PhantomData<fn() -> E>,
+}
+
+struct Check {
+    authx: AuthX,
+    tools: HashMap<String, Requirement>,
+    max_body: usize,
+}
+
+impl ToolScopesLayer<NoExtra> {
+    /// No tool named yet: every tool needs only what the guard outside asks.
+    pub fn new(authx: AuthX) -> Self {
+        ToolScopesLayer {
+            check: Arc::new(Check {
+                authx,
+                tools: HashMap::new(),
+                max_body: DEFAULT_MAX_BODY,
+            }),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<E> ToolScopesLayer<E> {
+    /// The tool `name` requires every scope in `scopes` (name them all,
+    /// including the guard's: the challenge tells the client exactly these).
+    /// A tool with an empty list refuses every call.
+    pub fn tool<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        name: &str,
+        scopes: I,
+    ) -> Self {
+        let requirement = Requirement::access().all_scopes(scopes);
+        self.check_mut().tools.insert(name.to_owned(), requirement);
+        self
+    }
+
+    /// The largest request body read ([`DEFAULT_MAX_BODY`] by default).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.check_mut().max_body = bytes;
+        self
+    }
+
+    /// Reads the scopes from the guard's `Claims<E2>` (for a guard built
+    /// `with_claims::<E2>()`).
+    pub fn with_claims<E2>(self) -> ToolScopesLayer<E2> {
+        ToolScopesLayer {
+            check: self.check,
+            _claims: PhantomData,
+        }
+    }
+
+    fn check_mut(&mut self) -> &mut Check {
+        // Built before it is shared: the builder methods run on a unique Arc.
+        if Arc::get_mut(&mut self.check).is_none() {
+            self.check = Arc::new(Check {
+                authx: self.check.authx.clone(),
+                tools: self.check.tools.clone(),
+                max_body: self.check.max_body,
+            });
+        }
+        Arc::get_mut(&mut self.check).expect("unique after the copy")
+    }
+}
+
+impl<E> Clone for ToolScopesLayer<E> {
+    fn clone(&self) -> Self {
+        ToolScopesLayer {
+            check: self.check.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<E> fmt::Debug for ToolScopesLayer<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToolScopesLayer")
+            .field("tools", &self.check.tools)
+            .field("max_body", &self.check.max_body)
+            .finish()
+    }
+}
+
+impl<S, E> Layer<S> for ToolScopesLayer<E> {
+    type Service = ToolScopes<S, E>;
+
+    fn layer(&self, inner: S) -> ToolScopes<S, E> {
+        ToolScopes {
+            inner,
+            check: self.check.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+/// A service whose tools are guarded by [`ToolScopesLayer`]; it hands `S`
+/// the request with its body read whole.
+pub struct ToolScopes<S, E = NoExtra> {
+    inner: S,
+    check: Arc<Check>,
+    _claims: PhantomData<fn() -> E>,
+}
+
+impl<S: Clone, E> Clone for ToolScopes<S, E> {
+    fn clone(&self) -> Self {
+        ToolScopes {
+            inner: self.inner.clone(),
+            check: self.check.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<S: fmt::Debug, E> fmt::Debug for ToolScopes<S, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToolScopes")
+            .field("inner", &self.inner)
+            .field("tools", &self.check.tools)
+            .finish()
+    }
+}
+
+impl<S, B, E, ResBody> Service<Request<B>> for ToolScopes<S, E>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone,
+    B: Body,
+    B::Error: Into<BoxError>,
+    E: Send + Sync + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B, E>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The service polled ready goes with this request (tower's clone and swap).
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = request.into_parts();
+        ResponseFuture {
+            state: State::Reading {
+                body: Limited::new(body, self.check.max_body).collect(),
+                parts: Some(parts),
+                service: Some(service),
+                check: self.check.clone(),
+            },
+            _claims: PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ToolScopes`]: reading the body, then the inner
+    /// service's future or a refusal.
+    pub struct ResponseFuture<S, B, E>
+    where
+        S: Service<Request<Full<Bytes>>>,
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        #[pin]
+        state: State<S, B>,
+        _claims: PhantomData<fn() -> E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<Full<Bytes>>>,
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        Reading {
+            #[pin]
+            body: Collect<Limited<B>>,
+            parts: Option<Parts>,
+            service: Option<S>,
+            check: Arc<Check>,
+        },
+        Calling { #[pin] future: S::Future },
+        Refused { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<S, B, E, ResBody> Future for ResponseFuture<S, B, E>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+    E: Send + Sync + 'static,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Refused { response } => {
+                    let response = response.take().unwrap_or_default();
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+                StateProj::Reading {
+                    body,
+                    parts,
+                    service,
+                    check,
+                } => {
+                    let read = ready!(body.poll(cx));
+                    let (Some(parts), Some(mut service)) = (parts.take(), service.take()) else {
+                        unreachable!("a read body is handled once");
+                    };
+                    let bytes = match read {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(error) => {
+                            let too_large = error.is::<LengthLimitError>();
+                            let response = if too_large {
+                                plain(
+                                    StatusCode::PAYLOAD_TOO_LARGE,
+                                    "The request body is too large.",
+                                )
+                            } else {
+                                plain(
+                                    StatusCode::BAD_REQUEST,
+                                    "The request body could not be read.",
+                                )
+                            };
+                            self.as_mut().project().state.set(State::Refused {
+                                response: Some(response),
+                            });
+                            continue;
+                        }
+                    };
+                    match check.admit::<E>(&parts, &bytes) {
+                        Ok(()) => {
+                            let request = Request::from_parts(parts, Full::new(bytes));
+                            State::Calling {
+                                future: service.call(request),
+                            }
+                        }
+                        Err(response) => State::Refused {
+                            response: Some(response),
+                        },
+                    }
+                }
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+impl<S, B, E> fmt::Debug for ResponseFuture<S, B, E>
+where
+    S: Service<Request<Full<Bytes>>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Check {
+    /// Lets the request through, or answers why not.
+    fn admit<E: Send + Sync + 'static>(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+    ) -> Result<(), Response<Bytes>> {
+        if parts.method != Method::POST || self.tools.is_empty() {
+            return Ok(());
+        }
+        let called = match tools_called(body) {
+            Ok(called) => called,
+            Err(why) => return Err(plain(StatusCode::BAD_REQUEST, &why)),
+        };
+        let head = RequestHead::from_parts(parts);
+        for tool in &called {
+            let Some(requirement) = self.tools.get(tool.as_str()) else {
+                continue;
+            };
+            let Some(claims) = parts.extensions.get::<Claims<E>>() else {
+                tracing::warn!(
+                    tool = tool.as_str(),
+                    "tower-authx: ToolScopes found no verified claims; put it inside a guard \
+                     (RequireScopesLayer) built with the same claims type"
+                );
+                return Err(self.authx.reject_for(
+                    &AuthError::MissingToken,
+                    head,
+                    Some(requirement),
+                ));
+            };
+            if let Err(error) = self.authx.check(claims, requirement, NumericDate::now()) {
+                return Err(self.authx.reject_for(&error, head, Some(requirement)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A plain refusal of the body, not of the credential.
+fn plain(status: StatusCode, detail: &str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(
+        serde_json::json!({ "detail": detail }).to_string(),
+    ));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The tools a JSON-RPC message (or batch) calls: the `params.name` of each
+/// `tools/call`. Not JSON, or a member named twice, is an error.
+fn tools_called(body: &[u8]) -> Result<Vec<String>, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let Payload(messages) = de::Deserialize::deserialize(&mut de)
+        .and_then(|payload| de.end().map(|()| payload))
+        .map_err(|e| format!("The request body is not a JSON-RPC message: {e}"))?;
+    Ok(messages
+        .into_iter()
+        .filter(|m| m.method.as_deref() == Some("tools/call"))
+        .filter_map(|m| m.tool)
+        .collect())
+}
+
+/// One message, or a batch of them; anything else holds none.
+struct Payload(Vec<Message>);
+
+/// What a message says about tools.
+#[derive(Default)]
+struct Message {
+    method: Option<String>,
+    tool: Option<String>,
+}
+
+impl<'de> de::Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PayloadVisitor;
+        impl<'de> Visitor<'de> for PayloadVisitor {
+            type Value = Payload;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON-RPC message or batch")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Payload, A::Error> {
+                Ok(Payload(vec![MessageVisitor.visit_map(map)?]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Payload, A::Error> {
+                let mut messages = Vec::new();
+                while let Some(MaybeMessage(message)) = seq.next_element()? {
+                    messages.extend(message);
+                }
+                Ok(Payload(messages))
+            }
+            fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Payload, Er> {
+                Ok(Payload(Vec::new()))
+            }
+            fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Payload, Er> {
+                Ok(Payload(Vec::new()))
+            }
+            fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Payload, Er> {
+                Ok(Payload(Vec::new()))
+            }
+            fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Payload, Er> {
+                Ok(Payload(Vec::new()))
+            }
+            fn visit_str<Er: de::Error>(self, _: &str) -> Result<Payload, Er> {
+                Ok(Payload(Vec::new()))
+            }
+            fn visit_unit<Er: de::Error>(self) -> Result<Payload, Er> {
+                Ok(Payload(Vec::new()))
+            }
+        }
+        d.deserialize_any(PayloadVisitor)
+    }
+}
+
+/// A batch element: a message if it is an object.
+struct MaybeMessage(Option<Message>);
+
+impl<'de> de::Deserialize<'de> for MaybeMessage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(MaybeMessage(d.deserialize_any(OptionalMessage)?))
+    }
+}
+
+struct OptionalMessage;
+
+impl<'de> Visitor<'de> for OptionalMessage {
+    type Value = Option<Message>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        MessageVisitor.visit_map(map).map(Some)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Self::Value, Er> {
+        Ok(None)
+    }
+    fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Self::Value, Er> {
+        Ok(None)
+    }
+    fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Self::Value, Er> {
+        Ok(None)
+    }
+    fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Self::Value, Er> {
+        Ok(None)
+    }
+    fn visit_str<Er: de::Error>(self, _: &str) -> Result<Self::Value, Er> {
+        Ok(None)
+    }
+    fn visit_unit<Er: de::Error>(self) -> Result<Self::Value, Er> {
+        Ok(None)
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = Message;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+        let mut message = Message::default();
+        let (mut method_seen, mut params_seen) = (false, false);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "method" => {
+                    once(&mut method_seen, "method")?;
+                    message.method = map.next_value::<NameValue>()?.0;
+                }
+                "params" => {
+                    once(&mut params_seen, "params")?;
+                    message.tool = map.next_value::<Params>()?.0;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(message)
+    }
+}
+
+/// A member seen for the first time, or the error that it was seen before.
+fn once<Er: de::Error>(seen: &mut bool, name: &str) -> Result<(), Er> {
+    if std::mem::replace(seen, true) {
+        return Err(Er::custom(format!("the member {name:?} is named twice")));
+    }
+    Ok(())
+}
+
+/// `params`: its `name` when that is a string.
+struct Params(Option<String>);
+
+impl<'de> de::Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ParamsVisitor;
+        impl<'de> Visitor<'de> for ParamsVisitor {
+            type Value = Params;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("JSON-RPC params")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                let (mut name, mut seen) = (None, false);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "name" {
+                        once(&mut seen, "name")?;
+                        name = map.next_value::<NameValue>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Params(name))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Params, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Params(None))
+            }
+            fn visit_unit<Er: de::Error>(self) -> Result<Params, Er> {
+                Ok(Params(None))
+            }
+            fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Params, Er> {
+                Ok(Params(None))
+            }
+            fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Params, Er> {
+                Ok(Params(None))
+            }
+            fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Params, Er> {
+                Ok(Params(None))
+            }
+            fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Params, Er> {
+                Ok(Params(None))
+            }
+            fn visit_str<Er: de::Error>(self, _: &str) -> Result<Params, Er> {
+                Ok(Params(None))
+            }
+        }
+        d.deserialize_any(ParamsVisitor)
+    }
+}
+
+/// A `name` or `method`: kept when it is a string, read through otherwise.
+struct NameValue(Option<String>);
+
+impl<'de> de::Deserialize<'de> for NameValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(NameValue(value.as_str().map(str::to_owned)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tools_called;
+
+    #[test]
+    fn tools_are_read_from_messages_and_batches() {
+        let call = |name: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{}}}}}}"#
+            )
+        };
+        assert_eq!(tools_called(call("whoami").as_bytes()).unwrap(), ["whoami"]);
+        let batch = format!("[{},{},7]", call("a"), call("b"));
+        assert_eq!(tools_called(batch.as_bytes()).unwrap(), ["a", "b"]);
+        // Members in any order, escapes decoded as every JSON reader does.
+        let reordered = r#"{"params":{"arguments":{"name":"x"},"name":"admin\u005freset"},"id":2,"method":"tools/call"}"#;
+        assert_eq!(tools_called(reordered.as_bytes()).unwrap(), ["admin_reset"]);
+        for quiet in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            "[]",
+            "null",
+        ] {
+            assert!(
+                tools_called(quiet.as_bytes()).unwrap().is_empty(),
+                "{quiet}"
+            );
+        }
+    }
+
+    #[test]
+    fn ambiguous_or_broken_bodies_are_refused() {
+        for refused in [
+            r#"{"method":"tools/call","params":{"name":"admin_reset","name":"whoami"}}"#,
+            r#"{"method":"tools/call","params":{"name":"admin_reset"},"params":{"name":"whoami"}}"#,
+            r#"{"method":"tools/list","method":"tools/call","params":{"name":"admin_reset"}}"#,
+            r#"{"method":"tools/call","params":{"name":"admin_reset"}"#,
+            r#"{"method":"tools/call"} {"method":"tools/call"}"#,
+            "",
+            "not json",
+        ] {
+            assert!(tools_called(refused.as_bytes()).is_err(), "{refused}");
+        }
+    }
+}
