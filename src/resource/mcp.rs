@@ -308,16 +308,14 @@ where
                             continue;
                         }
                     };
-                    match check.admit::<E>(&parts, &bytes) {
-                        Ok(()) => {
+                    match check.refusal::<E>(&parts, &bytes) {
+                        None => {
                             let request = Request::from_parts(parts, Full::new(bytes));
                             State::Calling {
                                 future: service.call(request),
                             }
                         }
-                        Err(response) => State::Refused {
-                            response: Some(response),
-                        },
+                        refusal => State::Refused { response: refusal },
                     }
                 }
             };
@@ -338,18 +336,18 @@ where
 }
 
 impl Check {
-    /// Lets the request through, or answers why not.
-    fn admit<E: Send + Sync + 'static>(
+    /// The answer to a request that may not go in; `None` lets it through.
+    fn refusal<E: Send + Sync + 'static>(
         &self,
         parts: &Parts,
         body: &[u8],
-    ) -> Result<(), Response<Bytes>> {
+    ) -> Option<Response<Bytes>> {
         if parts.method != Method::POST || self.tools.is_empty() {
-            return Ok(());
+            return None;
         }
         let called = match tools_called(body) {
             Ok(called) => called,
-            Err(why) => return Err(plain(StatusCode::BAD_REQUEST, &why)),
+            Err(why) => return Some(plain(StatusCode::BAD_REQUEST, &why)),
         };
         let head = RequestHead::from_parts(parts);
         for tool in &called {
@@ -369,10 +367,10 @@ impl Check {
                 ));
             };
             if let Err(error) = self.authx.check(claims, requirement, NumericDate::now()) {
-                return Err(self.authx.reject_for(&error, head, Some(requirement)));
+                return Some(self.authx.reject_for(&error, head, Some(requirement)));
             }
         }
-        Ok(())
+        None
     }
 }
 

@@ -258,7 +258,8 @@ fn canonical(id: &str) -> Result<String, ConfigError> {
         return refuse("has no valid host");
     };
     let host = parsed.host();
-    if !https && !(host == "localhost" || host.starts_with("127.") || host == "[::1]") {
+    let loopback = host == "localhost" || host.starts_with("127.") || host == "[::1]";
+    if !https && !loopback {
         return refuse("is not https:// (plain http:// only on loopback, for tests)");
     }
     // Scheme and host in lower case; the path as written.
