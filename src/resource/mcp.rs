@@ -360,7 +360,7 @@ impl Check {
                     "tower-authx: ToolScopes found no verified claims; put it inside a guard \
                      (RequireScopesLayer) built with the same claims type"
                 );
-                return Err(self.authx.reject_for(
+                return Some(self.authx.reject_for(
                     &AuthError::MissingToken,
                     head,
                     Some(requirement),
