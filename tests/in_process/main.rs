@@ -12,6 +12,7 @@ mod dpop;
 mod interop_fixtures;
 mod keys;
 mod layer;
+mod resource;
 mod revocation;
 mod sources;
 mod spans;
