@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind((host.as_str(), port)).await?;
     let addr: SocketAddr = listener.local_addr()?;
     let config = shared::shared_settings(shared::config_from_env()?).await?;
-    let authx = AuthX::new(shared::with_dpop(config, addr).await?)?;
+    let authx = AuthX::new(shared::with_dpop(config, &shared::public_url(addr)).await?)?;
     let app = Arc::new(App {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),

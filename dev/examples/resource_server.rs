@@ -107,7 +107,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let listener = TcpListener::bind((host.as_str(), port)).await?;
     let addr = listener.local_addr()?;
-    let config = shared::with_dpop(shared::shared_settings(config).await?, addr).await?;
+    let config = shared::with_dpop(
+        shared::shared_settings(config).await?,
+        &shared::public_url(addr),
+    )
+    .await?;
     let authx = AuthX::new(config)?;
     let app = Arc::new(App {
         access: RequireAuthLayer::new(authx.clone()),

@@ -122,8 +122,8 @@ pub async fn shared_settings(
 }
 
 /// DPoP-bound tokens (RFC 9449) taken beside Bearer ones:
-/// - `PUBLIC_URL`: the base URL clients address this server by, which their
-///   proofs name in `htu` (default `http://<the bound address>`);
+/// - `public_url`: the base URL clients address this server by, which their
+///   proofs name in `htu` (see [`public_url`]);
 /// - `REDIS_URL` (feature `redis`): used proofs are remembered in Redis, so a
 ///   proof replayed to another instance is refused too;
 /// - `DPOP_NONCE_SECRET` (32+ bytes, the same on every instance): proofs must
@@ -132,9 +132,8 @@ pub async fn shared_settings(
 ///   hold in the replay store over all its keys (past it: 429 for it alone).
 pub async fn with_dpop(
     config: AuthXConfig,
-    addr: std::net::SocketAddr,
+    public_url: &str,
 ) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
-    let public_url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://{addr}"));
     let mut dpop = tower_authx::Dpop::new(public_url);
     if let Ok(secret) = std::env::var("DPOP_NONCE_SECRET") {
         dpop = dpop.nonces(secret, std::time::Duration::from_secs(300));
@@ -153,6 +152,12 @@ pub async fn with_dpop(
         dpop = dpop.replay_store(store);
     }
     Ok(config.dpop(dpop))
+}
+
+/// `PUBLIC_URL`, the base URL clients address this server by (DPoP proofs
+/// name it), or `http://` and the address listened on.
+pub fn public_url(addr: std::net::SocketAddr) -> String {
+    std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://{addr}"))
 }
 
 /// A request body of at most [`MAX_BODY`] bytes that arrives within

@@ -1,7 +1,7 @@
 // A real OpenID Provider for tower-authx's resource-server tests: panva's
 // oidc-provider over HTTPS on loopback, issuing RFC 9068 JWT access tokens
-// with the client credentials grant; DPoP-bound (cnf.jkt) when the token
-// request carries a DPoP proof.
+// with the client credentials grant for the resource a request names (RFC
+// 8707); DPoP-bound (cnf.jkt) when the token request carries a DPoP proof.
 //
 // Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
 // KEYS_FILE (where to keep its signing keys: reused when present, so a restart
@@ -42,10 +42,10 @@ const provider = new Provider(issuer, {
     grant_types: ['client_credentials'],
     redirect_uris: [],
     response_types: [],
-    scope: 'read admin:users',
+    scope: 'read admin:users mcp:tools mcp:admin',
     id_token_signed_response_alg: alg,
   }],
-  scopes: ['read', 'admin:users'],
+  scopes: ['read', 'admin:users', 'mcp:tools', 'mcp:admin'],
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
@@ -55,7 +55,7 @@ const provider = new Provider(issuer, {
       defaultResource: () => audience,
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => ({
-        scope: 'read admin:users',
+        scope: 'read admin:users mcp:tools mcp:admin',
         audience: resource,
         accessTokenFormat: 'jwt',
         jwt: { sign: { alg } },

@@ -1,0 +1,91 @@
+// The official MCP TypeScript SDK as a client of an MCP server guarded by
+// tower-authx: it knows only the server's URL and its client credentials.
+//
+//   node tests/oidc/mcp_client.mjs SERVER_URL CLIENT_ID CLIENT_SECRET ISSUER SCOPE [dpop]
+//
+// It connects (401 -> protected resource metadata -> authorization server
+// discovery -> token for the resource -> initialize), lists the tools, calls
+// `whoami`, then `admin_reset`. SCOPE is what the client asks tokens for:
+// the SDK's ClientCredentialsProvider (1.32) requests its configured scope
+// only, also when it retries after a 403 scope challenge. With `dpop`, a fetch wrapper binds every
+// token to a key with panva's `dpop` (proofs at the token endpoint and on
+// every MCP request, `Authorization: DPoP`); the SDK is unchanged.
+// Prints one JSON line per HTTP exchange with the server ({"http": ...}) and
+// one per step ({"step": ...}); exits 0 when it ran to the end, whatever the
+// answers (the caller judges them).
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ClientCredentialsProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js';
+import * as DPoP from 'dpop';
+
+const [serverUrl, clientId, clientSecret, issuer, scope, mode] = process.argv.slice(2);
+const useDpop = mode === 'dpop';
+const keypair = useDpop ? await DPoP.generateKeyPair('ES256') : undefined;
+const say = (line) => console.log(JSON.stringify(line));
+
+// Every request the SDK makes goes through here: recorded when it is to the
+// MCP server, and given DPoP proofs in `dpop` mode.
+async function fetchWithProofs(url, init = {}) {
+  const target = new URL(url instanceof Request ? url.url : url);
+  const method = (init.method || 'GET').toUpperCase();
+  const headers = new Headers(init.headers);
+  const toServer = target.origin === new URL(serverUrl).origin;
+  if (useDpop && method === 'POST' && target.pathname.endsWith('/token')) {
+    headers.set('DPoP', await DPoP.generateProof(keypair, target.href, method));
+  }
+  const authorization = headers.get('authorization');
+  if (useDpop && toServer && authorization?.startsWith('Bearer ')) {
+    const token = authorization.slice('Bearer '.length);
+    headers.set('Authorization', `DPoP ${token}`);
+    const htu = `${target.origin}${target.pathname}`;
+    headers.set('DPoP', await DPoP.generateProof(keypair, htu, method, undefined, token));
+  }
+  const response = await fetch(target, { ...init, headers });
+  if (toServer) {
+    say({
+      http: {
+        method,
+        path: target.pathname,
+        status: response.status,
+        scheme: headers.get('authorization')?.split(' ')[0] ?? null,
+        challenge: response.headers.get('www-authenticate'),
+      },
+    });
+  }
+  if (target.pathname.endsWith('/token')) {
+    const body = await response.clone().json().catch(() => ({}));
+    say({ token: { status: response.status, token_type: body.token_type ?? null, error: body.error ?? null } });
+  }
+  return response;
+}
+
+const provider = new ClientCredentialsProvider({ clientId, clientSecret, expectedIssuer: issuer, scope });
+const transport = new StreamableHTTPClientTransport(new URL(serverUrl), {
+  authProvider: provider,
+  fetch: fetchWithProofs,
+});
+const client = new Client({ name: 'tower-authx-interop', version: '1.0.0' });
+
+async function step(name, run) {
+  try {
+    say({ step: name, ok: true, result: await run() });
+  } catch (error) {
+    say({ step: name, ok: false, error: String(error?.message ?? error) });
+  }
+}
+
+await step('connect', async () => {
+  await client.connect(transport);
+  return 'connected';
+});
+await step('list_tools', async () => (await client.listTools()).tools.map((t) => t.name).sort());
+await step('whoami', async () => JSON.parse((await client.callTool({ name: 'whoami', arguments: {} })).content[0].text));
+await step('admin_reset', async () => {
+  const result = await client.callTool({ name: 'admin_reset', arguments: {} });
+  if (result.isError) throw new Error(`tool error: ${JSON.stringify(result.content)}`);
+  return result.content[0].text;
+});
+await step('whoami_after', async () => JSON.parse((await client.callTool({ name: 'whoami', arguments: {} })).content[0].text));
+await client.close().catch(() => {});
+process.exit(0);
