@@ -3,7 +3,8 @@
 //! authority made in the test, issuing RFC 9068 JWT access tokens (`typ:
 //! at+jwt`, `scope` as one string, `client_id`) with the client credentials
 //! grant. Two providers at once (ES256 and RS256), discovery, audience,
-//! scopes, a key rotation, a provider down, an untrusted certificate.
+//! scopes, a key rotation, a provider down, an untrusted certificate; and the
+//! `mcp_server` example with the official TypeScript MCP SDK as its client.
 #![cfg(feature = "remote-keys")]
 
 #[path = "../../tests/support/mod.rs"]
@@ -395,23 +396,46 @@ async fn send(
     authorization: String,
     proof: Option<&str>,
 ) -> (StatusCode, String) {
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (status, _, body) = exchange(&addr, path, &authorization, proof).await;
+    (status, body)
+}
+
+/// [`send`] with the answer's `WWW-Authenticate` challenges (no
+/// `Authorization` header when `authorization` is empty).
+async fn exchange(
+    addr: &str,
+    path: &str,
+    authorization: &str,
+    proof: Option<&str>,
+) -> (StatusCode, Vec<String>, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(conn);
-    let mut request = Request::get(path)
-        .header("host", &addr)
-        .header("authorization", authorization);
+    let mut request = Request::get(path).header("host", addr);
+    if !authorization.is_empty() {
+        request = request.header("authorization", authorization);
+    }
     if let Some(proof) = proof {
         request = request.header("dpop", proof);
     }
     let request = request.body(Full::<Bytes>::default()).unwrap();
     let response = sender.send_request(request).await.unwrap();
     let status = response.status();
+    let challenges = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (
+        status,
+        challenges,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// How many key fetches the example has made (its `/metrics`).
@@ -516,4 +540,258 @@ async fn behind_a_real_provider_garbage_is_401_and_retry_after_holds() {
     } else {
         assert_eq!(first.status(), StatusCode::OK);
     }
+}
+
+/// What the TypeScript MCP SDK did, as `tests/oidc/mcp_client.mjs` reports
+/// it: each HTTP exchange with the server, each token response, each step.
+struct McpRun {
+    lines: Vec<serde_json::Value>,
+}
+
+impl McpRun {
+    fn step(&self, name: &str) -> &serde_json::Value {
+        self.lines
+            .iter()
+            .find(|l| l["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {:?}", self.lines))
+    }
+
+    fn exchanges(&self) -> Vec<&serde_json::Value> {
+        self.lines.iter().filter_map(|l| l.get("http")).collect()
+    }
+
+    fn tokens(&self) -> Vec<&serde_json::Value> {
+        self.lines.iter().filter_map(|l| l.get("token")).collect()
+    }
+}
+
+/// Runs the official MCP client against `server` as `api-client` asking for
+/// `scope`; with DPoP when `dpop`.
+async fn mcp_client(
+    dir: &std::path::Path,
+    ca: &std::path::Path,
+    server: &str,
+    iss: &str,
+    scope: &str,
+    dpop: bool,
+) -> McpRun {
+    let mut command = Command::new("node");
+    command
+        .arg(dir.join("mcp_client.mjs"))
+        .args([server, "api-client", "api-secret", iss, scope])
+        .env("NODE_EXTRA_CA_CERTS", ca)
+        .stderr(Stdio::null());
+    if dpop {
+        command.arg("dpop");
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the MCP client finished in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    McpRun {
+        lines: stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+            .collect(),
+    }
+}
+
+/// The `mcp_server` example behind a real provider, reached by the official
+/// TypeScript MCP SDK that knows nothing but its URL: 401 → metadata →
+/// authorization server → token for the resource → tools; the 403 scope
+/// challenge for `admin_reset`; DPoP-bound tokens with the same client; and
+/// the refusals a protected resource owes (another resource's token, an
+/// issuer not among its authorization servers, a token in the query, a
+/// DPoP-bound token without its proof).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_server_example_with_the_official_typescript_sdk() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("mcp_server") else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("mcp");
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let metadata_url = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
+    let mut child = Command::new(&binary)
+        .env("PORT", port.to_string())
+        .env("PUBLIC_URL", &resource)
+        .env("OIDC_ISSUER", &provider.iss)
+        .env("SSL_CERT_FILE", &ca)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = listening(&mut child, "listening on http://").await;
+    let pointer = format!("resource_metadata=\"{metadata_url}\"");
+
+    // The metadata names the resource byte for byte, and the provider.
+    let (status, _, body) =
+        exchange(&addr, "/.well-known/oauth-protected-resource/mcp", "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metadata: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(metadata["resource"], resource.as_str());
+    assert_eq!(
+        metadata["authorization_servers"],
+        serde_json::json!([provider.iss])
+    );
+    assert_eq!(
+        metadata["bearer_methods_supported"],
+        serde_json::json!(["header"])
+    );
+
+    // A client allowed only mcp:tools: in, whoami names it, admin_reset is
+    // refused with the scope challenge (the SDK retries once, then gives up).
+    let run = mcp_client(&dir, &ca, &resource, &provider.iss, "mcp:tools", false).await;
+    let first = run.exchanges()[0];
+    assert_eq!(first["status"], 401);
+    let challenge = first["challenge"].as_str().unwrap();
+    assert!(challenge.contains(&pointer), "{challenge}");
+    assert!(challenge.contains("scope=\"mcp:tools\""), "{challenge}");
+    assert_eq!(
+        run.exchanges()[1]["path"],
+        "/.well-known/oauth-protected-resource/mcp"
+    );
+    assert_eq!(run.step("connect")["ok"], true, "{:?}", run.lines);
+    assert_eq!(
+        run.step("list_tools")["result"],
+        serde_json::json!(["admin_reset", "whoami"])
+    );
+    let whoami = &run.step("whoami")["result"];
+    assert_eq!(whoami["sub"], "api-client");
+    assert_eq!(whoami["scopes"], serde_json::json!(["mcp:tools"]));
+    assert_eq!(run.step("admin_reset")["ok"], false);
+    let step_up = run
+        .exchanges()
+        .into_iter()
+        .find(|e| e["status"] == 403)
+        .expect("a 403 scope challenge");
+    let challenge = step_up["challenge"].as_str().unwrap();
+    for part in [
+        "error=\"insufficient_scope\"",
+        "scope=\"mcp:tools mcp:admin\"",
+        &pointer,
+    ] {
+        assert!(challenge.contains(part), "{challenge} lacks {part}");
+    }
+
+    // With a token that has mcp:admin, admin_reset succeeds.
+    let run = mcp_client(
+        &dir,
+        &ca,
+        &resource,
+        &provider.iss,
+        "mcp:tools mcp:admin",
+        false,
+    )
+    .await;
+    assert_eq!(
+        run.step("admin_reset")["result"],
+        "reset",
+        "{:?}",
+        run.lines
+    );
+
+    // DPoP: the same client, its fetch binding every token to its key.
+    let run = mcp_client(
+        &dir,
+        &ca,
+        &resource,
+        &provider.iss,
+        "mcp:tools mcp:admin",
+        true,
+    )
+    .await;
+    assert!(
+        run.tokens().iter().all(|t| t["token_type"] == "DPoP"),
+        "{:?}",
+        run.lines
+    );
+    assert_eq!(
+        run.step("admin_reset")["result"],
+        "reset",
+        "{:?}",
+        run.lines
+    );
+    let authorized: Vec<_> = run
+        .exchanges()
+        .into_iter()
+        .filter(|e| !e["scheme"].is_null())
+        .collect();
+    assert!(
+        !authorized.is_empty()
+            && authorized
+                .iter()
+                .all(|e| e["scheme"] == "DPoP" && e["status"].as_u64() < Some(300))
+    );
+
+    // Refusals: 401 with the metadata pointer, never 200.
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let refused = |authorization: String, path: String| {
+        let addr = addr.clone();
+        async move { exchange(&addr, &path, &authorization, None).await }
+    };
+    let good = token(&tls, &provider.iss, "mcp:tools", &resource).await;
+    let other_resource = token(
+        &tls,
+        &provider.iss,
+        "mcp:tools",
+        "https://other.example/mcp",
+    )
+    .await;
+    let other = start(&dir, "RS256", free_port(), &files).await;
+    let other_issuer = token(&tls, &other.iss, "mcp:tools", &resource).await;
+    let client = support::dpop::ProofClient::node("ES256").await;
+    let mcp = "/mcp".to_owned();
+    let mut cases = vec![
+        (
+            "another resource's token",
+            format!("Bearer {other_resource}"),
+            mcp.clone(),
+        ),
+        (
+            "an issuer not among the servers",
+            format!("Bearer {other_issuer}"),
+            mcp.clone(),
+        ),
+        (
+            "a token in the query",
+            String::new(),
+            format!("/mcp?access_token={good}"),
+        ),
+    ];
+    if let Some(mut client) = client {
+        let proof = client
+            .proof("POST", &format!("{}/token", provider.iss), None, None)
+            .await;
+        let (bound, _) =
+            token_with(&tls, &provider.iss, "mcp:tools", &resource, Some(&proof)).await;
+        cases.push((
+            "a DPoP-bound token as Bearer",
+            format!("Bearer {bound}"),
+            mcp.clone(),
+        ));
+        cases.push((
+            "a DPoP-bound token without its proof",
+            format!("DPoP {bound}"),
+            mcp.clone(),
+        ));
+    }
+    for (what, authorization, path) in cases {
+        let (status, challenges, body) = refused(authorization, path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert!(
+            !challenges.is_empty() && challenges.iter().all(|c| c.contains(&pointer)),
+            "{what}: {challenges:?}"
+        );
+    }
+    // The right token passes the guard (rmcp then wants its own headers).
+    let (status, _, body) = refused(format!("Bearer {good}"), mcp).await;
+    assert!(
+        status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+        "{status} {body}"
+    );
 }

@@ -71,7 +71,7 @@ async function step(name, run) {
   try {
     say({ step: name, ok: true, result: await run() });
   } catch (error) {
-    say({ step: name, ok: false, error: String(error?.message ?? error) });
+    say({ step: name, ok: false, error: String(error?.message ?? error), cause: error?.cause ? String(error.cause) : undefined });
   }
 }
 
