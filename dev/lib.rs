@@ -3,8 +3,15 @@
 //! repository's, so the README's snippets find the key files they read.
 
 /// The README's Rust examples, compiled and run as doctests here, where tonic's
-/// transport and tonic-health are at hand (with `--all-features`, as the
+/// transport, tonic-health and rmcp are at hand (with `--all-features`, as the
 /// README's test command says).
-#[cfg(all(doctest, feature = "axum", feature = "tonic", feature = "redis"))]
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "tonic",
+    feature = "redis",
+    feature = "remote-keys",
+    feature = "mcp"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

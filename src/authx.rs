@@ -16,12 +16,12 @@ use crate::config::AuthXConfig;
 use crate::dpop::{DpopCheck, DpopKey, replay_verdict};
 use crate::error::{AuthError, ConfigError};
 use crate::keys::jwks;
-use crate::pipeline::{Pipeline, Trust};
+use crate::pipeline::{Pipeline, Trust, audience_is_resource};
 use crate::policy::Requirement;
 use crate::reject::{Answers, Challenge, DpopChallenge, Places, missing_details};
 use crate::request::RequestHead;
-use crate::resource::{ResourceMetadata, ResourceMetadataService};
-use crate::source::{HeaderSource, Sources};
+use crate::resource::{Enforced, Published, ResourceMetadata, ResourceMetadataService};
+use crate::source::{HeaderSource, Sources, TokenLocation};
 use crate::store::MemoryStore;
 use crate::token::Signer;
 
@@ -52,7 +52,7 @@ struct Inner {
     issuing: Issuing,
     jwks: String,
     answers: Answers,
-    resource: Option<Arc<crate::resource::Published>>,
+    resource: Option<Arc<Published>>,
 }
 
 impl AuthX {
@@ -109,7 +109,21 @@ impl AuthX {
             Some(dpop) => Some(DpopCheck::new(dpop)?),
             None => None,
         };
-        let resource = crate::resource::prepare(&mut config, dpop.as_ref())?;
+        let resource = match config.resource.take() {
+            Some(resource) => {
+                let id = resource.identifier()?.to_owned();
+                let issuers = audience_is_resource(&mut config, &id)?;
+                let header_only = config.locations == [TokenLocation::Headers]
+                    && config.header_name == http::header::AUTHORIZATION
+                    && config.header_type.eq_ignore_ascii_case("Bearer");
+                Some(Arc::new(resource.publish(Enforced {
+                    header_only,
+                    issuers,
+                    dpop: dpop.as_ref(),
+                })?))
+            }
+            None => None,
+        };
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let trust = Trust::from_config(&mut config, Seal::of(id))?;
         let challenge = Challenge {

@@ -62,6 +62,9 @@ mod issue;
 mod issuer;
 mod keys;
 pub mod layer;
+#[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
+pub mod mcp;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -99,9 +102,6 @@ pub use layer::{
 pub use policy::{Requirement, Scopes};
 pub use reject::{Refusal, Reject};
 pub use request::RequestHead;
-#[cfg(feature = "mcp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
-pub use resource::mcp;
 pub use resource::{ProtectedResource, ResourceMetadata, ResourceMetadataService};
 pub use source::TokenLocation;
 pub use store::{

@@ -9,6 +9,11 @@
 //! cargo bench --bench guard_cost
 //! cargo bench --bench guard_cost --features metrics
 //! ```
+//!
+//! Then the protected resource's cost (RFC 9728 mode) on a scoped route:
+//! the same audience check configured plainly and as the resource, for a
+//! verified request and for one without a token (whose 401 then names the
+//! route's scope).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -71,6 +76,78 @@ fn variant(name: &'static str, wrap: fn(&mut dyn FnMut())) -> Variant {
     }
 }
 
+/// A `RequireScopes` guard on a configuration with the resource as its
+/// audience, plainly or as a protected resource; `n` requests with the
+/// resource's token (or none) and ns per request.
+fn resource_variant(name: &'static str, protected: bool, with_token: bool) -> Variant {
+    const RESOURCE: &str = "https://mcp.example.com/mcp";
+    let config = AuthXConfig::new(Key::hs256([7u8; 32]).unwrap()).issuer("https://as.example");
+    let config = if protected {
+        config.protected_resource(tower_authx::ProtectedResource::new(RESOURCE))
+    } else {
+        config.audience(RESOURCE)
+    };
+    let authx = AuthX::new(config).unwrap();
+    let token = authx
+        .access_token("agent")
+        .scopes(["mcp:tools"])
+        .issue()
+        .unwrap();
+    let inner: Inner = |_req| std::future::ready(Ok(Response::new(Empty::new())));
+    let mut service =
+        tower_authx::RequireScopesLayer::all(authx, ["mcp:tools"]).layer(service_fn(inner));
+    let expected = if with_token { 200 } else { 401 };
+    let run = move |n: usize| {
+        let requests: Vec<_> = (0..n)
+            .map(|_| {
+                let request = Request::post("/mcp");
+                let request = if with_token {
+                    request.header("authorization", format!("Bearer {token}"))
+                } else {
+                    request
+                };
+                request.body(Empty::<Bytes>::new()).unwrap()
+            })
+            .collect();
+        let start = Instant::now();
+        for req in requests {
+            let res = now(service.call(req)).unwrap();
+            assert_eq!(res.status(), expected);
+        }
+        start.elapsed().as_nanos() as f64 / n as f64
+    };
+    Variant {
+        name,
+        run: Box::new(run),
+        samples: Vec::new(),
+    }
+}
+
+/// Warms `variants` up, alternates their rounds, and prints each median and
+/// its ratio to the first.
+fn compare(variants: &mut [Variant]) -> f64 {
+    for v in variants.iter_mut() {
+        (v.run)(20_000);
+    }
+    for _ in 0..30 {
+        for v in variants.iter_mut() {
+            let ns = (v.run)(20_000);
+            v.samples.push(ns);
+        }
+    }
+    let base = median(&mut variants[0].samples.clone());
+    for v in variants.iter_mut() {
+        let m = median(&mut v.samples);
+        println!(
+            "{:<36} {:>8.0} ns/request   ratio to the first {:.3}",
+            v.name,
+            m,
+            m / base
+        );
+    }
+    base
+}
+
 fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
@@ -98,25 +175,16 @@ fn main() {
     if std::env::var_os("GUARD_COST_FIRST_ONLY").is_some() {
         variants.truncate(1);
     }
-    // Warm up, then alternate rounds.
-    for v in &mut variants {
-        (v.run)(20_000);
-    }
-    for _ in 0..30 {
-        for v in &mut variants {
-            let ns = (v.run)(20_000);
-            v.samples.push(ns);
-        }
-    }
-    let base = median(&mut variants[0].samples.clone());
-    for v in &mut variants {
-        let m = median(&mut v.samples);
-        println!(
-            "{:<36} {:>8.0} ns/request   ratio to the first {:.3}",
-            v.name,
-            m,
-            m / base
-        );
+    let base = compare(&mut variants);
+    if std::env::var_os("GUARD_COST_FIRST_ONLY").is_none() {
+        compare(&mut [
+            resource_variant("scoped, audience = the resource", false, true),
+            resource_variant("scoped, as a protected resource", true, true),
+        ]);
+        compare(&mut [
+            resource_variant("no token, 401, plain", false, false),
+            resource_variant("no token, 401, protected resource", true, false),
+        ]);
     }
     // The memory store's check on two threads at once (as two server workers
     // call it): a subject with entries takes the lock every core contends

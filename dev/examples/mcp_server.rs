@@ -122,6 +122,8 @@ fn allowed_hosts(origin: &str) -> Vec<String> {
 
 #[derive(Clone)]
 struct Tools {
+    // Read by the code `#[tool_handler]` writes.
+    #[allow(dead_code)]
     tool_router: ToolRouter<Self>,
 }
 

@@ -41,9 +41,9 @@ mod pending;
 mod trust;
 
 pub(crate) use pending::{Pending, StoreChecks};
-pub(crate) use trust::Trust;
 #[cfg(feature = "remote-keys")]
 pub(crate) use trust::check_trust;
+pub(crate) use trust::{Trust, audience_is_resource};
 
 /// What extra-claims types must be to travel in request extensions.
 pub trait ClaimsExtra: serde::de::DeserializeOwned + Clone + Send + Sync + 'static {}

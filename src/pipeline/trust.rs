@@ -234,6 +234,40 @@ pub(crate) fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A protected resource takes only tokens issued for it (RFC 8707): makes
+/// `resource` every token's required audience, where an audience configured
+/// otherwise is an error, not a second door. Returns the issuers, for the
+/// metadata's `authorization_servers`.
+pub(crate) fn audience_is_resource(
+    config: &mut AuthXConfig,
+    resource: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let only_resource = |audience: &mut Vec<String>, whose: &str| {
+        if audience.iter().any(|aud| aud != resource) {
+            return Err(ConfigError::new(format!(
+                "{whose} names an audience other than the protected resource {resource:?}: \
+                 a protected resource takes only tokens issued for it (RFC 8707)"
+            )));
+        }
+        *audience = vec![resource.to_owned()];
+        Ok(())
+    };
+    #[cfg(feature = "remote-keys")]
+    if config.by_issuers {
+        let mut issuers = Vec::new();
+        for issuer in &mut config.issuers {
+            only_resource(
+                &mut issuer.audience,
+                &format!("the issuer {:?}", issuer.iss),
+            )?;
+            issuers.push(issuer.iss.clone());
+        }
+        return Ok(issuers);
+    }
+    only_resource(&mut config.audience, "AuthXConfig::audience")?;
+    Ok(config.issuer.iter().cloned().collect())
+}
+
 impl Trust {
     /// Whom `config` trusts, each with its keys and rules; every verifier's
     /// claims marked with `seal`. Takes the issuers and remote keys out of

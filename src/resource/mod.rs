@@ -5,18 +5,11 @@
 //! refusal's challenge points at the metadata (`resource_metadata`), and every
 //! token must name the resource in its `aud`.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use crate::config::AuthXConfig;
 use crate::dpop::DpopCheck;
 use crate::error::ConfigError;
-use crate::source::TokenLocation;
 
-#[cfg(feature = "mcp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
-pub mod mcp;
 mod service;
 
 pub use self::service::ResourceMetadataService;
@@ -124,103 +117,77 @@ pub(crate) struct Published {
     pub(crate) path: String,
 }
 
-/// Checks the resource mode against the rest of `config` and makes every
-/// token's audience the resource. Run by `AuthX::new` before the verifiers
-/// are built.
-pub(crate) fn prepare(
-    config: &mut AuthXConfig,
-    dpop: Option<&DpopCheck>,
-) -> Result<Option<Arc<Published>>, ConfigError> {
-    let Some(resource) = config.resource.take() else {
-        return Ok(None);
-    };
-    let id = resource.resource.as_str();
-    let canonical = canonical(id)?;
-    if canonical != id {
-        return Err(ConfigError::new(format!(
-            "the resource identifier {id:?} is not in canonical form; write {canonical:?}"
-        )));
-    }
-    if config.locations != [TokenLocation::Headers] {
-        return Err(ConfigError::new(
-            "a protected resource takes tokens from the Authorization header only \
-             (bearer_methods_supported = [\"header\"]): remove the cookie and query locations",
-        ));
-    }
-    if config.header_name != http::header::AUTHORIZATION
-        || !config.header_type.eq_ignore_ascii_case("Bearer")
-    {
-        return Err(ConfigError::new(
-            "a protected resource takes tokens as RFC 6750 says: `Authorization: Bearer` \
-             (and `DPoP`); leave header_name and header_type at their defaults",
-        ));
-    }
-    let authorization_servers = audience_is_resource(config, id)?;
-    let metadata = ResourceMetadata {
-        resource: id.to_owned(),
-        authorization_servers,
-        scopes_supported: resource.scopes,
-        bearer_methods_supported: vec!["header".to_owned()],
-        resource_name: resource.name,
-        resource_documentation: resource.documentation,
-        dpop_signing_alg_values_supported: dpop
-            .map(|d| {
-                d.algorithms()
-                    .iter()
-                    .map(|a| a.as_str().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default(),
-        dpop_bound_access_tokens_required: dpop.map(|d| d.required),
-    };
-    let (origin, path) = split(id);
-    let path = match path {
-        "/" | "" => WELL_KNOWN.to_owned(),
-        path => format!("{WELL_KNOWN}{path}"),
-    };
-    let json = serde_json::to_string(&metadata)
-        .map_err(|e| ConfigError::new(format!("the resource metadata: {e}")))?;
-    Ok(Some(Arc::new(Published {
-        url: format!("{origin}{path}"),
-        path,
-        metadata,
-        json,
-    })))
+/// What the guard enforces that the metadata tells.
+pub(crate) struct Enforced<'a> {
+    /// Tokens come only from `Authorization: Bearer` (or `DPoP`).
+    pub(crate) header_only: bool,
+    /// The issuers whose tokens are taken.
+    pub(crate) issuers: Vec<String>,
+    pub(crate) dpop: Option<&'a DpopCheck>,
 }
 
-/// Sets every token's required audience to the resource (RFC 8707: a token
-/// for another resource is refused); an audience configured otherwise is an
-/// error, not a second door. Returns the issuers, for `authorization_servers`.
-fn audience_is_resource(config: &mut AuthXConfig, id: &str) -> Result<Vec<String>, ConfigError> {
-    let only_resource = |audience: &mut Vec<String>, whose: &str| {
-        if audience.iter().any(|aud| aud != id) {
+impl ProtectedResource {
+    /// The identifier, if it is in canonical form: what every token's `aud`
+    /// must contain.
+    pub(crate) fn identifier(&self) -> Result<&str, ConfigError> {
+        let id = self.resource.as_str();
+        let canonical = canonical(id)?;
+        if canonical != id {
             return Err(ConfigError::new(format!(
-                "{whose} names an audience other than the protected resource {id:?}: \
-                 a protected resource takes only tokens issued for it (RFC 8707)"
+                "the resource identifier {id:?} is not in canonical form; write {canonical:?}"
             )));
         }
-        *audience = vec![id.to_owned()];
-        Ok(())
-    };
-    #[cfg(feature = "remote-keys")]
-    if config.by_issuers {
-        let mut servers = Vec::new();
-        for issuer in &mut config.issuers {
-            only_resource(
-                &mut issuer.audience,
-                &format!("the issuer {:?}", issuer.iss),
-            )?;
-            servers.push(issuer.iss.clone());
-        }
-        return Ok(servers);
+        Ok(id)
     }
-    only_resource(&mut config.audience, "AuthXConfig::audience")?;
-    match &config.issuer {
-        Some(iss) => Ok(vec![iss.clone()]),
-        None => Err(ConfigError::new(
-            "a protected resource names its authorization servers: set AuthXConfig::issuer \
-             (or use from_issuers)",
-        )),
+
+    /// The metadata of this resource under what the guard `enforced`.
+    pub(crate) fn publish(self, enforced: Enforced<'_>) -> Result<Published, ConfigError> {
+        let id = self.identifier()?.to_owned();
+        if !enforced.header_only {
+            return Err(ConfigError::new(
+                "a protected resource takes tokens as RFC 6750 says, in `Authorization: Bearer` \
+                 (and `DPoP`) only (bearer_methods_supported = [\"header\"]): remove the cookie \
+                 and query locations, and leave header_name and header_type at their defaults",
+            ));
+        }
+        if enforced.issuers.is_empty() {
+            return Err(ConfigError::new(
+                "a protected resource names its authorization servers: set AuthXConfig::issuer \
+                 (or use from_issuers)",
+            ));
+        }
+        let dpop = enforced.dpop;
+        let (origin, path) = split(&id);
+        let path = match path {
+            "/" | "" => WELL_KNOWN.to_owned(),
+            path => format!("{WELL_KNOWN}{path}"),
+        };
+        let url = format!("{origin}{path}");
+        let metadata = ResourceMetadata {
+            resource: id,
+            authorization_servers: enforced.issuers,
+            scopes_supported: self.scopes,
+            bearer_methods_supported: vec!["header".to_owned()],
+            resource_name: self.name,
+            resource_documentation: self.documentation,
+            dpop_signing_alg_values_supported: dpop
+                .map(|d| {
+                    d.algorithms()
+                        .iter()
+                        .map(|a| a.as_str().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            dpop_bound_access_tokens_required: dpop.map(|d| d.required),
+        };
+        let json = serde_json::to_string(&metadata)
+            .map_err(|e| ConfigError::new(format!("the resource metadata: {e}")))?;
+        Ok(Published {
+            url,
+            path,
+            metadata,
+            json,
+        })
     }
 }
 

@@ -94,7 +94,7 @@ fn the_resource_mode_refuses_configurations_that_would_mix_or_drift() {
             config()
                 .token_location(locations)
                 .protected_resource(resource()),
-            "Authorization header only",
+            "Authorization: Bearer",
         );
     }
     refused(
