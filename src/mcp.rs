@@ -32,6 +32,7 @@
 //! `name` twice is `400` too, so that no two readers can see two different
 //! tools in one message.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -71,6 +72,7 @@ pub struct ToolScopesLayer<E = NoExtra> {
     _claims: PhantomData<fn() -> E>,
 }
 
+#[derive(Clone)]
 struct Check {
     authx: AuthX,
     tools: HashMap<String, Requirement>,
@@ -121,15 +123,7 @@ impl<E> ToolScopesLayer<E> {
     }
 
     fn check_mut(&mut self) -> &mut Check {
-        // Built before it is shared: the builder methods run on a unique Arc.
-        if Arc::get_mut(&mut self.check).is_none() {
-            self.check = Arc::new(Check {
-                authx: self.check.authx.clone(),
-                tools: self.check.tools.clone(),
-                max_body: self.check.max_body,
-            });
-        }
-        Arc::get_mut(&mut self.check).expect("unique after the copy")
+        Arc::make_mut(&mut self.check)
     }
 }
 
@@ -387,11 +381,11 @@ fn plain(status: StatusCode, detail: &str) -> Response<Bytes> {
 }
 
 /// The tools a JSON-RPC message (or batch) calls: the `params.name` of each
-/// `tools/call`. Not JSON, or a member named twice, is an error.
+/// `tools/call`. Not JSON, not JSON-RPC's shape (an object, or an array of
+/// them, whose `params` is an object or an array), or a member named twice,
+/// is an error.
 fn tools_called(body: &[u8]) -> Result<Vec<String>, String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let Payload(messages) = de::Deserialize::deserialize(&mut de)
-        .and_then(|payload| de.end().map(|()| payload))
+    let Payload(messages) = serde_json::from_slice(body)
         .map_err(|e| format!("The request body is not a JSON-RPC message: {e}"))?;
     Ok(messages
         .into_iter()
@@ -400,7 +394,7 @@ fn tools_called(body: &[u8]) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// One message, or a batch of them; anything else holds none.
+/// One message, or a batch of them.
 struct Payload(Vec<Message>);
 
 /// What a message says about tools.
@@ -423,74 +417,19 @@ impl<'de> de::Deserialize<'de> for Payload {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Payload, A::Error> {
                 let mut messages = Vec::new();
-                while let Some(MaybeMessage(message)) = seq.next_element()? {
-                    messages.extend(message);
+                while let Some(message) = seq.next_element()? {
+                    messages.push(message);
                 }
                 Ok(Payload(messages))
-            }
-            fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Payload, Er> {
-                Ok(Payload(Vec::new()))
-            }
-            fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Payload, Er> {
-                Ok(Payload(Vec::new()))
-            }
-            fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Payload, Er> {
-                Ok(Payload(Vec::new()))
-            }
-            fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Payload, Er> {
-                Ok(Payload(Vec::new()))
-            }
-            fn visit_str<Er: de::Error>(self, _: &str) -> Result<Payload, Er> {
-                Ok(Payload(Vec::new()))
-            }
-            fn visit_unit<Er: de::Error>(self) -> Result<Payload, Er> {
-                Ok(Payload(Vec::new()))
             }
         }
         d.deserialize_any(PayloadVisitor)
     }
 }
 
-/// A batch element: a message if it is an object.
-struct MaybeMessage(Option<Message>);
-
-impl<'de> de::Deserialize<'de> for MaybeMessage {
+impl<'de> de::Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(MaybeMessage(d.deserialize_any(OptionalMessage)?))
-    }
-}
-
-struct OptionalMessage;
-
-impl<'de> Visitor<'de> for OptionalMessage {
-    type Value = Option<Message>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON-RPC message")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        MessageVisitor.visit_map(map).map(Some)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Self::Value, Er> {
-        Ok(None)
-    }
-    fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Self::Value, Er> {
-        Ok(None)
-    }
-    fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Self::Value, Er> {
-        Ok(None)
-    }
-    fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Self::Value, Er> {
-        Ok(None)
-    }
-    fn visit_str<Er: de::Error>(self, _: &str) -> Result<Self::Value, Er> {
-        Ok(None)
-    }
-    fn visit_unit<Er: de::Error>(self) -> Result<Self::Value, Er> {
-        Ok(None)
+        d.deserialize_map(MessageVisitor)
     }
 }
 
@@ -504,11 +443,11 @@ impl<'de> Visitor<'de> for MessageVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
         let mut message = Message::default();
         let (mut method_seen, mut params_seen) = (false, false);
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "method" => {
                     once(&mut method_seen, "method")?;
-                    message.method = map.next_value::<NameValue>()?.0;
+                    message.method = map.next_value::<StringOrNot>()?.0;
                 }
                 "params" => {
                     once(&mut params_seen, "params")?;
@@ -540,14 +479,14 @@ impl<'de> de::Deserialize<'de> for Params {
         impl<'de> Visitor<'de> for ParamsVisitor {
             type Value = Params;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("JSON-RPC params")
+                f.write_str("JSON-RPC params (an object, an array or null)")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
                 let (mut name, mut seen) = (None, false);
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     if key == "name" {
                         once(&mut seen, "name")?;
-                        name = map.next_value::<NameValue>()?.0;
+                        name = map.next_value::<StringOrNot>()?.0;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -561,33 +500,18 @@ impl<'de> de::Deserialize<'de> for Params {
             fn visit_unit<Er: de::Error>(self) -> Result<Params, Er> {
                 Ok(Params(None))
             }
-            fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Params, Er> {
-                Ok(Params(None))
-            }
-            fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Params, Er> {
-                Ok(Params(None))
-            }
-            fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Params, Er> {
-                Ok(Params(None))
-            }
-            fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Params, Er> {
-                Ok(Params(None))
-            }
-            fn visit_str<Er: de::Error>(self, _: &str) -> Result<Params, Er> {
-                Ok(Params(None))
-            }
         }
         d.deserialize_any(ParamsVisitor)
     }
 }
 
 /// A `name` or `method`: kept when it is a string, read through otherwise.
-struct NameValue(Option<String>);
+struct StringOrNot(Option<String>);
 
-impl<'de> de::Deserialize<'de> for NameValue {
+impl<'de> de::Deserialize<'de> for StringOrNot {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        Ok(NameValue(value.as_str().map(str::to_owned)))
+        Ok(StringOrNot(value.as_str().map(str::to_owned)))
     }
 }
 
@@ -603,7 +527,7 @@ mod tests {
             )
         };
         assert_eq!(tools_called(call("whoami").as_bytes()).unwrap(), ["whoami"]);
-        let batch = format!("[{},{},7]", call("a"), call("b"));
+        let batch = format!("[{},{}]", call("a"), call("b"));
         assert_eq!(tools_called(batch.as_bytes()).unwrap(), ["a", "b"]);
         // Members in any order, escapes decoded as every JSON reader does.
         let reordered = r#"{"params":{"arguments":{"name":"x"},"name":"admin\u005freset"},"id":2,"method":"tools/call"}"#;
@@ -614,8 +538,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized","params":null}"#,
             "[]",
-            "null",
         ] {
             assert!(
                 tools_called(quiet.as_bytes()).unwrap().is_empty(),
@@ -634,6 +558,10 @@ mod tests {
             r#"{"method":"tools/call"} {"method":"tools/call"}"#,
             "",
             "not json",
+            "null",
+            "7",
+            "[7]",
+            r#"{"method":"tools/call","params":"admin_reset"}"#,
         ] {
             assert!(tools_called(refused.as_bytes()).is_err(), "{refused}");
         }
