@@ -296,6 +296,25 @@ async fn every_refusal_points_at_the_metadata_and_a_scoped_401_names_the_scopes(
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 
+    // A custom answer starts from the default: the pointer stays.
+    let hooked = AuthX::new(config().protected_resource(resource()).on_reject(
+        |refusal: tower_authx::Refusal<'_>| {
+            refusal.with_body(http::HeaderValue::from_static("text/plain"), "no")
+        },
+    ))
+    .unwrap();
+    let res = RequireScopesLayer::all(hooked, ["mcp:tools"])
+        .layer(echo(calls.clone()))
+        .oneshot(request(None).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["content-type"], "text/plain");
+    assert_eq!(
+        challenges(&res),
+        [format!("Bearer {pointer}, scope=\"mcp:tools\"")]
+    );
+
     // A route without scopes names none; DPoP's challenge points too.
     let with_dpop = AuthX::new(
         config()
