@@ -175,6 +175,8 @@ fn main() {
     if std::env::var_os("GUARD_COST_FIRST_ONLY").is_some() {
         variants.truncate(1);
     }
+    // Read by the metrics probes below.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     let base = compare(&mut variants);
     if std::env::var_os("GUARD_COST_FIRST_ONLY").is_none() {
         compare(&mut [

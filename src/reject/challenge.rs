@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -38,7 +38,8 @@ pub(crate) struct Challenge {
     /// challenge.
     pub(crate) resource_metadata: Option<String>,
     /// By kind of refusal and whether the error goes to the DPoP challenge.
-    pub(crate) prepared: RwLock<HashMap<(&'static str, &'static str, bool), Prepared>>,
+    /// With a protected resource's 401, the route's scopes too.
+    pub(crate) prepared: RwLock<HashMap<PreparedKind, Prepared>>,
 }
 
 /// What the DPoP challenge (RFC 9449 7.1) says.
@@ -53,6 +54,14 @@ pub(crate) struct DpopChallenge {
     /// The server nonces, for `use_dpop_nonce`.
     pub(crate) nonces: Option<Nonces>,
 }
+
+/// A kind of refusal (see `fixed_kind`), whether its error goes to the DPoP
+/// challenge, and the scopes a protected resource's 401 names.
+type PreparedKind = (&'static str, &'static str, bool, Option<Arc<[String]>>);
+
+/// The most refusals kept prepared: the kinds are names in the binary, but
+/// the scopes come from whatever requirements the application builds.
+const MAX_PREPARED: usize = 512;
 
 /// A refusal's body and challenges (the one with the error first), built
 /// once per kind of refusal.
@@ -118,10 +127,11 @@ impl Challenge {
             grpc::refusal(error, &detail, challenge, content_type)
         } else {
             let prepared = match fixed_kind(error, self.missing_mask(request)) {
-                Some((kind, why)) if scope_hint.is_none() => {
-                    self.prepared_for((kind, why, dpop_scheme), error, request)
+                Some((kind, why)) => {
+                    let scopes = scope_hint.map(|s| s.required.clone());
+                    self.prepared_for((kind, why, dpop_scheme, scopes), error, request)
                 }
-                _ => self.prepare(error, request, dpop_scheme, scope_hint),
+                None => self.prepare(error, request, dpop_scheme, scope_hint),
             };
             let mut res = Response::new(prepared.body);
             *res.status_mut() = error.status();
@@ -222,10 +232,11 @@ impl Challenge {
     }
 
     /// The prepared refusal of this kind, built on first use. The kinds are
-    /// names in the binary, so the map cannot grow with traffic.
+    /// names in the binary and the scopes the routes', and the map is
+    /// bounded besides, so it cannot grow with traffic.
     fn prepared_for(
         &self,
-        kind: (&'static str, &'static str, bool),
+        kind: PreparedKind,
         error: &AuthError,
         request: RequestHead<'_>,
     ) -> Prepared {
@@ -236,11 +247,15 @@ impl Challenge {
             .get(&kind)
             .cloned();
         cached.unwrap_or_else(|| {
-            let prepared = self.prepare(error, request, kind.2, None);
-            self.prepared
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(kind, prepared.clone());
+            let scopes = kind.3.clone().map(|required| Scopes {
+                required,
+                all: true,
+            });
+            let prepared = self.prepare(error, request, kind.2, scopes.as_ref());
+            let mut map = self.prepared.write().unwrap_or_else(|e| e.into_inner());
+            if map.len() < MAX_PREPARED {
+                map.insert(kind, prepared.clone());
+            }
             prepared
         })
     }
