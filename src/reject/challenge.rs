@@ -129,7 +129,8 @@ impl Challenge {
             let prepared = match fixed_kind(error, self.missing_mask(request)) {
                 Some((kind, why)) => {
                     let scopes = scope_hint.map(|s| s.required.clone());
-                    self.prepared_for((kind, why, dpop_scheme, scopes), error, request)
+                    let kind = (kind, why, dpop_scheme, scopes);
+                    self.prepared_for(kind, error, request, scope_hint)
                 }
                 None => self.prepare(error, request, dpop_scheme, scope_hint),
             };
@@ -239,6 +240,7 @@ impl Challenge {
         kind: PreparedKind,
         error: &AuthError,
         request: RequestHead<'_>,
+        scope_hint: Option<&Scopes>,
     ) -> Prepared {
         let cached = self
             .prepared
@@ -247,11 +249,7 @@ impl Challenge {
             .get(&kind)
             .cloned();
         cached.unwrap_or_else(|| {
-            let scopes = kind.3.clone().map(|required| Scopes {
-                required,
-                all: true,
-            });
-            let prepared = self.prepare(error, request, kind.2, scopes.as_ref());
+            let prepared = self.prepare(error, request, kind.2, scope_hint);
             let mut map = self.prepared.write().unwrap_or_else(|e| e.into_inner());
             if map.len() < MAX_PREPARED {
                 map.insert(kind, prepared.clone());
