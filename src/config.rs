@@ -48,6 +48,7 @@ pub struct AuthXConfig {
     pub(crate) dpop: Option<crate::dpop::Dpop>,
     pub(crate) trace_subject: bool,
     pub(crate) resource: Option<crate::resource::ProtectedResource>,
+    pub(crate) permissions: Option<crate::claims::Idp>,
     #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
     #[cfg(feature = "remote-keys")]
@@ -90,6 +91,7 @@ impl AuthXConfig {
             dpop: None,
             trace_subject: false,
             resource: None,
+            permissions: None,
             #[cfg(feature = "remote-keys")]
             remote: None,
             #[cfg(feature = "remote-keys")]
@@ -326,6 +328,19 @@ impl AuthXConfig {
         self
     }
 
+    /// Where tokens carry roles, groups or permissions: an [`Idp`](crate::Idp)
+    /// preset (`Idp::keycloak("my-client")`, `Idp::auth0()`, ...) or your
+    /// own claim paths. Each verified token's
+    /// [`Claims::permissions`](crate::Claims::permissions) are read from
+    /// them, for [`Requirement::all_roles`](crate::Requirement::all_roles)
+    /// and the like. (With [`from_issuers`](Self::from_issuers), an
+    /// [`Issuer::permissions`](crate::Issuer::permissions) of its own wins.)
+    #[must_use]
+    pub fn permissions(mut self, idp: crate::claims::Idp) -> Self {
+        self.permissions = Some(idp);
+        self
+    }
+
     /// Makes this server an OAuth protected resource (RFC 9728, RFC 8707; what
     /// the MCP authorization spec asks of every remote MCP server): every
     /// token's `aud` must name the resource identifier (a token issued for
@@ -395,7 +410,8 @@ impl fmt::Debug for AuthXConfig {
             .field("custom_store", &self.store.is_some())
             .field("fail_open", &self.fail_open)
             .field("dpop", &self.dpop)
-            .field("resource", &self.resource);
+            .field("resource", &self.resource)
+            .field("permissions", &self.permissions);
         #[cfg(feature = "remote-keys")]
         f.field("remote", &self.remote)
             .field("issuers", &self.issuers)

@@ -108,6 +108,23 @@ impl PairBuilder<'_> {
         self
     }
 
+    /// How strongly the user authenticated (`acr`), in both tokens: the
+    /// session's refreshed tokens keep saying it.
+    pub fn acr(mut self, acr: impl Into<String>) -> Self {
+        let acr = acr.into();
+        self.access = self.access.acr(acr.clone());
+        self.refresh = self.refresh.acr(acr);
+        self
+    }
+
+    /// How the user authenticated (`amr`: `["pwd", "otp"]`), in both tokens.
+    pub fn amr<I: IntoIterator<Item = S>, S: Into<String>>(mut self, methods: I) -> Self {
+        let methods: Vec<String> = methods.into_iter().map(Into::into).collect();
+        self.access = self.access.amr(methods.clone());
+        self.refresh = self.refresh.amr(methods);
+        self
+    }
+
     /// AuthX's `scopes`, in both tokens (rotation carries them on).
     pub fn scopes<I, S>(mut self, scopes: I) -> Self
     where
@@ -153,7 +170,7 @@ impl PairBuilder<'_> {
 }
 
 /// Claims that callers' own claims may not overwrite.
-const RESERVED: [&str; 16] = [
+const RESERVED: [&str; 18] = [
     "sub",
     "jti",
     "type",
@@ -170,6 +187,8 @@ const RESERVED: [&str; 16] = [
     "auth_time",
     "fam",
     "cnf",
+    "acr",
+    "amr",
 ];
 
 /// A token being issued. Defaults follow AuthX: a UUID v4 `jti` and `csrf`, `iat`
@@ -206,6 +225,9 @@ impl<'a> TokenBuilder<'a> {
                 auth_time: None,
                 fam: None,
                 cnf: None,
+                acr: None,
+                amr: None,
+                permissions: Default::default(),
                 extra: serde_json::Map::new(),
                 verified_by: Default::default(),
             },
@@ -233,6 +255,18 @@ impl<'a> TokenBuilder<'a> {
     /// When the user last typed credentials (`auth_time`).
     pub fn auth_time(mut self, at: NumericDate) -> Self {
         self.claims.auth_time = Some(at.whole_seconds());
+        self
+    }
+
+    /// How strongly the user authenticated (`acr`, OpenID Connect).
+    pub fn acr(mut self, acr: impl Into<String>) -> Self {
+        self.claims.acr = Some(acr.into());
+        self
+    }
+
+    /// How the user authenticated (`amr`, RFC 8176: `pwd`, `otp`, ...).
+    pub fn amr<I: IntoIterator<Item = S>, S: Into<String>>(mut self, methods: I) -> Self {
+        self.claims.amr = Some(methods.into_iter().map(Into::into).collect());
         self
     }
 

@@ -29,6 +29,7 @@ pub struct Issuer {
     pub(crate) keys: RemoteJwks,
     pub(crate) audience: Vec<String>,
     pub(crate) leeway: Option<Duration>,
+    pub(crate) permissions: Option<crate::claims::Idp>,
 }
 
 impl Issuer {
@@ -42,6 +43,7 @@ impl Issuer {
             keys,
             audience: Vec::new(),
             leeway: None,
+            permissions: None,
         }
     }
 
@@ -109,6 +111,15 @@ impl Issuer {
     #[must_use]
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = Some(leeway);
+        self
+    }
+
+    /// Where its tokens carry roles, groups or permissions (an
+    /// [`Idp`](crate::Idp) preset or claim paths), for
+    /// [`Claims::permissions`](crate::Claims::permissions).
+    #[must_use]
+    pub fn permissions(mut self, idp: crate::claims::Idp) -> Self {
+        self.permissions = Some(idp);
         self
     }
 

@@ -80,7 +80,10 @@ mod store;
 mod token;
 
 pub use authx::AuthX;
-pub use claims::{Audience, Claims, Confirmation, Fresh, NoExtra, NumericDate, TokenType};
+pub use claims::{
+    Audience, ClaimPath, Claims, Confirmation, Fresh, Idp, NoExtra, NumericDate, Permissions,
+    TokenType,
+};
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
 pub use dpop::{Dpop, DpopKey};
@@ -99,7 +102,7 @@ pub use layer::{
     OptionalAuth, OptionalAuthLayer, RequireAuth, RequireAuthLayer, RequireFresh,
     RequireFreshLayer, RequireScopes, RequireScopesLayer,
 };
-pub use policy::{Requirement, Scopes};
+pub use policy::{ClaimsView, Requirement, Rule, Scopes};
 pub use reject::{Refusal, Reject};
 pub use request::RequestHead;
 pub use resource::{ProtectedResource, ResourceMetadata, ResourceMetadataService};

@@ -81,6 +81,13 @@ impl AuthX {
             if let Some(scopes) = &claims.scopes {
                 builder = builder.scopes(scopes.iter().cloned());
             }
+            // How the user authenticated at login stays true of the session.
+            if let Some(acr) = &claims.acr {
+                builder = builder.acr(acr.clone());
+            }
+            if let Some(amr) = &claims.amr {
+                builder = builder.amr(amr.iter().cloned());
+            }
             match &key {
                 Some(key) => builder.bound_to(key),
                 None => builder,

@@ -10,7 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+mod paths;
 mod wire;
+
+pub use paths::{ClaimPath, Idp, Permissions};
+pub(crate) use wire::{ClaimsSeed, is_known_claim};
 
 /// The verified claims of a token, as AuthX and flask-jwt-extended write them.
 ///
@@ -76,6 +80,16 @@ pub struct Claims<E = NoExtra> {
     /// that key, never as a bearer token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// How strongly the user authenticated (OpenID Connect `acr`; RFC 9470).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// How the user authenticated (RFC 8176 `amr`: `pwd`, `otp`, `mfa`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// The roles, groups or permissions read from the issuer's [`Idp`] claim
+    /// paths ([`permissions`](Self::permissions)); never written.
+    #[serde(skip)]
+    pub(crate) permissions: Permissions,
     /// Your own claims.
     #[serde(flatten)]
     pub extra: E,
@@ -132,6 +146,12 @@ impl<E> Claims<E> {
         required.iter().all(|r| self.has_scope(r.as_ref()))
     }
 
+    /// The roles, groups or permissions of the token, read from the claim
+    /// paths of its issuer's [`Idp`] (empty without one).
+    pub fn permissions(&self) -> &Permissions {
+        &self.permissions
+    }
+
     /// Every scope the token grants: AuthX's `scopes`, OAuth's `scope` and `scp`.
     pub fn granted_scopes(&self) -> impl Iterator<Item = &str> {
         let scopes = self.scopes.iter().flatten().map(String::as_str);
@@ -143,16 +163,21 @@ impl<E> Claims<E> {
     /// Whether the token carries `required` (in any of its scope claims),
     /// directly or through a wildcard.
     pub fn has_scope(&self, required: &str) -> bool {
-        self.granted_scopes().any(|granted| {
-            granted == required
-                || granted.strip_suffix(":*").is_some_and(|namespace| {
-                    required == namespace
-                        || required
-                            .strip_prefix(namespace)
-                            .is_some_and(|rest| rest.starts_with(':'))
-                })
-        })
+        self.granted_scopes()
+            .any(|granted| scope_covers(granted, required))
     }
+}
+
+/// Whether a granted scope covers a required one: equal, or a granted `ns:*`
+/// covering `ns` and everything below it (AuthX's wildcard).
+pub(crate) fn scope_covers(granted: &str, required: &str) -> bool {
+    granted == required
+        || granted.strip_suffix(":*").is_some_and(|namespace| {
+            required == namespace
+                || required
+                    .strip_prefix(namespace)
+                    .is_some_and(|rest| rest.starts_with(':'))
+        })
 }
 
 /// The `type` claim.

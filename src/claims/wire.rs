@@ -12,7 +12,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Audience, Claims, Confirmation, Fresh, MAX_NUMERIC_DATE, NoExtra, NumericDate, Seal, TokenType,
+    Audience, ClaimPath, Claims, Confirmation, Fresh, MAX_NUMERIC_DATE, NoExtra, NumericDate,
+    Permissions, Seal, TokenType,
 };
 
 impl<'de> Deserialize<'de> for Fresh {
@@ -189,6 +190,8 @@ enum Member<'de> {
     AuthTime,
     Family,
     Cnf,
+    Acr,
+    Amr,
     Other(Cow<'de, str>),
 }
 
@@ -211,6 +214,8 @@ impl<'de> Member<'de> {
             "auth_time" => Member::AuthTime,
             "fam" => Member::Family,
             "cnf" => Member::Cnf,
+            "acr" => Member::Acr,
+            "amr" => Member::Amr,
             _ => Member::Other(name),
         }
     }
@@ -257,15 +262,44 @@ where
     Ok(())
 }
 
+/// Whether the reader takes `name` as one of the claims it knows (so a claim
+/// path cannot start there).
+pub(crate) fn is_known_claim(name: &str) -> bool {
+    !matches!(Member::from_name(Cow::Borrowed(name)), Member::Other(_))
+}
+
 impl<'de, E: DeserializeOwned> Deserialize<'de> for Claims<E> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(ClaimsVisitor(PhantomData))
+        de::DeserializeSeed::deserialize(ClaimsSeed::<E>::new(&[]), d)
     }
 }
 
-struct ClaimsVisitor<E>(PhantomData<fn() -> E>);
+/// Reads a claim set, with its permission set from `paths`.
+pub(crate) struct ClaimsSeed<'p, E> {
+    paths: &'p [ClaimPath],
+    _claims: PhantomData<fn() -> E>,
+}
 
-impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
+impl<'p, E> ClaimsSeed<'p, E> {
+    pub(crate) fn new(paths: &'p [ClaimPath]) -> Self {
+        ClaimsSeed {
+            paths,
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<'de, E: DeserializeOwned> de::DeserializeSeed<'de> for ClaimsSeed<'_, E> {
+    type Value = Claims<E>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Claims<E>, D::Error> {
+        d.deserialize_map(ClaimsVisitor(self))
+    }
+}
+
+struct ClaimsVisitor<'p, E>(ClaimsSeed<'p, E>);
+
+impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
     type Value = Claims<E>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -280,6 +314,9 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
         let (mut iat, mut exp, mut nbf, mut iss, mut aud) = (None, None, None, None, None);
         let (mut scopes, mut auth_time, mut family, mut cnf) = (None, None, None, None);
         let (mut scope, mut scp) = (None::<String>, None::<Audience>);
+        let (mut acr, mut amr) = (None, None);
+        let paths = self.0.paths;
+        let mut permissions = Vec::new();
         let mut others = serde_json::Map::new();
         // Unknown claims seen but not kept (for `NoExtra`), to refuse duplicates
         // all the same (hashed: a long list costs no more than the map would).
@@ -304,8 +341,14 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                 Member::AuthTime => read_once(m, &mut auth_time, "auth_time", DATE)?,
                 Member::Family => read_once(m, &mut family, "fam", STRING)?,
                 Member::Cnf => read_once(m, &mut cnf, "cnf", "a confirmation object")?,
-                Member::Other(name) if keep_others => {
+                Member::Acr => read_once(m, &mut acr, "acr", STRING)?,
+                Member::Amr => read_once(m, &mut amr, "amr", "a list of strings")?,
+                Member::Other(name) if keep_others || paths.iter().any(|p| p.root() == name) => {
                     let value = map.next_value::<serde_json::Value>()?;
+                    for path in paths.iter().filter(|p| p.root() == name) {
+                        path.collect(&value, &mut permissions)
+                            .map_err(de::Error::custom)?;
+                    }
                     if others.insert(name.into_owned(), value).is_some() {
                         return Err(de::Error::custom("duplicate claim"));
                     }
@@ -317,6 +360,9 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
                     map.next_value::<Skipped>()?;
                 }
             }
+        }
+        if !keep_others {
+            others.clear();
         }
         let extra = E::deserialize(serde_json::Value::Object(others)).map_err(|_| {
             de::Error::custom("the token's own claims do not have the expected types")
@@ -343,6 +389,9 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<E> {
             auth_time,
             fam: family,
             cnf,
+            acr,
+            amr,
+            permissions: Permissions::new(permissions),
             extra,
             verified_by: Seal::default(),
         })

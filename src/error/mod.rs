@@ -47,6 +47,22 @@ pub enum AuthError {
         /// What the token carries.
         provided: Vec<String>,
     },
+    /// A valid token without the roles, groups or permissions the route's
+    /// rule requires, or failing its composition or predicate (403; the
+    /// detail names what the route needs, never what the token holds).
+    InsufficientPermissions {
+        /// What the route's rule needs, as the route names it.
+        needs: String,
+    },
+    /// A valid token whose user did not authenticate strongly enough: the
+    /// route's `acr` or `amr` rule (RFC 9470 step-up: 401
+    /// `insufficient_user_authentication`, with `acr_values`).
+    InsufficientAuthentication {
+        /// What the route's rule needs, as the route names it.
+        needs: String,
+        /// The `acr` values that would do, sent as `acr_values`.
+        acr_values: Vec<String>,
+    },
     /// A token from a cookie on a state-changing request without the matching
     /// CSRF value (the double submit failed).
     Csrf(CsrfFailure),
@@ -140,7 +156,9 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            AuthError::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            AuthError::InsufficientScope { .. } | AuthError::InsufficientPermissions { .. } => {
+                StatusCode::FORBIDDEN
+            }
             AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -157,7 +175,7 @@ impl AuthError {
     /// DPoP proofs, else 16 `UNAUTHENTICATED`.
     pub fn grpc_status(&self) -> u8 {
         match self {
-            AuthError::InsufficientScope { .. } => 7,
+            AuthError::InsufficientScope { .. } | AuthError::InsufficientPermissions { .. } => 7,
             AuthError::Dpop(DpopError::TooManyProofs) => 8,
             AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => 14,
             AuthError::Issue(_) => 13,
@@ -189,6 +207,8 @@ impl AuthError {
             AuthError::WrongTokenType { .. } => "wrong_token_type",
             AuthError::FreshTokenRequired { .. } => "not_fresh",
             AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::InsufficientPermissions { .. } => "insufficient_permissions",
+            AuthError::InsufficientAuthentication { .. } => "insufficient_authentication",
             AuthError::Csrf(CsrfFailure::Missing) => "csrf_missing",
             AuthError::Csrf(CsrfFailure::Mismatch) => "csrf_mismatch",
             AuthError::Revoked => "revoked",
@@ -218,7 +238,10 @@ impl AuthError {
             | AuthError::WrongTokenType { .. }
             | AuthError::Revoked
             | AuthError::RefreshReused => Some("invalid_token"),
-            AuthError::FreshTokenRequired { .. } => Some("insufficient_user_authentication"),
+            AuthError::FreshTokenRequired { .. } | AuthError::InsufficientAuthentication { .. } => {
+                Some("insufficient_user_authentication")
+            }
+            AuthError::InsufficientPermissions { .. } => None,
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
             AuthError::Dpop(DpopError::InvalidProof(_) | DpopError::Replayed) => {
                 Some("invalid_dpop_proof")
@@ -239,6 +262,12 @@ impl fmt::Display for AuthError {
                 write!(f, "'{expected}' token required, '{found}' token received")
             }
             AuthError::FreshTokenRequired { .. } => f.write_str("Fresh token required"),
+            AuthError::InsufficientPermissions { needs } => {
+                write!(f, "Missing required permissions: {needs}")
+            }
+            AuthError::InsufficientAuthentication { needs, .. } => {
+                write!(f, "Stronger authentication required: {needs}")
+            }
             AuthError::Csrf(CsrfFailure::Missing) => f.write_str("Missing CSRF token"),
             AuthError::Revoked => f.write_str("Token has been revoked"),
             AuthError::RefreshReused => {
@@ -319,6 +348,13 @@ impl From<Unmet> for AuthError {
             Unmet::Scopes { required, provided } => {
                 AuthError::InsufficientScope { required, provided }
             }
+            Unmet::Permissions(rule) => AuthError::InsufficientPermissions {
+                needs: rule.to_string(),
+            },
+            Unmet::Authentication(rule) => AuthError::InsufficientAuthentication {
+                needs: rule.to_string(),
+                acr_values: rule.named_acr_values(),
+            },
         }
     }
 }

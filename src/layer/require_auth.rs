@@ -11,6 +11,7 @@ use tower_service::Service;
 use super::{ClaimsExtra, ResponseBody, ResponseFuture, call_guarded};
 use crate::authx::AuthX;
 use crate::claims::NoExtra;
+use crate::error::ConfigError;
 use crate::policy::{Admission, Requirement};
 
 /// Applies [`RequireAuth`]: by default, any valid access token.
@@ -49,7 +50,12 @@ impl RequireAuthLayer<NoExtra> {
     /// Requires whatever `requirement` says (every requirement needs a
     /// credential; optional authentication is
     /// [`OptionalAuthLayer`](super::OptionalAuthLayer)).
+    /// A requirement with a slip in its rule (see [`Requirement::flaw`])
+    /// refuses every request; [`AuthX::guard`] refuses to build it.
     pub fn with_requirement(authx: AuthX, requirement: Requirement) -> Self {
+        if let Some(flaw) = requirement.flaw() {
+            tracing::error!(%flaw, "tower-authx: this guard refuses every request");
+        }
         Self::admitting(authx, Admission::Required(requirement))
     }
 
@@ -58,6 +64,34 @@ impl RequireAuthLayer<NoExtra> {
             authx,
             admission,
             _claims: PhantomData,
+        }
+    }
+}
+
+/// The checked way to build a guard for a composed requirement (here, beside
+/// the layer it builds).
+impl AuthX {
+    /// A guard for `requirement`, checked first: a rule that could never
+    /// hold (an empty list) or that requires a wildcard scope (`admin:*` is
+    /// granted, never required) is a configuration error here.
+    ///
+    /// ```
+    /// # use tower_authx::{AuthX, AuthXConfig, Requirement, Rule};
+    /// # let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32])?)?;
+    /// let orders = authx.guard(Requirement::access().rule(Rule::any_of([
+    ///     Rule::all_scopes(["orders:write"]),
+    ///     Rule::any_role(["admin"]),
+    /// ])))?;
+    /// assert!(authx.guard(Requirement::access().all_scopes(["admin:*"])).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn guard(&self, requirement: Requirement) -> Result<RequireAuthLayer, ConfigError> {
+        match requirement.flaw() {
+            Some(flaw) => Err(ConfigError::new(flaw)),
+            None => Ok(RequireAuthLayer::with_requirement(
+                self.clone(),
+                requirement,
+            )),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::claims::{Claims, NumericDate, Seal};
+use crate::claims::{Claims, Idp, NumericDate, Seal, is_known_claim};
 use crate::config::AuthXConfig;
 use crate::error::{AuthError, ConfigError, InvalidToken};
 use crate::keys::{Key, KeyRing, KeySource};
@@ -21,6 +21,9 @@ pub(crate) struct Trusted {
 
 /// Whom tokens may come from: one set of keys and rules, or several issuers,
 /// each with its own, chosen by the token's `iss`.
+// `One` is the common case, read on every request: boxing it would add a
+// pointer chase there to save a few bytes in a value built once.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Trust {
     One(Trusted),
     #[cfg(feature = "remote-keys")]
@@ -234,6 +237,26 @@ pub(crate) fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Claim paths that can be read: each names something, and none starts at a
+/// claim the reader takes as its own (`scope` is read as scopes).
+fn check_paths(idp: Option<&Idp>) -> Result<(), ConfigError> {
+    for path in idp.map_or(&[][..], Idp::paths) {
+        if path.names().is_empty() || path.names().iter().any(String::is_empty) {
+            return Err(ConfigError::new(format!(
+                "the claim path {path:?} has an empty name"
+            )));
+        }
+        if is_known_claim(path.root()) {
+            return Err(ConfigError::new(format!(
+                "the claim path {path} starts at '{}', which is read as a claim of its own \
+                 (require scopes for scope, scp and scopes)",
+                path.root()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A protected resource takes only tokens issued for it (RFC 8707): makes
 /// `resource` every token's required audience, where an audience configured
 /// otherwise is an error, not a second door. Returns the issuers, for the
@@ -273,17 +296,20 @@ impl Trust {
     /// claims marked with `seal`. Takes the issuers and remote keys out of
     /// `config`.
     pub(crate) fn from_config(config: &mut AuthXConfig, seal: Seal) -> Result<Trust, ConfigError> {
-        let verifier = |issuer: Option<String>, audience: Vec<String>, leeway| {
-            Verifier::new(
-                seal,
-                leeway,
-                issuer,
-                audience,
-                config.max_token_len,
-                config.max_token_lifetime,
-                config.verified_cache.filter(|c| *c > 0),
-            )
-        };
+        let verifier =
+            |issuer: Option<String>, audience: Vec<String>, leeway, idp: &Option<Idp>| {
+                Verifier::new(
+                    seal,
+                    leeway,
+                    issuer,
+                    audience,
+                    config.max_token_len,
+                    config.max_token_lifetime,
+                    config.verified_cache.filter(|c| *c > 0),
+                )
+                .reading_permissions(idp.as_ref().map_or(&[][..], Idp::paths))
+            };
+        check_paths(config.permissions.as_ref())?;
         #[cfg(feature = "remote-keys")]
         if config.by_issuers {
             let issuers = std::mem::take(&mut config.issuers);
@@ -291,17 +317,21 @@ impl Trust {
                 issuers
                     .into_iter()
                     .map(|issuer| {
+                        check_paths(issuer.permissions.as_ref())?;
                         let leeway = issuer.leeway.unwrap_or(config.leeway);
-                        let rules = verifier(Some(issuer.iss.clone()), issuer.audience, leeway);
+                        // An issuer's own Idp, else the configuration's.
+                        let idp = issuer.permissions.or_else(|| config.permissions.clone());
+                        let rules =
+                            verifier(Some(issuer.iss.clone()), issuer.audience, leeway, &idp);
                         let trusted = Trusted {
                             keys: KeySource::Remote(issuer.keys),
                             verifier: rules,
                             #[cfg(feature = "metrics")]
                             label: issuer.iss.clone().into(),
                         };
-                        (issuer.iss, trusted)
+                        Ok((issuer.iss, trusted))
                     })
-                    .collect(),
+                    .collect::<Result<_, ConfigError>>()?,
             ));
         }
         #[cfg(feature = "remote-keys")]
@@ -321,6 +351,7 @@ impl Trust {
                 config.issuer.clone(),
                 config.audience.clone(),
                 config.leeway,
+                &config.permissions,
             ),
             #[cfg(feature = "metrics")]
             label: metrics::SharedString::const_str(""),

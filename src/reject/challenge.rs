@@ -89,7 +89,9 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::InvalidToken(_) => ("token", error.kind()),
         AuthError::WrongTokenType { expected, .. } => ("type", expected.as_str()),
         AuthError::FreshTokenRequired { .. } => ("fresh", ""),
-        AuthError::InsufficientScope { .. } => return None,
+        AuthError::InsufficientScope { .. }
+        | AuthError::InsufficientPermissions { .. }
+        | AuthError::InsufficientAuthentication { .. } => return None,
         AuthError::Csrf(CsrfFailure::Missing) => ("csrf", "missing"),
         AuthError::Csrf(CsrfFailure::Mismatch) => ("csrf", "mismatch"),
         AuthError::Revoked => ("revoked", ""),
@@ -312,6 +314,10 @@ impl Challenge {
                 params.push(format!("max_age={}", age.as_secs()));
             }
             AuthError::InsufficientScope { required, .. } => params.push(scope_param(required)),
+            AuthError::InsufficientAuthentication { acr_values, .. } if !acr_values.is_empty() => {
+                let values = acr_values.join(" ");
+                params.push(format!("acr_values=\"{}\"", quoted_string_safe(&values)));
+            }
             _ => {}
         }
         params

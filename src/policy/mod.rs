@@ -1,9 +1,15 @@
-//! What a route asks of an already verified token: its type, freshness, scopes.
+//! What a route asks of an already verified token: its type, freshness, and
+//! a [`Rule`] (scopes, roles, authentication level, compositions).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::claims::{Claims, NumericDate, TokenType};
+
+mod rule;
+
+use rule::Missing;
+pub use rule::{ClaimsView, Rule};
 
 /// Which part of a [`Requirement`] a verified token does not meet (the reasons
 /// turn it into an `AuthError`).
@@ -20,6 +26,10 @@ pub(crate) enum Unmet {
         required: Scopes,
         provided: Vec<String>,
     },
+    /// Roles, a composition or a predicate: what the rule needed.
+    Permissions(Rule),
+    /// A stronger authentication (`acr`, `amr`).
+    Authentication(Rule),
 }
 
 /// What a guarded route accepts. Cheap to clone.
@@ -27,7 +37,7 @@ pub(crate) enum Unmet {
 pub struct Requirement {
     token_type: Option<TokenType>,
     fresh: bool,
-    scopes: Option<Scopes>,
+    rule: Option<Rule>,
 }
 
 /// Scopes a route requires: all of them, or any one.
@@ -44,7 +54,7 @@ impl Requirement {
         Requirement {
             token_type,
             fresh,
-            scopes: None,
+            rule: None,
         }
     }
 
@@ -72,25 +82,55 @@ impl Requirement {
     /// Also requires every scope in `scopes` (AuthX's `admin:*` grants `admin:x`).
     #[must_use]
     pub fn all_scopes<I: IntoIterator<Item = S>, S: Into<String>>(self, scopes: I) -> Self {
-        self.with_scopes(scopes, true)
+        self.rule(Rule::all_scopes(scopes))
     }
 
     /// Also requires at least one scope in `scopes`.
     #[must_use]
     pub fn any_scope<I: IntoIterator<Item = S>, S: Into<String>>(self, scopes: I) -> Self {
-        self.with_scopes(scopes, false)
+        self.rule(Rule::any_scope(scopes))
     }
 
-    fn with_scopes<I: IntoIterator<Item = S>, S: Into<String>>(
-        mut self,
-        scopes: I,
-        all: bool,
-    ) -> Self {
-        self.scopes = Some(Scopes {
-            required: scopes.into_iter().map(Into::into).collect(),
-            all,
+    /// Also requires every role (group, permission) in `roles` among the
+    /// token's [`Permissions`](crate::Permissions).
+    #[must_use]
+    pub fn all_roles<I: IntoIterator<Item = S>, S: Into<String>>(self, roles: I) -> Self {
+        self.rule(Rule::all_roles(roles))
+    }
+
+    /// Also requires at least one role (group, permission) in `roles`.
+    #[must_use]
+    pub fn any_role<I: IntoIterator<Item = S>, S: Into<String>>(self, roles: I) -> Self {
+        self.rule(Rule::any_role(roles))
+    }
+
+    /// Also requires an `acr` among `values` (RFC 9470 step-up).
+    #[must_use]
+    pub fn acr_values<I: IntoIterator<Item = S>, S: Into<String>>(self, values: I) -> Self {
+        self.rule(Rule::acr_values(values))
+    }
+
+    /// Also requires an `amr` holding every method in `methods` (`["otp"]`).
+    #[must_use]
+    pub fn amr<I: IntoIterator<Item = S>, S: Into<String>>(self, methods: I) -> Self {
+        self.rule(Rule::amr(methods))
+    }
+
+    /// Also requires `rule` (every call adds one; all must hold).
+    #[must_use]
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rule = Some(match self.rule.take() {
+            Some(before) => before.and(rule),
+            None => rule,
         });
         self
+    }
+
+    /// Why this requirement can never be met, or reads a wildcard as
+    /// required: a configuration slip ([`AuthX::guard`](crate::AuthX::guard)
+    /// refuses it; a guard built anyway refuses every request).
+    pub fn flaw(&self) -> Option<String> {
+        self.rule.as_ref().and_then(Rule::flaw)
     }
 
     /// The token type required, if any.
@@ -98,9 +138,15 @@ impl Requirement {
         self.token_type
     }
 
-    /// The scopes required, if any.
+    /// The scopes required for sure, if any (a protected resource's 401
+    /// names them).
     pub fn scopes(&self) -> Option<&Scopes> {
-        self.scopes.as_ref()
+        self.rule.as_ref().and_then(Rule::scopes)
+    }
+
+    /// What the token's claims must meet beyond type and freshness.
+    pub fn rule_of(&self) -> Option<&Rule> {
+        self.rule.as_ref()
     }
 
     /// Whether a fresh token is required.
@@ -109,12 +155,17 @@ impl Requirement {
     }
 
     /// The kind of guard this is, for metrics and traces: `require_scopes`,
+    /// `require_rule` (roles, authentication level, compositions),
     /// `require_fresh` or `require_auth`. (Optional authentication is not a
     /// requirement but a guard of its own, `OptionalAuth`: a request without
     /// a credential can never be let through by a requirement.)
-    pub const fn kind(&self) -> &'static str {
-        if self.scopes.is_some() {
-            "require_scopes"
+    pub fn kind(&self) -> &'static str {
+        if let Some(rule) = &self.rule {
+            if rule.is_scopes_only() {
+                "require_scopes"
+            } else {
+                "require_rule"
+            }
         } else if self.fresh {
             "require_fresh"
         } else {
@@ -139,21 +190,23 @@ impl Requirement {
         if self.fresh && !claims.is_fresh_at(now, max_age) {
             return Err(Unmet::Fresh { max_age });
         }
-        if let Some(scopes) = &self.scopes {
-            // A route that names no scope is a configuration slip: refuse
-            // rather than let `all([])` pass everyone as a scope guard.
-            let granted = !scopes.required.is_empty()
-                && if scopes.all {
-                    claims.has_scopes(&scopes.required)
-                } else {
-                    scopes.required.iter().any(|s| claims.has_scope(s))
-                };
-            if !granted {
+        let Some(rule) = &self.rule else {
+            return Ok(());
+        };
+        // A slip in the route's own rule refuses everyone (see `flaw`).
+        if rule.flaw().is_some() {
+            return Err(Unmet::Permissions(rule.clone()));
+        }
+        match rule.check(&ClaimsView::of(claims)) {
+            Ok(()) => {}
+            Err(Missing::Scopes(required)) => {
                 return Err(Unmet::Scopes {
-                    required: scopes.clone(),
+                    required,
                     provided: claims.granted_scopes().map(str::to_owned).collect(),
                 });
             }
+            Err(Missing::Authentication(rule)) => return Err(Unmet::Authentication(rule)),
+            Err(Missing::Permissions(rule)) => return Err(Unmet::Permissions(rule)),
         }
         Ok(())
     }
@@ -188,7 +241,7 @@ impl Admission {
     }
 
     /// The guard's kind for metrics and traces: the requirement's, or `optional`.
-    pub(crate) const fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Admission::Required(requirement) => requirement.kind(),
             Admission::Optional => "optional",
