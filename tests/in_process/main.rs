@@ -7,6 +7,7 @@
 mod support;
 
 mod attacks;
+mod authz;
 mod cache;
 mod dpop;
 mod interop_fixtures;

@@ -1,0 +1,402 @@
+//! Authorization from what identity providers put in tokens: each provider's
+//! documented access token (tests/fixtures/idp/, with provenance) through its
+//! preset, strict claim types, composed rules and their answers, RFC 9470
+//! step-up by acr/amr, and configurations that would read stronger than they
+//! are.
+
+use crate::support;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use tower::{Layer, ServiceExt, service_fn};
+use tower_authx::{
+    AuthError, AuthX, AuthXConfig, ClaimPath, Idp, NoExtra, RequireAuthLayer, Requirement, Rule,
+};
+
+const SECRET: &[u8] = b"authz-tests-secret-of-32-bytes!!";
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/idp/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn preset(name: &str) -> Idp {
+    match name.split_once(':') {
+        Some(("keycloak", client)) => Idp::keycloak(client),
+        _ => match name {
+            "auth0" => Idp::auth0(),
+            "entra" => Idp::entra(),
+            "okta" => Idp::okta(),
+            "cognito" => Idp::cognito(),
+            "authx" => Idp::authx(),
+            other => panic!("no preset {other}"),
+        },
+    }
+}
+
+/// `payload` signed with our secret, its times made current.
+fn sign(mut payload: Value) -> String {
+    let now = support::now();
+    payload["iat"] = json!(now);
+    payload["exp"] = json!(now + 600);
+    if payload.get("nbf").is_some() {
+        payload["nbf"] = json!(now);
+    }
+    support::forge(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &payload.to_string(),
+        SECRET,
+    )
+}
+
+/// A handle that accepts `payload`'s issuer and audience and reads `idp`.
+fn authx_for(payload: &Value, idp: Idp) -> AuthX {
+    let mut config = AuthXConfig::from_secret(SECRET).unwrap().permissions(idp);
+    if let Some(iss) = payload["iss"].as_str() {
+        config = config.issuer(iss);
+    }
+    match &payload["aud"] {
+        Value::String(aud) => config = config.audience(aud),
+        Value::Array(auds) => {
+            for aud in auds {
+                config = config.audience(aud.as_str().unwrap());
+            }
+        }
+        _ => {}
+    }
+    AuthX::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn each_providers_documented_token_grants_its_roles_through_its_preset() {
+    for name in [
+        "keycloak", "auth0", "entra_v1", "entra_v2", "okta", "cognito",
+    ] {
+        let fixture = fixture(name);
+        let payload = fixture["payload"].clone();
+        let authx = authx_for(&payload, preset(fixture["preset"].as_str().unwrap()));
+        let token = sign(payload);
+        let claims = authx
+            .verify::<NoExtra>(&token, &Requirement::access())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for granted in fixture["grants"].as_array().unwrap() {
+            let role = granted.as_str().unwrap();
+            assert!(claims.permissions().contains(role), "{name}: {role}");
+            let needs = Requirement::access().any_role([role]);
+            authx
+                .verify::<NoExtra>(&token, &needs)
+                .await
+                .unwrap_or_else(|e| panic!("{name} {role}: {e}"));
+        }
+        for refused in fixture["refuses"].as_array().unwrap() {
+            let role = refused.as_str().unwrap();
+            let needs = Requirement::access().any_role([role]);
+            let error = authx.verify::<NoExtra>(&token, &needs).await.unwrap_err();
+            assert_eq!(error.kind(), "insufficient_permissions", "{name} {role}");
+            assert_eq!(error.status(), StatusCode::FORBIDDEN);
+            // The detail names what the route needs, never what the token holds.
+            let detail = error.to_string();
+            assert!(detail.contains(role), "{detail}");
+            for granted in fixture["grants"].as_array().unwrap() {
+                assert!(!detail.contains(granted.as_str().unwrap()), "{detail}");
+            }
+        }
+        // Another provider's preset reads nothing of this token.
+        let elsewhere = authx_for(
+            &fixture["payload"],
+            Idp::claims([ClaimPath::dotted("nowhere")]),
+        );
+        let claims = elsewhere
+            .verify::<NoExtra>(&token, &Requirement::access())
+            .await
+            .unwrap();
+        assert!(claims.permissions().is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrongly_typed_permission_claim_refuses_the_token() {
+    let idp = || Idp::keycloak("my-app");
+    for (why, payload) in [
+        (
+            "a number among roles",
+            json!({"sub": "u", "realm_access": {"roles": ["staff", 7]}}),
+        ),
+        (
+            "roles as an object",
+            json!({"sub": "u", "realm_access": {"roles": {"staff": true}}}),
+        ),
+        (
+            "realm_access as a list",
+            json!({"sub": "u", "realm_access": ["staff"]}),
+        ),
+        (
+            "null roles",
+            json!({"sub": "u", "resource_access": {"my-app": {"roles": null}}}),
+        ),
+        ("roles twice", json!({"sub": "u"})),
+    ] {
+        let authx = authx_for(&payload, idp());
+        let token = if why == "roles twice" {
+            let now = support::now();
+            support::forge(
+                r#"{"alg":"HS256"}"#,
+                &format!(
+                    r#"{{"sub":"u","exp":{},"realm_access":{{"roles":["guest"]}},"realm_access":{{"roles":["staff"]}}}}"#,
+                    now + 600
+                ),
+                SECRET,
+            )
+        } else {
+            sign(payload)
+        };
+        let error = authx
+            .verify::<NoExtra>(&token, &Requirement::access())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), "bad_claims", "{why}: {error}");
+        assert_eq!(error.status(), StatusCode::UNAUTHORIZED, "{why}");
+    }
+    // A claim path that starts at a claim read as its own is a configuration error.
+    let config = AuthXConfig::from_secret(SECRET)
+        .unwrap()
+        .permissions(Idp::claims([ClaimPath::dotted("scope")]));
+    assert!(AuthX::new(config).is_err());
+}
+
+async fn status_and_challenge(
+    guard: RequireAuthLayer,
+    token: Option<&str>,
+    grpc: bool,
+) -> (StatusCode, Option<String>, Option<String>) {
+    let service = guard.layer(service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+    }));
+    let mut request = Request::post("/orders");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if grpc {
+        request = request.header("content-type", "application/grpc");
+    }
+    let res = service
+        .oneshot(request.body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    (
+        res.status(),
+        header("www-authenticate"),
+        header("grpc-status"),
+    )
+}
+
+#[tokio::test]
+async fn a_composed_rule_grants_either_way_and_refuses_with_what_it_needs() {
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .permissions(Idp::authx()),
+    )
+    .unwrap();
+    let orders = authx
+        .guard(Requirement::access().rule(Rule::any_of([
+            Rule::all_scopes(["orders:write"]),
+            Rule::any_role(["admin"]),
+        ])))
+        .unwrap();
+    let writer = authx
+        .access_token("w")
+        .scopes(["orders:*"])
+        .issue()
+        .unwrap();
+    let admin = authx
+        .access_token("a")
+        .extra(&json!({"roles": ["admin"]}))
+        .issue()
+        .unwrap();
+    let neither = authx
+        .access_token("n")
+        .scopes(["orders:read"])
+        .extra(&json!({"roles": ["staff"]}))
+        .issue()
+        .unwrap();
+    for token in [&writer, &admin] {
+        assert_eq!(
+            status_and_challenge(orders.clone(), Some(token), false)
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    let (status, challenge, _) = status_and_challenge(orders.clone(), Some(&neither), false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+    let error = authx
+        .verify::<NoExtra>(
+            &neither,
+            &Requirement::access().rule(Rule::any_of([
+                Rule::all_scopes(["orders:write"]),
+                Rule::any_role(["admin"]),
+            ])),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Missing required permissions: scopes ['orders:write'] or one of the roles ['admin']"
+    );
+    // gRPC: PERMISSION_DENIED.
+    let (_, _, grpc) = status_and_challenge(orders.clone(), Some(&neither), true).await;
+    assert_eq!(grpc.as_deref(), Some("7"));
+    // Nobody without a credential, whatever the rule.
+    let (status, _, _) = status_and_challenge(orders, None, false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A predicate over the verified claims, named in its refusal.
+    let own = authx
+        .guard(Requirement::access().rule(Rule::predicate("subject is w", |c| c.sub == "w")))
+        .unwrap();
+    assert_eq!(
+        status_and_challenge(own.clone(), Some(&writer), false)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_and_challenge(own, Some(&admin), false).await.0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn step_up_by_acr_and_amr_answers_rfc_9470() {
+    let authx = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap()).unwrap();
+    let password = authx
+        .access_token("u")
+        .amr(["pwd"])
+        .acr("1")
+        .issue()
+        .unwrap();
+    let second_factor = authx
+        .access_token("u")
+        .amr(["pwd", "otp"])
+        .acr("urn:example:mfa")
+        .issue()
+        .unwrap();
+    let mfa = authx.guard(Requirement::access().amr(["otp"])).unwrap();
+    let (status, challenge, _) = status_and_challenge(mfa.clone(), Some(&password), false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenge
+            .unwrap()
+            .contains("error=\"insufficient_user_authentication\"")
+    );
+    assert_eq!(
+        status_and_challenge(mfa, Some(&second_factor), false)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let strong = authx
+        .guard(Requirement::access().acr_values(["urn:example:mfa"]))
+        .unwrap();
+    let (status, challenge, _) = status_and_challenge(strong.clone(), Some(&password), false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let challenge = challenge.unwrap();
+    assert!(
+        challenge.contains("acr_values=\"urn:example:mfa\""),
+        "{challenge}"
+    );
+    assert_eq!(
+        status_and_challenge(strong, Some(&second_factor), false)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Rotation keeps how the user authenticated.
+    let pair = authx.token_pair("u").amr(["pwd", "otp"]).issue().unwrap();
+    let refresh = authx
+        .verify::<NoExtra>(&pair.refresh_token, &Requirement::refresh())
+        .await
+        .unwrap();
+    let rotated = authx.rotate(&refresh).await.unwrap();
+    let claims = authx
+        .verify::<NoExtra>(&rotated.access_token, &Requirement::access().amr(["otp"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        claims.amr.as_deref(),
+        Some(&["pwd".to_owned(), "otp".to_owned()][..])
+    );
+}
+
+#[tokio::test]
+async fn rules_that_read_stronger_than_they_are_are_refused() {
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .permissions(Idp::authx()),
+    )
+    .unwrap();
+    let everything = authx
+        .access_token("u")
+        .scopes(["admin:*"])
+        .extra(&json!({"roles": ["admin"]}))
+        .issue()
+        .unwrap();
+    for (why, requirement) in [
+        (
+            "a required wildcard",
+            Requirement::access().all_scopes(["admin:*"]),
+        ),
+        (
+            "an empty any_of",
+            Requirement::access().rule(Rule::any_of([])),
+        ),
+        (
+            "an empty all_of",
+            Requirement::access().rule(Rule::all_of([])),
+        ),
+        (
+            "no role",
+            Requirement::access().any_role(Vec::<String>::new()),
+        ),
+        (
+            "a wildcard deep inside",
+            Requirement::access().rule(Rule::any_of([
+                Rule::any_role(["admin"]),
+                Rule::all_scopes(["orders:*"]),
+            ])),
+        ),
+    ] {
+        assert!(authx.guard(requirement.clone()).is_err(), "{why}");
+        // Built anyway: it refuses everyone.
+        let guard = RequireAuthLayer::with_requirement(authx.clone(), requirement.clone());
+        assert_eq!(
+            status_and_challenge(guard, Some(&everything), false)
+                .await
+                .0,
+            StatusCode::FORBIDDEN,
+            "{why}"
+        );
+        let error = authx
+            .verify::<NoExtra>(&everything, &requirement)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, AuthError::InsufficientPermissions { .. }),
+            "{why}"
+        );
+    }
+}
