@@ -1,5 +1,5 @@
-//! axum extractors (feature `axum`): `Claims<E>` and `Option<Claims<E>>` read
-//! what a guard layer verified. Without a guard they fail loudly, naming the fix.
+//! axum extractors (feature `axum`): `Claims<E>`, `Option<Claims<E>>` and
+//! `Permissions` read what a guard layer verified. Without a guard they fail loudly, naming the fix.
 
 use std::any::type_name;
 use std::fmt;
@@ -9,7 +9,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::claims::Claims;
+use crate::claims::{Claims, Permissions};
 use crate::pipeline::{Anonymous, ClaimsExtra};
 
 /// The extractor found no claims because no guard layer ran on the route (or
@@ -126,6 +126,28 @@ where
             claims_type: type_name::<E>(),
             optional: true,
         })
+    }
+}
+
+/// The verified token's [`Permissions`] (roles, groups or permissions read
+/// from its issuer's [`Idp`](crate::Idp) claim paths), on a route guarded with
+/// the default claims type. (With your own claims type, take `Claims<E>` and
+/// call [`permissions`](Claims::permissions).)
+impl<S> FromRequestParts<S> for Permissions
+where
+    S: Send + Sync,
+{
+    type Rejection = MissingAuthLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Claims>()
+            .map(|claims| claims.permissions().clone())
+            .ok_or(MissingAuthLayer {
+                claims_type: type_name::<crate::NoExtra>(),
+                optional: false,
+            })
     }
 }
 

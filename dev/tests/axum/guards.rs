@@ -186,3 +186,52 @@ async fn claims_verified_by_another_authx_are_verified_again() {
         .service(ok());
     assert_eq!(status(svc, &foreign).await, StatusCode::UNAUTHORIZED);
 }
+
+/// A composed rule is one line per route, and the handler takes the token's
+/// permission set as an extractor.
+#[tokio::test]
+async fn a_composed_rule_guards_an_axum_route_and_hands_over_the_permissions() {
+    use tower_authx::{Idp, Permissions, Requirement, Rule};
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(b"guards-tests-secret-of-32-bytes!")
+            .unwrap()
+            .permissions(Idp::authx()),
+    )
+    .unwrap();
+    let orders = Requirement::access().rule(Rule::any_of([
+        Rule::all_scopes(["orders:write"]),
+        Rule::any_role(["admin"]),
+    ]));
+    let router =
+        Router::new().route(
+            "/r",
+            get(|permissions: Permissions| async move {
+                permissions.iter().collect::<Vec<_>>().join(",")
+            })
+            .route_layer(authx.guard(orders).unwrap()),
+        );
+    let admin = authx
+        .access_token("a")
+        .extra(&serde_json::json!({"roles": ["admin", "staff"]}))
+        .issue()
+        .unwrap();
+    let writer = authx
+        .access_token("w")
+        .scopes(["orders:write"])
+        .issue()
+        .unwrap();
+    let neither = authx.access_token("n").issue().unwrap();
+    let req = Request::get("/r")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "admin,staff");
+    assert_eq!(axum_status(router.clone(), &writer).await, StatusCode::OK);
+    assert_eq!(axum_status(router, &neither).await, StatusCode::FORBIDDEN);
+}
