@@ -16,6 +16,11 @@
 //! (build with `--features redis`), shared by every instance. `JWT_VERIFIED_CACHE=<n>`
 //! turns on the verified-token cache.
 //!
+//! A second factor (RFC 9470 step-up): `/login` takes an optional `"otp"`
+//! (the demo accepts `"000000"`) and then issues tokens with `amr: ["pwd",
+//! "otp"]`; `GET /mfa-required` takes only those, and answers others 401
+//! `insufficient_user_authentication`.
+//!
 //! DPoP (RFC 9449): a `/login` with a `DPoP` proof header answers tokens bound
 //! to the proof's key (`"token_type": "DPoP"`); they are then presented as
 //! `Authorization: DPoP <token>` with a fresh proof on every request, and
@@ -38,7 +43,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{
-    AuthError, AuthX, DpopKey, RequestHead, RequireAuthLayer, RequireFreshLayer, TokenType,
+    AuthError, AuthX, DpopKey, RequestHead, RequireAuthLayer, RequireFreshLayer, Requirement,
+    TokenType,
 };
 
 #[path = "shared/mod.rs"]
@@ -54,6 +60,7 @@ struct App {
     any_token: RequireAuthLayer,
     access: RequireAuthLayer,
     fresh: RequireFreshLayer,
+    mfa: RequireAuthLayer,
 }
 
 #[tokio::main]
@@ -68,6 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),
         fresh: RequireFreshLayer::new(authx.clone()),
+        mfa: authx.guard(Requirement::access().amr(["otp"]))?,
         users: Users::seed(),
         authx,
     });
@@ -82,7 +90,9 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     let allowed = match req.uri().path() {
         "/" => Method::GET,
         "/login" | "/refresh" | "/logout" => Method::POST,
-        "/protected" | "/fresh-required" | "/.well-known/jwks.json" => Method::GET,
+        "/protected" | "/fresh-required" | "/mfa-required" | "/.well-known/jwks.json" => {
+            Method::GET
+        }
         _ => return Ok(not_found()),
     };
     if req.method() != allowed {
@@ -113,6 +123,12 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         "/protected" => boxed(
             app.access
                 .layer(service_fn(move |r| protected(r, app2.clone())))
+                .oneshot(req)
+                .await?,
+        ),
+        "/mfa-required" => boxed(
+            app.mfa
+                .layer(service_fn(move |r| mfa_required(r, app2.clone())))
                 .oneshot(req)
                 .await?,
         ),
@@ -148,9 +164,20 @@ async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
         uri: &head.uri,
         headers: &head.headers,
     };
+    // A second factor: the tokens say how the user authenticated.
+    let pair = match shared::second_factor(&user) {
+        Ok(Some(amr)) => app.authx.token_pair(user.username).amr(amr),
+        Ok(None) => app.authx.token_pair(user.username),
+        Err((status, why)) => {
+            let mut res = detail(status, why);
+            res.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return res;
+        }
+    };
     let pair = match app.authx.dpop_key(request).await {
-        Ok(Some(key)) => app.authx.token_pair(user.username).bound_to(&key).issue(),
-        Ok(None) => app.authx.create_token_pair(user.username),
+        Ok(Some(key)) => pair.bound_to(&key).issue(),
+        Ok(None) => pair.issue(),
         Err(error) => return app.authx.reject(&error, request).map(Full::new),
     };
     match pair {
@@ -179,6 +206,10 @@ async fn refresh(
     let mut builder = app.authx.access_token(claims.sub.clone()).fresh(false);
     if let Some(session) = &claims.fam {
         builder = builder.fam(session.clone());
+    }
+    // How the user authenticated stays true of the session.
+    if let Some(amr) = &claims.amr {
+        builder = builder.amr(amr.iter().cloned());
     }
     // A DPoP-bound token buys a token bound to the same key.
     let key = DpopKey::of(claims);
@@ -225,6 +256,17 @@ async fn protected(
     Ok(json_response(
         StatusCode::OK,
         shared::protected(claims, &app.users, fresh),
+    ))
+}
+
+async fn mfa_required(
+    req: Request<Incoming>,
+    app: Arc<App>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let claims = verified(&req);
+    Ok(json_response(
+        StatusCode::OK,
+        shared::mfa_required(claims, &app.users),
     ))
 }
 

@@ -35,7 +35,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tower_authx::{
     AuthError, AuthX, Claims, CookieConfig, RequestHead, RequireAuthLayer, RequireFreshLayer,
-    TokenLocation, TokenType,
+    Requirement, TokenLocation, TokenType,
 };
 
 #[path = "../../examples/shared/prometheus.rs"]
@@ -103,6 +103,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(fresh_required).route_layer(RequireFreshLayer::new(authx.clone())),
         )
         .route(
+            "/mfa-required",
+            get(mfa_required).route_layer(authx.guard(Requirement::access().amr(["otp"]))?),
+        )
+        .route(
             "/account/password",
             post(change_password).route_layer(RequireFreshLayer::new(authx)),
         )
@@ -148,7 +152,12 @@ async fn login(State(app): Shared, body: Body) -> Response {
         Ok(user) => user,
         Err(refusal) => return login_refused(refusal),
     };
-    match app.authx.create_token_pair(user.username) {
+    let pair = match shared::second_factor(&user) {
+        Ok(Some(amr)) => app.authx.token_pair(user.username).amr(amr),
+        Ok(None) => app.authx.token_pair(user.username),
+        Err(refusal) => return login_refused(refusal),
+    };
+    match pair.issue() {
         Ok(pair) => tokens(json!({
             "fresh_token": pair.access_token,
             "token_type": "bearer",
@@ -216,6 +225,10 @@ async fn refresh(State(app): Shared, request: Head, claims: Claims) -> Response 
     if let Some(session) = &claims.fam {
         builder = builder.fam(session.clone());
     }
+    // How the user authenticated stays true of the session.
+    if let Some(amr) = &claims.amr {
+        builder = builder.amr(amr.iter().cloned());
+    }
     match builder.issue() {
         Ok(token) => tokens(json!({"access_token": token, "token_type": "bearer"})),
         Err(e) => detail(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -260,6 +273,10 @@ fn tokens(body: serde_json::Value) -> Response {
 async fn protected(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {
     let fresh = app.authx.is_fresh(&claims);
     Json(shared::protected(&claims, &app.users, fresh))
+}
+
+async fn mfa_required(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {
+    Json(shared::mfa_required(&claims, &app.users))
 }
 
 async fn fresh_required(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {

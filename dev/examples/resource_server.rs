@@ -21,8 +21,12 @@
 //!
 //! Routes: `GET /protected` (any valid access token; names its subject),
 //! `GET /fresh-required` (a fresh one), `GET /read` (scope `read`), `GET /admin`
-//! (scope `admin:users`; 403 `insufficient_scope` otherwise). Scopes come from
-//! OAuth's `scope` string, `scp`, or AuthX's `scopes`.
+//! (scope `admin:users`; 403 `insufficient_scope` otherwise), `GET /staff`
+//! (role or group `staff`) and `GET /orders` (scope `orders:write` or role
+//! `admin`). Scopes come from OAuth's `scope` string, `scp`, or AuthX's
+//! `scopes`; roles from where `ROLES_PRESET` says the identity provider puts
+//! them: `keycloak:<client-id>`, `auth0`, `entra`, `okta`, `cognito` or
+//! `authx` (default: `authx`, a top-level `roles` list).
 //!
 //! `HOST` (127.0.0.1), `PORT` (8001); `OIDC_ISSUER` (one or more, comma-separated)
 //! or `JWKS_URL` with `JWT_ISSUER` (the `iss` its tokens carry); `AUDIENCE` (optional: tokens must then name it); `JWKS_REFRESH_SECS`
@@ -48,7 +52,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{
-    AuthX, AuthXConfig, Issuer, RemoteJwks, RequireAuthLayer, RequireFreshLayer, RequireScopesLayer,
+    AuthX, AuthXConfig, Idp, Issuer, RemoteJwks, RequireAuthLayer, RequireFreshLayer,
+    RequireScopesLayer, Requirement, Rule,
 };
 
 #[path = "../../examples/shared/prometheus.rs"]
@@ -66,6 +71,8 @@ struct App {
     fresh: RequireFreshLayer,
     read: RequireScopesLayer,
     admin: RequireScopesLayer,
+    staff: RequireAuthLayer,
+    orders: RequireAuthLayer,
 }
 
 #[tokio::main]
@@ -112,8 +119,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &shared::public_url(addr),
     )
     .await?;
+    let config = config.permissions(roles_preset()?);
     let authx = AuthX::new(config)?;
     let app = Arc::new(App {
+        staff: authx.guard(Requirement::access().any_role(["staff"]))?,
+        orders: authx.guard(Requirement::access().rule(Rule::any_of([
+            Rule::all_scopes(["orders:write"]),
+            Rule::any_role(["admin"]),
+        ])))?,
         access: RequireAuthLayer::new(authx.clone()),
         fresh: RequireFreshLayer::new(authx.clone()),
         read: RequireScopesLayer::all(authx.clone(), ["read"]),
@@ -127,6 +140,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let service = hyper::service::service_fn(move |req| route(req, app.clone()));
     shared::server::serve(listener, service).await;
     Ok(())
+}
+
+/// Where the identity provider puts roles: `ROLES_PRESET`.
+fn roles_preset() -> Result<Idp, String> {
+    let preset = std::env::var("ROLES_PRESET").unwrap_or_else(|_| "authx".into());
+    Ok(match preset.split_once(':') {
+        Some(("keycloak", client)) if !client.is_empty() => Idp::keycloak(client),
+        _ => match preset.as_str() {
+            "auth0" => Idp::auth0(),
+            "entra" => Idp::entra(),
+            "okta" => Idp::okta(),
+            "cognito" => Idp::cognito(),
+            "authx" => Idp::authx(),
+            other => {
+                return Err(format!(
+                    "ROLES_PRESET={other:?}: one of keycloak:<client-id>, auth0, entra, okta, cognito, authx"
+                ));
+            }
+        },
+    })
 }
 
 /// The key cache's intervals from the environment.
@@ -155,7 +188,15 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     {
         return Ok(boxed(scrape));
     }
-    if !["/protected", "/fresh-required", "/read", "/admin"].contains(&path.as_str()) {
+    const ROUTES: [&str; 6] = [
+        "/protected",
+        "/fresh-required",
+        "/read",
+        "/admin",
+        "/staff",
+        "/orders",
+    ];
+    if !ROUTES.contains(&path.as_str()) {
         return Ok(not_found());
     }
     if req.method() != Method::GET {
@@ -173,6 +214,7 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
                     "message": format!("You may {}", &path[1..]),
                     "subject": claims.sub,
                     "scopes": claims.granted_scopes().collect::<Vec<_>>(),
+                    "roles": claims.permissions().iter().collect::<Vec<_>>(),
                 }),
             };
             async move { Ok::<_, Infallible>(json_response(StatusCode::OK, body)) }
@@ -182,6 +224,8 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         "/protected" => boxed(app.access.layer(handler).oneshot(req).await?),
         "/fresh-required" => boxed(app.fresh.layer(handler).oneshot(req).await?),
         "/read" => boxed(app.read.layer(handler).oneshot(req).await?),
+        "/staff" => boxed(app.staff.layer(handler).oneshot(req).await?),
+        "/orders" => boxed(app.orders.layer(handler).oneshot(req).await?),
         _ => boxed(app.admin.layer(handler).oneshot(req).await?),
     };
     Ok(res)

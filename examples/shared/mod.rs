@@ -235,6 +235,34 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 pub struct Login {
     pub username: String,
     pub password: String,
+    /// A demo second factor: `"000000"` is the one accepted code.
+    #[serde(default)]
+    pub otp: Option<String>,
+}
+
+/// The demo second factor's one accepted code.
+pub const DEMO_OTP: &str = "000000";
+pub const BAD_OTP: &str = "Invalid one-time code";
+
+/// How a login authenticated, for `amr`: with the demo second factor
+/// `["pwd", "otp"]`, without it nothing (the seed's tokens, unchanged); a
+/// wrong code is the 401 that refuses the login.
+pub fn second_factor(
+    user: &Login,
+) -> Result<Option<[&'static str; 2]>, (StatusCode, &'static str)> {
+    match user.otp.as_deref() {
+        None => Ok(None),
+        Some(DEMO_OTP) => Ok(Some(["pwd", "otp"])),
+        Some(_) => Err((StatusCode::UNAUTHORIZED, BAD_OTP)),
+    }
+}
+
+pub fn mfa_required(claims: &Claims, users: &Users) -> Value {
+    json!({
+        "message": "You have access to this MFA-required resource",
+        "username": claims.sub,
+        "email": users.email(&claims.sub),
+    })
 }
 
 #[derive(Deserialize)]

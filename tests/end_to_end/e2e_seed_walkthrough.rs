@@ -35,8 +35,56 @@ against_each_example!(
     refresh_tokens_do_not_open_access_routes,
     wrong_credentials_are_the_seeds_401,
     bad_login_bodies_get_a_clear_4xx,
-    unknown_routes_and_methods_answer_like_fastapi
+    unknown_routes_and_methods_answer_like_fastapi,
+    a_second_factor_opens_the_mfa_route_and_its_lack_gets_rfc_9470s_challenge
 );
+
+/// Beyond the seed: a login with the demo second factor issues tokens with
+/// `amr: ["pwd", "otp"]`; `/mfa-required` takes only those (and their
+/// refreshed successors), and answers others with RFC 9470's challenge.
+async fn a_second_factor_opens_the_mfa_route_and_its_lack_gets_rfc_9470s_challenge(server: Server) {
+    let login = |body: &'static str| {
+        server
+            .post("/login")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let plain = login(r#"{"username":"user1","password":"password1"}"#).await;
+    let plain = plain.json()["fresh_token"].as_str().unwrap().to_owned();
+    assert!(support::payload_of(&plain).get("amr").is_none());
+    let res = server.get("/mfa-required").bearer(&plain).send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        res.challenge()
+            .contains("error=\"insufficient_user_authentication\""),
+        "{}",
+        res.challenge()
+    );
+
+    let strong = login(r#"{"username":"user1","password":"password1","otp":"000000"}"#).await;
+    assert_eq!(strong.status, StatusCode::OK, "{}", strong.text());
+    let fresh = strong.json()["fresh_token"].as_str().unwrap().to_owned();
+    let refresh = strong.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(support::payload_of(&fresh)["amr"], json!(["pwd", "otp"]));
+    let res = server.get("/mfa-required").bearer(&fresh).send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(
+        res.json()["message"],
+        "You have access to this MFA-required resource"
+    );
+    // Refreshed either way, the session keeps how the user authenticated.
+    for token in [&fresh, &refresh] {
+        let res = server.post("/refresh").bearer(token).send().await;
+        let access = res.json()["access_token"].as_str().unwrap().to_owned();
+        let res = server.get("/mfa-required").bearer(&access).send().await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+    // A wrong code is a failed login.
+    let wrong = login(r#"{"username":"user1","password":"password1","otp":"123456"}"#).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.detail(), "Invalid one-time code");
+}
 
 async fn the_seed_walkthrough_runs_unchanged(server: Server) {
     // The public root lists the endpoints, word for word.
