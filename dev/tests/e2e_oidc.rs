@@ -141,6 +141,34 @@ async fn token_with(
     resource: &str,
     dpop: Option<&str>,
 ) -> (String, String) {
+    let form = format!("scope={scope}&resource={resource}");
+    token_request(tls, iss, &form, ("api-client", "api-secret"), dpop).await
+}
+
+/// An access token whose claims are laid out as the identity provider
+/// `layout` lays them out (the test provider's client `layout-<layout>`).
+async fn token_in_layout(
+    tls: &rustls::ClientConfig,
+    iss: &str,
+    scope: &str,
+    layout: &str,
+) -> String {
+    let form = format!("scope={scope}&resource={AUDIENCE}");
+    let client = format!("layout-{layout}");
+    token_request(tls, iss, &form, (&client, "layout-secret"), None)
+        .await
+        .0
+}
+
+/// The client credentials grant as `client` (id, secret) with `form` besides.
+async fn token_request(
+    tls: &rustls::ClientConfig,
+    iss: &str,
+    form: &str,
+    (id, secret): (&str, &str),
+    dpop: Option<&str>,
+) -> (String, String) {
+    use base64::Engine;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls.clone())
         .https_only()
@@ -148,11 +176,17 @@ async fn token_with(
         .build();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Full<Bytes>>(connector);
-    let form = format!("grant_type=client_credentials&scope={scope}&resource={resource}");
+    let form = format!("grant_type=client_credentials&{form}");
     let mut request = Request::post(format!("{iss}/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         // api-client:api-secret
-        .header("authorization", "Basic YXBpLWNsaWVudDphcGktc2VjcmV0");
+        .header(
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+            ),
+        );
     if let Some(proof) = dpop {
         request = request.header("dpop", proof);
     }
@@ -794,4 +828,73 @@ async fn the_mcp_server_example_with_the_official_typescript_sdk() {
         status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
         "{status} {body}"
     );
+}
+
+/// The resource server example reads roles where `ROLES_PRESET` says each
+/// identity provider puts them, in tokens a real provider issues with that
+/// provider's layout: `/staff` (a role), `/orders` (a scope or a role), a
+/// wrongly typed roles claim refused, another provider's layout granting
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_server_reads_roles_where_each_provider_puts_them() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("roles");
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    for (preset, layout, other) in [
+        ("keycloak:my-app", "keycloak", "auth0"),
+        ("auth0", "auth0", "entra"),
+        ("entra", "entra", "okta"),
+        ("okta", "okta", "cognito"),
+        ("cognito", "cognito", "keycloak"),
+        ("authx", "authx", "okta"),
+    ] {
+        let (_child, addr) =
+            resource_server(&binary, &provider, &ca, &[("ROLES_PRESET", preset)]).await;
+        let get = |path: &'static str, token: String| {
+            send(addr.clone(), path, format!("Bearer {token}"), None)
+        };
+        let staff = token_in_layout(&tls, &provider.iss, "read", layout).await;
+        let (status, body) = get("/staff", staff.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{preset}: {body} {}",
+            support::payload_of(&staff)
+        );
+        assert!(body.contains("\"staff\""), "{preset}: {body}");
+        let stranger = token_in_layout(&tls, &provider.iss, "read", other).await;
+        let (status, body) = get("/staff", stranger).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{preset} reading {other}: {body}"
+        );
+        assert!(body.contains("Missing required permissions"), "{body}");
+        // /orders: scope orders:write or role admin (only Keycloak's layout
+        // gives this client the admin client role).
+        let (status, _) = get("/orders", staff).await;
+        let expected = if layout == "keycloak" {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, expected, "{preset} /orders by role");
+        let writer = token_in_layout(&tls, &provider.iss, "orders:write", other).await;
+        assert_eq!(
+            get("/orders", writer).await.0,
+            StatusCode::OK,
+            "{preset} /orders by scope"
+        );
+    }
+    // A number where role names belong: the token is refused, not guessed at.
+    let (_child, addr) =
+        resource_server(&binary, &provider, &ca, &[("ROLES_PRESET", "authx")]).await;
+    let wrong = token_in_layout(&tls, &provider.iss, "read", "wrongly_typed").await;
+    let (status, body) = send(addr, "/protected", format!("Bearer {wrong}"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("roles"), "{body}");
 }

@@ -34,6 +34,21 @@ if (keysFile && existsSync(keysFile)) {
   if (keysFile) writeFileSync(keysFile, JSON.stringify(keys));
 }
 
+// Where each identity provider puts roles: the client `layout-<name>` gets
+// tokens laid out as <name> does, so that one provider plays them all.
+const LAYOUTS = {
+  keycloak: {
+    realm_access: { roles: ['staff', 'offline_access'] },
+    resource_access: { 'my-app': { roles: ['admin'] }, account: { roles: ['manage-account'] } },
+  },
+  auth0: { permissions: ['staff', 'read:messages'] },
+  entra: { roles: ['staff'], ver: '2.0' },
+  okta: { groups: ['Everyone', 'staff'] },
+  cognito: { 'cognito:groups': ['staff'], token_use: 'access' },
+  authx: { roles: ['staff'] },
+  wrongly_typed: { roles: ['staff', 7] },
+};
+
 const provider = new Provider(issuer, {
   jwks: { keys },
   clients: [{
@@ -42,10 +57,19 @@ const provider = new Provider(issuer, {
     grant_types: ['client_credentials'],
     redirect_uris: [],
     response_types: [],
-    scope: 'read admin:users mcp:tools mcp:admin',
+    scope: 'read admin:users mcp:tools mcp:admin orders:write',
     id_token_signed_response_alg: alg,
-  }],
-  scopes: ['read', 'admin:users', 'mcp:tools', 'mcp:admin'],
+  }, ...Object.keys(LAYOUTS).map((layout) => ({
+    client_id: `layout-${layout}`,
+    client_secret: 'layout-secret',
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    scope: 'read orders:write',
+    id_token_signed_response_alg: alg,
+  }))],
+  scopes: ['read', 'admin:users', 'mcp:tools', 'mcp:admin', 'orders:write'],
+  extraTokenClaims: (ctx, token) => LAYOUTS[token.clientId?.replace(/^layout-/, '')],
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
@@ -55,7 +79,7 @@ const provider = new Provider(issuer, {
       defaultResource: () => audience,
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => ({
-        scope: 'read admin:users mcp:tools mcp:admin',
+        scope: 'read admin:users mcp:tools mcp:admin orders:write',
         audience: resource,
         accessTokenFormat: 'jwt',
         jwt: { sign: { alg } },
