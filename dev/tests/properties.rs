@@ -379,3 +379,156 @@ proptest! {
         prop_assert!(anonymous_reaches_inner(tower_authx::OptionalAuthLayer::new(authx())));
     }
 }
+
+/// A rule tree as the test writes it, evaluated plainly below.
+#[derive(Clone, Debug)]
+enum Tree {
+    AllScopes(Vec<String>),
+    AnyScope(Vec<String>),
+    AllRoles(Vec<String>),
+    AnyRole(Vec<String>),
+    Acr(Vec<String>),
+    Amr(Vec<String>),
+    AllOf(Vec<Tree>),
+    AnyOf(Vec<Tree>),
+}
+
+/// What a token holds, as the test writes it.
+#[derive(Clone, Debug)]
+struct Held {
+    scopes: Vec<String>,
+    roles: Vec<String>,
+    acr: Option<String>,
+    amr: Vec<String>,
+}
+
+fn names(vocabulary: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+    proptest::collection::vec(
+        proptest::sample::select(vocabulary).prop_map(str::to_owned),
+        0..3,
+    )
+}
+
+const SCOPES: &[&str] = &["a", "a:b", "a:b:c", "a:*", "b", ""];
+const ROLES: &[&str] = &["r1", "r2", "r3", ""];
+const ACRS: &[&str] = &["1", "2"];
+const AMRS: &[&str] = &["pwd", "otp", "mfa"];
+
+fn tree() -> impl Strategy<Value = Tree> {
+    let leaf = prop_oneof![
+        names(SCOPES).prop_map(Tree::AllScopes),
+        names(SCOPES).prop_map(Tree::AnyScope),
+        names(ROLES).prop_map(Tree::AllRoles),
+        names(ROLES).prop_map(Tree::AnyRole),
+        names(ACRS).prop_map(Tree::Acr),
+        names(AMRS).prop_map(Tree::Amr),
+    ];
+    leaf.prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Tree::AllOf),
+            proptest::collection::vec(inner, 0..3).prop_map(Tree::AnyOf),
+        ]
+    })
+}
+
+fn held() -> impl Strategy<Value = Held> {
+    (
+        names(SCOPES),
+        names(ROLES),
+        proptest::option::of(proptest::sample::select(ACRS).prop_map(str::to_owned)),
+        names(AMRS),
+    )
+        .prop_map(|(scopes, roles, acr, amr)| Held {
+            scopes,
+            roles,
+            acr,
+            amr,
+        })
+}
+
+impl Tree {
+    fn rule(&self) -> tower_authx::Rule {
+        use tower_authx::Rule;
+        match self {
+            Tree::AllScopes(v) => Rule::all_scopes(v.clone()),
+            Tree::AnyScope(v) => Rule::any_scope(v.clone()),
+            Tree::AllRoles(v) => Rule::all_roles(v.clone()),
+            Tree::AnyRole(v) => Rule::any_role(v.clone()),
+            Tree::Acr(v) => Rule::acr_values(v.clone()),
+            Tree::Amr(v) => Rule::amr(v.clone()),
+            Tree::AllOf(v) => Rule::all_of(v.iter().map(Tree::rule)),
+            Tree::AnyOf(v) => Rule::any_of(v.iter().map(Tree::rule)),
+        }
+    }
+
+    /// A slip that refuses everyone: an empty list or name, a required wildcard.
+    fn flawed(&self) -> bool {
+        let empty = |v: &[String]| v.is_empty() || v.iter().any(String::is_empty);
+        match self {
+            Tree::AllScopes(v) | Tree::AnyScope(v) => {
+                empty(v) || v.iter().any(|s| s.ends_with('*'))
+            }
+            Tree::AllRoles(v) | Tree::AnyRole(v) | Tree::Acr(v) | Tree::Amr(v) => empty(v),
+            Tree::AllOf(v) | Tree::AnyOf(v) => v.is_empty() || v.iter().any(Tree::flawed),
+        }
+    }
+
+    fn holds(&self, held: &Held) -> bool {
+        let scope = |required: &String| {
+            held.scopes.iter().any(|granted| {
+                granted == required
+                    || granted
+                        .strip_suffix(":*")
+                        .is_some_and(|ns| required == ns || required.starts_with(&format!("{ns}:")))
+            })
+        };
+        let role = |required: &String| held.roles.contains(required);
+        match self {
+            Tree::AllScopes(v) => v.iter().all(scope),
+            Tree::AnyScope(v) => v.iter().any(scope),
+            Tree::AllRoles(v) => v.iter().all(role),
+            Tree::AnyRole(v) => v.iter().any(role),
+            Tree::Acr(v) => held.acr.as_ref().is_some_and(|acr| v.contains(acr)),
+            Tree::Amr(v) => v.iter().all(|m| held.amr.contains(m)),
+            Tree::AllOf(v) => v.iter().all(|t| t.holds(held)),
+            Tree::AnyOf(v) => v.iter().any(|t| t.holds(held)),
+        }
+    }
+}
+
+fn roles_authx() -> AuthX {
+    AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .permissions(tower_authx::Idp::authx()),
+    )
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// For random rule trees and random tokens, the guard decides as the
+    /// plain evaluation above does; a flawed tree refuses everyone (and
+    /// `AuthX::guard` will not build it); no tree lets a request without a
+    /// credential in.
+    #[test]
+    fn composed_rules_decide_as_the_plain_evaluation(tree in tree(), held in held()) {
+        let authx = roles_authx();
+        let mut token = authx
+            .access_token("u")
+            .scopes(held.scopes.clone())
+            .amr(held.amr.clone())
+            .extra(&json!({"roles": held.roles}));
+        if let Some(acr) = &held.acr {
+            token = token.acr(acr.clone());
+        }
+        let token = token.issue().unwrap();
+        let requirement = Requirement::access().rule(tree.rule());
+        let expected = !tree.flawed() && tree.holds(&held);
+        let decided = ready_now(authx.verify::<NoExtra>(&token, &requirement));
+        prop_assert_eq!(decided.is_ok(), expected, "{:?}", decided.err());
+        prop_assert_eq!(authx.guard(requirement.clone()).is_ok(), !tree.flawed());
+        prop_assert!(!anonymous_reaches_inner(RequireAuthLayer::with_requirement(authx, requirement)));
+    }
+}
