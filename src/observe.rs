@@ -92,7 +92,7 @@ pub(crate) struct Meters {
 
 /// `Admission::kind`'s values.
 #[cfg(feature = "metrics")]
-const LAYER_KINDS: usize = 4;
+const LAYER_KINDS: usize = 5;
 
 #[cfg(feature = "metrics")]
 fn kind_index(kind: &str) -> usize {
@@ -100,7 +100,8 @@ fn kind_index(kind: &str) -> usize {
         "require_auth" => 0,
         "require_fresh" => 1,
         "require_scopes" => 2,
-        _ => 3,
+        "require_rule" => 3,
+        _ => 4,
     }
 }
 
