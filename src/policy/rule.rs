@@ -182,6 +182,17 @@ impl Rule {
         }
     }
 
+    /// Whether only how the user authenticated (`acr`, `amr`) decides it.
+    fn is_authentication(&self) -> bool {
+        match &self.0 {
+            Node::Acr(_) | Node::Amr(_) => true,
+            Node::AllOf(rules) | Node::AnyOf(rules) => {
+                !rules.is_empty() && rules.iter().all(Rule::is_authentication)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the rule is scopes and nothing else.
     pub(crate) fn is_scopes_only(&self) -> bool {
         matches!(self.0, Node::Scopes(_))
@@ -237,7 +248,8 @@ impl Rule {
         }
         Err(match &self.0 {
             Node::Scopes(scopes) => Missing::Scopes(scopes.clone()),
-            Node::Acr(_) | Node::Amr(_) => Missing::Authentication(self.clone()),
+            // Only a stronger login can meet it: RFC 9470's step-up.
+            _ if self.is_authentication() => Missing::Authentication(self.clone()),
             // The first unmet rule of an all_of answers for it.
             Node::AllOf(rules) => match rules.iter().find_map(|r| r.check(claims).err()) {
                 Some(missing) => missing,

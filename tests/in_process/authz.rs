@@ -324,6 +324,21 @@ async fn step_up_by_acr_and_amr_answers_rfc_9470() {
             .0,
         StatusCode::OK
     );
+    // Either of two stronger logins: still a step-up, naming the acr that would do.
+    let either = authx
+        .guard(Requirement::access().rule(Rule::any_of([
+            Rule::acr_values(["urn:example:mfa"]),
+            Rule::amr(["hwk"]),
+        ])))
+        .unwrap();
+    let (status, challenge, _) = status_and_challenge(either, Some(&password), false).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let challenge = challenge.unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_user_authentication\"")
+            && challenge.contains("acr_values=\"urn:example:mfa\""),
+        "{challenge}"
+    );
     // Rotation keeps how the user authenticated.
     let pair = authx.token_pair("u").amr(["pwd", "otp"]).issue().unwrap();
     let refresh = authx
