@@ -1,6 +1,8 @@
 //! Arbitrary bytes as the claims of a correctly signed token: whatever the JSON
 //! says, the verdict must match a plain model of the rules (types never coerced,
-//! `exp` in the future, freshness), and nothing may panic.
+//! `exp` in the future, freshness), and nothing may panic. Read again through
+//! Keycloak's claim paths, the roles must be the model's, and a wrongly typed
+//! path must refuse the token.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -9,12 +11,54 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tower_authx::{AuthX, AuthXConfig, NoExtra, NumericDate, Requirement};
+use tower_authx::{AuthX, AuthXConfig, Idp, NoExtra, NumericDate, Requirement};
 
 const SECRET: &[u8] = b"fuzzing-secret-of-at-least-32-bytes";
 
 static AUTHX: LazyLock<AuthX> =
     LazyLock::new(|| AuthX::new(AuthXConfig::from_secret(SECRET).unwrap()).unwrap());
+
+static KEYCLOAK: LazyLock<AuthX> = LazyLock::new(|| {
+    let config = AuthXConfig::from_secret(SECRET)
+        .unwrap()
+        .permissions(Idp::keycloak("c"));
+    AuthX::new(config).unwrap()
+});
+
+/// The roles Keycloak's paths hold in `claims`, or `None` where a value on
+/// the way has the wrong type.
+fn model_roles(claims: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
+    let mut roles = Vec::new();
+    for path in [&["realm_access", "roles"][..], &["resource_access", "c", "roles"]] {
+        let mut value = match claims.get(path[0]) {
+            Some(v) => v,
+            None => continue,
+        };
+        let mut found = true;
+        for name in &path[1..] {
+            match value.as_object()?.get(*name) {
+                Some(inner) => value = inner,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if !found {
+            continue;
+        }
+        match value {
+            Value::String(one) => roles.push(one.clone()),
+            Value::Array(items) => {
+                for item in items {
+                    roles.push(item.as_str()?.to_owned());
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(roles)
+}
 
 fn sign(payload: &[u8]) -> String {
     let message = format!(
@@ -52,6 +96,10 @@ fn model_accepts(claims: &serde_json::Map<String, Value>, now: f64) -> Option<bo
         && string_or_absent("iss")
         && string_or_absent("fam")
         && string_or_absent("scope")
+        && string_or_absent("acr")
+        && claims
+            .get("amr")
+            .is_none_or(|v| v.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
         && claims.get("scp").is_none_or(|v| {
             v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
         })
@@ -109,6 +157,20 @@ fuzz_target!(|data: &[u8]| {
     };
     // serde_json::Value keeps the last of duplicated members; we refuse them.
     let now = NumericDate::now().as_secs_f64();
+    // Through Keycloak's paths: the model's roles, or a refusal where a value
+    // on a path has the wrong type.
+    let with_roles = KEYCLOAK.verify_offline::<NoExtra>(&token, &Requirement::fresh());
+    match (&verdict, model_roles(&claims), &with_roles) {
+        (Ok(_), Some(roles), Ok(read)) => {
+            assert_eq!(read.permissions().iter().collect::<Vec<_>>(), roles);
+        }
+        (Ok(_), Some(_), Err(e)) if !has_duplicates(data) => {
+            panic!("refused through the paths ({e:?}), the model reads them: {claims:?}");
+        }
+        (Ok(_), None, Ok(_)) => panic!("a wrongly typed path was accepted: {claims:?}"),
+        (Err(_), _, Ok(_)) => panic!("accepted only through the paths: {claims:?}"),
+        _ => {}
+    }
     if let Some(expected) = model_accepts(&claims, now) {
         if verdict.is_ok() {
             assert!(expected, "accepted, the model refuses: {claims:?}");
