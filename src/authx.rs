@@ -179,6 +179,9 @@ impl AuthX {
                     fresh_max_age: config.fresh_max_age,
                     pass_preflight: config.pass_preflight,
                     dpop,
+                    certificates: crate::mtls::CertificateSource {
+                        header: config.client_cert_header,
+                    },
                     trace_subject: config.trace_subject,
                     meters: crate::observe::Meters::new(trust_len),
                 },

@@ -49,6 +49,7 @@ pub struct AuthXConfig {
     pub(crate) trace_subject: bool,
     pub(crate) resource: Option<crate::resource::ProtectedResource>,
     pub(crate) permissions: Option<crate::claims::Idp>,
+    pub(crate) client_cert_header: bool,
     #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
     #[cfg(feature = "remote-keys")]
@@ -92,6 +93,7 @@ impl AuthXConfig {
             trace_subject: false,
             resource: None,
             permissions: None,
+            client_cert_header: false,
             #[cfg(feature = "remote-keys")]
             remote: None,
             #[cfg(feature = "remote-keys")]
@@ -341,6 +343,19 @@ impl AuthXConfig {
         self
     }
 
+    /// Whether the client certificate of a certificate-bound token (RFC
+    /// 8705) may come from the RFC 9440 `Client-Cert` header (default: no;
+    /// only from a [`ClientCertificate`](crate::ClientCertificate) your TLS
+    /// acceptor puts into the request's extensions). Turn it on only behind
+    /// a TLS-terminating proxy that sets the header from the handshake and
+    /// strips any copy a client sent: anyone who can set it can claim any
+    /// certificate.
+    #[must_use]
+    pub fn client_cert_header(mut self, trust: bool) -> Self {
+        self.client_cert_header = trust;
+        self
+    }
+
     /// Makes this server an OAuth protected resource (RFC 9728, RFC 8707; what
     /// the MCP authorization spec asks of every remote MCP server): every
     /// token's `aud` must name the resource identifier (a token issued for
@@ -411,7 +426,8 @@ impl fmt::Debug for AuthXConfig {
             .field("fail_open", &self.fail_open)
             .field("dpop", &self.dpop)
             .field("resource", &self.resource)
-            .field("permissions", &self.permissions);
+            .field("permissions", &self.permissions)
+            .field("client_cert_header", &self.client_cert_header);
         #[cfg(feature = "remote-keys")]
         f.field("remote", &self.remote)
             .field("issuers", &self.issuers)

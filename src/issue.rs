@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::authx::AuthX;
-use crate::claims::{Audience, Claims, Confirmation, Fresh, NumericDate, TokenType};
+use crate::claims::{Audience, Claims, Fresh, NumericDate, TokenType};
 use crate::dpop::DpopKey;
 use crate::error::IssueError;
+use crate::mtls::ClientCertificate;
 
 impl AuthX {
     /// A fresh access token and a refresh token, as a login answers. Both start
@@ -154,9 +155,23 @@ impl PairBuilder<'_> {
         self
     }
 
+    /// Binds both tokens to the client's TLS certificate (RFC 8705 3).
+    pub fn bound_to_certificate(mut self, certificate: &ClientCertificate) -> Self {
+        self.access = self.access.bound_to_certificate(certificate);
+        self.refresh = self.refresh.bound_to_certificate(certificate);
+        self
+    }
+
     /// Signs both tokens.
     pub fn issue(self) -> Result<TokenPair, IssueError> {
-        let token_type = if self.access.claims.cnf.is_some() {
+        // A certificate-bound token is still a Bearer token (RFC 8705 3).
+        let token_type = if self
+            .access
+            .claims
+            .cnf
+            .as_ref()
+            .is_some_and(|c| c.jkt.is_some())
+        {
             "DPoP"
         } else {
             "bearer"
@@ -327,7 +342,16 @@ impl<'a> TokenBuilder<'a> {
     /// Binds the token to the client's DPoP key (`cnf.jkt`): it is then
     /// accepted only with that key's proofs (RFC 9449 6).
     pub fn bound_to(mut self, key: &DpopKey) -> Self {
-        self.claims.cnf = Some(Confirmation::dpop(key.thumbprint()));
+        self.claims.cnf.get_or_insert_default().jkt = Some(key.thumbprint().to_owned());
+        self
+    }
+
+    /// Binds the token to the client's TLS certificate (`cnf.x5t#S256`, RFC
+    /// 8705 3): it is then accepted only on a connection with that
+    /// certificate.
+    pub fn bound_to_certificate(mut self, certificate: &ClientCertificate) -> Self {
+        self.claims.cnf.get_or_insert_default().x5t_s256 =
+            Some(certificate.thumbprint().to_owned());
         self
     }
 

@@ -68,6 +68,7 @@ pub mod mcp;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+mod mtls;
 mod observe;
 mod pipeline;
 mod policy;
@@ -102,6 +103,7 @@ pub use layer::{
     OptionalAuth, OptionalAuthLayer, RequireAuth, RequireAuthLayer, RequireFresh,
     RequireFreshLayer, RequireScopes, RequireScopesLayer,
 };
+pub use mtls::ClientCertificate;
 pub use policy::{ClaimsView, Requirement, Rule, Scopes};
 pub use reject::{Refusal, Reject};
 pub use request::RequestHead;

@@ -8,6 +8,7 @@ use crate::claims::{Claims, NumericDate, TokenType};
 use crate::dpop::DpopKey;
 use crate::error::{AuthError, InvalidToken, IssueError};
 use crate::issue::{TokenBuilder, TokenPair};
+use crate::mtls::ClientCertificate;
 use crate::store::{RefreshUse, StoreError, TokenRecord};
 
 impl AuthX {
@@ -87,6 +88,10 @@ impl AuthX {
             }
             if let Some(amr) = &claims.amr {
                 builder = builder.amr(amr.iter().cloned());
+            }
+            // The session stays bound to its client certificate too.
+            if let Some(x5t) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
+                builder = builder.bound_to_certificate(&ClientCertificate::of_thumbprint(x5t));
             }
             match &key {
                 Some(key) => builder.bound_to(key),

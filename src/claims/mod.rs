@@ -297,8 +297,11 @@ pub struct Confirmation {
     /// The RFC 7638 SHA-256 thumbprint of the DPoP key (RFC 9449 6.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
-    /// Whether `cnf` names other confirmation methods (an mTLS certificate,
-    /// a whole key), which this crate cannot check.
+    /// The SHA-256 thumbprint of the client certificate (RFC 8705 3.1).
+    #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none")]
+    pub x5t_s256: Option<String>,
+    /// Whether `cnf` names other confirmation methods (a whole key, ...),
+    /// which this crate cannot check.
     #[serde(skip)]
     pub other_methods: bool,
 }
@@ -308,6 +311,7 @@ impl Confirmation {
     pub fn dpop(jkt: impl Into<String>) -> Confirmation {
         Confirmation {
             jkt: Some(jkt.into()),
+            x5t_s256: None,
             other_methods: false,
         }
     }

@@ -93,6 +93,8 @@ impl<'de> Deserialize<'de> for Confirmation {
                 while let Some(name) = map.next_key::<String>()? {
                     if name == "jkt" {
                         read_once(&mut map, &mut cnf.jkt, "cnf.jkt", "a string")?;
+                    } else if name == "x5t#S256" {
+                        read_once(&mut map, &mut cnf.x5t_s256, "cnf.x5t#S256", "a string")?;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                         cnf.other_methods = true;

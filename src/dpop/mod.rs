@@ -381,12 +381,14 @@ pub(crate) fn check_binding<E>(
     if dpop_required && proof_key.is_none() {
         return refuse(ONLY_DPOP);
     }
+    // A certificate binding is the certificate check's (mtls.rs); any other
+    // method we cannot check refuses.
     let bound_to = match &claims.cnf {
         None => None,
-        Some(cnf) => match cnf.dpop_key() {
-            Some(jkt) => Some(jkt),
-            None => return refuse("the token is bound in a way this server cannot check"),
-        },
+        Some(cnf) if cnf.other_methods || (cnf.jkt.is_none() && cnf.x5t_s256.is_none()) => {
+            return refuse("the token is bound in a way this server cannot check");
+        }
+        Some(cnf) => cnf.jkt.as_deref(),
     };
     match (proof_key, bound_to) {
         (None, None) => Ok(()),

@@ -149,6 +149,9 @@ pub enum InvalidToken {
     Issuer,
     /// `aud` does not name us, or names anyone while we expect no audience.
     Audience,
+    /// Certificate-bound (`cnf.x5t#S256`, RFC 8705) and not presented with
+    /// that client certificate.
+    Certificate(&'static str),
 }
 
 impl AuthError {
@@ -203,6 +206,7 @@ impl AuthError {
                 InvalidToken::UnknownKey => "unknown_key",
                 InvalidToken::Issuer => "issuer",
                 InvalidToken::Audience => "audience",
+                InvalidToken::Certificate(_) => "certificate_binding",
             },
             AuthError::WrongTokenType { .. } => "wrong_token_type",
             AuthError::FreshTokenRequired { .. } => "not_fresh",
@@ -329,6 +333,7 @@ impl fmt::Display for InvalidToken {
             InvalidToken::UnknownKey => f.write_str("Invalid token: unknown signing key (kid)"),
             InvalidToken::Issuer => f.write_str("Invalid issuer"),
             InvalidToken::Audience => f.write_str("Invalid audience"),
+            InvalidToken::Certificate(why) => write!(f, "Invalid token: {why}"),
         }
     }
 }

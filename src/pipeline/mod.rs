@@ -30,6 +30,7 @@ use crate::claims::{Claims, NumericDate};
 use crate::csrf::check_csrf;
 use crate::dpop::{DpopCheck, Proof, Unsigned, check_binding, replay_verdict};
 use crate::error::{AuthError, InvalidToken};
+use crate::mtls::{self, CertificateSource, check_certificate};
 use crate::observe::{Meters, Notes, Observed};
 use crate::policy::{Admission, Requirement};
 use crate::request::RequestHead;
@@ -60,6 +61,8 @@ pub(crate) struct Pipeline {
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) pass_preflight: bool,
     pub(crate) dpop: Option<DpopCheck>,
+    /// Where a request's client certificate comes from (RFC 8705).
+    pub(crate) certificates: CertificateSource,
     /// The resolved metric handles (empty without the feature).
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) meters: Meters,
@@ -193,7 +196,9 @@ impl Pipeline {
             }
         };
         let head = Some(RequestHead::of(req));
-        let proof = self.after_verify(head, Presented::found(&found), &claims, requirement, now)?;
+        let certificate = self.certificates.of(Some(req.extensions()), req.headers());
+        let presented = Presented::found(&found);
+        let proof = self.after_verify(head, presented, &certificate, &claims, requirement, now)?;
         self.admit(req, claims, proof, notes)
     }
 
@@ -215,17 +220,20 @@ impl Pipeline {
             .verifier
             .verify_with::<E>(presented.token, header, &key, now)?;
         let head = Some(RequestHead::of(req));
-        let proof = self.after_verify(head, presented, &claims, requirement, now)?;
+        let certificate = self.certificates.of(Some(req.extensions()), req.headers());
+        let proof = self.after_verify(head, presented, &certificate, &claims, requirement, now)?;
         self.admit(req, claims, proof, notes)
     }
 
     /// The stages after the token is verified, the same for every entry
-    /// point: its DPoP proof (with a request) and binding, the CSRF double
-    /// submit, then the route's requirement. The proof that passed, to spend.
+    /// point: its DPoP proof (with a request) and binding, its certificate
+    /// binding, the CSRF double submit, then the route's requirement. The
+    /// proof that passed, to spend.
     fn after_verify<E>(
         &self,
         request: Option<RequestHead<'_>>,
         presented: Presented<'_>,
+        certificate: &mtls::Presented,
         claims: &Claims<E>,
         requirement: &Requirement,
         now: NumericDate,
@@ -236,6 +244,8 @@ impl Pipeline {
             }
             _ => None,
         };
+        // A token bound both ways is checked both ways.
+        check_certificate(claims, certificate)?;
         let proof = self.bind(proof, claims)?;
         check_csrf(presented.csrf, claims)?;
         requirement.check(claims, now, self.fresh_max_age)?;
@@ -318,7 +328,15 @@ impl Pipeline {
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let claims = self.trust.verify_now(token, now)?;
-        self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
+        let none = mtls::Presented::None;
+        self.after_verify(
+            None,
+            Presented::token(token),
+            &none,
+            &claims,
+            requirement,
+            now,
+        )?;
         Ok(claims)
     }
 
@@ -332,7 +350,15 @@ impl Pipeline {
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let claims = self.trust.verify_fetching(token, now).await?;
-        self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
+        let none = mtls::Presented::None;
+        self.after_verify(
+            None,
+            Presented::token(token),
+            &none,
+            &claims,
+            requirement,
+            now,
+        )?;
         self.await_stores(self.ask_stores(&claims, None)?).await?;
         Ok(claims)
     }
@@ -350,7 +376,16 @@ impl Pipeline {
         let now = NumericDate::now();
         let claims = self.trust.verify_fetching(&found.token, now).await?;
         let presented = Presented::found(&found);
-        let proof = self.after_verify(Some(request), presented, &claims, requirement, now)?;
+        // A head has no extensions: the certificate only from a trusted header.
+        let certificate = self.certificates.of(None, request.headers);
+        let proof = self.after_verify(
+            Some(request),
+            presented,
+            &certificate,
+            &claims,
+            requirement,
+            now,
+        )?;
         self.await_stores(self.ask_stores(&claims, proof.as_ref())?)
             .await?;
         Ok(claims)

@@ -13,6 +13,7 @@ mod dpop;
 mod interop_fixtures;
 mod keys;
 mod layer;
+mod mtls;
 mod resource;
 mod revocation;
 mod sources;
