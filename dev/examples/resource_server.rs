@@ -38,6 +38,11 @@
 //! beside Bearer ones; `PUBLIC_URL` is the base URL proofs name (default
 //! `http://HOST:PORT`), `DPOP_NONCE_SECRET` turns on server nonces.
 //!
+//! Certificate-bound tokens (RFC 8705): with `TLS_CERT` and `TLS_KEY` (PEM)
+//! it serves HTTPS, and with `TLS_CLIENT_CA` it asks for an optional client
+//! certificate from that CA; a token whose `cnf.x5t#S256` names a
+//! certificate is then taken only on a connection with that certificate.
+//!
 //! Operating it: `RUST_LOG` filters the logs (stderr; default `warn`); built with
 //! `--features metrics`, `GET /metrics` serves every tower-authx metric in
 //! Prometheus text.
@@ -60,6 +65,8 @@ use tower_authx::{
 mod prometheus;
 #[path = "../../examples/shared/mod.rs"]
 mod shared;
+#[path = "support/tls_server.rs"]
+mod tls_server;
 use shared::Users;
 use shared::responses::{Body, boxed, json_response, method_not_allowed, not_found, verified};
 
@@ -136,9 +143,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         metrics,
     });
 
-    println!("listening on http://{addr}");
     let service = hyper::service::service_fn(move |req| route(req, app.clone()));
-    shared::server::serve(listener, service).await;
+    match tls_server::from_env()? {
+        Some(tls) => {
+            println!("listening on https://{addr}");
+            tls_server::serve(listener, tls, service).await;
+        }
+        None => {
+            println!("listening on http://{addr}");
+            shared::server::serve(listener, service).await;
+        }
+    }
     Ok(())
 }
 

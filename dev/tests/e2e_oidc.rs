@@ -58,8 +58,20 @@ struct Provider {
 }
 
 async fn start(dir: &std::path::Path, alg: &str, port: u16, files: &Files) -> Provider {
+    start_with(dir, alg, port, files, &[]).await
+}
+
+/// [`start`] with `env` besides.
+async fn start_with(
+    dir: &std::path::Path,
+    alg: &str,
+    port: u16,
+    files: &Files,
+    env: &[(&str, &std::path::Path)],
+) -> Provider {
     let mut child = Command::new("node")
         .arg(dir.join("provider.mjs"))
+        .envs(env.iter().copied())
         .env("PORT", port.to_string())
         .env("ALG", alg)
         .env("AUDIENCE", AUDIENCE)
@@ -897,4 +909,83 @@ async fn the_resource_server_reads_roles_where_each_provider_puts_them() {
     let (status, body) = send(addr, "/protected", format!("Bearer {wrong}"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.contains("roles"), "{body}");
+}
+
+/// `GET url` over HTTPS with `tls` (which may present a client certificate).
+async fn https_get(tls: &rustls::ClientConfig, url: &str, authorization: &str) -> StatusCode {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(connector);
+    let request = Request::get(url)
+        .header("authorization", authorization)
+        .body(Full::default())
+        .unwrap();
+    client.request(request).await.unwrap().status()
+}
+
+/// Certificate-bound tokens (RFC 8705) end to end: the provider binds a token
+/// to the client certificate its token request came with; the resource
+/// server example, serving HTTPS with optional client certificates from the
+/// test CA, takes it only on a connection with that certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_bound_tokens_go_only_with_their_certificate() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("mtls");
+    let provider = start_with(&dir, "ES256", free_port(), &files, &[("CLIENT_CA", &ca)]).await;
+    let (alice, mallory) = (pki.client("alice"), pki.client("mallory"));
+    let as_alice = pki.client_config(&alice);
+    let form = format!("scope=read&resource={AUDIENCE}");
+    let (bound, token_type) = token_request(
+        &as_alice,
+        &provider.iss,
+        &form,
+        ("mtls-client", "mtls-secret"),
+        None,
+    )
+    .await;
+    assert_eq!(token_type, "Bearer");
+    assert_eq!(
+        support::payload_of(&bound)["cnf"]["x5t#S256"],
+        tower_authx::ClientCertificate::from_der(&alice.der).thumbprint()
+    );
+
+    let mut child = Command::new(&binary)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("OIDC_ISSUER", &provider.iss)
+        .env("AUDIENCE", AUDIENCE)
+        .env("SSL_CERT_FILE", &ca)
+        .env("TLS_CERT", &files.cert)
+        .env("TLS_KEY", &files.key)
+        .env("TLS_CLIENT_CA", &ca)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = listening(&mut child, "listening on https://").await;
+    let url = format!("https://{addr}/read");
+    let bearer = format!("Bearer {bound}");
+    assert_eq!(https_get(&as_alice, &url, &bearer).await, StatusCode::OK);
+    let as_mallory = pki.client_config(&mallory);
+    assert_eq!(
+        https_get(&as_mallory, &url, &bearer).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let anonymous = tls::client_trusting(pki.ca_der.clone());
+    assert_eq!(
+        https_get(&anonymous, &url, &bearer).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A token bound to nothing goes with any certificate or none.
+    let plain = token(&anonymous, &provider.iss, "read", AUDIENCE).await;
+    let plain = format!("Bearer {plain}");
+    assert_eq!(https_get(&as_mallory, &url, &plain).await, StatusCode::OK);
+    assert_eq!(https_get(&anonymous, &url, &plain).await, StatusCode::OK);
 }

@@ -3,6 +3,10 @@
 // with the client credentials grant for the resource a request names (RFC
 // 8707); DPoP-bound (cnf.jkt) when the token request carries a DPoP proof.
 //
+// With CLIENT_CA (a PEM file), it asks token requests for an optional client
+// certificate from that CA, and the client mtls-client gets certificate-bound
+// tokens (RFC 8705, cnf.x5t#S256).
+//
 // Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
 // KEYS_FILE (where to keep its signing keys: reused when present, so a restart
 // keeps them; delete it to rotate), AUDIENCE (the resource).
@@ -10,7 +14,7 @@
 
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:https';
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto';
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PORT);
@@ -59,6 +63,15 @@ const provider = new Provider(issuer, {
     response_types: [],
     scope: 'read admin:users mcp:tools mcp:admin orders:write',
     id_token_signed_response_alg: alg,
+  }, {
+    client_id: 'mtls-client',
+    client_secret: 'mtls-secret',
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    scope: 'read',
+    tls_client_certificate_bound_access_tokens: true,
+    id_token_signed_response_alg: alg,
   }, ...Object.keys(LAYOUTS).map((layout) => ({
     client_id: `layout-${layout}`,
     client_secret: 'layout-secret',
@@ -74,6 +87,14 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     dPoP: { enabled: true },
+    mTLS: {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      getCertificate(ctx) {
+        const peer = ctx.socket.getPeerCertificate?.();
+        return peer?.raw ? new X509Certificate(peer.raw) : undefined;
+      },
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => audience,
@@ -90,9 +111,11 @@ const provider = new Provider(issuer, {
 // Loopback only, over HTTPS made by the test.
 provider.proxy = false;
 
+const clientCa = process.env.CLIENT_CA;
 const server = createServer({
   cert: readFileSync(process.env.TLS_CERT),
   key: readFileSync(process.env.TLS_KEY),
+  ...(clientCa ? { requestCert: true, rejectUnauthorized: false, ca: readFileSync(clientCa) } : {}),
 }, provider.callback());
 server.listen(port, '127.0.0.1', () => {
   console.log(`listening on ${issuer}`);

@@ -19,6 +19,44 @@ pub struct TestPki {
     /// The server's certificate and key, as PEM (for servers in other languages).
     pub cert_pem: String,
     pub key_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+/// A client certificate the test CA signed, and its key.
+pub struct ClientCert {
+    pub der: rustls::pki_types::CertificateDer<'static>,
+    pub key: rustls::pki_types::PrivatePkcs8KeyDer<'static>,
+}
+
+impl TestPki {
+    /// A client certificate for `name`, signed by this CA.
+    pub fn client(&self, name: &str) -> ClientCert {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        ClientCert {
+            der: cert.der().clone(),
+            key: rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        }
+    }
+
+    /// A client that trusts this CA and presents `client`'s certificate.
+    pub fn client_config(&self, client: &ClientCert) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![client.der.clone()], client.key.clone_key().into())
+        .unwrap()
+    }
 }
 
 pub fn pki() -> TestPki {
@@ -54,6 +92,7 @@ pub fn pki() -> TestPki {
         server,
         cert_pem: leaf.pem(),
         key_pem: leaf_key.serialize_pem(),
+        issuer,
     }
 }
 
