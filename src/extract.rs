@@ -1,5 +1,6 @@
 //! axum extractors (feature `axum`): `Claims<E>`, `Option<Claims<E>>` and
-//! `Permissions` read what a guard layer verified. Without a guard they fail loudly, naming the fix.
+//! `Permissions` read what a guard layer verified, `User<U>` what
+//! `LoadUserLayer` loaded. Without a guard they fail loudly, naming the fix.
 
 use std::any::type_name;
 use std::fmt;
@@ -10,6 +11,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::claims::{Claims, Permissions};
+use crate::layer::User;
 use crate::pipeline::{Anonymous, ClaimsExtra};
 
 /// The extractor found no claims because no guard layer ran on the route (or
@@ -147,6 +149,53 @@ where
             .ok_or(MissingAuthLayer {
                 claims_type: type_name::<crate::NoExtra>(),
                 optional: false,
+            })
+    }
+}
+
+/// The [`User`] extractor found no user: no `LoadUserLayer` ran on the
+/// route (or one loaded another type). A server bug, so `500`, and logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissingUserLayer {
+    user_type: &'static str,
+}
+
+impl fmt::Display for MissingUserLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tower-authx: the User<{}> extractor found no loaded user in the request. \
+             Put `LoadUserLayer::new(authx, loader)` inside the route's guard",
+            short_name(self.user_type)
+        )
+    }
+}
+
+impl std::error::Error for MissingUserLayer {}
+
+impl IntoResponse for MissingUserLayer {
+    fn into_response(self) -> Response {
+        tracing::error!("{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// The user a [`LoadUserLayer`](crate::layer::LoadUserLayer) loaded for the
+/// verified claims.
+impl<S, U> FromRequestParts<S> for User<U>
+where
+    S: Send + Sync,
+    U: Clone + Send + Sync + 'static,
+{
+    type Rejection = MissingUserLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<User<U>>()
+            .cloned()
+            .ok_or(MissingUserLayer {
+                user_type: type_name::<U>(),
             })
     }
 }

@@ -63,6 +63,15 @@ pub enum AuthError {
         /// The `acr` values that would do, sent as `acr_values`.
         acr_values: Vec<String>,
     },
+    /// A valid token for a user the application's loader does not know
+    /// (`LoadUser`): 401 `invalid_token`, or 403 when so configured.
+    UnknownUser {
+        /// Answered 403 rather than 401.
+        forbidden: bool,
+    },
+    /// The application's user loader could not answer (503; the cause is
+    /// logged, never sent).
+    UserUnavailable,
     /// A token from a cookie on a state-changing request without the matching
     /// CSRF value (the double submit failed).
     Csrf(CsrfFailure),
@@ -159,9 +168,10 @@ impl AuthError {
     pub fn status(&self) -> StatusCode {
         match self {
             AuthError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            AuthError::InsufficientScope { .. } | AuthError::InsufficientPermissions { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            AuthError::InsufficientScope { .. }
+            | AuthError::InsufficientPermissions { .. }
+            | AuthError::UnknownUser { forbidden: true } => StatusCode::FORBIDDEN,
+            AuthError::UserUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -178,7 +188,10 @@ impl AuthError {
     /// DPoP proofs, else 16 `UNAUTHENTICATED`.
     pub fn grpc_status(&self) -> u8 {
         match self {
-            AuthError::InsufficientScope { .. } | AuthError::InsufficientPermissions { .. } => 7,
+            AuthError::InsufficientScope { .. }
+            | AuthError::InsufficientPermissions { .. }
+            | AuthError::UnknownUser { forbidden: true } => 7,
+            AuthError::UserUnavailable => 14,
             AuthError::Dpop(DpopError::TooManyProofs) => 8,
             AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => 14,
             AuthError::Issue(_) => 13,
@@ -213,6 +226,8 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => "insufficient_scope",
             AuthError::InsufficientPermissions { .. } => "insufficient_permissions",
             AuthError::InsufficientAuthentication { .. } => "insufficient_authentication",
+            AuthError::UnknownUser { .. } => "unknown_user",
+            AuthError::UserUnavailable => "user_unavailable",
             AuthError::Csrf(CsrfFailure::Missing) => "csrf_missing",
             AuthError::Csrf(CsrfFailure::Mismatch) => "csrf_mismatch",
             AuthError::Revoked => "revoked",
@@ -245,7 +260,10 @@ impl AuthError {
             AuthError::FreshTokenRequired { .. } | AuthError::InsufficientAuthentication { .. } => {
                 Some("insufficient_user_authentication")
             }
-            AuthError::InsufficientPermissions { .. } => None,
+            AuthError::InsufficientPermissions { .. }
+            | AuthError::UnknownUser { forbidden: true }
+            | AuthError::UserUnavailable => None,
+            AuthError::UnknownUser { forbidden: false } => Some("invalid_token"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
             AuthError::Dpop(DpopError::InvalidProof(_) | DpopError::Replayed) => {
                 Some("invalid_dpop_proof")
@@ -266,6 +284,8 @@ impl fmt::Display for AuthError {
                 write!(f, "'{expected}' token required, '{found}' token received")
             }
             AuthError::FreshTokenRequired { .. } => f.write_str("Fresh token required"),
+            AuthError::UnknownUser { .. } => f.write_str("Unknown user"),
+            AuthError::UserUnavailable => f.write_str("User could not be loaded, try again later"),
             AuthError::InsufficientPermissions { needs } => {
                 write!(f, "Missing required permissions: {needs}")
             }

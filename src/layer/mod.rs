@@ -8,6 +8,7 @@
 
 mod body;
 mod future;
+mod load_user;
 mod optional_auth;
 mod require_auth;
 mod require_fresh;
@@ -15,6 +16,7 @@ mod require_scopes;
 
 pub use body::ResponseBody;
 pub use future::ResponseFuture;
+pub use load_user::{LoadError, LoadUser, LoadUserLayer, UnknownUser, User};
 pub use optional_auth::{OptionalAuth, OptionalAuthLayer};
 pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use require_fresh::{RequireFresh, RequireFreshLayer};

@@ -13,6 +13,7 @@ mod dpop;
 mod interop_fixtures;
 mod keys;
 mod layer;
+mod load_user;
 mod mtls;
 mod resource;
 mod revocation;

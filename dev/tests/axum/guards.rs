@@ -235,3 +235,50 @@ async fn a_composed_rule_guards_an_axum_route_and_hands_over_the_permissions() {
     assert_eq!(axum_status(router.clone(), &writer).await, StatusCode::OK);
     assert_eq!(axum_status(router, &neither).await, StatusCode::FORBIDDEN);
 }
+
+/// The loaded user as an axum extractor, and the 500 that names the fix
+/// where no loader ran.
+#[tokio::test]
+async fn the_loaded_user_is_an_axum_extractor() {
+    use tower_authx::layer::{LoadUserLayer, User};
+    #[derive(Clone)]
+    struct Account(String);
+    let authx = authx();
+    let loader = |claims: &tower_authx::Claims| {
+        let sub = claims.sub.clone();
+        async move { Ok(Some(Account(format!("account of {sub}")))) }
+    };
+    let router = Router::new()
+        .route(
+            "/r",
+            get(|User(account): User<Account>| async move { account.0 })
+                .route_layer(LoadUserLayer::new(authx.clone(), loader))
+                .route_layer(RequireAuthLayer::new(authx.clone())),
+        )
+        .route(
+            "/unloaded",
+            get(|User(account): User<Account>| async move { account.0 })
+                .route_layer(RequireAuthLayer::new(authx.clone())),
+        );
+    let token = authx.access_token("ada").issue().unwrap();
+    let get_path = |path: &str| {
+        Request::get(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let res = router.clone().oneshot(get_path("/r")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "account of ada");
+    let res = router.oneshot(get_path("/unloaded")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("LoadUserLayer"));
+}

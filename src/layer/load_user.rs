@@ -1,0 +1,317 @@
+//! [`LoadUser`]: the application's user for the verified claims (AuthX's
+//! `set_subject_getter`, flask-jwt-extended's `user_lookup_loader`), loaded
+//! after every check and put into the request's extensions as a [`User`].
+//! An unknown user is refused (401, or 403 when configured), a loader that
+//! fails is 503: a request never reaches the service without its user. Once
+//! per request: a user already loaded by an outer `LoadUser` is kept.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::ResponseBody;
+use crate::authx::AuthX;
+use crate::claims::{Claims, NoExtra};
+use crate::error::AuthError;
+use crate::request::RequestHead;
+
+/// The loaded user, in the request's extensions (and, with the `axum`
+/// feature, an extractor).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User<U>(pub U);
+
+/// Why a loader could not answer (its database is down, ...): the request is
+/// refused with 503, and the cause is logged, never sent.
+#[derive(Debug)]
+pub struct LoadError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl<T: Into<Box<dyn std::error::Error + Send + Sync>>> From<T> for LoadError {
+    fn from(error: T) -> Self {
+        LoadError(error.into())
+    }
+}
+
+/// What an unknown user gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownUser {
+    /// 401 `invalid_token`: the token speaks for nobody (the default).
+    #[default]
+    Unauthorized,
+    /// 403: authenticated, but not a user of this service.
+    Forbidden,
+}
+
+/// Applies [`LoadUser`] with `loader`: a function from the verified claims to
+/// a future of `Ok(Some(user))`, `Ok(None)` (unknown) or `Err` (cannot say).
+/// Put it inside a guard, whose verified claims it reads.
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use tower_authx::layer::{LoadUserLayer, User};
+/// # use tower_authx::{AuthX, AuthXConfig, RequireAuthLayer};
+/// # let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32])?)?;
+///
+/// #[derive(Clone)]
+/// struct Account { name: String }
+///
+/// let service = ServiceBuilder::new()
+///     .layer(RequireAuthLayer::new(authx.clone()))
+///     .layer(LoadUserLayer::new(authx, |claims: &tower_authx::Claims| {
+///         let sub = claims.sub.clone();
+///         async move { Ok(Some(Account { name: sub })) } // your database here
+///     }))
+///     .service_fn(|req: http::Request<String>| async move {
+///         let User(account) = req.extensions().get::<User<Account>>().unwrap().clone();
+///         Ok::<_, std::convert::Infallible>(http::Response::new(account.name))
+///     });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LoadUserLayer<F, E = NoExtra> {
+    authx: AuthX,
+    loader: F,
+    unknown: UnknownUser,
+    _claims: PhantomData<fn() -> E>,
+}
+
+impl<F, E> LoadUserLayer<F, E> {
+    /// Loads with `loader` from the guard's `Claims<E>` (the default claims
+    /// type unless the guard reads your own).
+    pub fn new<Fut, U>(authx: AuthX, loader: F) -> Self
+    where
+        F: Fn(&Claims<E>) -> Fut,
+        Fut: Future<Output = Result<Option<U>, LoadError>>,
+    {
+        LoadUserLayer {
+            authx,
+            loader,
+            unknown: UnknownUser::default(),
+            _claims: PhantomData,
+        }
+    }
+
+    /// What an unknown user gets (default: 401).
+    #[must_use]
+    pub fn unknown_user(mut self, answer: UnknownUser) -> Self {
+        self.unknown = answer;
+        self
+    }
+}
+
+impl<F: Clone, E> Clone for LoadUserLayer<F, E> {
+    fn clone(&self) -> Self {
+        LoadUserLayer {
+            authx: self.authx.clone(),
+            loader: self.loader.clone(),
+            unknown: self.unknown,
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<F, E> fmt::Debug for LoadUserLayer<F, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadUserLayer")
+            .field("unknown", &self.unknown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, F: Clone, E> Layer<S> for LoadUserLayer<F, E> {
+    type Service = LoadUser<S, F, E>;
+
+    fn layer(&self, inner: S) -> LoadUser<S, F, E> {
+        LoadUser {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// A service whose requests carry their [`User`], loaded by
+/// [`LoadUserLayer`]'s loader.
+pub struct LoadUser<S, F, E = NoExtra> {
+    inner: S,
+    layer: LoadUserLayer<F, E>,
+}
+
+impl<S: Clone, F: Clone, E> Clone for LoadUser<S, F, E> {
+    fn clone(&self) -> Self {
+        LoadUser {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, F, E> fmt::Debug for LoadUser<S, F, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadUser")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, F, Fut, U, E, B, ResBody> Service<Request<B>> for LoadUser<S, F, E>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
+    F: Fn(&Claims<E>) -> Fut,
+    Fut: Future<Output = Result<Option<U>, LoadError>>,
+    U: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B, Fut, U>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        // The service polled ready goes with this request.
+        let clone = self.inner.clone();
+        let mut service = std::mem::replace(&mut self.inner, clone);
+        if req.extensions().get::<User<U>>().is_some() {
+            // An outer LoadUser loaded it: once per request.
+            return ResponseFuture::calling(service.call(req));
+        }
+        let Some(claims) = req.extensions().get::<Claims<E>>() else {
+            tracing::warn!(
+                "tower-authx: LoadUser found no verified claims; put it inside a guard \
+                 (RequireAuthLayer) built with the same claims type"
+            );
+            let refusal = self
+                .layer
+                .authx
+                .reject(&AuthError::MissingToken, RequestHead::of(&req));
+            return ResponseFuture::refused(refusal);
+        };
+        let loading = (self.layer.loader)(claims);
+        ResponseFuture {
+            state: State::Loading {
+                loading,
+                parked: Some((service, req)),
+                authx: self.layer.authx.clone(),
+                unknown: self.layer.unknown,
+            },
+            _user: PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`LoadUser`]: the loader, then the inner
+    /// service's future or a refusal.
+    pub struct ResponseFuture<S, B, Fut, U>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B, Fut>,
+        _user: PhantomData<fn() -> U>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, Fut>
+    where
+        S: Service<Request<B>>,
+    {
+        Loading {
+            #[pin]
+            loading: Fut,
+            parked: Option<(S, Request<B>)>,
+            authx: AuthX,
+            unknown: UnknownUser,
+        },
+        Calling { #[pin] future: S::Future },
+        Refused { response: Option<Response<bytes::Bytes>> },
+    }
+}
+
+impl<S: Service<Request<B>>, B, Fut, U> ResponseFuture<S, B, Fut, U> {
+    fn calling(future: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Calling { future },
+            _user: PhantomData,
+        }
+    }
+
+    fn refused(response: Response<bytes::Bytes>) -> Self {
+        ResponseFuture {
+            state: State::Refused {
+                response: Some(response),
+            },
+            _user: PhantomData,
+        }
+    }
+}
+
+impl<S, B, Fut, U, ResBody> Future for ResponseFuture<S, B, Fut, U>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    Fut: Future<Output = Result<Option<U>, LoadError>>,
+    U: Clone + Send + Sync + 'static,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Refused { response } => {
+                    let response = response.take().unwrap_or_default();
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+                StateProj::Loading {
+                    loading,
+                    parked,
+                    authx,
+                    unknown,
+                } => {
+                    let loaded = ready!(loading.poll(cx));
+                    let Some((mut service, mut req)) = parked.take() else {
+                        unreachable!("a loaded user is handled once");
+                    };
+                    let error = match loaded {
+                        Ok(Some(user)) => {
+                            req.extensions_mut().insert(User(user));
+                            self.as_mut().project().state.set(State::Calling {
+                                future: service.call(req),
+                            });
+                            continue;
+                        }
+                        Ok(None) => AuthError::UnknownUser {
+                            forbidden: *unknown == UnknownUser::Forbidden,
+                        },
+                        Err(LoadError(cause)) => {
+                            tracing::warn!(error = %cause, "tower-authx: the user could not be loaded");
+                            AuthError::UserUnavailable
+                        }
+                    };
+                    State::Refused {
+                        response: Some(authx.reject(&error, RequestHead::of(&req))),
+                    }
+                }
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+impl<S: Service<Request<B>>, B, Fut, U> fmt::Debug for ResponseFuture<S, B, Fut, U> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
