@@ -24,12 +24,9 @@ fn authx() -> AuthX {
 
 /// A loader over a little directory: `alice` exists, `db-down` fails,
 /// anyone else is unknown; it counts its calls and awaits like a database.
-fn loader(
-    calls: Arc<AtomicUsize>,
-) -> impl Fn(
-    &Claims,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<Account>, LoadError>> + Send>>
-+ Clone {
+type Loading = std::pin::Pin<Box<dyn Future<Output = Result<Option<Account>, LoadError>> + Send>>;
+
+fn loader(calls: Arc<AtomicUsize>) -> impl Fn(&Claims) -> Loading + Clone {
     move |claims: &Claims| {
         calls.fetch_add(1, Ordering::SeqCst);
         let sub = claims.sub.clone();
