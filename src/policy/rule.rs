@@ -174,12 +174,10 @@ impl Rule {
         }))
     }
 
-    /// This rule and `other`.
+    /// This rule and `other`. Never merged into an `all_of` the caller built:
+    /// an empty one must stay empty (it refuses everyone).
     pub(crate) fn and(self, other: Rule) -> Rule {
-        match self.0 {
-            Node::AllOf(rules) => Rule::all_of(rules.iter().cloned().chain([other])),
-            _ => Rule::all_of([self, other]),
-        }
+        Rule::all_of([self, other])
     }
 
     /// Whether only how the user authenticated (`acr`, `amr`) decides it.
@@ -198,15 +196,12 @@ impl Rule {
         matches!(self.0, Node::Scopes(_))
     }
 
-    /// The scopes this rule needs for sure: its own, or those of an
-    /// `all_of` it heads.
+    /// The scopes this rule needs for sure: its own, or those of the
+    /// `all_of`s it heads.
     pub(crate) fn scopes(&self) -> Option<&Scopes> {
         match &self.0 {
             Node::Scopes(scopes) => Some(scopes),
-            Node::AllOf(rules) => rules.iter().find_map(|r| match &r.0 {
-                Node::Scopes(scopes) => Some(scopes),
-                _ => None,
-            }),
+            Node::AllOf(rules) => rules.iter().find_map(Rule::scopes),
             _ => None,
         }
     }
