@@ -71,6 +71,13 @@ pub(crate) struct Pipeline {
     pub(crate) trace_subject: bool,
 }
 
+/// A request, for the stages after verification: its head, and the client
+/// certificate of its connection.
+struct Arrival<'a> {
+    head: RequestHead<'a>,
+    certificate: mtls::Presented,
+}
+
 /// What a request presented, as read from it: the token, whether it came
 /// with the DPoP scheme, and the CSRF value sent with a cookie-borne token.
 #[derive(Clone, Copy)]
@@ -195,10 +202,9 @@ impl Pipeline {
                 };
             }
         };
-        let head = Some(RequestHead::of(req));
-        let certificate = self.certificates.of(Some(req.extensions()), req.headers());
-        let presented = Presented::found(&found);
-        let proof = self.after_verify(head, presented, &certificate, &claims, requirement, now)?;
+        let arrival = Some(self.arrival_of(req));
+        let proof =
+            self.after_verify(arrival, Presented::found(&found), &claims, requirement, now)?;
         self.admit(req, claims, proof, notes)
     }
 
@@ -219,33 +225,45 @@ impl Pipeline {
         let claims = trusted
             .verifier
             .verify_with::<E>(presented.token, header, &key, now)?;
-        let head = Some(RequestHead::of(req));
-        let certificate = self.certificates.of(Some(req.extensions()), req.headers());
-        let proof = self.after_verify(head, presented, &certificate, &claims, requirement, now)?;
+        let arrival = Some(self.arrival_of(req));
+        let proof = self.after_verify(arrival, presented, &claims, requirement, now)?;
         self.admit(req, claims, proof, notes)
     }
 
+    /// A request as the stages after verification see it: its head and the
+    /// client certificate of its connection (from the acceptor, or the
+    /// trusted header).
+    fn arrival_of<'r, B>(&self, req: &'r Request<B>) -> Arrival<'r> {
+        Arrival {
+            head: RequestHead::of(req),
+            certificate: self.certificates.of(Some(req.extensions()), req.headers()),
+        }
+    }
+
     /// The stages after the token is verified, the same for every entry
-    /// point: its DPoP proof (with a request) and binding, its certificate
-    /// binding, the CSRF double submit, then the route's requirement. The
-    /// proof that passed, to spend.
+    /// point: its DPoP proof and binding, its certificate binding (a token
+    /// that came without a request has neither proof nor certificate), the
+    /// CSRF double submit, then the route's requirement. The proof that
+    /// passed, to spend.
     fn after_verify<E>(
         &self,
-        request: Option<RequestHead<'_>>,
+        request: Option<Arrival<'_>>,
         presented: Presented<'_>,
-        certificate: &mtls::Presented,
         claims: &Claims<E>,
         requirement: &Requirement,
         now: NumericDate,
     ) -> Result<Option<Proof>, AuthError> {
-        let proof = match (&self.dpop, request) {
+        let proof = match (&self.dpop, &request) {
             (Some(dpop), Some(request)) => {
-                dpop.proof(request, presented.token, presented.dpop, now)?
+                dpop.proof(request.head, presented.token, presented.dpop, now)?
             }
             _ => None,
         };
         // A token bound both ways is checked both ways.
-        check_certificate(claims, certificate)?;
+        match &request {
+            Some(request) => check_certificate(claims, &request.certificate)?,
+            None => check_certificate(claims, &mtls::Presented::None)?,
+        }
         let proof = self.bind(proof, claims)?;
         check_csrf(presented.csrf, claims)?;
         requirement.check(claims, now, self.fresh_max_age)?;
@@ -328,15 +346,7 @@ impl Pipeline {
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let claims = self.trust.verify_now(token, now)?;
-        let none = mtls::Presented::None;
-        self.after_verify(
-            None,
-            Presented::token(token),
-            &none,
-            &claims,
-            requirement,
-            now,
-        )?;
+        self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
         Ok(claims)
     }
 
@@ -350,15 +360,7 @@ impl Pipeline {
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let claims = self.trust.verify_fetching(token, now).await?;
-        let none = mtls::Presented::None;
-        self.after_verify(
-            None,
-            Presented::token(token),
-            &none,
-            &claims,
-            requirement,
-            now,
-        )?;
+        self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
         self.await_stores(self.ask_stores(&claims, None)?).await?;
         Ok(claims)
     }
@@ -375,13 +377,14 @@ impl Pipeline {
         let found = self.sources.find(request, requirement.token_type())?;
         let now = NumericDate::now();
         let claims = self.trust.verify_fetching(&found.token, now).await?;
-        let presented = Presented::found(&found);
         // A head has no extensions: the certificate only from a trusted header.
-        let certificate = self.certificates.of(None, request.headers);
+        let arrival = Arrival {
+            head: request,
+            certificate: self.certificates.of(None, request.headers),
+        };
         let proof = self.after_verify(
-            Some(request),
-            presented,
-            &certificate,
+            Some(arrival),
+            Presented::found(&found),
             &claims,
             requirement,
             now,
