@@ -56,7 +56,7 @@ use tower_service::Service;
 use crate::authx::AuthX;
 use crate::claims::{Claims, NoExtra, NumericDate};
 use crate::error::AuthError;
-use crate::layer::ResponseBody;
+use crate::layer::{CheckedFuture, ResponseBody};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
 
@@ -204,128 +204,76 @@ where
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = request.into_parts();
-        ResponseFuture {
-            state: State::Reading {
-                body: Limited::new(body, self.check.max_body).collect(),
-                parts: Some(parts),
-                service: Some(service),
-                check: self.check.clone(),
-            },
+        let read = ReadTools {
+            body: Limited::new(body, self.check.max_body).collect(),
+            parts: Some(parts),
+            check: self.check.clone(),
             _claims: PhantomData,
-        }
+        };
+        CheckedFuture::checking(read, service)
     }
 }
 
+/// Response future of [`ToolScopes`]: reading the body, then the inner
+/// service's future or a refusal.
+pub type ResponseFuture<S, B, E> = CheckedFuture<S, Request<Full<Bytes>>, ReadTools<B, E>>;
+
 pin_project! {
-    /// Response future of [`ToolScopes`]: reading the body, then the inner
-    /// service's future or a refusal.
-    pub struct ResponseFuture<S, B, E>
+    /// What [`ToolScopes`] does before its service runs: reads the body
+    /// whole and checks the tools it calls; the request to hand on, or the
+    /// refusal.
+    pub struct ReadTools<B, E>
     where
-        S: Service<Request<Full<Bytes>>>,
         B: Body,
         B::Error: Into<BoxError>,
     {
         #[pin]
-        state: State<S, B>,
+        body: Collect<Limited<B>>,
+        parts: Option<Parts>,
+        check: Arc<Check>,
         _claims: PhantomData<fn() -> E>,
     }
 }
 
-pin_project! {
-    #[project = StateProj]
-    enum State<S, B>
-    where
-        S: Service<Request<Full<Bytes>>>,
-        B: Body,
-        B::Error: Into<BoxError>,
-    {
-        Reading {
-            #[pin]
-            body: Collect<Limited<B>>,
-            parts: Option<Parts>,
-            service: Option<S>,
-            check: Arc<Check>,
-        },
-        Calling { #[pin] future: S::Future },
-        Refused { response: Option<Response<Bytes>> },
-    }
-}
-
-impl<S, B, E, ResBody> Future for ResponseFuture<S, B, E>
+impl<B, E> Future for ReadTools<B, E>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     B: Body,
     B::Error: Into<BoxError>,
     E: Send + Sync + 'static,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    type Output = Result<Request<Full<Bytes>>, Response<Bytes>>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let next = match self.as_mut().project().state.project() {
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Refused { response } => {
-                    let response = response.take().unwrap_or_default();
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
-                StateProj::Reading {
-                    body,
-                    parts,
-                    service,
-                    check,
-                } => {
-                    let read = ready!(body.poll(cx));
-                    let (Some(parts), Some(mut service)) = (parts.take(), service.take()) else {
-                        unreachable!("a read body is handled once");
-                    };
-                    let bytes = match read {
-                        Ok(collected) => collected.to_bytes(),
-                        Err(error) => {
-                            let too_large = error.is::<LengthLimitError>();
-                            let response = if too_large {
-                                plain(
-                                    StatusCode::PAYLOAD_TOO_LARGE,
-                                    "The request body is too large.",
-                                )
-                            } else {
-                                plain(
-                                    StatusCode::BAD_REQUEST,
-                                    "The request body could not be read.",
-                                )
-                            };
-                            self.as_mut().project().state.set(State::Refused {
-                                response: Some(response),
-                            });
-                            continue;
-                        }
-                    };
-                    match check.refusal::<E>(&parts, &bytes) {
-                        None => {
-                            let request = Request::from_parts(parts, Full::new(bytes));
-                            State::Calling {
-                                future: service.call(request),
-                            }
-                        }
-                        refusal => State::Refused { response: refusal },
-                    }
-                }
-            };
-            self.as_mut().project().state.set(next);
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let read = ready!(this.body.poll(cx));
+        let Some(parts) = this.parts.take() else {
+            unreachable!("a read body is handled once");
+        };
+        let bytes = match read {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => {
+                let why = "The request body is too large.";
+                return Poll::Ready(Err(plain(StatusCode::PAYLOAD_TOO_LARGE, why)));
+            }
+            Err(_) => {
+                let why = "The request body could not be read.";
+                return Poll::Ready(Err(plain(StatusCode::BAD_REQUEST, why)));
+            }
+        };
+        Poll::Ready(match this.check.refusal::<E>(&parts, &bytes) {
+            None => Ok(Request::from_parts(parts, Full::new(bytes))),
+            Some(refusal) => Err(refusal),
+        })
     }
 }
 
-impl<S, B, E> fmt::Debug for ResponseFuture<S, B, E>
+impl<B, E> fmt::Debug for ReadTools<B, E>
 where
-    S: Service<Request<Full<Bytes>>>,
     B: Body,
     B::Error: Into<BoxError>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ReadTools").finish_non_exhaustive()
     }
 }
 

@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::ResponseBody;
+use super::{CheckedFuture, ResponseBody};
 use crate::authx::AuthX;
 use crate::claims::{Claims, NoExtra};
 use crate::error::AuthError;
@@ -168,7 +168,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B, Fut, U>;
+    type Future = CheckedFuture<S, Request<B>, LoadingUser<Fut, B, U>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -180,7 +180,7 @@ where
         let mut service = std::mem::replace(&mut self.inner, clone);
         if req.extensions().get::<User<U>>().is_some() {
             // An outer LoadUser loaded it: once per request.
-            return ResponseFuture::calling(service.call(req));
+            return CheckedFuture::calling(service.call(req));
         }
         let Some(claims) = req.extensions().get::<Claims<E>>() else {
             tracing::warn!(
@@ -191,127 +191,64 @@ where
                 .layer
                 .authx
                 .reject(&AuthError::MissingToken, RequestHead::of(&req));
-            return ResponseFuture::refused(refusal);
+            return CheckedFuture::refused(refusal);
         };
-        let loading = (self.layer.loader)(claims);
-        ResponseFuture {
-            state: State::Loading {
-                loading,
-                parked: Some((service, req)),
-                authx: self.layer.authx.clone(),
-                unknown: self.layer.unknown,
-            },
+        let loading = LoadingUser {
+            loading: (self.layer.loader)(claims),
+            request: Some(req),
+            authx: self.layer.authx.clone(),
+            unknown: self.layer.unknown,
             _user: PhantomData,
-        }
+        };
+        CheckedFuture::checking(loading, service)
     }
 }
 
 pin_project! {
-    /// Response future of [`LoadUser`]: the loader, then the inner
-    /// service's future or a refusal.
-    pub struct ResponseFuture<S, B, Fut, U>
-    where
-        S: Service<Request<B>>,
-    {
+    /// What [`LoadUser`] does before its service runs: awaits the loader,
+    /// then hands on the request with its [`User`], or the refusal.
+    pub struct LoadingUser<Fut, B, U> {
         #[pin]
-        state: State<S, B, Fut>,
+        loading: Fut,
+        request: Option<Request<B>>,
+        authx: AuthX,
+        unknown: UnknownUser,
         _user: PhantomData<fn() -> U>,
     }
 }
 
-pin_project! {
-    #[project = StateProj]
-    enum State<S, B, Fut>
-    where
-        S: Service<Request<B>>,
-    {
-        Loading {
-            #[pin]
-            loading: Fut,
-            parked: Option<(S, Request<B>)>,
-            authx: AuthX,
-            unknown: UnknownUser,
-        },
-        Calling { #[pin] future: S::Future },
-        Refused { response: Option<Response<bytes::Bytes>> },
-    }
-}
-
-impl<S: Service<Request<B>>, B, Fut, U> ResponseFuture<S, B, Fut, U> {
-    fn calling(future: S::Future) -> Self {
-        ResponseFuture {
-            state: State::Calling { future },
-            _user: PhantomData,
-        }
-    }
-
-    fn refused(response: Response<bytes::Bytes>) -> Self {
-        ResponseFuture {
-            state: State::Refused {
-                response: Some(response),
-            },
-            _user: PhantomData,
-        }
-    }
-}
-
-impl<S, B, Fut, U, ResBody> Future for ResponseFuture<S, B, Fut, U>
+impl<Fut, B, U> Future for LoadingUser<Fut, B, U>
 where
-    S: Service<Request<B>, Response = Response<ResBody>>,
     Fut: Future<Output = Result<Option<U>, LoadError>>,
     U: Clone + Send + Sync + 'static,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    type Output = Result<Request<B>, Response<bytes::Bytes>>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let next = match self.as_mut().project().state.project() {
-                StateProj::Calling { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Refused { response } => {
-                    let response = response.take().unwrap_or_default();
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
-                StateProj::Loading {
-                    loading,
-                    parked,
-                    authx,
-                    unknown,
-                } => {
-                    let loaded = ready!(loading.poll(cx));
-                    let Some((mut service, mut req)) = parked.take() else {
-                        unreachable!("a loaded user is handled once");
-                    };
-                    let error = match loaded {
-                        Ok(Some(user)) => {
-                            req.extensions_mut().insert(User(user));
-                            self.as_mut().project().state.set(State::Calling {
-                                future: service.call(req),
-                            });
-                            continue;
-                        }
-                        Ok(None) => AuthError::UnknownUser {
-                            forbidden: *unknown == UnknownUser::Forbidden,
-                        },
-                        Err(LoadError(cause)) => {
-                            tracing::warn!(error = %cause, "tower-authx: the user could not be loaded");
-                            AuthError::UserUnavailable
-                        }
-                    };
-                    State::Refused {
-                        response: Some(authx.reject(&error, RequestHead::of(&req))),
-                    }
-                }
-            };
-            self.as_mut().project().state.set(next);
-        }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let loaded = ready!(this.loading.poll(cx));
+        let Some(mut req) = this.request.take() else {
+            unreachable!("a loaded user is handled once");
+        };
+        let error = match loaded {
+            Ok(Some(user)) => {
+                req.extensions_mut().insert(User(user));
+                return Poll::Ready(Ok(req));
+            }
+            Ok(None) => AuthError::UnknownUser {
+                forbidden: *this.unknown == UnknownUser::Forbidden,
+            },
+            Err(LoadError(cause)) => {
+                tracing::warn!(error = %cause, "tower-authx: the user could not be loaded");
+                AuthError::UserUnavailable
+            }
+        };
+        Poll::Ready(Err(this.authx.reject(&error, RequestHead::of(&req))))
     }
 }
 
-impl<S: Service<Request<B>>, B, Fut, U> fmt::Debug for ResponseFuture<S, B, Fut, U> {
+impl<Fut, B, U> fmt::Debug for LoadingUser<Fut, B, U> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("LoadingUser").finish_non_exhaustive()
     }
 }

@@ -7,6 +7,7 @@
 //! configured rejection; the inner service is never called.
 
 mod body;
+mod checked;
 mod future;
 mod load_user;
 mod optional_auth;
@@ -15,6 +16,7 @@ mod require_fresh;
 mod require_scopes;
 
 pub use body::ResponseBody;
+pub use checked::CheckedFuture;
 pub use future::ResponseFuture;
 pub use load_user::{LoadError, LoadUser, LoadUserLayer, UnknownUser, User};
 pub use optional_auth::{OptionalAuth, OptionalAuthLayer};
