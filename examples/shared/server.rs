@@ -173,13 +173,26 @@ where
         let (stream, permit) = acceptor.accept().await;
         let service = service.clone();
         tokio::spawn(async move {
-            // Errors here are the client's (it hung up, sent garbage): nothing to do.
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            serve_connection(stream, service).await;
             drop(permit);
         });
     }
+}
+
+/// HTTP/1.1 on one accepted connection (plain or TLS), with the header read
+/// timeout, until the client is done.
+pub async fn serve_connection<I, S, B>(io: I, service: S)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // Errors here are the client's (it hung up, sent garbage): nothing to do.
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }

@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tower_authx::ClientCertificate;
 
-use crate::shared::server::{Acceptor, HEADER_TIMEOUT};
+use crate::shared::server::{Acceptor, serve_connection};
 
 /// The handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,12 +92,7 @@ where
                 }
                 service.call(req)
             });
-            // Errors here are the client's (it hung up, sent garbage).
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), with_certificate)
-                .await;
+            serve_connection(stream, with_certificate).await;
             drop(permit);
         });
     }
