@@ -128,13 +128,17 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         ),
         "/mfa-required" => boxed(
             app.mfa
-                .layer(service_fn(move |r| mfa_required(r, app2.clone())))
+                .layer(service_fn(move |r| {
+                    about_user(r, app2.clone(), shared::mfa_required)
+                }))
                 .oneshot(req)
                 .await?,
         ),
         _ => boxed(
             app.fresh
-                .layer(service_fn(move |r| fresh_required(r, app2.clone())))
+                .layer(service_fn(move |r| {
+                    about_user(r, app2.clone(), shared::fresh_required)
+                }))
                 .oneshot(req)
                 .await?,
         ),
@@ -259,24 +263,13 @@ async fn protected(
     ))
 }
 
-async fn mfa_required(
+/// A guarded route's answer about the verified user (`/fresh-required`,
+/// `/mfa-required`).
+async fn about_user(
     req: Request<Incoming>,
     app: Arc<App>,
+    answer: fn(&tower_authx::Claims, &shared::Users) -> serde_json::Value,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
-    Ok(json_response(
-        StatusCode::OK,
-        shared::mfa_required(claims, &app.users),
-    ))
-}
-
-async fn fresh_required(
-    req: Request<Incoming>,
-    app: Arc<App>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let claims = verified(&req);
-    Ok(json_response(
-        StatusCode::OK,
-        shared::fresh_required(claims, &app.users),
-    ))
+    Ok(json_response(StatusCode::OK, answer(claims, &app.users)))
 }
