@@ -78,9 +78,15 @@ fn short_name(full: &str) -> String {
 
 impl IntoResponse for MissingAuthLayer {
     fn into_response(self) -> Response {
-        tracing::error!("{self}");
-        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+        server_bug(&self)
     }
+}
+
+/// A route wired without the layer its extractor reads: logged, and `500`
+/// with the fix.
+fn server_bug(missing: &dyn fmt::Display) -> Response {
+    tracing::error!("{missing}");
+    (StatusCode::INTERNAL_SERVER_ERROR, missing.to_string()).into_response()
 }
 
 /// The verified claims; the route must be guarded by `RequireAuthLayer` (or
@@ -175,8 +181,7 @@ impl std::error::Error for MissingUserLayer {}
 
 impl IntoResponse for MissingUserLayer {
     fn into_response(self) -> Response {
-        tracing::error!("{self}");
-        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+        server_bug(&self)
     }
 }
 
