@@ -367,19 +367,28 @@ async fn resource_server(
     ca: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (Child, String) {
+    let base = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("OIDC_ISSUER", provider.iss.as_str()),
+        ("AUDIENCE", AUDIENCE),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+    ];
+    run_example(binary, &[&base[..], env].concat()).await
+}
+
+/// An example binary started with `env`; the running child and the address
+/// (host and port) it says it listens on, over HTTP or HTTPS.
+async fn run_example(binary: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(binary)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("OIDC_ISSUER", &provider.iss)
-        .env("AUDIENCE", AUDIENCE)
-        .env("SSL_CERT_FILE", ca)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let addr = listening(&mut child, "listening on http://").await;
-    (child, addr)
+    let url = listening(&mut child, "listening on ").await;
+    let addr = url.split_once("://").map_or(url.as_str(), |(_, addr)| addr);
+    (child, addr.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -662,16 +671,17 @@ async fn the_mcp_server_example_with_the_official_typescript_sdk() {
     let port = free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let metadata_url = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
-    let mut child = Command::new(&binary)
-        .env("PORT", port.to_string())
-        .env("PUBLIC_URL", &resource)
-        .env("OIDC_ISSUER", &provider.iss)
-        .env("SSL_CERT_FILE", &ca)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr = listening(&mut child, "listening on http://").await;
+    let port_env = port.to_string();
+    let (_child, addr) = run_example(
+        &binary,
+        &[
+            ("PORT", &port_env),
+            ("PUBLIC_URL", &resource),
+            ("OIDC_ISSUER", &provider.iss),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    )
+    .await;
     let pointer = format!("resource_metadata=\"{metadata_url}\"");
 
     // The metadata names the resource byte for byte, and the provider.
@@ -956,20 +966,12 @@ async fn certificate_bound_tokens_go_only_with_their_certificate() {
         tower_authx::ClientCertificate::from_der(&alice.der).thumbprint()
     );
 
-    let mut child = Command::new(&binary)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("OIDC_ISSUER", &provider.iss)
-        .env("AUDIENCE", AUDIENCE)
-        .env("SSL_CERT_FILE", &ca)
-        .env("TLS_CERT", &files.cert)
-        .env("TLS_KEY", &files.key)
-        .env("TLS_CLIENT_CA", &ca)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let addr = listening(&mut child, "listening on https://").await;
+    let tls_env = [
+        ("TLS_CERT", files.cert.to_str().unwrap()),
+        ("TLS_KEY", files.key.to_str().unwrap()),
+        ("TLS_CLIENT_CA", ca.to_str().unwrap()),
+    ];
+    let (_child, addr) = resource_server(&binary, &provider, &ca, &tls_env).await;
     let url = format!("https://{addr}/read");
     let bearer = format!("Bearer {bound}");
     assert_eq!(https_get(&as_alice, &url, &bearer).await, StatusCode::OK);
