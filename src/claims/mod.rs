@@ -154,23 +154,51 @@ impl<E> Claims<E> {
 
     /// Every scope the token grants: AuthX's `scopes`, OAuth's `scope` and `scp`.
     pub fn granted_scopes(&self) -> impl Iterator<Item = &str> {
-        let scopes = self.scopes.iter().flatten().map(String::as_str);
-        let scope = self.scope.iter().flat_map(|s| s.split_ascii_whitespace());
-        let scp = self.scp.iter().flatten().map(String::as_str);
-        scopes.chain(scope).chain(scp)
+        self.scope_claims().iter()
+    }
+
+    /// The three scope claims, apart from the claims type.
+    pub(crate) fn scope_claims(&self) -> ScopeClaims<'_> {
+        ScopeClaims {
+            scopes: self.scopes.as_deref(),
+            scope: self.scope.as_deref(),
+            scp: self.scp.as_deref(),
+        }
     }
 
     /// Whether the token carries `required` (in any of its scope claims),
     /// directly or through a wildcard.
     pub fn has_scope(&self, required: &str) -> bool {
-        self.granted_scopes()
-            .any(|granted| scope_covers(granted, required))
+        self.scope_claims().covers(required)
+    }
+}
+
+/// A token's scope claims: AuthX's `scopes`, OAuth's `scope`, `scp`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScopeClaims<'a> {
+    scopes: Option<&'a [String]>,
+    scope: Option<&'a str>,
+    scp: Option<&'a [String]>,
+}
+
+impl<'a> ScopeClaims<'a> {
+    /// Every scope they grant.
+    pub(crate) fn iter(self) -> impl Iterator<Item = &'a str> {
+        let scopes = self.scopes.into_iter().flatten().map(String::as_str);
+        let scope = self.scope.into_iter().flat_map(str::split_ascii_whitespace);
+        let scp = self.scp.into_iter().flatten().map(String::as_str);
+        scopes.chain(scope).chain(scp)
+    }
+
+    /// Whether they grant `required`, directly or through a wildcard.
+    pub(crate) fn covers(self, required: &str) -> bool {
+        self.iter().any(|granted| scope_covers(granted, required))
     }
 }
 
 /// Whether a granted scope covers a required one: equal, or a granted `ns:*`
 /// covering `ns` and everything below it (AuthX's wildcard).
-pub(crate) fn scope_covers(granted: &str, required: &str) -> bool {
+fn scope_covers(granted: &str, required: &str) -> bool {
     granted == required
         || granted.strip_suffix(":*").is_some_and(|namespace| {
             required == namespace

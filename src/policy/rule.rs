@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::claims::{Claims, Permissions, scope_covers};
+use crate::claims::{Claims, Permissions, ScopeClaims};
 
 use super::Scopes;
 
@@ -60,15 +60,7 @@ pub struct ClaimsView<'a> {
     pub amr: &'a [String],
     /// The roles, groups or permissions read from the issuer's claim paths.
     pub permissions: &'a Permissions,
-    scopes: ScopesOf<'a>,
-}
-
-/// The scope claims of a token, for [`ClaimsView::has_scope`].
-#[derive(Clone, Copy, Debug)]
-struct ScopesOf<'a> {
-    scopes: Option<&'a [String]>,
-    scope: Option<&'a str>,
-    scp: Option<&'a [String]>,
+    scopes: ScopeClaims<'a>,
 }
 
 impl<'a> ClaimsView<'a> {
@@ -79,28 +71,19 @@ impl<'a> ClaimsView<'a> {
             acr: claims.acr.as_deref(),
             amr: claims.amr.as_deref().unwrap_or_default(),
             permissions: &claims.permissions,
-            scopes: ScopesOf {
-                scopes: claims.scopes.as_deref(),
-                scope: claims.scope.as_deref(),
-                scp: claims.scp.as_deref(),
-            },
+            scopes: claims.scope_claims(),
         }
     }
 
     /// Every scope granted (AuthX's `scopes`, OAuth's `scope` and `scp`).
     pub fn granted_scopes(&self) -> impl Iterator<Item = &'a str> {
-        let ScopesOf { scopes, scope, scp } = self.scopes;
-        let scopes = scopes.into_iter().flatten().map(String::as_str);
-        let scope = scope.into_iter().flat_map(str::split_ascii_whitespace);
-        let scp = scp.into_iter().flatten().map(String::as_str);
-        scopes.chain(scope).chain(scp)
+        self.scopes.iter()
     }
 
     /// Whether `required` is granted, directly or through a wildcard
     /// (`admin:*` grants `admin` and `admin:users`).
     pub fn has_scope(&self, required: &str) -> bool {
-        self.granted_scopes()
-            .any(|granted| scope_covers(granted, required))
+        self.scopes.covers(required)
     }
 }
 
