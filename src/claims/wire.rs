@@ -242,6 +242,20 @@ impl<'de> Deserialize<'de> for Member<'de> {
     }
 }
 
+/// Adds the permissions the paths starting at claim `name` find in its
+/// `value`.
+fn read_paths<Er: de::Error>(
+    paths: &[ClaimPath],
+    name: &str,
+    value: &serde_json::Value,
+    into: &mut Vec<String>,
+) -> Result<(), Er> {
+    for path in paths.iter().filter(|p| p.root() == name) {
+        path.collect(value, into).map_err(Er::custom)?;
+    }
+    Ok(())
+}
+
 /// Reads a claim's value once; a second occurrence or a wrongly typed value is
 /// an error naming the claim (and never its value).
 fn read_once<'de, A, T>(
@@ -345,26 +359,25 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
                 Member::Cnf => read_once(m, &mut cnf, "cnf", "a confirmation object")?,
                 Member::Acr => read_once(m, &mut acr, "acr", STRING)?,
                 Member::Amr => read_once(m, &mut amr, "amr", "a list of strings")?,
-                Member::Other(name) if keep_others || paths.iter().any(|p| p.root() == name) => {
+                Member::Other(name) if keep_others => {
                     let value = map.next_value::<serde_json::Value>()?;
-                    for path in paths.iter().filter(|p| p.root() == name) {
-                        path.collect(&value, &mut permissions)
-                            .map_err(de::Error::custom)?;
-                    }
+                    read_paths(paths, &name, &value, &mut permissions)?;
                     if others.insert(name.into_owned(), value).is_some() {
                         return Err(de::Error::custom("duplicate claim"));
                     }
                 }
                 Member::Other(name) => {
+                    if paths.iter().any(|p| p.root() == name) {
+                        let value = map.next_value::<serde_json::Value>()?;
+                        read_paths(paths, &name, &value, &mut permissions)?;
+                    } else {
+                        map.next_value::<Skipped>()?;
+                    }
                     if !skipped.get_or_insert_with(HashSet::new).insert(name) {
                         return Err(de::Error::custom("duplicate claim"));
                     }
-                    map.next_value::<Skipped>()?;
                 }
             }
-        }
-        if !keep_others {
-            others.clear();
         }
         let extra = E::deserialize(serde_json::Value::Object(others)).map_err(|_| {
             de::Error::custom("the token's own claims do not have the expected types")
