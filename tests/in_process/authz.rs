@@ -414,4 +414,18 @@ async fn rules_that_read_stronger_than_they_are_are_refused() {
             "{why}"
         );
     }
+    // The scope guard's own constructor reads a required wildcard the same way.
+    let wildcard = tower_authx::RequireScopesLayer::all(authx.clone(), ["admin:*"]).layer(
+        service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+        }),
+    );
+    let request = Request::get("/")
+        .header("authorization", format!("Bearer {everything}"))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        wildcard.oneshot(request).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
 }

@@ -367,11 +367,18 @@ async fn only_tokens_issued_for_the_resource_are_taken() {
         Some("https://MCP.example.com/mcp"),
         None,
     ] {
+        let token = issuer_for(other);
         assert_eq!(
-            status(issuer_for(other)).await,
+            status(token.clone()).await,
             StatusCode::UNAUTHORIZED,
             "{other:?}"
         );
+        // `AuthX::verify` applies the same audience.
+        let error = authx
+            .verify::<tower_authx::NoExtra>(&token, &tower_authx::Requirement::access())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), "audience", "{other:?}");
     }
 }
 
