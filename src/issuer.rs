@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::error::{ConfigError, FetchError};
+use crate::introspection::Introspection;
 use crate::keys::RemoteJwks;
 use crate::keys::fetch::{PlainHttp, fetchable_url, get_json, https_client, platform_tls};
 
@@ -30,6 +31,9 @@ pub struct Issuer {
     pub(crate) audience: Vec<String>,
     pub(crate) leeway: Option<Duration>,
     pub(crate) permissions: Option<crate::claims::Idp>,
+    /// The discovery document's `introspection_endpoint`.
+    pub(crate) introspection_endpoint: Option<String>,
+    pub(crate) introspection: Option<Introspection>,
 }
 
 impl Issuer {
@@ -44,6 +48,8 @@ impl Issuer {
             audience: Vec::new(),
             leeway: None,
             permissions: None,
+            introspection_endpoint: None,
+            introspection: None,
         }
     }
 
@@ -92,10 +98,23 @@ impl Issuer {
                 "the OpenID configuration (over https) names a jwks_uri that is not https: {jwks_uri:?}"
             )));
         }
+        let introspection_endpoint = member("introspection_endpoint").map(str::to_owned);
+        // The same for the endpoint tokens are sent to.
+        if url.scheme_str() == Some("https")
+            && introspection_endpoint
+                .as_deref()
+                .is_some_and(|endpoint| !endpoint.starts_with("https://"))
+        {
+            return Err(FetchError::Document(
+                "the OpenID configuration (over https) names an introspection_endpoint that is not https".into(),
+            ));
+        }
         let keys = RemoteJwks::new(jwks_uri)
             .map_err(|e: ConfigError| FetchError::Document(e.to_string()))?
             .tls_config(tls);
-        Ok(Issuer::new(iss, keys))
+        let mut issuer = Issuer::new(iss, keys);
+        issuer.introspection_endpoint = introspection_endpoint;
+        Ok(issuer)
     }
 
     /// An audience its tokens may name (`aud`); call again for more. With
@@ -123,9 +142,32 @@ impl Issuer {
         self
     }
 
+    /// Introspects its tokens that cannot be verified alone (RFC 7662):
+    /// opaque ones, or all of them, as `introspection` says.
+    #[must_use]
+    pub fn introspection(mut self, introspection: Introspection) -> Self {
+        self.introspection = Some(introspection);
+        self
+    }
+
     /// Its keys, for their health.
     pub fn keys(&self) -> &RemoteJwks {
         &self.keys
+    }
+
+    /// The same issuer with `keys` instead (tuned intervals, another TLS
+    /// configuration); what discovery found is kept.
+    #[must_use]
+    pub fn with_keys(mut self, keys: RemoteJwks) -> Self {
+        #[cfg(feature = "metrics")]
+        let keys = keys.labelled(&self.iss);
+        self.keys = keys;
+        self
+    }
+
+    /// The introspection endpoint its discovery document names, if any.
+    pub fn introspection_endpoint(&self) -> Option<&str> {
+        self.introspection_endpoint.as_deref()
     }
 
     /// Its `iss`.

@@ -57,6 +57,9 @@ mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+#[cfg(feature = "remote-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
+pub mod introspection;
 mod issue;
 #[cfg(feature = "remote-keys")]
 mod issuer;
@@ -91,6 +94,9 @@ pub use dpop::{Dpop, DpopKey};
 pub use error::{
     AuthError, ConfigError, CsrfFailure, DpopError, FetchError, InvalidToken, IssueError,
 };
+#[cfg(feature = "remote-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
+pub use introspection::{ClientAuth, IntrospectedTokens, Introspection};
 pub use issue::{PairBuilder, TokenBuilder, TokenPair};
 #[cfg(feature = "remote-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]

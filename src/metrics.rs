@@ -13,6 +13,8 @@
 //! | `authx_jwks_keys` | gauge | `issuer` |
 //! | `authx_jwks_last_success_timestamp_seconds` | gauge | `issuer` |
 //! | `authx_verified_cache_total` | counter | `result` (`hit`, `miss`) |
+//! | `authx_introspections_total` | counter | `issuer`, `result` (`active`, `inactive`, `error`, `shed`) |
+//! | `authx_introspection_cache_total` | counter | `result` (`hit`, `miss`) |
 
 use crate::error::AuthError;
 
@@ -33,6 +35,11 @@ pub const JWKS_KEYS: &str = "authx_jwks_keys";
 pub const JWKS_LAST_SUCCESS: &str = "authx_jwks_last_success_timestamp_seconds";
 /// Verified-token cache lookups by result.
 pub const VERIFIED_CACHE: &str = "authx_verified_cache_total";
+/// Introspection calls by issuer and result; `shed` counts the requests
+/// answered 503 without a call because the calls were at their bound.
+pub const INTROSPECTIONS: &str = "authx_introspections_total";
+/// Introspection cache lookups by result.
+pub const INTROSPECTION_CACHE: &str = "authx_introspection_cache_total";
 
 /// Registers every metric's unit and description with the installed
 /// recorder (the `# HELP` lines of a Prometheus scrape). Call it once after
@@ -61,6 +68,11 @@ pub fn describe() {
         "Unix time of the last successful JWKS fetch"
     );
     describe_counter!(VERIFIED_CACHE, "Verified-token cache lookups by result");
+    describe_counter!(
+        INTROSPECTIONS,
+        "Introspection calls by issuer and result (shed: refused at the bound)"
+    );
+    describe_counter!(INTROSPECTION_CACHE, "Introspection cache lookups by result");
 }
 
 /// The `reason` label of a refusal: its kind, from a fixed list

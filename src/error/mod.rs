@@ -91,6 +91,13 @@ pub enum AuthError {
         /// When the refetch that decides runs (whole seconds, at least one).
         retry_after: std::time::Duration,
     },
+    /// The issuer's introspection endpoint gave no usable answer (down, slow,
+    /// not 200, oversized or malformed), or the bound on introspection calls
+    /// was reached: 503, fail closed, with `Retry-After`.
+    IntrospectionUnavailable {
+        /// When a call may be made again (whole seconds, at least one).
+        retry_after: std::time::Duration,
+    },
     /// A token could not be issued (a key that only verifies, unwritable
     /// claims): the server's fault, never the client's (500; the detail does
     /// not say why, the log does).
@@ -161,6 +168,9 @@ pub enum InvalidToken {
     /// Certificate-bound (`cnf.x5t#S256`, RFC 8705) and not presented with
     /// that client certificate.
     Certificate(&'static str),
+    /// Its issuer's introspection endpoint says it is not active (expired,
+    /// revoked, or never issued).
+    Inactive,
 }
 
 impl AuthError {
@@ -172,9 +182,9 @@ impl AuthError {
             | AuthError::InsufficientPermissions { .. }
             | AuthError::UnknownUser { forbidden: true } => StatusCode::FORBIDDEN,
             AuthError::UserUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            AuthError::StoreUnavailable
+            | AuthError::KeysUnavailable { .. }
+            | AuthError::IntrospectionUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Issue(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AuthError::Dpop(DpopError::TooManyProofs) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::UNAUTHORIZED,
@@ -193,7 +203,9 @@ impl AuthError {
             | AuthError::UnknownUser { forbidden: true } => 7,
             AuthError::UserUnavailable => 14,
             AuthError::Dpop(DpopError::TooManyProofs) => 8,
-            AuthError::StoreUnavailable | AuthError::KeysUnavailable { .. } => 14,
+            AuthError::StoreUnavailable
+            | AuthError::KeysUnavailable { .. }
+            | AuthError::IntrospectionUnavailable { .. } => 14,
             AuthError::Issue(_) => 13,
             _ => 16,
         }
@@ -220,6 +232,7 @@ impl AuthError {
                 InvalidToken::Issuer => "issuer",
                 InvalidToken::Audience => "audience",
                 InvalidToken::Certificate(_) => "certificate_binding",
+                InvalidToken::Inactive => "inactive",
             },
             AuthError::WrongTokenType { .. } => "wrong_token_type",
             AuthError::FreshTokenRequired { .. } => "not_fresh",
@@ -234,6 +247,7 @@ impl AuthError {
             AuthError::RefreshReused => "refresh_reused",
             AuthError::StoreUnavailable => "store_unavailable",
             AuthError::KeysUnavailable { .. } => "keys_unavailable",
+            AuthError::IntrospectionUnavailable { .. } => "introspection_unavailable",
             AuthError::Issue(_) => "issue_failed",
             AuthError::Dpop(DpopError::InvalidProof(_)) => "dpop_invalid_proof",
             AuthError::Dpop(DpopError::Replayed) => "dpop_replayed",
@@ -250,6 +264,7 @@ impl AuthError {
             | AuthError::Csrf(_)
             | AuthError::StoreUnavailable
             | AuthError::KeysUnavailable { .. }
+            | AuthError::IntrospectionUnavailable { .. }
             | AuthError::Dpop(DpopError::TooManyProofs)
             | AuthError::Issue(_) => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
@@ -303,6 +318,9 @@ impl fmt::Display for AuthError {
             AuthError::KeysUnavailable { .. } => {
                 f.write_str("Signing keys unavailable, try again later")
             }
+            AuthError::IntrospectionUnavailable { .. } => {
+                f.write_str("Token introspection unavailable, try again later")
+            }
             AuthError::Issue(_) => f.write_str("Token could not be issued"),
             AuthError::Dpop(DpopError::InvalidProof(why)) => write!(f, "Invalid DPoP proof: {why}"),
             AuthError::Dpop(DpopError::Replayed) => {
@@ -354,6 +372,7 @@ impl fmt::Display for InvalidToken {
             InvalidToken::Issuer => f.write_str("Invalid issuer"),
             InvalidToken::Audience => f.write_str("Invalid audience"),
             InvalidToken::Certificate(why) => write!(f, "Invalid token: {why}"),
+            InvalidToken::Inactive => f.write_str("Invalid token: not active"),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -85,8 +85,9 @@ pub(crate) fn platform_tls() -> Result<rustls::ClientConfig, ConfigError> {
         .map_err(|e| ConfigError::new(format!("TLS: {e}")))
 }
 
-/// The client keys and discovery documents are fetched with.
-pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+/// The client keys and discovery documents are fetched with (and tokens
+/// introspected: the same TLS).
+pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A client for `https://` (with `config`) and `http://` URLs.
 pub(crate) fn https_client(config: rustls::ClientConfig) -> HttpsClient {
@@ -109,8 +110,18 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 pub(crate) async fn get_json(client: &HttpsClient, url: &Uri) -> Result<Bytes, FetchError> {
     let request = Request::get(url.clone())
         .header(http::header::ACCEPT, "application/json")
-        .body(Empty::new())
+        .body(Full::default())
         .map_err(|e| FetchError::Unreachable(with_causes(&e)))?;
+    Ok(send(client, request, MAX_JWKS_BYTES).await?.into_body())
+}
+
+/// The answer to `request`, which must be `200`, with its body read whole
+/// (at most `max_bytes`); the caller bounds the time.
+pub(crate) async fn send(
+    client: &HttpsClient,
+    request: Request<Full<Bytes>>,
+    max_bytes: usize,
+) -> Result<http::Response<Bytes>, FetchError> {
     let response = client
         .request(request)
         .await
@@ -118,11 +129,13 @@ pub(crate) async fn get_json(client: &HttpsClient, url: &Uri) -> Result<Bytes, F
     if response.status() != StatusCode::OK {
         return Err(FetchError::Status(response.status().as_u16()));
     }
-    Ok(Limited::new(response.into_body(), MAX_JWKS_BYTES)
+    let (head, body) = response.into_parts();
+    let body = Limited::new(body, max_bytes)
         .collect()
         .await
         .map_err(|e| FetchError::Body(with_causes(&*e)))?
-        .to_bytes())
+        .to_bytes();
+    Ok(http::Response::from_parts(head, body))
 }
 
 /// When fetches happened, as atomics: every verification looks at them, so no

@@ -215,6 +215,11 @@ impl RemoteJwks {
         fetched_ms != 0 && fetched_ms as f64 >= (unix_secs.floor() + 1.0) * 1000.0
     }
 
+    /// The client its keys are fetched with (its TLS configuration).
+    pub(crate) fn http_client(&self) -> HttpsClient {
+        self.inner.client.clone()
+    }
+
     /// The JWKS URL.
     pub fn url(&self) -> &Uri {
         &self.inner.url

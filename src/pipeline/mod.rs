@@ -42,8 +42,11 @@ mod pending;
 mod trust;
 
 pub(crate) use pending::{Pending, StoreChecks};
+use trust::Route;
 #[cfg(feature = "remote-keys")]
 pub(crate) use trust::check_trust;
+#[cfg(feature = "remote-keys")]
+use trust::{Asked, Introspected};
 pub(crate) use trust::{Trust, audience_is_resource};
 
 /// What extra-claims types must be to travel in request extensions.
@@ -175,7 +178,21 @@ impl Pipeline {
             }
             Err(error) => return Err(error),
         };
-        let issuer = self.trust.for_token(&found.token)?;
+        let issuer = match self.trust.route(&found.token)? {
+            Route::Local(issuer) => issuer,
+            #[cfg(feature = "remote-keys")]
+            Route::Introspect(asked) => {
+                // A cached answer goes on at once; else the request waits.
+                let Some(introspected) = self.trust.cached(asked, &found.token) else {
+                    return Ok(Some(self.introspection(asked, &found)));
+                };
+                notes.issuer(introspected.0);
+                let claims = self.trust.introspected::<E>(&introspected, now)?;
+                let proof =
+                    self.checked(req, &claims, Presented::found(&found), requirement, now)?;
+                return self.admit(req, claims, proof, notes);
+            }
+        };
         notes.issuer(issuer);
         let trusted = self.trust.get(issuer);
         let select = |kid: Option<&str>, alg: &str| {
@@ -202,10 +219,70 @@ impl Pipeline {
                 };
             }
         };
-        let arrival = Some(self.arrival_of(req));
-        let proof =
-            self.after_verify(arrival, Presented::found(&found), &claims, requirement, now)?;
+        let proof = self.checked(req, &claims, Presented::found(&found), requirement, now)?;
         self.admit(req, claims, proof, notes)
+    }
+
+    /// A token its issuer is asked about: the call to wait for.
+    #[cfg(feature = "remote-keys")]
+    fn introspection(&self, asked: Asked, found: &Found<'_>) -> Pending {
+        Pending::Introspection {
+            call: self
+                .trust
+                .introspect(asked, found.token.clone().into_owned()),
+            token: found.token.clone().into_owned(),
+            csrf: found.csrf.map(<[u8]>::to_vec),
+            dpop: found.dpop,
+        }
+    }
+
+    /// Goes on with a token its issuer answered for.
+    #[cfg(feature = "remote-keys")]
+    pub(crate) fn after_introspection<E: ClaimsExtra, B>(
+        &self,
+        requirement: &Requirement,
+        req: &mut Request<B>,
+        introspected: &Introspected,
+        presented: Presented<'_>,
+        now: NumericDate,
+        notes: &Notes,
+    ) -> Result<Option<Pending>, AuthError> {
+        notes.issuer(introspected.0);
+        let claims = self.trust.introspected::<E>(introspected, now)?;
+        self.go_on(req, claims, presented, requirement, now, notes)
+    }
+
+    /// Every stage after the token's claims are known, for a request.
+    fn go_on<E: ClaimsExtra, B>(
+        &self,
+        req: &mut Request<B>,
+        claims: Box<Claims<E>>,
+        presented: Presented<'_>,
+        requirement: &Requirement,
+        now: NumericDate,
+        notes: &Notes,
+    ) -> Result<Option<Pending>, AuthError> {
+        let proof = self.checked(req, &claims, presented, requirement, now)?;
+        self.admit(req, claims, proof, notes)
+    }
+
+    /// The local stages after verification, for a request: the proof that
+    /// passed, to spend.
+    fn checked<E, B>(
+        &self,
+        req: &Request<B>,
+        claims: &Claims<E>,
+        presented: Presented<'_>,
+        requirement: &Requirement,
+        now: NumericDate,
+    ) -> Result<Option<Proof>, AuthError> {
+        self.after_verify(
+            Some(self.arrival_of(req)),
+            presented,
+            claims,
+            requirement,
+            now,
+        )
     }
 
     /// Goes on with a token whose issuer's keys were just refetched.
@@ -225,9 +302,7 @@ impl Pipeline {
         let claims = trusted
             .verifier
             .verify_with::<E>(presented.token, header, &key, now)?;
-        let arrival = Some(self.arrival_of(req));
-        let proof = self.after_verify(arrival, presented, &claims, requirement, now)?;
-        self.admit(req, claims, proof, notes)
+        self.go_on(req, claims, presented, requirement, now, notes)
     }
 
     /// A request as the stages after verification see it: its head and the

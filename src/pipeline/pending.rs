@@ -32,6 +32,15 @@ pub(crate) enum Pending {
         /// token is verified).
         dpop: bool,
     },
+    /// The token's issuer, asked about it (an opaque token); the token as
+    /// read, to go on with.
+    #[cfg(feature = "remote-keys")]
+    Introspection {
+        call: super::trust::IntrospectionFuture,
+        token: String,
+        csrf: Option<Vec<u8>>,
+        dpop: bool,
+    },
     /// A network store's answers; the claims are in the extensions.
     Stores(StoreChecks),
 }
@@ -88,6 +97,28 @@ impl Pending {
     ) -> Poll<Result<Option<Pending>, AuthError>> {
         match self {
             Pending::Stores(checks) => checks.poll_verdict(cx, pipeline).map(|v| v.map(|()| None)),
+            #[cfg(feature = "remote-keys")]
+            Pending::Introspection {
+                call,
+                token,
+                csrf,
+                dpop,
+            } => {
+                let introspected = ready!(Pin::new(call).poll(cx))?;
+                let presented = Presented {
+                    token,
+                    dpop: *dpop,
+                    csrf: csrf.as_deref(),
+                };
+                Poll::Ready(pipeline.after_introspection::<E, B>(
+                    requirement,
+                    req,
+                    &introspected,
+                    presented,
+                    crate::claims::NumericDate::now(),
+                    notes,
+                ))
+            }
             Pending::Keys {
                 fetch,
                 issuer,

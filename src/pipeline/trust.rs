@@ -7,13 +7,42 @@ use std::sync::Arc;
 use crate::claims::{Claims, Idp, NumericDate, Seal, is_known_claim};
 use crate::config::AuthXConfig;
 use crate::error::{AuthError, ConfigError, InvalidToken};
+#[cfg(feature = "remote-keys")]
+use crate::introspection::{Answer, Introspector};
 use crate::keys::{Key, KeyRing, KeySource};
 use crate::token::{JoseHeader, Unverified, Verifier};
+
+/// How a token is verified: with the keys of the issuer at an index, or by
+/// asking.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Route {
+    Local(usize),
+    #[cfg(feature = "remote-keys")]
+    Introspect(Asked),
+}
+
+/// Whom a token is sent to for introspection.
+#[cfg(feature = "remote-keys")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Asked {
+    /// A JWT of an issuer that introspects all its tokens: that issuer.
+    Issuer(usize),
+    /// An opaque token, which names no issuer: each issuer that
+    /// introspects, in the configured order, until one knows it.
+    Opaque,
+}
+
+/// What an introspection ended with: the issuer that answered, and its answer.
+#[cfg(feature = "remote-keys")]
+pub(crate) type Introspected = (usize, Arc<Answer>);
 
 /// Keys and the rules a token is checked by.
 pub(crate) struct Trusted {
     pub(crate) keys: KeySource,
     pub(crate) verifier: Verifier,
+    /// Its introspection endpoint, for the tokens its keys do not verify.
+    #[cfg(feature = "remote-keys")]
+    pub(crate) introspection: Option<Introspector>,
     /// The `issuer` label: the configured `iss` among several, else empty.
     #[cfg(feature = "metrics")]
     pub(crate) label: metrics::SharedString,
@@ -31,24 +60,90 @@ pub(crate) enum Trust {
 }
 
 impl Trust {
-    /// Which keys and rules `token` is checked by: the one set, or those of
-    /// the configured issuer its `iss` names. Any other `iss` is refused here,
-    /// before any signature work and without fetching anything.
-    pub(super) fn for_token(&self, token: &str) -> Result<usize, AuthError> {
+    /// How `token` is checked: with the one set of keys and rules, or with
+    /// those of the configured issuer its `iss` names, or by introspection
+    /// (a JWT of an issuer that introspects all its tokens; a token that is
+    /// not a JWS, where some issuer introspects). A JWS naming any other
+    /// `iss` is refused here, before any signature work and without asking
+    /// anyone.
+    pub(super) fn route(&self, token: &str) -> Result<Route, AuthError> {
         match self {
             Trust::One(_) => {
                 let _ = token;
-                Ok(0)
+                Ok(Route::Local(0))
             }
             #[cfg(feature = "remote-keys")]
             Trust::Issuers(issuers) => {
+                let introspects = |trusted: &Trusted| trusted.introspection.is_some();
+                if !crate::token::is_jws(token) && issuers.iter().any(|(_, t)| introspects(t)) {
+                    return Ok(Route::Introspect(Asked::Opaque));
+                }
                 let iss = crate::token::unverified_issuer(token);
-                issuers
+                let index = issuers
                     .iter()
                     .position(|(known, _)| Some(known) == iss.as_ref())
-                    .ok_or(AuthError::InvalidToken(InvalidToken::Issuer))
+                    .ok_or(AuthError::InvalidToken(InvalidToken::Issuer))?;
+                let all = issuers[index]
+                    .1
+                    .introspection
+                    .as_ref()
+                    .is_some_and(Introspector::takes_jwts);
+                Ok(if all {
+                    Route::Introspect(Asked::Issuer(index))
+                } else {
+                    Route::Local(index)
+                })
             }
         }
+    }
+
+    /// The issuers `asked` names, with their introspection.
+    #[cfg(feature = "remote-keys")]
+    fn introspectors(&self, asked: Asked) -> impl Iterator<Item = (usize, &Introspector)> {
+        let issuers = match self {
+            Trust::Issuers(issuers) => &issuers[..],
+            Trust::One(_) => &[][..],
+        };
+        issuers
+            .iter()
+            .enumerate()
+            .filter(move |(index, _)| match asked {
+                Asked::Issuer(only) => *index == only,
+                Asked::Opaque => true,
+            })
+            .filter_map(|(index, (_, trusted))| Some((index, trusted.introspection.as_ref()?)))
+    }
+
+    /// A cached answer about `token` from an issuer `asked` names.
+    #[cfg(feature = "remote-keys")]
+    pub(super) fn cached(&self, asked: Asked, token: &str) -> Option<Introspected> {
+        self.introspectors(asked)
+            .find_map(|(index, introspector)| Some((index, introspector.cached(token)?)))
+    }
+
+    /// Asks the issuers `asked` names about `token`, in order, until one
+    /// knows it: the first active answer, else the first refusal that is
+    /// not "inactive", else 503 if one could not answer, else inactive.
+    #[cfg(feature = "remote-keys")]
+    pub(super) fn introspect(&self, asked: Asked, token: String) -> IntrospectionFuture {
+        let introspectors: Vec<_> = self
+            .introspectors(asked)
+            .map(|(index, introspector)| (index, introspector.clone()))
+            .collect();
+        IntrospectionFuture(Box::pin(async move {
+            let mut unavailable = None;
+            for (index, introspector) in introspectors {
+                match introspector.introspect(&token).await {
+                    Ok(answer) => return Ok((index, answer)),
+                    Err(AuthError::InvalidToken(InvalidToken::Inactive)) => {}
+                    Err(error @ AuthError::IntrospectionUnavailable { .. }) => {
+                        unavailable.get_or_insert(error);
+                    }
+                    Err(refused) => return Err(refused),
+                }
+            }
+            Err(unavailable.unwrap_or(InvalidToken::Inactive.into()))
+        }))
     }
 
     /// Each remote key source's health, named by its issuer (or JWKS URL).
@@ -108,7 +203,7 @@ impl Trust {
                 let _ = index;
                 trusted
             }
-            // `index` came from `for_token` on this very list.
+            // `index` came from `route` on this very list.
             #[cfg(feature = "remote-keys")]
             Trust::Issuers(issuers) => &issuers[index].1,
         }
@@ -121,10 +216,11 @@ impl Trust {
     /// the keys and rules to fetch it for, with the token's header.
     fn verify_held<E: serde::de::DeserializeOwned>(
         &self,
+        index: usize,
         token: &str,
         now: NumericDate,
     ) -> Result<Result<Claims<E>, (&Trusted, JoseHeader<'static>)>, AuthError> {
-        let trusted = self.get(self.for_token(token)?);
+        let trusted = self.get(index);
         let select = |kid: Option<&str>, alg: &str| trusted.keys.select(kid, alg);
         match trusted.verifier.verify(token, now, select) {
             Ok(claims) => Ok(Ok(*claims)),
@@ -133,23 +229,60 @@ impl Trust {
         }
     }
 
+    /// Verifies `token` with what is at hand now: the keys held, a cached
+    /// introspection answer. A token that needs a call is refused 503.
     pub(super) fn verify_now<E: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         now: NumericDate,
     ) -> Result<Claims<E>, AuthError> {
-        self.verify_held(token, now)?
-            .map_err(|_| InvalidToken::UnknownKey.into())
+        match self.route(token)? {
+            Route::Local(index) => self
+                .verify_held(index, token, now)?
+                .map_err(|_| InvalidToken::UnknownKey.into()),
+            #[cfg(feature = "remote-keys")]
+            Route::Introspect(asked) => match self.cached(asked, token) {
+                Some(introspected) => Ok(*self.introspected(&introspected, now)?),
+                None => Err(AuthError::IntrospectionUnavailable {
+                    retry_after: std::time::Duration::from_secs(1),
+                }),
+            },
+        }
     }
 
-    /// [`verify_now`](Self::verify_now), awaiting one refetch of a remote
-    /// issuer's keys when the token names a key not held yet.
+    /// The claims an introspection answer says, checked as a JWT's are
+    /// (types, time, issuer, audience) by its issuer's rules.
+    #[cfg(feature = "remote-keys")]
+    pub(super) fn introspected<E: serde::de::DeserializeOwned>(
+        &self,
+        (index, answer): &Introspected,
+        now: NumericDate,
+    ) -> Result<Box<Claims<E>>, InvalidToken> {
+        self.get(*index)
+            .verifier
+            .read_payload(answer.payload(), now)
+    }
+
+    /// Verifies `token` as the layers do: awaiting one refetch of a remote
+    /// issuer's keys when it names a key not held yet, or its issuer's
+    /// introspection.
     pub(super) async fn verify_fetching<E: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         now: NumericDate,
     ) -> Result<Claims<E>, AuthError> {
-        let (trusted, header) = match self.verify_held(token, now)? {
+        let index = match self.route(token)? {
+            Route::Local(index) => index,
+            #[cfg(feature = "remote-keys")]
+            Route::Introspect(asked) => {
+                let introspected = match self.cached(asked, token) {
+                    Some(hit) => hit,
+                    None => self.introspect(asked, token.to_owned()).await?,
+                };
+                return Ok(*self.introspected(&introspected, NumericDate::now())?);
+            }
+        };
+        let (trusted, header) = match self.verify_held(index, token, now)? {
             Ok(claims) => return Ok(claims),
             Err(missing) => missing,
         };
@@ -323,9 +456,21 @@ impl Trust {
                         let idp = issuer.permissions.or_else(|| config.permissions.clone());
                         let rules =
                             verifier(Some(issuer.iss.clone()), issuer.audience, leeway, &idp);
+                        let introspection = issuer
+                            .introspection
+                            .map(|introspection| {
+                                Introspector::new(
+                                    introspection,
+                                    &issuer.iss,
+                                    issuer.introspection_endpoint.as_deref(),
+                                    issuer.keys.http_client(),
+                                )
+                            })
+                            .transpose()?;
                         let trusted = Trusted {
                             keys: KeySource::Remote(issuer.keys),
                             verifier: rules,
+                            introspection,
                             #[cfg(feature = "metrics")]
                             label: issuer.iss.clone().into(),
                         };
@@ -347,6 +492,8 @@ impl Trust {
         };
         Ok(Trust::One(Trusted {
             keys,
+            #[cfg(feature = "remote-keys")]
+            introspection: None,
             verifier: verifier(
                 config.issuer.clone(),
                 config.audience.clone(),
@@ -356,5 +503,24 @@ impl Trust {
             #[cfg(feature = "metrics")]
             label: metrics::SharedString::const_str(""),
         }))
+    }
+}
+
+/// An introspection under way, to await before the request goes on.
+#[cfg(feature = "remote-keys")]
+#[must_use = "an introspection does nothing unless awaited"]
+pub(crate) struct IntrospectionFuture(
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Introspected, AuthError>> + Send>>,
+);
+
+#[cfg(feature = "remote-keys")]
+impl std::future::Future for IntrospectionFuture {
+    type Output = Result<Introspected, AuthError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
     }
 }

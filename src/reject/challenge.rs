@@ -101,6 +101,7 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::UnknownUser { forbidden: true } => ("user", "forbidden"),
         AuthError::UserUnavailable => ("user", "unavailable"),
         AuthError::KeysUnavailable { .. } => ("keys", ""),
+        AuthError::IntrospectionUnavailable { .. } => ("introspection", ""),
         AuthError::Issue(_) => ("issue", ""),
         AuthError::Dpop(DpopError::InvalidProof(why)) => ("dpop", why),
         AuthError::Dpop(DpopError::Binding(why)) => ("binding", why),
@@ -150,7 +151,8 @@ impl Challenge {
                 // Not the credential's fault: no challenge; come back when
                 // the answer can differ.
                 let retry_after = match error {
-                    AuthError::KeysUnavailable { retry_after } => {
+                    AuthError::KeysUnavailable { retry_after }
+                    | AuthError::IntrospectionUnavailable { retry_after } => {
                         HeaderValue::from(retry_after.as_secs().max(1))
                     }
                     _ => HeaderValue::from_static("1"),

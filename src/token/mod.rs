@@ -57,6 +57,13 @@ pub(crate) fn unverified_issuer(token: &str) -> Option<String> {
     unverified::<Peek>(token)?.iss
 }
 
+/// Whether `token` has a compact JWS's shape (three segments), so that its
+/// issuer's keys can verify it; anything else is opaque.
+#[cfg(feature = "remote-keys")]
+pub(crate) fn is_jws(token: &str) -> bool {
+    segments(token).is_ok()
+}
+
 /// The three segments of a compact JWS (JWE's five and anything else refused).
 /// (`memchr` finds the dots in half the time `str::split` takes here.)
 fn segments(token: &str) -> Result<(&str, &str, &str), InvalidToken> {
@@ -206,6 +213,17 @@ impl Verifier {
             cache.insert(token, &payload, kid, key.clone(), exp, now.as_secs_f64());
         }
         Ok(claims)
+    }
+
+    /// The claims of a payload vouched for otherwise (an introspection
+    /// answer), read and checked as a verified token's.
+    #[cfg(feature = "remote-keys")]
+    pub(crate) fn read_payload<E: DeserializeOwned>(
+        &self,
+        payload: &[u8],
+        now: NumericDate,
+    ) -> Result<Box<Claims<E>>, InvalidToken> {
+        self.claims(payload, now)
     }
 
     /// The claims of a payload whose signature is verified, checked for time,

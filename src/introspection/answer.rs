@@ -1,0 +1,310 @@
+//! An introspection answer (RFC 7662 2.2), read strictly: a JSON object
+//! with no member named twice at any depth, `active` a boolean, and, for an
+//! active token, an `iss` (when present) that is its issuer's and a
+//! `token_type` that names an access token. What remains becomes the token's
+//! claims, read by the same reader as a JWT's payload.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::error::InvalidToken;
+
+/// What an active token's answer says, as a claims payload (`active` taken
+/// out, `iss` and `sub` filled in where the answer leaves them out).
+#[derive(Debug)]
+pub(crate) struct Answer {
+    payload: Box<str>,
+    /// Its `exp` (Unix seconds), which bounds how long it may be cached.
+    exp: Option<f64>,
+}
+
+impl Answer {
+    /// The claims payload (a JSON object).
+    pub(crate) fn payload(&self) -> &[u8] {
+        self.payload.as_bytes()
+    }
+
+    /// When the token expires, if the answer says.
+    pub(crate) fn exp(&self) -> Option<f64> {
+        self.exp
+    }
+}
+
+/// What the authorization server said about a token.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    Active(Answer),
+    /// Not a token it knows as valid now (expired, revoked, never issued).
+    Inactive,
+}
+
+/// Why an answer was not taken.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Unread {
+    /// Not an answer at all: the server is broken (503, never the client's fault).
+    Malformed(&'static str),
+    /// A well-formed answer about a token we do not take (401).
+    Refused(InvalidToken),
+}
+
+/// How an answer is read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reading<'a> {
+    /// The issuer's `iss`: an answer naming another is refused.
+    pub(crate) iss: &'a str,
+    /// Whether a token the answer gives no `token_type` is an access token
+    /// (oidc-provider leaves it out for refresh tokens, so it is not by default).
+    pub(crate) untyped_is_access: bool,
+}
+
+/// Reads `body`, the answer to an introspection request.
+pub(crate) fn read(body: &[u8], reading: Reading<'_>) -> Result<Verdict, Unread> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let value = StrictValue
+        .deserialize(&mut reader)
+        .and_then(|v| reader.end().map(|()| v))
+        .map_err(|_| Unread::Malformed("not a JSON object without duplicate members"))?;
+    let Value::Object(mut members) = value else {
+        return Err(Unread::Malformed("not a JSON object"));
+    };
+    match members.remove("active") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => return Ok(Verdict::Inactive),
+        _ => return Err(Unread::Malformed("'active' is not a boolean")),
+    }
+    match members.get("iss") {
+        None => {
+            members.insert("iss".into(), reading.iss.into());
+        }
+        Some(Value::String(iss)) if iss == reading.iss => {}
+        Some(_) => return Err(Unread::Refused(InvalidToken::Issuer)),
+    }
+    match members.get("token_type") {
+        Some(Value::String(kind))
+            if kind.eq_ignore_ascii_case("bearer") || kind.eq_ignore_ascii_case("dpop") => {}
+        None if reading.untyped_is_access => {}
+        Some(Value::String(_)) | None => {
+            return Err(Unread::Refused(InvalidToken::Claims(
+                "the authorization server does not name it an access token (token_type)".into(),
+            )));
+        }
+        Some(_) => return Err(Unread::Malformed("'token_type' is not a string")),
+    }
+    // A token no user is behind (client credentials) speaks for its client
+    // (RFC 9068 2.2).
+    if !members.contains_key("sub")
+        && let Some(Value::String(client)) = members.get("client_id")
+    {
+        let client = client.clone();
+        members.insert("sub".into(), client.into());
+    }
+    let exp = members.get("exp").and_then(Value::as_f64);
+    Ok(Verdict::Active(Answer {
+        payload: Value::Object(members).to_string().into_boxed_str(),
+        exp,
+    }))
+}
+
+/// A JSON value with no object member named twice, at any depth (serde_json's
+/// own `Value` silently keeps the last: a second `cnf` could hide the first).
+struct StrictValue;
+
+/// Nested deeper than this is refused (serde_json stops at 128 anyway).
+const MAX_DEPTH: usize = 32;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor { depth: 0 })
+    }
+}
+
+struct StrictVisitor {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let depth = self.nested::<A::Error>()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(StrictVisitor { depth })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let depth = self.nested::<A::Error>()?;
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let value = map.next_value_seed(StrictVisitor { depth })?;
+            if members.insert(name, value).is_some() {
+                return Err(de::Error::custom("a member named twice"));
+            }
+        }
+        Ok(Value::Object(members))
+    }
+}
+
+impl StrictVisitor {
+    fn nested<E: de::Error>(&self) -> Result<usize, E> {
+        (self.depth < MAX_DEPTH)
+            .then_some(self.depth + 1)
+            .ok_or_else(|| E::custom("nested too deep"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AS: Reading<'static> = Reading {
+        iss: "https://as.example",
+        untyped_is_access: false,
+    };
+
+    fn active(body: &str) -> Answer {
+        match read(body.as_bytes(), AS) {
+            Ok(Verdict::Active(answer)) => answer,
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_active_answer_becomes_a_claims_payload() {
+        let answer = active(
+            r#"{"active":true,"client_id":"c","scope":"read","exp":2000000000,"token_type":"Bearer"}"#,
+        );
+        let payload: Value = serde_json::from_slice(answer.payload()).unwrap();
+        assert_eq!(
+            payload["sub"], "c",
+            "a client's token speaks for the client"
+        );
+        assert_eq!(payload["iss"], "https://as.example");
+        assert!(payload.get("active").is_none());
+        assert_eq!(answer.exp(), Some(2e9));
+        let user = active(r#"{"active":true,"sub":"alice","client_id":"c","token_type":"DPoP"}"#);
+        let payload: Value = serde_json::from_slice(user.payload()).unwrap();
+        assert_eq!(payload["sub"], "alice");
+    }
+
+    #[test]
+    fn inactive_is_inactive_whatever_else_it_says() {
+        for body in [
+            r#"{"active":false}"#,
+            r#"{"active":false,"iss":"https://evil.example","token_type":"refresh_token"}"#,
+        ] {
+            assert!(
+                matches!(read(body.as_bytes(), AS), Ok(Verdict::Inactive)),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_answers_are_the_servers_fault() {
+        for body in [
+            "",
+            "null",
+            "[]",
+            r#"{"active":"true"}"#,
+            r#"{"active":1}"#,
+            r#"{}"#,
+            r#"{"active":true,"active":false}"#,
+            r#"{"active":false,"active":true}"#,
+            r#"{"active":true,"cnf":{"jkt":"a","jkt":"b"},"token_type":"Bearer"}"#,
+            r#"{"active":true,"token_type":5}"#,
+            r#"{"active":true} trailing"#,
+        ] {
+            assert!(
+                matches!(read(body.as_bytes(), AS), Err(Unread::Malformed(_))),
+                "{body}"
+            );
+        }
+        let deep = format!(
+            r#"{{"active":true,"x":{}{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(matches!(
+            read(deep.as_bytes(), AS),
+            Err(Unread::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn another_issuer_or_a_token_not_for_access_is_refused() {
+        let refused = |body: &str, reading| match read(body.as_bytes(), reading) {
+            Err(Unread::Refused(why)) => why,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert_eq!(
+            refused(
+                r#"{"active":true,"iss":"https://other.example","token_type":"Bearer"}"#,
+                AS
+            ),
+            InvalidToken::Issuer
+        );
+        assert!(matches!(
+            refused(r#"{"active":true,"sub":"a"}"#, AS),
+            InvalidToken::Claims(_)
+        ));
+        assert!(matches!(
+            refused(r#"{"active":true,"token_type":"refresh_token"}"#, AS),
+            InvalidToken::Claims(_)
+        ));
+        let untyped = Reading {
+            untyped_is_access: true,
+            ..AS
+        };
+        assert!(matches!(
+            read(br#"{"active":true,"sub":"a"}"#, untyped),
+            Ok(Verdict::Active(_))
+        ));
+    }
+}

@@ -1,0 +1,394 @@
+//! Opaque tokens, by asking their issuer (RFC 7662; feature `remote-keys`).
+//!
+//! An [`Issuer`](crate::Issuer) given an [`Introspection`] sends the tokens it
+//! cannot verify alone (by default, those that are not JWS) to its
+//! introspection endpoint, with the resource server's client credentials
+//! ([`ClientAuth`]). An active answer becomes the same [`Claims`](crate::Claims)
+//! a JWT's payload would, and every later stage runs as for a JWT: time,
+//! issuer, audience, binding (DPoP, certificate), the route's requirement,
+//! revocation. What the server cannot answer, fails closed (503).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use tower_authx::{AuthX, AuthXConfig, ClientAuth, Introspection, Issuer};
+//!
+//! let introspection = Introspection::discovered(ClientAuth::secret_basic("api", "s3cret"))
+//!     .cache(Duration::from_secs(30));
+//! let issuer = Issuer::discover("https://sso.example/realms/staff")
+//!     .await?
+//!     .audience("api")
+//!     .introspection(introspection);
+//! let authx = AuthX::new(AuthXConfig::from_issuers([issuer]))?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Uri, header};
+use http_body_util::Full;
+
+use crate::claims::NumericDate;
+use crate::error::{AuthError, ConfigError, FetchError, InvalidToken};
+use crate::keys::fetch::{HttpsClient, PlainHttp, fetchable_url, https_client, send};
+
+mod answer;
+mod cache;
+mod client_auth;
+mod flight;
+
+pub(crate) use answer::Answer;
+use answer::{Reading, Unread, Verdict};
+use cache::AnswerCache;
+pub use client_auth::ClientAuth;
+use client_auth::Form;
+use flight::{Budget, Flights};
+
+/// Which of its issuer's tokens are introspected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IntrospectedTokens {
+    /// Those that are not JWS (opaque reference tokens); its JWTs are
+    /// verified with its keys, without a call.
+    #[default]
+    Opaque,
+    /// Every token, its JWTs too: a token revoked at the issuer is refused
+    /// at once (or once its cache entry ends), at the price of a call.
+    All,
+}
+
+/// Where the endpoint is.
+#[derive(Clone, Debug)]
+enum Endpoint {
+    /// The issuer's discovery document's `introspection_endpoint`.
+    Discovered,
+    At(Uri),
+}
+
+/// How an [`Issuer`](crate::Issuer) introspects tokens: its endpoint, the
+/// client credentials, the cache and the bounds on calls. Hand it to
+/// [`Issuer::introspection`](crate::Issuer::introspection).
+///
+/// Defaults: opaque tokens only; no cache; at most 32 calls in flight and 100
+/// started per second (past either, 503 at once, counted); 3 s per call;
+/// answers of at most 64 KiB; an answer without `token_type` is not taken
+/// as an access token (oidc-provider introspects refresh tokens that way).
+#[derive(Clone, Debug)]
+pub struct Introspection {
+    endpoint: Endpoint,
+    client: ClientAuth,
+    tokens: IntrospectedTokens,
+    cache: Option<Duration>,
+    cache_capacity: usize,
+    max_in_flight: usize,
+    per_second: u32,
+    timeout: Duration,
+    untyped_is_access: bool,
+    tls: Option<rustls::ClientConfig>,
+}
+
+/// Answers larger than this are refused (a 503: the server is broken).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+impl Introspection {
+    /// At the endpoint the issuer's discovery document names
+    /// (`introspection_endpoint`); [`AuthX::new`](crate::AuthX::new) refuses
+    /// an issuer that was not discovered or names none.
+    pub fn discovered(client: ClientAuth) -> Introspection {
+        Introspection::with(Endpoint::Discovered, client)
+    }
+
+    /// At `url`: `https://`, or plain `http://` on loopback.
+    pub fn at(url: &str, client: ClientAuth) -> Result<Introspection, ConfigError> {
+        let url = fetchable_url(url, "introspection endpoint", PlainHttp::LoopbackOnly)?;
+        Ok(Introspection::with(Endpoint::At(url), client))
+    }
+
+    fn with(endpoint: Endpoint, client: ClientAuth) -> Introspection {
+        Introspection {
+            endpoint,
+            client,
+            tokens: IntrospectedTokens::Opaque,
+            cache: None,
+            cache_capacity: 10_000,
+            max_in_flight: 32,
+            per_second: 100,
+            timeout: Duration::from_secs(3),
+            untyped_is_access: false,
+            tls: None,
+        }
+    }
+
+    /// Which tokens are introspected (default: [`IntrospectedTokens::Opaque`]).
+    #[must_use]
+    pub fn tokens(mut self, tokens: IntrospectedTokens) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// Keeps active answers for at most `ttl` (and never past the token's
+    /// `exp`): a token revoked at the issuer is refused once its entry ends.
+    /// Off by default.
+    #[must_use]
+    pub fn cache(mut self, ttl: Duration) -> Self {
+        self.cache = Some(ttl).filter(|ttl| !ttl.is_zero());
+        self
+    }
+
+    /// How many answers the cache holds (default 10,000).
+    #[must_use]
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// At most this many calls under way at once (default 32).
+    #[must_use]
+    pub fn max_in_flight(mut self, calls: usize) -> Self {
+        self.max_in_flight = calls;
+        self
+    }
+
+    /// At most this many calls started per second (default 100): a flood of
+    /// made-up tokens never becomes a flood on the authorization server.
+    #[must_use]
+    pub fn max_calls_per_second(mut self, calls: u32) -> Self {
+        self.per_second = calls;
+        self
+    }
+
+    /// How long a call may take (default 3 s); past it, 503.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Takes an active answer without `token_type` as an access token's.
+    /// Only for a server that never introspects other tokens that way:
+    /// oidc-provider, for one, answers so for refresh tokens.
+    #[must_use]
+    pub fn untyped_answers_are_access_tokens(mut self) -> Self {
+        self.untyped_is_access = true;
+        self
+    }
+
+    /// Its own TLS configuration (default: the issuer's keys' own).
+    #[must_use]
+    pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+}
+
+/// An issuer's introspection, ready: cheap to clone, clones share the cache,
+/// the flights and the budget.
+#[derive(Clone)]
+pub(crate) struct Introspector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    iss: String,
+    endpoint: Uri,
+    endpoint_text: String,
+    http: HttpsClient,
+    client: ClientAuth,
+    tokens: IntrospectedTokens,
+    cache: Option<AnswerCache>,
+    flights: Flights<Result<Arc<Answer>, AuthError>>,
+    budget: Budget,
+    timeout: Duration,
+    untyped_is_access: bool,
+}
+
+impl Introspector {
+    /// `config` for the issuer `iss`, whose discovery named `discovered`
+    /// (if any), over `http` unless it has its own TLS.
+    pub(crate) fn new(
+        config: Introspection,
+        iss: &str,
+        discovered: Option<&str>,
+        http: HttpsClient,
+    ) -> Result<Introspector, ConfigError> {
+        let endpoint = match config.endpoint {
+            Endpoint::At(url) => url,
+            Endpoint::Discovered => {
+                let url = discovered.ok_or_else(|| {
+                    ConfigError::new(format!(
+                        "the issuer {iss:?} names no introspection_endpoint (was it discovered?): \
+                         give the endpoint with Introspection::at"
+                    ))
+                })?;
+                fetchable_url(url, "introspection endpoint", PlainHttp::LoopbackOnly)?
+            }
+        };
+        let http = match config.tls {
+            Some(tls) => https_client(tls),
+            None => http,
+        };
+        Ok(Introspector {
+            inner: Arc::new(Inner {
+                iss: iss.to_owned(),
+                endpoint_text: endpoint.to_string(),
+                endpoint,
+                http,
+                client: config.client,
+                tokens: config.tokens,
+                cache: config
+                    .cache
+                    .map(|ttl| AnswerCache::new(ttl, config.cache_capacity)),
+                flights: Flights::new(),
+                budget: Budget::new(config.max_in_flight, config.per_second),
+                timeout: config.timeout,
+                untyped_is_access: config.untyped_is_access,
+            }),
+        })
+    }
+
+    /// Whether it introspects its issuer's JWTs too.
+    pub(crate) fn takes_jwts(&self) -> bool {
+        self.inner.tokens == IntrospectedTokens::All
+    }
+
+    /// The cached answer for `token`, if any.
+    pub(crate) fn cached(&self, token: &str) -> Option<Arc<Answer>> {
+        let hit = self.inner.cache.as_ref()?.get(&cache::hash(token));
+        #[cfg(feature = "metrics")]
+        metrics::counter!(crate::metrics::INTROSPECTION_CACHE, "result" => if hit.is_some() { "hit" } else { "miss" })
+            .increment(1);
+        hit
+    }
+
+    /// What the server says about `token`: an active answer (then cached),
+    /// or the refusal (`InvalidToken::Inactive` for an inactive token,
+    /// `IntrospectionUnavailable` when there is no answer). Concurrent
+    /// requests with the same token share one call.
+    pub(crate) async fn introspect(&self, token: &str) -> Result<Arc<Answer>, AuthError> {
+        let key = cache::hash(token);
+        if let Some(answer) = self.inner.cache.as_ref().and_then(|c| c.get(&key)) {
+            return Ok(answer);
+        }
+        self.inner
+            .flights
+            .share(key, || async {
+                let answer = self.call(token).await;
+                if let (Ok(answer), Some(cache)) = (&answer, &self.inner.cache) {
+                    cache.insert(key, answer.clone(), NumericDate::now().as_secs_f64());
+                }
+                answer
+            })
+            .await
+    }
+
+    /// One call, within the budget.
+    async fn call(&self, token: &str) -> Result<Arc<Answer>, AuthError> {
+        let inner = &*self.inner;
+        let Some(_ticket) = inner.budget.take() else {
+            self.record("shed");
+            tracing::warn!(issuer = %inner.iss, "tower-authx: introspection calls at their bound; answering 503");
+            return Err(self.unavailable());
+        };
+        let body = tokio::time::timeout(inner.timeout, self.post(token))
+            .await
+            .unwrap_or(Err(FetchError::TimedOut));
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => {
+                self.record("error");
+                tracing::warn!(issuer = %inner.iss, %error, "tower-authx: introspection failed");
+                return Err(self.unavailable());
+            }
+        };
+        let reading = Reading {
+            iss: &inner.iss,
+            untyped_is_access: inner.untyped_is_access,
+        };
+        match answer::read(&body, reading) {
+            Ok(Verdict::Active(answer)) => {
+                self.record("active");
+                Ok(Arc::new(answer))
+            }
+            Ok(Verdict::Inactive) => {
+                self.record("inactive");
+                Err(InvalidToken::Inactive.into())
+            }
+            Err(Unread::Refused(why)) => {
+                self.record("active");
+                Err(why.into())
+            }
+            Err(Unread::Malformed(why)) => {
+                self.record("error");
+                tracing::warn!(issuer = %inner.iss, why, "tower-authx: the introspection answer is malformed");
+                Err(self.unavailable())
+            }
+        }
+    }
+
+    /// The request (RFC 7662 2.1) and the body of its `200` answer.
+    async fn post(&self, token: &str) -> Result<Bytes, FetchError> {
+        let inner = &*self.inner;
+        let mut form = Form::default();
+        form.field("token", token);
+        form.field("token_type_hint", "access_token");
+        let authorization = inner
+            .client
+            .apply(&inner.endpoint_text, &mut form)
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        let mut request = Request::post(inner.endpoint.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "application/json");
+        if let Some(authorization) = authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(form.into_string())))
+            .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        let answer = send(&inner.http, request, MAX_ANSWER_BYTES).await?;
+        let json = answer
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+            });
+        if !json {
+            return Err(FetchError::Document(
+                "the answer is not application/json".into(),
+            ));
+        }
+        Ok(answer.into_body())
+    }
+
+    fn unavailable(&self) -> AuthError {
+        AuthError::IntrospectionUnavailable {
+            retry_after: self.inner.budget.retry_after(),
+        }
+    }
+
+    fn record(&self, result: &'static str) {
+        #[cfg(feature = "metrics")]
+        metrics::counter!(crate::metrics::INTROSPECTIONS, "issuer" => self.inner.iss.clone(), "result" => result)
+            .increment(1);
+        let _ = result;
+    }
+}
+
+/// For the fuzz target only: reads `body` as an answer from the issuer
+/// `https://as.example`; `Some(payload)` for an active one.
+#[doc(hidden)]
+pub fn fuzz_answer(body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    let reading = Reading {
+        iss: "https://as.example",
+        untyped_is_access: false,
+    };
+    match answer::read(body, reading) {
+        Ok(Verdict::Active(answer)) => Ok(Some(answer.payload().to_vec())),
+        Ok(Verdict::Inactive) => Ok(None),
+        Err(unread) => Err(format!("{unread:?}")),
+    }
+}
