@@ -11,6 +11,7 @@ mod authz;
 mod cache;
 mod dpop;
 mod interop_fixtures;
+mod introspection;
 mod keys;
 mod layer;
 mod load_user;
