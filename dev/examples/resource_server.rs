@@ -38,6 +38,12 @@
 //! beside Bearer ones; `PUBLIC_URL` is the base URL proofs name (default
 //! `http://HOST:PORT`), `DPOP_NONCE_SECRET` turns on server nonces.
 //!
+//! Opaque tokens (RFC 7662): with `INTROSPECTION_CLIENT_ID` and
+//! `INTROSPECTION_CLIENT_SECRET`, a token that is not a JWT is introspected at
+//! its `OIDC_ISSUER`'s discovered `introspection_endpoint` (client_secret_basic);
+//! `INTROSPECTION_CACHE_SECS` keeps active answers that long (default: off,
+//! so a token revoked at the provider is refused at once).
+//!
 //! Certificate-bound tokens (RFC 8705): with `TLS_CERT` and `TLS_KEY` (PEM)
 //! it serves HTTPS, and with `TLS_CLIENT_CA` it asks for an optional client
 //! certificate from that CA; a token whose `cnf.x5t#S256` names a
@@ -57,8 +63,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{
-    AuthX, AuthXConfig, Idp, Issuer, RemoteJwks, RequireAuthLayer, RequireFreshLayer,
-    RequireScopesLayer, Requirement, Rule,
+    AuthX, AuthXConfig, ClientAuth, Idp, Introspection, Issuer, RemoteJwks, RequireAuthLayer,
+    RequireFreshLayer, RequireScopesLayer, Requirement, Rule,
 };
 
 #[path = "../../examples/shared/prometheus.rs"]
@@ -95,7 +101,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut issuer = Issuer::discover(iss)
                     .await
                     .map_err(|e| format!("OIDC_ISSUER {iss}: {e}"))?;
-                issuer = Issuer::new(issuer.iss(), tune(issuer.keys().clone())?);
+                let keys = tune(issuer.keys().clone())?;
+                issuer = issuer.with_keys(keys);
+                if let Some(introspection) = introspection()? {
+                    issuer = issuer.introspection(introspection);
+                }
                 if let Some(audience) = &audience {
                     issuer = issuer.audience(audience);
                 }
@@ -175,6 +185,22 @@ fn roles_preset() -> Result<Idp, String> {
             }
         },
     })
+}
+
+/// Introspection of opaque tokens at each issuer's discovered endpoint:
+/// `INTROSPECTION_CLIENT_ID` and `INTROSPECTION_CLIENT_SECRET` (HTTP Basic),
+/// `INTROSPECTION_CACHE_SECS` (default: no cache).
+fn introspection() -> Result<Option<Introspection>, Box<dyn std::error::Error>> {
+    let Ok(id) = std::env::var("INTROSPECTION_CLIENT_ID") else {
+        return Ok(None);
+    };
+    let secret = std::env::var("INTROSPECTION_CLIENT_SECRET")
+        .map_err(|_| "INTROSPECTION_CLIENT_ID needs INTROSPECTION_CLIENT_SECRET")?;
+    let mut introspection = Introspection::discovered(ClientAuth::secret_basic(id, secret));
+    if let Some(ttl) = env_secs("INTROSPECTION_CACHE_SECS")? {
+        introspection = introspection.cache(ttl);
+    }
+    Ok(Some(introspection))
 }
 
 /// The key cache's intervals from the environment.

@@ -177,9 +177,31 @@ async fn token_request(
     tls: &rustls::ClientConfig,
     iss: &str,
     form: &str,
-    (id, secret): (&str, &str),
+    client: (&str, &str),
     dpop: Option<&str>,
 ) -> (String, String) {
+    let form = format!("grant_type=client_credentials&{form}");
+    let (_, json) = post_form(tls, &format!("{iss}/token"), client, &form, dpop).await;
+    let token = json["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {json}"))
+        .to_owned();
+    (
+        token,
+        json["token_type"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// `POST url` with `form`, authenticated as `client` (id, secret) by HTTP
+/// Basic, over HTTPS with `tls`: the status and the JSON answer (`null` for
+/// none).
+async fn post_form(
+    tls: &rustls::ClientConfig,
+    url: &str,
+    (id, secret): (&str, &str),
+    form: &str,
+    dpop: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
     use base64::Engine;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls.clone())
@@ -188,31 +210,22 @@ async fn token_request(
         .build();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Full<Bytes>>(connector);
-    let form = format!("grant_type=client_credentials&{form}");
-    let mut request = Request::post(format!("{iss}/token"))
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let mut request = Request::post(url)
         .header("content-type", "application/x-www-form-urlencoded")
-        // api-client:api-secret
-        .header(
-            "authorization",
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-            ),
-        );
+        .header("authorization", format!("Basic {basic}"));
     if let Some(proof) = dpop {
         request = request.header("dpop", proof);
     }
-    let request = request.body(Full::new(Bytes::from(form))).unwrap();
+    let request = request
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .unwrap();
     let response = client.request(request).await.unwrap();
+    let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let token = json["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token: {json}"))
-        .to_owned();
     (
-        token,
-        json["token_type"].as_str().unwrap_or_default().to_owned(),
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     )
 }
 
@@ -990,4 +1003,273 @@ async fn certificate_bound_tokens_go_only_with_their_certificate() {
     let plain = format!("Bearer {plain}");
     assert_eq!(https_get(&as_mallory, &url, &plain).await, StatusCode::OK);
     assert_eq!(https_get(&anonymous, &url, &plain).await, StatusCode::OK);
+}
+
+/// An opaque access token from the provider (the client `opaque-client`).
+async fn opaque_token(tls: &rustls::ClientConfig, iss: &str) -> String {
+    let form = format!("scope=read&resource={AUDIENCE}");
+    let (token, _) = token_request(tls, iss, &form, ("opaque-client", "opaque-secret"), None).await;
+    assert!(!token.contains('.'), "an opaque token: {token}");
+    token
+}
+
+/// How many introspection requests the provider has answered.
+async fn introspections(tls: &rustls::ClientConfig, iss: &str) -> u64 {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(connector);
+    let request = Request::get(format!("{iss}/test/introspections"))
+        .body(Full::default())
+        .unwrap();
+    let body = client.request(request).await.unwrap().into_body();
+    let json: serde_json::Value =
+        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    json["count"].as_u64().unwrap()
+}
+
+/// A resource server introspecting at `provider` (discovered) with `introspection`.
+async fn introspecting(
+    provider: &Provider,
+    tls: &rustls::ClientConfig,
+    introspection: tower_authx::Introspection,
+) -> AuthX {
+    let issuer = Issuer::discover_with(&provider.iss, tls.clone())
+        .await
+        .unwrap()
+        .audience(AUDIENCE)
+        .introspection(introspection);
+    AuthX::new(AuthXConfig::from_issuers([issuer])).unwrap()
+}
+
+/// Opaque tokens (RFC 7662) from the real provider, introspected: active,
+/// revoked at the provider (RFC 7009) with and without the cache, the
+/// provider down and back, private_key_jwt, one call for a hundred
+/// concurrent requests, and a flood of random tokens held to the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_introspected_at_a_real_provider() {
+    use tower_authx::{ClientAuth, Introspection};
+    let Some(dir) = provider_dir() else { return };
+    let (pki, files, _ca) = with_ca("introspection");
+    let rs_key = tls::fixture_key(tower_authx::Algorithm::ES256, "ec256_private.pem");
+    let rs_jwks = files.dir.join("rs-jwks.json");
+    std::fs::write(
+        &rs_jwks,
+        AuthX::new(AuthXConfig::new(rs_key.clone())).unwrap().jwks(),
+    )
+    .unwrap();
+    let port = free_port();
+    let env = [("RS_JWKS_FILE", rs_jwks.as_path())];
+    let provider = start_with(&dir, "ES256", port, &files, &env).await;
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let basic = || ClientAuth::secret_basic("resource-server", "rs-secret");
+    let uncached = introspecting(&provider, &tls, Introspection::discovered(basic())).await;
+    let cached = introspecting(
+        &provider,
+        &tls,
+        Introspection::discovered(basic()).cache(Duration::from_secs(2)),
+    )
+    .await;
+
+    // Active: its claims, the scopes a route asks for.
+    let token = opaque_token(&tls, &provider.iss).await;
+    let claims: tower_authx::Claims<serde_json::Value> = uncached
+        .verify(&token, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    assert_eq!(
+        claims.sub, "opaque-client",
+        "a client's token speaks for it"
+    );
+    assert_eq!(claims.iss.as_deref(), Some(provider.iss.as_str()));
+    assert_eq!(claims.extra["client_id"], "opaque-client");
+    assert_eq!(
+        status(RequireScopesLayer::all(uncached.clone(), ["read"]), &token).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(
+            RequireScopesLayer::all(uncached.clone(), ["admin:users"]),
+            &token
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(RequireAuthLayer::new(cached.clone()), &token).await,
+        StatusCode::OK
+    );
+
+    // Revoked at the provider: refused at once without the cache, and once
+    // the entry ends with it.
+    let form = format!("token={token}&token_type_hint=access_token");
+    let revocation = format!("{}/token/revocation", provider.iss);
+    let (revoked, _) = post_form(
+        &tls,
+        &revocation,
+        ("opaque-client", "opaque-secret"),
+        &form,
+        None,
+    )
+    .await;
+    assert_eq!(revoked, StatusCode::OK);
+    assert_eq!(
+        status(RequireAuthLayer::new(uncached.clone()), &token).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(RequireAuthLayer::new(cached.clone()), &token).await,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        status(RequireAuthLayer::new(cached.clone()), &token).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // private_key_jwt (RFC 7523).
+    let jwt_client = introspecting(
+        &provider,
+        &tls,
+        Introspection::discovered(
+            ClientAuth::private_key_jwt("resource-server-jwt", rs_key).unwrap(),
+        ),
+    )
+    .await;
+    let token = opaque_token(&tls, &provider.iss).await;
+    assert_eq!(
+        status(RequireAuthLayer::new(jwt_client.clone()), &token).await,
+        StatusCode::OK
+    );
+    // A client the provider does not know gets no answer: 503, not 401.
+    let stranger = introspecting(
+        &provider,
+        &tls,
+        Introspection::discovered(ClientAuth::secret_basic("resource-server", "wrong")),
+    )
+    .await;
+    assert_eq!(
+        status(RequireAuthLayer::new(stranger), &token).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // A hundred concurrent requests with one new token: one call.
+    let token = opaque_token(&tls, &provider.iss).await;
+    let before = introspections(&tls, &provider.iss).await;
+    let mut tasks = Vec::new();
+    let together = std::sync::Arc::new(tokio::sync::Barrier::new(100));
+    for _ in 0..100 {
+        let (authx, token, together) = (uncached.clone(), token.clone(), together.clone());
+        tasks.push(tokio::spawn(async move {
+            let guard = RequireAuthLayer::new(authx);
+            together.wait().await;
+            status(guard, &token).await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(introspections(&tls, &provider.iss).await - before, 1);
+
+    // 10,000 distinct random tokens: the provider sees no more calls than
+    // the bound allows; the rest are answered 503 at once.
+    let bounded = introspecting(
+        &provider,
+        &tls,
+        Introspection::discovered(basic())
+            .max_calls_per_second(40)
+            .max_in_flight(8),
+    )
+    .await;
+    let before = introspections(&tls, &provider.iss).await;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..20 {
+        let authx = bounded.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut shed = 0;
+            for i in 0..500 {
+                let token = format!("{:032x}", rand_token(worker, i));
+                match status(RequireAuthLayer::new(authx.clone()), &token).await {
+                    StatusCode::UNAUTHORIZED => {}
+                    StatusCode::SERVICE_UNAVAILABLE => shed += 1,
+                    other => panic!("{other}"),
+                }
+            }
+            shed
+        }));
+    }
+    let mut shed = 0;
+    for task in tasks {
+        shed += task.await.unwrap();
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let calls = introspections(&tls, &provider.iss).await - before;
+    println!("10,000 random tokens: {calls} introspections in {seconds} s, {shed} answered 503");
+    assert!(calls <= 40 * seconds, "{calls} calls in {seconds} s");
+    assert_eq!(calls + shed, 10_000);
+
+    // The provider down: 503 (fail closed), and back once it is.
+    drop(provider);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status(RequireAuthLayer::new(uncached.clone()), &token).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let provider = start_with(&dir, "ES256", port, &files, &env).await;
+    // Its tokens lived in its memory: a new one.
+    let token = opaque_token(&tls, &provider.iss).await;
+    assert_eq!(
+        status(RequireAuthLayer::new(uncached), &token).await,
+        StatusCode::OK
+    );
+}
+
+/// A token-shaped random value, distinct for each (worker, i).
+fn rand_token(worker: u64, i: u64) -> u128 {
+    let seed = (u128::from(worker) << 64 | u128::from(i))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+    seed ^ u128::from(std::process::id())
+}
+
+/// The resource_server example introspects what is not a JWT, with
+/// INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_server_example_introspects_opaque_tokens() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("example-introspection");
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let env = [
+        ("INTROSPECTION_CLIENT_ID", "resource-server"),
+        ("INTROSPECTION_CLIENT_SECRET", "rs-secret"),
+        ("INTROSPECTION_CACHE_SECS", "30"),
+    ];
+    let (_child, addr) = resource_server(&binary, &provider, &ca, &env).await;
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let opaque = opaque_token(&tls, &provider.iss).await;
+    let (status, body) = send(addr.clone(), "/read", format!("Bearer {opaque}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("opaque-client"), "{body}");
+    let (status, _) = send(addr.clone(), "/admin", format!("Bearer {opaque}"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // JWTs still verify with the keys; garbage is refused.
+    let jwt = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    assert_eq!(
+        send(addr.clone(), "/read", format!("Bearer {jwt}"), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(addr.clone(), "/read", "Bearer not-a-token".into(), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -7,6 +7,12 @@
 // certificate from that CA, and the client mtls-client gets certificate-bound
 // tokens (RFC 8705, cnf.x5t#S256).
 //
+// Opaque access tokens (RFC 7662): the client opaque-client gets opaque
+// tokens, which the resource server introspects as resource-server
+// (client_secret_basic) or, when RS_JWKS_FILE names its public keys, as
+// resource-server-jwt (private_key_jwt); revocation (RFC 7009) is on.
+// GET /test/introspections counts the introspection requests answered.
+//
 // Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
 // KEYS_FILE (where to keep its signing keys: reused when present, so a restart
 // keeps them; delete it to rotate), AUDIENCE (the resource).
@@ -53,8 +59,13 @@ const LAYOUTS = {
   wrongly_typed: { roles: ['staff', 7] },
 };
 
+// The test reads stdout until "listening on", then closes it: later notices
+// must not take the provider down with EPIPE.
+process.stdout.on('error', () => {});
+
 const provider = new Provider(issuer, {
   jwks: { keys },
+  ttl: { ClientCredentials: 600 },
   clients: [{
     client_id: 'api-client',
     client_secret: 'api-secret',
@@ -72,7 +83,31 @@ const provider = new Provider(issuer, {
     scope: 'read',
     tls_client_certificate_bound_access_tokens: true,
     id_token_signed_response_alg: alg,
-  }, ...Object.keys(LAYOUTS).map((layout) => ({
+  }, {
+    client_id: 'opaque-client',
+    client_secret: 'opaque-secret',
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    scope: 'read admin:users',
+    id_token_signed_response_alg: alg,
+  }, {
+    client_id: 'resource-server',
+    client_secret: 'rs-secret',
+    grant_types: [],
+    redirect_uris: [],
+    response_types: [],
+    id_token_signed_response_alg: alg,
+  }, ...(process.env.RS_JWKS_FILE ? [{
+    client_id: 'resource-server-jwt',
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'ES256',
+    jwks: JSON.parse(readFileSync(process.env.RS_JWKS_FILE, 'utf8')),
+    grant_types: [],
+    redirect_uris: [],
+    response_types: [],
+    id_token_signed_response_alg: alg,
+  }] : []), ...Object.keys(LAYOUTS).map((layout) => ({
     client_id: `layout-${layout}`,
     client_secret: 'layout-secret',
     grant_types: ['client_credentials'],
@@ -86,6 +121,9 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    // Any authenticated client may introspect (the resource servers here).
+    introspection: { enabled: true, allowedPolicy: () => true },
+    revocation: { enabled: true },
     dPoP: { enabled: true },
     mTLS: {
       enabled: true,
@@ -99,10 +137,10 @@ const provider = new Provider(issuer, {
       enabled: true,
       defaultResource: () => audience,
       useGrantedResource: () => true,
-      getResourceServerInfo: (ctx, resource) => ({
+      getResourceServerInfo: (ctx, resource, client) => ({
         scope: 'read admin:users mcp:tools mcp:admin orders:write',
         audience: resource,
-        accessTokenFormat: 'jwt',
+        accessTokenFormat: client.clientId === 'opaque-client' ? 'opaque' : 'jwt',
         jwt: { sign: { alg } },
       }),
     },
@@ -110,6 +148,16 @@ const provider = new Provider(issuer, {
 });
 // Loopback only, over HTTPS made by the test.
 provider.proxy = false;
+
+let introspections = 0;
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/introspections') {
+    ctx.body = { count: introspections };
+    return;
+  }
+  if (ctx.path === '/token/introspection') introspections += 1;
+  await next();
+});
 
 const clientCa = process.env.CLIENT_CA;
 const server = createServer({
