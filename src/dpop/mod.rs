@@ -372,6 +372,16 @@ const ONLY_DPOP: &str = "this resource takes DPoP-bound tokens only";
 /// and, where DPoP is required, no token without a proof (whichever entry
 /// point verifies it). Checked before the proof's signature, so a proof is
 /// verified only with the key its token is bound to.
+/// Before any network call about a token (introspection): where DPoP is
+/// required, a request without the DPoP scheme is refused as the binding
+/// check would refuse it later.
+pub(crate) fn check_scheme(dpop_required: bool, dpop_scheme: bool) -> Result<(), AuthError> {
+    if dpop_required && !dpop_scheme {
+        return Err(AuthError::Dpop(DpopError::Binding(ONLY_DPOP)));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_binding<E>(
     proof_key: Option<&str>,
     claims: &Claims<E>,

@@ -28,7 +28,7 @@ use http::Request;
 
 use crate::claims::{Claims, NumericDate};
 use crate::csrf::check_csrf;
-use crate::dpop::{DpopCheck, Proof, Unsigned, check_binding, replay_verdict};
+use crate::dpop::{DpopCheck, Proof, Unsigned, check_binding, check_scheme, replay_verdict};
 use crate::error::{AuthError, InvalidToken};
 use crate::mtls::{self, CertificateSource, check_certificate};
 use crate::observe::{Meters, Notes, Observed};
@@ -184,6 +184,9 @@ impl Pipeline {
             Route::Introspect(asked) => {
                 // A cached answer goes on at once; else the request waits.
                 let Some(introspected) = self.trust.cached(asked, &found.token) else {
+                    // What can be refused locally is, before the call.
+                    let required = self.dpop.as_ref().is_some_and(|d| d.required);
+                    check_scheme(required, found.dpop)?;
                     return Ok(Some(self.introspection(asked, &found)));
                 };
                 notes.issuer(introspected.0);

@@ -129,6 +129,12 @@ impl Verifier {
         }
     }
 
+    /// The longest token it takes.
+    #[cfg(feature = "remote-keys")]
+    pub(crate) fn max_len(&self) -> usize {
+        self.max_len
+    }
+
     /// Reads each token's permission set from `paths` (its issuer's `Idp`).
     pub(crate) fn reading_permissions(mut self, paths: &[ClaimPath]) -> Self {
         self.permissions = paths.into();

@@ -702,3 +702,24 @@ fn a_misconfigured_introspection_is_refused_at_construction() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn what_can_be_refused_locally_never_reaches_the_server() {
+    let server = server().await;
+    let authx = server.authx(server.introspection());
+    // Longer than any source takes: refused, also through AuthX::verify.
+    let long = "a".repeat(tower_authx::DEFAULT_MAX_TOKEN_LEN + 1);
+    assert_eq!(
+        authx
+            .verify::<tower_authx::NoExtra>(&long, &Requirement::access())
+            .await,
+        Err(AuthError::InvalidToken(InvalidToken::TooLong))
+    );
+    // Where DPoP is required, a bearer request is refused before the call.
+    let config = AuthXConfig::from_issuers([server.issuer(server.introspection())])
+        .dpop(tower_authx::Dpop::new("https://api.example").required(true));
+    let dpop_only = AuthX::new(config).unwrap();
+    let (code, detail, _) = guarded(&dpop_only, "opaque-alice").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{detail}");
+    assert_eq!(server.calls(), 0);
+}
