@@ -366,15 +366,10 @@ fn one_proof(headers: &HeaderMap) -> Result<Option<&str>, DpopError> {
 /// Why a token without a proof is refused where DPoP is required.
 const ONLY_DPOP: &str = "this resource takes DPoP-bound tokens only";
 
-/// Whether a verified token's binding fits how it came: a bound token only
-/// with a proof of its key (`proof_key`, the proof's thumbprint); a proof
-/// only with a token bound to that key; a binding we cannot check never;
-/// and, where DPoP is required, no token without a proof (whichever entry
-/// point verifies it). Checked before the proof's signature, so a proof is
-/// verified only with the key its token is bound to.
 /// Before any network call about a token (introspection): where DPoP is
 /// required, a request without the DPoP scheme is refused as the binding
 /// check would refuse it later.
+#[cfg(feature = "remote-keys")]
 pub(crate) fn check_scheme(dpop_required: bool, dpop_scheme: bool) -> Result<(), AuthError> {
     if dpop_required && !dpop_scheme {
         return Err(AuthError::Dpop(DpopError::Binding(ONLY_DPOP)));
@@ -382,6 +377,12 @@ pub(crate) fn check_scheme(dpop_required: bool, dpop_scheme: bool) -> Result<(),
     Ok(())
 }
 
+/// Whether a verified token's binding fits how it came: a bound token only
+/// with a proof of its key (`proof_key`, the proof's thumbprint); a proof
+/// only with a token bound to that key; a binding we cannot check never;
+/// and, where DPoP is required, no token without a proof (whichever entry
+/// point verifies it). Checked before the proof's signature, so a proof is
+/// verified only with the key its token is bound to.
 pub(crate) fn check_binding<E>(
     proof_key: Option<&str>,
     claims: &Claims<E>,

@@ -28,7 +28,9 @@ use http::Request;
 
 use crate::claims::{Claims, NumericDate};
 use crate::csrf::check_csrf;
-use crate::dpop::{DpopCheck, Proof, Unsigned, check_binding, check_scheme, replay_verdict};
+#[cfg(feature = "remote-keys")]
+use crate::dpop::check_scheme;
+use crate::dpop::{DpopCheck, Proof, Unsigned, check_binding, replay_verdict};
 use crate::error::{AuthError, InvalidToken};
 use crate::mtls::{self, CertificateSource, check_certificate};
 use crate::observe::{Meters, Notes, Observed};
@@ -178,6 +180,11 @@ impl Pipeline {
             }
             Err(error) => return Err(error),
         };
+        // Only one way without `remote-keys`.
+        #[cfg_attr(
+            not(feature = "remote-keys"),
+            allow(clippy::infallible_destructuring_match)
+        )]
         let issuer = match self.trust.route(&found.token)? {
             Route::Local(issuer) => issuer,
             #[cfg(feature = "remote-keys")]

@@ -275,6 +275,10 @@ impl Trust {
         token: &str,
         now: NumericDate,
     ) -> Result<Claims<E>, AuthError> {
+        #[cfg_attr(
+            not(feature = "remote-keys"),
+            allow(clippy::infallible_destructuring_match)
+        )]
         let index = match self.route(token)? {
             Route::Local(index) => index,
             #[cfg(feature = "remote-keys")]
