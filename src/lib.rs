@@ -114,6 +114,7 @@ pub use policy::{ClaimsView, Requirement, Rule, Scopes};
 pub use reject::{Refusal, Reject};
 pub use request::RequestHead;
 pub use resource::{ProtectedResource, ResourceMetadata, ResourceMetadataService};
+pub use session::{ImplicitRefresh, ImplicitRefreshFuture, ImplicitRefreshLayer};
 pub use source::TokenLocation;
 pub use store::{
     DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT,

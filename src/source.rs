@@ -42,6 +42,8 @@ pub(crate) struct Found<'a> {
     pub(crate) csrf: Option<&'a [u8]>,
     /// Whether the token came with the `DPoP` auth-scheme (RFC 9449 7.1).
     pub(crate) dpop: bool,
+    /// Whether it came from a cookie (a browser session's).
+    pub(crate) cookie: bool,
 }
 
 /// How to find the bearer credential.
@@ -100,6 +102,7 @@ impl Sources {
                             token: Cow::Borrowed(token),
                             csrf: None,
                             dpop,
+                            cookie: false,
                         })
                     }
                 },
@@ -146,6 +149,7 @@ impl Sources {
                 token: Cow::Borrowed(token),
                 csrf,
                 dpop: false,
+                cookie: true,
             }));
         }
         Ok(None)
@@ -181,6 +185,7 @@ impl Sources {
             token,
             csrf: None,
             dpop: false,
+            cookie: false,
         }))
     }
 

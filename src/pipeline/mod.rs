@@ -90,6 +90,8 @@ pub(crate) struct Presented<'a> {
     pub(crate) token: &'a str,
     pub(crate) dpop: bool,
     pub(crate) csrf: Option<&'a [u8]>,
+    /// It came from a cookie: a browser session, which `ImplicitRefresh` may renew.
+    pub(crate) cookie: bool,
 }
 
 impl<'a> Presented<'a> {
@@ -98,6 +100,7 @@ impl<'a> Presented<'a> {
             token: &found.token,
             dpop: found.dpop,
             csrf: found.csrf,
+            cookie: found.cookie,
         }
     }
 
@@ -107,8 +110,20 @@ impl<'a> Presented<'a> {
             token,
             dpop: false,
             csrf: None,
+            cookie: false,
         }
     }
+}
+
+/// Left in the extensions when the admitted token is an access token from
+/// the access cookie (a browser session), for `ImplicitRefresh`: which
+/// AuthX admitted it (every check passed, the stores' included, before the
+/// inner service runs), and the token's expiry and `jti`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CookieSession {
+    pub(crate) pipeline: u64,
+    pub(crate) exp: NumericDate,
+    pub(crate) jti: Option<String>,
 }
 
 /// Left in the extensions by an optional guard that found no credential, so
@@ -198,9 +213,9 @@ impl Pipeline {
                 };
                 notes.issuer(introspected.0);
                 let claims = self.trust.introspected::<E>(&introspected, now)?;
-                let proof =
-                    self.checked(req, &claims, Presented::found(&found), requirement, now)?;
-                return self.admit(req, claims, proof, notes);
+                let presented = Presented::found(&found);
+                let proof = self.checked(req, &claims, presented, requirement, now)?;
+                return self.admit(req, claims, proof, presented.cookie, notes);
             }
         };
         notes.issuer(issuer);
@@ -224,13 +239,15 @@ impl Pipeline {
                         csrf: found.csrf.map(<[u8]>::to_vec),
                         header,
                         dpop: found.dpop,
+                        cookie: found.cookie,
                     })),
                     None => Err(InvalidToken::UnknownKey.into()),
                 };
             }
         };
-        let proof = self.checked(req, &claims, Presented::found(&found), requirement, now)?;
-        self.admit(req, claims, proof, notes)
+        let presented = Presented::found(&found);
+        let proof = self.checked(req, &claims, presented, requirement, now)?;
+        self.admit(req, claims, proof, presented.cookie, notes)
     }
 
     /// A token its issuer is asked about: the call to wait for.
@@ -243,6 +260,7 @@ impl Pipeline {
             token: found.token.clone().into_owned(),
             csrf: found.csrf.map(<[u8]>::to_vec),
             dpop: found.dpop,
+            cookie: found.cookie,
         }
     }
 
@@ -273,7 +291,7 @@ impl Pipeline {
         notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
         let proof = self.checked(req, &claims, presented, requirement, now)?;
-        self.admit(req, claims, proof, notes)
+        self.admit(req, claims, proof, presented.cookie, notes)
     }
 
     /// The local stages after verification, for a request: the proof that
@@ -400,9 +418,17 @@ impl Pipeline {
         req: &mut Request<B>,
         claims: Box<Claims<E>>,
         proof: Option<Proof>,
+        cookie: bool,
         notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
         let checks = self.ask_stores(&claims, proof.as_ref())?;
+        if cookie && claims.token_type == crate::claims::TokenType::Access {
+            req.extensions_mut().insert(CookieSession {
+                pipeline: self.id,
+                exp: claims.exp,
+                jti: claims.jti.clone(),
+            });
+        }
         req.extensions_mut().insert(*claims);
         req.extensions_mut().insert(self.verified_by::<E>());
         Ok(checks.map(|mut checks| {

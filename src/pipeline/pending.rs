@@ -31,6 +31,7 @@ pub(crate) enum Pending {
         /// Whether it came with the DPoP scheme (its proof is read once the
         /// token is verified).
         dpop: bool,
+        cookie: bool,
     },
     /// The token's issuer, asked about it (an opaque token); the token as
     /// read, to go on with.
@@ -40,6 +41,7 @@ pub(crate) enum Pending {
         token: String,
         csrf: Option<Vec<u8>>,
         dpop: bool,
+        cookie: bool,
     },
     /// A network store's answers; the claims are in the extensions.
     Stores(StoreChecks),
@@ -103,12 +105,14 @@ impl Pending {
                 token,
                 csrf,
                 dpop,
+                cookie,
             } => {
                 let introspected = ready!(Pin::new(call).poll(cx))?;
                 let presented = Presented {
                     token,
                     dpop: *dpop,
                     csrf: csrf.as_deref(),
+                    cookie: *cookie,
                 };
                 Poll::Ready(pipeline.after_introspection::<E, B>(
                     requirement,
@@ -126,6 +130,7 @@ impl Pending {
                 csrf,
                 header,
                 dpop,
+                cookie,
             } => {
                 ready!(Pin::new(fetch).poll(cx));
                 // On from where the request stopped, with the keys now held.
@@ -133,6 +138,7 @@ impl Pending {
                     token,
                     dpop: *dpop,
                     csrf: csrf.as_deref(),
+                    cookie: *cookie,
                 };
                 Poll::Ready(pipeline.after_keys::<E, B>(
                     requirement,

@@ -10,6 +10,7 @@ mod attacks;
 mod authz;
 mod cache;
 mod dpop;
+mod implicit_refresh;
 mod interop_fixtures;
 mod introspection;
 mod keys;

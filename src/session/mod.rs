@@ -1,5 +1,10 @@
 //! Sessions: logout (revocation) and refresh-token rotation with reuse
-//! detection, through the revocation store.
+//! detection, through the revocation store; and renewing a browser
+//! session's access cookie as it nears its end ([`ImplicitRefresh`]).
+
+mod implicit;
+
+pub use implicit::{ImplicitRefresh, ImplicitRefreshFuture, ImplicitRefreshLayer};
 
 use serde::Serialize;
 
@@ -50,10 +55,7 @@ impl AuthX {
     /// claims that cannot be written, are [`AuthError::Issue`] (a 500) and
     /// leave the refresh token unspent. Only claims this `AuthX` verified
     /// are taken: a claim set read from anywhere else is refused.
-    pub async fn rotate<'a, E: Serialize>(
-        &'a self,
-        claims: &Claims<E>,
-    ) -> Result<TokenPair, AuthError> {
+    pub async fn rotate<E: Serialize>(&self, claims: &Claims<E>) -> Result<TokenPair, AuthError> {
         self.verified_here(claims)?;
         if claims.token_type != TokenType::Refresh {
             return Err(AuthError::WrongTokenType {
@@ -77,27 +79,7 @@ impl AuthX {
         };
         // The session stays bound to the DPoP key its refresh token is bound to.
         let key = DpopKey::of(claims);
-        let carry = |builder: TokenBuilder<'a>| -> TokenBuilder<'a> {
-            let mut builder = builder.fam(family).extra(&claims.extra);
-            if let Some(scopes) = &claims.scopes {
-                builder = builder.scopes(scopes.iter().cloned());
-            }
-            // How the user authenticated at login stays true of the session.
-            if let Some(acr) = &claims.acr {
-                builder = builder.acr(acr.clone());
-            }
-            if let Some(amr) = &claims.amr {
-                builder = builder.amr(amr.iter().cloned());
-            }
-            // The session stays bound to its client certificate too.
-            if let Some(x5t) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
-                builder = builder.bound_to_certificate(&ClientCertificate::of_thumbprint(x5t));
-            }
-            match &key {
-                Some(key) => builder.bound_to(key),
-                None => builder,
-            }
-        };
+        let carry = |builder| same_session(builder, claims, family);
         let successor = carry(self.refresh_token(claims.sub.clone()));
         let next_jti = successor.claims.jti.clone().unwrap_or_default();
         let refresh_token = successor.issue().map_err(issue)?;
@@ -147,6 +129,33 @@ impl AuthX {
         let issuing = self.issuing();
         let longest = issuing.refresh_lifetime.max(issuing.access_lifetime);
         NumericDate::now().plus(longest)
+    }
+}
+
+/// `builder` for a token of the same session as `claims`: its family, its
+/// own claims, scopes, how the user authenticated (`acr`, `amr`), and its
+/// bindings (DPoP key, client certificate).
+fn same_session<'a, E: Serialize>(
+    builder: TokenBuilder<'a>,
+    claims: &Claims<E>,
+    family: &str,
+) -> TokenBuilder<'a> {
+    let mut builder = builder.fam(family).extra(&claims.extra);
+    if let Some(scopes) = &claims.scopes {
+        builder = builder.scopes(scopes.iter().cloned());
+    }
+    if let Some(acr) = &claims.acr {
+        builder = builder.acr(acr.clone());
+    }
+    if let Some(amr) = &claims.amr {
+        builder = builder.amr(amr.iter().cloned());
+    }
+    if let Some(x5t) = claims.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) {
+        builder = builder.bound_to_certificate(&ClientCertificate::of_thumbprint(x5t));
+    }
+    match DpopKey::of(claims) {
+        Some(key) => builder.bound_to(&key),
+        None => builder,
     }
 }
 
