@@ -16,6 +16,13 @@
 //! - `POST /logout` revokes the presented token's session; `/refresh` with a
 //!   refresh token rotates it (presenting it again revokes the session).
 //!
+//! - Cookie sessions are renewed implicitly (AuthX's `implicit_refresh`) on
+//!   the guarded routes with `IMPLICIT_REFRESH_SECS` (the window before
+//!   expiry; unset: off): the response then sets a new access cookie and CSRF
+//!   cookie, never for a session logged out, and never past `SESSION_MAX_SECS`
+//!   after the login. `ACCESS_TOKEN_LIFETIME_SECS` (default 900) sets how long
+//!   an access token lives.
+//!
 //! Like `fresh_token`, it reads `JWT_VERIFIED_CACHE` and `REDIS_URL` (with
 //! `--features redis`), and serves with header, body and idle timeouts and at
 //! most `MAX_CONNECTIONS` connections. `RUST_LOG` filters the logs (stderr;
@@ -34,8 +41,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tower_authx::{
-    AuthError, AuthX, Claims, CookieConfig, RequestHead, RequireAuthLayer, RequireFreshLayer,
-    Requirement, TokenLocation, TokenType,
+    AuthError, AuthX, Claims, CookieConfig, ImplicitRefreshLayer, NumericDate, RequestHead,
+    RequireAuthLayer, RequireFreshLayer, Requirement, TokenLocation, TokenType,
 };
 
 #[path = "../../examples/shared/prometheus.rs"]
@@ -60,11 +67,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Every guarded route takes the header or the cookies set by
     // /login/cookie (with the CSRF double submit on POST); a client that sends
     // no cookies gets the seed's answers.
-    let config = shared::shared_settings(shared::config_from_env()?)
+    let mut config = shared::shared_settings(shared::config_from_env()?)
         .await?
         .cookies(CookieConfig::default().secure(secure))
         .token_location([TokenLocation::Headers, TokenLocation::Cookies]);
+    if let Some(lifetime) = env_secs("ACCESS_TOKEN_LIFETIME_SECS")? {
+        config = config.access_token_lifetime(lifetime);
+    }
     let authx = AuthX::new(config)?;
+    // Renewing cookie sessions on the guarded routes, when asked for.
+    let renew = match env_secs("IMPLICIT_REFRESH_SECS")? {
+        Some(window) => {
+            let mut renew = ImplicitRefreshLayer::new(authx.clone()).within(window);
+            if let Some(max) = env_secs("SESSION_MAX_SECS")? {
+                renew = renew.max_session(max);
+            }
+            Some(renew)
+        }
+        None => None,
+    };
 
     let app = Arc::new(App {
         authx: authx.clone(),
@@ -96,19 +117,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route(
             "/protected",
-            get(protected).route_layer(RequireAuthLayer::new(authx.clone())),
+            get(protected).route_layer(renewing(RequireAuthLayer::new(authx.clone()), &renew)),
         )
         .route(
             "/fresh-required",
-            get(fresh_required).route_layer(RequireFreshLayer::new(authx.clone())),
+            get(fresh_required)
+                .route_layer(renewing(RequireFreshLayer::new(authx.clone()), &renew)),
         )
         .route(
             "/mfa-required",
-            get(mfa_required).route_layer(authx.guard(Requirement::access().amr(["otp"]))?),
+            get(mfa_required).route_layer(renewing(
+                authx.guard(Requirement::access().amr(["otp"]))?,
+                &renew,
+            )),
         )
         .route(
             "/account/password",
-            post(change_password).route_layer(RequireFreshLayer::new(authx)),
+            post(change_password).route_layer(renewing(RequireFreshLayer::new(authx), &renew)),
         )
         .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async {
@@ -186,9 +211,12 @@ async fn login_cookie(State(app): Shared, headers: HeaderMap, body: Body) -> Res
         Err(refusal) => return login_refused(refusal),
     };
     let mut headers = HeaderMap::new();
+    // `auth_time`: when the session began, which SESSION_MAX_SECS counts from.
     let cookies = app
         .authx
-        .create_token_pair(user.username)
+        .token_pair(user.username)
+        .auth_time(NumericDate::now())
+        .issue()
         .map_err(|e| e.to_string())
         .and_then(|pair| {
             app.authx
@@ -303,4 +331,31 @@ async fn change_password(State(app): Shared, claims: Claims, body: Body) -> Resp
 
 fn detail(status: StatusCode, detail: &str) -> Response {
     (status, Json(json!({ "detail": detail }))).into_response()
+}
+
+/// `guard`, then (inside it, so on what it admitted) the implicit renewal of
+/// cookie sessions when configured.
+fn renewing<L>(
+    guard: L,
+    renew: &Option<ImplicitRefreshLayer>,
+) -> tower::ServiceBuilder<
+    tower::layer::util::Stack<
+        tower::util::Either<ImplicitRefreshLayer, tower::layer::util::Identity>,
+        tower::layer::util::Stack<L, tower::layer::util::Identity>,
+    >,
+> {
+    tower::ServiceBuilder::new()
+        .layer(guard)
+        .option_layer(renew.clone())
+}
+
+/// A number of seconds from the environment, if set.
+fn env_secs(name: &str) -> Result<Option<std::time::Duration>, Box<dyn std::error::Error>> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(std::time::Duration::from_secs_f64(
+            v.parse()
+                .map_err(|_| format!("{name}={v:?} is not a number of seconds"))?,
+        ))),
+        Err(_) => Ok(None),
+    }
 }

@@ -255,7 +255,7 @@ async fn cors_preflights_pass_the_guard_to_a_cors_layer_only() {
 }
 
 /// The `name=value` of each `Set-Cookie` line, and the lines themselves.
-fn cookies(reply: &Reply) -> Vec<(String, String, String)> {
+pub(crate) fn cookies(reply: &Reply) -> Vec<(String, String, String)> {
     reply
         .headers
         .get_all("set-cookie")
@@ -269,7 +269,7 @@ fn cookies(reply: &Reply) -> Vec<(String, String, String)> {
         .collect()
 }
 
-async fn cookie_login(server: &Server) -> Vec<(String, String, String)> {
+pub(crate) async fn cookie_login(server: &Server) -> Vec<(String, String, String)> {
     let res = server
         .post("/login/cookie")
         .header("content-type", "application/json")
@@ -281,7 +281,7 @@ async fn cookie_login(server: &Server) -> Vec<(String, String, String)> {
     cookies(&res)
 }
 
-fn value<'a>(jar: &'a [(String, String, String)], name: &str) -> &'a str {
+pub(crate) fn value<'a>(jar: &'a [(String, String, String)], name: &str) -> &'a str {
     &jar.iter().find(|(n, _, _)| n == name).unwrap().1
 }
 

@@ -10,3 +10,4 @@ mod support;
 mod dpop_builders;
 mod e2e_axum;
 mod guards;
+mod implicit_refresh;
