@@ -171,3 +171,121 @@ async fn two_tabs_renewing_at_once_both_stay_logged_in() {
     );
     assert_eq!(tab.get(&server, "/protected").await.status, StatusCode::OK);
 }
+
+/// The real AuthX 1.7 with its implicit refresh middleware
+/// (tests/interop/authx_cookie_session.py), with `env`.
+struct AuthxApp {
+    server: Server,
+    _child: tokio::process::Child,
+}
+
+async fn start_authx(python: &std::path::Path, env: &[(&str, &str)]) -> AuthxApp {
+    let port = crate::support::free_port();
+    let child = tokio::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/interop/authx_cookie_session.py"
+        ))
+        .envs(env.iter().copied())
+        .env("PORT", port.to_string())
+        .env("JWT_SECRET_KEY", crate::support::SECRET)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the AuthX app");
+    let server = Server::at(format!("127.0.0.1:{port}"));
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(&server.addr).await.is_ok() {
+            return AuthxApp {
+                server,
+                _child: child,
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the AuthX app did not start");
+}
+
+/// A `Set-Cookie` line as its name and its attributes (lowercased, sorted).
+fn shape(line: &str) -> (String, Vec<String>) {
+    let mut parts = line.split(';').map(str::trim);
+    let name = parts.next().unwrap().split('=').next().unwrap().to_owned();
+    let mut attributes: Vec<String> = parts.map(str::to_ascii_lowercase).collect();
+    attributes.sort();
+    (name, attributes)
+}
+
+fn renewal_shapes(reply: &Reply) -> Vec<(String, Vec<String>)> {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| shape(v.to_str().unwrap()))
+        .collect()
+}
+
+/// The same browser-like script against AuthX and against the axum example,
+/// both renewing within 2 s of a 4 s lifetime: neither renews at first, both
+/// renew once in the window, with the same cookie names and attributes; and
+/// each accepts the other's renewed cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_refresh_side_by_side_with_authx() {
+    let Some(python) = crate::support::python() else {
+        return;
+    };
+    let env = [
+        ("JWT_COOKIE_SECURE", "false"),
+        ("ACCESS_TOKEN_LIFETIME_SECS", "4"),
+        ("IMPLICIT_REFRESH_SECS", "2"),
+    ];
+    let ours = Server::start("axum", &env).await;
+    let theirs = start_authx(&python, &env).await;
+    let theirs = &theirs.server;
+    let (our_tab, their_tab) = (Tab::login(&ours).await, Tab::login(theirs).await);
+
+    let (a, b) = (
+        our_tab.get(&ours, "/protected").await,
+        their_tab.get(theirs, "/protected").await,
+    );
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{} {}",
+        a.text(),
+        b.text()
+    );
+    assert!(
+        renewal_shapes(&a).is_empty() && renewal_shapes(&b).is_empty(),
+        "not yet"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (a, b) = (
+        our_tab.get(&ours, "/protected").await,
+        their_tab.get(theirs, "/protected").await,
+    );
+    assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+    let (ours_shape, theirs_shape) = (renewal_shapes(&a), renewal_shapes(&b));
+    assert_eq!(ours_shape.len(), 2, "{ours_shape:?}");
+    assert_eq!(
+        ours_shape, theirs_shape,
+        "the same cookies, the same attributes"
+    );
+
+    // Each takes the other's renewed cookie.
+    let (our_renewed, their_renewed) = (our_tab.after(&a).unwrap(), their_tab.after(&b).unwrap());
+    let res = our_renewed.get(theirs, "/protected").await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "AuthX refused ours: {}",
+        res.text()
+    );
+    let res = their_renewed.get(&ours, "/protected").await;
+    assert_eq!(
+        res.status,
+        StatusCode::OK,
+        "we refused AuthX's: {}",
+        res.text()
+    );
+}
