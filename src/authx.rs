@@ -170,6 +170,7 @@ impl AuthX {
                         },
                         cookies: config.cookies,
                         query_name: config.query_name,
+                        json_keys: config.json_keys,
                     },
                     trust,
                     store: config

@@ -12,7 +12,7 @@ use crate::cookie::CookieConfig;
 use crate::error::ConfigError;
 use crate::keys::KeySet;
 use crate::reject::Reject;
-use crate::source::TokenLocation;
+use crate::source::{JsonKeys, TokenLocation};
 use crate::store::RevocationStore;
 
 /// The longest token accepted by default. AuthX tokens are about 300 bytes; RS512
@@ -34,6 +34,7 @@ pub struct AuthXConfig {
     pub(crate) locations: Vec<TokenLocation>,
     pub(crate) cookies: CookieConfig,
     pub(crate) query_name: String,
+    pub(crate) json_keys: JsonKeys,
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) max_token_len: usize,
     pub(crate) max_token_lifetime: Option<Duration>,
@@ -78,6 +79,10 @@ impl AuthXConfig {
             locations: vec![TokenLocation::Headers],
             cookies: CookieConfig::default(),
             query_name: "token".to_owned(),
+            json_keys: JsonKeys {
+                access: "access_token".to_owned(),
+                refresh: "refresh_token".to_owned(),
+            },
             fresh_max_age: None,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
             max_token_lifetime: None,
@@ -227,6 +232,18 @@ impl AuthXConfig {
     #[must_use]
     pub fn query_param(mut self, name: impl Into<String>) -> Self {
         self.query_name = name.into();
+        self
+    }
+
+    /// The members of a JSON body that hold the access and the refresh token,
+    /// for [`TokenLocation::Json`] (`JWT_JSON_KEY`, `JWT_REFRESH_JSON_KEY`;
+    /// default `access_token` and `refresh_token`).
+    #[must_use]
+    pub fn json_keys(mut self, access: impl Into<String>, refresh: impl Into<String>) -> Self {
+        self.json_keys = JsonKeys {
+            access: access.into(),
+            refresh: refresh.into(),
+        };
         self
     }
 
@@ -416,6 +433,7 @@ impl fmt::Debug for AuthXConfig {
             .field("locations", &self.locations)
             .field("cookies", &self.cookies)
             .field("query_name", &self.query_name)
+            .field("json_keys", &self.json_keys)
             .field("fresh_max_age", &self.fresh_max_age)
             .field("max_token_len", &self.max_token_len)
             .field("max_token_lifetime", &self.max_token_lifetime)

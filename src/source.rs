@@ -22,6 +22,10 @@ pub enum TokenLocation {
     Cookies,
     /// A query parameter (`?token=`). URLs end up in logs: use sparingly.
     Query,
+    /// A member of an `application/json` body (`access_token`, or
+    /// `refresh_token` on refresh routes), read by
+    /// [`JsonTokenLayer`](crate::layer::JsonTokenLayer) outside the guard.
+    Json,
 }
 
 /// Every configured way to find a token.
@@ -31,6 +35,77 @@ pub(crate) struct Sources {
     pub(crate) header: HeaderSource,
     pub(crate) cookies: CookieConfig,
     pub(crate) query_name: String,
+    /// The JSON body's members holding the access and the refresh token.
+    pub(crate) json_keys: JsonKeys,
+}
+
+/// The members of a JSON body that hold tokens (AuthX's `JWT_JSON_KEY` and
+/// `JWT_REFRESH_JSON_KEY`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct JsonKeys {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
+}
+
+/// What a JSON body holds for the guards, put in the request's extensions by
+/// `JsonTokenLayer`: its tokens, or why it could not be read (refused only
+/// when a guard gets to the JSON location).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum JsonTokens {
+    Read {
+        access: Option<String>,
+        refresh: Option<String>,
+    },
+    Unreadable(&'static str),
+}
+
+impl JsonKeys {
+    /// The tokens of a JSON `body`: only an object is read, a token member
+    /// must be a string, named once.
+    pub(crate) fn read(&self, body: &[u8]) -> JsonTokens {
+        use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+        struct Members<'k>(&'k JsonKeys);
+        impl<'de> Visitor<'de> for Members<'_> {
+            type Value = (Option<String>, Option<String>);
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut access, mut refresh) = (None, None);
+                while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = if name == self.0.access {
+                        &mut access
+                    } else if name == self.0.refresh {
+                        &mut refresh
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom("a token member named twice"));
+                    }
+                    *slot = Some(map.next_value::<String>()?);
+                }
+                Ok((access, refresh))
+            }
+        }
+        impl<'de> DeserializeSeed<'de> for Members<'_> {
+            type Value = (Option<String>, Option<String>);
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+        let mut reader = serde_json::Deserializer::from_slice(body);
+        match Members(self)
+            .deserialize(&mut reader)
+            .and_then(|read| reader.end().map(|()| read))
+        {
+            Ok((access, refresh)) => JsonTokens::Read { access, refresh },
+            Err(_) => JsonTokens::Unreadable(
+                "the JSON body is not an object whose token members are strings, each named once",
+            ),
+        }
+    }
 }
 
 /// A token found in a request.
@@ -90,6 +165,7 @@ impl Sources {
     pub(crate) fn find<'a>(
         &self,
         request: RequestHead<'a>,
+        json: Option<&'a JsonTokens>,
         wanted: Option<TokenType>,
     ) -> Result<Found<'a>, AuthError> {
         for location in &self.order {
@@ -108,12 +184,42 @@ impl Sources {
                 },
                 TokenLocation::Cookies => self.in_cookies(request, wanted)?,
                 TokenLocation::Query => self.in_query(request)?,
+                TokenLocation::Json => self.in_json(json, wanted)?,
             };
             if let Some(found) = found {
                 return Ok(found);
             }
         }
         Err(AuthError::MissingToken)
+    }
+
+    /// The token of a JSON body (read by `JsonTokenLayer`): the refresh
+    /// member on refresh routes, else the access member (then, on routes
+    /// that take either type, the refresh one).
+    fn in_json<'a>(
+        &self,
+        json: Option<&'a JsonTokens>,
+        wanted: Option<TokenType>,
+    ) -> Result<Option<Found<'a>>, AuthError> {
+        let (access, refresh) = match json {
+            None => return Ok(None),
+            Some(JsonTokens::Unreadable(why)) => return Err(AuthError::InvalidRequest(why)),
+            Some(JsonTokens::Read { access, refresh }) => (access, refresh),
+        };
+        let token = match wanted {
+            Some(TokenType::Access) => access.as_deref(),
+            Some(TokenType::Refresh) => refresh.as_deref(),
+            None => access.as_deref().or(refresh.as_deref()),
+        };
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        Ok(Some(Found {
+            token: Cow::Borrowed(self.checked(token.as_bytes())?),
+            csrf: None,
+            dpop: false,
+            cookie: false,
+        }))
     }
 
     fn in_cookies<'a>(

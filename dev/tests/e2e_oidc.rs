@@ -90,7 +90,8 @@ async fn start_with(
 /// What `child` prints after `prefix` on the line that says it is listening.
 async fn listening(child: &mut Child, prefix: &str) -> String {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(20), async {
+    // Node takes seconds to start on a loaded two-core machine.
+    tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.strip_prefix(prefix) {
                 return rest.to_owned();

@@ -98,6 +98,9 @@ pub enum AuthError {
         /// When a call may be made again (whole seconds, at least one).
         retry_after: std::time::Duration,
     },
+    /// A JSON body read for its token (`JsonTokenLayer`) is larger than the
+    /// configured limit (413).
+    BodyTooLarge,
     /// A token could not be issued (a key that only verifies, unwritable
     /// claims): the server's fault, never the client's (500; the detail does
     /// not say why, the log does).
@@ -182,6 +185,7 @@ impl AuthError {
             | AuthError::InsufficientPermissions { .. }
             | AuthError::UnknownUser { forbidden: true } => StatusCode::FORBIDDEN,
             AuthError::UserUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AuthError::StoreUnavailable
             | AuthError::KeysUnavailable { .. }
             | AuthError::IntrospectionUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -202,7 +206,7 @@ impl AuthError {
             | AuthError::InsufficientPermissions { .. }
             | AuthError::UnknownUser { forbidden: true } => 7,
             AuthError::UserUnavailable => 14,
-            AuthError::Dpop(DpopError::TooManyProofs) => 8,
+            AuthError::Dpop(DpopError::TooManyProofs) | AuthError::BodyTooLarge => 8,
             AuthError::StoreUnavailable
             | AuthError::KeysUnavailable { .. }
             | AuthError::IntrospectionUnavailable { .. } => 14,
@@ -248,6 +252,7 @@ impl AuthError {
             AuthError::StoreUnavailable => "store_unavailable",
             AuthError::KeysUnavailable { .. } => "keys_unavailable",
             AuthError::IntrospectionUnavailable { .. } => "introspection_unavailable",
+            AuthError::BodyTooLarge => "body_too_large",
             AuthError::Issue(_) => "issue_failed",
             AuthError::Dpop(DpopError::InvalidProof(_)) => "dpop_invalid_proof",
             AuthError::Dpop(DpopError::Replayed) => "dpop_replayed",
@@ -265,6 +270,7 @@ impl AuthError {
             | AuthError::StoreUnavailable
             | AuthError::KeysUnavailable { .. }
             | AuthError::IntrospectionUnavailable { .. }
+            | AuthError::BodyTooLarge
             | AuthError::Dpop(DpopError::TooManyProofs)
             | AuthError::Issue(_) => None,
             AuthError::InvalidRequest(_) => Some("invalid_request"),
@@ -322,6 +328,7 @@ impl fmt::Display for AuthError {
                 f.write_str("Token introspection unavailable, try again later")
             }
             AuthError::Issue(_) => f.write_str("Token could not be issued"),
+            AuthError::BodyTooLarge => f.write_str("The request body is too large"),
             AuthError::Dpop(DpopError::InvalidProof(why)) => write!(f, "Invalid DPoP proof: {why}"),
             AuthError::Dpop(DpopError::Replayed) => {
                 f.write_str("Invalid DPoP proof: the proof was used before")

@@ -1,5 +1,7 @@
-//! The response body of a guarded service: the inner body, or a rejection's bytes.
-//! Your body type stays yours; nothing is boxed.
+//! A body that is either yours or a few bytes of ours: a guarded service's
+//! response (the inner body, or a rejection's bytes), and a request whose
+//! JSON body was read for its token (the bytes read, handed on whole, or the
+//! body untouched). Your body type stays yours; nothing is boxed.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,37 +11,49 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// Either the inner service's body or a rejection's full body.
-    pub struct ResponseBody<B> {
+    /// Either your body `B` or whole bytes of ours.
+    pub struct EitherBody<B> {
         #[pin]
         kind: Kind<B>,
     }
 }
 
+/// A guarded service's response body: the inner service's, or a rejection's.
+pub type ResponseBody<B> = EitherBody<B>;
+
+/// The request body behind [`JsonTokenLayer`](super::JsonTokenLayer): the
+/// JSON body it read, whole and unchanged, or any other body untouched.
+pub type RequestBody<B> = EitherBody<B>;
+
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Inner { #[pin] body: B },
-        Rejection { data: Option<Bytes> },
+        Whole { data: Option<Bytes> },
     }
 }
 
-impl<B> ResponseBody<B> {
+impl<B> EitherBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        ResponseBody {
+        EitherBody {
             kind: Kind::Inner { body },
         }
     }
 
-    pub(crate) fn rejection(data: Bytes) -> Self {
+    /// Whole bytes of ours (a rejection, a body already read).
+    pub(crate) fn whole(data: Bytes) -> Self {
         let data = (!data.is_empty()).then_some(data);
-        ResponseBody {
-            kind: Kind::Rejection { data },
+        EitherBody {
+            kind: Kind::Whole { data },
         }
+    }
+
+    pub(crate) fn rejection(data: Bytes) -> Self {
+        EitherBody::whole(data)
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
+impl<B: Body<Data = Bytes>> Body for EitherBody<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -49,33 +63,33 @@ impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Rejection { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Whole { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Rejection { data } => data.is_none(),
+            Kind::Whole { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Inner { body } => body.size_hint(),
-            Kind::Rejection { data } => {
+            Kind::Whole { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }
     }
 }
 
-impl<B> std::fmt::Debug for ResponseBody<B> {
+impl<B> std::fmt::Debug for EitherBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.kind {
             Kind::Inner { .. } => "Inner",
-            Kind::Rejection { .. } => "Rejection",
+            Kind::Whole { .. } => "Whole",
         };
-        f.debug_struct("ResponseBody").field("kind", &kind).finish()
+        f.debug_struct("EitherBody").field("kind", &kind).finish()
     }
 }

@@ -9,15 +9,17 @@
 mod body;
 mod checked;
 mod future;
+mod json_token;
 mod load_user;
 mod optional_auth;
 mod require_auth;
 mod require_fresh;
 mod require_scopes;
 
-pub use body::ResponseBody;
+pub use body::{EitherBody, RequestBody, ResponseBody};
 pub use checked::CheckedFuture;
 pub use future::ResponseFuture;
+pub use json_token::{JsonToken, JsonTokenLayer, ReadJson};
 pub use load_user::{LoadError, LoadUser, LoadUserLayer, UnknownUser, User};
 pub use optional_auth::{OptionalAuth, OptionalAuthLayer};
 pub use require_auth::{RequireAuth, RequireAuthLayer};
@@ -64,7 +66,11 @@ fn is_cors_preflight<B: http_body::Body>(req: &Request<B>, sources: &Sources) ->
         && headers.get_all(CONTENT_LENGTH).iter().all(|v| v == "0")
         && (req.body().is_end_stream() || req.body().size_hint().exact() == Some(0))
         && matches!(
-            sources.find(RequestHead::of(req), None),
+            sources.find(
+                RequestHead::of(req),
+                req.extensions().get::<crate::source::JsonTokens>(),
+                None
+            ),
             Err(AuthError::MissingToken)
         )
 }

@@ -36,7 +36,7 @@ use crate::mtls::{self, CertificateSource, check_certificate};
 use crate::observe::{Meters, Notes, Observed};
 use crate::policy::{Admission, Requirement};
 use crate::request::RequestHead;
-use crate::source::{Found, Sources};
+use crate::source::{Found, JsonTokens, Sources};
 use crate::store::{RevocationStore, StoreError, StoreFuture, TokenRecord};
 use crate::token::{JoseHeader, Unverified};
 
@@ -184,9 +184,10 @@ impl Pipeline {
             requirement.check(claims, now, self.fresh_max_age)?;
             return Ok(None);
         }
+        let json = req.extensions().get::<JsonTokens>();
         let found = match self
             .sources
-            .find(RequestHead::of(req), requirement.token_type())
+            .find(RequestHead::of(req), json, requirement.token_type())
         {
             Ok(found) => found,
             Err(AuthError::MissingToken) if admission.lets_anonymous_in() => {
@@ -485,7 +486,8 @@ impl Pipeline {
         request: RequestHead<'_>,
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
-        let found = self.sources.find(request, requirement.token_type())?;
+        // A head has no extensions, hence no JSON body read for it.
+        let found = self.sources.find(request, None, requirement.token_type())?;
         let now = NumericDate::now();
         let claims = self.trust.verify_fetching(&found.token, now).await?;
         // A head has no extensions: the certificate only from a trusted header.

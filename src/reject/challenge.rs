@@ -103,6 +103,7 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
         AuthError::KeysUnavailable { .. } => ("keys", ""),
         AuthError::IntrospectionUnavailable { .. } => ("introspection", ""),
         AuthError::Issue(_) => ("issue", ""),
+        AuthError::BodyTooLarge => ("body", ""),
         AuthError::Dpop(DpopError::InvalidProof(why)) => ("dpop", why),
         AuthError::Dpop(DpopError::Binding(why)) => ("binding", why),
         AuthError::Dpop(DpopError::Replayed) => ("replayed", ""),
@@ -381,7 +382,8 @@ pub(crate) fn missing_details(places: &Places<'_>) -> [String; 16] {
 
 fn missing_detail(places: &Places<'_>, mask: usize) -> String {
     let bit = |location: &TokenLocation| match location {
-        TokenLocation::Headers => 1,
+        // A JSON body may come with any request: named as the header is.
+        TokenLocation::Headers | TokenLocation::Json => 1,
         TokenLocation::Cookies => 2,
         TokenLocation::Query => 4,
     };
@@ -400,6 +402,8 @@ fn missing_detail(places: &Places<'_>, mask: usize) -> String {
             TokenLocation::Query => {
                 format!("Missing '{}' in query parameters.", places.query)
             }
+            // AuthX's wording.
+            TokenLocation::Json => "Missing token in json data".to_owned(),
         })
         .collect();
     sentences.join(" ")

@@ -13,6 +13,7 @@ mod dpop;
 mod implicit_refresh;
 mod interop_fixtures;
 mod introspection;
+mod json_body;
 mod keys;
 mod layer;
 mod load_user;
