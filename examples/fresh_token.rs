@@ -27,6 +27,12 @@
 //! `/refresh` keeps them bound. `PUBLIC_URL` is the base URL proofs name in
 //! `htu` (default `http://HOST:PORT`); `DPOP_NONCE_SECRET` turns on server nonces.
 //!
+//! Where tokens are read, as AuthX's `JWT_TOKEN_LOCATION` says:
+//! comma-separated, in order, among `headers` (the default), `cookies`,
+//! `query` and `json` (a member of an `application/json` body: `JWT_JSON_KEY`,
+//! default `access_token`, or `JWT_REFRESH_JSON_KEY`, default `refresh_token`,
+//! on `/refresh`).
+//!
 //! Operating it: `RUST_LOG` filters the logs (stderr; default `warn`). The axum
 //! example (`dev/examples/axum.rs`) serves the same API with `GET /metrics`.
 
@@ -42,10 +48,15 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
+use tower_authx::layer::{JsonTokenLayer, RequestBody};
 use tower_authx::{
     AuthError, AuthX, DpopKey, RequestHead, RequireAuthLayer, RequireFreshLayer, Requirement,
-    TokenType,
+    TokenLocation, TokenType,
 };
+
+/// A request as the routes get it: its body read whole when it is JSON and
+/// `json` a token location, untouched otherwise.
+type In = Request<RequestBody<Incoming>>;
 
 #[path = "shared/mod.rs"]
 mod shared;
@@ -70,7 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind((host.as_str(), port)).await?;
     let addr: SocketAddr = listener.local_addr()?;
     let config = shared::shared_settings(shared::config_from_env()?).await?;
+    let config = shared::locations_from_env(config, &[TokenLocation::Headers])?;
     let authx = AuthX::new(shared::with_dpop(config, &shared::public_url(addr)).await?)?;
+    // Reads a JSON body once for its token, where `json` is a location.
+    let json = JsonTokenLayer::new(authx.clone());
     let app = Arc::new(App {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),
@@ -81,12 +95,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     println!("listening on http://{addr}");
-    let service = hyper::service::service_fn(move |req| route(req, app.clone()));
+    let service = hyper::service::service_fn(move |req| {
+        let app = app.clone();
+        json.layer(service_fn(move |req| route(req, app.clone())))
+            .oneshot(req)
+    });
     shared::server::serve(listener, service).await;
     Ok(())
 }
 
-async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, Infallible> {
+async fn route(req: In, app: Arc<App>) -> Result<Response<Body>, Infallible> {
     let allowed = match req.uri().path() {
         "/" => Method::GET,
         "/login" | "/refresh" | "/logout" => Method::POST,
@@ -146,7 +164,7 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     Ok(res)
 }
 
-async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
+async fn login(req: In, app: &App) -> Response<Full<Bytes>> {
     let (head, body) = req.into_parts();
     let body = match shared::read_body(body).await {
         Ok(body) => body,
@@ -192,10 +210,7 @@ async fn login(req: Request<Incoming>, app: &App) -> Response<Full<Bytes>> {
     }
 }
 
-async fn refresh(
-    req: Request<Incoming>,
-    app: Arc<App>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn refresh(req: In, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
     if claims.token_type == TokenType::Refresh {
         // Rotation: this refresh token is spent, its successor comes back.
@@ -227,10 +242,7 @@ async fn refresh(
     })
 }
 
-async fn logout(
-    req: Request<Incoming>,
-    app: Arc<App>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn logout(req: In, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
     Ok(match app.authx.revoke(claims).await {
         Ok(()) => json_response(
@@ -251,10 +263,7 @@ fn refusal<B>(app: &App, error: &AuthError, req: &Request<B>) -> Response<Full<B
     app.authx.reject(error, head).map(Full::new)
 }
 
-async fn protected(
-    req: Request<Incoming>,
-    app: Arc<App>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn protected(req: In, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
     let fresh = app.authx.is_fresh(claims);
     Ok(json_response(
@@ -266,7 +275,7 @@ async fn protected(
 /// A guarded route's answer about the verified user (`/fresh-required`,
 /// `/mfa-required`).
 async fn about_user(
-    req: Request<Incoming>,
+    req: In,
     app: Arc<App>,
     answer: fn(&tower_authx::Claims, &shared::Users) -> serde_json::Value,
 ) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -11,7 +11,10 @@
 //!   and `csrf_refresh_token` for scripts). `JWT_COOKIE_SECURE=false` drops
 //!   `Secure` for plain-HTTP development.
 //! - Every guarded route takes the token from the `Authorization` header or from
-//!   the cookies (on `POST`, with the `X-CSRF-TOKEN` double submit).
+//!   the cookies (on `POST`, with the `X-CSRF-TOKEN` double submit), or from
+//!   where `JWT_TOKEN_LOCATION` says (AuthX's names, comma-separated, in order:
+//!   `headers`, `cookies`, `query`, `json`; `JWT_JSON_KEY` and
+//!   `JWT_REFRESH_JSON_KEY` name a JSON body's members).
 //! - `POST /account/password` `{"new_password": "..."}`: needs a fresh token.
 //! - `POST /logout` revokes the presented token's session; `/refresh` with a
 //!   refresh token rotates it (presenting it again revokes the session).
@@ -40,6 +43,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tower_authx::layer::JsonTokenLayer;
 use tower_authx::{
     AuthError, AuthX, Claims, CookieConfig, ImplicitRefreshLayer, NumericDate, RequestHead,
     RequireAuthLayer, RequireFreshLayer, Requirement, TokenLocation, TokenType,
@@ -67,14 +71,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Every guarded route takes the header or the cookies set by
     // /login/cookie (with the CSRF double submit on POST); a client that sends
     // no cookies gets the seed's answers.
-    let mut config = shared::shared_settings(shared::config_from_env()?)
+    let config = shared::shared_settings(shared::config_from_env()?)
         .await?
-        .cookies(CookieConfig::default().secure(secure))
-        .token_location([TokenLocation::Headers, TokenLocation::Cookies]);
+        .cookies(CookieConfig::default().secure(secure));
+    // JWT_TOKEN_LOCATION (default: the header, then the cookies), JWT_JSON_KEY, ...
+    let mut config =
+        shared::locations_from_env(config, &[TokenLocation::Headers, TokenLocation::Cookies])?;
     if let Some(lifetime) = env_secs("ACCESS_TOKEN_LIFETIME_SECS")? {
         config = config.access_token_lifetime(lifetime);
     }
     let authx = AuthX::new(config)?;
+    let json_authx = authx.clone();
     // Renewing cookie sessions on the guarded routes, when asked for.
     let renew = match env_secs("IMPLICIT_REFRESH_SECS")? {
         Some(window) => {
@@ -143,6 +150,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    // A JSON body read once for its token, where `json` is a location.
+    let router = tower::Layer::layer(&JsonTokenLayer::new(json_authx), router);
     let service = hyper_util::service::TowerToHyperService::new(router);
     shared::server::serve(listener, service).await;
     Ok(())

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tower_authx::{Algorithm, AuthXConfig, Claims, Key, KeySet};
+use tower_authx::{Algorithm, AuthXConfig, Claims, Key, KeySet, TokenLocation};
 
 /// Login bodies are small; anything bigger is refused before it is read.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -76,6 +76,37 @@ fn keys_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
         config = config.allow_weak_secret(true);
     }
     Ok(config)
+}
+
+/// Where tokens are looked for, from the environment as AuthX names it:
+/// `JWT_TOKEN_LOCATION` (comma-separated, in order: `headers`, `cookies`,
+/// `query`, `json`; unset: `default`), `JWT_JSON_KEY` and
+/// `JWT_REFRESH_JSON_KEY` (the JSON body's members).
+pub fn locations_from_env(
+    config: AuthXConfig,
+    default: &[TokenLocation],
+) -> Result<AuthXConfig, Box<dyn std::error::Error>> {
+    let locations = match std::env::var("JWT_TOKEN_LOCATION") {
+        Ok(names) => names
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| match name {
+                "headers" => Ok(TokenLocation::Headers),
+                "cookies" => Ok(TokenLocation::Cookies),
+                "query" => Ok(TokenLocation::Query),
+                "json" => Ok(TokenLocation::Json),
+                other => Err(format!(
+                    "JWT_TOKEN_LOCATION: {other:?} is none of headers, cookies, query, json"
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Err(_) => default.to_vec(),
+    };
+    let config = config.token_location(locations);
+    let access = std::env::var("JWT_JSON_KEY").unwrap_or_else(|_| "access_token".into());
+    let refresh = std::env::var("JWT_REFRESH_JSON_KEY").unwrap_or_else(|_| "refresh_token".into());
+    Ok(config.json_keys(access, refresh))
 }
 
 /// What every example that issues or guards reads beyond its keys:

@@ -11,3 +11,4 @@ mod dpop_builders;
 mod e2e_axum;
 mod guards;
 mod implicit_refresh;
+mod json_body;
