@@ -97,8 +97,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on http://{addr}");
     let service = hyper::service::service_fn(move |req| {
         let app = app.clone();
-        json.layer(service_fn(move |req| route(req, app.clone())))
-            .oneshot(req)
+        let answer = json
+            .layer(service_fn(move |req| route(req, app.clone())))
+            .oneshot(req);
+        shared::server::in_time(answer)
     });
     shared::server::serve(listener, service).await;
     Ok(())

@@ -152,7 +152,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on http://{}", listener.local_addr()?);
     // A JSON body read once for its token, where `json` is a location.
     let router = tower::Layer::layer(&JsonTokenLayer::new(json_authx), router);
-    let service = hyper_util::service::TowerToHyperService::new(router);
+    // The body JsonTokenLayer reads is bounded in time as the handlers' are.
+    let service = hyper::service::service_fn(move |req| {
+        shared::server::in_time(tower::ServiceExt::oneshot(router.clone(), req))
+    });
     shared::server::serve(listener, service).await;
     Ok(())
 }

@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -21,6 +23,20 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request body that has not fully arrived after this long is refused (408).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `future`, a request's answer, or 408 past `BODY_TIMEOUT` and a little: for
+/// what reads a body before the handlers do (`JsonTokenLayer`).
+pub async fn in_time<B, E>(
+    future: impl std::future::Future<Output = Result<Response<B>, E>>,
+) -> Result<Response<Either<B, Full<Bytes>>>, E> {
+    match tokio::time::timeout(BODY_TIMEOUT + Duration::from_secs(5), future).await {
+        Ok(answer) => answer.map(|res| res.map(Either::Left)),
+        Err(_) => {
+            let slow = super::responses::detail(http::StatusCode::REQUEST_TIMEOUT, super::TOO_SLOW);
+            Ok(slow.map(Either::Right))
+        }
+    }
+}
 
 /// `MAX_CONNECTIONS` (default 1024): connections open at once; more wait in
 /// the kernel's backlog until one closes.
