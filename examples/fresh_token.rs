@@ -27,6 +27,12 @@
 //! `/refresh` keeps them bound. `PUBLIC_URL` is the base URL proofs name in
 //! `htu` (default `http://HOST:PORT`); `DPOP_NONCE_SECRET` turns on server nonces.
 //!
+//! Sessions (AuthX's `list_sessions` / `revoke_session`): each login is
+//! listed with its `User-Agent` and client address; `GET /sessions` answers
+//! the caller's live sessions (`id`, `created`, `last_refreshed`,
+//! `user_agent`, `ip`, `current`), `DELETE /sessions/{id}` ends one of them
+//! (404 for any other id) and `DELETE /sessions` all but the caller's.
+//!
 //! Where tokens are read, as AuthX's `JWT_TOKEN_LOCATION` says:
 //! comma-separated, in order, among `headers` (the default), `cookies`,
 //! `query` and `json` (a member of an `application/json` body: `JWT_JSON_KEY`,
@@ -107,6 +113,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn route(req: In, app: Arc<App>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/sessions" || req.uri().path().starts_with("/sessions/") {
+        return sessions_route(req, app).await;
+    }
     let allowed = match req.uri().path() {
         "/" => Method::GET,
         "/login" | "/refresh" | "/logout" => Method::POST,
@@ -204,6 +213,24 @@ async fn login(req: In, app: &App) -> Response<Full<Bytes>> {
         Ok(None) => pair.issue(),
         Err(error) => return app.authx.reject(&error, request).map(Full::new),
     };
+    // The session, listed with where the login came from (GET /sessions).
+    if let Ok(pair) = &pair {
+        let user_agent = head
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let ip = head
+            .extensions
+            .get::<shared::server::Peer>()
+            .map(|peer| peer.0.ip());
+        if let Err(error) = app
+            .authx
+            .track_session(&pair.refresh_token, user_agent, ip)
+            .await
+        {
+            return app.authx.reject(&error, request).map(Full::new);
+        }
+    }
     match pair {
         Ok(pair) => token_response(
             json!({"fresh_token": pair.access_token, "token_type": pair.token_type, "refresh_token": pair.refresh_token}),
@@ -253,6 +280,67 @@ async fn logout(req: In, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infalli
         ),
         Err(error) => refusal(&app, &error, &req),
     })
+}
+
+/// `GET /sessions` (the caller's live sessions), `DELETE /sessions/{id}` (one
+/// of them ended) and `DELETE /sessions` (all but the caller's), behind an
+/// access token.
+async fn sessions_route(req: In, app: Arc<App>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let allowed = if path == "/sessions" {
+        [Method::GET, Method::DELETE].contains(req.method())
+    } else {
+        req.method() == Method::DELETE
+    };
+    if !allowed {
+        let allow = if path == "/sessions" {
+            Method::GET
+        } else {
+            Method::DELETE
+        };
+        return Ok(method_not_allowed(&allow));
+    }
+    let guard = app.access.clone();
+    let handler = service_fn(move |req: In| {
+        let (app, path) = (app.clone(), path.clone());
+        async move {
+            let claims = verified(&req);
+            let answer = match (req.method(), path.strip_prefix("/sessions/")) {
+                (&Method::GET, _) => app.authx.sessions(claims).await.map(|live| {
+                    let listed: Vec<_> = live
+                        .iter()
+                        .map(|s| {
+                            json!({
+                                "id": s.id,
+                                "created": s.created,
+                                "last_refreshed": s.last_refreshed,
+                                "user_agent": s.user_agent,
+                                "ip": s.ip,
+                                "current": Some(&s.id) == claims.fam.as_ref(),
+                            })
+                        })
+                        .collect();
+                    json_response(StatusCode::OK, json!(listed))
+                }),
+                (_, Some(id)) => app.authx.end_session(claims, id).await.map(|ended| {
+                    if ended {
+                        json_response(StatusCode::OK, json!({"message": "Session ended"}))
+                    } else {
+                        detail(StatusCode::NOT_FOUND, "Unknown session")
+                    }
+                }),
+                _ => app.authx.end_other_sessions(claims).await.map(|ended| {
+                    json_response(
+                        StatusCode::OK,
+                        json!({"message": "Other sessions ended", "ended": ended}),
+                    )
+                }),
+            };
+            Ok::<_, Infallible>(answer.unwrap_or_else(|error| refusal(&app, &error, &req)))
+        }
+    });
+    let res = guard.layer(handler).oneshot(req).await?;
+    Ok(boxed(res))
 }
 
 /// The crate's own rejection for an error met inside a handler.

@@ -119,7 +119,7 @@ pub use source::TokenLocation;
 pub use store::{
     DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT,
     DEFAULT_REPLAY_CAPACITY, MemoryReplay, MemoryStore, ProofUse, RefreshUse, ReplayStore,
-    RevocationStore, StoreError, StoreFuture, TokenRecord,
+    RevocationStore, SessionInfo, StoreError, StoreFuture, TokenRecord,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

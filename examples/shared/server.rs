@@ -187,13 +187,25 @@ where
     let mut acceptor = Acceptor::new(listener);
     loop {
         let (stream, permit) = acceptor.accept().await;
+        let peer = stream.peer_addr().ok();
         let service = service.clone();
+        // Each request knows its connection's client address.
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(Peer(peer));
+            }
+            hyper::service::Service::call(&service, req)
+        });
         tokio::spawn(async move {
             serve_connection(stream, service).await;
             drop(permit);
         });
     }
 }
+
+/// The client address of a request's connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// HTTP/1.1 on one accepted connection (plain or TLS), with the header read
 /// timeout, until the client is done.

@@ -14,7 +14,8 @@ use crate::dpop::DpopKey;
 use crate::error::{AuthError, InvalidToken, IssueError};
 use crate::issue::{TokenBuilder, TokenPair};
 use crate::mtls::ClientCertificate;
-use crate::store::{RefreshUse, StoreError, TokenRecord};
+use crate::policy::Requirement;
+use crate::store::{RefreshUse, SessionInfo, StoreError, TokenRecord};
 
 impl AuthX {
     /// Whether the revocation store still vouches for verified `claims`: `Ok`
@@ -95,7 +96,19 @@ impl AuthX {
             .await
             .map_err(store_down)?;
         match verdict {
-            RefreshUse::First => {}
+            RefreshUse::First => {
+                // A listed session shows when it was last refreshed.
+                let now = NumericDate::now().as_secs_f64() as u64;
+                let noted = self.pipeline().store.session_refreshed(
+                    &claims.sub,
+                    family,
+                    now,
+                    self.horizon(),
+                );
+                if let Err(error) = noted.await {
+                    tracing::warn!(%error, "tower-authx: a session's refresh was not noted");
+                }
+            }
             RefreshUse::Reused => {
                 tracing::warn!(family, "tower-authx: refresh token reused; session revoked");
                 return Err(AuthError::RefreshReused);
@@ -107,6 +120,94 @@ impl AuthX {
             refresh_token,
             token_type: if key.is_some() { "DPoP" } else { "bearer" },
         })
+    }
+
+    /// Lists the login session `token` belongs to (a token of a pair this
+    /// `AuthX` just issued), with the login request's `User-Agent` and
+    /// client address, for [`sessions`](Self::sessions) (AuthX's
+    /// `create_session`). What is recorded is bounded (256 characters of
+    /// user agent), and counts among the subject's store entries.
+    pub async fn track_session(
+        &self,
+        token: &str,
+        user_agent: Option<&str>,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<(), AuthError> {
+        let claims: Claims = self.verify_offline(token, &Requirement::any_type())?;
+        let Some(id) = claims.fam.clone() else {
+            return Err(AuthError::InvalidToken(InvalidToken::Claims(
+                "the token belongs to no session (fam): issue it with token_pair".into(),
+            )));
+        };
+        let created = claims.iat.unwrap_or_else(NumericDate::now);
+        let user_agent = user_agent.map(|ua| {
+            ua.chars()
+                .filter(|c| !c.is_control())
+                .take(256)
+                .collect::<String>()
+        });
+        let info = SessionInfo::new(id, created.as_secs_f64() as u64)
+            .seen_from(user_agent, ip.map(|ip| ip.to_string()));
+        self.pipeline()
+            .store
+            .record_session(&claims.sub, &info, self.horizon())
+            .await
+            .map_err(store_down)
+    }
+
+    /// The live login sessions of the subject of verified `claims` (AuthX's
+    /// `list_sessions`), oldest first; the current one has the id of
+    /// `claims.fam`. Logged-out and expired sessions are not listed.
+    pub async fn sessions<E>(&self, claims: &Claims<E>) -> Result<Vec<SessionInfo>, AuthError> {
+        self.verified_here(claims)?;
+        self.pipeline()
+            .store
+            .sessions(&claims.sub)
+            .await
+            .map_err(store_down)
+    }
+
+    /// Ends the subject's session `id` (AuthX's `revoke_session`), as a
+    /// logout from it would: `Ok(false)` when the subject of verified
+    /// `claims` has no such live session (another user's id included).
+    pub async fn end_session<E>(&self, claims: &Claims<E>, id: &str) -> Result<bool, AuthError> {
+        let live = self.sessions(claims).await?;
+        if !live.iter().any(|session| session.id == id) {
+            return Ok(false);
+        }
+        self.end(&claims.sub, id).await?;
+        Ok(true)
+    }
+
+    /// Ends every session of the subject but the one of verified `claims`
+    /// ("log out everywhere else"); how many were ended.
+    pub async fn end_other_sessions<E>(&self, claims: &Claims<E>) -> Result<usize, AuthError> {
+        let live = self.sessions(claims).await?;
+        let mut ended = 0;
+        for session in live {
+            if Some(&session.id) != claims.fam.as_ref() {
+                self.end(&claims.sub, &session.id).await?;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Revokes `subject`'s session `id`.
+    async fn end(&self, subject: &str, id: &str) -> Result<(), AuthError> {
+        let horizon = self.horizon();
+        let record = TokenRecord {
+            subject,
+            jti: None,
+            session: Some(id),
+            issued_at: None,
+            expires: horizon,
+        };
+        self.pipeline()
+            .store
+            .revoke(&record, horizon)
+            .await
+            .map_err(store_down)
     }
 
     /// Sessions move only on claims this `AuthX` verified (from a guard's

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::subject::{Subject, Write, secs_ceil, warn_collapsed};
 use super::{
-    DEFAULT_ENTRIES_PER_SUBJECT, RefreshUse, RevocationStore, StoreError, StoreFuture, TokenRecord,
+    DEFAULT_ENTRIES_PER_SUBJECT, RefreshUse, RevocationStore, SessionInfo, StoreError, StoreFuture,
+    TokenRecord,
 };
 use crate::claims::NumericDate;
 
@@ -258,6 +259,48 @@ impl RevocationStore for MemoryStore {
             |entries, now| entries.spend(token, session, next, horizon, now, cap),
             RefreshUse::FamilyRevoked,
         ))
+    }
+
+    fn record_session(
+        &self,
+        subject: &str,
+        session: &SessionInfo,
+        horizon: NumericDate,
+    ) -> StoreFuture<()> {
+        let horizon = secs_ceil(horizon);
+        let cap = self.per_subject;
+        StoreFuture::ready(self.write(
+            subject,
+            |entries, now| entries.record(session, horizon, now, cap),
+            (),
+        ))
+    }
+
+    fn session_refreshed(
+        &self,
+        subject: &str,
+        id: &str,
+        at: u64,
+        horizon: NumericDate,
+    ) -> StoreFuture<()> {
+        if !self.marked.may_have(subject) {
+            return StoreFuture::ready(Ok(()));
+        }
+        let horizon = secs_ceil(horizon);
+        StoreFuture::ready(self.write(subject, |entries, _| entries.refreshed(id, at, horizon), ()))
+    }
+
+    fn sessions(&self, subject: &str) -> StoreFuture<Vec<SessionInfo>> {
+        if !self.marked.may_have(subject) {
+            return StoreFuture::ready(Ok(Vec::new()));
+        }
+        let state = self.lock();
+        let live = state
+            .subjects
+            .get(subject)
+            .map(|entries| entries.live_sessions(now_secs()))
+            .unwrap_or_default();
+        StoreFuture::ready(Ok(live))
     }
 }
 

@@ -186,6 +186,48 @@ impl<T> fmt::Debug for StoreFuture<T> {
     }
 }
 
+/// A login session as a store lists it (AuthX's `SessionInfo`): its id (the
+/// tokens' `fam`), when it began and was last refreshed (Unix seconds), and
+/// the user agent and address the application recorded at login.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The session's id: its tokens' `fam`.
+    pub id: String,
+    /// When the login happened (Unix seconds).
+    pub created: u64,
+    /// When its refresh token was last rotated (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refreshed: Option<u64>,
+    /// The login request's `User-Agent`, as recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The login request's client address, as recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+impl SessionInfo {
+    /// A session `id` that began at `created` (Unix seconds).
+    pub fn new(id: impl Into<String>, created: u64) -> Self {
+        SessionInfo {
+            id: id.into(),
+            created,
+            last_refreshed: None,
+            user_agent: None,
+            ip: None,
+        }
+    }
+
+    /// With the login's user agent and client address.
+    #[must_use]
+    pub fn seen_from(mut self, user_agent: Option<String>, ip: Option<String>) -> Self {
+        self.user_agent = user_agent;
+        self.ip = ip;
+        self
+    }
+}
+
 /// What spending a refresh token found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefreshUse {
@@ -231,4 +273,38 @@ pub trait RevocationStore: Send + Sync + 'static {
         next: &str,
         horizon: NumericDate,
     ) -> StoreFuture<RefreshUse>;
+
+    /// Lists a new login session of `subject` until `horizon`, as one more
+    /// of its entries (so bounded as they are). A store that keeps no list
+    /// refuses.
+    fn record_session(
+        &self,
+        subject: &str,
+        session: &SessionInfo,
+        horizon: NumericDate,
+    ) -> StoreFuture<()> {
+        let _ = (subject, session, horizon);
+        StoreFuture::ready(Err(StoreError::new("this store keeps no list of sessions")))
+    }
+
+    /// Notes that session `id` of `subject` was refreshed at `at` (Unix
+    /// seconds) and now lasts until `horizon`; nothing for a session not
+    /// listed.
+    fn session_refreshed(
+        &self,
+        subject: &str,
+        id: &str,
+        at: u64,
+        horizon: NumericDate,
+    ) -> StoreFuture<()> {
+        let _ = (subject, id, at, horizon);
+        StoreFuture::ready(Ok(()))
+    }
+
+    /// The listed sessions of `subject` that still live: not logged out,
+    /// not revoked by a cut-off, not expired.
+    fn sessions(&self, subject: &str) -> StoreFuture<Vec<SessionInfo>> {
+        let _ = subject;
+        StoreFuture::ready(Err(StoreError::new("this store keeps no list of sessions")))
+    }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::{RefreshUse, TokenRecord};
+use super::{RefreshUse, SessionInfo, TokenRecord};
 use crate::claims::NumericDate;
 
 /// A session's entry.
@@ -90,6 +90,8 @@ pub(crate) struct Subject {
     tokens: HashMap<Box<str>, u64>,
     sessions: HashMap<Box<str>, Session>,
     cutoff: Option<Cutoff>,
+    /// The listed login sessions, each until its tokens have expired.
+    listed: HashMap<Box<str>, (u64, SessionInfo)>,
 }
 
 impl Subject {
@@ -104,11 +106,15 @@ impl Subject {
             tokens: tokens.into_iter().collect(),
             sessions: sessions.into_iter().collect(),
             cutoff,
+            listed: HashMap::new(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.tokens.len() + self.sessions.len() + usize::from(self.cutoff.is_some())
+        self.tokens.len()
+            + self.sessions.len()
+            + self.listed.len()
+            + usize::from(self.cutoff.is_some())
     }
 
     pub(crate) fn is_revoked(&self, token: &TokenRecord<'_>, now: u64) -> bool {
@@ -125,7 +131,66 @@ impl Subject {
     pub(crate) fn prune(&mut self, now: u64) {
         self.tokens.retain(|_, until| *until > now);
         self.sessions.retain(|_, s| s.until() > now);
+        self.listed.retain(|_, (until, _)| *until > now);
         self.cutoff = self.cutoff.filter(|c| c.until > now);
+    }
+
+    /// Lists session `info` until `horizon`.
+    pub(crate) fn record(
+        &mut self,
+        info: &SessionInfo,
+        horizon: u64,
+        now: u64,
+        cap: usize,
+    ) -> Write<()> {
+        if !self.listed.contains_key(info.id.as_str()) && self.at_cap(now, cap) {
+            self.collapse(now, horizon);
+            return Write::Collapsed;
+        }
+        self.listed
+            .insert(info.id.as_str().into(), (horizon, info.clone()));
+        Write::Done(())
+    }
+
+    /// Notes a listed session's refresh.
+    pub(crate) fn refreshed(&mut self, id: &str, at: u64, horizon: u64) -> Write<()> {
+        if let Some((until, info)) = self.listed.get_mut(id) {
+            *until = (*until).max(horizon);
+            info.last_refreshed = Some(at);
+        }
+        Write::Done(())
+    }
+
+    /// Adds a listed session read elsewhere (a Redis hash).
+    #[cfg(feature = "redis")]
+    pub(crate) fn listing(mut self, listed: impl IntoIterator<Item = (u64, SessionInfo)>) -> Self {
+        self.listed = listed
+            .into_iter()
+            .map(|(until, info)| (info.id.as_str().into(), (until, info)))
+            .collect();
+        self
+    }
+
+    /// The listed sessions that live at `now`: not expired, not logged out,
+    /// not under the cut-off.
+    pub(crate) fn live_sessions(&self, now: u64) -> Vec<SessionInfo> {
+        let mut live: Vec<SessionInfo> = self
+            .listed
+            .values()
+            .filter(|(until, info)| {
+                let record = TokenRecord {
+                    subject: "",
+                    jti: None,
+                    session: Some(&info.id),
+                    issued_at: Some(NumericDate::from_secs(info.created)),
+                    expires: NumericDate::from_secs(*until),
+                };
+                *until > now && !self.is_revoked(&record, now)
+            })
+            .map(|(_, info)| info.clone())
+            .collect();
+        live.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        live
     }
 
     /// Logs out `token`'s session (or the token alone, when it has none).
@@ -200,8 +265,14 @@ impl Subject {
     pub(crate) fn until(&self) -> u64 {
         let tokens = self.tokens.values().copied();
         let sessions = self.sessions.values().map(Session::until);
+        let listed = self.listed.values().map(|(until, _)| *until);
         let cutoff = self.cutoff.map(|c| c.until);
-        tokens.chain(sessions).chain(cutoff).max().unwrap_or(0)
+        tokens
+            .chain(sessions)
+            .chain(listed)
+            .chain(cutoff)
+            .max()
+            .unwrap_or(0)
     }
 
     fn at_cap(&mut self, now: u64, cap: usize) -> bool {
@@ -220,6 +291,7 @@ impl Subject {
         let issued_until_ms = millis(NumericDate::now()).max(now * 1000);
         self.tokens.clear();
         self.sessions.clear();
+        self.listed.clear();
         self.cutoff = Some(Cutoff {
             until,
             issued_until_ms,

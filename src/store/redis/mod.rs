@@ -96,6 +96,8 @@ struct Scripts {
     revoke: redis::Script,
     spend: redis::Script,
     first_use: redis::Script,
+    record_session: redis::Script,
+    session_refreshed: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -175,6 +177,16 @@ impl RedisStore {
                 revoke: redis::Script::new(&format!("{}{}", scripts::PRELUDE, scripts::REVOKE)),
                 spend: redis::Script::new(&format!("{}{}", scripts::PRELUDE, scripts::SPEND)),
                 first_use: redis::Script::new(scripts::FIRST_USE),
+                record_session: redis::Script::new(&format!(
+                    "{}{}",
+                    scripts::PRELUDE,
+                    scripts::RECORD_SESSION
+                )),
+                session_refreshed: redis::Script::new(&format!(
+                    "{}{}",
+                    scripts::PRELUDE,
+                    scripts::SESSION_REFRESHED
+                )),
             }),
             policy: Arc::default(),
             view: None,

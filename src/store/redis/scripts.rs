@@ -83,6 +83,31 @@ keep(horizon)
 return 0
 ";
 
+/// A login session listed: ARGV[5] its field, ARGV[6] its JSON. 0 done, 1
+/// collapsed (the subject was at its bound).
+pub(super) const RECORD_SESSION: &str = r"
+local field = ARGV[5]
+local old = redis.call('HGET', key, field)
+if not old and at_cap() then collapse() return 1 end
+redis.call('HSET', key, field, string.format('%d', horizon) .. ':' .. ARGV[6])
+keep(horizon)
+return 0
+";
+
+/// A listed session refreshed: ARGV[5] its field, ARGV[6] when (Unix
+/// seconds). Nothing for a session not listed.
+pub(super) const SESSION_REFRESHED: &str = r"
+local field = ARGV[5]
+local old = redis.call('HGET', key, field)
+if not old then return 0 end
+local info = cjson.decode(string.match(old, '^%d+:(.*)$'))
+info['last_refreshed'] = tonumber(ARGV[6])
+local untl = math.max(horizon, until_of(old))
+redis.call('HSET', key, field, string.format('%d', untl) .. ':' .. cjson.encode(info))
+keep(untl)
+return 0
+";
+
 /// A DPoP proof's first use, bounded per owner (the account its token speaks
 /// for, or its key when it has no token): KEYS[1] the owner's sorted set of
 /// live proof ids scored by expiry (ms), ARGV[1] the id, ARGV[2] now (ms),
@@ -122,4 +147,10 @@ pub(super) fn parse_cutoff(value: &str) -> Option<Cutoff> {
         until: until.parse().ok()?,
         issued_until_ms: ms.parse().ok()?,
     })
+}
+
+/// A listed session's entry: until when, and what was recorded.
+pub(super) fn parse_listed(value: &str) -> Option<(u64, crate::store::SessionInfo)> {
+    let (until, json) = value.split_once(':')?;
+    Some((until.parse().ok()?, serde_json::from_str(json).ok()?))
 }

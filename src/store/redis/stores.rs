@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use super::command::Command;
 use super::scripts::{parse_cutoff, parse_session, parse_until};
-use super::view::{LocalView, subject_of};
+use super::view::{LocalView, listing_of, subject_of};
 use super::{RedisStore, now_secs};
 use crate::claims::NumericDate;
 use crate::store::subject::{self, millis, secs_ceil, warn_collapsed};
 use crate::store::{
-    ProofUse, RefreshUse, ReplayStore, RevocationStore, StoreError, StoreFuture, TokenRecord,
+    ProofUse, RefreshUse, ReplayStore, RevocationStore, SessionInfo, StoreError, StoreFuture,
+    TokenRecord,
 };
 
 impl RedisStore {
@@ -212,5 +213,62 @@ impl RevocationStore for RedisStore {
                 _ => RefreshUse::FamilyRevoked,
             })
         })
+    }
+
+    fn record_session(
+        &self,
+        subject: &str,
+        session: &SessionInfo,
+        horizon: NumericDate,
+    ) -> StoreFuture<()> {
+        let json = match serde_json::to_string(session) {
+            Ok(json) => json,
+            Err(e) => return StoreFuture::ready(Err(StoreError::new(e.to_string()))),
+        };
+        let command = self.write(
+            &self.scripts.record_session,
+            subject,
+            horizon,
+            [format!("m:{}", session.id), json],
+        );
+        let done = self.run::<u8>(command);
+        let changed = self.changed(subject);
+        StoreFuture::pending(async move {
+            let collapsed = done.await? == 1;
+            changed();
+            if collapsed {
+                warn_collapsed();
+            }
+            Ok(())
+        })
+    }
+
+    fn session_refreshed(
+        &self,
+        subject: &str,
+        id: &str,
+        at: u64,
+        horizon: NumericDate,
+    ) -> StoreFuture<()> {
+        let command = self.write(
+            &self.scripts.session_refreshed,
+            subject,
+            horizon,
+            [format!("m:{id}"), at.to_string()],
+        );
+        let done = self.run::<u8>(command);
+        let changed = self.changed(subject);
+        StoreFuture::pending(async move {
+            done.await?;
+            changed();
+            Ok(())
+        })
+    }
+
+    fn sessions(&self, subject: &str) -> StoreFuture<Vec<SessionInfo>> {
+        let read = self.run::<HashMap<String, String>>(Command::Plain(
+            redis::cmd("HGETALL").arg(self.key(subject)).clone(),
+        ));
+        StoreFuture::pending(async move { Ok(listing_of(read.await?).live_sessions(now_secs())) })
     }
 }

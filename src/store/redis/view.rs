@@ -138,6 +138,16 @@ fn drop_one(subjects: &mut HashMap<String, Kept>, marks_dropped_at: &AtomicU64, 
     }
 }
 
+/// A subject's entries from its Redis hash, with its listed sessions.
+pub(super) fn listing_of(fields: HashMap<String, String>) -> Subject {
+    let listed: Vec<_> = fields
+        .iter()
+        .filter(|(field, _)| field.starts_with("m:"))
+        .filter_map(|(_, value)| super::scripts::parse_listed(value))
+        .collect();
+    subject_of(fields).listing(listed)
+}
+
 /// A subject's entries from its Redis hash.
 pub(super) fn subject_of(fields: HashMap<String, String>) -> Subject {
     let mut tokens = Vec::new();
