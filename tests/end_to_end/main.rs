@@ -14,3 +14,4 @@ mod e2e_metrics;
 mod e2e_rejections;
 mod e2e_revocation;
 mod e2e_seed_walkthrough;
+mod e2e_sessions;

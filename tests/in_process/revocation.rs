@@ -18,7 +18,7 @@ use support::SECRET;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_authx::{
     AuthError, AuthX, AuthXConfig, Claims, MemoryStore, NumericDate, RefreshUse, RequireAuthLayer,
-    RequireFreshLayer, Requirement, RevocationStore, TokenRecord,
+    RequireFreshLayer, Requirement, RevocationStore, SessionInfo, TokenRecord,
 };
 
 fn in_secs(secs: u64) -> NumericDate {
@@ -179,6 +179,74 @@ async fn subject_bound_suite(store: &dyn RevocationStore, per_subject: usize) {
     );
 }
 
+/// The session list: what was recorded comes back until the session is
+/// logged out; a refresh is noted; and a flood of logins of one subject is
+/// bounded as its other entries are (collapsed into its cut-off, which ends
+/// every session it lists), other subjects untouched.
+async fn session_list_suite(store: &dyn RevocationStore, per_subject: usize) {
+    let id = |s: &str| format!("{s}-{}", uuid_like());
+    let (user, other) = (id("user"), id("other"));
+    let now = NumericDate::now().as_secs_f64() as u64;
+    let (a, b) = (id("a"), id("b"));
+    for (session, agent) in [(&a, "Firefox"), (&b, "curl")] {
+        let info = SessionInfo::new(session.clone(), now - 10)
+            .seen_from(Some(agent.into()), Some("192.0.2.7".into()));
+        store
+            .record_session(&user, &info, in_secs(120))
+            .await
+            .unwrap();
+    }
+    let info = SessionInfo::new(id("o"), now);
+    store
+        .record_session(&other, &info, in_secs(120))
+        .await
+        .unwrap();
+    let listed = store.sessions(&user).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .any(|s| s.id == a && s.user_agent.as_deref() == Some("Firefox"))
+    );
+    assert_eq!(listed[0].ip.as_deref(), Some("192.0.2.7"));
+    store
+        .session_refreshed(&user, &b, now, in_secs(120))
+        .await
+        .unwrap();
+    let listed = store.sessions(&user).await.unwrap();
+    let b_listed = listed.iter().find(|s| s.id == b).unwrap();
+    assert_eq!(b_listed.last_refreshed, Some(now));
+    // Logged out: no longer listed.
+    let logout = TokenRecord {
+        subject: &user,
+        jti: None,
+        session: Some(&a),
+        issued_at: None,
+        expires: in_secs(60),
+    };
+    store.revoke(&logout, in_secs(120)).await.unwrap();
+    let listed = store.sessions(&user).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [b.as_str()]
+    );
+    // A flood of logins: bounded, and the flooded subject logged out everywhere.
+    for _ in 0..per_subject * 2 {
+        let info = SessionInfo::new(id("f"), now);
+        store
+            .record_session(&user, &info, in_secs(120))
+            .await
+            .unwrap();
+    }
+    let listed = store.sessions(&user).await.unwrap();
+    assert!(listed.len() <= per_subject, "{} listed", listed.len());
+    assert!(
+        listed.iter().all(|s| s.id != b),
+        "the cut-off ended what it listed"
+    );
+    assert_eq!(store.sessions(&other).await.unwrap().len(), 1);
+}
+
 /// Racing instances: of many concurrent spends of one token, exactly one wins.
 async fn spend_race(store: Arc<dyn RevocationStore>) {
     let (user, jti, family) = (uuid_like(), uuid_like(), uuid_like());
@@ -219,6 +287,7 @@ fn uuid_like() -> String {
 async fn the_memory_store_keeps_the_contract() {
     store_suite(&MemoryStore::default()).await;
     subject_bound_suite(&MemoryStore::default().per_subject(20), 20).await;
+    session_list_suite(&MemoryStore::default().per_subject(20), 20).await;
     spend_race(Arc::new(MemoryStore::default())).await;
 }
 
@@ -229,6 +298,7 @@ async fn the_redis_store_keeps_the_contract() {
     let store = connected(&redis).await;
     store_suite(&store).await;
     subject_bound_suite(&store.clone().per_subject(20), 20).await;
+    session_list_suite(&store.clone().per_subject(20), 20).await;
     spend_race(Arc::new(store)).await;
 }
 
