@@ -15,6 +15,9 @@
 //!   where `JWT_TOKEN_LOCATION` says (AuthX's names, comma-separated, in order:
 //!   `headers`, `cookies`, `query`, `json`; `JWT_JSON_KEY` and
 //!   `JWT_REFRESH_JSON_KEY` name a JSON body's members).
+//! - `GET /demo`: a page that logs in with cookies, polls `/protected` while
+//!   the session is renewed implicitly, logs out, and shows the outcome (try
+//!   it in a browser with `JWT_COOKIE_SECURE=false IMPLICIT_REFRESH_SECS=...`).
 //! - `POST /account/password` `{"new_password": "..."}`: needs a fresh token.
 //! - `POST /logout` revokes the presented token's session; `/refresh` with a
 //!   refresh token rotates it (presenting it again revokes the session).
@@ -111,6 +114,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }),
+        )
+        .route(
+            "/demo",
+            get(|| async { axum::response::Html(include_str!("support/demo.html")) }),
         )
         .route("/login", post(login))
         .route("/login/cookie", post(login_cookie))

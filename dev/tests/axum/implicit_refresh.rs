@@ -289,3 +289,100 @@ async fn implicit_refresh_side_by_side_with_authx() {
         res.text()
     );
 }
+
+/// Chromium (Debian's package), or `None` with a visible skip (CI has it).
+fn chromium() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("CHROMIUM").map_or_else(|| "chromium".into(), Into::into);
+    let found = std::process::Command::new(&path)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI needs chromium (apt-get install chromium; see .ci/run)"
+    );
+    crate::support::skipped("no chromium (apt-get install chromium)");
+    None
+}
+
+/// The example's `/demo` page in a headless browser for `seconds`: what it
+/// reports (logged in, polled, renewals seen, logged out).
+async fn browse(browser: &std::path::Path, server: &Server, seconds: u64) -> serde_json::Value {
+    let url = format!("http://{}/demo?seconds={seconds}", server.addr);
+    let profile = std::env::temp_dir().join(format!(
+        "authx-chromium-{}-{}",
+        std::process::id(),
+        server.addr.replace([':', '.'], "-")
+    ));
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(seconds + 60),
+        tokio::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--dump-dom")
+            .arg(&url)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser finished")
+    .expect("the browser ran");
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let result = dom
+        .split("<pre id=\"result\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no result in the page: {dom}"));
+    serde_json::from_str(&result.replace("&quot;", "\"").replace("&amp;", "&"))
+        .unwrap_or_else(|e| panic!("{e}: {result}"))
+}
+
+/// A real browser on a page of the axum example: logged in with cookies, it
+/// stays on the page past the access token's lifetime (2 s) while it polls,
+/// renewed implicitly, never refused; logged out, it is refused. Without
+/// renewal the same page is refused once the token expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_browser_stays_logged_in_past_the_token_lifetime() {
+    let Some(browser) = chromium() else { return };
+    let renewing = Server::start(
+        "axum",
+        &[
+            ("JWT_COOKIE_SECURE", "false"),
+            ("ACCESS_TOKEN_LIFETIME_SECS", "2"),
+            ("IMPLICIT_REFRESH_SECS", "1"),
+        ],
+    )
+    .await;
+    let outcome = browse(&browser, &renewing, 6).await;
+    assert_eq!(outcome["login"], 200, "{outcome}");
+    assert_eq!(outcome["refused_while_logged_in"], 0, "{outcome}");
+    assert!(outcome["renewals"].as_u64().unwrap() >= 3, "{outcome}");
+    assert_eq!(outcome["logout"], 200, "{outcome}");
+    assert_eq!(outcome["after_logout"], 401, "{outcome}");
+
+    let expiring = Server::start(
+        "axum",
+        &[
+            ("JWT_COOKIE_SECURE", "false"),
+            ("ACCESS_TOKEN_LIFETIME_SECS", "2"),
+        ],
+    )
+    .await;
+    let outcome = browse(&browser, &expiring, 4).await;
+    assert_eq!(outcome["renewals"], 0, "{outcome}");
+    assert!(
+        outcome["refused_while_logged_in"].as_u64().unwrap() > 0,
+        "{outcome}"
+    );
+}
