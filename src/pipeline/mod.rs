@@ -2,9 +2,12 @@
 //!
 //! ```text
 //! claims an outer guard of this AuthX verified? -> policy, done
-//! source (header | cookie | query) -> token [-> no token: optional passes]
+//! source (header | cookie | query | json body) -> token [-> no token: optional passes]
 //!   -> key (by kid; a remote kid we lack: await one refetch, then go on)
 //!   -> verify (header, signature, claims, time, issuer, audience)
+//!      or, for an opaque token (or an issuer that introspects all), its
+//!      issuer's introspection answer (cached, or awaited: one call per
+//!      token at a time, bounded), read and checked as claims are
 //!   -> DPoP proof (for the DPoP scheme: method, URI, time, nonce, ath),
 //!      binding (cnf.jkt is the proof's key; a bound token never as Bearer),
 //!      then the proof's key and signature: a request with a garbage token
@@ -13,7 +16,8 @@
 //!   -> policy (type, freshness, scopes)
 //!   -> replay store (the proof's first use), then revocation store (after
 //!      everything local, so no unauthenticated request ever reaches them)
-//!   -> claims into the extensions
+//!   -> claims into the extensions (and, for an access cookie, what
+//!      `ImplicitRefresh` needs to renew it after the service answered)
 //! ```
 //!
 //! Every step refuses on its own with an [`AuthError`]; what must be awaited
