@@ -1157,13 +1157,16 @@ async fn opaque_tokens_introspected_at_a_real_provider() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 
-    // A hundred concurrent requests with one new token: one call.
+    // A hundred concurrent requests with one new token: one call (those
+    // that arrive while it is under way share it, later ones find it
+    // cached; tests/in_process/introspection.rs holds every request inside
+    // the call, without a cache).
     let token = opaque_token(&tls, &provider.iss).await;
     let before = introspections(&tls, &provider.iss).await;
     let mut tasks = Vec::new();
     let together = std::sync::Arc::new(tokio::sync::Barrier::new(100));
     for _ in 0..100 {
-        let (authx, token, together) = (uncached.clone(), token.clone(), together.clone());
+        let (authx, token, together) = (cached.clone(), token.clone(), together.clone());
         tasks.push(tokio::spawn(async move {
             let guard = RequireAuthLayer::new(authx);
             together.wait().await;
