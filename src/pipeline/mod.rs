@@ -466,6 +466,17 @@ impl Pipeline {
         Ok(claims)
     }
 
+    /// The claims of a token this `AuthX` just handed out, checked as any
+    /// token's are (signature, time, issuer, audience) but not against a
+    /// request (no binding, no requirement): for bookkeeping about it (a
+    /// login's session listed), never to admit anything.
+    pub(crate) fn issued_claims<E: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Claims<E>, AuthError> {
+        self.trust.verify_now(token, NumericDate::now())
+    }
+
     /// [`verify_offline`](Self::verify_offline), and keys a remote issuer
     /// rotated in are fetched (rate-limited), and the revocation store is
     /// asked: every stage the layers run that needs no request.
