@@ -466,10 +466,11 @@ impl Pipeline {
         Ok(claims)
     }
 
-    /// The claims of a token this `AuthX` just handed out, checked as any
-    /// token's are (signature, time, issuer, audience) but not against a
-    /// request (no binding, no requirement): for bookkeeping about it (a
-    /// login's session listed), never to admit anything.
+    /// The claims of a token this `AuthX` just handed out or already
+    /// admitted, checked as any token's are (signature, time, issuer,
+    /// audience) but not against a request (no binding, no requirement): for
+    /// bookkeeping about it (a login's session listed, a cookie renewed),
+    /// never to admit anything.
     pub(crate) fn issued_claims<E: serde::de::DeserializeOwned>(
         &self,
         token: &str,
