@@ -1131,6 +1131,23 @@ async fn opaque_tokens_introspected_at_a_real_provider() {
         StatusCode::UNAUTHORIZED
     );
 
+    // Signed answers (RFC 9701), verified with the provider's keys.
+    let signed = introspecting(
+        &provider,
+        &tls,
+        Introspection::discovered(basic()).signed_answers(),
+    )
+    .await;
+    let token = opaque_token(&tls, &provider.iss).await;
+    assert_eq!(
+        status(RequireAuthLayer::new(signed.clone()), &token).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(RequireAuthLayer::new(signed), "made-up").await,
+        StatusCode::UNAUTHORIZED
+    );
+
     // private_key_jwt (RFC 7523).
     let jwt_client = introspecting(
         &provider,

@@ -107,6 +107,45 @@ pub(crate) fn read(body: &[u8], reading: Reading<'_>) -> Result<Verdict, Unread>
     }))
 }
 
+/// The answer inside a signed introspection answer's verified payload (RFC
+/// 9701 5): its `iss` must be the issuer's, its `aud` name us (one of
+/// `ours`: our client id, or the resource the issuer's tokens are for, as
+/// oidc-provider writes it), its `iat` be a number; then its
+/// `token_introspection` object, as JSON, is the answer.
+pub(crate) fn inside_signed(payload: &[u8], iss: &str, ours: &[&str]) -> Result<Vec<u8>, Unread> {
+    let mut reader = serde_json::Deserializer::from_slice(payload);
+    let value = StrictValue
+        .deserialize(&mut reader)
+        .and_then(|v| reader.end().map(|()| v))
+        .map_err(|_| Unread::Malformed("the signed answer is not a JSON object"))?;
+    let Value::Object(mut members) = value else {
+        return Err(Unread::Malformed("the signed answer is not a JSON object"));
+    };
+    if members.get("iss").and_then(Value::as_str) != Some(iss) {
+        return Err(Unread::Malformed("the signed answer names another issuer"));
+    }
+    let is_ours = |aud: &Value| aud.as_str().is_some_and(|aud| ours.contains(&aud));
+    let for_us = match members.get("aud") {
+        Some(Value::Array(auds)) => auds.iter().any(is_ours),
+        Some(aud) => is_ours(aud),
+        None => false,
+    };
+    if !for_us {
+        return Err(Unread::Malformed(
+            "the signed answer is not addressed to this client",
+        ));
+    }
+    if !members.get("iat").is_some_and(Value::is_number) {
+        return Err(Unread::Malformed("the signed answer has no iat"));
+    }
+    match members.remove("token_introspection") {
+        Some(answer @ Value::Object(_)) => Ok(answer.to_string().into_bytes()),
+        _ => Err(Unread::Malformed(
+            "the signed answer holds no token_introspection object",
+        )),
+    }
+}
+
 /// A JSON value with no object member named twice, at any depth (serde_json's
 /// own `Value` silently keeps the last: a second `cnf` could hide the first).
 struct StrictValue;

@@ -32,7 +32,9 @@ use http_body_util::Full;
 
 use crate::claims::NumericDate;
 use crate::error::{AuthError, ConfigError, FetchError, InvalidToken};
+use crate::keys::KeySource;
 use crate::keys::fetch::{HttpsClient, PlainHttp, fetchable_url, https_client, send};
+use crate::token::{self, Unverified};
 
 mod answer;
 mod cache;
@@ -86,8 +88,13 @@ pub struct Introspection {
     per_second: u32,
     timeout: Duration,
     untyped_is_access: bool,
+    signed: bool,
     tls: Option<rustls::ClientConfig>,
 }
+
+/// The media type of a signed answer (RFC 9701), and its JWS `typ`.
+const SIGNED: &str = "application/token-introspection+jwt";
+const SIGNED_TYP: &str = "token-introspection+jwt";
 
 /// Answers larger than this are refused (a 503: the server is broken).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -117,6 +124,7 @@ impl Introspection {
             per_second: 100,
             timeout: Duration::from_secs(3),
             untyped_is_access: false,
+            signed: false,
             tls: None,
         }
     }
@@ -175,6 +183,19 @@ impl Introspection {
         self
     }
 
+    /// Asks for signed answers (RFC 9701, `application/token-introspection+jwt`)
+    /// and takes only those: a JWS of type `token-introspection+jwt` signed
+    /// with the issuer's keys (its JWKS, refetched once for an unknown
+    /// `kid`), naming the issuer as `iss` and us as `aud` (this client, or
+    /// the issuer's configured audience: oidc-provider names the resource). A
+    /// resource server then trusts what the answer says, not merely the TLS
+    /// connection it came over. Anything else is 503.
+    #[must_use]
+    pub fn signed_answers(mut self) -> Self {
+        self.signed = true;
+        self
+    }
+
     /// Its own TLS configuration (default: the issuer's keys' own).
     #[must_use]
     pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
@@ -202,6 +223,11 @@ struct Inner {
     budget: Budget,
     timeout: Duration,
     untyped_is_access: bool,
+    /// The issuer's keys, when answers must be signed (RFC 9701).
+    signed_by: Option<KeySource>,
+    /// Who a signed answer may be addressed to: our client id, and the
+    /// audiences the issuer's tokens are for.
+    addressees: Vec<String>,
 }
 
 impl Introspector {
@@ -212,6 +238,8 @@ impl Introspector {
         iss: &str,
         discovered: Option<&str>,
         http: HttpsClient,
+        keys: KeySource,
+        audience: &[String],
     ) -> Result<Introspector, ConfigError> {
         let endpoint = match config.endpoint {
             Endpoint::At(url) => url,
@@ -235,7 +263,7 @@ impl Introspector {
                 endpoint_text: endpoint.to_string(),
                 endpoint,
                 http,
-                client: config.client,
+                client: config.client.clone(),
                 tokens: config.tokens,
                 cache: config
                     .cache
@@ -244,6 +272,10 @@ impl Introspector {
                 budget: Budget::new(config.max_in_flight, config.per_second),
                 timeout: config.timeout,
                 untyped_is_access: config.untyped_is_access,
+                signed_by: config.signed.then_some(keys),
+                addressees: std::iter::once(config.client.client_id().to_owned())
+                    .chain(audience.iter().cloned())
+                    .collect(),
             }),
         })
     }
@@ -306,7 +338,11 @@ impl Introspector {
             iss: &inner.iss,
             untyped_is_access: inner.untyped_is_access,
         };
-        match answer::read(&body, reading) {
+        let body = match &inner.signed_by {
+            None => Ok(body.to_vec()),
+            Some(keys) => self.opened(&body, keys).await,
+        };
+        match body.and_then(|body| answer::read(&body, reading)) {
             Ok(Verdict::Active(answer)) => {
                 self.record("active");
                 Ok(Arc::new(answer))
@@ -327,6 +363,27 @@ impl Introspector {
         }
     }
 
+    /// The answer inside a signed one (RFC 9701), once its signature is the
+    /// issuer's and it is addressed to us.
+    async fn opened(&self, body: &[u8], keys: &KeySource) -> Result<Vec<u8>, Unread> {
+        let unsigned = || Unread::Malformed("the signed answer is not signed by the issuer's keys");
+        let jws = std::str::from_utf8(body).map_err(|_| unsigned())?.trim();
+        let select = |kid: Option<&str>, alg: &str| keys.select(kid, alg);
+        let payload = match token::verified_payload(jws, SIGNED_TYP, select) {
+            Ok(payload) => payload,
+            Err(Unverified::KeyMissing(header)) => {
+                // A key the issuer rotated in: one (rate-limited) refetch.
+                if let Some(fetch) = keys.refetch(header.kid.as_deref()) {
+                    fetch.await;
+                }
+                token::verified_payload(jws, SIGNED_TYP, select).map_err(|_| unsigned())?
+            }
+            Err(Unverified::Invalid(_)) => return Err(unsigned()),
+        };
+        let ours: Vec<&str> = self.inner.addressees.iter().map(String::as_str).collect();
+        answer::inside_signed(&payload, &self.inner.iss, &ours)
+    }
+
     /// The request (RFC 7662 2.1) and the body of its `200` answer.
     async fn post(&self, token: &str) -> Result<Bytes, FetchError> {
         let inner = &*self.inner;
@@ -337,9 +394,14 @@ impl Introspector {
             .client
             .apply(&inner.endpoint_text, &mut form)
             .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        let accept = if inner.signed_by.is_some() {
+            SIGNED
+        } else {
+            "application/json"
+        };
         let mut request = Request::post(inner.endpoint.clone())
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(header::ACCEPT, "application/json");
+            .header(header::ACCEPT, accept);
         if let Some(authorization) = authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
@@ -347,19 +409,17 @@ impl Introspector {
             .body(Full::new(Bytes::from(form.into_string())))
             .map_err(|e| FetchError::Unreachable(e.to_string()))?;
         let answer = send(&inner.http, request, MAX_ANSWER_BYTES).await?;
-        let json = answer
+        let typed = answer
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
                 v.split(';')
                     .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case(accept))
             });
-        if !json {
-            return Err(FetchError::Document(
-                "the answer is not application/json".into(),
-            ));
+        if !typed {
+            return Err(FetchError::Document(format!("the answer is not {accept}")));
         }
         Ok(answer.into_body())
     }

@@ -462,8 +462,8 @@ impl Trust {
                         let leeway = issuer.leeway.unwrap_or(config.leeway);
                         // An issuer's own Idp, else the configuration's.
                         let idp = issuer.permissions.or_else(|| config.permissions.clone());
-                        let rules =
-                            verifier(Some(issuer.iss.clone()), issuer.audience, leeway, &idp);
+                        let audience = issuer.audience.clone();
+                        let rules = verifier(Some(issuer.iss.clone()), audience, leeway, &idp);
                         let introspection = issuer
                             .introspection
                             .map(|introspection| {
@@ -472,6 +472,8 @@ impl Trust {
                                     &issuer.iss,
                                     issuer.introspection_endpoint.as_deref(),
                                     issuer.keys.http_client(),
+                                    KeySource::Remote(issuer.keys.clone()),
+                                    &issuer.audience,
                                 )
                             })
                             .transpose()?;

@@ -82,6 +82,15 @@ static PLAIN: LazyLock<Vec<(String, &'static str)>> = LazyLock::new(|| {
         .collect()
 });
 
+/// What a header's `typ` must say.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Typ<'t> {
+    /// A token: no `typ`, or one that says JWT.
+    Jwt,
+    /// Exactly this media type (with or without `application/`), present.
+    Exactly(&'t str),
+}
+
 /// Reads the base64url `segment` (decoded into `buffer` when it fits) as a
 /// JWS header.
 pub(crate) fn read<'b>(
@@ -94,6 +103,15 @@ pub(crate) fn read<'b>(
             kid: None,
         });
     }
+    read_as(segment, buffer, Typ::Jwt)
+}
+
+/// [`read`] for a JWS whose `typ` is `typ` (RFC 8725 3.11: explicit typing).
+pub(crate) fn read_as<'b>(
+    segment: &str,
+    buffer: &'b mut [std::mem::MaybeUninit<u8>],
+    typ: Typ<'_>,
+) -> Result<JoseHeader<'b>, InvalidToken> {
     let json = base64url::decode(segment, buffer)
         .ok_or_else(|| malformed("the header is not base64url"))?;
     // RFC 7515 4: a JSON object. serde would also read a struct from an array.
@@ -101,9 +119,9 @@ pub(crate) fn read<'b>(
         return Err(malformed("the header is not a JWS header"));
     }
     match json {
-        Cow::Borrowed(bytes) => validated(parse(bytes)?),
+        Cow::Borrowed(bytes) => validated(parse(bytes)?, typ),
         // Too big for the buffer: rare, and owned from here on.
-        Cow::Owned(bytes) => validated(parse(&bytes)?).map(JoseHeader::into_owned),
+        Cow::Owned(bytes) => validated(parse(&bytes)?, typ).map(JoseHeader::into_owned),
     }
 }
 
@@ -111,15 +129,29 @@ fn parse(json: &[u8]) -> Result<Members<'_>, InvalidToken> {
     serde_json::from_slice(json).map_err(|_| malformed("the header is not a JWS header"))
 }
 
-fn validated(members: Members<'_>) -> Result<JoseHeader<'_>, InvalidToken> {
+fn validated<'a>(members: Members<'a>, typ: Typ<'_>) -> Result<JoseHeader<'a>, InvalidToken> {
     if members.crit {
         return Err(malformed("unsupported critical header extension"));
     }
     if members.enc || members.zip {
         return Err(malformed("encrypted tokens are not accepted"));
     }
-    if members.typ.is_some_and(|t| !acceptable_typ(&t.0)) {
-        return Err(malformed("the header's typ is not JWT"));
+    match typ {
+        Typ::Jwt if members.typ.as_ref().is_some_and(|t| !acceptable_typ(&t.0)) => {
+            return Err(malformed("the header's typ is not JWT"));
+        }
+        Typ::Exactly(expected) => {
+            let said = members
+                .typ
+                .as_ref()
+                .map(|t| t.0.as_ref())
+                .unwrap_or_default();
+            let said = said.strip_prefix("application/").unwrap_or(said);
+            if !said.eq_ignore_ascii_case(expected) {
+                return Err(malformed("the header's typ is not the one expected"));
+            }
+        }
+        Typ::Jwt => {}
     }
     // An algorithm no key can serve (`none` in any casing among them) is
     // refused before any key is looked for, let alone fetched.
@@ -145,7 +177,7 @@ mod tests {
             assert!(PLAIN.iter().any(|(plain, _)| *plain == segment));
             let mut buffer = crate::base64url::stack::<512>();
             let known = read(&segment, &mut buffer).unwrap();
-            let decoded = validated(parse(json.as_bytes()).unwrap()).unwrap();
+            let decoded = validated(parse(json.as_bytes()).unwrap(), Typ::Jwt).unwrap();
             assert_eq!(known.alg, decoded.alg);
             assert_eq!(known.alg, alg.as_str());
             assert!(known.kid.is_none() && decoded.kid.is_none());
@@ -156,12 +188,26 @@ mod tests {
     #[test]
     fn kid_is_borrowed_unless_escaped() {
         let json = br#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#;
-        let header = validated(parse(json).unwrap()).unwrap();
+        let header = validated(parse(json).unwrap(), Typ::Jwt).unwrap();
         assert!(matches!(header.kid, Some(Cow::Borrowed("k1"))));
         let json = br#"{"alg":"RS256","typ":"J\u0057T","kid":"k\u0031"}"#;
-        let header = validated(parse(json).unwrap()).unwrap();
+        let header = validated(parse(json).unwrap(), Typ::Jwt).unwrap();
         assert_eq!(header.kid.as_deref(), Some("k1"));
         let json = br#"{"alg":"RS256","typ":"JWS"}"#;
-        assert!(validated(parse(json).unwrap()).is_err());
+        assert!(validated(parse(json).unwrap(), Typ::Jwt).is_err());
+        // Explicitly typed: the type must be said, and be the one expected.
+        let typed = |json: &[u8]| {
+            validated(
+                parse(json).unwrap(),
+                Typ::Exactly("token-introspection+jwt"),
+            )
+            .is_ok()
+        };
+        assert!(typed(br#"{"alg":"ES256","typ":"token-introspection+jwt"}"#));
+        assert!(typed(
+            br#"{"alg":"ES256","typ":"application/token-introspection+jwt"}"#
+        ));
+        assert!(!typed(br#"{"alg":"ES256","typ":"JWT"}"#));
+        assert!(!typed(br#"{"alg":"ES256"}"#));
     }
 }

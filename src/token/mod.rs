@@ -57,6 +57,38 @@ pub(crate) fn unverified_issuer(token: &str) -> Option<String> {
     unverified::<Peek>(token)?.iss
 }
 
+/// The payload of a compact JWS whose header's `typ` is `typ`, signed with
+/// the key `key` gives for its `kid` and `alg` (whose algorithm must be
+/// the header's): for signed documents that are not tokens (RFC 9701
+/// introspection answers). `Err(Unverified::KeyMissing)` when `key` holds
+/// none.
+#[cfg(feature = "remote-keys")]
+pub(crate) fn verified_payload<'k>(
+    jws: &str,
+    typ: &str,
+    key: impl Fn(Option<&str>, &str) -> Result<Cow<'k, Arc<Key>>, InvalidToken>,
+) -> Result<Vec<u8>, Unverified> {
+    let (header_b64, payload_b64, signature_b64) = segments(jws)?;
+    let mut buffer = base64url::stack::<512>();
+    let header = header::read_as(header_b64, &mut buffer, header::Typ::Exactly(typ))?;
+    let key = match key(header.kid.as_deref(), &header.alg) {
+        Ok(key) => key,
+        Err(InvalidToken::UnknownKey) => return Err(Unverified::KeyMissing(header.into_owned())),
+        Err(e) => return Err(e.into()),
+    };
+    if header.alg != key.algorithm().as_str() || key.algorithm().is_hmac() {
+        return Err(InvalidToken::Algorithm.into());
+    }
+    let signed = &jws[..header_b64.len() + 1 + payload_b64.len()];
+    if !key.verify_signature(signed.as_bytes(), signature_b64) {
+        return Err(InvalidToken::Signature.into());
+    }
+    let mut buffer = base64url::stack::<0>();
+    base64url::decode(payload_b64, &mut buffer)
+        .map(Cow::into_owned)
+        .ok_or_else(|| malformed("the payload is not base64url").into())
+}
+
 /// Whether `token` has a compact JWS's shape (three segments), so that its
 /// issuer's keys can verify it; anything else is opaque.
 #[cfg(feature = "remote-keys")]

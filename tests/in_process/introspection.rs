@@ -40,6 +40,7 @@ type Script = Arc<dyn Fn(&Form) -> Answer + Send + Sync>;
 struct Form {
     fields: Vec<(String, String)>,
     authorization: Option<String>,
+    accept: Option<String>,
 }
 
 impl Form {
@@ -126,10 +127,13 @@ impl AuthorizationServer {
                                     )));
                                 }
                                 calls.fetch_add(1, Ordering::SeqCst);
-                                let authorization = req
-                                    .headers()
-                                    .get("authorization")
-                                    .map(|v| v.to_str().unwrap().to_owned());
+                                let header = |name: &str| {
+                                    req.headers()
+                                        .get(name)
+                                        .map(|v| v.to_str().unwrap().to_owned())
+                                };
+                                let (authorization, accept) =
+                                    (header("authorization"), header("accept"));
                                 let body = req.into_body().collect().await.unwrap().to_bytes();
                                 let body = String::from_utf8(body.to_vec()).unwrap();
                                 let fields = body
@@ -143,6 +147,7 @@ impl AuthorizationServer {
                                 let form = Form {
                                     fields,
                                     authorization,
+                                    accept,
                                 };
                                 seen.lock().unwrap().push(form.clone());
                                 let wait = *delay.lock().unwrap();
@@ -722,4 +727,116 @@ async fn what_can_be_refused_locally_never_reaches_the_server() {
     let (code, detail, _) = guarded(&dpop_only, "opaque-alice").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{detail}");
     assert_eq!(server.calls(), 0);
+}
+
+/// A signed answer (RFC 9701) made with `key`: `header` and `claims` as
+/// given, `token_introspection` the answer.
+fn signed(key: &support::dpop::ProofKey, header: Value, claims: Value) -> Answer {
+    (
+        200,
+        "application/token-introspection+jwt",
+        key.sign(&header, &claims),
+    )
+}
+
+fn signed_claims(answer: Value) -> Value {
+    json!({"iss": ISS, "aud": "rs", "iat": now(), "token_introspection": answer})
+}
+
+#[tokio::test]
+async fn signed_answers_are_taken_only_signed_by_the_issuer_for_us() {
+    let server = server().await;
+    let authx = server.authx(server.introspection().signed_answers());
+    let issuer_key = support::dpop::ProofKey::es256(); // the key the issuer's JWKS serves
+    let typ = json!({"alg": "ES256", "typ": "token-introspection+jwt"});
+
+    server.answer({
+        let (key, typ) = (support::dpop::ProofKey::es256(), typ.clone());
+        move |_| signed(&key, typ.clone(), signed_claims(active()))
+    });
+    let (code, subject, _) = guarded(&authx, "opaque-alice").await;
+    assert_eq!((code, subject.as_str()), (StatusCode::OK, "alice"));
+    let accept = server.seen.lock().unwrap()[0].accept.clone();
+    assert_eq!(
+        accept.as_deref(),
+        Some("application/token-introspection+jwt")
+    );
+
+    // Addressed to the resource the issuer's tokens are for (as
+    // oidc-provider writes it): ours too.
+    server.answer({
+        let (key, typ) = (support::dpop::ProofKey::es256(), typ.clone());
+        move |_| {
+            let claims = json!({"iss": ISS, "aud": ["https://api.example"], "iat": now(), "token_introspection": active()});
+            signed(&key, typ.clone(), claims)
+        }
+    });
+    assert_eq!(guarded(&authx, "opaque-alice").await.0, StatusCode::OK);
+
+    // Inactive, signed: refused as any inactive token.
+    server.answer({
+        let (key, typ) = (support::dpop::ProofKey::es256(), typ.clone());
+        move |_| signed(&key, typ.clone(), signed_claims(json!({"active": false})))
+    });
+    assert_eq!(
+        guarded(&authx, "opaque-alice").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Anything else is not an answer: 503.
+    let mut wrong: Vec<(&str, Answer)> = vec![
+        ("a plain JSON answer", json_answer(active())),
+        (
+            "signed by another key",
+            signed(
+                &support::dpop::ProofKey::rs256(),
+                json!({"alg": "RS256", "typ": "token-introspection+jwt"}),
+                signed_claims(active()),
+            ),
+        ),
+        (
+            "typed as a token",
+            signed(
+                &issuer_key,
+                json!({"alg": "ES256", "typ": "JWT"}),
+                signed_claims(active()),
+            ),
+        ),
+        (
+            "for another client",
+            signed(
+                &issuer_key,
+                typ.clone(),
+                json!({"iss": ISS, "aud": "someone-else", "iat": now(), "token_introspection": active()}),
+            ),
+        ),
+        (
+            "from another issuer",
+            signed(
+                &issuer_key,
+                typ.clone(),
+                json!({"iss": "https://evil.example", "aud": "rs", "iat": now(), "token_introspection": active()}),
+            ),
+        ),
+        (
+            "without iat",
+            signed(
+                &issuer_key,
+                typ.clone(),
+                json!({"iss": ISS, "aud": "rs", "token_introspection": active()}),
+            ),
+        ),
+    ];
+    let (_, _, jws) = signed(&issuer_key, typ.clone(), signed_claims(active()));
+    let mut tampered = jws.clone();
+    tampered.insert(jws.find('.').unwrap() + 3, 'A');
+    wrong.push((
+        "tampered",
+        (200, "application/token-introspection+jwt", tampered),
+    ));
+    for (what, answer) in wrong {
+        server.answer(move |_| answer.clone());
+        let (code, detail, _) = guarded(&authx, "opaque-alice").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{what}: {detail}");
+    }
 }

@@ -11,6 +11,7 @@
 // tokens, which the resource server introspects as resource-server
 // (client_secret_basic) or, when RS_JWKS_FILE names its public keys, as
 // resource-server-jwt (private_key_jwt); revocation (RFC 7009) is on.
+// Answers to resource-server are signed (RFC 9701) when asked for.
 // GET /test/introspections counts the introspection requests answered.
 //
 // Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
@@ -65,6 +66,15 @@ process.stdout.on('error', () => {});
 
 const provider = new Provider(issuer, {
   jwks: { keys },
+  // Every client's signed introspection answers in the provider's algorithm
+  // (the default, RS256, is no algorithm of an EC provider).
+  clientDefaults: {
+    grant_types: ['authorization_code'],
+    id_token_signed_response_alg: alg,
+    introspection_signed_response_alg: alg,
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
   ttl: { ClientCredentials: 600 },
   clients: [{
     client_id: 'api-client',
@@ -124,6 +134,7 @@ const provider = new Provider(issuer, {
     // Any authenticated client may introspect (the resource servers here).
     introspection: { enabled: true, allowedPolicy: () => true },
     revocation: { enabled: true },
+    jwtIntrospection: { enabled: true },
     dPoP: { enabled: true },
     mTLS: {
       enabled: true,
