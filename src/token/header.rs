@@ -88,6 +88,7 @@ pub(crate) enum Typ<'t> {
     /// A token: no `typ`, or one that says JWT.
     Jwt,
     /// Exactly this media type (with or without `application/`), present.
+    #[cfg_attr(not(feature = "remote-keys"), allow(dead_code))]
     Exactly(&'t str),
 }
 
