@@ -49,6 +49,22 @@ impl RedisStore {
         })
     }
 
+    /// Runs a write script on `subject`'s hash that answers 0 (done) or 1
+    /// (the subject was at its bound and collapsed into its cut-off), then
+    /// drops the subject from this instance's view.
+    fn logged_write(&self, command: Command, subject: &str) -> StoreFuture<()> {
+        let done = self.run::<u8>(command);
+        let changed = self.changed(subject);
+        StoreFuture::pending(async move {
+            let collapsed = done.await? == 1;
+            changed();
+            if collapsed {
+                warn_collapsed();
+            }
+            Ok(())
+        })
+    }
+
     /// What to do once a write on `subject` is done: this instance's view
     /// drops the subject at once (its feed will say so too, a moment later).
     fn changed(&self, subject: &str) -> impl FnOnce() + Send + 'static {
@@ -140,7 +156,6 @@ impl RevocationStore for RedisStore {
     }
 
     fn revoke(&self, token: &TokenRecord<'_>, horizon: NumericDate) -> StoreFuture<()> {
-        let changed = self.changed(token.subject);
         let (field, until) = match (token.session, token.jti) {
             (Some(session), _) => (format!("s:{session}"), horizon),
             (None, Some(jti)) => (format!("t:{jti}"), token.expires),
@@ -155,15 +170,7 @@ impl RevocationStore for RedisStore {
             horizon,
             [field, secs_ceil(until).to_string()],
         );
-        let done = self.run::<u8>(command);
-        StoreFuture::pending(async move {
-            let collapsed = done.await? == 1;
-            changed();
-            if collapsed {
-                warn_collapsed();
-            }
-            Ok(())
-        })
+        self.logged_write(command, token.subject)
     }
 
     fn spend_refresh(
@@ -231,16 +238,7 @@ impl RevocationStore for RedisStore {
             horizon,
             [format!("m:{}", session.id), json],
         );
-        let done = self.run::<u8>(command);
-        let changed = self.changed(subject);
-        StoreFuture::pending(async move {
-            let collapsed = done.await? == 1;
-            changed();
-            if collapsed {
-                warn_collapsed();
-            }
-            Ok(())
-        })
+        self.logged_write(command, subject)
     }
 
     fn session_refreshed(
@@ -256,13 +254,7 @@ impl RevocationStore for RedisStore {
             horizon,
             [format!("m:{id}"), at.to_string()],
         );
-        let done = self.run::<u8>(command);
-        let changed = self.changed(subject);
-        StoreFuture::pending(async move {
-            done.await?;
-            changed();
-            Ok(())
-        })
+        self.logged_write(command, subject)
     }
 
     fn sessions(&self, subject: &str) -> StoreFuture<Vec<SessionInfo>> {
