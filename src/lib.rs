@@ -63,6 +63,7 @@ pub mod introspection;
 mod issue;
 #[cfg(feature = "remote-keys")]
 mod issuer;
+mod json;
 mod keys;
 pub mod layer;
 #[cfg(feature = "mcp")]

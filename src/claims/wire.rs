@@ -11,6 +11,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Vis
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::json::{Strict, Unique};
+
 use super::{
     Audience, ClaimPath, Claims, Confirmation, Fresh, MAX_NUMERIC_DATE, NoExtra, NumericDate,
     Permissions, Seal, TokenType,
@@ -90,13 +92,18 @@ impl<'de> Deserialize<'de> for Confirmation {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Confirmation, A::Error> {
                 let mut cnf = Confirmation::default();
+                let mut others = Vec::new();
                 while let Some(name) = map.next_key::<String>()? {
                     if name == "jkt" {
                         read_once(&mut map, &mut cnf.jkt, "cnf.jkt", "a string")?;
                     } else if name == "x5t#S256" {
                         read_once(&mut map, &mut cnf.x5t_s256, "cnf.x5t#S256", "a string")?;
                     } else {
-                        map.next_value::<IgnoredAny>()?;
+                        map.next_value::<Unique>()?;
+                        if others.contains(&name) {
+                            return Err(de::Error::custom("duplicate claim 'cnf'"));
+                        }
+                        others.push(name);
                         cnf.other_methods = true;
                     }
                 }
@@ -126,51 +133,6 @@ impl<'de> Deserialize<'de> for NoExtra {
 /// everything just the same.
 pub(super) fn ignores_unknown_claims<E>() -> bool {
     std::any::type_name::<E>() == std::any::type_name::<NoExtra>()
-}
-
-/// An unknown claim's value, read through and dropped without allocating.
-/// Read the way a `serde_json::Value` is (`deserialize_any`), so exactly the
-/// same values are refused: too deeply nested (serde_json's recursion limit),
-/// numbers out of range. `IgnoredAny` would accept both.
-struct Skipped;
-
-impl<'de> Deserialize<'de> for Skipped {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct SkipVisitor;
-        impl<'de> Visitor<'de> for SkipVisitor {
-            type Value = Skipped;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_bool<Er: de::Error>(self, _: bool) -> Result<Skipped, Er> {
-                Ok(Skipped)
-            }
-            fn visit_i64<Er: de::Error>(self, _: i64) -> Result<Skipped, Er> {
-                Ok(Skipped)
-            }
-            fn visit_u64<Er: de::Error>(self, _: u64) -> Result<Skipped, Er> {
-                Ok(Skipped)
-            }
-            fn visit_f64<Er: de::Error>(self, _: f64) -> Result<Skipped, Er> {
-                Ok(Skipped)
-            }
-            fn visit_str<Er: de::Error>(self, _: &str) -> Result<Skipped, Er> {
-                Ok(Skipped)
-            }
-            fn visit_unit<Er: de::Error>(self) -> Result<Skipped, Er> {
-                Ok(Skipped)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
-                while seq.next_element::<Skipped>()?.is_some() {}
-                Ok(Skipped)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
-                while map.next_entry::<Skipped, Skipped>()?.is_some() {}
-                Ok(Skipped)
-            }
-        }
-        d.deserialize_any(SkipVisitor)
-    }
 }
 
 /// The members we know, told apart without allocating; others keep their
@@ -360,7 +322,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
                 Member::Acr => read_once(m, &mut acr, "acr", STRING)?,
                 Member::Amr => read_once(m, &mut amr, "amr", "a list of strings")?,
                 Member::Other(name) if keep_others => {
-                    let value = map.next_value::<serde_json::Value>()?;
+                    let Strict(value) = map.next_value::<Strict>()?;
                     read_paths(paths, &name, &value, &mut permissions)?;
                     if others.insert(name.into_owned(), value).is_some() {
                         return Err(de::Error::custom("duplicate claim"));
@@ -368,10 +330,10 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
                 }
                 Member::Other(name) => {
                     if paths.iter().any(|p| p.root() == name) {
-                        let value = map.next_value::<serde_json::Value>()?;
+                        let Strict(value) = map.next_value::<Strict>()?;
                         read_paths(paths, &name, &value, &mut permissions)?;
                     } else {
-                        map.next_value::<Skipped>()?;
+                        map.next_value::<Unique>()?;
                     }
                     if !skipped.get_or_insert_with(HashSet::new).insert(name) {
                         return Err(de::Error::custom("duplicate claim"));

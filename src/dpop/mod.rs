@@ -25,7 +25,6 @@ mod htu;
 mod keys;
 mod nonce;
 mod proof;
-mod unique;
 
 use keys::ProofKeys;
 pub(crate) use nonce::Nonces;

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 use super::htu;
 use super::keys::ProofKeys;
 use super::nonce::Nonces;
-use super::unique::unique_members;
 use crate::claims::NumericDate;
 use crate::error::DpopError;
+use crate::json::unique_members;
 use crate::keys::{Algorithm, Key};
 
 /// The longest proof read: an RS512 proof with a 4096-bit key fits twice over.

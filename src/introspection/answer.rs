@@ -4,12 +4,11 @@
 //! `token_type` that names an access token. What remains becomes the token's
 //! claims, read by the same reader as a JWT's payload.
 
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde::de::DeserializeSeed;
+use serde_json::Value;
 
 use crate::error::InvalidToken;
+use crate::json::StrictValue;
 
 /// What an active token's answer says, as a claims payload (`active` taken
 /// out, `iss` and `sub` filled in where the answer leaves them out).
@@ -143,98 +142,6 @@ pub(crate) fn inside_signed(payload: &[u8], iss: &str, ours: &[&str]) -> Result<
         _ => Err(Unread::Malformed(
             "the signed answer holds no token_introspection object",
         )),
-    }
-}
-
-/// A JSON value with no object member named twice, at any depth (serde_json's
-/// own `Value` silently keeps the last: a second `cnf` could hide the first).
-struct StrictValue;
-
-/// Nested deeper than this is refused (serde_json stops at 128 anyway).
-const MAX_DEPTH: usize = 32;
-
-impl<'de> DeserializeSeed<'de> for StrictValue {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(StrictVisitor { depth: 0 })
-    }
-}
-
-struct StrictVisitor {
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let depth = self.nested::<A::Error>()?;
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(StrictVisitor { depth })? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let depth = self.nested::<A::Error>()?;
-        let mut members = Map::new();
-        while let Some(name) = map.next_key::<String>()? {
-            let value = map.next_value_seed(StrictVisitor { depth })?;
-            if members.insert(name, value).is_some() {
-                return Err(de::Error::custom("a member named twice"));
-            }
-        }
-        Ok(Value::Object(members))
-    }
-}
-
-impl StrictVisitor {
-    fn nested<E: de::Error>(&self) -> Result<usize, E> {
-        (self.depth < MAX_DEPTH)
-            .then_some(self.depth + 1)
-            .ok_or_else(|| E::custom("nested too deep"))
     }
 }
 

@@ -89,8 +89,9 @@ pub(super) fn spki(der: &[u8]) -> Result<PublicDer<'_>, ConfigError> {
     let unsupported = || ConfigError::unusable_key("the public key's algorithm is not supported");
     let parsed = if oid == RSA_ENCRYPTION {
         // The parameters are NULL, or absent in some writers.
-        if !algorithm.is_empty() {
-            algorithm.read(NULL)?;
+        if !algorithm.is_empty() && !algorithm.read(NULL)?.is_empty() {
+            // DER's NULL has no content (X.690 8.8.2).
+            return Err(malformed());
         }
         rsa_public_key(key)?
     } else if oid == EC_PUBLIC_KEY {
@@ -256,7 +257,12 @@ impl<'a> Reader<'a> {
             }
             _ => return Err(malformed()),
         };
-        if self.rest.len() - header < len {
+        if self
+            .rest
+            .len()
+            .checked_sub(header)
+            .is_none_or(|room| room < len)
+        {
             return Err(malformed());
         }
         Ok((header, len))

@@ -50,7 +50,11 @@ pub(super) fn check_public(alg: Algorithm, public: &PublicDer<'_>) -> Result<(),
 fn check_rsa(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
     let n = &n[n.iter().take_while(|b| **b == 0).count()..];
     let e = &e[e.iter().take_while(|b| **b == 0).count()..];
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // Leading zeros stripped, the first byte (if any) is not zero: no
+    // underflow, even for an empty or all-zero modulus (0 bits, refused).
+    let bits = n.first().map_or(0, |first| {
+        n.len().saturating_mul(8) - first.leading_zeros() as usize
+    });
     if !(2048..=8192).contains(&bits) || n.last().is_none_or(|b| b % 2 == 0) {
         return Err(ConfigError::unusable_key(
             "the RSA key's modulus must be odd and have 2048 to 8192 bits",

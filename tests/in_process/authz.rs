@@ -170,6 +170,58 @@ async fn a_wrongly_typed_permission_claim_refuses_the_token() {
     assert!(AuthX::new(config).is_err());
 }
 
+/// Issue 38, finding 10: a member named twice inside an object (Keycloak's
+/// `roles` twice in `realm_access`) was taken last-wins and opened `/staff`;
+/// another verifier may read the first. Refused at every depth, whether the
+/// claim is read for permissions, kept as the caller's own claims, or only
+/// skipped.
+#[tokio::test]
+async fn a_member_named_twice_at_any_depth_refuses_the_token() {
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Own {
+        profile: Option<Value>,
+    }
+    let now = support::now();
+    let staff = Requirement::access().all_roles(["staff"]);
+    for (why, inner) in [
+        (
+            "roles twice in realm_access",
+            r#""realm_access":{"roles":["user"],"roles":["staff"]}"#,
+        ),
+        (
+            "twice deep in an unknown claim",
+            r#""realm_access":{"roles":["staff"]},"profile":{"a":[{"b":1,"b":2}]}"#,
+        ),
+        (
+            "twice inside cnf",
+            r#""realm_access":{"roles":["staff"]},"cnf":{"x5u":"a","x5u":"b"}"#,
+        ),
+    ] {
+        let token = support::forge(
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"sub":"u","exp":{},{inner}}}"#, now + 600),
+            SECRET,
+        );
+        let authx = authx_for(&json!({}), Idp::keycloak("my-app"));
+        let error = authx.verify::<NoExtra>(&token, &staff).await.unwrap_err();
+        assert_eq!(error.kind(), "bad_claims", "{why}: {error}");
+        let error = authx.verify::<Own>(&token, &staff).await.unwrap_err();
+        assert_eq!(error.kind(), "bad_claims", "{why} (own claims): {error}");
+    }
+    // The same claims, each named once, open the route.
+    let token = support::forge(
+        r#"{"alg":"HS256"}"#,
+        &format!(
+            r#"{{"sub":"u","exp":{},"realm_access":{{"roles":["staff"]}},"profile":{{"a":[{{"b":1}},{{"b":1}}]}}}}"#,
+            now + 600
+        ),
+        SECRET,
+    );
+    let authx = authx_for(&json!({}), Idp::keycloak("my-app"));
+    assert!(authx.verify::<Own>(&token, &staff).await.is_ok());
+}
+
 async fn status_and_challenge(
     guard: RequireAuthLayer,
     token: Option<&str>,

@@ -985,3 +985,29 @@ async fn a_dpop_credential_where_dpop_is_off_is_told_so() {
         assert_eq!(body["detail"], detail.as_str());
     }
 }
+
+/// Issue 38, finding 1: an RSA proof key whose modulus is empty or zero
+/// once panicked the key check (a subtraction under zero) at a login that
+/// reads proofs; it is a refusal like any unusable key.
+#[tokio::test]
+async fn an_empty_or_zero_rsa_modulus_in_a_login_proof_is_refused_not_a_panic() {
+    let authx = authx();
+    let key = ProofKey::rs256();
+    for n in ["", "AA", "AAAA", "AAAAAA"] {
+        let mut jwk = key.jwk.clone();
+        jwk["n"] = json!(n);
+        let proof = key.sign(
+            &json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk}),
+            &claims("POST", "https://api.example.com/login", None),
+        );
+        let request = Request::post("/login")
+            .header("dpop", proof)
+            .body(())
+            .unwrap();
+        let refused = authx.dpop_key(RequestHead::of(&request)).await.unwrap_err();
+        assert!(
+            matches!(refused, AuthError::Dpop(_)),
+            "n = {n:?}: {refused}"
+        );
+    }
+}

@@ -722,3 +722,40 @@ async fn from_issuers_refuses_settings_it_would_drop_and_issuers_that_shadow_eac
         .is_ok()
     );
 }
+
+/// Issue 38, finding 1: an RSA modulus that is empty or zero (as a JWK, or
+/// as the DER INTEGER 0 of an `RSA PUBLIC KEY`) is refused, never a panic;
+/// a DER `NULL` with content is not DER.
+#[test]
+fn empty_and_zero_rsa_moduli_and_a_null_with_content_are_refused() {
+    for n in ["", "AA", "AAAA"] {
+        let jwk = format!(r#"{{"kty":"RSA","n":"{n}","e":"AQAB"}}"#);
+        assert!(Key::verifying_jwk(Algorithm::RS256, &jwk).is_err(), "{n:?}");
+    }
+    let zero_modulus = [0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x03];
+    let pem = format!(
+        "-----BEGIN RSA PUBLIC KEY-----\n{}\n-----END RSA PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(zero_modulus)
+    );
+    assert!(Key::verifying_pem(Algorithm::RS256, pem.as_bytes()).is_err());
+    // A sound SubjectPublicKeyInfo loads; the same with `05 01 00` for its
+    // parameters' NULL does not.
+    let good = std::fs::read(key_fixture("rsa_public.pem")).unwrap();
+    let good = String::from_utf8(good).unwrap();
+    let body: String = good.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    assert!(Key::verifying_der(Algorithm::RS256, &der).is_ok());
+    let null_at = der
+        .windows(2)
+        .position(|w| w == [0x05, 0x00])
+        .expect("the rsaEncryption NULL");
+    let mut bad = der[..null_at].to_vec();
+    bad.extend_from_slice(&[0x05, 0x01, 0x00]);
+    bad.extend_from_slice(&der[null_at + 2..]);
+    // The lengths of the SEQUENCEs around it grow by one.
+    bad[3] += 1; // SEQUENCE (82 01 22 -> 82 01 23): the outer length's low byte
+    bad[5] += 1; // the AlgorithmIdentifier's short length
+    assert!(Key::verifying_der(Algorithm::RS256, &bad).is_err());
+}
