@@ -27,18 +27,28 @@ pub(crate) fn unique_members(json: &[u8]) -> bool {
 }
 
 /// Any JSON value, read through and dropped without keeping it, whose
-/// objects name each member once. Read the way a `serde_json::Value` is
-/// (`deserialize_any`), so the same values are refused: numbers out of
-/// range, nesting past serde_json's limit. (`IgnoredAny` accepts both.)
+/// objects name each member once. Refused exactly where a [`StrictValue`]
+/// would be: numbers out of range, nesting past [`MAX_DEPTH`] (`IgnoredAny`
+/// accepts both), so a claim skipped and a claim kept get one verdict.
 pub(crate) struct Unique;
 
 impl<'de> serde::Deserialize<'de> for Unique {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Unique, D::Error> {
-        d.deserialize_any(UniqueVisitor)
+        d.deserialize_any(UniqueVisitor { depth: 0 })
     }
 }
 
-struct UniqueVisitor;
+struct UniqueVisitor {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Unique, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
 impl<'de> Visitor<'de> for UniqueVisitor {
     type Value = Unique;
@@ -48,16 +58,18 @@ impl<'de> Visitor<'de> for UniqueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let depth = nested::<A::Error>(self.depth)?;
         let mut names = Names::default();
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
             names.insert(name)?;
-            map.next_value::<Unique>()?;
+            map.next_value_seed(UniqueVisitor { depth })?;
         }
         Ok(Unique)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
-        while seq.next_element::<Unique>()?.is_some() {}
+        let depth = nested::<A::Error>(self.depth)?;
+        while seq.next_element_seed(UniqueVisitor { depth })?.is_some() {}
         Ok(Unique)
     }
 
@@ -79,6 +91,13 @@ impl<'de> Visitor<'de> for UniqueVisitor {
     fn visit_unit<E>(self) -> Result<Unique, E> {
         Ok(Unique)
     }
+}
+
+/// The depth inside one more array or object, if that is allowed.
+fn nested<E: de::Error>(depth: usize) -> Result<usize, E> {
+    (depth < MAX_DEPTH)
+        .then_some(depth + 1)
+        .ok_or_else(|| E::custom("nested too deep"))
 }
 
 /// A member name, borrowed from the input unless it has escapes (serde's
@@ -204,7 +223,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let depth = self.nested::<A::Error>()?;
+        let depth = nested::<A::Error>(self.depth)?;
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(StrictVisitor { depth })? {
             items.push(item);
@@ -213,7 +232,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let depth = self.nested::<A::Error>()?;
+        let depth = nested::<A::Error>(self.depth)?;
         let mut members = Map::new();
         while let Some(name) = map.next_key::<String>()? {
             let value = map.next_value_seed(StrictVisitor { depth })?;
@@ -222,14 +241,6 @@ impl<'de> Visitor<'de> for StrictVisitor {
             }
         }
         Ok(Value::Object(members))
-    }
-}
-
-impl StrictVisitor {
-    fn nested<E: de::Error>(&self) -> Result<usize, E> {
-        (self.depth < MAX_DEPTH)
-            .then_some(self.depth + 1)
-            .ok_or_else(|| E::custom("nested too deep"))
     }
 }
 

@@ -396,14 +396,21 @@ mod tests {
             "[".repeat(200),
             "]".repeat(200)
         );
+        // Nesting is bounded at 32 (src/json.rs), kept or skipped alike.
         let shallow = format!(
             r#"{{"sub":"a","exp":1,"x":{}{}}}"#,
-            "[".repeat(100),
-            "]".repeat(100)
+            "[".repeat(30),
+            "]".repeat(30)
+        );
+        let past_the_bound = format!(
+            r#"{{"sub":"a","exp":1,"x":{}{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
         );
         for payload in [
             deep.as_str(),
             shallow.as_str(),
+            past_the_bound.as_str(),
             r#"{"sub":"a","exp":1,"x":1e400}"#,
             r#"{"sub":"a","exp":1,"x":-1e400}"#,
             r#"{"sub":"a","exp":1,"x":123456789012345678901234567890}"#,
@@ -419,6 +426,7 @@ mod tests {
             );
         }
         assert!(serde_json::from_str::<Claims>(&deep).is_err());
+        assert!(serde_json::from_str::<Claims>(&past_the_bound).is_err());
         assert!(serde_json::from_str::<Claims>(&shallow).is_ok());
         // Known claims written with escapes are still known.
         let escaped: Claims = serde_json::from_str(r#"{"s\u0075b":"a","exp":1}"#).unwrap();
