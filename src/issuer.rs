@@ -34,6 +34,8 @@ pub struct Issuer {
     /// The discovery document's `introspection_endpoint`.
     pub(crate) introspection_endpoint: Option<String>,
     pub(crate) introspection: Option<Introspection>,
+    /// Its granted `ns:*` scopes are AuthX wildcards (an explicit opt-in).
+    pub(crate) scope_wildcards: bool,
 }
 
 impl Issuer {
@@ -50,6 +52,7 @@ impl Issuer {
             permissions: None,
             introspection_endpoint: None,
             introspection: None,
+            scope_wildcards: false,
         }
     }
 
@@ -147,6 +150,18 @@ impl Issuer {
     #[must_use]
     pub fn introspection(mut self, introspection: Introspection) -> Self {
         self.introspection = Some(introspection);
+        self
+    }
+
+    /// Reads its granted scopes that end in `:*` as AuthX's wildcards
+    /// (`orders:*` covers `orders:write`), in every scope claim it writes.
+    /// Off by default: an identity provider's scope is an opaque string
+    /// that it, or a user's consent, may grant under any name, so another
+    /// issuer's scopes are matched exactly unless you say that this one
+    /// namespaces them AuthX's way (another AuthX service, say).
+    #[must_use]
+    pub fn scope_wildcards(mut self) -> Self {
+        self.scope_wildcards = true;
         self
     }
 

@@ -100,21 +100,48 @@ pub struct Claims<E = NoExtra> {
     pub(crate) verified_by: Seal,
 }
 
-/// The mark of the `AuthX` that verified a claim set. Private: only this
-/// crate's verification sets it. Two claim sets that say the same are equal
-/// whoever verified them.
+/// Where a granted scope ending in `:*` covers its namespace (AuthX's
+/// wildcard). Elsewhere a scope is an opaque string that an identity
+/// provider, or a user's consent, may grant under any name, matched exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Wildcards {
+    /// Nowhere: every scope is matched exactly.
+    #[default]
+    None,
+    /// In AuthX's own `scopes` claim (tokens of our own keys).
+    AuthxScopes,
+    /// In every scope claim (an issuer whose operator opted in by name).
+    Every,
+}
+
+/// The mark of the `AuthX` that verified a claim set, and how its issuer's
+/// scopes read. Private: only this crate's verification sets it. Two claim
+/// sets that say the same are equal whoever verified them.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Seal(Option<u64>);
+pub(crate) struct Seal {
+    by: Option<u64>,
+    /// Where a granted `ns:*` is AuthX's wildcard, as the verifier's issuer
+    /// says (exact matching for claims read any other way).
+    pub(crate) wildcards: Wildcards,
+}
 
 impl Seal {
     /// Claims verified by the `AuthX` whose pipeline is `id`.
     pub(crate) const fn of(id: u64) -> Seal {
-        Seal(Some(id))
+        Seal {
+            by: Some(id),
+            wildcards: Wildcards::None,
+        }
+    }
+
+    /// The same mark, for an issuer whose scopes read `wildcards`' way.
+    pub(crate) const fn reading(self, wildcards: Wildcards) -> Seal {
+        Seal { wildcards, ..self }
     }
 
     /// Whether the `AuthX` whose pipeline is `id` verified them.
     pub(crate) fn is(self, id: u64) -> bool {
-        self.0 == Some(id)
+        self.by == Some(id)
     }
 }
 
@@ -139,9 +166,12 @@ impl<E> Claims<E> {
         }
     }
 
-    /// Whether the token carries every scope in `required`. A granted scope ending in
+    /// Whether the token carries every scope in `required`. In AuthX's own
+    /// `scopes` claim of a token our keys verified, a granted scope ending in
     /// `:*` grants its namespace and everything below it (AuthX's wildcard:
-    /// `admin:*` grants `admin` and `admin:users:read`).
+    /// `admin:*` grants `admin` and `admin:users:read`); other issuers'
+    /// scopes are matched exactly unless their
+    /// [`Issuer::scope_wildcards`](crate::Issuer::scope_wildcards) says otherwise.
     pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
         required.iter().all(|r| self.has_scope(r.as_ref()))
     }
@@ -163,6 +193,7 @@ impl<E> Claims<E> {
             scopes: self.scopes.as_deref(),
             scope: self.scope.as_deref(),
             scp: self.scp.as_deref(),
+            wildcards: self.verified_by.wildcards,
         }
     }
 
@@ -179,6 +210,7 @@ pub(crate) struct ScopeClaims<'a> {
     scopes: Option<&'a [String]>,
     scope: Option<&'a str>,
     scp: Option<&'a [String]>,
+    wildcards: Wildcards,
 }
 
 impl<'a> ScopeClaims<'a> {
@@ -190,9 +222,23 @@ impl<'a> ScopeClaims<'a> {
         scopes.chain(scope).chain(scp)
     }
 
-    /// Whether they grant `required`, directly or through a wildcard.
+    /// Whether they grant `required`, directly or through a wildcard where
+    /// their issuer's wildcards apply.
     pub(crate) fn covers(self, required: &str) -> bool {
-        self.iter().any(|granted| scope_covers(granted, required))
+        let mut authx = self.scopes.into_iter().flatten().map(String::as_str);
+        let mut oauth = (ScopeClaims {
+            scopes: None,
+            ..self
+        })
+        .iter();
+        match self.wildcards {
+            Wildcards::None => self.iter().any(|granted| granted == required),
+            Wildcards::AuthxScopes => {
+                authx.any(|granted| scope_covers(granted, required))
+                    || oauth.any(|granted| granted == required)
+            }
+            Wildcards::Every => self.iter().any(|granted| scope_covers(granted, required)),
+        }
     }
 }
 
@@ -493,11 +539,25 @@ mod tests {
 
     #[test]
     fn wildcard_scopes_grant_what_is_below_them() {
-        let c = parse(r#"{"sub":"a","exp":1,"scopes":["admin:*","read"]}"#).unwrap();
+        let mut c = parse(r#"{"sub":"a","exp":1,"scopes":["admin:*","read"]}"#).unwrap();
+        // Read without a verifier: nothing says these are AuthX's wildcards.
+        assert!(!c.has_scope("admin:users:read"));
+        assert!(c.has_scope("admin:*"));
+        c.verified_by.wildcards = Wildcards::AuthxScopes;
         assert!(c.has_scopes(&["admin:users:read", "read"]));
         assert!(c.has_scope("admin"));
         assert!(!c.has_scope("admins"));
         assert!(!c.has_scope("write"));
+        // A third party's `scope` and `scp` are opaque strings, matched
+        // exactly, unless its issuer opted in.
+        let mut c =
+            parse(r#"{"sub":"a","exp":1,"scope":"orders:* read","scp":["mail:*"]}"#).unwrap();
+        c.verified_by.wildcards = Wildcards::AuthxScopes;
+        assert!(!c.has_scope("orders:write"));
+        assert!(!c.has_scope("mail:send"));
+        assert!(c.has_scopes(&["orders:*", "read", "mail:*"]));
+        c.verified_by.wildcards = Wildcards::Every;
+        assert!(c.has_scopes(&["orders:write", "mail:send"]));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::claims::{Claims, Idp, NumericDate, Seal, is_known_claim};
+use crate::claims::{Claims, Idp, NumericDate, Seal, Wildcards, is_known_claim};
 use crate::config::AuthXConfig;
 use crate::error::{AuthError, ConfigError, InvalidToken};
 #[cfg(feature = "remote-keys")]
@@ -437,19 +437,23 @@ impl Trust {
     /// claims marked with `seal`. Takes the issuers and remote keys out of
     /// `config`.
     pub(crate) fn from_config(config: &mut AuthXConfig, seal: Seal) -> Result<Trust, ConfigError> {
-        let verifier =
-            |issuer: Option<String>, audience: Vec<String>, leeway, idp: &Option<Idp>| {
-                Verifier::new(
-                    seal,
-                    leeway,
-                    issuer,
-                    audience,
-                    config.max_token_len,
-                    config.max_token_lifetime,
-                    config.verified_cache.filter(|c| *c > 0),
-                )
-                .reading_permissions(idp.as_ref().map_or(&[][..], Idp::paths))
-            };
+        let verifier = |issuer: Option<String>,
+                        audience: Vec<String>,
+                        leeway,
+                        idp: &Option<Idp>,
+                        wildcards: Wildcards| {
+            Verifier::new(
+                seal,
+                leeway,
+                issuer,
+                audience,
+                config.max_token_len,
+                config.max_token_lifetime,
+                config.verified_cache.filter(|c| *c > 0),
+            )
+            .reading_permissions(idp.as_ref().map_or(&[][..], Idp::paths))
+            .scope_wildcards(wildcards)
+        };
         check_paths(config.permissions.as_ref())?;
         #[cfg(feature = "remote-keys")]
         if config.by_issuers {
@@ -463,7 +467,15 @@ impl Trust {
                         // An issuer's own Idp, else the configuration's.
                         let idp = issuer.permissions.or_else(|| config.permissions.clone());
                         let audience = issuer.audience.clone();
-                        let rules = verifier(Some(issuer.iss.clone()), audience, leeway, &idp);
+                        // Another issuer's scopes are opaque strings unless
+                        // its operator says they are namespaced AuthX's way.
+                        let wildcards = if issuer.scope_wildcards {
+                            Wildcards::Every
+                        } else {
+                            Wildcards::None
+                        };
+                        let rules =
+                            verifier(Some(issuer.iss.clone()), audience, leeway, &idp, wildcards);
                         let introspection = issuer
                             .introspection
                             .map(|introspection| {
@@ -493,12 +505,17 @@ impl Trust {
         let remote = config.remote.take();
         #[cfg(not(feature = "remote-keys"))]
         let remote: Option<std::convert::Infallible> = None;
-        let keys = match remote {
+        // Our own keys sign AuthX's `scopes` with its wildcards; a JWKS's
+        // issuer is another party, whose scopes are matched exactly.
+        let (keys, wildcards) = match remote {
             #[cfg(feature = "remote-keys")]
-            Some(remote) => KeySource::Remote(remote),
+            Some(remote) => (KeySource::Remote(remote), Wildcards::None),
             #[cfg(not(feature = "remote-keys"))]
             Some(never) => match never {},
-            None => KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
+            None => (
+                KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
+                Wildcards::AuthxScopes,
+            ),
         };
         Ok(Trust::One(Trusted {
             keys,
@@ -509,6 +526,7 @@ impl Trust {
                 config.audience.clone(),
                 config.leeway,
                 &config.permissions,
+                wildcards,
             ),
             #[cfg(feature = "metrics")]
             label: metrics::SharedString::const_str(""),

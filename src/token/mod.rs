@@ -14,7 +14,7 @@ pub(crate) mod header;
 mod sign;
 
 use crate::base64url;
-use crate::claims::{ClaimPath, Claims, ClaimsSeed, NumericDate, Seal};
+use crate::claims::{ClaimPath, Claims, ClaimsSeed, NumericDate, Seal, Wildcards};
 use crate::error::InvalidToken;
 use crate::keys::Key;
 use cache::VerifiedCache;
@@ -159,6 +159,12 @@ impl Verifier {
             cache: cache_capacity.map(VerifiedCache::new),
             permissions: Box::new([]),
         }
+    }
+
+    /// Reads granted `ns:*` scopes as wildcards where `wildcards` says.
+    pub(crate) fn scope_wildcards(mut self, wildcards: Wildcards) -> Self {
+        self.seal = self.seal.reading(wildcards);
+        self
     }
 
     /// The longest token it takes.

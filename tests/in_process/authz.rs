@@ -481,3 +481,25 @@ async fn rules_that_read_stronger_than_they_are_are_refused() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// Issue 38, finding 5: with our own keys, `ns:*` is a wildcard in AuthX's
+/// `scopes` claim only; the same text in OAuth's `scope` or `scp` is a scope
+/// name like any other, matched exactly.
+#[tokio::test]
+async fn wildcards_apply_to_authx_scopes_only() {
+    let authx = authx_for(&json!({}), Idp::authx());
+    let write = Requirement::access().all_scopes(["orders:write"]);
+    for (claim, granted) in [
+        ("scopes", json!(["orders:*"])),
+        ("scope", json!("orders:*")),
+        ("scp", json!(["orders:*"])),
+    ] {
+        let token = sign(json!({"sub": "u", claim: granted}));
+        let verdict = authx.verify::<NoExtra>(&token, &write).await;
+        if claim == "scopes" {
+            assert!(verdict.is_ok(), "{claim}: {verdict:?}");
+        } else {
+            assert_eq!(verdict.unwrap_err().kind(), "insufficient_scope", "{claim}");
+        }
+    }
+}

@@ -23,7 +23,7 @@ use support::{now, private_key};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::{
     Algorithm, AuthError, AuthX, AuthXConfig, Claims, ClientAuth, IntrospectedTokens,
-    Introspection, InvalidToken, Issuer, RemoteJwks, RequireAuthLayer, RequireScopesLayer,
+    Introspection, InvalidToken, Issuer, NoExtra, RemoteJwks, RequireAuthLayer, RequireScopesLayer,
     Requirement,
 };
 
@@ -839,4 +839,35 @@ async fn signed_answers_are_taken_only_signed_by_the_issuer_for_us() {
         let (code, detail, _) = guarded(&authx, "opaque-alice").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{what}: {detail}");
     }
+}
+
+/// Issue 38, finding 5: AuthX's wildcards belong to AuthX's own `scopes`.
+/// Another issuer's `orders:*` is an opaque scope name (a user's consent may
+/// grant it under any name): it covers `orders:write` only for an issuer
+/// whose operator opted in by name.
+#[tokio::test]
+async fn another_issuers_wildcard_scope_is_an_opaque_name_unless_it_opts_in() {
+    let server = server().await;
+    server.answer(|_| {
+        let mut answer = active();
+        answer["scope"] = json!("orders:* read");
+        json_answer(answer)
+    });
+    let write = Requirement::access().all_scopes(["orders:write"]);
+    let authx = server.authx(server.introspection());
+    let refused = authx.verify::<NoExtra>("opaque-alice", &write).await;
+    assert_eq!(refused.unwrap_err().kind(), "insufficient_scope");
+    let read = Requirement::access().all_scopes(["read"]);
+    assert!(authx.verify::<NoExtra>("opaque-alice", &read).await.is_ok());
+
+    let opted_in = AuthX::new(AuthXConfig::from_issuers([server
+        .issuer(server.introspection())
+        .scope_wildcards()]))
+    .unwrap();
+    assert!(
+        opted_in
+            .verify::<NoExtra>("opaque-alice", &write)
+            .await
+            .is_ok()
+    );
 }
