@@ -51,6 +51,7 @@ pub struct AuthXConfig {
     pub(crate) resource: Option<crate::resource::ProtectedResource>,
     pub(crate) permissions: Option<crate::claims::Idp>,
     pub(crate) client_cert_header: bool,
+    pub(crate) require_at_jwt: bool,
     #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
     #[cfg(feature = "remote-keys")]
@@ -99,6 +100,7 @@ impl AuthXConfig {
             resource: None,
             permissions: None,
             client_cert_header: false,
+            require_at_jwt: false,
             #[cfg(feature = "remote-keys")]
             remote: None,
             #[cfg(feature = "remote-keys")]
@@ -148,6 +150,17 @@ impl AuthXConfig {
     #[must_use]
     pub fn danger_accept_any_issuer(mut self) -> Self {
         self.any_issuer = true;
+        self
+    }
+
+    /// Takes only tokens whose header says `typ: at+jwt` (RFC 9068 2.1), for
+    /// an issuer that types its access tokens (see
+    /// [`Issuer::require_at_jwt`](crate::Issuer::require_at_jwt), its
+    /// equivalent with [`from_issuers`](Self::from_issuers)). AuthX and
+    /// flask-jwt-extended write `typ: JWT`: leave it off for them.
+    #[must_use]
+    pub fn require_at_jwt(mut self) -> Self {
+        self.require_at_jwt = true;
         self
     }
 
@@ -445,7 +458,8 @@ impl fmt::Debug for AuthXConfig {
             .field("dpop", &self.dpop)
             .field("resource", &self.resource)
             .field("permissions", &self.permissions)
-            .field("client_cert_header", &self.client_cert_header);
+            .field("client_cert_header", &self.client_cert_header)
+            .field("require_at_jwt", &self.require_at_jwt);
         #[cfg(feature = "remote-keys")]
         f.field("remote", &self.remote)
             .field("issuers", &self.issuers)

@@ -185,7 +185,7 @@ impl PairBuilder<'_> {
 }
 
 /// Claims that callers' own claims may not overwrite.
-const RESERVED: [&str; 18] = [
+const RESERVED: [&str; 25] = [
     "sub",
     "jti",
     "type",
@@ -204,6 +204,14 @@ const RESERVED: [&str; 18] = [
     "cnf",
     "acr",
     "amr",
+    // What marks another kind of token: refused by every verifier.
+    "nonce",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "events",
+    "typ",
+    "token_use",
 ];
 
 /// A token being issued. Defaults follow AuthX: a UUID v4 `jti` and `csrf`, `iat`

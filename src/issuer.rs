@@ -36,6 +36,8 @@ pub struct Issuer {
     pub(crate) introspection: Option<Introspection>,
     /// Its granted `ns:*` scopes are AuthX wildcards (an explicit opt-in).
     pub(crate) scope_wildcards: bool,
+    /// Its access tokens must be typed `at+jwt` in their header.
+    pub(crate) require_at_jwt: bool,
 }
 
 impl Issuer {
@@ -53,6 +55,7 @@ impl Issuer {
             introspection_endpoint: None,
             introspection: None,
             scope_wildcards: false,
+            require_at_jwt: false,
         }
     }
 
@@ -162,6 +165,20 @@ impl Issuer {
     #[must_use]
     pub fn scope_wildcards(mut self) -> Self {
         self.scope_wildcards = true;
+        self
+    }
+
+    /// Takes only its tokens whose header says `typ: at+jwt` (RFC 9068 2.1).
+    /// Set it for an issuer that types its access tokens (panva's
+    /// oidc-provider, Auth0's RFC 9068 token profile, Duende IdentityServer,
+    /// Spring Authorization Server...): an ID token or any other JWT it
+    /// signs is then refused by its header, whatever its claims say. (ID
+    /// tokens are refused by their claims in any case: `nonce`, `at_hash`,
+    /// `c_hash`, `token_use: id`, Keycloak's `typ: ID`, an `aud` that is its
+    /// `azp` alone.)
+    #[must_use]
+    pub fn require_at_jwt(mut self) -> Self {
+        self.require_at_jwt = true;
         self
     }
 

@@ -156,6 +156,11 @@ enum Member<'de> {
     Cnf,
     Acr,
     Amr,
+    /// Claims that say what kind of token this is (see [`TokenKind`]).
+    Nonce,
+    IdTokenOnly(&'static str),
+    Typ,
+    TokenUse,
     Other(Cow<'de, str>),
 }
 
@@ -180,6 +185,15 @@ impl<'de> Member<'de> {
             "cnf" => Member::Cnf,
             "acr" => Member::Acr,
             "amr" => Member::Amr,
+            "nonce" => Member::Nonce,
+            "at_hash" => Member::IdTokenOnly("at_hash"),
+            "c_hash" => Member::IdTokenOnly("c_hash"),
+            "s_hash" => Member::IdTokenOnly("s_hash"),
+            // A back-channel logout token (OpenID Connect) or any other
+            // Security Event Token (RFC 8417).
+            "events" => Member::IdTokenOnly("events"),
+            "typ" => Member::Typ,
+            "token_use" => Member::TokenUse,
             _ => Member::Other(name),
         }
     }
@@ -216,6 +230,67 @@ fn read_paths<Er: de::Error>(
         path.collect(value, into).map_err(Er::custom)?;
     }
     Ok(())
+}
+
+/// What a claim set says of its own kind, read to refuse tokens that are
+/// not access tokens: an OpenID Connect ID token whose `aud` happens to be
+/// ours (a client that is also the API), a logout token, a Keycloak or
+/// Cognito ID or refresh token. Nothing here makes a token an access token
+/// by itself; these only tell an ID token apart.
+#[derive(Default)]
+struct TokenKind {
+    /// A claim only ID tokens (or Security Event Tokens) carry.
+    id_only: Option<&'static str>,
+    nonce: bool,
+    /// Keycloak's `typ` claim (`Bearer`, `DPoP`, `ID`, `Refresh`, `Logout`...).
+    typ: Option<String>,
+    /// Cognito's `token_use` (`access` or `id`).
+    token_use: Option<String>,
+    /// `azp`, the party the token was issued to, when it is a string.
+    azp: Option<String>,
+}
+
+impl TokenKind {
+    /// Why claims that say these things are not an access token's, if so.
+    fn refusal(&self, aud: Option<&Audience>, scoped: bool) -> Option<String> {
+        let no = |why: String| Some(format!("not an access token: {why}"));
+        if let Some(claim) = self.id_only {
+            return no(format!("'{claim}' marks an ID token or a logout token"));
+        }
+        let access_typ = self.typ.as_deref().map(|typ| {
+            ["Bearer", "DPoP"]
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(typ))
+        });
+        if access_typ == Some(false) {
+            return no("its 'typ' claim names another kind of token".into());
+        }
+        if self
+            .token_use
+            .as_deref()
+            .is_some_and(|use_| use_ != "access")
+        {
+            return no("its 'token_use' is not 'access'".into());
+        }
+        // Keycloak before 25 copied the request's nonce into its access
+        // tokens, whose `typ` claim then says Bearer.
+        if self.nonce && access_typ != Some(true) {
+            return no("'nonce' marks an ID token".into());
+        }
+        // An ID token is addressed to the client it was issued to: `aud` is
+        // `azp` alone, and it grants no scope. Access tokens say their kind
+        // or carry scopes.
+        let positive = access_typ == Some(true) || self.token_use.is_some() || scoped;
+        let to_azp_alone = match (aud, &self.azp) {
+            (Some(Audience::One(aud)), Some(azp)) => aud == azp,
+            (Some(Audience::Many(aud)), Some(azp)) => aud.len() == 1 && aud[0] == *azp,
+            _ => false,
+        };
+        if to_azp_alone && !positive {
+            return no("addressed to its 'azp' alone, as an ID token is".into());
+        }
+        None
+    }
 }
 
 /// Reads a claim's value once; a second occurrence or a wrongly typed value is
@@ -293,6 +368,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
         let (mut scopes, mut auth_time, mut family, mut cnf) = (None, None, None, None);
         let (mut scope, mut scp) = (None::<String>, None::<Audience>);
         let (mut acr, mut amr) = (None, None);
+        let mut kind = TokenKind::default();
         let paths = self.0.paths;
         let mut permissions = Vec::new();
         let mut others = serde_json::Map::new();
@@ -321,10 +397,33 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
                 Member::Cnf => read_once(m, &mut cnf, "cnf", "a confirmation object")?,
                 Member::Acr => read_once(m, &mut acr, "acr", STRING)?,
                 Member::Amr => read_once(m, &mut amr, "amr", "a list of strings")?,
+                Member::Nonce => {
+                    let mut nonce = None::<Unique>;
+                    read_once(m, &mut nonce, "nonce", "a JSON value")?;
+                    kind.nonce = true;
+                }
+                Member::IdTokenOnly(claim) => {
+                    let mut seen = None::<Unique>;
+                    read_once(m, &mut seen, claim, "a JSON value")?;
+                    kind.id_only.get_or_insert(claim);
+                }
+                Member::Typ => read_once(m, &mut kind.typ, "typ", STRING)?,
+                Member::TokenUse => read_once(m, &mut kind.token_use, "token_use", STRING)?,
                 Member::Other(name) if keep_others => {
                     let Strict(value) = map.next_value::<Strict>()?;
+                    if name == "azp" {
+                        kind.azp = value.as_str().map(str::to_owned);
+                    }
                     read_paths(paths, &name, &value, &mut permissions)?;
                     if others.insert(name.into_owned(), value).is_some() {
+                        return Err(de::Error::custom("duplicate claim"));
+                    }
+                }
+                Member::Other(name) if name == "azp" => {
+                    let Strict(value) = map.next_value::<Strict>()?;
+                    read_paths(paths, &name, &value, &mut permissions)?;
+                    kind.azp = value.as_str().map(str::to_owned);
+                    if !skipped.get_or_insert_with(HashSet::new).insert(name) {
                         return Err(de::Error::custom("duplicate claim"));
                     }
                 }
@@ -340,6 +439,10 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
                     }
                 }
             }
+        }
+        let scoped = scopes.is_some() || scope.is_some() || scp.is_some();
+        if let Some(refusal) = kind.refusal(aud.as_ref(), scoped) {
+            return Err(de::Error::custom(refusal));
         }
         let extra = E::deserialize(serde_json::Value::Object(others)).map_err(|_| {
             de::Error::custom("the token's own claims do not have the expected types")

@@ -475,7 +475,8 @@ impl Trust {
                             Wildcards::None
                         };
                         let rules =
-                            verifier(Some(issuer.iss.clone()), audience, leeway, &idp, wildcards);
+                            verifier(Some(issuer.iss.clone()), audience, leeway, &idp, wildcards)
+                                .requiring_at_jwt(issuer.require_at_jwt);
                         let introspection = issuer
                             .introspection
                             .map(|introspection| {
@@ -527,7 +528,8 @@ impl Trust {
                 config.leeway,
                 &config.permissions,
                 wildcards,
-            ),
+            )
+            .requiring_at_jwt(config.require_at_jwt),
             #[cfg(feature = "metrics")]
             label: metrics::SharedString::const_str(""),
         }))

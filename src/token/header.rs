@@ -23,6 +23,8 @@ pub(crate) struct JoseHeader<'a> {
     pub(crate) alg: Cow<'a, str>,
     /// Names one of the keys we hold; never used to load a key.
     pub(crate) kid: Option<Cow<'a, str>>,
+    /// `typ` says `at+jwt` (RFC 9068 2.1): an access token, typed explicitly.
+    pub(crate) access_typed: bool,
 }
 
 impl JoseHeader<'_> {
@@ -32,6 +34,7 @@ impl JoseHeader<'_> {
         JoseHeader {
             alg: Cow::Owned(self.alg.into_owned()),
             kid: self.kid.map(|kid| Cow::Owned(kid.into_owned())),
+            access_typed: self.access_typed,
         }
     }
 }
@@ -102,6 +105,7 @@ pub(crate) fn read<'b>(
         return Ok(JoseHeader {
             alg: Cow::Borrowed(alg),
             kid: None,
+            access_typed: false,
         });
     }
     read_as(segment, buffer, Typ::Jwt)
@@ -159,9 +163,15 @@ fn validated<'a>(members: Members<'a>, typ: Typ<'_>) -> Result<JoseHeader<'a>, I
     if !Algorithm::ALL.iter().any(|alg| alg.as_str() == members.alg) {
         return Err(InvalidToken::Algorithm);
     }
+    let access_typed = members.typ.as_ref().is_some_and(|t| {
+        let typ = t.0.as_ref();
+        let typ = typ.strip_prefix("application/").unwrap_or(typ);
+        typ.eq_ignore_ascii_case("at+jwt")
+    });
     Ok(JoseHeader {
         alg: members.alg,
         kid: members.kid.map(|kid| kid.0),
+        access_typed,
     })
 }
 

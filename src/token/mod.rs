@@ -137,6 +137,8 @@ pub(crate) struct Verifier {
     cache: Option<VerifiedCache>,
     /// Where the permission set is read from (the issuer's `Idp`).
     permissions: Box<[ClaimPath]>,
+    /// Only tokens whose header's `typ` is `at+jwt` (RFC 9068).
+    require_at_jwt: bool,
 }
 
 impl Verifier {
@@ -158,7 +160,15 @@ impl Verifier {
             max_lifetime: max_lifetime.map(|d| d.as_secs_f64()),
             cache: cache_capacity.map(VerifiedCache::new),
             permissions: Box::new([]),
+            require_at_jwt: false,
         }
+    }
+
+    /// Takes only tokens typed `at+jwt` in their header (RFC 9068 2.1), for
+    /// an issuer that types its access tokens: an ID token never is.
+    pub(crate) fn requiring_at_jwt(mut self, require: bool) -> Self {
+        self.require_at_jwt = require;
+        self
     }
 
     /// Reads granted `ns:*` scopes as wildcards where `wildcards` says.
@@ -242,6 +252,9 @@ impl Verifier {
         // The key's algorithm must be the token's: a key never serves two.
         if header.alg != key.algorithm().as_str() {
             return Err(InvalidToken::Algorithm);
+        }
+        if self.require_at_jwt && !header.access_typed {
+            return Err(malformed("the header's typ is not at+jwt"));
         }
         let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
         if !key.verify_signature(signed.as_bytes(), signature_b64) {

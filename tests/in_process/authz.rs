@@ -503,3 +503,115 @@ async fn wildcards_apply_to_authx_scopes_only() {
         }
     }
 }
+
+/// Issue 38, finding 4: an OpenID Connect ID token (or a logout token)
+/// whose `aud` is ours is not an access token. What marks one is refused in
+/// every configuration; what marks an access token (Keycloak's `typ:
+/// Bearer`, Cognito's `token_use: access`, a scope) keeps it apart from an
+/// ID token addressed to its `azp` alone.
+#[tokio::test]
+async fn id_tokens_and_logout_tokens_are_not_access_tokens() {
+    let base = json!({"sub": "u", "iss": "https://idp.example", "aud": "api"});
+    let with = |extra: Value| {
+        let mut payload = base.clone();
+        for (name, value) in extra.as_object().unwrap() {
+            payload[name] = value.clone();
+        }
+        payload
+    };
+    let authx = authx_for(&base, Idp::authx());
+    let access = Requirement::access();
+    for (why, payload) in [
+        ("nonce", with(json!({"nonce": "n-0S6_WzA2Mj"}))),
+        (
+            "at_hash",
+            with(json!({"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"})),
+        ),
+        ("c_hash", with(json!({"c_hash": "LDktKdoQak3Pk0cnXxCltA"}))),
+        (
+            "a back-channel logout token",
+            with(
+                json!({"events": {"http://schemas.openid.net/event/backchannel-logout": {}}, "sid": "s"}),
+            ),
+        ),
+        (
+            "Keycloak's ID token",
+            with(json!({"typ": "ID", "azp": "web"})),
+        ),
+        ("Keycloak's refresh token", with(json!({"typ": "Refresh"}))),
+        ("Cognito's ID token", with(json!({"token_use": "id"}))),
+        (
+            "addressed to its azp alone",
+            with(json!({"azp": "api", "aud": "api"})),
+        ),
+        (
+            "addressed to its azp alone (a list)",
+            with(json!({"azp": "api", "aud": ["api"]})),
+        ),
+        ("a typ claim that is no string", with(json!({"typ": 1}))),
+    ] {
+        let token = sign(payload);
+        let error = authx.verify::<NoExtra>(&token, &access).await.unwrap_err();
+        assert_eq!(error.kind(), "bad_claims", "{why}: {error}");
+        assert_eq!(error.status(), StatusCode::UNAUTHORIZED, "{why}");
+        // Kept or skipped, the verdict is the same.
+        let kept = authx.verify::<Value>(&token, &access).await;
+        assert!(kept.is_err(), "{why} (own claims)");
+    }
+    for (why, payload) in [
+        (
+            "Keycloak's access token (before 25 it copied the nonce)",
+            with(json!({"typ": "Bearer", "nonce": "n", "azp": "web"})),
+        ),
+        (
+            "Cognito's access token",
+            with(json!({"token_use": "access"})),
+        ),
+        (
+            "a client calling its own API, with scopes",
+            with(json!({"azp": "api", "scope": "read"})),
+        ),
+        ("azp another client", with(json!({"azp": "web"}))),
+    ] {
+        let token = sign(payload);
+        let verdict = authx.verify::<NoExtra>(&token, &access).await;
+        assert!(verdict.is_ok(), "{why}: {verdict:?}");
+    }
+}
+
+/// Issue 38, finding 4: an issuer that types its access tokens can be held
+/// to it, so that nothing else it signs gets in.
+#[tokio::test]
+async fn at_jwt_can_be_required() {
+    let base = json!({"sub": "u", "iss": "https://idp.example", "aud": "api"});
+    let config = || {
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .issuer("https://idp.example")
+            .audience("api")
+    };
+    let typed = AuthX::new(config().require_at_jwt()).unwrap();
+    let untyped = AuthX::new(config()).unwrap();
+    let now = support::now();
+    let mut payload = base.clone();
+    payload["exp"] = json!(now + 600);
+    let access = Requirement::access();
+    for (typ, accepted) in [
+        (Some("at+jwt"), true),
+        (Some("application/at+jwt"), true),
+        (Some("JWT"), false),
+        (None, false),
+    ] {
+        let header = match typ {
+            Some(typ) => json!({"alg": "HS256", "typ": typ}),
+            None => json!({"alg": "HS256"}),
+        };
+        let token = support::forge(&header.to_string(), &payload.to_string(), SECRET);
+        let verdict = typed.verify::<NoExtra>(&token, &access).await;
+        assert_eq!(verdict.is_ok(), accepted, "{typ:?}: {verdict:?}");
+        if !accepted {
+            assert_eq!(verdict.unwrap_err().kind(), "malformed");
+        }
+        assert!(untyped.verify::<NoExtra>(&token, &access).await.is_ok());
+    }
+}
