@@ -11,7 +11,9 @@
 //!   logout that lands after the renewal ends it too;
 //! - a response that sets or deletes the access cookie itself (a login, a
 //!   logout) is left as it is;
-//! - an absolute session lifetime ends renewals, counted from `auth_time`;
+//! - an absolute session lifetime ends renewals, counted from `auth_time`
+//!   (by default the refresh token's lifetime: a cookie used every few
+//!   minutes is not renewed forever, and a stolen one ages out);
 //! - the include filters include, and exclude wins over include.
 //!
 //! Two tabs renewing at the same moment each get a new token of the same
@@ -45,6 +47,11 @@ use crate::pipeline::CookieSession;
 /// as AuthX), gets on its response a new access cookie and CSRF cookie: not
 /// fresh, same session, same scopes and own claims, same bindings.
 ///
+/// Renewals end [`max_session`](Self::max_session) after the login's
+/// `auth_time` (by default the refresh token's lifetime): write it at login
+/// (`token_pair(sub).auth_time(NumericDate::now())`). A token without
+/// `auth_time` is never renewed, as its session's age is unknown.
+///
 /// ```
 /// use std::time::Duration;
 /// use tower::ServiceBuilder;
@@ -76,7 +83,7 @@ pub struct ImplicitRefreshLayer {
 #[derive(Clone, Debug)]
 struct Rules {
     within: Duration,
-    max_session: Option<Duration>,
+    max_session: Duration,
     include_paths: Vec<String>,
     exclude_paths: Vec<String>,
     include_methods: Vec<Method>,
@@ -92,13 +99,15 @@ impl fmt::Debug for ImplicitRefreshLayer {
 }
 
 impl ImplicitRefreshLayer {
-    /// Renews within 10 minutes of expiry, on every route and method it wraps.
+    /// Renews within 10 minutes of expiry, on every route and method it
+    /// wraps, for at most the refresh token's lifetime after the login.
     pub fn new(authx: AuthX) -> Self {
+        let max_session = authx.issuing().refresh_lifetime;
         ImplicitRefreshLayer {
             authx,
             rules: Arc::new(Rules {
                 within: Duration::from_secs(600),
-                max_session: None,
+                max_session,
                 include_paths: Vec::new(),
                 exclude_paths: Vec::new(),
                 include_methods: Vec::new(),
@@ -120,9 +129,10 @@ impl ImplicitRefreshLayer {
 
     /// No renewal past this long after the user logged in (the token's
     /// `auth_time`), and no renewed token outlives it: the session then ends
-    /// as its token expires. A token without `auth_time` is not renewed.
+    /// as its token expires (default: the refresh token's lifetime). A token
+    /// without `auth_time` is not renewed.
     pub fn max_session(self, lifetime: Duration) -> Self {
-        self.with(|r| r.max_session = Some(lifetime))
+        self.with(|r| r.max_session = lifetime)
     }
 
     /// Only these paths (exact) are renewed on (default: all). AuthX's
@@ -223,17 +233,17 @@ impl<S> ImplicitRefresh<S> {
         if claims.jti != admitted.jti || claims.fam.is_none() {
             return None;
         }
-        let lifetime = match self.rules.max_session {
-            None => None,
-            Some(max) => {
-                let started = claims.auth_time?.as_secs_f64();
-                let left = started + max.as_secs_f64() - now.as_secs_f64();
-                if left <= 0.0 {
-                    return None;
-                }
-                Some(Duration::from_secs_f64(left).min(self.authx.issuing().access_lifetime))
-            }
-        };
+        // The session's end: its login's time plus the longest session.
+        let started = claims.auth_time?.as_secs_f64();
+        let left = started + self.rules.max_session.as_secs_f64() - now.as_secs_f64();
+        if left <= 0.0 {
+            return None;
+        }
+        let lifetime = Some(
+            Duration::try_from_secs_f64(left)
+                .unwrap_or(Duration::MAX)
+                .min(self.authx.issuing().access_lifetime),
+        );
         Some(Renewal {
             authx: self.authx.clone(),
             claims,

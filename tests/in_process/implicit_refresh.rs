@@ -315,3 +315,43 @@ async fn no_renewal_past_the_sessions_absolute_lifetime_nor_beyond_it() {
             .is_empty()
     );
 }
+
+/// Issue 38, finding 7: a layer built with no lifetime of its own still
+/// ends renewals, at the refresh token's lifetime after the login: a cookie
+/// used every few minutes is not renewed forever, and a stolen one ages out.
+#[tokio::test]
+async fn by_default_renewals_end_at_the_refresh_tokens_lifetime() {
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .token_location([TokenLocation::Cookies])
+            .refresh_token_lifetime(Duration::from_secs(3 * 3600)),
+    )
+    .unwrap();
+    let started = crate::support::now();
+    let token_since = |login_ago: u64| {
+        authx
+            .access_token("alice")
+            .fam("session-1")
+            .auth_time(NumericDate::from_secs(started - login_ago))
+            .lifetime(Duration::from_secs(300))
+            .issue()
+            .unwrap()
+    };
+    let layer = || ImplicitRefreshLayer::new(authx.clone());
+    let over = token_since(3 * 3600 + 60);
+    let cookies = set_cookies(&authx, layer(), with_cookie(Method::GET, "/", &over)).await;
+    assert!(cookies.is_empty(), "{cookies:?}");
+    let within = token_since(3600);
+    let cookies = set_cookies(&authx, layer(), with_cookie(Method::GET, "/", &within)).await;
+    assert!(renewed(&cookies).is_some(), "{cookies:?}");
+    // Without auth_time, not renewed either.
+    let unknown = authx
+        .access_token("alice")
+        .fam("s")
+        .lifetime(Duration::from_secs(300))
+        .issue()
+        .unwrap();
+    let cookies = set_cookies(&authx, layer(), with_cookie(Method::GET, "/", &unknown)).await;
+    assert!(cookies.is_empty(), "{cookies:?}");
+}
