@@ -253,6 +253,7 @@ impl<'a> TokenBuilder<'a> {
                 permissions: Default::default(),
                 extra: serde_json::Map::new(),
                 verified_by: Default::default(),
+                client: false,
             },
             lifetime: None,
             extra_error: None,

@@ -27,7 +27,9 @@ pub(crate) use wire::{ClaimsSeed, is_known_claim};
 /// reports the handler as not implementing `Handler<_, _>`: turn it on.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Claims<E = NoExtra> {
-    /// The subject: who the token speaks for (AuthX's `uid`).
+    /// The subject: who the token speaks for (AuthX's `uid`). A client's
+    /// own token speaks for that client, not for a user: see
+    /// [`is_client`](Self::is_client).
     pub sub: String,
     /// The token's unique id (a UUID v4 when we issue it); the revocation key.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,6 +100,9 @@ pub struct Claims<E = NoExtra> {
     /// token proved, never from a claim set made of a request body.
     #[serde(skip)]
     pub(crate) verified_by: Seal,
+    /// No user is behind the token (see [`is_client`](Self::is_client)).
+    #[serde(skip)]
+    pub(crate) client: bool,
 }
 
 /// Where a granted scope ending in `:*` covers its namespace (AuthX's
@@ -174,6 +179,18 @@ impl<E> Claims<E> {
     /// [`Issuer::scope_wildcards`](crate::Issuer::scope_wildcards) says otherwise.
     pub fn has_scopes<S: AsRef<str>>(&self, required: &[S]) -> bool {
         required.iter().all(|r| self.has_scope(r.as_ref()))
+    }
+
+    /// Whether no user is behind the token: a client's own token (the client
+    /// credentials grant), whose `sub` is its client id (RFC 9068 2.2:
+    /// `sub` equal to `client_id`, Okta's `cid`; an introspection answer
+    /// without `sub`) or whose claims say so (Auth0's `gty:
+    /// client-credentials`, Entra's `idtyp: app`). Its `sub` names a client,
+    /// which may have chosen an id equal to a user's name: the user routes
+    /// ([`LoadUserLayer`](crate::layer::LoadUserLayer), the sessions a user
+    /// sees and ends) refuse it unless they say they accept clients.
+    pub fn is_client(&self) -> bool {
+        self.client
     }
 
     /// The roles, groups or permissions of the token, read from the claim

@@ -248,9 +248,43 @@ struct TokenKind {
     token_use: Option<String>,
     /// `azp`, the party the token was issued to, when it is a string.
     azp: Option<String>,
+    /// `client_id` (RFC 9068) or Okta's `cid`, when a string.
+    client_id: Option<String>,
+    /// A claim that says no user is behind the token: Auth0's `gty:
+    /// client-credentials`, Entra's `idtyp: app`.
+    client_grant: bool,
 }
 
 impl TokenKind {
+    /// Whether an unknown claim says something of the token's kind.
+    fn notes(name: &str) -> bool {
+        matches!(name, "azp" | "client_id" | "cid" | "gty" | "idtyp")
+    }
+
+    /// Notes what the claim `name` says of the token's kind.
+    fn note(&mut self, name: &str, value: &serde_json::Value) {
+        let text = || value.as_str().map(str::to_owned);
+        match name {
+            "azp" => self.azp = text(),
+            "client_id" | "cid" => {
+                if self.client_id.is_none() {
+                    self.client_id = text();
+                }
+            }
+            "gty" => self.client_grant |= value == "client-credentials",
+            "idtyp" => self.client_grant |= value == "app",
+            _ => {}
+        }
+    }
+
+    /// Whether no user is behind a token whose subject is `sub`: a client's
+    /// own token (client credentials), whose `sub` is its client id (RFC
+    /// 9068 2.2), or says so. A client may choose an id equal to a user's
+    /// name (dynamic registration): its tokens must not pass as that user's.
+    fn is_client(&self, sub: &str) -> bool {
+        self.client_grant || self.client_id.as_deref() == Some(sub)
+    }
+
     /// Why claims that say these things are not an access token's, if so.
     fn refusal(&self, aud: Option<&Audience>, scoped: bool) -> Option<String> {
         let no = |why: String| Some(format!("not an access token: {why}"));
@@ -411,18 +445,16 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
                 Member::TokenUse => read_once(m, &mut kind.token_use, "token_use", STRING)?,
                 Member::Other(name) if keep_others => {
                     let Strict(value) = map.next_value::<Strict>()?;
-                    if name == "azp" {
-                        kind.azp = value.as_str().map(str::to_owned);
-                    }
+                    kind.note(&name, &value);
                     read_paths(paths, &name, &value, &mut permissions)?;
                     if others.insert(name.into_owned(), value).is_some() {
                         return Err(de::Error::custom("duplicate claim"));
                     }
                 }
-                Member::Other(name) if name == "azp" => {
+                Member::Other(name) if TokenKind::notes(&name) => {
                     let Strict(value) = map.next_value::<Strict>()?;
                     read_paths(paths, &name, &value, &mut permissions)?;
-                    kind.azp = value.as_str().map(str::to_owned);
+                    kind.note(&name, &value);
                     if !skipped.get_or_insert_with(HashSet::new).insert(name) {
                         return Err(de::Error::custom("duplicate claim"));
                     }
@@ -447,8 +479,11 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
         let extra = E::deserialize(serde_json::Value::Object(others)).map_err(|_| {
             de::Error::custom("the token's own claims do not have the expected types")
         })?;
+        let sub: String = sub.ok_or_else(|| de::Error::custom("missing claim 'sub'"))?;
+        let client = kind.is_client(&sub);
         Ok(Claims {
-            sub: sub.ok_or_else(|| de::Error::custom("missing claim 'sub'"))?,
+            client,
+            sub,
             jti,
             token_type: token_type.unwrap_or(TokenType::Access),
             fresh,

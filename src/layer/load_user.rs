@@ -77,6 +77,7 @@ pub struct LoadUserLayer<F, E = NoExtra> {
     authx: AuthX,
     loader: F,
     unknown: UnknownUser,
+    clients: bool,
     _claims: PhantomData<fn() -> E>,
 }
 
@@ -92,8 +93,19 @@ impl<F, E> LoadUserLayer<F, E> {
             authx,
             loader,
             unknown: UnknownUser::default(),
+            clients: false,
             _claims: PhantomData,
         }
+    }
+
+    /// Hands a client's own token ([`Claims::is_client`]: no user behind
+    /// it) to the loader too (default: refused as an unknown user before the
+    /// loader runs, as its `sub` names a client, which may have chosen an id
+    /// equal to a user's name).
+    #[must_use]
+    pub fn accept_clients(mut self) -> Self {
+        self.clients = true;
+        self
     }
 
     /// What an unknown user gets (default: 401).
@@ -110,6 +122,7 @@ impl<F: Clone, E> Clone for LoadUserLayer<F, E> {
             authx: self.authx.clone(),
             loader: self.loader.clone(),
             unknown: self.unknown,
+            clients: self.clients,
             _claims: PhantomData,
         }
     }
@@ -119,6 +132,7 @@ impl<F, E> fmt::Debug for LoadUserLayer<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadUserLayer")
             .field("unknown", &self.unknown)
+            .field("clients", &self.clients)
             .finish_non_exhaustive()
     }
 }
@@ -193,6 +207,13 @@ where
                 .reject(&AuthError::MissingToken, RequestHead::of(&req));
             return CheckedFuture::refused(refusal);
         };
+        if claims.is_client() && !self.layer.clients {
+            let unknown = AuthError::UnknownUser {
+                forbidden: self.layer.unknown == UnknownUser::Forbidden,
+            };
+            let refusal = self.layer.authx.reject(&unknown, RequestHead::of(&req));
+            return CheckedFuture::refused(refusal);
+        }
         let loading = LoadingUser {
             loading: (self.layer.loader)(claims),
             request: Some(req),

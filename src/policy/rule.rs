@@ -61,6 +61,7 @@ pub struct ClaimsView<'a> {
     /// The roles, groups or permissions read from the issuer's claim paths.
     pub permissions: &'a Permissions,
     scopes: ScopeClaims<'a>,
+    client: bool,
 }
 
 impl<'a> ClaimsView<'a> {
@@ -72,7 +73,14 @@ impl<'a> ClaimsView<'a> {
             amr: claims.amr.as_deref().unwrap_or_default(),
             permissions: &claims.permissions,
             scopes: claims.scope_claims(),
+            client: claims.is_client(),
         }
+    }
+
+    /// Whether no user is behind the token ([`Claims::is_client`]): its
+    /// `sub` names a client, not a user.
+    pub fn is_client(&self) -> bool {
+        self.client
     }
 
     /// Every scope granted (AuthX's `scopes`, OAuth's `scope` and `scp`).

@@ -158,8 +158,13 @@ impl AuthX {
     /// The live login sessions of the subject of verified `claims` (AuthX's
     /// `list_sessions`), oldest first; the current one has the id of
     /// `claims.fam`. Logged-out and expired sessions are not listed.
+    /// A client's own token ([`Claims::is_client`]) has no user's sessions:
+    /// refused (403), whatever its `sub` says.
     pub async fn sessions<E>(&self, claims: &Claims<E>) -> Result<Vec<SessionInfo>, AuthError> {
         self.verified_here(claims)?;
+        if claims.is_client() {
+            return Err(AuthError::UnknownUser { forbidden: true });
+        }
         self.pipeline()
             .store
             .sessions(&claims.sub)

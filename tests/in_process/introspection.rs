@@ -871,3 +871,39 @@ async fn another_issuers_wildcard_scope_is_an_opaque_name_unless_it_opts_in() {
             .is_ok()
     );
 }
+
+/// Issue 38, finding 3: an answer without `sub` speaks for its client (RFC
+/// 9068 2.2), and says so: a client registered as `alice` is not the user
+/// alice.
+#[tokio::test]
+async fn an_answer_without_sub_is_a_clients_token_not_a_users() {
+    let server = server().await;
+    server.answer(|_| {
+        let mut answer = active();
+        answer.as_object_mut().unwrap().remove("sub");
+        answer["client_id"] = json!("alice");
+        json_answer(answer)
+    });
+    let authx = server.authx(server.introspection());
+    let claims: Claims = authx
+        .verify("opaque-alice", &Requirement::access())
+        .await
+        .unwrap();
+    assert_eq!(claims.sub, "alice");
+    assert!(claims.is_client());
+    assert_eq!(
+        authx.sessions(&claims).await.unwrap_err().status(),
+        StatusCode::FORBIDDEN
+    );
+    // With a user behind it, it is the user's.
+    let user = AuthX::new(AuthXConfig::from_issuers([
+        server.issuer(server.introspection())
+    ]))
+    .unwrap();
+    server.answer(|_| json_answer(active()));
+    let claims: Claims = user
+        .verify("opaque-alice", &Requirement::access())
+        .await
+        .unwrap();
+    assert!(!claims.is_client());
+}

@@ -173,3 +173,83 @@ async fn without_a_guard_nothing_is_loaded_and_nothing_gets_through() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+/// Issue 38, finding 3: a client's own token whose `sub` (its client id)
+/// equals a user's name does not load that user, nor list or end that
+/// user's sessions; a route that says it accepts clients hands it on.
+#[tokio::test]
+async fn a_clients_token_named_like_a_user_is_not_that_user() {
+    let authx = authx();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let now = support::now();
+    let forged = |payload: serde_json::Value| {
+        let mut payload = payload;
+        payload["exp"] = (now + 600).into();
+        support::forge(
+            support::HS256,
+            &payload.to_string(),
+            support::SECRET.as_bytes(),
+        )
+    };
+    let service = |layer: LoadUserLayer<_>| {
+        ServiceBuilder::new()
+            .layer(RequireAuthLayer::new(authx.clone()))
+            .layer(layer)
+            .service(inner())
+    };
+    for (why, payload) in [
+        (
+            "RFC 9068: sub is the client_id",
+            serde_json::json!({"sub": "alice", "client_id": "alice"}),
+        ),
+        (
+            "Okta: sub is the cid",
+            serde_json::json!({"sub": "alice", "cid": "alice"}),
+        ),
+        (
+            "Auth0: gty client-credentials",
+            serde_json::json!({"sub": "alice", "gty": "client-credentials"}),
+        ),
+        (
+            "Entra: idtyp app",
+            serde_json::json!({"sub": "alice", "idtyp": "app"}),
+        ),
+    ] {
+        let token = forged(payload);
+        let claims: Claims = authx
+            .verify(&token, &tower_authx::Requirement::access())
+            .await
+            .unwrap();
+        assert!(claims.is_client(), "{why}");
+        let before = calls.load(Ordering::SeqCst);
+        let res = service(LoadUserLayer::new(authx.clone(), loader(calls.clone())))
+            .oneshot(request(&token, false))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{why}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            before,
+            "{why}: the loader ran"
+        );
+        let sessions = authx.sessions(&claims).await.unwrap_err();
+        assert_eq!(sessions.status(), StatusCode::FORBIDDEN, "{why}");
+        assert!(authx.end_other_sessions(&claims).await.is_err(), "{why}");
+        // A route that takes clients loads whatever its loader says.
+        let res =
+            service(LoadUserLayer::new(authx.clone(), loader(calls.clone())).accept_clients())
+                .oneshot(request(&token, false))
+                .await
+                .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{why}");
+    }
+    // A user's token issued to another client is the user's.
+    let token = forged(serde_json::json!({"sub": "alice", "client_id": "web", "azp": "web"}));
+    let res = service(LoadUserLayer::new(authx.clone(), loader(calls.clone())))
+        .oneshot(request(&token, false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"Alice");
+}
