@@ -169,7 +169,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cookies = AuthX::new(
         AuthXConfig::from_secret(SECRET)?
             .token_location([TokenLocation::Cookies])
-            .cookies(tower_authx::CookieConfig::default().secure(false)),
+            .cookies(tower_authx::CookieConfig::default().danger_insecure()),
     )?;
     let cached = AuthX::new(AuthXConfig::from_secret(SECRET)?.verified_token_cache(10_000))?;
     let es256 = AuthX::new(AuthXConfig::new(Key::signing_pem(

@@ -196,6 +196,7 @@ async fn login(req: In, app: &App) -> Response<Full<Bytes>> {
         method: &head.method,
         uri: &head.uri,
         headers: &head.headers,
+        extensions: None,
     };
     // A second factor: the tokens say how the user authenticated.
     let pair = match shared::second_factor(&user) {
@@ -345,11 +346,7 @@ async fn sessions_route(req: In, app: Arc<App>) -> Result<Response<Body>, Infall
 
 /// The crate's own rejection for an error met inside a handler.
 fn refusal<B>(app: &App, error: &AuthError, req: &Request<B>) -> Response<Full<Bytes>> {
-    let head = RequestHead {
-        method: req.method(),
-        uri: req.uri(),
-        headers: req.headers(),
-    };
+    let head = RequestHead::of(req);
     app.authx.reject(error, head).map(Full::new)
 }
 

@@ -59,11 +59,19 @@ impl AuthX {
     /// Checks the configuration and prepares keys and validation once.
     pub fn new(config: AuthXConfig) -> Result<AuthX, ConfigError> {
         let mut config = config;
+        // Every setting that weakens a check, said once, loudly.
+        let dangers = config.dangers();
+        if !dangers.is_empty() {
+            tracing::warn!(
+                settings = ?dangers,
+                "tower-authx: built with settings that weaken its checks"
+            );
+        }
         for key in config.keys.all().filter(|k| k.weak_secret) {
             if !config.allow_weak_secret {
                 return Err(ConfigError::new(format!(
                     "the {} secret is shorter than the algorithm's output size (RFC 7518 3.2); \
-                     use a longer random secret, or opt in with AuthXConfig::allow_weak_secret(true)",
+                     use a longer random secret, or opt in with AuthXConfig::danger_allow_weak_secret()",
                     key.alg
                 )));
             }
@@ -181,7 +189,7 @@ impl AuthX {
                     pass_preflight: config.pass_preflight,
                     dpop,
                     certificates: crate::mtls::CertificateSource {
-                        header: config.client_cert_header,
+                        proxies: config.client_cert_proxies.clone().into(),
                     },
                     trace_subject: config.trace_subject,
                     meters: crate::observe::Meters::new(trust_len),

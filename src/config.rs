@@ -50,7 +50,7 @@ pub struct AuthXConfig {
     pub(crate) trace_subject: bool,
     pub(crate) resource: Option<crate::resource::ProtectedResource>,
     pub(crate) permissions: Option<crate::claims::Idp>,
-    pub(crate) client_cert_header: bool,
+    pub(crate) client_cert_proxies: Vec<std::net::IpAddr>,
     pub(crate) require_at_jwt: bool,
     #[cfg(feature = "remote-keys")]
     pub(crate) remote: Option<crate::keys::RemoteJwks>,
@@ -99,7 +99,7 @@ impl AuthXConfig {
             trace_subject: false,
             resource: None,
             permissions: None,
-            client_cert_header: false,
+            client_cert_proxies: Vec::new(),
             require_at_jwt: false,
             #[cfg(feature = "remote-keys")]
             remote: None,
@@ -302,17 +302,18 @@ impl AuthXConfig {
         self
     }
 
-    /// Whether an HMAC secret shorter than RFC 7518 3.2 allows is accepted, with
-    /// a warning (default: no, it is a `ConfigError`). For demos and for
-    /// migrating services whose secret cannot change yet.
+    /// Accepts an HMAC secret shorter than RFC 7518 3.2 allows, with a
+    /// warning (default: it is a `ConfigError`). For demos and for migrating
+    /// services whose secret cannot change yet: a short secret can be
+    /// guessed offline from one token.
     #[must_use]
-    pub fn allow_weak_secret(mut self, allow: bool) -> Self {
-        self.allow_weak_secret = allow;
+    pub fn danger_allow_weak_secret(mut self) -> Self {
+        self.allow_weak_secret = true;
         self
     }
 
-    /// Whether the guards hand CORS preflights to the service inside them
-    /// (default: no, they are guarded like any request).
+    /// Hands CORS preflights to the service inside the guards (default: no,
+    /// they are guarded like any request).
     ///
     /// Put your CORS layer outside the guard and it answers preflights before
     /// the guard sees them: that needs nothing here. Turn this on only when the
@@ -327,8 +328,8 @@ impl AuthXConfig {
     /// service directly inside must be the CORS layer: a route handler there
     /// would run for the preflight before its answer is replaced.
     #[must_use]
-    pub fn pass_cors_preflight(mut self, pass: bool) -> Self {
-        self.pass_preflight = pass;
+    pub fn danger_pass_cors_preflight(mut self) -> Self {
+        self.pass_preflight = true;
         self
     }
 
@@ -341,12 +342,13 @@ impl AuthXConfig {
         self
     }
 
-    /// What guarded routes do when the store cannot answer: refuse with 503
-    /// (`false`, the default: fail closed) or let verified tokens through
-    /// unchecked (`true`: fail open, logged at `warn`).
+    /// Lets verified tokens through unchecked when the revocation store
+    /// cannot answer (fail open, logged at `warn`), instead of refusing
+    /// with 503 (the default: fail closed). A logged-out or stolen token
+    /// then works for as long as the store is down.
     #[must_use]
-    pub fn revocation_fail_open(mut self, fail_open: bool) -> Self {
-        self.fail_open = fail_open;
+    pub fn danger_revocation_fail_open(mut self) -> Self {
+        self.fail_open = true;
         self
     }
 
@@ -373,16 +375,23 @@ impl AuthXConfig {
         self
     }
 
-    /// Whether the client certificate of a certificate-bound token (RFC
-    /// 8705) may come from the RFC 9440 `Client-Cert` header (default: no;
-    /// only from a [`ClientCertificate`](crate::ClientCertificate) your TLS
-    /// acceptor puts into the request's extensions). Turn it on only behind
-    /// a TLS-terminating proxy that sets the header from the handshake and
-    /// strips any copy a client sent: anyone who can set it can claim any
-    /// certificate.
+    /// Takes the client certificate of a certificate-bound token (RFC 8705)
+    /// from the RFC 9440 `Client-Cert` header, on connections from these
+    /// proxies only (default: never; only from a
+    /// [`ClientCertificate`](crate::ClientCertificate) your TLS acceptor puts
+    /// into the request's extensions). For a TLS-terminating proxy that sets
+    /// the header from the handshake and strips any copy a client sent:
+    /// anyone who can set it can claim any certificate. The connection's
+    /// peer address is read from the request's extensions (a
+    /// `std::net::SocketAddr`, which your acceptor puts there); a header
+    /// from any other address, or without one, refuses a certificate-bound
+    /// token.
     #[must_use]
-    pub fn client_cert_header(mut self, trust: bool) -> Self {
-        self.client_cert_header = trust;
+    pub fn danger_client_cert_header_from(
+        mut self,
+        proxies: impl IntoIterator<Item = std::net::IpAddr>,
+    ) -> Self {
+        self.client_cert_proxies = proxies.into_iter().map(|ip| ip.to_canonical()).collect();
         self
     }
 
@@ -432,6 +441,59 @@ impl AuthXConfig {
     }
 }
 
+impl AuthXConfig {
+    /// The `danger_` settings in force, each weakening a check: shown by
+    /// `Debug` and logged at `warn` when an [`AuthX`](crate::AuthX) is built.
+    pub fn dangers(&self) -> Vec<&'static str> {
+        let mut dangers = Vec::new();
+        let mut note = |on: bool, name: &'static str| {
+            if on {
+                dangers.push(name);
+            }
+        };
+        note(self.allow_weak_secret, "danger_allow_weak_secret");
+        note(self.pass_preflight, "danger_pass_cors_preflight");
+        note(self.fail_open, "danger_revocation_fail_open");
+        note(
+            !self.client_cert_proxies.is_empty(),
+            "danger_client_cert_header_from",
+        );
+        note(!self.cookies.secure, "CookieConfig::danger_insecure");
+        note(
+            !self.cookies.csrf_protect,
+            "CookieConfig::danger_without_csrf_protection",
+        );
+        #[cfg(feature = "remote-keys")]
+        {
+            note(self.any_issuer, "danger_accept_any_issuer");
+            let untyped = self.issuers.iter().any(|issuer| {
+                issuer
+                    .introspection
+                    .as_ref()
+                    .is_some_and(|i| i.untyped_is_access)
+            });
+            note(
+                untyped,
+                "Introspection::danger_untyped_answers_are_access_tokens",
+            );
+            // Plain http beyond this machine (loopback http is for tests).
+            let plain = |keys: &crate::keys::RemoteJwks| {
+                let url = keys.url();
+                let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
+                url.scheme_str() == Some("http")
+                    && host != "localhost"
+                    && !host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            };
+            let plain = self.remote.as_ref().is_some_and(plain)
+                || self.issuers.iter().any(|issuer| plain(&issuer.keys));
+            note(plain, "RemoteJwks::danger_plain_http");
+        }
+        dangers
+    }
+}
+
 impl fmt::Debug for AuthXConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut f = f.debug_struct("AuthXConfig");
@@ -455,11 +517,14 @@ impl fmt::Debug for AuthXConfig {
             .field("custom_grpc_rejection", &self.grpc_rejection.is_some())
             .field("custom_store", &self.store.is_some())
             .field("fail_open", &self.fail_open)
+            .field("allow_weak_secret", &self.allow_weak_secret)
+            .field("pass_preflight", &self.pass_preflight)
             .field("dpop", &self.dpop)
             .field("resource", &self.resource)
             .field("permissions", &self.permissions)
-            .field("client_cert_header", &self.client_cert_header)
-            .field("require_at_jwt", &self.require_at_jwt);
+            .field("client_cert_proxies", &self.client_cert_proxies)
+            .field("require_at_jwt", &self.require_at_jwt)
+            .field("danger", &self.dangers());
         #[cfg(feature = "remote-keys")]
         f.field("remote", &self.remote)
             .field("issuers", &self.issuers)

@@ -116,18 +116,20 @@ impl CookieConfig {
     }
 
     /// `SameSite` (default `Lax`). [`SameSite::None`] sends `SameSite=None`
-    /// and needs [`secure`](Self::secure) on (browsers drop such a cookie
-    /// otherwise; `AuthX::new` refuses the combination).
+    /// and needs `Secure` (browsers drop such a cookie otherwise; `AuthX::new`
+    /// refuses it with [`danger_insecure`](Self::danger_insecure)).
     #[must_use]
     pub fn same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
         self
     }
 
-    /// `Secure` (default on; turn off only for plain-HTTP development).
+    /// Drops `Secure` (on by default): the cookies then travel over plain
+    /// HTTP, where anyone on the path reads them. Only for plain-HTTP
+    /// development on one machine.
     #[must_use]
-    pub fn secure(mut self, secure: bool) -> Self {
-        self.secure = secure;
+    pub fn danger_insecure(mut self) -> Self {
+        self.secure = false;
         self
     }
 
@@ -146,10 +148,13 @@ impl CookieConfig {
         self
     }
 
-    /// Whether cookie-borne tokens need the CSRF double submit (default on).
+    /// Takes cookie-borne tokens without the CSRF double submit (on by
+    /// default): any site the user visits can then make requests in the
+    /// user's name. Only where every other defence holds (`SameSite=Strict`
+    /// and no state-changing `GET`), or for an API no browser calls.
     #[must_use]
-    pub fn csrf_protect(mut self, protect: bool) -> Self {
-        self.csrf_protect = protect;
+    pub fn danger_without_csrf_protection(mut self) -> Self {
+        self.csrf_protect = false;
         self
     }
 
@@ -161,7 +166,7 @@ impl CookieConfig {
     }
 
     /// The methods that need the CSRF value (default POST, PUT, PATCH, DELETE).
-    /// At least one while [`csrf_protect`](Self::csrf_protect) is on (an empty
+    /// At least one while the CSRF double submit is on (an empty
     /// list would turn the protection off unseen: `AuthX::new` refuses it).
     #[must_use]
     pub fn csrf_methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
@@ -203,7 +208,7 @@ impl CookieConfig {
         if self.csrf_protect && self.csrf_methods.is_empty() {
             return Err(ConfigError::new(
                 "csrf_methods is empty, which would turn the CSRF protection off: \
-                 name the methods, or say csrf_protect(false)",
+                 name the methods, or say danger_without_csrf_protection()",
             ));
         }
         Ok(())

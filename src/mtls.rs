@@ -2,12 +2,16 @@
 //! certificate's SHA-256 thumbprint (`x5t#S256`) is taken only from a client
 //! that presented that certificate in its TLS handshake. The certificate
 //! comes from the TLS acceptor, as a [`ClientCertificate`] in the request's
-//! extensions, or, opted into, from the RFC 9440 `Client-Cert` header a
-//! TLS-terminating proxy sets.
+//! extensions, or, opted into, from the RFC 9440 `Client-Cert` header that a
+//! TLS-terminating proxy sets, trusted only on connections from that proxy's
+//! address.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 use sha2::{Digest, Sha256};
 
 use crate::claims::Claims;
@@ -62,10 +66,12 @@ impl ClientCertificate {
 }
 
 /// Where a request's client certificate comes from.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct CertificateSource {
-    /// Whether the `Client-Cert` header is trusted (a proxy sets it).
-    pub(crate) header: bool,
+    /// The proxies whose `Client-Cert` header is trusted (none: the header
+    /// never is): a request's peer address (a `SocketAddr` in its
+    /// extensions) must be one of them.
+    pub(crate) proxies: Arc<[IpAddr]>,
 }
 
 /// A request's client certificate, or why none can be taken.
@@ -77,25 +83,30 @@ pub(crate) enum Presented {
 }
 
 impl CertificateSource {
-    /// The certificate the acceptor put into `extensions`, else (opted in)
-    /// the `Client-Cert` header's.
-    pub(crate) fn of(
-        &self,
-        extensions: Option<&http::Extensions>,
-        headers: &HeaderMap,
-    ) -> Presented {
+    /// The certificate the acceptor put into `head`'s extensions, else (opted
+    /// in, on a connection from a configured proxy) the `Client-Cert`
+    /// header's.
+    pub(crate) fn of(&self, head: &crate::request::RequestHead<'_>) -> Presented {
+        let extensions = head.extensions;
         if let Some(cert) = extensions.and_then(|e| e.get::<ClientCertificate>()) {
             return Presented::Certificate(cert.clone());
         }
-        if !self.header {
+        if self.proxies.is_empty() || !head.headers.contains_key(&CLIENT_CERT) {
             return Presented::None;
         }
-        let mut values = headers.get_all(&CLIENT_CERT).iter();
+        // Anyone who can reach us directly could set the header: only a
+        // configured proxy's is read.
+        let peer = extensions
+            .and_then(|e| e.get::<SocketAddr>())
+            .map(|addr| addr.ip().to_canonical());
+        if !peer.is_some_and(|ip| self.proxies.contains(&ip)) {
+            return Presented::Unreadable(
+                "the Client-Cert header did not come from a configured proxy",
+            );
+        }
+        let mut values = head.headers.get_all(&CLIENT_CERT).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
-            return match headers.contains_key(&CLIENT_CERT) {
-                true => Presented::Unreadable("two Client-Cert headers"),
-                false => Presented::None,
-            };
+            return Presented::Unreadable("two Client-Cert headers");
         };
         match read_header(value.as_bytes()) {
             Some(der) => Presented::Certificate(ClientCertificate::from_der(&der)),

@@ -1,7 +1,7 @@
 //! What the crate reads of a request: its head, never its body (but for
 //! `mcp`'s tool names, read by a layer of its own).
 
-use http::{HeaderMap, Method, Request, Uri};
+use http::{Extensions, HeaderMap, Method, Request, Uri};
 
 /// The parts of a request that finding a token and shaping a refusal look at.
 #[derive(Clone, Copy, Debug)]
@@ -12,6 +12,11 @@ pub struct RequestHead<'a> {
     pub uri: &'a Uri,
     /// The request headers.
     pub headers: &'a HeaderMap,
+    /// The request's extensions, where a TLS acceptor put the connection's
+    /// [`ClientCertificate`](crate::ClientCertificate) and peer address
+    /// (`std::net::SocketAddr`); `None` when there are none at hand (a
+    /// certificate-bound token is then refused).
+    pub extensions: Option<&'a Extensions>,
 }
 
 impl<'a> RequestHead<'a> {
@@ -21,6 +26,7 @@ impl<'a> RequestHead<'a> {
             method: request.method(),
             uri: request.uri(),
             headers: request.headers(),
+            extensions: Some(request.extensions()),
         }
     }
 
@@ -30,6 +36,7 @@ impl<'a> RequestHead<'a> {
             method: &parts.method,
             uri: &parts.uri,
             headers: &parts.headers,
+            extensions: Some(&parts.extensions),
         }
     }
 }

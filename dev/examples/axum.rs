@@ -76,7 +76,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // no cookies gets the seed's answers.
     let config = shared::shared_settings(shared::config_from_env()?)
         .await?
-        .cookies(CookieConfig::default().secure(secure));
+        .cookies(if secure {
+            CookieConfig::default()
+        } else {
+            CookieConfig::default().danger_insecure()
+        });
     // JWT_TOKEN_LOCATION (default: the header, then the cookies), JWT_JSON_KEY, ...
     let mut config =
         shared::locations_from_env(config, &[TokenLocation::Headers, TokenLocation::Cookies])?;
@@ -304,6 +308,7 @@ fn refusal(app: &App, error: &AuthError, (method, uri, headers): &Head) -> Respo
         method,
         uri,
         headers,
+        extensions: None,
     };
     app.authx.reject(error, head).map(Body::from)
 }

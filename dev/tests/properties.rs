@@ -171,6 +171,7 @@ fn the_request_head_path_matches_verify() {
         method: &Method::GET,
         uri: &uri,
         headers: &headers,
+        extensions: None,
     };
     assert!(ready_now(authx.authenticate::<NoExtra>(head, &Requirement::access())).is_ok());
     assert!(matches!(

@@ -73,7 +73,7 @@ fn keys_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
         eprintln!(
             "warning: JWT_SECRET_KEY is shorter than 32 bytes; set a long random secret in production"
         );
-        config = config.allow_weak_secret(true);
+        config = config.danger_allow_weak_secret();
     }
     Ok(config)
 }

@@ -77,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
             method: &Method::POST,
             uri: &uri,
             headers: &headers,
+            extensions: None,
         };
         assert!(ready(AUTHX.dpop_key(head)).is_err(), "a forged login proof passed");
         headers.insert(
@@ -88,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
             method: &Method::GET,
             uri: &uri,
             headers: &headers,
+            extensions: None,
         };
         let verdict = ready(AUTHX.authenticate::<NoExtra>(head, &Requirement::access()));
         assert!(verdict.is_err(), "a forged proof passed");

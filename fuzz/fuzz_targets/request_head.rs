@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         method: &method,
         uri: &uri,
         headers: &headers,
+        extensions: None,
     };
     match ready_now(AUTHX.authenticate::<NoExtra>(head, &Requirement::any_type())) {
         Ok(_) => panic!("arbitrary bytes authenticated"),

@@ -266,11 +266,7 @@ impl TokenKind {
         let text = || value.as_str().map(str::to_owned);
         match name {
             "azp" => self.azp = text(),
-            "client_id" | "cid" => {
-                if self.client_id.is_none() {
-                    self.client_id = text();
-                }
-            }
+            "client_id" | "cid" if self.client_id.is_none() => self.client_id = text(),
             "gty" => self.client_grant |= value == "client-credentials",
             "idtyp" => self.client_grant |= value == "app",
             _ => {}

@@ -396,6 +396,9 @@ impl From<Unmet> for AuthError {
         match unmet {
             Unmet::TokenType { expected, found } => AuthError::WrongTokenType { expected, found },
             Unmet::Fresh { max_age } => AuthError::FreshTokenRequired { max_age },
+            Unmet::Certificate => AuthError::InvalidToken(InvalidToken::Certificate(
+                "the route takes only certificate-bound tokens",
+            )),
             Unmet::Scopes { required, provided } => {
                 AuthError::InsufficientScope { required, provided }
             }

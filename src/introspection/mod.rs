@@ -87,7 +87,7 @@ pub struct Introspection {
     max_in_flight: usize,
     per_second: u32,
     timeout: Duration,
-    untyped_is_access: bool,
+    pub(crate) untyped_is_access: bool,
     signed: bool,
     tls: Option<rustls::ClientConfig>,
 }
@@ -176,9 +176,10 @@ impl Introspection {
 
     /// Takes an active answer without `token_type` as an access token's.
     /// Only for a server that never introspects other tokens that way:
-    /// oidc-provider, for one, answers so for refresh tokens.
+    /// oidc-provider, for one, answers so for refresh tokens, which would
+    /// then pass as access tokens.
     #[must_use]
-    pub fn untyped_answers_are_access_tokens(mut self) -> Self {
+    pub fn danger_untyped_answers_are_access_tokens(mut self) -> Self {
         self.untyped_is_access = true;
         self
     }
@@ -222,7 +223,7 @@ struct Inner {
     flights: Flights<Result<Arc<Answer>, AuthError>>,
     budget: Budget,
     timeout: Duration,
-    untyped_is_access: bool,
+    pub(crate) untyped_is_access: bool,
     /// The issuer's keys, when answers must be signed (RFC 9701).
     signed_by: Option<KeySource>,
     /// Who a signed answer may be addressed to: our client id, and the

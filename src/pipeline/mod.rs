@@ -344,7 +344,7 @@ impl Pipeline {
     fn arrival_of<'r, B>(&self, req: &'r Request<B>) -> Arrival<'r> {
         Arrival {
             head: RequestHead::of(req),
-            certificate: self.certificates.of(Some(req.extensions()), req.headers()),
+            certificate: self.certificates.of(&RequestHead::of(req)),
         }
     }
 
@@ -502,14 +502,15 @@ impl Pipeline {
         request: RequestHead<'_>,
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
-        // A head has no extensions, hence no JSON body read for it.
-        let found = self.sources.find(request, None, requirement.token_type())?;
+        // The extensions, when the head has them, hold a JSON body's tokens
+        // (JsonTokenLayer) and the connection's certificate.
+        let json = request.extensions.and_then(|e| e.get::<JsonTokens>());
+        let found = self.sources.find(request, json, requirement.token_type())?;
         let now = NumericDate::now();
         let claims = self.trust.verify_fetching(&found.token, now).await?;
-        // A head has no extensions: the certificate only from a trusted header.
         let arrival = Arrival {
             head: request,
-            certificate: self.certificates.of(None, request.headers),
+            certificate: self.certificates.of(&request),
         };
         let proof = self.after_verify(
             Some(arrival),

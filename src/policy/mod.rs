@@ -30,6 +30,8 @@ pub(crate) enum Unmet {
     Permissions(Rule),
     /// A stronger authentication (`acr`, `amr`).
     Authentication(Rule),
+    /// A token bound to a client certificate (RFC 8705).
+    Certificate,
 }
 
 /// What a guarded route accepts. Cheap to clone.
@@ -38,6 +40,7 @@ pub struct Requirement {
     token_type: Option<TokenType>,
     fresh: bool,
     rule: Option<Rule>,
+    certificate_bound: bool,
 }
 
 /// Scopes a route requires: all of them, or any one.
@@ -55,6 +58,7 @@ impl Requirement {
             token_type,
             fresh,
             rule: None,
+            certificate_bound: false,
         }
     }
 
@@ -77,6 +81,17 @@ impl Requirement {
     /// also takes the access token obtained at login).
     pub const fn any_type() -> Self {
         Requirement::of(None, false)
+    }
+
+    /// Also requires a certificate-bound token (RFC 8705 3: `cnf.x5t#S256`),
+    /// presented with its client certificate: a bearer token, however
+    /// valid, is refused (401 `invalid_token`, reason
+    /// `certificate_binding`). The binding itself is checked on every route
+    /// for every bound token; this makes it required.
+    #[must_use]
+    pub fn certificate_bound(mut self) -> Self {
+        self.certificate_bound = true;
+        self
     }
 
     /// Also requires every scope in `scopes` (AuthX's `admin:*` grants `admin:x`).
@@ -186,6 +201,9 @@ impl Requirement {
                 expected,
                 found: claims.token_type,
             });
+        }
+        if self.certificate_bound && claims.cnf.as_ref().is_none_or(|cnf| cnf.x5t_s256.is_none()) {
+            return Err(Unmet::Certificate);
         }
         if self.fresh && !claims.is_fresh_at(now, max_age) {
             return Err(Unmet::Fresh { max_age });

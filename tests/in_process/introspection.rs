@@ -443,7 +443,11 @@ async fn an_answer_about_another_issuer_audience_or_kind_of_token_is_refused() {
     server.answer(move |_| json_answer(answer.clone()));
     assert_eq!(guarded(&authx, "opaque-alice").await.1, "app");
     // A server that never types its answers, when said so.
-    let untyped = server.authx(server.introspection().untyped_answers_are_access_tokens());
+    let untyped = server.authx(
+        server
+            .introspection()
+            .danger_untyped_answers_are_access_tokens(),
+    );
     let mut answer = active();
     answer.as_object_mut().unwrap().remove("token_type");
     server.answer(move |_| json_answer(answer.clone()));

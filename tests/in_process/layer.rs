@@ -406,7 +406,7 @@ fn short_hmac_secrets_need_an_explicit_opt_in() {
         AuthX::new(
             AuthXConfig::from_secret("your-secret-key")
                 .unwrap()
-                .allow_weak_secret(true)
+                .danger_allow_weak_secret()
         )
         .is_ok()
     );
@@ -515,7 +515,7 @@ async fn cors_preflight_pass_through_takes_only_what_can_be_nothing_but_a_prefli
     let passing = AuthX::new(
         AuthXConfig::from_secret(SECRET)
             .unwrap()
-            .pass_cors_preflight(true),
+            .danger_pass_cors_preflight(),
     )
     .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -661,4 +661,36 @@ async fn oauth_scope_claims_count_as_scopes() {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{bad}");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// Issue 38, finding 9: every setting that weakens a check is named
+/// `danger_…`, listed by `AuthXConfig::dangers` and shown by its `Debug`.
+#[test]
+fn every_weakening_setting_is_a_danger_shown_in_debug() {
+    let plain = AuthXConfig::from_secret(support::SECRET).unwrap();
+    assert!(plain.dangers().is_empty());
+    assert!(format!("{plain:?}").contains("danger: []"));
+    let weakened = AuthXConfig::from_secret(support::SECRET)
+        .unwrap()
+        .danger_allow_weak_secret()
+        .danger_pass_cors_preflight()
+        .danger_revocation_fail_open()
+        .danger_client_cert_header_from(["127.0.0.1".parse().unwrap()])
+        .cookies(
+            tower_authx::CookieConfig::default()
+                .danger_insecure()
+                .danger_without_csrf_protection(),
+        );
+    let debug = format!("{weakened:?}");
+    for name in [
+        "danger_allow_weak_secret",
+        "danger_pass_cors_preflight",
+        "danger_revocation_fail_open",
+        "danger_client_cert_header_from",
+        "CookieConfig::danger_insecure",
+        "CookieConfig::danger_without_csrf_protection",
+    ] {
+        assert!(weakened.dangers().contains(&name), "{name}");
+        assert!(debug.contains(name), "{name} not in {debug}");
+    }
 }

@@ -18,14 +18,20 @@ use tower_authx::{
 const BASE: &str = "https://api.example.com";
 const URL: &str = "https://api.example.com/protected";
 
+/// The proxy whose `Client-Cert` header is trusted, when it is.
+const PROXY: &str = "10.1.2.3:4000";
+
 fn authx(header: bool) -> AuthX {
-    AuthX::new(
-        AuthXConfig::from_secret(support::SECRET)
-            .unwrap()
-            .client_cert_header(header)
-            .dpop(Dpop::new(BASE)),
-    )
-    .unwrap()
+    let config = AuthXConfig::from_secret(support::SECRET)
+        .unwrap()
+        .dpop(Dpop::new(BASE));
+    let config = if header {
+        let proxy: std::net::SocketAddr = PROXY.parse().unwrap();
+        config.danger_client_cert_header_from([proxy.ip()])
+    } else {
+        config
+    };
+    AuthX::new(config).unwrap()
 }
 
 const CERT: &[u8] = b"the DER of the client's certificate";
@@ -50,6 +56,9 @@ async fn status(
         request = request.header(*name, value);
     }
     let mut request = request.body(Full::default()).unwrap();
+    // The connection came from the proxy (its address, as an acceptor puts it).
+    let peer: std::net::SocketAddr = PROXY.parse().unwrap();
+    request.extensions_mut().insert(peer);
     if let Some(der) = certificate {
         request
             .extensions_mut()
@@ -169,16 +178,97 @@ async fn behind_a_trusted_proxy_the_client_cert_header_carries_the_certificate()
         .0,
         StatusCode::OK
     );
-    // `authenticate` reads the head: the trusted header serves it too.
-    let request = Request::get(URL)
+    // `authenticate` reads the head and its extensions: the trusted header
+    // serves it too, from the proxy only.
+    let mut request = Request::get(URL)
         .header("authorization", format!("Bearer {bound}"))
         .header("client-cert", header_of(CERT))
         .body(())
         .unwrap();
+    let refused = authx
+        .authenticate::<NoExtra>(RequestHead::of(&request), &Requirement::access())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), "certificate_binding", "no peer address");
+    let proxy: std::net::SocketAddr = PROXY.parse().unwrap();
+    request.extensions_mut().insert(proxy);
     authx
         .authenticate::<NoExtra>(RequestHead::of(&request), &Requirement::access())
         .await
         .unwrap();
+}
+
+/// Issue 38, finding 8: the `Client-Cert` header is trusted only from the
+/// configured proxies' addresses (anyone reaching the server directly could
+/// set it), and a route can require certificate-bound tokens.
+#[tokio::test]
+async fn the_header_counts_only_from_a_proxy_and_a_route_can_require_a_bound_token() {
+    let authx = authx(true);
+    let bound = authx
+        .access_token("u")
+        .bound_to_certificate(&ClientCertificate::from_der(CERT))
+        .issue()
+        .unwrap();
+    let guard = |requirement: Requirement| {
+        authx
+            .guard(requirement)
+            .unwrap()
+            .layer(service_fn(|_req: Request<Full<Bytes>>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default()))
+            }))
+    };
+    let send = |token: &str, peer: Option<&str>, cert: bool| {
+        let mut request = Request::get(URL)
+            .header("authorization", format!("Bearer {token}"))
+            .header("client-cert", header_of(CERT))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        if let Some(peer) = peer {
+            let peer: std::net::SocketAddr = peer.parse().unwrap();
+            request.extensions_mut().insert(peer);
+        }
+        if cert {
+            request
+                .extensions_mut()
+                .insert(ClientCertificate::from_der(CERT));
+        }
+        request
+    };
+    for (what, peer, expected) in [
+        ("from the proxy", Some(PROXY), StatusCode::OK),
+        (
+            "from the proxy, as IPv4-mapped IPv6",
+            Some("[::ffff:10.1.2.3]:4000"),
+            StatusCode::OK,
+        ),
+        (
+            "from another address",
+            Some("10.9.9.9:4000"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("without a peer address", None, StatusCode::UNAUTHORIZED),
+    ] {
+        let res = guard(Requirement::access())
+            .oneshot(send(&bound, peer, false))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), expected, "{what}");
+    }
+    // A route that takes only certificate-bound tokens refuses a bearer token.
+    let plain = authx.access_token("u").issue().unwrap();
+    let res = guard(Requirement::access().certificate_bound())
+        .oneshot(send(&plain, Some(PROXY), true))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let error = res.extensions().get::<AuthError>().unwrap();
+    assert_eq!(error.kind(), "certificate_binding");
+    assert!(error.to_string().contains("certificate-bound"), "{error}");
+    let res = guard(Requirement::access().certificate_bound())
+        .oneshot(send(&bound, None, true))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 #[tokio::test]

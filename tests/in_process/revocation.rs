@@ -615,13 +615,15 @@ async fn the_layer_awaits_a_slow_store_and_fails_closed_or_open() {
         (true, false, StatusCode::SERVICE_UNAVAILABLE),
         (true, true, StatusCode::OK),
     ] {
-        let authx = AuthX::new(
-            AuthXConfig::from_secret(SECRET)
-                .unwrap()
-                .revocation_store(SlowStore { fail })
-                .revocation_fail_open(fail_open),
-        )
-        .unwrap();
+        let config = AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(SlowStore { fail });
+        let config = if fail_open {
+            config.danger_revocation_fail_open()
+        } else {
+            config
+        };
+        let authx = AuthX::new(config).unwrap();
         let token = authx.access_token("u").fresh(true).issue().unwrap();
         // Outer RequireAuth checks the store once; the inner RequireFresh reuses it.
         let mut service = RequireAuthLayer::new(authx.clone())

@@ -317,7 +317,7 @@ async fn csrf_header_methods_and_protection_are_configurable() {
 
     let unprotected = authx_with(|c| {
         c.token_location([TokenLocation::Cookies])
-            .cookies(CookieConfig::default().csrf_protect(false))
+            .cookies(CookieConfig::default().danger_without_csrf_protection())
     });
     let token = unprotected.access_token("c").issue().unwrap();
     let out = send(
@@ -471,12 +471,19 @@ fn cookie_settings_that_would_mean_something_else_are_refused() {
         with(
             CookieConfig::default()
                 .same_site(SameSite::None)
-                .secure(false)
+                .danger_insecure()
         )
         .is_err()
     );
     assert!(with(CookieConfig::default().csrf_methods([])).is_err());
-    assert!(with(CookieConfig::default().csrf_methods([]).csrf_protect(false)).is_ok());
+    assert!(
+        with(
+            CookieConfig::default()
+                .csrf_methods([])
+                .danger_without_csrf_protection()
+        )
+        .is_ok()
+    );
 }
 
 /// A memory store of capacity 0 holds one entry, as the replay store does:

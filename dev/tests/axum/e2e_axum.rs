@@ -207,7 +207,7 @@ async fn cors_preflights_pass_the_guard_to_a_cors_layer_only() {
         AuthXConfig::from_secret(SECRET)
             .unwrap()
             .header_name(http::HeaderName::from_static("x-api-token"))
-            .pass_cors_preflight(true),
+            .danger_pass_cors_preflight(),
     )
     .unwrap();
     let cors = tower_http::cors::CorsLayer::new()
