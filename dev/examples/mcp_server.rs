@@ -80,7 +80,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let guarded = ServiceBuilder::new()
         .layer(RequireScopesLayer::all(authx.clone(), [TOOLS]))
-        .layer(ToolScopesLayer::new(authx.clone()).tool("admin_reset", [TOOLS, ADMIN]))
+        .layer(
+            ToolScopesLayer::new(authx.clone())
+                .tool("whoami", [TOOLS])
+                .tool("admin_reset", [TOOLS, ADMIN]),
+        )
         .service(mcp);
     let metadata = authx
         .resource_metadata_service()

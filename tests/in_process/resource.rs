@@ -398,6 +398,7 @@ async fn a_tool_call_without_the_tools_scopes_gets_the_scope_challenge() {
         .layer(RequireScopesLayer::all(authx.clone(), ["mcp:tools"]))
         .layer(
             ToolScopesLayer::new(authx.clone())
+                .tool("whoami", ["mcp:tools"])
                 .tool("admin_reset", ["mcp:tools", "mcp:admin"])
                 .max_body(4096),
         )
@@ -481,4 +482,105 @@ async fn a_tool_call_without_the_tools_scopes_gets_the_scope_challenge() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Issue 38, finding 6: a tool the layer does not list is refused (403 with
+/// the challenge) unless the route opts in; an MCP session belongs to the
+/// caller who opened it (another caller, or a session never seen, is 404).
+#[cfg(feature = "mcp")]
+#[tokio::test]
+async fn unlisted_tools_are_refused_and_a_session_is_its_openers_alone() {
+    use std::sync::atomic::AtomicU64;
+    let authx = authx();
+    let opened = Arc::new(AtomicU64::new(0));
+    // An MCP server that opens a session for a request without one.
+    let server = {
+        let opened = opened.clone();
+        service_fn(move |req: Request<Full<Bytes>>| {
+            let opened = opened.clone();
+            async move {
+                let mut res = Response::new(Full::<Bytes>::default());
+                if !req.headers().contains_key("mcp-session-id") {
+                    let id = format!("session-{}", opened.fetch_add(1, Ordering::SeqCst));
+                    res.headers_mut()
+                        .insert("mcp-session-id", id.parse().unwrap());
+                }
+                Ok::<_, Infallible>(res)
+            }
+        })
+    };
+    let layer = ToolScopesLayer::new(authx.clone()).tool("whoami", ["mcp:tools"]);
+    let service = tower::ServiceBuilder::new()
+        .layer(RequireScopesLayer::all(authx.clone(), ["mcp:tools"]))
+        .layer(layer.clone())
+        .service(server.clone());
+    let token = |sub: &str| {
+        authx
+            .access_token(sub)
+            .scopes(["mcp:tools", "mcp:admin"])
+            .issue()
+            .unwrap()
+    };
+    let (alice, bob) = (token("alice"), token("bob"));
+    let send = |token: &str, session: Option<&str>, method: &str, body: String| {
+        let mut builder = request(Some(token)).method(method);
+        if let Some(session) = session {
+            builder = builder.header("mcp-session-id", session);
+        }
+        service
+            .clone()
+            .oneshot(builder.body(Full::new(Bytes::from(body))).unwrap())
+    };
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#;
+
+    // A typo, or a tool the server gained later: refused with the challenge.
+    let res = send(&alice, None, "POST", call("admin_reste"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(!challenges(&res).is_empty(), "no challenge");
+    let opted_in = tower::ServiceBuilder::new()
+        .layer(RequireScopesLayer::all(authx.clone(), ["mcp:tools"]))
+        .layer(layer.clone().unlisted_tools_need_only_the_guard())
+        .service(server.clone());
+    let res = opted_in
+        .oneshot(
+            request(Some(&alice))
+                .body(Full::new(Bytes::from(call("admin_reste"))))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Alice opens a session; it is hers alone.
+    let res = send(&alice, None, "POST", initialize.into()).await.unwrap();
+    let session = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let res = send(&alice, Some(&session), "POST", call("whoami"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = send(&alice, Some(&session), "GET", String::new())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    for method in ["POST", "GET", "DELETE"] {
+        let res = send(&bob, Some(&session), method, call("whoami"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "Bob's {method}");
+    }
+    let res = send(&alice, Some("session-never-opened"), "POST", call("whoami"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // Her DELETE ends it: then it is nobody's.
+    let res = send(&alice, Some(&session), "DELETE", String::new())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = send(&alice, Some(&session), "POST", call("whoami"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }

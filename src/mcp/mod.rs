@@ -20,10 +20,25 @@
 //! # });
 //! let guarded = ServiceBuilder::new()
 //!     .layer(RequireScopesLayer::all(authx.clone(), ["mcp:tools"]))
-//!     .layer(ToolScopesLayer::new(authx).tool("admin_reset", ["mcp:tools", "mcp:admin"]))
+//!     .layer(
+//!         ToolScopesLayer::new(authx)
+//!             .tool("whoami", ["mcp:tools"])
+//!             .tool("admin_reset", ["mcp:tools", "mcp:admin"]),
+//!     )
 //!     .service(mcp_service);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A tool it does not list is refused (`403`, with the challenge): a typo in
+//! the list, or a tool the server gains later, is never open beyond the
+//! guard's scopes unless you say so
+//! ([`unlisted_tools_need_only_the_guard`](ToolScopesLayer::unlisted_tools_need_only_the_guard)).
+//!
+//! It binds each MCP session to whoever opened it: the `Mcp-Session-Id` the
+//! server answers a request without one is recorded with the issuer and
+//! subject of that request's token, and a request naming that session with
+//! anyone else's token (or a session it never saw) is `404`, as the MCP spec
+//! answers an unknown session.
 //!
 //! The body is read whole (at most [`max_body`](ToolScopesLayer::max_body)
 //! bytes, 1 MiB by default: larger is `413`) and handed on unchanged as a
@@ -32,7 +47,6 @@
 //! `name` twice is `400` too, so that no two readers can see two different
 //! tools in one message.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -49,7 +63,6 @@ use http_body::Body;
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -59,6 +72,12 @@ use crate::error::AuthError;
 use crate::layer::{CheckedFuture, ResponseBody};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
+
+mod jsonrpc;
+mod sessions;
+
+use jsonrpc::tools_called;
+use sessions::{MCP_SESSION_ID, Owner, Sessions};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -76,17 +95,23 @@ pub struct ToolScopesLayer<E = NoExtra> {
 struct Check {
     authx: AuthX,
     tools: HashMap<String, Requirement>,
+    /// Tools not in `tools` need only what the guard outside asks.
+    unlisted_open: bool,
     max_body: usize,
+    sessions: Arc<Sessions>,
 }
 
 impl ToolScopesLayer<NoExtra> {
-    /// No tool named yet: every tool needs only what the guard outside asks.
+    /// No tool named yet: name each with [`tool`](Self::tool); a call of a
+    /// tool not named is refused.
     pub fn new(authx: AuthX) -> Self {
         ToolScopesLayer {
             check: Arc::new(Check {
                 authx,
                 tools: HashMap::new(),
+                unlisted_open: false,
                 max_body: DEFAULT_MAX_BODY,
+                sessions: Arc::default(),
             }),
             _claims: PhantomData,
         }
@@ -104,6 +129,14 @@ impl<E> ToolScopesLayer<E> {
     ) -> Self {
         let requirement = Requirement::access().all_scopes(scopes);
         self.check_mut().tools.insert(name.to_owned(), requirement);
+        self
+    }
+
+    /// Lets a call of a tool not named with [`tool`](Self::tool) through with
+    /// only what the guard outside asks (default: refused with 403, so that
+    /// a typo or a tool added later is never open by mistake).
+    pub fn unlisted_tools_need_only_the_guard(mut self) -> Self {
+        self.check_mut().unlisted_open = true;
         self
     }
 
@@ -140,6 +173,7 @@ impl<E> fmt::Debug for ToolScopesLayer<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ToolScopesLayer")
             .field("tools", &self.check.tools)
+            .field("unlisted_open", &self.check.unlisted_open)
             .field("max_body", &self.check.max_body)
             .finish()
     }
@@ -203,6 +237,32 @@ where
         // The service polled ready goes with this request (tower's clone and swap).
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
+        let owner = request.extensions().get::<Claims<E>>().map(Owner::of);
+        let session = request.headers().get(&MCP_SESSION_ID).cloned();
+        let after = match (&session, owner) {
+            // A session is anyone's only if it is theirs.
+            (Some(id), Some(owner)) if self.check.sessions.belongs(id.as_bytes(), &owner) => {
+                match request.method() == Method::DELETE {
+                    true => After::End(id.clone()),
+                    false => After::Nothing,
+                }
+            }
+            (Some(_), Some(_)) => {
+                let why = "Session not found";
+                return ResponseFuture::refused(plain(StatusCode::NOT_FOUND, why));
+            }
+            (None, Some(owner)) => After::Bind(owner),
+            (Some(_), None) => {
+                tracing::warn!(
+                    "tower-authx: ToolScopes found no verified claims for an MCP session; \
+                     put it inside a guard (RequireScopesLayer) built with the same claims type"
+                );
+                let head = RequestHead::of(&request);
+                let refusal = self.check.authx.reject(&AuthError::MissingToken, head);
+                return ResponseFuture::refused(refusal);
+            }
+            (None, None) => After::Nothing,
+        };
         let (parts, body) = request.into_parts();
         let read = ReadTools {
             body: Limited::new(body, self.check.max_body).collect(),
@@ -210,13 +270,93 @@ where
             check: self.check.clone(),
             _claims: PhantomData,
         };
-        CheckedFuture::checking(read, service)
+        ResponseFuture {
+            inner: CheckedFuture::checking(read, service),
+            after,
+            sessions: self.check.sessions.clone(),
+        }
     }
 }
 
-/// Response future of [`ToolScopes`]: reading the body, then the inner
-/// service's future or a refusal.
-pub type ResponseFuture<S, B, E> = CheckedFuture<S, Request<Full<Bytes>>, ReadTools<B, E>>;
+/// What the server's answer means for the sessions.
+enum After {
+    Nothing,
+    /// A request without a session: a session id in the answer is the
+    /// caller's.
+    Bind(Owner),
+    /// The owner's `DELETE`: a successful answer ends the session.
+    End(HeaderValue),
+}
+
+pin_project! {
+    /// Response future of [`ToolScopes`]: reading the body, then the inner
+    /// service's future or a refusal; a session the answer opens or ends is
+    /// noted.
+    pub struct ResponseFuture<S, B, E>
+    where
+        S: Service<Request<Full<Bytes>>>,
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        #[pin]
+        inner: CheckedFuture<S, Request<Full<Bytes>>, ReadTools<B, E>>,
+        after: After,
+        sessions: Arc<Sessions>,
+    }
+}
+
+impl<S, B, E> ResponseFuture<S, B, E>
+where
+    S: Service<Request<Full<Bytes>>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn refused(response: Response<Bytes>) -> Self {
+        ResponseFuture {
+            inner: CheckedFuture::refused(response),
+            after: After::Nothing,
+            sessions: Arc::default(),
+        }
+    }
+}
+
+impl<S, B, E, ResBody> Future for ResponseFuture<S, B, E>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+    E: Send + Sync + 'static,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        if response.status().is_success() {
+            match std::mem::replace(this.after, After::Nothing) {
+                After::Bind(owner) => {
+                    if let Some(id) = response.headers().get(&MCP_SESSION_ID) {
+                        this.sessions.bind(id.as_bytes(), owner);
+                    }
+                }
+                After::End(id) => this.sessions.end(id.as_bytes()),
+                After::Nothing => {}
+            }
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+impl<S, B, E> fmt::Debug for ResponseFuture<S, B, E>
+where
+    S: Service<Request<Full<Bytes>>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
 
 pin_project! {
     /// What [`ToolScopes`] does before its service runs: reads the body
@@ -284,7 +424,7 @@ impl Check {
         parts: &Parts,
         body: &[u8],
     ) -> Option<Response<Bytes>> {
-        if parts.method != Method::POST || self.tools.is_empty() {
+        if parts.method != Method::POST {
             return None;
         }
         let called = match tools_called(body) {
@@ -294,7 +434,13 @@ impl Check {
         let head = RequestHead::from_parts(parts);
         for tool in &called {
             let Some(requirement) = self.tools.get(tool.as_str()) else {
-                continue;
+                if self.unlisted_open {
+                    continue;
+                }
+                let unlisted = AuthError::InsufficientPermissions {
+                    needs: format!("the tool '{tool}', which this server does not offer"),
+                };
+                return Some(self.authx.reject_for(&unlisted, head, None));
             };
             let Some(claims) = parts.extensions.get::<Claims<E>>() else {
                 tracing::warn!(
@@ -326,192 +472,4 @@ fn plain(status: StatusCode, detail: &str) -> Response<Bytes> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
-}
-
-/// The tools a JSON-RPC message (or batch) calls: the `params.name` of each
-/// `tools/call`. Not JSON, not JSON-RPC's shape (an object, or an array of
-/// them, whose `params` is an object or an array), or a member named twice,
-/// is an error.
-fn tools_called(body: &[u8]) -> Result<Vec<String>, String> {
-    let Payload(messages) = serde_json::from_slice(body)
-        .map_err(|e| format!("The request body is not a JSON-RPC message: {e}"))?;
-    Ok(messages
-        .into_iter()
-        .filter(|m| m.method.as_deref() == Some("tools/call"))
-        .filter_map(|m| m.tool)
-        .collect())
-}
-
-/// One message, or a batch of them.
-struct Payload(Vec<Message>);
-
-/// What a message says about tools.
-#[derive(Default)]
-struct Message {
-    method: Option<String>,
-    tool: Option<String>,
-}
-
-impl<'de> de::Deserialize<'de> for Payload {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct PayloadVisitor;
-        impl<'de> Visitor<'de> for PayloadVisitor {
-            type Value = Payload;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON-RPC message or batch")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Payload, A::Error> {
-                Ok(Payload(vec![MessageVisitor.visit_map(map)?]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Payload, A::Error> {
-                let mut messages = Vec::new();
-                while let Some(message) = seq.next_element()? {
-                    messages.push(message);
-                }
-                Ok(Payload(messages))
-            }
-        }
-        d.deserialize_any(PayloadVisitor)
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Message {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(MessageVisitor)
-    }
-}
-
-struct MessageVisitor;
-
-impl<'de> Visitor<'de> for MessageVisitor {
-    type Value = Message;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON-RPC message")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
-        let mut message = Message::default();
-        let (mut method_seen, mut params_seen) = (false, false);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "method" => {
-                    once(&mut method_seen, "method")?;
-                    message.method = map.next_value::<StringOrNot>()?.0;
-                }
-                "params" => {
-                    once(&mut params_seen, "params")?;
-                    message.tool = map.next_value::<Params>()?.0;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(message)
-    }
-}
-
-/// A member seen for the first time, or the error that it was seen before.
-fn once<Er: de::Error>(seen: &mut bool, name: &str) -> Result<(), Er> {
-    if std::mem::replace(seen, true) {
-        return Err(Er::custom(format!("the member {name:?} is named twice")));
-    }
-    Ok(())
-}
-
-/// `params`: its `name` when that is a string.
-struct Params(Option<String>);
-
-impl<'de> de::Deserialize<'de> for Params {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ParamsVisitor;
-        impl<'de> Visitor<'de> for ParamsVisitor {
-            type Value = Params;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("JSON-RPC params (an object, an array or null)")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
-                let (mut name, mut seen) = (None, false);
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "name" {
-                        once(&mut seen, "name")?;
-                        name = map.next_value::<StringOrNot>()?.0;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(Params(name))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Params, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Params(None))
-            }
-            fn visit_unit<Er: de::Error>(self) -> Result<Params, Er> {
-                Ok(Params(None))
-            }
-        }
-        d.deserialize_any(ParamsVisitor)
-    }
-}
-
-/// A `name` or `method`: kept when it is a string, read through otherwise.
-struct StringOrNot(Option<String>);
-
-impl<'de> de::Deserialize<'de> for StringOrNot {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(d)?;
-        Ok(StringOrNot(value.as_str().map(str::to_owned)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tools_called;
-
-    #[test]
-    fn tools_are_read_from_messages_and_batches() {
-        let call = |name: &str| {
-            format!(
-                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{}}}}}}"#
-            )
-        };
-        assert_eq!(tools_called(call("whoami").as_bytes()).unwrap(), ["whoami"]);
-        let batch = format!("[{},{}]", call("a"), call("b"));
-        assert_eq!(tools_called(batch.as_bytes()).unwrap(), ["a", "b"]);
-        // Members in any order, escapes decoded as every JSON reader does.
-        let reordered = r#"{"params":{"arguments":{"name":"x"},"name":"admin\u005freset"},"id":2,"method":"tools/call"}"#;
-        assert_eq!(tools_called(reordered.as_bytes()).unwrap(), ["admin_reset"]);
-        for quiet in [
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized","params":null}"#,
-            "[]",
-        ] {
-            assert!(
-                tools_called(quiet.as_bytes()).unwrap().is_empty(),
-                "{quiet}"
-            );
-        }
-    }
-
-    #[test]
-    fn ambiguous_or_broken_bodies_are_refused() {
-        for refused in [
-            r#"{"method":"tools/call","params":{"name":"admin_reset","name":"whoami"}}"#,
-            r#"{"method":"tools/call","params":{"name":"admin_reset"},"params":{"name":"whoami"}}"#,
-            r#"{"method":"tools/list","method":"tools/call","params":{"name":"admin_reset"}}"#,
-            r#"{"method":"tools/call","params":{"name":"admin_reset"}"#,
-            r#"{"method":"tools/call"} {"method":"tools/call"}"#,
-            "",
-            "not json",
-            "null",
-            "7",
-            "[7]",
-            r#"{"method":"tools/call","params":"admin_reset"}"#,
-        ] {
-            assert!(tools_called(refused.as_bytes()).is_err(), "{refused}");
-        }
-    }
 }
