@@ -41,6 +41,9 @@
 //! Opaque tokens (RFC 7662): with `INTROSPECTION_CLIENT_ID` and
 //! `INTROSPECTION_CLIENT_SECRET`, a token that is not a JWT is introspected at
 //! its `OIDC_ISSUER`'s discovered `introspection_endpoint` (client_secret_basic);
+//! with several issuers, `INTROSPECTION_ISSUER` names the one that takes
+//! opaque tokens (an opaque token names no issuer, and is never sent to
+//! each in turn);
 //! `INTROSPECTION_CACHE_SECS` keeps active answers that long (default: off,
 //! so a token revoked at the provider is refused at once).
 //!
@@ -97,14 +100,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = match (std::env::var("OIDC_ISSUER"), std::env::var("JWKS_URL")) {
         (Ok(issuers), _) => {
             let mut trusted = Vec::new();
-            for iss in issuers.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let issuers: Vec<&str> = issuers
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .collect();
+            let introspecting = match (std::env::var("INTROSPECTION_ISSUER"), &issuers[..]) {
+                (Ok(iss), _) => Some(iss),
+                (Err(_), [only]) => Some((*only).to_owned()),
+                (Err(_), _) => None,
+            };
+            for iss in issuers {
                 let mut issuer = Issuer::discover(iss)
                     .await
                     .map_err(|e| format!("OIDC_ISSUER {iss}: {e}"))?;
                 let keys = tune(issuer.keys().clone())?;
                 issuer = issuer.with_keys(keys);
                 if let Some(introspection) = introspection()? {
-                    issuer = issuer.introspection(introspection);
+                    if introspecting.as_deref() == Some(iss) {
+                        issuer = issuer.introspection(introspection);
+                    } else if introspecting.is_none() {
+                        return Err("with several OIDC_ISSUER, INTROSPECTION_ISSUER names the \
+                                    one whose opaque tokens are introspected"
+                            .into());
+                    }
                 }
                 if let Some(audience) = &audience {
                     issuer = issuer.audience(audience);

@@ -1256,6 +1256,53 @@ fn rand_token(worker: u64, i: u64) -> u128 {
     seed ^ u128::from(std::process::id())
 }
 
+/// Issue 38, finding 2: two providers behind one resource server, the
+/// operator's rule naming the one whose opaque tokens are introspected
+/// (INTROSPECTION_ISSUER): provider B never receives A's tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_providers_and_an_opaque_token_goes_to_one_endpoint_only() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let (pki, files_a, ca) = with_ca("two-issuers-a");
+    let files_b = Files::new(&pki, "two-issuers-b");
+    let a = start(&dir, "ES256", free_port(), &files_a).await;
+    let b = start(&dir, "ES256", free_port(), &files_b).await;
+    let issuers = format!("{},{}", a.iss, b.iss);
+    let base = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("OIDC_ISSUER", issuers.as_str()),
+        ("AUDIENCE", AUDIENCE),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ("INTROSPECTION_CLIENT_ID", "resource-server"),
+        ("INTROSPECTION_CLIENT_SECRET", "rs-secret"),
+        ("INTROSPECTION_ISSUER", a.iss.as_str()),
+    ];
+    let (_child, addr) = run_example(&binary, &base).await;
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let (a_before, b_before) = (
+        introspections(&tls, &a.iss).await,
+        introspections(&tls, &b.iss).await,
+    );
+    for _ in 0..3 {
+        let opaque = opaque_token(&tls, &a.iss).await;
+        let (status, body) = send(addr.clone(), "/read", format!("Bearer {opaque}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // B's JWTs still verify with B's keys, without a call anywhere.
+    let jwt = token(&tls, &b.iss, "read", AUDIENCE).await;
+    let (status, body) = send(addr.clone(), "/read", format!("Bearer {jwt}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(introspections(&tls, &a.iss).await - a_before >= 3);
+    assert_eq!(
+        introspections(&tls, &b.iss).await - b_before,
+        0,
+        "provider B received A's tokens"
+    );
+}
+
 /// The resource_server example introspects what is not a JWT, with
 /// INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

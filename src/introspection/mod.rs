@@ -59,6 +59,15 @@ pub enum IntrospectedTokens {
     /// Every token, its JWTs too: a token revoked at the issuer is refused
     /// at once (or once its cache entry ends), at the price of a call.
     All,
+    /// Its JWTs only; opaque tokens are never sent to it (another issuer
+    /// takes them).
+    Jwts,
+}
+
+impl IntrospectedTokens {
+    fn opaque(self) -> bool {
+        matches!(self, IntrospectedTokens::Opaque | IntrospectedTokens::All)
+    }
 }
 
 /// Where the endpoint is.
@@ -90,6 +99,9 @@ pub struct Introspection {
     pub(crate) untyped_is_access: bool,
     signed: bool,
     tls: Option<rustls::ClientConfig>,
+    /// The prefix its opaque tokens start with: the routing rule among
+    /// several issuers that introspect opaque tokens.
+    pub(crate) opaque_prefix: Option<String>,
 }
 
 /// The media type of a signed answer (RFC 9701), and its JWS `typ`.
@@ -126,7 +138,24 @@ impl Introspection {
             untyped_is_access: false,
             signed: false,
             tls: None,
+            opaque_prefix: None,
         }
+    }
+
+    /// Whether opaque tokens are sent to it at all.
+    pub(crate) fn takes_opaque_tokens(&self) -> bool {
+        self.tokens.opaque()
+    }
+
+    /// Its opaque tokens start with `prefix` (as `ory_at_`, `gho_`, or your
+    /// own authorization server's): only those are sent to it. Needed when
+    /// several issuers introspect opaque tokens, which name no issuer: a
+    /// token is sent to exactly one endpoint, never tried at each (which
+    /// would hand one issuer another's live tokens).
+    #[must_use]
+    pub fn opaque_tokens_prefixed(mut self, prefix: impl Into<String>) -> Self {
+        self.opaque_prefix = Some(prefix.into());
+        self
     }
 
     /// Which tokens are introspected (default: [`IntrospectedTokens::Opaque`]).
@@ -219,6 +248,7 @@ struct Inner {
     http: HttpsClient,
     client: ClientAuth,
     tokens: IntrospectedTokens,
+    opaque_prefix: Option<String>,
     cache: Option<AnswerCache>,
     flights: Flights<Result<Arc<Answer>, AuthError>>,
     budget: Budget,
@@ -266,6 +296,7 @@ impl Introspector {
                 http,
                 client: config.client.clone(),
                 tokens: config.tokens,
+                opaque_prefix: config.opaque_prefix.clone(),
                 cache: config
                     .cache
                     .map(|ttl| AnswerCache::new(ttl, config.cache_capacity)),
@@ -283,7 +314,21 @@ impl Introspector {
 
     /// Whether it introspects its issuer's JWTs too.
     pub(crate) fn takes_jwts(&self) -> bool {
-        self.inner.tokens == IntrospectedTokens::All
+        matches!(
+            self.inner.tokens,
+            IntrospectedTokens::All | IntrospectedTokens::Jwts
+        )
+    }
+
+    /// Whether the opaque `token` is this issuer's to introspect: it takes
+    /// opaque tokens, and `token` starts with its prefix, if it has one.
+    pub(crate) fn takes_opaque(&self, token: &str) -> bool {
+        self.inner.tokens.opaque()
+            && self
+                .inner
+                .opaque_prefix
+                .as_deref()
+                .is_none_or(|prefix| token.starts_with(prefix))
     }
 
     /// The cached answer for `token`, if any.

@@ -21,16 +21,12 @@ pub(crate) enum Route {
     Introspect(Asked),
 }
 
-/// Whom a token is sent to for introspection.
+/// Whom a token is sent to for introspection: exactly one issuer (a JWT's
+/// own, or the one whose rule takes an opaque token), never each in turn,
+/// which would hand one issuer another's live tokens.
 #[cfg(feature = "remote-keys")]
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Asked {
-    /// A JWT of an issuer that introspects all its tokens: that issuer.
-    Issuer(usize),
-    /// An opaque token, which names no issuer: each issuer that
-    /// introspects, in the configured order, until one knows it.
-    Opaque,
-}
+pub(crate) struct Asked(usize);
 
 /// What an introspection ended with: the issuer that answered, and its answer.
 #[cfg(feature = "remote-keys")]
@@ -78,9 +74,22 @@ impl Trust {
                 if token.len() > issuers[0].1.verifier.max_len() {
                     return Err(InvalidToken::TooLong.into());
                 }
-                let introspects = |trusted: &Trusted| trusted.introspection.is_some();
-                if !crate::token::is_jws(token) && issuers.iter().any(|(_, t)| introspects(t)) {
-                    return Ok(Route::Introspect(Asked::Opaque));
+                if !crate::token::is_jws(token) {
+                    // An opaque token names no issuer: the configured rule
+                    // (one issuer, or each its prefix) picks one, or none.
+                    let takes = |(_, trusted): &(String, Trusted)| {
+                        trusted
+                            .introspection
+                            .as_ref()
+                            .is_some_and(|i| i.takes_opaque(token))
+                    };
+                    return match issuers.iter().position(takes) {
+                        Some(index) => Ok(Route::Introspect(Asked(index))),
+                        None => Err(InvalidToken::Malformed(Cow::Borrowed(
+                            "not a JWT, and no issuer introspects such a token",
+                        ))
+                        .into()),
+                    };
                 }
                 let iss = crate::token::unverified_issuer(token);
                 let index = issuers
@@ -93,7 +102,7 @@ impl Trust {
                     .as_ref()
                     .is_some_and(Introspector::takes_jwts);
                 Ok(if all {
-                    Route::Introspect(Asked::Issuer(index))
+                    Route::Introspect(Asked(index))
                 } else {
                     Route::Local(index)
                 })
@@ -101,52 +110,30 @@ impl Trust {
         }
     }
 
-    /// The issuers `asked` names, with their introspection.
+    /// The introspection of the issuer `asked` names (`route` chose one
+    /// that introspects).
     #[cfg(feature = "remote-keys")]
-    fn introspectors(&self, asked: Asked) -> impl Iterator<Item = (usize, &Introspector)> {
-        let issuers = match self {
-            Trust::Issuers(issuers) => &issuers[..],
-            Trust::One(_) => &[][..],
-        };
-        issuers
-            .iter()
-            .enumerate()
-            .filter(move |(index, _)| match asked {
-                Asked::Issuer(only) => *index == only,
-                Asked::Opaque => true,
-            })
-            .filter_map(|(index, (_, trusted))| Some((index, trusted.introspection.as_ref()?)))
+    fn introspector(&self, Asked(index): Asked) -> Option<&Introspector> {
+        self.get(index).introspection.as_ref()
     }
 
-    /// A cached answer about `token` from an issuer `asked` names.
+    /// A cached answer about `token` from the issuer `asked` names.
     #[cfg(feature = "remote-keys")]
     pub(super) fn cached(&self, asked: Asked, token: &str) -> Option<Introspected> {
-        self.introspectors(asked)
-            .find_map(|(index, introspector)| Some((index, introspector.cached(token)?)))
+        let answer = self.introspector(asked)?.cached(token)?;
+        Some((asked.0, answer))
     }
 
-    /// Asks the issuers `asked` names about `token`, in order, until one
-    /// knows it: the first active answer, else the first refusal that is
-    /// not "inactive", else 503 if one could not answer, else inactive.
+    /// Asks the issuer `asked` names about `token`.
     #[cfg(feature = "remote-keys")]
     pub(super) fn introspect(&self, asked: Asked, token: String) -> IntrospectionFuture {
-        let introspectors: Vec<_> = self
-            .introspectors(asked)
-            .map(|(index, introspector)| (index, introspector.clone()))
-            .collect();
+        let introspector = self.introspector(asked).cloned();
         IntrospectionFuture(Box::pin(async move {
-            let mut unavailable = None;
-            for (index, introspector) in introspectors {
-                match introspector.introspect(&token).await {
-                    Ok(answer) => return Ok((index, answer)),
-                    Err(AuthError::InvalidToken(InvalidToken::Inactive)) => {}
-                    Err(error @ AuthError::IntrospectionUnavailable { .. }) => {
-                        unavailable.get_or_insert(error);
-                    }
-                    Err(refused) => return Err(refused),
-                }
-            }
-            Err(unavailable.unwrap_or(InvalidToken::Inactive.into()))
+            let Some(introspector) = introspector else {
+                return Err(InvalidToken::Inactive.into());
+            };
+            let answer = introspector.introspect(&token).await?;
+            Ok((asked.0, answer))
         }))
     }
 
@@ -357,6 +344,7 @@ pub(crate) fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
                 )));
             }
         }
+        check_opaque_routes(&config.issuers)?;
     } else if config.any_issuer {
         if config.remote.is_none() {
             return Err(ConfigError::new(
@@ -374,6 +362,48 @@ pub(crate) fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
              name the one whose tokens you accept with AuthXConfig::issuer, or opt out with \
              AuthXConfig::danger_accept_any_issuer",
         ));
+    }
+    Ok(())
+}
+
+/// An opaque token names no issuer, so it must go to exactly one: with
+/// several issuers introspecting opaque tokens, each says which (a prefix),
+/// and no prefix may take another's tokens.
+#[cfg(feature = "remote-keys")]
+fn check_opaque_routes(issuers: &[crate::issuer::Issuer]) -> Result<(), ConfigError> {
+    let opaque: Vec<(&str, Option<&str>)> = issuers
+        .iter()
+        .filter_map(|issuer| {
+            let introspection = issuer.introspection.as_ref()?;
+            introspection
+                .takes_opaque_tokens()
+                .then(|| (issuer.iss.as_str(), introspection.opaque_prefix.as_deref()))
+        })
+        .collect();
+    if opaque.len() < 2 {
+        return Ok(());
+    }
+    if let Some((iss, _)) = opaque
+        .iter()
+        .find(|(_, prefix)| prefix.is_none_or(str::is_empty))
+    {
+        return Err(ConfigError::new(format!(
+            "several issuers introspect opaque tokens, which name no issuer: say which are whose \
+             with Introspection::opaque_tokens_prefixed (the issuer {iss:?} has no prefix), or \
+             let all but one introspect only their JWTs (IntrospectedTokens::Jwts); a token is \
+             never sent to each in turn"
+        )));
+    }
+    for (i, (iss, prefix)) in opaque.iter().enumerate() {
+        for (other, other_prefix) in &opaque[..i] {
+            let (a, b) = (prefix.unwrap_or_default(), other_prefix.unwrap_or_default());
+            if a.starts_with(b) || b.starts_with(a) {
+                return Err(ConfigError::new(format!(
+                    "the opaque-token prefixes of {other:?} ({b:?}) and {iss:?} ({a:?}) overlap: \
+                     a token could be either's"
+                )));
+            }
+        }
     }
     Ok(())
 }

@@ -911,3 +911,90 @@ async fn an_answer_without_sub_is_a_clients_token_not_a_users() {
         .unwrap();
     assert!(!claims.is_client());
 }
+
+/// Issue 38, finding 2: an opaque token goes to exactly one introspection
+/// endpoint, chosen by configuration. Two issuers that introspect opaque
+/// tokens without a rule are a configuration error; with prefixes, issuer
+/// B's authorization server never sees A's tokens, and a token neither
+/// takes is refused without a call.
+#[tokio::test]
+async fn an_opaque_token_goes_to_exactly_one_introspection_endpoint() {
+    const ISS_B: &str = "https://b.example";
+    let a = server().await;
+    let b = server().await;
+    b.answer(|form: &Form| match form.get("token") {
+        Some("b_bob") => {
+            let mut answer = active();
+            answer["sub"] = json!("bob");
+            answer["iss"] = json!(ISS_B);
+            json_answer(answer)
+        }
+        _ => json_answer(json!({"active": false})),
+    });
+    a.answer(|form: &Form| match form.get("token") {
+        Some("a_alice") => json_answer(active()),
+        _ => json_answer(json!({"active": false})),
+    });
+    let issuer_b = |introspection: Introspection| {
+        Issuer::new(ISS_B, RemoteJwks::new(&format!("{}/jwks", b.base)).unwrap())
+            .audience("https://api.example")
+            .introspection(introspection)
+    };
+    let introspection_b =
+        || Introspection::at(&b.endpoint(), ClientAuth::secret_basic("rs", "rs-secret")).unwrap();
+    // No rule: refused at configuration, naming the fix.
+    let error = AuthX::new(AuthXConfig::from_issuers([
+        a.issuer(a.introspection()),
+        issuer_b(introspection_b()),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("opaque_tokens_prefixed"), "{error}");
+    // Overlapping prefixes too.
+    let error = AuthX::new(AuthXConfig::from_issuers([
+        a.issuer(a.introspection().opaque_tokens_prefixed("a_")),
+        issuer_b(introspection_b().opaque_tokens_prefixed("a_b")),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("overlap"), "{error}");
+
+    let authx = AuthX::new(AuthXConfig::from_issuers([
+        a.issuer(a.introspection().opaque_tokens_prefixed("a_")),
+        issuer_b(introspection_b().opaque_tokens_prefixed("b_")),
+    ]))
+    .unwrap();
+    let (code, subject, _) = guarded(&authx, "a_alice").await;
+    assert_eq!((code, subject.as_str()), (StatusCode::OK, "alice"));
+    let (code, subject, _) = guarded(&authx, "b_bob").await;
+    assert_eq!((code, subject.as_str()), (StatusCode::OK, "bob"));
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+    let seen_by_b: Vec<_> = b
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|f| f.get("token").map(str::to_owned))
+        .collect();
+    assert_eq!(seen_by_b, [Some("b_bob".to_owned())], "B saw A's token");
+    // A's token that A says is inactive is not then tried at B.
+    let (code, _, _) = guarded(&authx, "a_unknown").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!((a.calls(), b.calls()), (2, 1));
+    // A token no rule takes: refused as malformed, no call at all.
+    let (code, detail, _) = guarded(&authx, "c_carol").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(detail.contains("no issuer introspects"), "{detail}");
+    assert_eq!((a.calls(), b.calls()), (2, 1));
+
+    // One issuer for opaque tokens, the other introspecting its JWTs only,
+    // is a rule too.
+    let authx = AuthX::new(AuthXConfig::from_issuers([
+        a.issuer(a.introspection()),
+        issuer_b(introspection_b().tokens(IntrospectedTokens::Jwts)),
+    ]))
+    .unwrap();
+    let (code, _, _) = guarded(&authx, "b_bob").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.calls(), 1, "an opaque token went to the JWT-only issuer");
+}
