@@ -50,9 +50,42 @@ struct Remote {
     ring: RwLock<Arc<KeyRing>>,
     fetching: tokio::sync::Mutex<()>,
     state: FetchState,
+    misses: std::sync::Mutex<Misses>,
     refresh_every: Duration,
     min_interval: Duration,
     timeout: Duration,
+}
+
+/// The `kid`s tokens named that the keys lacked, remembered so that forged
+/// tokens naming made-up keys are 401, not an outage's 503: those asked
+/// since the last fetch, and those that fetch answered without.
+#[derive(Debug, Default)]
+struct Misses {
+    asked: std::collections::HashSet<Box<str>>,
+    missing: std::collections::HashSet<Box<str>>,
+}
+
+/// The most `kid`s remembered either way (past it, a made-up `kid` is
+/// answered as before: 503 until a fetch after its token's `iat`).
+const MAX_MISSES: usize = 1024;
+
+/// The longest `kid` remembered.
+const MAX_KID_LEN: usize = 256;
+
+impl Misses {
+    fn ask(&mut self, kid: &str) {
+        if self.asked.len() < MAX_MISSES && kid.len() <= MAX_KID_LEN {
+            self.asked.insert(kid.into());
+        }
+    }
+
+    /// A fetch answered `ring`: the `kid`s asked for and not in it are missing.
+    fn answered(&mut self, ring: &KeyRing) {
+        self.missing = std::mem::take(&mut self.asked)
+            .into_iter()
+            .filter(|kid| !ring.contains(kid))
+            .collect();
+    }
 }
 
 /// The state of an issuer's keys, from [`RemoteJwks::health`].
@@ -102,6 +135,7 @@ impl RemoteJwks {
                 ring: RwLock::new(Arc::new(KeyRing::default())),
                 fetching: tokio::sync::Mutex::new(()),
                 state: FetchState::new(),
+                misses: Default::default(),
                 refresh_every: Duration::from_secs(300),
                 min_interval: Duration::from_secs(10),
                 timeout: Duration::from_secs(5),
@@ -143,6 +177,7 @@ impl RemoteJwks {
             ring: RwLock::new(shared.ring()),
             fetching: tokio::sync::Mutex::new(()),
             state: FetchState::new(),
+            misses: Default::default(),
             refresh_every: shared.refresh_every,
             min_interval: shared.min_interval,
             timeout: shared.timeout,
@@ -205,6 +240,14 @@ impl RemoteJwks {
     /// Whether the last fetch failed (the issuer is unreachable or answered badly).
     pub(crate) fn unavailable(&self) -> bool {
         self.inner.state.last_failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the latest fetch answered without `kid`, which a token had
+    /// named before it: a token naming it is forged (401), not a rotation
+    /// not yet seen (503), until the next fetch says otherwise.
+    pub(crate) fn missed(&self, kid: Option<&str>) -> bool {
+        let misses = self.inner.misses.lock().unwrap_or_else(|e| e.into_inner());
+        kid.is_some_and(|kid| misses.missing.contains(kid))
     }
 
     /// Whether keys were fetched after `unix_secs` (a token's `iat`): only then
@@ -274,6 +317,12 @@ impl Remote {
         if kid.as_deref().is_some_and(|kid| self.ring().contains(kid)) {
             return;
         }
+        if let Some(kid) = &kid {
+            self.misses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ask(kid);
+        }
         if self
             .state
             .since(&self.state.last_attempt)
@@ -315,6 +364,10 @@ impl Remote {
             Ok(ring) => {
                 #[cfg(feature = "metrics")]
                 self.record_fetch(Some(ring.len()));
+                self.misses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .answered(&ring);
                 *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
                 self.state.mark(&self.state.last_success);
                 FetchState::mark_unix(&self.state.success_unix_ms);

@@ -68,19 +68,23 @@ impl KeySource {
         }
     }
 
-    /// Whether a key still missing after a refetch is not (yet) the token's
-    /// fault: the issuer could not be reached, or no fetch has happened since
-    /// the token was issued (`iat`, when the token says), so a key the issuer
-    /// rotated in may simply not have been seen yet.
-    pub(crate) fn not_yet_known(&self, issued_at: Option<f64>) -> bool {
+    /// Whether a key `kid` still missing after a refetch is not (yet) the
+    /// token's fault: the issuer could not be reached, or no fetch has
+    /// happened since the token was issued (`iat`, when the token says), so a
+    /// key the issuer rotated in may simply not have been seen yet. Once a
+    /// fetch has answered without a `kid` a token named before it, that
+    /// `kid` is the token's fault until the next fetch.
+    pub(crate) fn not_yet_known(&self, kid: Option<&str>, issued_at: Option<f64>) -> bool {
         match self {
             KeySource::Local(_) => {
-                let _ = issued_at;
+                let _ = (kid, issued_at);
                 false
             }
             #[cfg(feature = "remote-keys")]
             KeySource::Remote(remote) => {
-                remote.unavailable() || issued_at.is_some_and(|iat| !remote.fetched_after(iat))
+                remote.unavailable()
+                    || (!remote.missed(kid)
+                        && issued_at.is_some_and(|iat| !remote.fetched_after(iat)))
             }
         }
     }

@@ -304,7 +304,10 @@ pub(super) fn key_after_fetch<'k>(
     keys.select(header.kid.as_deref(), &header.alg)
         .map_err(|error| match error {
             InvalidToken::UnknownKey
-                if keys.not_yet_known(crate::token::unverified_issued_at(token, now)) =>
+                if keys.not_yet_known(
+                    header.kid.as_deref(),
+                    crate::token::unverified_issued_at(token, now),
+                ) =>
             {
                 AuthError::KeysUnavailable {
                     retry_after: keys.retry_after(),

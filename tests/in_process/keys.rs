@@ -759,3 +759,64 @@ fn empty_and_zero_rsa_moduli_and_a_null_with_content_are_refused() {
     bad[5] += 1; // the AlgorithmIdentifier's short length
     assert!(Key::verifying_der(Algorithm::RS256, &bad).is_err());
 }
+
+/// Issue 38, finding 11: a forged token naming a made-up `kid` (its `iat`
+/// now, as a forger writes it) is 503 only until a fetch has answered
+/// without that `kid`; from then on it is 401 until the next fetch, so
+/// forged tokens do not look like an outage. A JWKS that cannot be fetched
+/// stays 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_made_up_kid_is_401_once_a_fetch_answered_without_it() {
+    let signer = AuthX::new(AuthXConfig::new(private_key(
+        Algorithm::ES256,
+        "ec256_private.pem",
+    )))
+    .unwrap();
+    let server = jwks_server(signer.jwks().to_owned()).await;
+    let remote = RemoteJwks::new(&server.url)
+        .unwrap()
+        .min_refetch_interval(Duration::from_millis(1500));
+    let resource =
+        AuthX::new(AuthXConfig::from_jwks(remote.clone()).danger_accept_any_issuer()).unwrap();
+    let service = guarded(resource);
+    let status = |token: String| {
+        let service = service.clone();
+        async move { service.oneshot(bearer(&token)).await.unwrap().status() }
+    };
+    let good = signer.access_token("u").issue().unwrap();
+    assert_eq!(status(good.clone()).await, StatusCode::OK);
+    let forged = |kid: &str| {
+        forge(
+            &format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#),
+            &format!(r#"{{"sub":"u","iat":{},"exp":{}}}"#, now(), now() + 60),
+            b"attacker-secret-of-32-bytes-long",
+        )
+    };
+    // Within the refetch interval a new kid may be a rotation: 503.
+    assert_eq!(
+        status(forged("made-up")).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // The refetch that decides runs on its own; it answers without the kid.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let fetches = server.hits.load(Ordering::SeqCst);
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(status(forged("made-up")).await);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert!(
+        server.hits.load(Ordering::SeqCst) <= fetches + 1,
+        "a fetch per token"
+    );
+    assert_eq!(status(good).await, StatusCode::OK);
+
+    // The JWKS down: a kid never seen is 503 again, as an outage is.
+    *server.document.write().unwrap() = "not json".into();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let first = status(forged("another")).await;
+    assert_eq!(first, StatusCode::SERVICE_UNAVAILABLE);
+}
