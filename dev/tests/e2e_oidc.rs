@@ -1032,6 +1032,74 @@ async fn introspections(tls: &rustls::ClientConfig, iss: &str) -> u64 {
     json["count"].as_u64().unwrap()
 }
 
+/// A token the provider issues at `path` (`/test/id_token`, `/test/logout_token`).
+async fn test_token(tls: &rustls::ClientConfig, iss: &str, path: &str) -> String {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(connector);
+    let request = Request::get(format!("{iss}{path}"))
+        .body(Full::default())
+        .unwrap();
+    let body = client.request(request).await.unwrap().into_body();
+    let json: serde_json::Value =
+        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    json["token"].as_str().expect("a token").to_owned()
+}
+
+/// Issue 38, finding 4: an ID token and a back-channel logout token the
+/// provider issues to a client that is also the API (their `aud` is ours)
+/// are refused by the resource_server example, on a plain and a scoped
+/// route, while its access tokens get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_id_and_logout_tokens_are_not_access_tokens() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("example-id-tokens");
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let (_child, addr) = resource_server(&binary, &provider, &ca, &[]).await;
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let access = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    let (status, body) = send(addr.clone(), "/read", format!("Bearer {access}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for path in ["/test/id_token", "/test/logout_token"] {
+        let token = test_token(&tls, &provider.iss, path).await;
+        let claims = support_payload(&token);
+        assert_eq!(claims["aud"], AUDIENCE, "{path}: {claims}");
+        for route in ["/protected", "/read"] {
+            let (status, body) = send(addr.clone(), route, format!("Bearer {token}"), None).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{path} on {route}: {body}"
+            );
+            // Refused for what it is (the logout token's header, `logout+jwt`,
+            // already says it is no access token).
+            let why = if path == "/test/id_token" {
+                "not an access token"
+            } else {
+                "typ"
+            };
+            assert!(body.contains(why), "{path} on {route}: {body}");
+        }
+    }
+}
+
+/// A JWT's payload, unverified, for a test to look at.
+fn support_payload(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// A resource server introspecting at `provider` (discovered) with `introspection`.
 async fn introspecting(
     provider: &Provider,

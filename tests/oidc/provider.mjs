@@ -13,6 +13,11 @@
 // resource-server-jwt (private_key_jwt); revocation (RFC 7009) is on.
 // Answers to resource-server are signed (RFC 9701) when asked for.
 // GET /test/introspections counts the introspection requests answered.
+// GET /test/id_token and /test/logout_token issue, as the provider issues
+// them at a login and a back-channel logout, an ID token and a logout token
+// for the client whose id is the resource itself (a client that is also the
+// API): their `aud` is the resource's, and they must never pass as access
+// tokens.
 //
 // Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
 // KEYS_FILE (where to keep its signing keys: reused when present, so a restart
@@ -83,6 +88,14 @@ const provider = new Provider(issuer, {
     redirect_uris: [],
     response_types: [],
     scope: 'read admin:users mcp:tools mcp:admin orders:write',
+    id_token_signed_response_alg: alg,
+  }, {
+    // A client that is also the API: its ID tokens name the resource in `aud`.
+    client_id: audience,
+    client_secret: 'api-self-secret',
+    grant_types: [],
+    redirect_uris: [],
+    response_types: [],
     id_token_signed_response_alg: alg,
   }, {
     client_id: 'mtls-client',
@@ -164,6 +177,25 @@ let introspections = 0;
 provider.use(async (ctx, next) => {
   if (ctx.path === '/test/introspections') {
     ctx.body = { count: introspections };
+    return;
+  }
+  if (ctx.path === '/test/id_token' || ctx.path === '/test/logout_token') {
+    const client = await provider.Client.find(audience);
+    const token = new provider.IdToken({ sub: 'alice' }, { client, ctx });
+    token.scope = 'openid';
+    const logout = ctx.path === '/test/logout_token';
+    if (logout) {
+      token.set('events', { 'http://schemas.openid.net/event/backchannel-logout': {} });
+      token.set('sid', randomUUID());
+      token.set('jti', randomUUID());
+    } else {
+      token.set('nonce', randomUUID());
+      token.set('at_hash', randomUUID());
+      token.set('auth_time', Math.floor(Date.now() / 1000));
+      // As the red team did: a scope copied in does not make it an access token.
+      token.set('scope', 'read');
+    }
+    ctx.body = { token: await token.issue({ use: logout ? 'logout' : 'idtoken' }) };
     return;
   }
   if (ctx.path === '/token/introspection') introspections += 1;
