@@ -748,6 +748,26 @@ async fn the_mcp_server_example_with_the_official_typescript_sdk() {
         assert!(challenge.contains(part), "{challenge} lacks {part}");
     }
 
+    // A tool the guard does not list (a typo of admin_reset) is refused
+    // with 403 before the server runs it (issue 38, finding 6).
+    let unlisted = run.step("unlisted_tool");
+    assert_eq!(unlisted["ok"], false, "{:?}", run.lines);
+    // The exchanges of that step: those printed after the step before it.
+    let after = run
+        .lines
+        .iter()
+        .position(|l| l["step"] == "whoami_after")
+        .unwrap();
+    let statuses: Vec<_> = run.lines[after..]
+        .iter()
+        .filter_map(|l| l.get("http"))
+        .map(|e| e["status"].clone())
+        .collect();
+    assert!(
+        statuses.contains(&serde_json::json!(403)),
+        "the unlisted tool was not refused by the guard: {statuses:?}"
+    );
+
     // With a token that has mcp:admin, admin_reset succeeds.
     let run = mcp_client(
         &dir,

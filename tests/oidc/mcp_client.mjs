@@ -5,7 +5,7 @@
 //
 // It connects (401 -> protected resource metadata -> authorization server
 // discovery -> token for the resource -> initialize), lists the tools, calls
-// `whoami`, then `admin_reset`. SCOPE is what the client asks tokens for:
+// `whoami`, then `admin_reset`, then (without `dpop`) a tool nobody listed. SCOPE is what the client asks tokens for:
 // the SDK's ClientCredentialsProvider (1.32) requests its configured scope
 // only, also when it retries after a 403 scope challenge. With `dpop`, a fetch wrapper binds every
 // token to a key with panva's `dpop` (proofs at the token endpoint and on
@@ -87,5 +87,13 @@ await step('admin_reset', async () => {
   return result.content[0].text;
 });
 await step('whoami_after', async () => JSON.parse((await client.callTool({ name: 'whoami', arguments: {} })).content[0].text));
+// A tool the guard does not list (a typo): refused before the server runs it.
+if (!useDpop) {
+  await step('unlisted_tool', async () => {
+    const result = await client.callTool({ name: 'admin_rest', arguments: {} });
+    if (result.isError) throw new Error(`tool error: ${JSON.stringify(result.content)}`);
+    return result.content;
+  });
+}
 await client.close().catch(() => {});
 process.exit(0);
