@@ -20,6 +20,8 @@
 //! ```
 //!
 //! Routes: `GET /protected` (any valid access token; names its subject),
+//! `GET /me` (a user route: the user `sub` names, loaded from the demo
+//! directory; a client's own token is refused),
 //! `GET /fresh-required` (a fresh one), `GET /read` (scope `read`), `GET /admin`
 //! (scope `admin:users`; 403 `insufficient_scope` otherwise), `GET /staff`
 //! (role or group `staff`) and `GET /orders` (scope `orders:write` or role
@@ -65,9 +67,10 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
+use tower_authx::layer::{LoadUserLayer, User};
 use tower_authx::{
-    AuthX, AuthXConfig, ClientAuth, Idp, Introspection, Issuer, RemoteJwks, RequireAuthLayer,
-    RequireFreshLayer, RequireScopesLayer, Requirement, Rule,
+    AuthX, AuthXConfig, Claims, ClientAuth, Idp, Introspection, Issuer, RemoteJwks,
+    RequireAuthLayer, RequireFreshLayer, RequireScopesLayer, Requirement, Rule,
 };
 
 #[path = "../../examples/shared/prometheus.rs"]
@@ -248,8 +251,9 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     {
         return Ok(boxed(scrape));
     }
-    const ROUTES: [&str; 6] = [
+    const ROUTES: [&str; 7] = [
         "/protected",
+        "/me",
         "/fresh-required",
         "/read",
         "/admin",
@@ -269,6 +273,10 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
             let claims = verified(&r);
             let body = match path.as_str() {
                 "/protected" => shared::protected(claims, &app.users, app.authx.is_fresh(claims)),
+                "/me" => match r.extensions().get::<User<serde_json::Value>>() {
+                    Some(User(email)) => json!({"username": claims.sub, "email": email}),
+                    None => json!({}),
+                },
                 "/fresh-required" => shared::fresh_required(claims, &app.users),
                 _ => json!({
                     "message": format!("You may {}", &path[1..]),
@@ -282,6 +290,21 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     };
     let res = match path.as_str() {
         "/protected" => boxed(app.access.layer(handler).oneshot(req).await?),
+        // A user route: the user is loaded from the directory by `sub`; a
+        // client's own token is refused before the directory is asked.
+        "/me" => {
+            let users = app.clone();
+            let load_user = LoadUserLayer::new(app.authx.clone(), move |claims: &Claims| {
+                let email = users.users.email(&claims.sub);
+                async move { Ok((!email.is_null()).then_some(email)) }
+            });
+            boxed(
+                app.access
+                    .layer(load_user.layer(handler))
+                    .oneshot(req)
+                    .await?,
+            )
+        }
         "/fresh-required" => boxed(app.fresh.layer(handler).oneshot(req).await?),
         "/read" => boxed(app.read.layer(handler).oneshot(req).await?),
         "/staff" => boxed(app.staff.layer(handler).oneshot(req).await?),

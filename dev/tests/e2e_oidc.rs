@@ -1110,6 +1110,36 @@ async fn the_providers_id_and_logout_tokens_are_not_access_tokens() {
     }
 }
 
+/// Issue 38, finding 3: a client whose id is a user's name (`user1`, as
+/// dynamic registration lets a client choose) gets client-credentials tokens
+/// whose `sub` is `user1`; the resource_server's user route refuses them,
+/// and `/protected` shows no user's email for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_named_like_a_user_is_not_that_user_over_tcp() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("example-client-named-user");
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let (_child, addr) = resource_server(&binary, &provider, &ca, &[]).await;
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let form = format!("scope=read&resource={AUDIENCE}");
+    let (token, _) =
+        token_request(&tls, &provider.iss, &form, ("user1", "user1-secret"), None).await;
+    assert_eq!(support_payload(&token)["sub"], "user1");
+    let (status, body) = send(addr.clone(), "/me", format!("Bearer {token}"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = send(addr.clone(), "/protected", format!("Bearer {token}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["username"], "user1");
+    assert!(
+        body["email"].is_null(),
+        "a client got a user's email: {body}"
+    );
+}
+
 /// A JWT's payload, unverified, for a test to look at.
 fn support_payload(token: &str) -> serde_json::Value {
     use base64::Engine as _;

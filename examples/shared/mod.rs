@@ -336,7 +336,7 @@ pub fn protected(claims: &Claims, users: &Users, fresh: bool) -> Value {
     json!({
         "message": "You have access to this protected resource",
         "username": claims.sub,
-        "email": users.email(&claims.sub),
+        "email": email(claims, users),
         "fresh": fresh,
     })
 }
@@ -345,6 +345,16 @@ pub fn fresh_required(claims: &Claims, users: &Users) -> Value {
     json!({
         "message": "You have access to this fresh-required resource",
         "username": claims.sub,
-        "email": users.email(&claims.sub),
+        "email": email(claims, users),
     })
+}
+
+/// The user's email; a client's own token (its `sub` a client id, which may
+/// equal a user's name) has none.
+fn email(claims: &Claims, users: &Users) -> Value {
+    if claims.is_client() {
+        Value::Null
+    } else {
+        users.email(&claims.sub)
+    }
 }

@@ -98,6 +98,16 @@ const provider = new Provider(issuer, {
     response_types: [],
     id_token_signed_response_alg: alg,
   }, {
+    // A client whose id is a user's name (dynamic registration lets a
+    // client choose its id): its tokens speak for a client, not the user.
+    client_id: 'user1',
+    client_secret: 'user1-secret',
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    scope: 'read',
+    id_token_signed_response_alg: alg,
+  }, {
     client_id: 'mtls-client',
     client_secret: 'mtls-secret',
     grant_types: ['client_credentials'],
