@@ -21,7 +21,8 @@
 //!
 //! Routes: `GET /protected` (any valid access token; names its subject),
 //! `GET /me` (a user route: the user `sub` names, loaded from the demo
-//! directory; a client's own token is refused),
+//! directory; a client's own token is refused), `GET /bound` (certificate-bound
+//! tokens only, RFC 8705),
 //! `GET /fresh-required` (a fresh one), `GET /read` (scope `read`), `GET /admin`
 //! (scope `admin:users`; 403 `insufficient_scope` otherwise), `GET /staff`
 //! (role or group `staff`) and `GET /orders` (scope `orders:write` or role
@@ -92,6 +93,7 @@ struct App {
     admin: RequireScopesLayer,
     staff: RequireAuthLayer,
     orders: RequireAuthLayer,
+    bound: RequireAuthLayer,
 }
 
 #[tokio::main]
@@ -162,6 +164,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let authx = AuthX::new(config)?;
     let app = Arc::new(App {
         staff: authx.guard(Requirement::access().any_role(["staff"]))?,
+        bound: authx.guard(Requirement::access().certificate_bound())?,
         orders: authx.guard(Requirement::access().rule(Rule::any_of([
             Rule::all_scopes(["orders:write"]),
             Rule::any_role(["admin"]),
@@ -251,9 +254,10 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
     {
         return Ok(boxed(scrape));
     }
-    const ROUTES: [&str; 7] = [
+    const ROUTES: [&str; 8] = [
         "/protected",
         "/me",
+        "/bound",
         "/fresh-required",
         "/read",
         "/admin",
@@ -308,6 +312,7 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         "/fresh-required" => boxed(app.fresh.layer(handler).oneshot(req).await?),
         "/read" => boxed(app.read.layer(handler).oneshot(req).await?),
         "/staff" => boxed(app.staff.layer(handler).oneshot(req).await?),
+        "/bound" => boxed(app.bound.layer(handler).oneshot(req).await?),
         "/orders" => boxed(app.orders.layer(handler).oneshot(req).await?),
         _ => boxed(app.admin.layer(handler).oneshot(req).await?),
     };

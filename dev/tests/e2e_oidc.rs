@@ -1024,6 +1024,21 @@ async fn certificate_bound_tokens_go_only_with_their_certificate() {
     let plain = format!("Bearer {plain}");
     assert_eq!(https_get(&as_mallory, &url, &plain).await, StatusCode::OK);
     assert_eq!(https_get(&anonymous, &url, &plain).await, StatusCode::OK);
+    // A route that takes only certificate-bound tokens (issue 38, finding 8)
+    // refuses the unbound one, whatever certificate comes with it.
+    let bound_only = format!("https://{addr}/bound");
+    assert_eq!(
+        https_get(&as_alice, &bound_only, &bearer).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        https_get(&as_alice, &bound_only, &plain).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        https_get(&anonymous, &bound_only, &plain).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 /// An opaque access token from the provider (the client `opaque-client`).
