@@ -26,8 +26,9 @@
 //!   the guarded routes with `IMPLICIT_REFRESH_SECS` (the window before
 //!   expiry; unset: off): the response then sets a new access cookie and CSRF
 //!   cookie, never for a session logged out, and never past `SESSION_MAX_SECS`
-//!   after the login. `ACCESS_TOKEN_LIFETIME_SECS` (default 900) sets how long
-//!   an access token lives.
+//!   after the login (default: the refresh token's lifetime).
+//!   `ACCESS_TOKEN_LIFETIME_SECS` (default 900) and
+//!   `REFRESH_TOKEN_LIFETIME_SECS` (default 20 days) set how long tokens live.
 //!
 //! Like `fresh_token`, it reads `JWT_VERIFIED_CACHE` and `REDIS_URL` (with
 //! `--features redis`), and serves with header, body and idle timeouts and at
@@ -86,6 +87,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         shared::locations_from_env(config, &[TokenLocation::Headers, TokenLocation::Cookies])?;
     if let Some(lifetime) = env_secs("ACCESS_TOKEN_LIFETIME_SECS")? {
         config = config.access_token_lifetime(lifetime);
+    }
+    if let Some(lifetime) = env_secs("REFRESH_TOKEN_LIFETIME_SECS")? {
+        config = config.refresh_token_lifetime(lifetime);
     }
     let authx = AuthX::new(config)?;
     let json_authx = authx.clone();

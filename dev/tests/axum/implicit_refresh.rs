@@ -69,6 +69,42 @@ impl Tab {
     }
 }
 
+/// Issue 38, finding 7: with no session lifetime of its own, a cookie used
+/// continuously is renewed only until the refresh token's lifetime after the
+/// login, then refused: a stolen cookie ages out.
+#[tokio::test]
+async fn a_session_used_continuously_ends_at_the_refresh_tokens_lifetime() {
+    let server = Server::start(
+        "axum",
+        &[
+            ("JWT_COOKIE_SECURE", "false"),
+            ("ACCESS_TOKEN_LIFETIME_SECS", "3"),
+            ("REFRESH_TOKEN_LIFETIME_SECS", "6"),
+            ("IMPLICIT_REFRESH_SECS", "3600"),
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let mut tab = Tab::login(&server).await;
+    let mut renewed = 0;
+    let ended = loop {
+        let reply = tab.get(&server, "/protected").await;
+        if reply.status != StatusCode::OK {
+            break started.elapsed();
+        }
+        if let Some(next) = tab.after(&reply) {
+            tab = next;
+            renewed += 1;
+        }
+        assert!(started.elapsed().as_secs() < 30, "the session never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert!(renewed >= 2, "renewed {renewed} times");
+    // It ends once its tokens reach the login (whole seconds) + 6 s: not
+    // before (the tokens were renewed every half second), and it did end.
+    assert!(ended.as_secs_f64() >= 5.0, "ended after {ended:?}");
+}
+
 #[tokio::test]
 async fn a_cookie_session_is_renewed_on_every_guarded_route_and_not_on_logout() {
     let server = renewing_server("60").await;
