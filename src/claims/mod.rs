@@ -116,6 +116,7 @@ pub(crate) enum Wildcards {
     /// In AuthX's own `scopes` claim (tokens of our own keys).
     AuthxScopes,
     /// In every scope claim (an issuer whose operator opted in by name).
+    #[cfg_attr(not(feature = "remote-keys"), allow(dead_code))]
     Every,
 }
 

@@ -380,7 +380,7 @@ fn check_opaque_routes(issuers: &[crate::issuer::Issuer]) -> Result<(), ConfigEr
             let introspection = issuer.introspection.as_ref()?;
             introspection
                 .takes_opaque_tokens()
-                .then(|| (issuer.iss.as_str(), introspection.opaque_prefix.as_deref()))
+                .then_some((issuer.iss.as_str(), introspection.opaque_prefix.as_deref()))
         })
         .collect();
     if opaque.len() < 2 {
