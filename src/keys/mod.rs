@@ -63,7 +63,7 @@ impl Key {
     /// A secret shorter than the algorithm's output size (32, 48 or 64 bytes) is
     /// accepted here but refused by [`AuthX::new`](crate::AuthX::new) unless the
     /// configuration opts in with
-    /// [`allow_weak_secret`](crate::AuthXConfig::allow_weak_secret).
+    /// [`danger_allow_weak_secret`](crate::AuthXConfig::danger_allow_weak_secret).
     pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Key, ConfigError> {
         let secret = secret.as_ref();
         if !alg.is_hmac() {
