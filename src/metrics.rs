@@ -15,6 +15,7 @@
 //! | `authx_verified_cache_total` | counter | `result` (`hit`, `miss`) |
 //! | `authx_introspections_total` | counter | `issuer`, `result` (`active`, `inactive`, `error`, `shed`) |
 //! | `authx_introspection_cache_total` | counter | `result` (`hit`, `miss`) |
+//! | `authx_store_unreplicated_writes_total` | counter | |
 
 use crate::error::AuthError;
 
@@ -40,6 +41,9 @@ pub const VERIFIED_CACHE: &str = "authx_verified_cache_total";
 pub const INTROSPECTIONS: &str = "authx_introspections_total";
 /// Introspection cache lookups by result.
 pub const INTROSPECTION_CACHE: &str = "authx_introspection_cache_total";
+/// Writes a Redis primary counted without a replica to copy them to (a
+/// shard running alone after a failover: alert on any increase).
+pub const UNREPLICATED_WRITES: &str = "authx_store_unreplicated_writes_total";
 
 /// Registers every metric's unit and description with the installed
 /// recorder (the `# HELP` lines of a Prometheus scrape). Call it once after
@@ -73,6 +77,10 @@ pub fn describe() {
         "Introspection calls by issuer and result (shed: refused at the bound)"
     );
     describe_counter!(INTROSPECTION_CACHE, "Introspection cache lookups by result");
+    describe_counter!(
+        UNREPLICATED_WRITES,
+        "Writes a Redis primary counted without a replica (a shard running alone)"
+    );
 }
 
 /// The `reason` label of a refusal: its kind, from a fixed list

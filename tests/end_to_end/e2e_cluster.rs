@@ -177,17 +177,14 @@ async fn a_killed_primary_is_replaced_and_no_logout_comes_back() {
         killed.elapsed()
     );
     cluster.wait_until_ok();
-    // The promoted replica has no replica of its own: a logout cannot be
-    // made safe, so it is refused (503) rather than counted.
+    // The promoted replica has no replica of its own: one node's death
+    // costs durability (the write is counted and reported), not logins and
+    // logouts (issue 43, item 9), on that shard as on the others.
     let res = a.post("/logout").bearer(&kept.access_token).send().await;
-    let victim_shard =
-        cluster.primary_of("authx:sub:survivor") == cluster.primary_of("authx:sub:victim");
-    let expected = if victim_shard {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
-    assert_eq!(res.status, expected, "{}", res.text());
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    until_refused(&b, &kept.access_token, Duration::from_secs(5)).await;
+    // Logins too (their sessions are written wherever user1's shard is).
+    a.login().await;
     // The old primary comes back as the new one's replica: writes count again.
     cluster.restart(primary);
     let back = Instant::now();
@@ -204,8 +201,9 @@ async fn a_killed_primary_is_replaced_and_no_logout_comes_back() {
 }
 
 /// A logout counts once a replica of the primary that took it has it, and
-/// that primary is asked: another primary without a replica neither refuses
-/// it nor (had it been asked instead) vouches for one made where none holds it.
+/// that primary is asked: another primary's lack of a replica does not refuse
+/// it. A primary whose replica is gone counts its writes alone (reported),
+/// rather than refusing every login and logout of its shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_waits_for_the_replica_of_its_own_primary() {
     let Some(mut cluster) = RedisCluster::start(3, 1) else {
@@ -242,12 +240,7 @@ async fn a_logout_waits_for_the_replica_of_its_own_primary() {
         .bearer(&unsafe_logout.access_token)
         .send()
         .await;
-    assert_eq!(
-        res.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        res.text()
-    );
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
 }
 
 /// The local view on one Redis node, in process: it goes live, answers,

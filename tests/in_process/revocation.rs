@@ -302,7 +302,7 @@ async fn the_redis_store_keeps_the_contract() {
     spend_race(Arc::new(store)).await;
 }
 
-/// With `wait_for_replicas`, a write counts only once a replica of the very
+/// With `require_replicas`, a write counts only once a replica of the very
 /// node that took it has it: refused while the primary has none, the whole
 /// contract kept once one follows it.
 #[cfg(feature = "redis")]
@@ -314,7 +314,7 @@ async fn a_redis_write_waits_for_a_replica() {
     let store = tower_authx::RedisStore::connect(&primary.url())
         .await
         .unwrap()
-        .wait_for_replicas(1, Duration::from_millis(200));
+        .require_replicas(1, Duration::from_millis(200));
     let alone = store.revoke(&record("w", "t1", None), in_secs(60)).await;
     let error = alone.expect_err("no replica: the write must not count");
     assert!(error.to_string().contains("0 replicas"), "{error}");
@@ -325,6 +325,39 @@ async fn a_redis_write_waits_for_a_replica() {
         .unwrap();
     assert!(store.is_revoked(&record("w", "t2", None)).await.unwrap());
     store_suite(&store).await;
+}
+
+/// Issue 43, item 9: with `wait_for_replicas` (what `connect` turns on), a
+/// primary with no replica at all (its replica promoted away, or gone) loses
+/// durability, not availability: its writes count, and say so; once a
+/// replica follows it, the replica must confirm them.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_write_on_a_primary_without_replica_counts_and_says_so() {
+    let (Some(primary), Some(replica)) = (Redis::start(), Redis::start()) else {
+        return;
+    };
+    let store = tower_authx::RedisStore::connect(&primary.url())
+        .await
+        .unwrap()
+        .wait_for_replicas(1, Duration::from_millis(200));
+    store
+        .revoke(&record("w", "t1", None), in_secs(60))
+        .await
+        .unwrap();
+    assert!(store.is_revoked(&record("w", "t1", None)).await.unwrap());
+    assert_eq!(store.writes_without_replica(), 1);
+    replica.follow(&primary);
+    store
+        .revoke(&record("w", "t2", None), in_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(store.writes_without_replica(), 1, "a replica had it");
+    // A replica that is connected but does not confirm: refused.
+    replica.freeze(true);
+    let frozen = store.revoke(&record("w", "t3", None), in_secs(60)).await;
+    replica.freeze(false);
+    assert!(frozen.is_err(), "an unconfirmed write counted");
 }
 
 /// A write waiting for a replica (`WAIT` blocks its connection) holds up no
@@ -344,7 +377,7 @@ async fn a_write_waiting_for_a_replica_holds_up_no_check() {
     // Commands may take 10 s here, so the WAIT (5 s) is what ends the write.
     let store = tower_authx::RedisStore::with_timeout(&primary.url(), Duration::from_secs(10))
         .unwrap()
-        .wait_for_replicas(1, Duration::from_secs(5));
+        .require_replicas(1, Duration::from_secs(5));
     assert!(!store.is_revoked(&record("r", "t", None)).await.unwrap());
     let waiting = {
         let store = store.clone();

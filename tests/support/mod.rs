@@ -560,15 +560,32 @@ impl RedisCluster {
         panic!("the cluster did not become ok");
     }
 
-    /// Waits until every primary has `replicas` replicas online, so writes
-    /// can wait for one.
+    /// Waits until every primary has `replicas` replicas online and caught
+    /// up (each at the primary's offset, acknowledging), and every replica's
+    /// link is up with no sync under way: the cluster's state, so that a
+    /// write's `WAIT` is answered at once, however loaded the machine.
     pub fn wait_for_replicas(&self, replicas: usize) {
         for _ in 0..600 {
             let synced = self.live_ports().iter().all(|port| {
                 let info = self.cli(*port, &["INFO", "replication"]);
-                !info.contains("role:master")
-                    || (info.contains(&format!("connected_slaves:{replicas}"))
-                        && info.matches("state=online").count() == replicas)
+                if !info.contains("role:master") {
+                    return info.contains("master_link_status:up")
+                        && info.contains("master_sync_in_progress:0");
+                }
+                let offset = info
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("master_repl_offset:"))
+                    .unwrap_or("?")
+                    .to_owned();
+                let slaves: Vec<&str> = info
+                    .lines()
+                    .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                    .collect();
+                info.contains(&format!("connected_slaves:{replicas}"))
+                    && slaves.len() == replicas
+                    && slaves
+                        .iter()
+                        .all(|l| l.contains(&format!("offset={offset},")))
             });
             if synced {
                 return;

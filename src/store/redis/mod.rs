@@ -17,10 +17,11 @@ mod scripts;
 mod stores;
 mod view;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use self::command::{Command, worth_retrying};
+use self::command::{Command, ReplicaWait, Replicated, worth_retrying};
 use self::feed::spawn_feed;
 use self::link::{Link, replicas_per_primary};
 use self::policy::{Need, PolicyWatch};
@@ -70,7 +71,9 @@ pub struct RedisStore {
     /// How long the local view keeps a subject (set in any order with `local_view`).
     view_max_age: Duration,
     /// Replicas that must have every write before it counts, and how long to wait.
-    replicas: Option<(u32, Duration)>,
+    replicas: Option<ReplicaWait>,
+    /// Writes counted on a node that had no replica to copy them to.
+    unreplicated: Arc<Unreplicated>,
     /// Where writes that wait for replicas go: connections of their own, so
     /// a `WAIT` never holds up the checks.
     writes: Option<Link>,
@@ -81,6 +84,31 @@ pub struct RedisStore {
 struct ViewSettings {
     capacity: usize,
     started: Arc<OnceLock<Arc<LocalView>>>,
+}
+
+/// Writes counted on a node without a replica: counted, and said loudly
+/// (at most once a minute in the log).
+#[derive(Debug, Default)]
+struct Unreplicated {
+    count: AtomicU64,
+    last_warned: Mutex<Option<std::time::Instant>>,
+}
+
+impl Unreplicated {
+    fn note(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!(crate::metrics::UNREPLICATED_WRITES).increment(1);
+        let mut last = self.last_warned.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(
+                writes = self.count.load(Ordering::Relaxed),
+                "tower-authx: a Redis primary has no replica: writes count without one \
+                 (a failover now would lose them); bring its replica back"
+            );
+        }
+    }
 }
 
 /// How long a write waits for a replica when `connect` finds replicas.
@@ -192,6 +220,7 @@ impl RedisStore {
             view: None,
             view_max_age: DEFAULT_VIEW_MAX_AGE,
             replicas: None,
+            unreplicated: Arc::default(),
             writes: None,
         }
     }
@@ -228,12 +257,24 @@ impl RedisStore {
         self
     }
 
-    /// Counts a write (logout, rotation) only once `replicas` replicas of the
-    /// node that took it have it, waiting at most `timeout` (Redis `WAIT`, in
-    /// one pipeline with the write); otherwise the write is a
+    /// Counts a write (logout, rotation, login) only once `replicas`
+    /// replicas of the node that took it have it, or every replica that node
+    /// has connected when it has fewer, waiting at most `timeout` (Redis
+    /// `WAIT`, in one pipeline with the write); a node whose replicas are
+    /// connected but do not confirm in time makes the write a
     /// [`StoreError`] (503), to be tried again. Replication is asynchronous:
     /// without this, a primary that fails right after a logout can take the
-    /// logout with it when its replica takes over. Off by default.
+    /// logout with it when its replica takes over.
+    ///
+    /// A node with no replica at all (a failover just promoted its replica,
+    /// and the dead node has not come back) loses durability, not
+    /// availability: its writes count, each a `warn` log (at most one a
+    /// minute), the metric `authx_store_unreplicated_writes_total` and
+    /// [`writes_without_replica`](Self::writes_without_replica) for your
+    /// readiness probe; they wait out `timeout` first. To refuse them
+    /// instead, use [`require_replicas`](Self::require_replicas). Off by
+    /// default ([`connect`](Self::connect) turns it on where every primary
+    /// has a replica).
     ///
     /// Writes then go on connections of their own (`WAIT` blocks the
     /// connection it is sent on), so a shard without a replica slows its
@@ -241,8 +282,32 @@ impl RedisStore {
     /// timeout (1 s unless [`with_timeout`](Self::with_timeout)), which
     /// otherwise ends the write first.
     #[must_use]
-    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
-        self.replicas = (replicas > 0).then_some((replicas, timeout));
+    pub fn wait_for_replicas(self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_wait(replicas, timeout, false)
+    }
+
+    /// Like [`wait_for_replicas`](Self::wait_for_replicas), but a node with
+    /// fewer replicas than `replicas` refuses every write (503) until it has
+    /// them again: no logout is counted that a failover could lose, at the
+    /// price of logins and logouts on that shard while it runs alone.
+    #[must_use]
+    pub fn require_replicas(self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_wait(replicas, timeout, true)
+    }
+
+    /// How many writes were counted on a node that had no replica to copy
+    /// them to (see [`wait_for_replicas`](Self::wait_for_replicas)): a
+    /// readiness probe can report a shard running alone.
+    pub fn writes_without_replica(&self) -> u64 {
+        self.unreplicated.count.load(Ordering::Relaxed)
+    }
+
+    fn replica_wait(mut self, replicas: u32, timeout: Duration, strict: bool) -> Self {
+        self.replicas = (replicas > 0).then_some(ReplicaWait {
+            wanted: replicas,
+            timeout,
+            strict,
+        });
         // A twin cannot fail where the link itself was made; if it did, the
         // writes would share the checks' connections, as before.
         self.writes = self.replicas.and_then(|_| self.link.twin().ok());
@@ -323,6 +388,7 @@ impl RedisStore {
         };
         let policy = self.policy.clone();
         let replicas = self.replicas;
+        let unreplicated = self.unreplicated.clone();
         let need = match command {
             Command::Check(..) => Need::RoomForProofs,
             _ => Need::Safe,
@@ -337,12 +403,24 @@ impl RedisStore {
                 other => other,
             }
             .map_err(store_error)?;
-            if let (Some((count, _)), Some(acked)) = (replicas, acked)
-                && acked < i64::from(count)
-            {
-                return Err(StoreError::new(format!(
-                    "the write reached {acked} replicas of the {count} required"
-                )));
+            if let (Some(wait), Some(Replicated { acked, connected })) = (replicas, acked) {
+                let wanted = i64::from(wait.wanted);
+                // The replicas the node has must confirm (all it has, up to
+                // `wanted`); a node with none vouches for itself unless the
+                // rule is strict.
+                let needed = if wait.strict {
+                    wanted
+                } else {
+                    wanted.min(connected)
+                };
+                if acked < needed {
+                    return Err(StoreError::new(format!(
+                        "the write reached {acked} replicas of the {wanted} required"
+                    )));
+                }
+                if connected == 0 && !wait.strict {
+                    unreplicated.note();
+                }
             }
             Ok(answer)
         })
