@@ -89,8 +89,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = shared::shared_settings(shared::config_from_env()?).await?;
     let config = shared::locations_from_env(config, &[TokenLocation::Headers])?;
     let authx = AuthX::new(shared::with_dpop(config, &shared::public_url(addr)).await?)?;
-    // Reads a JSON body once for its token, where `json` is a location.
-    let json = JsonTokenLayer::new(authx.clone());
+    // Reads a JSON body once for its token, where `json` is a location, on
+    // the routes that take a token (not /login, not a 404).
+    let json = JsonTokenLayer::new(authx.clone()).only_paths([
+        "/refresh",
+        "/logout",
+        "/protected",
+        "/fresh-required",
+        "/mfa-required",
+        "/sessions",
+        "/sessions/",
+    ]);
     let app = Arc::new(App {
         any_token: RequireAuthLayer::any_type(authx.clone()),
         access: RequireAuthLayer::new(authx.clone()),

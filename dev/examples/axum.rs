@@ -165,8 +165,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    // A JSON body read once for its token, where `json` is a location.
-    let router = tower::Layer::layer(&JsonTokenLayer::new(json_authx), router);
+    // A JSON body read once for its token, where `json` is a location, on
+    // the routes that take a token (not /login, not a 404).
+    let json = JsonTokenLayer::new(json_authx).only_paths([
+        "/refresh",
+        "/logout",
+        "/protected",
+        "/fresh-required",
+        "/mfa-required",
+        "/account/password",
+    ]);
+    let router = tower::Layer::layer(&json, router);
     // The body JsonTokenLayer reads is bounded in time as the handlers' are.
     let service = hyper::service::service_fn(move |req| {
         shared::server::in_time(tower::ServiceExt::oneshot(router.clone(), req))

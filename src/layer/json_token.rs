@@ -6,6 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -30,7 +31,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Reads JSON bodies for [`TokenLocation::Json`]: put it outside the guards
 /// that take tokens from there. A body whose `Content-Type` is
 /// `application/json` is read whole (at most [`max_body`](Self::max_body),
-/// 1 MiB by default: larger is `413`), its `access_token` and
+/// 64 KiB by default: larger is `413`; name the routes that take a token in
+/// their body with [`only_paths`](Self::only_paths), so that no other
+/// route's body, a 404's included, is held in memory for it), its
+/// `access_token` and
 /// `refresh_token` members (or the configured
 /// [`json_keys`](crate::AuthXConfig::json_keys)) kept for the guards, and
 /// the very bytes handed on. A body that is not a JSON object, or whose
@@ -60,14 +64,21 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct JsonTokenLayer {
     authx: AuthX,
     max_body: usize,
+    paths: Option<Arc<[String]>>,
 }
 
+/// The largest JSON body read by default: a token request's (a token is at
+/// most 8 KiB by default) with room for the handler's own members.
+pub const DEFAULT_MAX_JSON_BODY: usize = 64 * 1024;
+
 impl JsonTokenLayer {
-    /// Reads JSON bodies of at most 1 MiB for `authx`'s guards.
+    /// Reads JSON bodies of at most [`DEFAULT_MAX_JSON_BODY`] for `authx`'s
+    /// guards, on every path.
     pub fn new(authx: AuthX) -> Self {
         JsonTokenLayer {
             authx,
-            max_body: 1 << 20,
+            max_body: DEFAULT_MAX_JSON_BODY,
+            paths: None,
         }
     }
 
@@ -76,6 +87,23 @@ impl JsonTokenLayer {
         self.max_body = bytes;
         self
     }
+
+    /// Reads bodies only on these paths (exact; one ending in `/` also
+    /// takes every path below it); any other request's body passes through
+    /// unread, as it would without the JSON location.
+    pub fn only_paths<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
+        self.paths = Some(paths.into_iter().map(Into::into).collect());
+        self
+    }
+}
+
+/// Whether `path` is one of `paths` (`None`: every path is).
+fn reads_path(paths: Option<&[String]>, path: &str) -> bool {
+    paths.is_none_or(|paths| {
+        paths
+            .iter()
+            .any(|p| p == path || (p.ends_with('/') && path.starts_with(p.as_str())))
+    })
 }
 
 impl<S> Layer<S> for JsonTokenLayer {
@@ -86,6 +114,7 @@ impl<S> Layer<S> for JsonTokenLayer {
             inner,
             authx: self.authx.clone(),
             max_body: self.max_body,
+            paths: self.paths.clone(),
         }
     }
 }
@@ -96,6 +125,7 @@ pub struct JsonToken<S> {
     inner: S,
     authx: AuthX,
     max_body: usize,
+    paths: Option<Arc<[String]>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for JsonToken<S> {
@@ -103,6 +133,7 @@ impl<S: fmt::Debug> fmt::Debug for JsonToken<S> {
         f.debug_struct("JsonToken")
             .field("inner", &self.inner)
             .field("max_body", &self.max_body)
+            .field("paths", &self.paths)
             .finish_non_exhaustive()
     }
 }
@@ -133,7 +164,10 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let pipeline = self.authx.pipeline();
-        if !pipeline.sources.order.contains(&TokenLocation::Json) || !is_json(request.headers()) {
+        if !pipeline.sources.order.contains(&TokenLocation::Json)
+            || !is_json(request.headers())
+            || !reads_path(self.paths.as_deref(), request.uri().path())
+        {
             return CheckedFuture::calling(self.inner.call(request.map(RequestBody::inner)));
         }
         // Said to be too large: refused before a byte is read.

@@ -19,7 +19,7 @@ mod require_scopes;
 pub use body::{EitherBody, RequestBody, ResponseBody};
 pub use checked::CheckedFuture;
 pub use future::ResponseFuture;
-pub use json_token::{JsonToken, JsonTokenLayer, ReadJson};
+pub use json_token::{DEFAULT_MAX_JSON_BODY, JsonToken, JsonTokenLayer, ReadJson};
 pub use load_user::{LoadError, LoadUser, LoadUserLayer, UnknownUser, User};
 pub use optional_auth::{OptionalAuth, OptionalAuthLayer};
 pub use require_auth::{RequireAuth, RequireAuthLayer};

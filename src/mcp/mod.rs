@@ -41,8 +41,9 @@
 //! answers an unknown session.
 //!
 //! The body is read whole (at most [`max_body`](ToolScopesLayer::max_body)
-//! bytes, 1 MiB by default: larger is `413`) and handed on unchanged as a
-//! [`Full`] body. Only requests that passed the guard are read. A body that is
+//! bytes, 1 MiB by default: larger is `413`; within
+//! [`body_timeout`](ToolScopesLayer::body_timeout), 10 s by default: slower
+//! is `408`) and handed on unchanged as a [`Full`] body. Only requests that passed the guard are read. A body that is
 //! not JSON is `400`; a message that names `method`, `params` or a tool's
 //! `name` twice is `400` too, so that no two readers can see two different
 //! tools in one message.
@@ -54,6 +55,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -84,6 +86,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The largest body read by default.
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
+/// How long a body may take to arrive by default.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Applies [`ToolScopes`]: each named tool requires all of its scopes.
 #[must_use]
 pub struct ToolScopesLayer<E = NoExtra> {
@@ -98,6 +103,7 @@ struct Check {
     /// Tools not in `tools` need only what the guard outside asks.
     unlisted_open: bool,
     max_body: usize,
+    body_timeout: Duration,
     sessions: Arc<Sessions>,
 }
 
@@ -111,6 +117,7 @@ impl ToolScopesLayer<NoExtra> {
                 tools: HashMap::new(),
                 unlisted_open: false,
                 max_body: DEFAULT_MAX_BODY,
+                body_timeout: DEFAULT_BODY_TIMEOUT,
                 sessions: Arc::default(),
             }),
             _claims: PhantomData,
@@ -146,6 +153,15 @@ impl<E> ToolScopesLayer<E> {
         self
     }
 
+    /// How long a request body may take to arrive whole
+    /// ([`DEFAULT_BODY_TIMEOUT`] by default); slower is `408`, so that a
+    /// client sending a byte now and then cannot hold the request (and what
+    /// it buffered) open.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.check_mut().body_timeout = timeout;
+        self
+    }
+
     /// Reads the scopes from the guard's `Claims<E2>` (for a guard built
     /// `with_claims::<E2>()`).
     pub fn with_claims<E2>(self) -> ToolScopesLayer<E2> {
@@ -175,6 +191,7 @@ impl<E> fmt::Debug for ToolScopesLayer<E> {
             .field("tools", &self.check.tools)
             .field("unlisted_open", &self.check.unlisted_open)
             .field("max_body", &self.check.max_body)
+            .field("body_timeout", &self.check.body_timeout)
             .finish()
     }
 }
@@ -266,6 +283,10 @@ where
         let (parts, body) = request.into_parts();
         let read = ReadTools {
             body: Limited::new(body, self.check.max_body).collect(),
+            // Outside a Tokio runtime (no timer) the read is bounded in size only.
+            deadline: tokio::runtime::Handle::try_current()
+                .ok()
+                .map(|_| tokio::time::sleep(self.check.body_timeout)),
             parts: Some(parts),
             check: self.check.clone(),
             _claims: PhantomData,
@@ -369,6 +390,8 @@ pin_project! {
     {
         #[pin]
         body: Collect<Limited<B>>,
+        #[pin]
+        deadline: Option<tokio::time::Sleep>,
         parts: Option<Parts>,
         check: Arc<Check>,
         _claims: PhantomData<fn() -> E>,
@@ -385,7 +408,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let read = ready!(this.body.poll(cx));
+        let read = match this.body.poll(cx) {
+            Poll::Ready(read) => read,
+            Poll::Pending => {
+                let Some(deadline) = this.deadline.as_pin_mut() else {
+                    return Poll::Pending;
+                };
+                ready!(deadline.poll(cx));
+                let why = "The request body took too long to arrive.";
+                return Poll::Ready(Err(plain(StatusCode::REQUEST_TIMEOUT, why)));
+            }
+        };
         let Some(parts) = this.parts.take() else {
             unreachable!("a read body is handled once");
         };

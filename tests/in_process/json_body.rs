@@ -234,3 +234,61 @@ impl http_body::Body for Chunks {
         std::task::Poll::Ready(self.0.pop_front().map(|c| Ok(http_body::Frame::data(c))))
     }
 }
+
+/// Issue 43, item 6: JSON bodies are read only on the routes that take a
+/// token in them (`only_paths`), and by default at most 64 KiB of them: a
+/// stalled or large body on any other route (a login, a 404) is never held
+/// for the token.
+#[tokio::test]
+async fn bodies_are_read_only_on_the_routes_named_and_within_64_kib() {
+    let authx = authx(&[TokenLocation::Json]);
+    let token = authx.access_token("alice").issue().unwrap();
+    let body = format!("{{\"access_token\": \"{token}\"}}");
+    let echo = service_fn(|req: Request<RequestBody<Full<Bytes>>>| async move {
+        let sub = req
+            .extensions()
+            .get::<Claims>()
+            .map(|c| c.sub.clone())
+            .unwrap_or_default();
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(sub))))
+    });
+    let layer = JsonTokenLayer::new(authx.clone()).only_paths(["/refresh", "/sessions/"]);
+    let service = layer.layer(RequireAuthLayer::any_type(authx.clone()).layer(echo));
+    let post = |path: &str, body: String| {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    for (path, read) in [
+        ("/refresh", true),
+        ("/sessions/7", true),
+        ("/refresh/x", false),
+        ("/login", false),
+        ("/nowhere", false),
+    ] {
+        let res = service
+            .clone()
+            .oneshot(post(path, body.clone()))
+            .await
+            .unwrap();
+        let expected = if read {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(res.status(), expected, "{path}");
+    }
+    // The default bound: 64 KiB.
+    assert_eq!(tower_authx::layer::DEFAULT_MAX_JSON_BODY, 64 * 1024);
+    let padded = format!(
+        "{{\"access_token\": \"{token}\", \"pad\": \"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    let res = service
+        .clone()
+        .oneshot(post("/refresh", padded))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}

@@ -584,3 +584,61 @@ async fn unlisted_tools_are_refused_and_a_session_is_its_openers_alone() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+/// Issue 43, item 6: a body sent a byte now and then cannot hold a tool
+/// call open (and what it buffered): past the body timeout it is 408, and
+/// the server never runs.
+#[cfg(feature = "mcp")]
+#[tokio::test]
+async fn a_stalled_body_is_408_at_the_body_timeout() {
+    use std::time::Duration;
+    /// One chunk, then nothing more, ever.
+    struct Stalled(bool);
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+            if std::mem::replace(&mut self.0, true) {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+                    b"{\"jsonrpc\":",
+                )))))
+            }
+        }
+    }
+    let authx = authx();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let server = service_fn(move |_req: Request<Full<Bytes>>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())) }
+    });
+    let service = tower::ServiceBuilder::new()
+        .layer(RequireScopesLayer::all(authx.clone(), ["mcp:tools"]))
+        .layer(
+            ToolScopesLayer::new(authx.clone())
+                .tool("whoami", ["mcp:tools"])
+                .body_timeout(Duration::from_millis(200)),
+        )
+        .service(server);
+    let token = authx
+        .access_token("agent")
+        .scopes(["mcp:tools"])
+        .issue()
+        .unwrap();
+    let request = Request::post("/mcp")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Stalled(false))
+        .unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(30), service.oneshot(request))
+        .await
+        .expect("the stalled body was waited for without end")
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
