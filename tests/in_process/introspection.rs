@@ -987,8 +987,31 @@ async fn an_opaque_token_goes_to_exactly_one_introspection_endpoint() {
     assert!(detail.contains("no issuer introspects"), "{detail}");
     assert_eq!((a.calls(), b.calls()), (2, 1));
 
+    // Issue 43, item 8: with A hung, B's tokens do not wait behind it (a
+    // token is never tried at one issuer after another): 40 of B's
+    // requests are all answered while A's one request is still waiting.
+    *a.delay.lock().unwrap() = Duration::from_secs(3);
+    let hung = {
+        let authx = authx.clone();
+        tokio::spawn(async move { guarded(&authx, "a_alice").await.0 })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b_requests: Vec<_> = (0..40)
+        .map(|_| {
+            let authx = authx.clone();
+            tokio::spawn(async move { guarded(&authx, "b_bob").await.0 })
+        })
+        .collect();
+    for request in b_requests {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    assert!(!hung.is_finished(), "B's requests waited for A's hung call");
+    *a.delay.lock().unwrap() = Duration::ZERO;
+    let _ = hung.await;
+
     // One issuer for opaque tokens, the other introspecting its JWTs only,
     // is a rule too.
+    let b_before = b.calls();
     let authx = AuthX::new(AuthXConfig::from_issuers([
         a.issuer(a.introspection()),
         issuer_b(introspection_b().tokens(IntrospectedTokens::Jwts)),
@@ -996,5 +1019,9 @@ async fn an_opaque_token_goes_to_exactly_one_introspection_endpoint() {
     .unwrap();
     let (code, _, _) = guarded(&authx, "b_bob").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
-    assert_eq!(b.calls(), 1, "an opaque token went to the JWT-only issuer");
+    assert_eq!(
+        b.calls(),
+        b_before,
+        "an opaque token went to the JWT-only issuer"
+    );
 }
