@@ -229,10 +229,7 @@ async fn login(req: In, app: &App) -> Response<Full<Bytes>> {
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        let ip = head
-            .extensions
-            .get::<shared::server::Peer>()
-            .map(|peer| peer.0.ip());
+        let ip = head.extensions.get::<SocketAddr>().map(SocketAddr::ip);
         if let Err(error) = app
             .authx
             .track_session(&pair.refresh_token, user_agent, ip)

@@ -189,10 +189,12 @@ where
         let (stream, permit) = acceptor.accept().await;
         let peer = stream.peer_addr().ok();
         let service = service.clone();
-        // Each request knows its connection's client address.
+        // Each request knows its connection's client address (a
+        // `SocketAddr` in its extensions: what the guards read to share
+        // introspection calls fairly between clients).
         let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             if let Some(peer) = peer {
-                req.extensions_mut().insert(Peer(peer));
+                req.extensions_mut().insert(peer);
             }
             hyper::service::Service::call(&service, req)
         });
@@ -202,10 +204,6 @@ where
         });
     }
 }
-
-/// The client address of a request's connection.
-#[derive(Clone, Copy, Debug)]
-pub struct Peer(pub std::net::SocketAddr);
 
 /// HTTP/1.1 on one accepted connection (plain or TLS), with the header read
 /// timeout, until the client is done.

@@ -1,10 +1,12 @@
 //! What keeps introspection from flooding the authorization server: requests
 //! with the same token share one call (single flight), and calls are bounded
-//! in flight and per second; past either bound a request is answered at once
-//! (503), never queued.
+//! in flight and per second, in all and per client address (so one client's
+//! flood of made-up tokens takes its share, never everyone's); past a bound a
+//! request is answered at once (503), never queued.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,21 +72,69 @@ impl<T> Drop for Seat<'_, T> {
     }
 }
 
-/// How many calls may be under way, and how many may start each second.
+/// How many calls may be under way, and how many may start each second,
+/// in all and per client address.
 pub(super) struct Budget {
     in_flight: AtomicUsize,
     max_in_flight: usize,
     per_second: u32,
     /// The current second's start and the calls started in it.
-    window: Mutex<(Instant, u32)>,
+    window: Mutex<Window>,
 }
 
+/// The current second: when it started, the calls started in it, and each
+/// client's calls started in it and under way.
+struct Window {
+    started_at: Instant,
+    started: u32,
+    clients: HashMap<IpAddr, Share>,
+}
+
+/// One client's use of the budget.
+#[derive(Clone, Copy, Default)]
+struct Share {
+    started: u32,
+    in_flight: usize,
+}
+
+/// A client takes at most this part of either bound (at least one call).
+const CLIENT_PART: usize = 8;
+
+/// Clients followed at most; past it, the newcomers share one place (a
+/// flood from many addresses at once is bounded by the budget in all).
+const MAX_CLIENTS: usize = 4096;
+
 /// A call's place in the budget, given back when the call ends.
-pub(super) struct Ticket<'a>(&'a Budget);
+pub(super) struct Ticket<'a> {
+    budget: &'a Budget,
+    client: Option<IpAddr>,
+}
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.budget.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(client) = self.client {
+            let mut window = self.budget.window();
+            if let Some(share) = window.clients.get_mut(&client) {
+                share.in_flight = share.in_flight.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Who a request comes from, for its share: an IPv4 address, or the /64 of
+/// an IPv6 one (a client is handed a whole /64).
+pub(super) fn client_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -94,33 +144,80 @@ impl Budget {
             in_flight: AtomicUsize::new(0),
             max_in_flight: max_in_flight.max(1),
             per_second: per_second.max(1),
-            window: Mutex::new((Instant::now(), 0)),
+            window: Mutex::new(Window {
+                started_at: Instant::now(),
+                started: 0,
+                clients: HashMap::new(),
+            }),
         }
     }
 
-    /// A ticket for one call, or `None` when the bounds are reached.
-    pub(super) fn take(&self) -> Option<Ticket<'_>> {
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A ticket for one call from `client` (its address, when known), or
+    /// `None` when a bound is reached: the budget in all, or the client's
+    /// share of it. A request whose address is not known (no
+    /// `std::net::SocketAddr` in its extensions, `AuthX::verify`) counts
+    /// against the budget in all only.
+    pub(super) fn take(&self, client: Option<IpAddr>) -> Option<Ticket<'_>> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.max_in_flight {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        let ticket = Ticket(self);
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if now.duration_since(window.0) >= Duration::from_secs(1) {
-            *window = (now, 0);
+        let client = self.start(client);
+        if client.is_none() {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
-        if window.1 >= self.per_second {
+        client.map(|client| Ticket {
+            budget: self,
+            client,
+        })
+    }
+
+    /// Counts a call started for `client` in this second, if its share and
+    /// the budget allow: `Some` with the client counted (or `None` inside,
+    /// for a request of no known address).
+    fn start(&self, client: Option<IpAddr>) -> Option<Option<IpAddr>> {
+        let mut window = self.window();
+        let now = Instant::now();
+        if now.duration_since(window.started_at) >= Duration::from_secs(1) {
+            window.started_at = now;
+            window.started = 0;
+            window.clients.retain(|_, share| {
+                share.started = 0;
+                share.in_flight > 0
+            });
+        }
+        if window.started >= self.per_second {
             return None;
         }
-        window.1 += 1;
-        Some(ticket)
+        let client = client.map(|peer| {
+            let client = client_of(peer);
+            if window.clients.len() >= MAX_CLIENTS && !window.clients.contains_key(&client) {
+                IpAddr::from([0u8; 16])
+            } else {
+                client
+            }
+        });
+        if let Some(client) = client {
+            let per_second = (self.per_second as usize / CLIENT_PART).max(1) as u32;
+            let in_flight = (self.max_in_flight / CLIENT_PART).max(1);
+            let share = window.clients.entry(client).or_default();
+            if share.started >= per_second || share.in_flight >= in_flight {
+                return None;
+            }
+            share.started += 1;
+            share.in_flight += 1;
+        }
+        window.started += 1;
+        Some(client)
     }
 
     /// How long until a call may start again (for `Retry-After`).
     pub(super) fn retry_after(&self) -> Duration {
-        let window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        Duration::from_secs(1).saturating_sub(window.0.elapsed())
+        Duration::from_secs(1).saturating_sub(self.window().started_at.elapsed())
     }
 }
 
@@ -131,13 +228,38 @@ mod tests {
     #[test]
     fn the_budget_bounds_calls_per_second_and_in_flight() {
         let budget = Budget::new(2, 3);
-        let a = budget.take().unwrap();
-        let b = budget.take().unwrap();
-        assert!(budget.take().is_none(), "two in flight at most");
+        let a = budget.take(None).unwrap();
+        let b = budget.take(None).unwrap();
+        assert!(budget.take(None).is_none(), "two in flight at most");
         drop(a);
-        let c = budget.take().unwrap();
+        let c = budget.take(None).unwrap();
         drop((b, c));
-        assert!(budget.take().is_none(), "three a second at most");
+        assert!(budget.take(None).is_none(), "three a second at most");
+    }
+
+    #[test]
+    fn one_client_takes_its_share_and_leaves_the_rest_to_others() {
+        let budget = Budget::new(32, 100);
+        let flooder: IpAddr = "203.0.113.7".parse().unwrap();
+        let held: Vec<_> = (0..4)
+            .map(|_| budget.take(Some(flooder)).unwrap())
+            .collect();
+        assert!(budget.take(Some(flooder)).is_none(), "4 in flight a client");
+        drop(held);
+        let mut started = 4;
+        while budget.take(Some(flooder)).is_some() {
+            started += 1;
+        }
+        assert_eq!(started, 12, "12 a second a client");
+        // Its neighbours in the same IPv6 /64 are the same client.
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let v6_other: IpAddr = "2001:db8::ffff".parse().unwrap();
+        let _kept: Vec<_> = (0..4).map(|_| budget.take(Some(v6)).unwrap()).collect();
+        assert!(budget.take(Some(v6_other)).is_none());
+        // Everyone else still gets calls.
+        let other: IpAddr = "198.51.100.9".parse().unwrap();
+        assert!(budget.take(Some(other)).is_some());
+        assert!(budget.take(None).is_some());
     }
 
     #[tokio::test]

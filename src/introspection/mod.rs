@@ -344,7 +344,11 @@ impl Introspector {
     /// or the refusal (`InvalidToken::Inactive` for an inactive token,
     /// `IntrospectionUnavailable` when there is no answer). Concurrent
     /// requests with the same token share one call.
-    pub(crate) async fn introspect(&self, token: &str) -> Result<Arc<Answer>, AuthError> {
+    pub(crate) async fn introspect(
+        &self,
+        token: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Arc<Answer>, AuthError> {
         let key = cache::hash(token);
         if let Some(answer) = self.inner.cache.as_ref().and_then(|c| c.get(&key)) {
             return Ok(answer);
@@ -352,7 +356,7 @@ impl Introspector {
         self.inner
             .flights
             .share(key, || async {
-                let answer = self.call(token).await;
+                let answer = self.call(token, client).await;
                 if let (Ok(answer), Some(cache)) = (&answer, &self.inner.cache) {
                     cache.insert(key, answer.clone(), NumericDate::now().as_secs_f64());
                 }
@@ -361,10 +365,14 @@ impl Introspector {
             .await
     }
 
-    /// One call, within the budget.
-    async fn call(&self, token: &str) -> Result<Arc<Answer>, AuthError> {
+    /// One call, within the budget (and `client`'s share of it).
+    async fn call(
+        &self,
+        token: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Arc<Answer>, AuthError> {
         let inner = &*self.inner;
-        let Some(_ticket) = inner.budget.take() else {
+        let Some(_ticket) = inner.budget.take(client) else {
             self.record("shed");
             // Debug, not warn: a flood would flood the log too (the metric counts).
             tracing::debug!(issuer = %inner.iss, "tower-authx: introspection calls at their bound; answering 503");

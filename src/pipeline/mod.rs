@@ -214,7 +214,11 @@ impl Pipeline {
                     // What can be refused locally is, before the call.
                     let required = self.dpop.as_ref().is_some_and(|d| d.required);
                     check_scheme(required, found.dpop)?;
-                    return Ok(Some(self.introspection(asked, &found)));
+                    let client = req
+                        .extensions()
+                        .get::<std::net::SocketAddr>()
+                        .map(std::net::SocketAddr::ip);
+                    return Ok(Some(self.introspection(asked, &found, client)));
                 };
                 notes.issuer(introspected.0);
                 let claims = self.trust.introspected::<E>(&introspected, now)?;
@@ -257,11 +261,16 @@ impl Pipeline {
 
     /// A token its issuer is asked about: the call to wait for.
     #[cfg(feature = "remote-keys")]
-    fn introspection(&self, asked: Asked, found: &Found<'_>) -> Pending {
+    fn introspection(
+        &self,
+        asked: Asked,
+        found: &Found<'_>,
+        client: Option<std::net::IpAddr>,
+    ) -> Pending {
         Pending::Introspection {
             call: self
                 .trust
-                .introspect(asked, found.token.clone().into_owned()),
+                .introspect(asked, found.token.clone().into_owned(), client),
             token: found.token.clone().into_owned(),
             csrf: found.csrf.map(<[u8]>::to_vec),
             dpop: found.dpop,
@@ -487,7 +496,7 @@ impl Pipeline {
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
-        let claims = self.trust.verify_fetching(token, now).await?;
+        let claims = self.trust.verify_fetching(token, now, None).await?;
         self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
         self.await_stores(self.ask_stores(&claims, None)?).await?;
         Ok(claims)
@@ -507,7 +516,14 @@ impl Pipeline {
         let json = request.extensions.and_then(|e| e.get::<JsonTokens>());
         let found = self.sources.find(request, json, requirement.token_type())?;
         let now = NumericDate::now();
-        let claims = self.trust.verify_fetching(&found.token, now).await?;
+        let client = request
+            .extensions
+            .and_then(|e| e.get::<std::net::SocketAddr>())
+            .map(std::net::SocketAddr::ip);
+        let claims = self
+            .trust
+            .verify_fetching(&found.token, now, client)
+            .await?;
         let arrival = Arrival {
             head: request,
             certificate: self.certificates.of(&request),

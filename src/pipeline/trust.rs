@@ -126,13 +126,18 @@ impl Trust {
 
     /// Asks the issuer `asked` names about `token`.
     #[cfg(feature = "remote-keys")]
-    pub(super) fn introspect(&self, asked: Asked, token: String) -> IntrospectionFuture {
+    pub(super) fn introspect(
+        &self,
+        asked: Asked,
+        token: String,
+        client: Option<std::net::IpAddr>,
+    ) -> IntrospectionFuture {
         let introspector = self.introspector(asked).cloned();
         IntrospectionFuture(Box::pin(async move {
             let Some(introspector) = introspector else {
                 return Err(InvalidToken::Inactive.into());
             };
-            let answer = introspector.introspect(&token).await?;
+            let answer = introspector.introspect(&token, client).await?;
             Ok((asked.0, answer))
         }))
     }
@@ -256,11 +261,13 @@ impl Trust {
 
     /// Verifies `token` as the layers do: awaiting one refetch of a remote
     /// issuer's keys when it names a key not held yet, or its issuer's
-    /// introspection.
+    /// introspection (within the share of `client`, the request's address).
+    #[cfg_attr(not(feature = "remote-keys"), allow(unused_variables))]
     pub(super) async fn verify_fetching<E: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         now: NumericDate,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Claims<E>, AuthError> {
         #[cfg_attr(
             not(feature = "remote-keys"),
@@ -272,7 +279,7 @@ impl Trust {
             Route::Introspect(asked) => {
                 let introspected = match self.cached(asked, token) {
                     Some(hit) => hit,
-                    None => self.introspect(asked, token.to_owned()).await?,
+                    None => self.introspect(asked, token.to_owned(), client).await?,
                 };
                 return Ok(*self.introspected(&introspected, NumericDate::now())?);
             }

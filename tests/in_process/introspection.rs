@@ -1025,3 +1025,51 @@ async fn an_opaque_token_goes_to_exactly_one_introspection_endpoint() {
         "an opaque token went to the JWT-only issuer"
     );
 }
+
+/// Issue 43, item 1: made-up opaque tokens flooding from one client address
+/// spend that client's share of the introspection budget, not everyone's:
+/// another client's uncached token is still introspected.
+#[tokio::test]
+async fn one_clients_flood_of_made_up_tokens_spends_its_share_not_everyones() {
+    let server = server().await;
+    let authx = server.authx(
+        server
+            .introspection()
+            .max_calls_per_second(16)
+            .max_in_flight(8),
+    );
+    let from = |addr: &str, token: &str| {
+        let mut request = bearer(token);
+        let peer: std::net::SocketAddr = addr.parse().unwrap();
+        request.extensions_mut().insert(peer);
+        request
+    };
+    let guard = RequireAuthLayer::new(authx.clone()).layer(echo());
+    let mut shed = 0;
+    for i in 0..50 {
+        let res = guard
+            .clone()
+            .oneshot(from("203.0.113.7:40000", &format!("made-up-{i}")))
+            .await
+            .unwrap();
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            shed += 1;
+        }
+    }
+    assert!(
+        shed >= 45,
+        "the flood was not held to its share: {shed} shed"
+    );
+    assert!(
+        server.calls() <= 4,
+        "{} calls for the flood",
+        server.calls()
+    );
+    // Another client, in the same second: its token is asked about.
+    let res = guard
+        .clone()
+        .oneshot(from("198.51.100.9:50000", "opaque-alice"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}

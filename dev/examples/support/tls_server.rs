@@ -74,6 +74,7 @@ where
     let mut acceptor = Acceptor::new(listener);
     loop {
         let (stream, permit) = acceptor.accept().await;
+        let peer = stream.peer_addr().ok();
         let (tls, service) = (tls.clone(), service.clone());
         tokio::spawn(async move {
             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await
@@ -89,6 +90,9 @@ where
             let with_certificate = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 if let Some(certificate) = &certificate {
                     req.extensions_mut().insert(certificate.clone());
+                }
+                if let Some(peer) = peer {
+                    req.extensions_mut().insert(peer);
                 }
                 service.call(req)
             });
