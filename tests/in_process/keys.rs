@@ -793,12 +793,23 @@ async fn a_made_up_kid_is_401_once_a_fetch_answered_without_it() {
         )
     };
     // Within the refetch interval a new kid may be a rotation: 503.
+    let before = remote.health().last_success;
     assert_eq!(
         status(forged("made-up")).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    // The refetch that decides runs on its own; it answers without the kid.
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    // The refetch that decides runs on its own; it answers without the kid
+    // (waited for by the keys' state, not by the clock).
+    for _ in 0..200 {
+        if remote.health().last_success > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        remote.health().last_success > before,
+        "the deferred refetch never ran"
+    );
     let fetches = server.hits.load(Ordering::SeqCst);
     let mut statuses = Vec::new();
     for _ in 0..30 {
