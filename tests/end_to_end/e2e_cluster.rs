@@ -195,7 +195,23 @@ async fn a_killed_primary_is_replaced_and_no_logout_comes_back() {
     );
     let later = issuer.create_token_pair("victim").unwrap();
     assert_eq!(status(&b, &later.access_token).await, StatusCode::OK);
-    let res = a.post("/logout").bearer(&later.access_token).send().await;
+    // A replica that has just caught up may still miss a write's `WAIT` on
+    // a loaded machine: that logout is 503 with `Retry-After`, and a client
+    // that honours it gets its logout counted.
+    let mut tries = 0;
+    let res = loop {
+        let res = a.post("/logout").bearer(&later.access_token).send().await;
+        tries += 1;
+        if res.status != StatusCode::SERVICE_UNAVAILABLE || tries == 10 {
+            break res;
+        }
+        let wait: u64 = res.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    };
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     until_refused(&b, &later.access_token, Duration::from_secs(5)).await;
 }
