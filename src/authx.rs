@@ -275,7 +275,8 @@ impl AuthX {
         let Some(proof) = dpop.token_request_proof(request)? else {
             return Ok(None);
         };
-        replay_verdict(dpop.first_use(&proof, None).await)?;
+        let client = crate::request::client_of(request.extensions);
+        replay_verdict(dpop.first_use(&proof, None, client).await)?;
         Ok(Some(DpopKey::new(proof.jkt)))
     }
 

@@ -19,6 +19,26 @@ pub struct RequestHead<'a> {
     pub extensions: Option<&'a Extensions>,
 }
 
+/// The client a request comes from, for its fair share of what all clients
+/// share: the connection's peer address (a `std::net::SocketAddr` in the
+/// request's extensions), an IPv4 address or the /64 of an IPv6 one (a
+/// client is handed a whole /64).
+pub(crate) fn client_of(extensions: Option<&http::Extensions>) -> Option<std::net::IpAddr> {
+    use std::net::IpAddr;
+    let peer = extensions?.get::<std::net::SocketAddr>()?.ip();
+    Some(match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::from(octets)
+            }
+        },
+        v4 => v4,
+    })
+}
+
 impl<'a> RequestHead<'a> {
     /// The head of `request`.
     pub fn of<B>(request: &'a Request<B>) -> Self {
@@ -38,5 +58,22 @@ impl<'a> RequestHead<'a> {
             headers: &parts.headers,
             extensions: Some(&parts.extensions),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let of = |addr: &str| {
+            let mut extensions = http::Extensions::new();
+            extensions.insert(addr.parse::<std::net::SocketAddr>().unwrap());
+            super::client_of(Some(&extensions)).unwrap().to_string()
+        };
+        assert_eq!(of("203.0.113.7:4000"), "203.0.113.7");
+        assert_eq!(of("[::ffff:203.0.113.7]:4000"), "203.0.113.7");
+        assert_eq!(of("[2001:db8::1]:4000"), of("[2001:db8::ffff:1]:5000"));
+        assert_ne!(of("[2001:db8::1]:4000"), of("[2001:db8:0:1::1]:4000"));
+        assert_eq!(super::client_of(Some(&http::Extensions::new())), None);
     }
 }

@@ -126,6 +126,7 @@ fn redis(c: &mut Criterion) {
                     id: &id,
                     key: "bench-key",
                     subject: None,
+                    client: None,
                     expires: tower_authx::NumericDate::now().plus(Duration::from_secs(65)),
                 },
             );

@@ -422,7 +422,9 @@ fn dpop(c: &mut Criterion) {
     }
     group.finish();
 
-    let store = tower_authx::MemoryReplay::new(10_000_000).per_key(10_000_000);
+    let store = tower_authx::MemoryReplay::new(10_000_000)
+        .per_key(10_000_000)
+        .per_subject(10_000_000);
     let mut group = c.benchmark_group("dpop/replay store");
     let mut n: u64 = 0;
     group.bench_function("MemoryReplay first_use", |b| {
@@ -433,7 +435,8 @@ fn dpop(c: &mut Criterion) {
             let proof = tower_authx::ProofUse {
                 id: &id,
                 key: "bench-key-thumbprint",
-                subject: None,
+                subject: Some("bench-account"),
+                client: None,
                 expires: tower_authx::NumericDate::now().plus(Duration::from_secs(65)),
             };
             now(store.first_use(&proof)).unwrap()

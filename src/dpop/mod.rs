@@ -308,11 +308,18 @@ impl DpopCheck {
 
     /// Asks the replay store whether `proof` is used for the first time;
     /// `subject`: the account of the token it came with (none at a login).
-    pub(crate) fn first_use(&self, proof: &Proof, subject: Option<&str>) -> StoreFuture<bool> {
+    /// `client`: the address a token request came from.
+    pub(crate) fn first_use(
+        &self,
+        proof: &Proof,
+        subject: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> StoreFuture<bool> {
         self.replay.first_use(&ProofUse {
             id: &proof.id,
             key: &proof.jkt,
             subject,
+            client,
             expires: proof.expires,
         })
     }

@@ -122,22 +122,6 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// Who a request comes from, for its share: an IPv4 address, or the /64 of
-/// an IPv6 one (a client is handed a whole /64).
-pub(super) fn client_of(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::from(octets)
-            }
-        },
-        v4 => v4,
-    }
-}
-
 impl Budget {
     pub(super) fn new(max_in_flight: usize, per_second: u32) -> Self {
         Budget {
@@ -193,8 +177,7 @@ impl Budget {
         if window.started >= self.per_second {
             return None;
         }
-        let client = client.map(|peer| {
-            let client = client_of(peer);
+        let client = client.map(|client| {
             if window.clients.len() >= MAX_CLIENTS && !window.clients.contains_key(&client) {
                 IpAddr::from([0u8; 16])
             } else {
@@ -251,11 +234,6 @@ mod tests {
             started += 1;
         }
         assert_eq!(started, 12, "12 a second a client");
-        // Its neighbours in the same IPv6 /64 are the same client.
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        let v6_other: IpAddr = "2001:db8::ffff".parse().unwrap();
-        let _kept: Vec<_> = (0..4).map(|_| budget.take(Some(v6)).unwrap()).collect();
-        assert!(budget.take(Some(v6_other)).is_none());
         // Everyone else still gets calls.
         let other: IpAddr = "198.51.100.9".parse().unwrap();
         assert!(budget.take(Some(other)).is_some());

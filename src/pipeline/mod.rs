@@ -214,10 +214,7 @@ impl Pipeline {
                     // What can be refused locally is, before the call.
                     let required = self.dpop.as_ref().is_some_and(|d| d.required);
                     check_scheme(required, found.dpop)?;
-                    let client = req
-                        .extensions()
-                        .get::<std::net::SocketAddr>()
-                        .map(std::net::SocketAddr::ip);
+                    let client = crate::request::client_of(Some(req.extensions()));
                     return Ok(Some(self.introspection(asked, &found, client)));
                 };
                 notes.issuer(introspected.0);
@@ -414,7 +411,10 @@ impl Pipeline {
     ) -> Result<Option<StoreChecks>, AuthError> {
         let mut checks = StoreChecks::default();
         if let (Some(dpop), Some(proof)) = (&self.dpop, proof) {
-            match dpop.first_use(proof, Some(&claims.sub)).now_or_later() {
+            match dpop
+                .first_use(proof, Some(&claims.sub), None)
+                .now_or_later()
+            {
                 Ok(answer) => replay_verdict(answer)?,
                 Err(later) => checks.replay = Some(later),
             }
@@ -516,10 +516,7 @@ impl Pipeline {
         let json = request.extensions.and_then(|e| e.get::<JsonTokens>());
         let found = self.sources.find(request, json, requirement.token_type())?;
         let now = NumericDate::now();
-        let client = request
-            .extensions
-            .and_then(|e| e.get::<std::net::SocketAddr>())
-            .map(std::net::SocketAddr::ip);
+        let client = crate::request::client_of(request.extensions);
         let claims = self
             .trust
             .verify_fetching(&found.token, now, client)

@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use super::{StoreError, StoreFuture};
@@ -33,6 +34,10 @@ pub struct ProofUse<'a> {
     /// bounds; `None` for a token request's proof (a login), which has no
     /// token yet.
     pub subject: Option<&'a str>,
+    /// The client address a token request's proof came from (a
+    /// `std::net::SocketAddr` in its extensions), for the bounds on login
+    /// proofs; `None` when unknown, and for a resource request's proof.
+    pub client: Option<IpAddr>,
     /// When the proof could no longer be accepted anyway.
     pub expires: NumericDate,
 }
@@ -54,6 +59,11 @@ pub trait ReplayStore: Send + Sync + 'static {
 /// alone); once the store is half full, a client holding more than a
 /// thousandth of it is refused too, so a flooder is refused before the store
 /// fills and everyone else keeps working; past `capacity`, 503.
+///
+/// Proofs at token requests (logins, which have no account yet and may each
+/// bring a new key) have a quarter of the store of their own, and one client
+/// address (an IPv6 /64) a sixty-fourth of that: a login flood is refused
+/// (429) on the login route and never fills the room resource requests need.
 #[derive(Debug)]
 pub struct MemoryReplay {
     state: Mutex<Seen>,
@@ -67,12 +77,16 @@ struct Seen {
     ids: HashSet<[u8; 32]>,
     per_key: HashMap<String, usize>,
     per_subject: HashMap<String, usize>,
+    /// Live proofs of token requests, in all and per client address.
+    logins: usize,
+    per_client: HashMap<IpAddr, usize>,
     /// By expiry, soonest first.
     expiries: BinaryHeap<Reverse<Live>>,
 }
 
-/// A live proof: when it expires, its id, its key and its account.
-type Live = (u64, [u8; 32], String, Option<String>);
+/// A live proof: when it expires, its id, its key, its account (none for a
+/// token request's) and, for a token request's, its client's address.
+type Live = (u64, [u8; 32], String, Option<String>, Option<IpAddr>);
 
 impl Default for MemoryReplay {
     fn default() -> Self {
@@ -126,20 +140,28 @@ impl Seen {
         while let Some(Reverse((expires, ..))) = self.expiries.peek()
             && *expires <= now
         {
-            let Some(Reverse((_, id, key, subject))) = self.expiries.pop() else {
+            let Some(Reverse((_, id, key, subject, client))) = self.expiries.pop() else {
                 break;
             };
             self.ids.remove(&id);
             release(&mut self.per_key, &key);
-            if let Some(subject) = subject {
-                release(&mut self.per_subject, &subject);
+            match subject {
+                Some(subject) => release(&mut self.per_subject, &subject),
+                None => self.logins = self.logins.saturating_sub(1),
+            }
+            if let Some(client) = client {
+                release(&mut self.per_client, &client);
             }
         }
     }
 }
 
 /// One proof fewer for `owner`; the entry goes with its last proof.
-fn release(counts: &mut HashMap<String, usize>, owner: &str) {
+fn release<K, Q>(counts: &mut HashMap<K, usize>, owner: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
     if let Some(count) = counts.get_mut(owner) {
         *count -= 1;
         if *count == 0 {
@@ -167,6 +189,20 @@ impl ReplayStore for MemoryReplay {
         if by_subject >= self.per_subject {
             return over_limit("too many live DPoP proofs for one account");
         }
+        // A token request's proof: the logins' own share, and its client's.
+        let login_share = (self.capacity / 4).max(1);
+        let client = proof.subject.is_none().then_some(proof.client).flatten();
+        let by_client = client
+            .and_then(|client| seen.per_client.get(&client).copied())
+            .unwrap_or(0);
+        if proof.subject.is_none() {
+            if seen.logins >= login_share {
+                return over_limit("DPoP proofs at token requests are at their share of the store");
+            }
+            if by_client >= (login_share / 64).max(1) {
+                return over_limit("too many live DPoP proofs at token requests from one client");
+            }
+        }
         // Under pressure the heavy clients go first, before the store fills.
         let heavy = (self.capacity / 1000).max(1);
         if seen.ids.len() >= self.capacity / 2 && by_key.max(by_subject) >= heavy {
@@ -178,14 +214,21 @@ impl ReplayStore for MemoryReplay {
         let expires = (proof.expires.as_secs_f64().ceil() as u64).max(now + 1);
         seen.ids.insert(*proof.id);
         seen.per_key.insert(proof.key.to_owned(), by_key + 1);
-        if let Some(subject) = proof.subject {
-            seen.per_subject.insert(subject.to_owned(), by_subject + 1);
+        match proof.subject {
+            Some(subject) => {
+                seen.per_subject.insert(subject.to_owned(), by_subject + 1);
+            }
+            None => seen.logins += 1,
+        }
+        if let Some(client) = client {
+            seen.per_client.insert(client, by_client + 1);
         }
         seen.expiries.push(Reverse((
             expires,
             *proof.id,
             proof.key.to_owned(),
             proof.subject.map(str::to_owned),
+            client,
         )));
         StoreFuture::ready(Ok(true))
     }
@@ -205,6 +248,7 @@ mod tests {
             id,
             key,
             subject: None,
+            client: None,
             expires: NumericDate::now().plus(Duration::from_secs(secs)),
         }
     }
@@ -254,18 +298,66 @@ mod tests {
     fn past_half_full_heavy_clients_are_refused_before_anyone_else() {
         let store = MemoryReplay::new(10);
         for i in 0..5u8 {
-            assert_eq!(answer(&store, &proof(&[i; 32], "heavy", 60)), Ok(true));
+            assert_eq!(answer(&store, &of(&[i; 32], "heavy", "h")), Ok(true));
         }
         // Half full: the client that holds the most waits (429)...
-        let refused = answer(&store, &proof(&[9; 32], "heavy", 60)).unwrap_err();
+        let refused = answer(&store, &of(&[9; 32], "heavy", "h")).unwrap_err();
         assert!(refused.is_over_limit(), "{refused}");
         // ...while new clients fill the rest, and only a full store is a 503.
         for i in 10..15u8 {
             let key = format!("light-{i}");
-            assert_eq!(answer(&store, &proof(&[i; 32], &key, 60)), Ok(true));
+            assert_eq!(answer(&store, &of(&[i; 32], &key, &key)), Ok(true));
         }
-        let full = answer(&store, &proof(&[20; 32], "late", 60)).unwrap_err();
+        let full = answer(&store, &of(&[20; 32], "late", "late")).unwrap_err();
         assert!(!full.is_over_limit(), "{full}");
+    }
+
+    /// Issue 43, item 2: token requests' proofs (a new key per login, no
+    /// account yet) have a quarter of the store, one client address a
+    /// sixty-fourth of that; a login flood never fills the room of resource
+    /// requests' proofs.
+    #[test]
+    fn login_proofs_have_a_share_of_their_own_and_each_client_a_part_of_it() {
+        let store = MemoryReplay::new(4096);
+        let flooder: IpAddr = "203.0.113.7".parse().unwrap();
+        let from = |id: &'static [u8; 32], key: &'static str, client: IpAddr| ProofUse {
+            client: Some(client),
+            ..proof(id, key, 60)
+        };
+        let ids: Vec<[u8; 32]> = (0..2000u32)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&i.to_le_bytes());
+                id[31] = 1;
+                id
+            })
+            .collect();
+        let ids: &'static [[u8; 32]] = ids.leak();
+        let keys: &'static [String] = (0..2000)
+            .map(|i| format!("k{i}"))
+            .collect::<Vec<_>>()
+            .leak();
+        // One address, a new key each time: 16 (1024 / 64), then 429.
+        let mut accepted = 0;
+        for i in 0..100 {
+            match answer(&store, &from(&ids[i], &keys[i], flooder)) {
+                Ok(true) => accepted += 1,
+                Err(e) => assert!(e.is_over_limit(), "{e}"),
+                Ok(false) => unreachable!(),
+            }
+        }
+        assert_eq!(accepted, 16);
+        // Many addresses: at most 1024 login proofs in all.
+        for i in 100..2000 {
+            let client = IpAddr::from([10, 0, (i / 256) as u8, (i % 256) as u8]);
+            let _ = answer(&store, &from(&ids[i], &keys[i], client));
+        }
+        assert!(store.len() <= 1024, "{} login proofs", store.len());
+        // Resource requests' proofs still find room.
+        for i in 0..100u8 {
+            let key = format!("resource-{i}");
+            assert_eq!(answer(&store, &of(&[i; 32], &key, &key)), Ok(true));
+        }
     }
 
     #[test]
@@ -275,6 +367,7 @@ mod tests {
             id: &[1; 32],
             key: "a",
             subject: None,
+            client: None,
             expires: NumericDate::from_system_time(std::time::UNIX_EPOCH),
         };
         assert_eq!(answer(&store, &past), Ok(true));

@@ -1011,3 +1011,39 @@ async fn an_empty_or_zero_rsa_modulus_in_a_login_proof_is_refused_not_a_panic() 
         );
     }
 }
+
+/// Issue 43, item 2: a login flood with proofs from one client address is
+/// refused on its own (429) once that address holds its part of the login
+/// proofs; another address still logs in, and resource requests' proofs
+/// keep their room.
+#[tokio::test]
+async fn a_login_proof_flood_from_one_address_is_refused_alone() {
+    let authx = authx_with(Dpop::new(BASE).replay_store(tower_authx::MemoryReplay::new(4096)));
+    let key = ProofKey::es256();
+    let login_from = |addr: &str| {
+        let mut request = Request::post("/login")
+            .header(
+                "dpop",
+                key.proof("POST", "https://api.example.com/login", None),
+            )
+            .body(())
+            .unwrap();
+        let peer: std::net::SocketAddr = addr.parse().unwrap();
+        request.extensions_mut().insert(peer);
+        request
+    };
+    let mut accepted = 0;
+    let mut refused = None;
+    for _ in 0..40 {
+        let request = login_from("203.0.113.7:4000");
+        match authx.dpop_key(RequestHead::of(&request)).await {
+            Ok(_) => accepted += 1,
+            Err(error) => refused = Some(error),
+        }
+    }
+    // A 4096-proof store: logins' share 1024, one address's 16.
+    assert_eq!(accepted, 16);
+    assert_eq!(refused.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    let other = login_from("198.51.100.9:4000");
+    assert!(authx.dpop_key(RequestHead::of(&other)).await.is_ok());
+}

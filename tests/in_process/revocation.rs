@@ -957,6 +957,7 @@ async fn the_redis_replay_store_bounds_each_account_and_key() {
             id: &id,
             key,
             subject,
+            client: None,
             expires,
         })
     };
@@ -1058,6 +1059,7 @@ async fn near_maxmemory_proofs_wait_and_logouts_keep_their_room() {
         id: &id,
         key: "k",
         subject: Some("someone"),
+        client: None,
         expires: in_secs(60),
     };
     let refused = store.first_use(&proof).await.unwrap_err();
