@@ -8,7 +8,9 @@ use std::time::Duration;
 use crate::error::{ConfigError, FetchError};
 use crate::introspection::Introspection;
 use crate::keys::RemoteJwks;
-use crate::keys::fetch::{PlainHttp, fetchable_url, get_json, https_client, platform_tls};
+use crate::keys::fetch::{
+    https_client, openid_configuration, openid_configuration_url, platform_tls,
+};
 
 /// One issuer of tokens: its exact `iss`, where its keys are, and what its
 /// tokens must say. Build it with [`discover`](Self::discover) (OpenID
@@ -71,56 +73,30 @@ impl Issuer {
     /// [`discover`](Self::discover) with your own rustls configuration (a
     /// private CA, client certificates), used for the keys too.
     pub async fn discover_with(iss: &str, tls: rustls::ClientConfig) -> Result<Issuer, FetchError> {
-        let document_url = format!(
-            "{}/.well-known/openid-configuration",
-            iss.trim_end_matches('/')
-        );
-        let url = fetchable_url(
-            &document_url,
-            "OpenID configuration",
-            PlainHttp::LoopbackOnly,
-        )
-        .map_err(|e| FetchError::Document(e.to_string()))?;
+        let url = openid_configuration_url(iss).map_err(|e| FetchError::Document(e.to_string()))?;
         let client = https_client(tls.clone());
-        let body = tokio::time::timeout(Duration::from_secs(10), get_json(&client, &url))
-            .await
-            .unwrap_or(Err(FetchError::TimedOut))?;
-        let document: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| FetchError::Document("the OpenID configuration is not JSON".into()))?;
-        let member = |name: &str| document.get(name).and_then(serde_json::Value::as_str);
-        if member("issuer") != Some(iss) {
-            return Err(FetchError::Document(format!(
-                "the OpenID configuration names issuer {:?}, not {iss:?}",
-                member("issuer").unwrap_or("(none)")
-            )));
-        }
-        let jwks_uri = member("jwks_uri").ok_or_else(|| {
-            FetchError::Document("the OpenID configuration has no jwks_uri".into())
-        })?;
-        // Keys come at least as safely as the document that names them: an
-        // https document never sends us to plain http.
-        if url.scheme_str() == Some("https") && !jwks_uri.starts_with("https://") {
-            return Err(FetchError::Document(format!(
-                "the OpenID configuration (over https) names a jwks_uri that is not https: {jwks_uri:?}"
-            )));
-        }
-        let introspection_endpoint = member("introspection_endpoint").map(str::to_owned);
-        // The same for the endpoint tokens are sent to.
-        if url.scheme_str() == Some("https")
-            && introspection_endpoint
-                .as_deref()
-                .is_some_and(|endpoint| !endpoint.starts_with("https://"))
-        {
-            return Err(FetchError::Document(
-                "the OpenID configuration (over https) names an introspection_endpoint that is not https".into(),
-            ));
-        }
-        let keys = RemoteJwks::new(jwks_uri)
+        let document = openid_configuration(&client, &url, iss).await?;
+        let keys = RemoteJwks::new(&document.jwks_uri)
             .map_err(|e: ConfigError| FetchError::Document(e.to_string()))?
             .tls_config(tls);
         let mut issuer = Issuer::new(iss, keys);
-        issuer.introspection_endpoint = introspection_endpoint;
+        issuer.introspection_endpoint = document.introspection_endpoint;
         Ok(issuer)
+    }
+
+    /// An issuer found by OpenID Connect discovery when its keys are first
+    /// needed, not now: a service starts while its identity provider is
+    /// down. Until the document and the keys have been fetched, its tokens
+    /// are answered 503 with a `Retry-After` that holds (the time until the
+    /// next attempt), other issuers' tokens are served, and
+    /// [`AuthX::keys_health`](crate::AuthX::keys_health) shows it without a
+    /// success; once reached, it is as [`discover`](Self::discover) makes it.
+    /// The document must name `iss` exactly, and its keys are trusted as
+    /// `discover`'s are. Its introspection, if any, takes an endpoint of its
+    /// own ([`Introspection::at`](crate::Introspection::at)): there is no
+    /// discovered one yet.
+    pub fn discover_on_first_use(iss: &str) -> Result<Issuer, ConfigError> {
+        Ok(Issuer::new(iss, RemoteJwks::discovering(iss)?))
     }
 
     /// An audience its tokens may name (`aud`); call again for more. With

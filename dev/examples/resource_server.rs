@@ -116,9 +116,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (Err(_), _) => None,
             };
             for iss in issuers {
-                let mut issuer = Issuer::discover(iss)
-                    .await
-                    .map_err(|e| format!("OIDC_ISSUER {iss}: {e}"))?;
+                // An issuer down at start-up is discovered when it answers:
+                // its tokens get 503 until then, the others are served.
+                let mut issuer = match Issuer::discover(iss).await {
+                    Ok(issuer) => issuer,
+                    Err(e) => {
+                        eprintln!(
+                            "warning: OIDC_ISSUER {iss} not reached ({e}); its tokens get 503 \
+                             until it is"
+                        );
+                        Issuer::discover_on_first_use(iss)?
+                    }
+                };
                 let keys = tune(issuer.keys().clone())?;
                 issuer = issuer.with_keys(keys);
                 if let Some(introspection) = introspection()? {

@@ -1155,6 +1155,94 @@ async fn a_client_named_like_a_user_is_not_that_user_over_tcp() {
     );
 }
 
+/// Issue 43, item 7: the resource_server example starts while its
+/// provider is down; the provider's tokens get 503 with a Retry-After that
+/// holds, and once panva's oidc-provider is up, 200, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_server_starts_while_its_provider_is_down() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("example-provider-later");
+    let port = free_port();
+    let iss = format!("https://127.0.0.1:{port}");
+    let env = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("OIDC_ISSUER", iss.as_str()),
+        ("AUDIENCE", AUDIENCE),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ("JWKS_MIN_REFETCH_SECS", "2"),
+    ];
+    let (_child, addr) = run_example(&binary, &env).await;
+    // A token naming the provider, while it is down: 503, Retry-After.
+    let b64 = |json: serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+    };
+    let named = format!(
+        "{}.{}.c2ln",
+        b64(serde_json::json!({"alg": "ES256", "kid": "k1"})),
+        b64(serde_json::json!({"iss": iss, "sub": "x", "aud": AUDIENCE, "exp": 4_000_000_000u64})),
+    );
+    let (status, body, retry_after) =
+        send_with_headers(addr.clone(), "/read", format!("Bearer {named}")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let wait: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let provider = start(&dir, "ES256", port, &files).await;
+    assert_eq!(provider.iss, iss);
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let token = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    // Within the first refetch interval, or right away: 503 with a
+    // Retry-After a client honours, then 200.
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let (status, body, retry_after) =
+            send_with_headers(addr.clone(), "/read", format!("Bearer {token}")).await;
+        answers.push(status);
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let wait: u64 = retry_after.expect("Retry-After").parse().unwrap();
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+    assert_eq!(answers.last(), Some(&StatusCode::OK), "{answers:?}");
+}
+
+/// A GET of `path` with `authorization`: status, body and `Retry-After`.
+async fn send_with_headers(
+    addr: String,
+    path: &str,
+    authorization: String,
+) -> (StatusCode, String, Option<String>) {
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get(path)
+        .header("host", addr)
+        .header("authorization", authorization)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = sender.send_request(request).await.unwrap();
+    let status = res.status();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        retry_after,
+    )
+}
+
 /// A JWT's payload, unverified, for a test to look at.
 fn support_payload(token: &str) -> serde_json::Value {
     use base64::Engine as _;

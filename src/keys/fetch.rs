@@ -202,3 +202,63 @@ impl FetchState {
         }
     }
 }
+
+/// The URL of `iss`'s OpenID configuration (`{iss}/.well-known/openid-configuration`).
+pub(crate) fn openid_configuration_url(iss: &str) -> Result<Uri, ConfigError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        iss.trim_end_matches('/')
+    );
+    fetchable_url(&url, "OpenID configuration", PlainHttp::LoopbackOnly)
+}
+
+/// What an OpenID configuration says of an issuer's keys and introspection.
+pub(crate) struct OpenIdConfiguration {
+    pub(crate) jwks_uri: String,
+    pub(crate) introspection_endpoint: Option<String>,
+}
+
+/// Fetches `iss`'s OpenID configuration from `url` (OpenID Connect
+/// Discovery 1.0) and reads it: its `issuer` must be `iss` exactly (4.3),
+/// and a document fetched over https names only https endpoints (keys come
+/// at least as safely as the document that names them).
+pub(crate) async fn openid_configuration(
+    client: &HttpsClient,
+    url: &Uri,
+    iss: &str,
+) -> Result<OpenIdConfiguration, FetchError> {
+    let body = tokio::time::timeout(Duration::from_secs(10), get_json(client, url))
+        .await
+        .unwrap_or(Err(FetchError::TimedOut))?;
+    let document: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| FetchError::Document("the OpenID configuration is not JSON".into()))?;
+    let member = |name: &str| document.get(name).and_then(serde_json::Value::as_str);
+    if member("issuer") != Some(iss) {
+        return Err(FetchError::Document(format!(
+            "the OpenID configuration names issuer {:?}, not {iss:?}",
+            member("issuer").unwrap_or("(none)")
+        )));
+    }
+    let jwks_uri = member("jwks_uri")
+        .ok_or_else(|| FetchError::Document("the OpenID configuration has no jwks_uri".into()))?;
+    let https = url.scheme_str() == Some("https");
+    if https && !jwks_uri.starts_with("https://") {
+        return Err(FetchError::Document(format!(
+            "the OpenID configuration (over https) names a jwks_uri that is not https: {jwks_uri:?}"
+        )));
+    }
+    let introspection_endpoint = member("introspection_endpoint").map(str::to_owned);
+    if https
+        && introspection_endpoint
+            .as_deref()
+            .is_some_and(|endpoint| !endpoint.starts_with("https://"))
+    {
+        return Err(FetchError::Document(
+            "the OpenID configuration (over https) names an introspection_endpoint that is not https".into(),
+        ));
+    }
+    Ok(OpenIdConfiguration {
+        jwks_uri: jwks_uri.to_owned(),
+        introspection_endpoint,
+    })
+}

@@ -12,7 +12,8 @@ use std::time::Duration;
 use http::Uri;
 
 use super::fetch::{
-    FetchState, HttpsClient, PlainHttp, fetchable_url, get_json, https_client, platform_tls,
+    FetchState, HttpsClient, PlainHttp, fetchable_url, get_json, https_client,
+    openid_configuration, platform_tls,
 };
 use super::set::{KeyRing, jwks_entries};
 use crate::error::{ConfigError, FetchError};
@@ -42,7 +43,11 @@ pub struct RemoteJwks {
 }
 
 struct Remote {
+    /// The JWKS URL, or where the OpenID configuration that names it is.
     url: Uri,
+    /// Keys found by discovery when first needed: the `iss` the document
+    /// must name, and the `jwks_uri` it named, once read.
+    discovery: Option<Discovery>,
     /// The `issuer` label of its metrics: the issuer's `iss`, else the URL.
     #[cfg(feature = "metrics")]
     label: metrics::SharedString,
@@ -54,6 +59,13 @@ struct Remote {
     refresh_every: Duration,
     min_interval: Duration,
     timeout: Duration,
+}
+
+/// An issuer's keys found by OpenID Connect discovery on first use.
+#[derive(Clone, Debug)]
+struct Discovery {
+    iss: String,
+    jwks: std::sync::OnceLock<Uri>,
 }
 
 /// The `kid`s tokens named that the keys lacked, remembered so that forged
@@ -125,12 +137,26 @@ impl RemoteJwks {
         RemoteJwks::at(fetchable_url(url, "JWKS", PlainHttp::Anywhere)?)
     }
 
+    /// The keys of `iss`, found by OpenID Connect discovery when first
+    /// needed (see [`Issuer::discover_on_first_use`](crate::Issuer::discover_on_first_use)).
+    pub(crate) fn discovering(iss: &str) -> Result<RemoteJwks, ConfigError> {
+        let mut keys = RemoteJwks::at(super::fetch::openid_configuration_url(iss)?)?;
+        if let Some(remote) = Arc::get_mut(&mut keys.inner) {
+            remote.discovery = Some(Discovery {
+                iss: iss.to_owned(),
+                jwks: std::sync::OnceLock::new(),
+            });
+        }
+        Ok(keys)
+    }
+
     fn at(url: Uri) -> Result<RemoteJwks, ConfigError> {
         Ok(RemoteJwks {
             inner: Arc::new(Remote {
                 #[cfg(feature = "metrics")]
                 label: url.to_string().into(),
                 url,
+                discovery: None,
                 client: https_client(platform_tls()?),
                 ring: RwLock::new(Arc::new(KeyRing::default())),
                 fetching: tokio::sync::Mutex::new(()),
@@ -171,6 +197,7 @@ impl RemoteJwks {
     fn with(self, change: impl FnOnce(&mut Remote)) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Remote {
             url: shared.url.clone(),
+            discovery: shared.discovery.clone(),
             #[cfg(feature = "metrics")]
             label: shared.label.clone(),
             client: shared.client.clone(),
@@ -263,7 +290,8 @@ impl RemoteJwks {
         self.inner.client.clone()
     }
 
-    /// The JWKS URL.
+    /// The JWKS URL (for keys found by discovery on first use, the OpenID
+    /// configuration's URL).
     pub fn url(&self) -> &Uri {
         &self.inner.url
     }
@@ -402,7 +430,20 @@ impl Remote {
     }
 
     async fn download(&self) -> Result<KeyRing, FetchError> {
-        parse_jwks(&get_json(&self.client, &self.url).await?)
+        let url = match &self.discovery {
+            None => self.url.clone(),
+            Some(discovery) => match discovery.jwks.get() {
+                Some(jwks) => jwks.clone(),
+                None => {
+                    let document =
+                        openid_configuration(&self.client, &self.url, &discovery.iss).await?;
+                    let jwks = fetchable_url(&document.jwks_uri, "JWKS", PlainHttp::LoopbackOnly)
+                        .map_err(|e| FetchError::Document(e.to_string()))?;
+                    discovery.jwks.get_or_init(|| jwks).clone()
+                }
+            },
+        };
+        parse_jwks(&get_json(&self.client, &url).await?)
     }
 }
 

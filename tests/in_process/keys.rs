@@ -831,3 +831,72 @@ async fn a_made_up_kid_is_401_once_a_fetch_answered_without_it() {
     let first = status(forged("another")).await;
     assert_eq!(first, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// Issue 43, item 7: a resource server starts while an issuer is down
+/// (`Issuer::discover_on_first_use`): that issuer's tokens get 503 with a
+/// `Retry-After` that holds, another issuer's are served, the keys' health
+/// says which is not known yet; once the issuer answers, its tokens get in
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_starts_while_an_issuer_is_down_and_serves_it_once_reachable() {
+    let signer = |iss: &str| {
+        AuthX::new(AuthXConfig::new(private_key(Algorithm::ES256, "ec256_private.pem")).issuer(iss))
+            .unwrap()
+    };
+    // Issuer A answers badly at first (its document is no JSON), as one
+    // coming up does; issuer B is up.
+    let a_server = jwks_server("starting up".into()).await;
+    let a_iss = a_server.url.trim_end_matches("/jwks.json").to_owned();
+    let a = signer(&a_iss);
+    let b_signer = signer("https://b.example");
+    let b_server = jwks_server(b_signer.jwks().to_owned()).await;
+    let issuer_a = tower_authx::Issuer::discover_on_first_use(&a_iss).unwrap();
+    let issuer_a = issuer_a.clone().with_keys(
+        issuer_a
+            .keys()
+            .clone()
+            .min_refetch_interval(Duration::from_secs(2)),
+    );
+    let issuer_b =
+        tower_authx::Issuer::new("https://b.example", RemoteJwks::new(&b_server.url).unwrap());
+    let resource = AuthX::new(AuthXConfig::from_issuers([issuer_a, issuer_b])).unwrap();
+    let service = guarded(resource.clone());
+    let send = |token: String| {
+        let service = service.clone();
+        async move { service.oneshot(bearer(&token)).await.unwrap() }
+    };
+    let a_token = a.access_token("u").issue().unwrap();
+    let res = send(a_token.clone()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    // B's tokens are served meanwhile.
+    let b_token = b_signer.access_token("u").issue().unwrap();
+    assert_eq!(send(b_token).await.status(), StatusCode::OK);
+    let health = resource.keys_health();
+    let a_health = &health.iter().find(|(iss, _)| *iss == a_iss).unwrap().1;
+    assert!(a_health.failing && a_health.last_success.is_none());
+    // A comes up: one document for both reads (its configuration names
+    // itself and its keys; the keys are in it too).
+    let mut document: Value = serde_json::from_str(a.jwks()).unwrap();
+    document["issuer"] = a_iss.clone().into();
+    document["jwks_uri"] = a_server.url.clone().into();
+    *a_server.document.write().unwrap() = document.to_string();
+    // A client that honours Retry-After gets in on its retries, no restart.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(retry_after)).await;
+        status = send(a_token.clone()).await.status();
+        if status == StatusCode::OK {
+            break;
+        }
+    }
+    assert_eq!(status, StatusCode::OK);
+    let health = resource.keys_health();
+    let a_health = &health.iter().find(|(iss, _)| *iss == a_iss).unwrap().1;
+    assert!(!a_health.failing && a_health.last_success.is_some());
+}
