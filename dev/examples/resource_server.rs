@@ -120,6 +120,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // its tokens get 503 until then, the others are served.
                 let mut issuer = match Issuer::discover(iss).await {
                     Ok(issuer) => issuer,
+                    // A wrong CA or document is a configuration to fix:
+                    // refused now, not waited out.
+                    Err(e) if !e.is_outage() => {
+                        return Err(format!("OIDC_ISSUER {iss}: {e}").into());
+                    }
                     Err(e) => {
                         eprintln!(
                             "warning: OIDC_ISSUER {iss} not reached ({e}); its tokens get 503 \

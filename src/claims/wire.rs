@@ -239,9 +239,9 @@ fn read_paths<Er: de::Error>(
 /// by itself; these only tell an ID token apart.
 #[derive(Default)]
 struct TokenKind {
-    /// A claim only ID tokens (or Security Event Tokens) carry.
-    id_only: Option<&'static str>,
-    nonce: bool,
+    /// The claims only ID tokens (or Security Event Tokens) carry, seen.
+    id_only_seen: Vec<&'static str>,
+    nonce: Option<Unique>,
     /// Keycloak's `typ` claim (`Bearer`, `DPoP`, `ID`, `Refresh`, `Logout`...).
     typ: Option<String>,
     /// Cognito's `token_use` (`access` or `id`).
@@ -284,7 +284,7 @@ impl TokenKind {
     /// Why claims that say these things are not an access token's, if so.
     fn refusal(&self, aud: Option<&Audience>, scoped: bool) -> Option<String> {
         let no = |why: String| Some(format!("not an access token: {why}"));
-        if let Some(claim) = self.id_only {
+        if let Some(claim) = self.id_only_seen.first() {
             return no(format!("'{claim}' marks an ID token or a logout token"));
         }
         let access_typ = self.typ.as_deref().map(|typ| {
@@ -304,7 +304,7 @@ impl TokenKind {
         }
         // Keycloak before 25 copied the request's nonce into its access
         // tokens, whose `typ` claim then says Bearer.
-        if self.nonce && access_typ != Some(true) {
+        if self.nonce.is_some() && access_typ != Some(true) {
             return no("'nonce' marks an ID token".into());
         }
         // An ID token is addressed to the client it was issued to: `aud` is
@@ -427,15 +427,14 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
                 Member::Cnf => read_once(m, &mut cnf, "cnf", "a confirmation object")?,
                 Member::Acr => read_once(m, &mut acr, "acr", STRING)?,
                 Member::Amr => read_once(m, &mut amr, "amr", "a list of strings")?,
-                Member::Nonce => {
-                    let mut nonce = None::<Unique>;
-                    read_once(m, &mut nonce, "nonce", "a JSON value")?;
-                    kind.nonce = true;
-                }
+                Member::Nonce => read_once(m, &mut kind.nonce, "nonce", "a JSON value")?,
                 Member::IdTokenOnly(claim) => {
                     let mut seen = None::<Unique>;
                     read_once(m, &mut seen, claim, "a JSON value")?;
-                    kind.id_only.get_or_insert(claim);
+                    if kind.id_only_seen.contains(&claim) {
+                        return Err(de::Error::custom(format_args!("duplicate claim '{claim}'")));
+                    }
+                    kind.id_only_seen.push(claim);
                 }
                 Member::Typ => read_once(m, &mut kind.typ, "typ", STRING)?,
                 Member::TokenUse => read_once(m, &mut kind.token_use, "token_use", STRING)?,

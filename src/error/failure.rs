@@ -51,8 +51,11 @@ impl std::error::Error for ConfigError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FetchError {
-    /// The issuer could not be reached (connect, TLS, I/O).
+    /// The issuer could not be reached (connect, I/O, TLS handshake).
     Unreachable(String),
+    /// The issuer's TLS certificate is not trusted (a wrong CA, a wrong
+    /// host): a configuration to fix, not an outage to wait out.
+    Untrusted(String),
     /// No answer within the configured timeout.
     TimedOut,
     /// The issuer answered with another status than 200.
@@ -65,10 +68,26 @@ pub enum FetchError {
     Document(String),
 }
 
+impl FetchError {
+    /// Whether this is an outage that may pass by itself (unreachable, timed
+    /// out, a 5xx or 429), rather than something to fix (an untrusted
+    /// certificate, a wrong document, another status).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            FetchError::Unreachable(_) | FetchError::TimedOut => true,
+            FetchError::Status(status) => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FetchError::Unreachable(why) => write!(f, "issuer unreachable: {why}"),
+            FetchError::Untrusted(why) => {
+                write!(f, "the issuer's certificate is not trusted: {why}")
+            }
             FetchError::TimedOut => f.write_str("the fetch from the issuer timed out"),
             FetchError::Status(status) => write!(f, "the issuer answered {status}"),
             FetchError::Body(why) => write!(f, "the issuer's answer: {why}"),

@@ -122,10 +122,16 @@ pub(crate) async fn send(
     request: Request<Full<Bytes>>,
     max_bytes: usize,
 ) -> Result<http::Response<Bytes>, FetchError> {
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| FetchError::Unreachable(with_causes(&e)))?;
+    let response = client.request(request).await.map_err(|e| {
+        let why = with_causes(&e);
+        // rustls's refusal, found by type, or by its words where a layer
+        // between turned it into text.
+        if certificate_refused(&e) || why.contains("invalid peer certificate") {
+            FetchError::Untrusted(why)
+        } else {
+            FetchError::Unreachable(why)
+        }
+    })?;
     if response.status() != StatusCode::OK {
         return Err(FetchError::Status(response.status().as_u16()));
     }
@@ -136,6 +142,28 @@ pub(crate) async fn send(
         .map_err(|e| FetchError::Body(with_causes(&*e)))?
         .to_bytes();
     Ok(http::Response::from_parts(head, body))
+}
+
+/// Whether `error` comes from a TLS certificate rustls would not trust
+/// (found down its chain of causes, I/O errors' inner ones included).
+fn certificate_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(error), inner].into_iter().flatten() {
+            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                return matches!(
+                    tls,
+                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+                );
+            }
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// When fetches happened, as atomics: every verification looks at them, so no

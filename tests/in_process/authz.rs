@@ -615,3 +615,27 @@ async fn at_jwt_can_be_required() {
         assert!(untyped.verify::<NoExtra>(&token, &access).await.is_ok());
     }
 }
+
+/// A claim that says what kind of token this is, named twice, is refused
+/// like any other (a Keycloak access token's `nonce` included).
+#[tokio::test]
+async fn a_kind_claim_named_twice_is_refused() {
+    let authx = authx_for(&json!({}), Idp::authx());
+    let exp = support::now() + 600;
+    for twice in [
+        r#""typ":"Bearer","nonce":"a","nonce":"b""#,
+        r#""typ":"Bearer","typ":"ID""#,
+        r#""token_use":"access","token_use":"id""#,
+    ] {
+        let token = support::forge(
+            r#"{"alg":"HS256"}"#,
+            &format!(r#"{{"sub":"u","exp":{exp},{twice}}}"#),
+            SECRET,
+        );
+        let error = authx
+            .verify::<NoExtra>(&token, &Requirement::access())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), "bad_claims", "{twice}: {error}");
+    }
+}
