@@ -23,7 +23,7 @@ pub struct RequestHead<'a> {
 /// share: the connection's peer address (a `std::net::SocketAddr` in the
 /// request's extensions), an IPv4 address or the /64 of an IPv6 one (a
 /// client is handed a whole /64).
-pub(crate) fn client_of(extensions: Option<&http::Extensions>) -> Option<std::net::IpAddr> {
+pub(crate) fn client_of(extensions: Option<&Extensions>) -> Option<std::net::IpAddr> {
     use std::net::IpAddr;
     let peer = extensions?.get::<std::net::SocketAddr>()?.ip();
     Some(match peer {
