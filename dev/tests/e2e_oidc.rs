@@ -477,6 +477,23 @@ async fn exchange(
     authorization: &str,
     proof: Option<&str>,
 ) -> (StatusCode, Vec<String>, String) {
+    let (status, headers, body) = answer(addr, path, authorization, proof).await;
+    let challenges = headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    (status, challenges, body)
+}
+
+/// A GET of `path` from the example at `addr`: the answer's status, headers
+/// and body (no `Authorization` header when `authorization` is empty).
+async fn answer(
+    addr: &str,
+    path: &str,
+    authorization: &str,
+    proof: Option<&str>,
+) -> (StatusCode, http::HeaderMap, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -491,18 +508,11 @@ async fn exchange(
         request = request.header("dpop", proof);
     }
     let request = request.body(Full::<Bytes>::default()).unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let status = response.status();
-    let challenges = response
-        .headers()
-        .get_all("www-authenticate")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let (head, body) = sender.send_request(request).await.unwrap().into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
     (
-        status,
-        challenges,
+        head.status,
+        head.headers,
         String::from_utf8_lossy(&body).into_owned(),
     )
 }
@@ -1051,24 +1061,18 @@ async fn opaque_token(tls: &rustls::ClientConfig, iss: &str) -> String {
 
 /// How many introspection requests the provider has answered.
 async fn introspections(tls: &rustls::ClientConfig, iss: &str) -> u64 {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls.clone())
-        .https_only()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<Bytes>>(connector);
-    let request = Request::get(format!("{iss}/test/introspections"))
-        .body(Full::default())
-        .unwrap();
-    let body = client.request(request).await.unwrap().into_body();
-    let json: serde_json::Value =
-        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
+    let json = provider_json(tls, &format!("{iss}/test/introspections")).await;
     json["count"].as_u64().unwrap()
 }
 
 /// A token the provider issues at `path` (`/test/id_token`, `/test/logout_token`).
 async fn test_token(tls: &rustls::ClientConfig, iss: &str, path: &str) -> String {
+    let json = provider_json(tls, &format!("{iss}{path}")).await;
+    json["token"].as_str().expect("a token").to_owned()
+}
+
+/// The JSON the provider answers a GET of `url` (its test routes).
+async fn provider_json(tls: &rustls::ClientConfig, url: &str) -> serde_json::Value {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls.clone())
         .https_only()
@@ -1076,13 +1080,9 @@ async fn test_token(tls: &rustls::ClientConfig, iss: &str, path: &str) -> String
         .build();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Full<Bytes>>(connector);
-    let request = Request::get(format!("{iss}{path}"))
-        .body(Full::default())
-        .unwrap();
+    let request = Request::get(url).body(Full::default()).unwrap();
     let body = client.request(request).await.unwrap().into_body();
-    let json: serde_json::Value =
-        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap();
-    json["token"].as_str().expect("a token").to_owned()
+    serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap()
 }
 
 /// Issue 38, finding 4: an ID token and a back-channel logout token the
@@ -1104,7 +1104,7 @@ async fn the_providers_id_and_logout_tokens_are_not_access_tokens() {
     assert_eq!(status, StatusCode::OK, "{body}");
     for path in ["/test/id_token", "/test/logout_token"] {
         let token = test_token(&tls, &provider.iss, path).await;
-        let claims = support_payload(&token);
+        let claims = support::payload_of(&token);
         assert_eq!(claims["aud"], AUDIENCE, "{path}: {claims}");
         for route in ["/protected", "/read"] {
             let (status, body) = send(addr.clone(), route, format!("Bearer {token}"), None).await;
@@ -1142,7 +1142,7 @@ async fn a_client_named_like_a_user_is_not_that_user_over_tcp() {
     let form = format!("scope=read&resource={AUDIENCE}");
     let (token, _) =
         token_request(&tls, &provider.iss, &form, ("user1", "user1-secret"), None).await;
-    assert_eq!(support_payload(&token)["sub"], "user1");
+    assert_eq!(support::payload_of(&token)["sub"], "user1");
     let (status, body) = send(addr.clone(), "/me", format!("Bearer {token}"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, body) = send(addr.clone(), "/protected", format!("Bearer {token}"), None).await;
@@ -1186,10 +1186,9 @@ async fn the_resource_server_starts_while_its_provider_is_down() {
         b64(serde_json::json!({"alg": "ES256", "kid": "k1"})),
         b64(serde_json::json!({"iss": iss, "sub": "x", "aud": AUDIENCE, "exp": 4_000_000_000u64})),
     );
-    let (status, body, retry_after) =
-        send_with_headers(addr.clone(), "/read", format!("Bearer {named}")).await;
+    let (status, headers, body) = answer(&addr, "/read", &format!("Bearer {named}"), None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let wait: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&wait), "Retry-After {wait}");
     let provider = start(&dir, "ES256", port, &files).await;
     assert_eq!(provider.iss, iss);
@@ -1199,58 +1198,17 @@ async fn the_resource_server_starts_while_its_provider_is_down() {
     // Retry-After a client honours, then 200.
     let mut answers = Vec::new();
     for _ in 0..10 {
-        let (status, body, retry_after) =
-            send_with_headers(addr.clone(), "/read", format!("Bearer {token}")).await;
+        let (status, headers, body) =
+            answer(&addr, "/read", &format!("Bearer {token}"), None).await;
         answers.push(status);
         if status == StatusCode::OK {
             break;
         }
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        let wait: u64 = retry_after.expect("Retry-After").parse().unwrap();
+        let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
         tokio::time::sleep(Duration::from_secs(wait)).await;
     }
     assert_eq!(answers.last(), Some(&StatusCode::OK), "{answers:?}");
-}
-
-/// A GET of `path` with `authorization`: status, body and `Retry-After`.
-async fn send_with_headers(
-    addr: String,
-    path: &str,
-    authorization: String,
-) -> (StatusCode, String, Option<String>) {
-    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let request = Request::get(path)
-        .header("host", addr)
-        .header("authorization", authorization)
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    let res = sender.send_request(request).await.unwrap();
-    let status = res.status();
-    let retry_after = res
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        String::from_utf8_lossy(&body).into_owned(),
-        retry_after,
-    )
-}
-
-/// A JWT's payload, unverified, for a test to look at.
-fn support_payload(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// A resource server introspecting at `provider` (discovered) with `introspection`.

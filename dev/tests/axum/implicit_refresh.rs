@@ -102,7 +102,7 @@ async fn a_session_used_continuously_ends_at_the_refresh_tokens_lifetime() {
     assert!(renewed >= 2, "renewed {renewed} times");
     // What ended it is the session's lifetime, not a renewal that stopped:
     // the last token lives exactly to the login's auth_time + 6 s.
-    let claims = payload(&tab.access);
+    let claims = crate::support::payload_of(&tab.access);
     let (exp, auth_time) = (
         claims["exp"].as_f64().unwrap(),
         claims["auth_time"].as_f64().unwrap(),
@@ -112,16 +112,6 @@ async fn a_session_used_continuously_ends_at_the_refresh_tokens_lifetime() {
         "the last token lived to auth_time + {}",
         exp - auth_time
     );
-}
-
-/// A token's payload, unverified, for the test to look at.
-fn payload(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let part = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 #[tokio::test]
