@@ -41,6 +41,18 @@ fn session_token(authx: &AuthX, secs: u64) -> String {
         .unwrap()
 }
 
+/// A 5-minute access token of session `session-1` whose login was at
+/// `login` (its `auth_time`).
+fn token_since(authx: &AuthX, login: u64) -> String {
+    authx
+        .access_token("alice")
+        .fam("session-1")
+        .auth_time(NumericDate::from_secs(login))
+        .lifetime(Duration::from_secs(300))
+        .issue()
+        .unwrap()
+}
+
 fn with_cookie(method: Method, path: &str, token: &str) -> Request<Full<Bytes>> {
     Request::builder()
         .method(method)
@@ -274,15 +286,7 @@ async fn the_filters_work_as_documented_and_exclude_wins() {
 async fn no_renewal_past_the_sessions_absolute_lifetime_nor_beyond_it() {
     let authx = authx();
     let started = crate::support::now();
-    let token_since = |login_ago: u64| {
-        authx
-            .access_token("alice")
-            .fam("session-1")
-            .auth_time(NumericDate::from_secs(started - login_ago))
-            .lifetime(Duration::from_secs(300))
-            .issue()
-            .unwrap()
-    };
+    let token_since = |login_ago: u64| token_since(&authx, started - login_ago);
     let layer = || ImplicitRefreshLayer::new(authx.clone()).max_session(Duration::from_secs(3600));
     // Logged in 2 hours ago: the session is over.
     let old = token_since(7200);
@@ -329,15 +333,7 @@ async fn by_default_renewals_end_at_the_refresh_tokens_lifetime() {
     )
     .unwrap();
     let started = crate::support::now();
-    let token_since = |login_ago: u64| {
-        authx
-            .access_token("alice")
-            .fam("session-1")
-            .auth_time(NumericDate::from_secs(started - login_ago))
-            .lifetime(Duration::from_secs(300))
-            .issue()
-            .unwrap()
-    };
+    let token_since = |login_ago: u64| token_since(&authx, started - login_ago);
     let layer = || ImplicitRefreshLayer::new(authx.clone());
     let over = token_since(3 * 3600 + 60);
     let cookies = set_cookies(&authx, layer(), with_cookie(Method::GET, "/", &over)).await;

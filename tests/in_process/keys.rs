@@ -27,6 +27,15 @@ fn public_key(alg: Algorithm, file: &str) -> Key {
     Key::verifying_pem(alg, &std::fs::read(key_fixture(file)).unwrap()).unwrap()
 }
 
+/// An issuer signing with the ES256 fixture key, no `kid`.
+fn es256_signer() -> AuthX {
+    AuthX::new(AuthXConfig::new(private_key(
+        Algorithm::ES256,
+        "ec256_private.pem",
+    )))
+    .unwrap()
+}
+
 /// A JWKS server in process: the document it serves (replace it to rotate)
 /// and the fetches it answered.
 struct JwksServer {
@@ -88,11 +97,7 @@ fn bearer(token: &str) -> Request<Full<Bytes>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kid_flood_causes_one_refetch_not_thousands() {
-    let issuer = AuthX::new(AuthXConfig::new(private_key(
-        Algorithm::ES256,
-        "ec256_private.pem",
-    )))
-    .unwrap();
+    let issuer = es256_signer();
     let server = jwks_server(issuer.jwks().to_owned()).await;
     let (url, hits) = (server.url, server.hits);
     let resource = AuthX::new(
@@ -486,11 +491,7 @@ async fn a_fetched_jwks_with_hostile_ed25519_keys_never_panics_and_refuses_their
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
-    let old = AuthX::new(AuthXConfig::new(private_key(
-        Algorithm::ES256,
-        "ec256_private.pem",
-    )))
-    .unwrap();
+    let old = es256_signer();
     let server = jwks_server(old.jwks().to_owned()).await;
     let (url, document) = (server.url, server.document);
     let remote = RemoteJwks::new(&url)
@@ -552,11 +553,7 @@ async fn a_key_rotated_in_is_503_until_the_refetch_may_run_never_401() {
 /// the one key that serves its algorithm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_no_key_can_verify_are_401_at_once_and_fetch_nothing() {
-    let es = AuthX::new(AuthXConfig::new(private_key(
-        Algorithm::ES256,
-        "ec256_private.pem",
-    )))
-    .unwrap();
+    let es = es256_signer();
     let rs = AuthX::new(AuthXConfig::new(private_key(
         Algorithm::RS256,
         "rsa_private.pem",
@@ -767,11 +764,7 @@ fn empty_and_zero_rsa_moduli_and_a_null_with_content_are_refused() {
 /// stays 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_made_up_kid_is_401_once_a_fetch_answered_without_it() {
-    let signer = AuthX::new(AuthXConfig::new(private_key(
-        Algorithm::ES256,
-        "ec256_private.pem",
-    )))
-    .unwrap();
+    let signer = es256_signer();
     let server = jwks_server(signer.jwks().to_owned()).await;
     let remote = RemoteJwks::new(&server.url)
         .unwrap()
