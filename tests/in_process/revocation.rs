@@ -1118,3 +1118,153 @@ async fn logged_out(authx: &AuthX, subject: &str) -> Claims {
     authx.revoke(&claims).await.unwrap();
     claims
 }
+
+/// A burst of DPoP proofs right after a calm look at Redis's memory (the
+/// watch looks once a second) cannot cross the proofs' line before the watch
+/// looks again: with 3 MiB of headroom and 8 writers, Redis stays below the
+/// line (one write of slack), and another user's logout lands.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_proofs_stops_at_the_line_whatever_its_rate() {
+    use tower_authx::{ProofUse, ReplayStore};
+    let Some(redis) = Redis::start() else { return };
+    let store = connected(&redis).await;
+    let memory = |field: &str| -> u64 {
+        redis
+            .cli(&["INFO", "memory"])
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let max = memory("used_memory:") + 3 * 1024 * 1024;
+    redis.cli(&["CONFIG", "SET", "maxmemory", &max.to_string()]);
+    // A calm answer first: the watch has just seen plenty of room.
+    let id = [1u8; 32];
+    let calm = ProofUse {
+        id: &id,
+        key: "calm",
+        subject: None,
+        client: None,
+        expires: in_secs(60),
+    };
+    assert_eq!(store.first_use(&calm).await, Ok(true));
+    let started = std::time::Instant::now();
+    let writers: Vec<_> = (0..8u32)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (mut accepted, mut refused) = (0u32, 0u32);
+                for n in 0..200_000u32 {
+                    let mut id = [0u8; 32];
+                    id[..4].copy_from_slice(&writer.to_be_bytes());
+                    id[4..8].copy_from_slice(&n.to_be_bytes());
+                    // A new key every 10 proofs: no per-key bound applies.
+                    let key = format!("flood-{writer}-{}", n / 10);
+                    let proof = ProofUse {
+                        id: &id,
+                        key: &key,
+                        subject: None,
+                        client: None,
+                        expires: in_secs(60),
+                    };
+                    match store.first_use(&proof).await {
+                        Ok(true) => accepted += 1,
+                        Ok(false) => panic!("a new proof counted as a replay"),
+                        Err(e) if e.is_over_limit() => panic!("{e}"),
+                        Err(_) => {
+                            refused += 1;
+                            if refused >= 200 {
+                                break;
+                            }
+                        }
+                    }
+                }
+                (accepted, refused)
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for writer in writers {
+        let (a, r) = writer.await.unwrap();
+        accepted += a;
+        assert!(r > 0, "a writer was never refused");
+    }
+    let used = memory("used_memory:");
+    eprintln!(
+        "{accepted} proofs in {:?}; Redis at {:.1}% of maxmemory",
+        started.elapsed(),
+        used as f64 * 100.0 / max as f64
+    );
+    assert!(
+        (used as f64) < 0.9 * max as f64 + 64.0 * 1024.0,
+        "proofs took the revocations' room: {used} of {max}"
+    );
+    let authx = authx_with(store);
+    let claims = logged_out(&authx, "bystander").await;
+    assert_eq!(
+        authx.check_revocation(&claims).await,
+        Err(AuthError::Revoked)
+    );
+}
+
+/// A real eviction between two looks at the policy: a subject the local
+/// view reads after it (its logout gone from Redis) is trusted only until
+/// the next look, which finds the policy unsafe, empties the view and fails
+/// closed, within about two seconds, not for the view's ten.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_view_read_after_an_eviction_lives_only_until_the_next_look() {
+    let Some(redis) = Redis::start() else { return };
+    let store = connected(&redis).await.local_view(100);
+    let authx = authx_with(store.clone());
+    let start = std::time::Instant::now();
+    while !store.local_view_is_live() {
+        let _ = authx
+            .check_revocation(&logged_out(&authx, "warm-up").await)
+            .await;
+        assert!(start.elapsed() < Duration::from_secs(5), "no feed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let claims = logged_out(&authx, "evicted").await;
+    // Evicted for real: an evicting policy and no room, then a write.
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+    redis.cli(&["SET", "junk", "x"]);
+    redis.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    let switched = std::time::Instant::now();
+    assert_eq!(redis.cli(&["EXISTS", "authx:sub:evicted"]).trim(), "0");
+    assert_ne!(
+        redis
+            .cli(&["INFO", "stats"])
+            .lines()
+            .find_map(|l| l.strip_prefix("evicted_keys:"))
+            .map(str::trim),
+        Some("0")
+    );
+    let mut trusted = 0;
+    loop {
+        match authx.check_revocation(&claims).await {
+            Err(AuthError::StoreUnavailable) => break,
+            Ok(()) => trusted += 1,
+            other => assert_eq!(other, Err(AuthError::Revoked)),
+        }
+        assert!(
+            switched.elapsed() < Duration::from_millis(2500),
+            "what the view read after the eviction was trusted {trusted} times over {:?}",
+            switched.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!("trusted {trusted} times, for {:?}", switched.elapsed());
+    // The policy back: the view answers again, from Redis's current state.
+    redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = logged_out(&authx, "later").await;
+    assert_eq!(
+        authx.check_revocation(&fresh).await,
+        Err(AuthError::Revoked)
+    );
+}

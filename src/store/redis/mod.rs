@@ -52,9 +52,14 @@ use crate::claims::NumericDate;
 ///
 /// Redis must never evict these keys (an evicted logout is a token that works
 /// again): the store checks that `maxmemory-policy` is `noeviction` before its
-/// first command and every minute after, and fails closed (every answer a
-/// [`StoreError`], so guarded routes answer 503) while it is not.
+/// first command and every second after, and fails closed (every answer a
+/// [`StoreError`], so guarded routes answer 503) while it is not; the local
+/// view answers only while that check is fresh, and is emptied when it fails.
 /// [`connect`](Self::connect) checks at start, to refuse to run instead.
+///
+/// DPoP proofs keep a tenth of `maxmemory` free for revocations: past 90%
+/// they are refused (503), checked by each proof's own script when a node is
+/// within 256 MiB of that line, so no burst can cross it between two looks.
 #[derive(Clone)]
 pub struct RedisStore {
     link: Link,
@@ -327,6 +332,7 @@ impl RedisStore {
         let settings = self.view.as_ref()?;
         Some(settings.started.get_or_init(|| {
             let view = Arc::new(LocalView::new(settings.capacity, self.view_max_age));
+            self.policy.watch_view(Arc::downgrade(&view));
             spawn_feed(
                 Arc::downgrade(&view),
                 self.nodes.to_vec(),

@@ -111,8 +111,10 @@ return 0
 /// A DPoP proof's first use, bounded per owner (the account its token speaks
 /// for, or its key when it has no token): KEYS[1] the owner's sorted set of
 /// live proof ids scored by expiry (ms), ARGV[1] the id, ARGV[2] now (ms),
-/// ARGV[3] the proof's expiry (ms), ARGV[4] the owner's bound. 1 first use,
-/// 0 a replay, 2 over the owner's bound. Expired ids are dropped first, so
+/// ARGV[3] the proof's expiry (ms), ARGV[4] the owner's bound, ARGV[5] the
+/// share of `maxmemory` past which proofs are refused (0: not checked here,
+/// the node being far from it). 1 first use, 0 a replay, 2 over the owner's
+/// bound, 3 the node past that share. Expired ids are dropped first, so
 /// the set holds only proofs that could still be replayed; the key expires
 /// with its last proof.
 pub(super) const FIRST_USE: &str = r"
@@ -121,6 +123,13 @@ local now_ms, expires_ms, cap = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(A
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now_ms)
 if redis.call('ZSCORE', key, id) then return 0 end
 if redis.call('ZCARD', key) >= cap then return 2 end
+local line = tonumber(ARGV[5])
+if line > 0 then
+  local info = redis.call('INFO', 'memory')
+  local used = tonumber(string.match(info, 'used_memory:(%d+)'))
+  local max = tonumber(string.match(info, 'maxmemory:(%d+)'))
+  if max > 0 and used >= line * max then return 3 end
+end
 redis.call('ZADD', key, expires_ms, id)
 if redis.call('PTTL', key) < expires_ms - now_ms then redis.call('PEXPIREAT', key, expires_ms) end
 return 1

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::command::Command;
+use super::policy::NEAR_MAXMEMORY;
 use super::scripts::{parse_cutoff, parse_session, parse_until};
 use super::view::{LocalView, listing_of, subject_of};
 use super::{RedisStore, now_secs};
@@ -102,12 +103,14 @@ impl ReplayStore for RedisStore {
             now.to_string(),
             millis(proof.expires).max(now + 1000).to_string(),
             bound.to_string(),
+            self.policy.proofs_line().to_string(),
         ];
         let answer = self.run::<i64>(Command::Check(self.scripts.first_use.clone(), key, args));
         StoreFuture::pending(async move {
             match answer.await? {
                 1 => Ok(true),
                 0 => Ok(false),
+                3 => Err(StoreError::new(NEAR_MAXMEMORY)),
                 _ => Err(StoreError::over_limit(
                     "too many live DPoP proofs for one account or key",
                 )),
@@ -119,7 +122,10 @@ impl ReplayStore for RedisStore {
 impl RevocationStore for RedisStore {
     fn is_revoked(&self, token: &TokenRecord<'_>) -> StoreFuture<bool> {
         if let Some(view) = self.view() {
-            if let Some(subject) = view.get(token.subject) {
+            if let Some(subject) = view
+                .get(token.subject)
+                .filter(|_| self.policy.view_may_answer())
+            {
                 // From memory: no allocation, no waiting.
                 return StoreFuture::ready(Ok(subject.is_revoked(token, now_secs())));
             }

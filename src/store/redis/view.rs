@@ -110,6 +110,12 @@ impl LocalView {
         subjects.insert(key.to_owned(), Kept::Invalidated(epoch));
     }
 
+    /// Forgets every kept entry and every read under way, staying live
+    /// (Redis's policy was found unsafe: what was read may miss an eviction).
+    pub(super) fn forget(&self) {
+        self.reset(self.is_live());
+    }
+
     /// Forgets everything: the feed went up (nothing kept may be current)
     /// or down (nothing kept can be kept current).
     pub(super) fn reset(&self, live: bool) {
