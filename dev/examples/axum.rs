@@ -131,31 +131,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/login/cookie", post(login_cookie))
         .route(
             "/refresh",
-            post(refresh).route_layer(RequireAuthLayer::any_type(authx.clone())),
+            post(refresh).route_layer(guarded(RequireAuthLayer::any_type(authx.clone()), &None)),
         )
         .route(
             "/logout",
-            post(logout).route_layer(RequireAuthLayer::any_type(authx.clone())),
+            post(logout).route_layer(guarded(RequireAuthLayer::any_type(authx.clone()), &None)),
         )
         .route(
             "/protected",
-            get(protected).route_layer(renewing(RequireAuthLayer::new(authx.clone()), &renew)),
+            get(protected).route_layer(guarded(RequireAuthLayer::new(authx.clone()), &renew)),
         )
         .route(
             "/fresh-required",
-            get(fresh_required)
-                .route_layer(renewing(RequireFreshLayer::new(authx.clone()), &renew)),
+            get(fresh_required).route_layer(guarded(RequireFreshLayer::new(authx.clone()), &renew)),
         )
         .route(
             "/mfa-required",
-            get(mfa_required).route_layer(renewing(
+            get(mfa_required).route_layer(guarded(
                 authx.guard(Requirement::access().amr(["otp"]))?,
                 &renew,
             )),
         )
         .route(
             "/account/password",
-            post(change_password).route_layer(renewing(RequireFreshLayer::new(authx), &renew)),
+            post(change_password).route_layer(guarded(RequireFreshLayer::new(authx), &renew)),
         )
         .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not Found") })
         .method_not_allowed_fallback(|| async {
@@ -371,20 +370,24 @@ fn detail(status: StatusCode, detail: &str) -> Response {
 }
 
 /// `guard`, then (inside it, so on what it admitted) the implicit renewal of
-/// cookie sessions when configured.
-fn renewing<L>(
-    guard: L,
-    renew: &Option<ImplicitRefreshLayer>,
-) -> tower::ServiceBuilder<
-    tower::layer::util::Stack<
-        tower::util::Either<ImplicitRefreshLayer, tower::layer::util::Identity>,
-        tower::layer::util::Stack<L, tower::layer::util::Identity>,
-    >,
-> {
+/// cookie sessions when configured, and the mark that keeps the request's
+/// connection in its place under pressure.
+fn guarded<L>(guard: L, renew: &Option<ImplicitRefreshLayer>) -> Guarded<L> {
     tower::ServiceBuilder::new()
         .layer(guard)
         .option_layer(renew.clone())
+        .map_request(shared::server::marked as fn(axum::extract::Request) -> axum::extract::Request)
 }
+
+type Guarded<L> = tower::ServiceBuilder<
+    tower::layer::util::Stack<
+        tower::util::MapRequestLayer<fn(axum::extract::Request) -> axum::extract::Request>,
+        tower::layer::util::Stack<
+            tower::util::Either<ImplicitRefreshLayer, tower::layer::util::Identity>,
+            tower::layer::util::Stack<L, tower::layer::util::Identity>,
+        >,
+    >,
+>;
 
 /// A number of seconds from the environment, if set.
 fn env_secs(name: &str) -> Result<Option<std::time::Duration>, Box<dyn std::error::Error>> {

@@ -80,6 +80,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let guarded = ServiceBuilder::new()
         .layer(RequireScopesLayer::all(authx.clone(), [TOOLS]))
+        // What the guard admitted: its connection keeps its place under pressure.
+        .map_request(shared::server::marked)
         .layer(
             ToolScopesLayer::new(authx.clone())
                 .tool("whoami", [TOOLS])

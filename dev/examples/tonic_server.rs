@@ -68,10 +68,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A connection that holds its place under `MAX_CONNECTIONS` until dropped
-/// (tonic takes a stream of connections, not a listener).
+/// (tonic takes a stream of connections, not a listener). Its requests are
+/// not seen here: one that has not spoken within the grace may be closed to
+/// make room (it reads the end of the stream), one that has is kept.
 struct Counted {
     stream: tokio::net::TcpStream,
-    _permit: shared::server::Permit,
+    permit: shared::server::Permit,
+    /// Resolves when the accept loop needs this place; `None` once it has.
+    evicted: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 /// Every connection `acceptor` accepts, as a stream for `serve_with_incoming`.
@@ -82,9 +86,11 @@ fn incoming(
     tokio::spawn(async move {
         loop {
             let (stream, permit) = acceptor.accept().await;
+            let connection = permit.connection().clone();
             let counted = Counted {
                 stream,
-                _permit: permit,
+                permit,
+                evicted: Some(Box::pin(async move { connection.closed().await })),
             };
             if send.send(Ok(counted)).await.is_err() {
                 return; // the server is gone
@@ -108,7 +114,19 @@ impl tokio::io::AsyncRead for Counted {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+        if let Some(evicted) = self.evicted.as_mut()
+            && evicted.as_mut().poll(cx).is_ready()
+        {
+            self.evicted = None;
+            return std::task::Poll::Ready(Ok(())); // the end: it never spoke
+        }
+        let before = buf.filled().len();
+        let read = std::pin::Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.permit.connection().spoke();
+            self.evicted = None;
+        }
+        read
     }
 }
 

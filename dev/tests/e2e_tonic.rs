@@ -356,3 +356,50 @@ async fn dpop_bound_tokens_over_grpc() {
         assert_eq!(status.code(), Code::Unauthenticated, "{why}: {status:?}");
     }
 }
+
+/// Silent connections from many addresses past the tonic example's cap (20
+/// addresses at their share, 80 for 64 places) do not lock a new client out (the ones that never spoke go first), and a
+/// client already talking keeps its HTTP/2 connection.
+#[tokio::test]
+async fn silent_connections_make_room_for_a_new_grpc_client() {
+    let server = Server::start(
+        "tonic_server",
+        &[
+            ("MAX_CONNECTIONS", "64"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "4"),
+        ],
+    )
+    .await;
+    let port: u16 = server.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let fresh = authx().access_token("user1").fresh(true).issue().unwrap();
+    let talking = channel(&server.addr).await;
+    assert!(hello(&talking, Some(&fresh)).await.is_ok());
+    let mut silent = Vec::new();
+    for address in 1..=20 {
+        for _ in 0..4 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(format!("127.0.0.{address}:0").parse().unwrap())
+                .unwrap();
+            silent.push(
+                socket
+                    .connect(format!("127.0.0.1:{port}").parse().unwrap())
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    // A new client (its own address: 127.0.0.1 is not among the silent).
+    let newcomer = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let channel = channel(&server.addr).await;
+        hello(&channel, Some(&fresh)).await
+    })
+    .await
+    .expect("a new client was locked out by silent connections");
+    assert_eq!(newcomer.unwrap(), "Hello world, from user1!");
+    assert_eq!(
+        hello(&talking, Some(&fresh)).await.unwrap(),
+        "Hello world, from user1!"
+    );
+    drop(silent);
+}

@@ -60,8 +60,10 @@ where
     res.map(|b| b.map_err(Into::into).boxed())
 }
 
-/// The claims the guard stored; the handlers only run behind a guard.
+/// The claims the guard stored; the handlers only run behind a guard. Their
+/// connection has authenticated: it keeps its place under pressure.
 pub fn verified<B>(req: &Request<B>) -> &Claims {
+    super::server::authenticated(req.extensions());
     req.extensions()
         .get::<Claims>()
         .expect("handler mounted behind a tower-authx layer")

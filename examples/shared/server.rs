@@ -3,10 +3,19 @@
 //! a lower one per client address (so one client cannot hold them all),
 //! header and idle timeouts, and an accept loop that backs off on errors (at
 //! the file-descriptor limit) and logs them at most once a second.
+//!
+//! At the cap, a new connection is not left waiting behind idle ones: the
+//! loop closes one to make room, first a connection that has not sent a full
+//! request within `GRACE`, then the unauthenticated connection idle longest.
+//! A connection with a request under way, or on which a guard admitted a
+//! credential ([`authenticated`]), keeps its place.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,13 +25,16 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// A client that never finishes its headers (or sits idle between requests on
 /// a kept-alive connection) loses the connection after this long.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request body that has not fully arrived after this long is refused (408).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// At the connection cap, a connection silent (or idle and unauthenticated)
+/// this long may be closed to make room for a new one.
+pub const GRACE: Duration = Duration::from_secs(1);
 
 /// `future`, a request's answer, or 408 past `BODY_TIMEOUT` and a little: for
 /// what reads a body before the handlers do (`JsonTokenLayer`).
@@ -59,35 +71,141 @@ pub fn max_connections_per_client() -> usize {
         .unwrap_or((max_connections() / 16).max(1))
 }
 
-/// Accepts connections while fewer than [`max_connections`] are open, and
-/// fewer than [`max_connections_per_client`] from the connecting address;
-/// backs off (10 ms doubling to 1 s) after a failed accept, so a process at
-/// its descriptor limit neither spins nor floods its log.
+/// Accepts connections while fewer than [`max_connections`] are open (past
+/// it, closing one to make room when one may be closed), and fewer than
+/// [`max_connections_per_client`] from the connecting address; backs off
+/// (10 ms doubling to 1 s) after a failed accept, so a process at its
+/// descriptor limit neither spins nor floods its log.
 pub struct Acceptor {
     listener: TcpListener,
     open: Arc<Semaphore>,
-    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    registry: Arc<Mutex<Registry>>,
     per_client_cap: usize,
     last_log: Option<Instant>,
     suppressed: u64,
+}
+
+/// The open connections, and how many each client address holds.
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    open: HashMap<u64, Arc<Connection>>,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// One open connection, as the accept loop weighs it under pressure.
+pub struct Connection {
+    opened: Instant,
+    /// Requests whose head arrived (for tonic: 1 once the client spoke).
+    requests: AtomicU32,
+    /// Requests whose answer (body included) is not done.
+    in_flight: AtomicU32,
+    /// When the last request ended, in ms after `opened`.
+    idle_since_ms: AtomicU64,
+    authenticated: AtomicBool,
+    closing: AtomicBool,
+    close: Notify,
+}
+
+impl Connection {
+    fn new() -> Connection {
+        Connection {
+            opened: Instant::now(),
+            requests: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            authenticated: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            close: Notify::new(),
+        }
+    }
+
+    /// The client spoke, on a connection whose requests are not seen here
+    /// (tonic's HTTP/2): it is kept from now on, as if a request were always
+    /// under way.
+    pub fn spoke(&self) {
+        if self.requests.swap(1, Ordering::Relaxed) == 0 {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves when the accept loop wants this connection closed.
+    pub async fn closed(&self) {
+        self.close.notified().await;
+    }
+
+    fn idle_for(&self) -> Duration {
+        let at = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(at)
+    }
+
+    /// How soon this connection goes when room is needed: `None` keeps it.
+    fn eviction_rank(&self) -> Option<(u8, Duration)> {
+        if self.closing.load(Ordering::Relaxed)
+            || self.in_flight.load(Ordering::Relaxed) > 0
+            || self.authenticated.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        let idle = self.idle_for();
+        if idle < GRACE {
+            return None;
+        }
+        // Silent ones first, then the idle longest.
+        let spoke = self.requests.load(Ordering::Relaxed) > 0;
+        Some((u8::from(!spoke), idle))
+    }
+}
+
+/// The connection a request came on, in its extensions.
+#[derive(Clone)]
+struct OnConnection(Arc<Connection>);
+
+/// A guard admitted a credential on the connection this request came on:
+/// the connection keeps its place under pressure. Called where the handlers
+/// read the verified claims.
+pub fn authenticated(extensions: &http::Extensions) {
+    if let Some(OnConnection(connection)) = extensions.get::<OnConnection>() {
+        connection.authenticated.store(true, Ordering::Relaxed);
+    }
+}
+
+/// [`authenticated`], as a `map_request` function to put inside a guard.
+pub fn marked<B>(req: Request<B>) -> Request<B> {
+    authenticated(req.extensions());
+    req
 }
 
 /// What counts an accepted connection as open, overall and for its client,
 /// until dropped.
 pub struct Permit {
     _open: OwnedSemaphorePermit,
+    id: u64,
     client: IpAddr,
-    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    connection: Arc<Connection>,
+    registry: Arc<Mutex<Registry>>,
+}
+
+impl Permit {
+    /// The connection this permit counts.
+    pub fn connection(&self) -> &Arc<Connection> {
+        &self.connection
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.client);
-            }
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.open.remove(&self.id);
+        release(&mut registry.per_client, self.client);
+    }
+}
+
+fn release(per_client: &mut HashMap<IpAddr, usize>, client: IpAddr) {
+    if let Some(count) = per_client.get_mut(&client) {
+        *count -= 1;
+        if *count == 0 {
+            per_client.remove(&client);
         }
     }
 }
@@ -113,7 +231,7 @@ impl Acceptor {
         Acceptor {
             listener,
             open: Arc::new(Semaphore::new(max_connections())),
-            per_client: Arc::default(),
+            registry: Arc::default(),
             per_client_cap: max_connections_per_client(),
             last_log: None,
             suppressed: 0,
@@ -124,34 +242,71 @@ impl Acceptor {
     pub async fn accept(&mut self) -> (TcpStream, Permit) {
         let mut backoff = Duration::from_millis(10);
         loop {
-            let Ok(open) = self.open.clone().acquire_owned().await else {
-                unreachable!("the semaphore is never closed");
-            };
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
-                    let client = client_of(peer.ip());
-                    {
-                        let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
-                        let count = counts.entry(client).or_insert(0);
-                        if *count >= self.per_client_cap {
-                            // Closed at once: this client holds its share.
-                            continue;
-                        }
-                        *count += 1;
-                    }
-                    let permit = Permit {
-                        _open: open,
-                        client,
-                        per_client: self.per_client.clone(),
-                    };
-                    return (stream, permit);
-                }
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
                 Err(e) => {
-                    drop(open);
                     self.log(&e);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
                 }
+            };
+            backoff = Duration::from_millis(10);
+            let client = client_of(peer.ip());
+            {
+                let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+                let count = registry.per_client.entry(client).or_insert(0);
+                if *count >= self.per_client_cap {
+                    // Closed at once: this client holds its share.
+                    continue;
+                }
+                *count += 1;
+            }
+            let open = self.room().await;
+            let connection = Arc::new(Connection::new());
+            let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let id = registry.next;
+            registry.next += 1;
+            registry.open.insert(id, connection.clone());
+            drop(registry);
+            let permit = Permit {
+                _open: open,
+                id,
+                client,
+                connection,
+                registry: self.registry.clone(),
+            };
+            return (stream, permit);
+        }
+    }
+
+    /// A place among the open connections: a free one, or one made by
+    /// closing the connection that goes first; while none may go, waits for
+    /// one to close, looking again as connections age.
+    async fn room(&self) -> OwnedSemaphorePermit {
+        loop {
+            if let Ok(open) = self.open.clone().try_acquire_owned() {
+                return open;
+            }
+            let victim = {
+                let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+                registry
+                    .open
+                    .values()
+                    .filter_map(|c| c.eviction_rank().map(|rank| (rank, c)))
+                    .max_by_key(|(rank, _)| *rank)
+                    .map(|(_, c)| c.clone())
+            };
+            if let Some(victim) = victim {
+                victim.closing.store(true, Ordering::Relaxed);
+                victim.close.notify_one();
+            }
+            tokio::select! {
+                open = self.open.clone().acquire_owned() => {
+                    let Ok(open) = open else { unreachable!("the semaphore is never closed") };
+                    return open;
+                }
+                () = tokio::time::sleep(GRACE / 4) => {}
             }
         }
     }
@@ -198,16 +353,14 @@ where
             }
             hyper::service::Service::call(&service, req)
         });
-        tokio::spawn(async move {
-            serve_connection(stream, service).await;
-            drop(permit);
-        });
+        tokio::spawn(serve_connection(stream, service, permit));
     }
 }
 
 /// HTTP/1.1 on one accepted connection (plain or TLS), with the header read
-/// timeout, until the client is done.
-pub async fn serve_connection<I, S, B>(io: I, service: S)
+/// timeout, until the client is done or the accept loop needs its place
+/// (then it closes once no request is under way).
+pub async fn serve_connection<I, S, B>(io: I, service: S, permit: Permit)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
@@ -215,10 +368,120 @@ where
     B: http_body::Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    // Errors here are the client's (it hung up, sent garbage): nothing to do.
-    let _ = http1::Builder::new()
+    let connection = permit.connection().clone();
+    let tracked = Tracked {
+        inner: service,
+        connection: connection.clone(),
+    };
+    let serving = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+        .serve_connection(TokioIo::new(io), tracked);
+    tokio::pin!(serving);
+    // Errors here are the client's (it hung up, sent garbage): nothing to do.
+    tokio::select! {
+        _ = serving.as_mut() => {}
+        () = connection.closed() => {
+            serving.as_mut().graceful_shutdown();
+            let _ = serving.await;
+        }
+    }
+    drop(permit);
+}
+
+/// `inner`, counting each request on its connection from its head to the
+/// end of its answer's body, and telling the request its connection.
+struct Tracked<S> {
+    inner: S,
+    connection: Arc<Connection>,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<InFlightBody<B>>;
+    type Error = S::Error;
+    type Future = InFlightFuture<S::Future>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let connection = &self.connection;
+        connection.requests.fetch_add(1, Ordering::Relaxed);
+        connection.in_flight.fetch_add(1, Ordering::Relaxed);
+        req.extensions_mut()
+            .insert(OnConnection(connection.clone()));
+        InFlightFuture {
+            inner: self.inner.call(req),
+            guard: Some(InFlight(connection.clone())),
+        }
+    }
+}
+
+/// Counts one request in flight on its connection until dropped.
+struct InFlight(Arc<Connection>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let connection = &self.0;
+        let now = connection.opened.elapsed().as_millis() as u64;
+        connection.idle_since_ms.store(now, Ordering::Relaxed);
+        connection.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer on its way; its in-flight count passes to the body.
+    pub struct InFlightFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> std::future::Future for InFlightFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<InFlightBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = std::task::ready!(this.inner.poll(cx));
+        let guard = this.guard.take();
+        Poll::Ready(answer.map(|res| {
+            res.map(|body| InFlightBody {
+                inner: body,
+                _guard: guard,
+            })
+        }))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body, counting its request in flight until it is done.
+    pub struct InFlightBody<B> {
+        #[pin]
+        inner: B,
+        _guard: Option<InFlight>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for InFlightBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -398,3 +398,114 @@ async fn one_client_address_cannot_hold_every_connection() {
         String::from_utf8_lossy(&reply)
     );
 }
+
+/// A connection from `ip` to the server at `port`.
+async fn connect_from(ip: &str, port: u16) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap()
+}
+
+/// One request on a kept-alive connection; the status line and body, or
+/// why none came within `limit`.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &str,
+    limit: Duration,
+) -> Result<String, String> {
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let read = async {
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!(
+                    "closed after {:?}",
+                    String::from_utf8_lossy(&reply)
+                ));
+            }
+            reply.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&reply).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return Ok(text);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .map_err(|_| "no answer in time".to_owned())?
+}
+
+/// Many addresses holding idle connections past the examples' cap (20
+/// addresses, each at its own share) do not lock a new client out: at the
+/// cap, the connections that never sent a request go first, and a client
+/// that authenticated keeps its kept-alive connection throughout.
+#[tokio::test]
+async fn idle_connections_from_many_addresses_make_room_and_the_authenticated_keep_theirs() {
+    let server = Server::start(
+        "fresh_token",
+        &[
+            ("MAX_CONNECTIONS", "64"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "8"),
+        ],
+    )
+    .await;
+    let port: u16 = server.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let token = server.login_fresh().await;
+    let protected =
+        format!("GET /protected HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\r\n");
+    let mut kept = connect_from("127.0.0.200", port).await;
+    let first = exchange(&mut kept, &protected, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // 20 addresses x 8 idle connections: 160, past the cap of 64.
+    let mut idle = Vec::new();
+    for address in 1..=20 {
+        for _ in 0..8 {
+            idle.push(connect_from(&format!("127.0.0.{address}"), port).await);
+        }
+    }
+    let flooded = std::time::Instant::now();
+    let mut answered = 0;
+    for probe in 0..5 {
+        let mut fresh = tokio::time::timeout(
+            Duration::from_secs(3),
+            connect_from(&format!("127.0.0.{}", 100 + probe), port),
+        )
+        .await
+        .expect("connect");
+        match exchange(&mut fresh, &protected, Duration::from_secs(3)).await {
+            Ok(reply) if reply.starts_with("HTTP/1.1 200") => answered += 1,
+            other => eprintln!("probe {probe}: {other:?}"),
+        }
+    }
+    eprintln!("{answered} of 5 probes answered in {:?}", flooded.elapsed());
+    assert_eq!(
+        answered, 5,
+        "a new client was locked out by idle connections"
+    );
+    // The authenticated connection kept its place (and is still kept alive).
+    let again = exchange(&mut kept, &protected, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    drop(idle);
+}

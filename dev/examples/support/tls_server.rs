@@ -96,8 +96,7 @@ where
                 }
                 service.call(req)
             });
-            serve_connection(stream, with_certificate).await;
-            drop(permit);
+            serve_connection(stream, with_certificate, permit).await;
         });
     }
 }
