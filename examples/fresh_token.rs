@@ -200,13 +200,9 @@ async fn login(req: In, app: &App) -> Response<Full<Bytes>> {
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return res;
     }
-    // A DPoP proof binds the tokens to the client's key.
-    let request = RequestHead {
-        method: &head.method,
-        uri: &head.uri,
-        headers: &head.headers,
-        extensions: None,
-    };
+    // A DPoP proof binds the tokens to the client's key (its client address,
+    // in the extensions, bounds what one client's login proofs may hold).
+    let request = RequestHead::from_parts(&head);
     // A second factor: the tokens say how the user authenticated.
     let pair = match shared::second_factor(&user) {
         Ok(Some(amr)) => app.authx.token_pair(user.username).amr(amr),

@@ -369,3 +369,76 @@ async fn a_one_account_proof_flood_is_refused_alone_over_tcp() {
     let res = call(&b, http::Method::GET, "/protected", &token, &proof).await;
     assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
 }
+
+/// Issue 43, item 2, over TCP: one address logging in with a new key each
+/// time (a login's proof has no account to bound it) is answered 429 past
+/// its part of the logins' share of the memory replay store, while a client
+/// from another address logs in and its DPoP requests keep answering 200,
+/// all through the flood.
+#[tokio::test]
+async fn a_login_flood_with_a_new_key_each_time_is_refused_alone_over_tcp() {
+    let base = "https://api.example.test";
+    let server = Server::start("fresh_token", &[("PUBLIC_URL", base)]).await;
+    let login = format!("{base}/login");
+    let protected = format!("{base}/protected");
+    let flood = {
+        let addr = server.addr.clone();
+        let login = login.clone();
+        tokio::spawn(async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let (mut accepted, mut refused) = (0u32, 0u32);
+            for _ in 0..1500 {
+                let key = ProofKey::new_es256();
+                let request = http::Request::post("/login")
+                    .header("host", &addr)
+                    .header("content-type", "application/json")
+                    .header("dpop", key.proof("POST", &login, None))
+                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                        json!({"username": "user1", "password": "password1"}).to_string(),
+                    )))
+                    .unwrap();
+                let res = sender.send_request(request).await.unwrap();
+                match res.status() {
+                    StatusCode::OK => accepted += 1,
+                    StatusCode::TOO_MANY_REQUESTS => refused += 1,
+                    other => panic!("a login of the flood answered {other}"),
+                }
+                let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+            }
+            (accepted, refused)
+        })
+    };
+    // Another user, from 127.0.0.1, meanwhile: logins and requests.
+    let mut answered = 0;
+    while !flood.is_finished() {
+        let key = ProofKey::new_es256();
+        let res = server
+            .post("/login")
+            .header("content-type", "application/json")
+            .header("dpop", key.proof("POST", &login, None))
+            .body(json!({"username": "user2", "password": "password2"}).to_string())
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        let token = res.json()["fresh_token"].as_str().unwrap().to_owned();
+        for _ in 0..5 {
+            let proof = key.proof("GET", &protected, Some(&token));
+            let res = call(&server, http::Method::GET, "/protected", &token, &proof).await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+            answered += 1;
+        }
+    }
+    let (accepted, refused) = flood.await.unwrap();
+    println!(
+        "flood: {accepted} logins accepted, {refused} refused (429); the other client: {answered} requests answered 200"
+    );
+    assert!(refused > 0, "the flood was never refused");
+    assert!(accepted < 1500, "{accepted}");
+}

@@ -51,6 +51,30 @@ impl ProofKey {
         ProofKey { alg, signing, jwk }
     }
 
+    /// A new ES256 key pair, never seen before (a client that makes one
+    /// key per login).
+    pub fn new_es256() -> ProofKey {
+        use aws_lc_rs::signature::{self as s, KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 =
+            s::EcdsaKeyPair::generate_pkcs8(&s::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = s::EcdsaKeyPair::from_pkcs8(&s::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .unwrap();
+        // The uncompressed point: 0x04, x, y.
+        let point = pair.public_key().as_ref().to_vec();
+        let jwk = json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        });
+        ProofKey {
+            alg: Algorithm::ES256,
+            signing: Signing::Ec(pair),
+            jwk,
+        }
+    }
+
     pub fn es256() -> ProofKey {
         ProofKey::new(Algorithm::ES256, "ec256_private.pem")
     }
