@@ -93,6 +93,20 @@ impl Server {
         }
     }
 
+    /// The server process's resident memory (KiB, from /proc), if it is ours.
+    pub fn resident_kib(&self) -> Option<u64> {
+        let pid = self._child.as_ref()?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// A server somebody else runs at `addr`.
     pub fn at(addr: String) -> Server {
         Server { addr, _child: None }
