@@ -78,7 +78,8 @@ impl Issuer {
         let document = openid_configuration(&client, &url, iss).await?;
         let keys = RemoteJwks::new(&document.jwks_uri)
             .map_err(|e: ConfigError| FetchError::Document(e.to_string()))?
-            .tls_config(tls);
+            .tls_config(tls)
+            .discovered_for(iss);
         let mut issuer = Issuer::new(iss, keys);
         issuer.introspection_endpoint = document.introspection_endpoint;
         Ok(issuer)

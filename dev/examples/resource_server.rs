@@ -128,12 +128,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Err(e) => {
                         eprintln!(
                             "warning: OIDC_ISSUER {iss} not reached ({e}); its tokens get 503 \
-                             until it is"
+                             until it is (or are served by its keys saved in JWKS_SAVE_DIR)"
                         );
                         Issuer::discover_on_first_use(iss)?
                     }
                 };
-                let keys = tune(issuer.keys().clone())?;
+                let keys = tune(issuer.keys().clone(), iss)?;
                 issuer = issuer.with_keys(keys);
                 if let Some(introspection) = introspection()? {
                     if introspecting.as_deref() == Some(iss) {
@@ -157,7 +157,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .ok()
                 .filter(|iss| !iss.is_empty())
                 .ok_or("JWKS_URL needs JWT_ISSUER: the iss of the tokens to accept (fresh_token writes it when started with the same JWT_ISSUER)")?;
-            let config = AuthXConfig::from_jwks(tune(RemoteJwks::new(&url)?)?).issuer(iss);
+            let config = AuthXConfig::from_jwks(tune(RemoteJwks::new(&url)?, &url)?).issuer(iss);
             match &audience {
                 Some(audience) => config.audience(audience),
                 None => config,
@@ -242,8 +242,22 @@ fn introspection() -> Result<Option<Introspection>, Box<dyn std::error::Error>> 
     Ok(Some(introspection))
 }
 
-/// The key cache's intervals from the environment.
-fn tune(mut jwks: RemoteJwks) -> Result<RemoteJwks, Box<dyn std::error::Error>> {
+/// The key cache's intervals from the environment, and with `JWKS_SAVE_DIR`
+/// the last good keys of `source` (an issuer or a JWKS URL) kept in a file
+/// there, read at start (at most `JWKS_SAVED_MAX_AGE_SECS` old, default a
+/// day): a restart while the provider is down keeps serving its tokens.
+fn tune(mut jwks: RemoteJwks, source: &str) -> Result<RemoteJwks, Box<dyn std::error::Error>> {
+    if let Ok(dir) = std::env::var("JWKS_SAVE_DIR") {
+        let name: String = source
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let max_age = env_secs("JWKS_SAVED_MAX_AGE_SECS")?.unwrap_or(Duration::from_secs(86_400));
+        jwks = jwks.keep_last_good(
+            std::path::Path::new(&dir).join(format!("{name}.json")),
+            max_age,
+        );
+    }
     if let Some(secs) = env_secs("JWKS_REFRESH_SECS")? {
         jwks = jwks.refresh_interval(secs);
     }

@@ -1608,3 +1608,55 @@ async fn an_introspection_flood_from_one_address_leaves_another_clients_tokens_a
         "{answered} of {probes} probes answered 200 during the flood"
     );
 }
+
+/// Issue 43, item 7: with `JWKS_SAVE_DIR`, the resource_server example keeps
+/// its provider's last good keys in a file; restarted while the provider is
+/// down, it serves the provider's tokens from them (200) where a restart
+/// without the file answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_the_provider_is_down_serves_from_the_saved_keys() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("resource_server") else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("saved-keys");
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let saved = std::env::temp_dir().join(format!("authx-saved-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&saved).unwrap();
+    let save = [("JWKS_SAVE_DIR", saved.to_str().unwrap())];
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let token = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    let read = |addr: String| {
+        let bearer = format!("Bearer {token}");
+        async move { send(addr, "/read", bearer, None).await }
+    };
+    {
+        let (_first, addr) = resource_server(&binary, &provider, &ca, &save).await;
+        let (status, body) = read(addr).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let started = std::time::Instant::now();
+        while std::fs::read_dir(&saved).unwrap().count() == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no key file written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let iss = provider.iss.clone();
+    drop(provider);
+    let down = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("OIDC_ISSUER", iss.as_str()),
+        ("AUDIENCE", AUDIENCE),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+    ];
+    let (_restarted, addr) = run_example(&binary, &[&down[..], &save[..]].concat()).await;
+    let (status, body) = read(addr).await;
+    assert_eq!(status, StatusCode::OK, "from the saved keys: {body}");
+    let (_without, addr) = run_example(&binary, &down).await;
+    let (status, _) = read(addr).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "without them");
+    let _ = std::fs::remove_dir_all(&saved);
+}

@@ -23,6 +23,8 @@ mod public;
 mod publish;
 #[cfg(feature = "remote-keys")]
 pub(crate) mod remote;
+#[cfg(feature = "remote-keys")]
+mod saved;
 mod set;
 mod source;
 

@@ -4,8 +4,9 @@
 //! issuer), and kept serving while the issuer is down.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use super::fetch::{
     FetchState, HttpsClient, PlainHttp, fetchable_url, get_json, https_client,
     openid_configuration, platform_tls,
 };
+use super::saved::SavedKeys;
 use super::set::{KeyRing, jwks_entries};
 use crate::error::{ConfigError, FetchError};
 
@@ -37,6 +39,9 @@ use crate::error::{ConfigError, FetchError};
 /// - Only signature keys are taken: `use` other than `sig` and symmetric (`oct`)
 ///   keys are skipped, each key is bound to its `alg` (RSA keys without `alg`:
 ///   RS256; EC and OKP keys by their curve).
+/// - With [`keep_last_good`](Self::keep_last_good), the last good JWKS is
+///   kept in a file and read at start, so a restart during the issuer's
+///   outage keeps serving its tokens.
 #[derive(Clone)]
 pub struct RemoteJwks {
     inner: Arc<Remote>,
@@ -59,6 +64,13 @@ struct Remote {
     refresh_every: Duration,
     min_interval: Duration,
     timeout: Duration,
+    /// Where the last good JWKS is kept, when asked.
+    saved: Option<Arc<SavedKeys>>,
+    /// The issuer these keys were discovered for, if any: what the saved
+    /// file names (found now or on first use, its keys are the same).
+    discovered_for: Option<String>,
+    /// The keys came from that file and no fetch has succeeded since.
+    from_file: AtomicBool,
 }
 
 /// An issuer's keys found by OpenID Connect discovery on first use.
@@ -147,7 +159,13 @@ impl RemoteJwks {
                 jwks: std::sync::OnceLock::new(),
             });
         }
-        Ok(keys)
+        Ok(keys.discovered_for(iss))
+    }
+
+    /// These keys are `iss`'s, found by discovery.
+    pub(crate) fn discovered_for(self, iss: &str) -> Self {
+        let iss = iss.to_owned();
+        self.with(|r| r.discovered_for = Some(iss))
     }
 
     fn at(url: Uri) -> Result<RemoteJwks, ConfigError> {
@@ -165,6 +183,9 @@ impl RemoteJwks {
                 refresh_every: Duration::from_secs(300),
                 min_interval: Duration::from_secs(10),
                 timeout: Duration::from_secs(5),
+                saved: None,
+                discovered_for: None,
+                from_file: AtomicBool::new(false),
             }),
         })
     }
@@ -194,6 +215,33 @@ impl RemoteJwks {
         self.with(|r| r.client = https_client(config))
     }
 
+    /// Keeps the last good JWKS in the file at `path` (written after each
+    /// fetch that brings a new document, atomically) and, now, reads it: keys
+    /// saved from this same URL (for discovered keys: for the same issuer,
+    /// whether found at start or on first use) at most `max_age` ago serve at
+    /// once, until the
+    /// first successful fetch replaces them (one is tried on first use). A
+    /// restart while the issuer is down then serves its tokens instead of
+    /// answering 503 until it is back.
+    ///
+    /// The trade-off, yours to bound with `max_age`: a key the issuer has
+    /// since withdrawn keeps verifying from the file while the issuer cannot
+    /// be reached. The file holds public keys only; protect it as you do the
+    /// configuration (whoever can write it can add a key). A file that is
+    /// missing, unreadable, for another URL or too old is ignored, with a
+    /// warning.
+    #[must_use]
+    pub fn keep_last_good(self, path: impl Into<PathBuf>, max_age: Duration) -> Self {
+        let saved = Arc::new(SavedKeys::new(path.into(), max_age));
+        self.with(|r| {
+            if let Some(ring) = saved.load(&r.saved_as()) {
+                r.ring = RwLock::new(Arc::new(ring));
+                r.from_file = AtomicBool::new(true);
+            }
+            r.saved = Some(saved);
+        })
+    }
+
     fn with(self, change: impl FnOnce(&mut Remote)) -> Self {
         let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Remote {
             url: shared.url.clone(),
@@ -208,6 +256,9 @@ impl RemoteJwks {
             refresh_every: shared.refresh_every,
             min_interval: shared.min_interval,
             timeout: shared.timeout,
+            saved: shared.saved.clone(),
+            discovered_for: shared.discovered_for.clone(),
+            from_file: AtomicBool::new(shared.from_file.load(Ordering::Relaxed)),
         });
         change(&mut inner);
         RemoteJwks {
@@ -316,15 +367,28 @@ impl RemoteJwks {
 }
 
 impl Remote {
+    /// What the saved file names as its source.
+    fn saved_as(&self) -> String {
+        match &self.discovered_for {
+            Some(iss) => format!("issuer {iss}"),
+            None => self.url.to_string(),
+        }
+    }
+
     fn ring(&self) -> Arc<KeyRing> {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether the keys should be fetched again: they are older than the
+    /// refresh interval, or came from the saved file (and no fetch has
+    /// succeeded yet); and the last attempt is not too recent.
     fn is_stale(&self) -> bool {
         let state = &self.state;
         state
             .since(&state.last_success)
-            .is_some_and(|ago| ago >= self.refresh_every)
+            .map_or(self.from_file.load(Ordering::Relaxed), |ago| {
+                ago >= self.refresh_every
+            })
             && state
                 .since(&state.last_attempt)
                 .is_none_or(|ago| ago >= self.min_interval)
@@ -389,7 +453,11 @@ impl Remote {
             .await
             .unwrap_or(Err(FetchError::TimedOut));
         match result {
-            Ok(ring) => {
+            Ok((ring, document)) => {
+                if let Some(saved) = &self.saved {
+                    saved.save(&self.saved_as(), &document);
+                }
+                self.from_file.store(false, Ordering::Relaxed);
                 #[cfg(feature = "metrics")]
                 self.record_fetch(Some(ring.len()));
                 self.misses
@@ -429,7 +497,8 @@ impl Remote {
         }
     }
 
-    async fn download(&self) -> Result<KeyRing, FetchError> {
+    /// The keys, and the JWKS document they were read from.
+    async fn download(&self) -> Result<(KeyRing, bytes::Bytes), FetchError> {
         let url = match &self.discovery {
             None => self.url.clone(),
             Some(discovery) => match discovery.jwks.get() {
@@ -443,13 +512,14 @@ impl Remote {
                 }
             },
         };
-        parse_jwks(&get_json(&self.client, &url).await?)
+        let document = get_json(&self.client, &url).await?;
+        Ok((parse_jwks(&document)?, document))
     }
 }
 
 /// The signature keys of a JWKS document; unusable entries are skipped, and
 /// so are secrets (a published secret is no secret).
-fn parse_jwks(body: &[u8]) -> Result<KeyRing, FetchError> {
+pub(super) fn parse_jwks(body: &[u8]) -> Result<KeyRing, FetchError> {
     let keys = jwks_entries(body)
         .map_err(|e| FetchError::Document(e.to_string()))?
         .into_iter()
