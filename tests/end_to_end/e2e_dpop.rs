@@ -442,3 +442,120 @@ async fn a_login_flood_with_a_new_key_each_time_is_refused_alone_over_tcp() {
     assert!(refused > 0, "the flood was never refused");
     assert!(accepted < 1500, "{accepted}");
 }
+
+/// Issue 43, item 3, over TCP: 8 connections flood the fresh_token example
+/// with DPoP requests (each a new proof, written to Redis) while Redis has
+/// 3 MiB of headroom; another user's logouts land during the flood and at
+/// its end, the proofs stop at the line (503), and Redis stays below it. (A
+/// DPoP-bound logout carries a proof: at the line it waits too, 503 with
+/// `Retry-After`, as SECURITY.md says.)
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_flood_over_tcp_never_takes_a_logouts_room_in_redis() {
+    let Some(redis) = support::Redis::start() else {
+        return;
+    };
+    let url = redis.url();
+    let base = "https://api.example.test";
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("PUBLIC_URL", base),
+        ("DPOP_PROOFS_PER_SUBJECT", "1000000"),
+    ];
+    let server = Server::start("fresh_token", &env).await;
+    let memory = |field: &str| -> u64 {
+        redis
+            .cli(&["INFO", "memory"])
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let login_as = |user: &'static str, key: &ProofKey| {
+        let request = server
+            .post("/login")
+            .header("content-type", "application/json")
+            .header("dpop", key.proof("POST", &format!("{base}/login"), None))
+            .body(
+                json!({"username": user, "password": format!("password{}", &user[4..])})
+                    .to_string(),
+            );
+        async move {
+            let res = request.send().await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+            res.json()["fresh_token"].as_str().unwrap().to_owned()
+        }
+    };
+    // The bystander holds bearer tokens (a login without a proof).
+    let bearer_login = || async {
+        let res = server
+            .post("/login")
+            .header("content-type", "application/json")
+            .body(json!({"username": "user2", "password": "password2"}).to_string())
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        res.json()["fresh_token"].as_str().unwrap().to_owned()
+    };
+    let server = &server;
+    let logout = |token: String| async move { server.post("/logout").bearer(&token).send().await };
+    let (during, after) = (bearer_login().await, bearer_login().await);
+    let max = memory("used_memory:") + 3 * 1024 * 1024;
+    redis.cli(&["CONFIG", "SET", "maxmemory", &max.to_string()]);
+    let protected = format!("{base}/protected");
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        let key = ProofKey::new_es256();
+        let token = login_as("user1", &key).await;
+        let (addr, protected) = (server.addr.clone(), protected.clone());
+        flood.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let (mut accepted, mut waited) = (0u32, 0u32);
+            while waited < 50 {
+                let request = http::Request::get("/protected")
+                    .header("host", &addr)
+                    .header("authorization", format!("DPoP {token}"))
+                    .header("dpop", key.proof("GET", &protected, Some(&token)))
+                    .body(http_body_util::Full::<bytes::Bytes>::default())
+                    .unwrap();
+                let res = sender.send_request(request).await.unwrap();
+                match res.status() {
+                    StatusCode::OK => accepted += 1,
+                    StatusCode::SERVICE_UNAVAILABLE => waited += 1,
+                    other => panic!("a flood request answered {other}"),
+                }
+                let _ = http_body_util::BodyExt::collect(res.into_body()).await;
+            }
+            accepted
+        }));
+    }
+    // The bystander's logout, while the flood runs.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let res = logout(during).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let mut accepted = 0;
+    for worker in flood {
+        accepted += worker.await.unwrap();
+    }
+    let used = memory("used_memory:");
+    println!(
+        "{accepted} proofs accepted over TCP; Redis at {:.1}% of maxmemory",
+        used as f64 * 100.0 / max as f64
+    );
+    assert!(
+        (used as f64) < 0.9 * max as f64 + 64.0 * 1024.0,
+        "proofs took the revocations' room: {used} of {max}"
+    );
+    // Another logout, at the line: it still lands, and holds.
+    let res = logout(after.clone()).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let res = server.get("/protected").bearer(&after).send().await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{}", res.text());
+}
