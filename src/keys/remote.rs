@@ -17,7 +17,7 @@ use super::fetch::{
     openid_configuration, platform_tls,
 };
 use super::saved::SavedKeys;
-use super::set::{KeyRing, jwks_entries};
+use super::set::{KeyRing, signature_keys};
 use crate::error::{ConfigError, FetchError};
 
 /// The keys of an issuer, read from its JWKS URL. Cheap to clone; clones share
@@ -517,15 +517,9 @@ impl Remote {
     }
 }
 
-/// The signature keys of a JWKS document; unusable entries are skipped, and
-/// so are secrets (a published secret is no secret).
-pub(super) fn parse_jwks(body: &[u8]) -> Result<KeyRing, FetchError> {
-    let keys = jwks_entries(body)
-        .map_err(|e| FetchError::Document(e.to_string()))?
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|key| !key.algorithm().is_hmac());
-    Ok(KeyRing::from_keys(keys))
+/// The signature keys of a JWKS document just fetched.
+fn parse_jwks(body: &[u8]) -> Result<KeyRing, FetchError> {
+    signature_keys(body).map_err(|e| FetchError::Document(e.to_string()))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::set::KeyRing;
+use super::set::{KeyRing, signature_keys};
 
 /// Where the keys are kept, for how long they may serve, and what was last
 /// written (a refetch that brings the same document writes nothing).
@@ -66,7 +66,7 @@ impl SavedKeys {
         let Ok(jwks) = serde_json::to_vec(&saved.jwks) else {
             return ignored("not a saved JWKS");
         };
-        match super::remote::parse_jwks(&jwks) {
+        match signature_keys(&jwks) {
             Ok(ring) if ring.len() > 0 => Some(ring),
             _ => ignored("no usable key"),
         }

@@ -105,6 +105,18 @@ impl From<Key> for KeySet {
     }
 }
 
+/// The signature keys of an issuer's JWKS document (as fetched, or as
+/// saved): unusable entries are skipped, and so are secrets (a published
+/// secret is no secret).
+#[cfg(feature = "remote-keys")]
+pub(crate) fn signature_keys(document: &[u8]) -> Result<KeyRing, ConfigError> {
+    let keys = jwks_entries(document)?
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|key| !key.algorithm().is_hmac());
+    Ok(KeyRing::from_keys(keys))
+}
+
 /// Each signature key of a JWKS document, parsed (or why it cannot be used);
 /// entries for other uses are left out.
 pub(crate) fn jwks_entries(document: &[u8]) -> Result<Vec<Result<Key, ConfigError>>, ConfigError> {
