@@ -533,3 +533,107 @@ proptest! {
         prop_assert!(!anonymous_reaches_inner(RequireAuthLayer::with_requirement(authx, requirement)));
     }
 }
+
+/// Issue 39, one core check: every entry point reads a token through the
+/// same stages, so the guard (a layer, over a request), `authenticate` (a
+/// request's head), `verify` and `verify_offline` (the token alone) give
+/// the same verdict for the same token and requirement: admitted by all, or
+/// refused by all with the same error.
+mod every_entry_point {
+    use super::*;
+
+    /// The verdict of each entry point: `Ok`, or the refusal's status and text.
+    pub fn verdicts(
+        authx: &AuthX,
+        token: &str,
+        requirement: &Requirement,
+    ) -> Vec<Result<(), (u16, String)>> {
+        let refusal = |e: AuthError| (e.status().as_u16(), e.to_string());
+        let request = Request::get("/")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let head = RequestHead::of(&request);
+        let authenticated = ready_now(authx.authenticate::<NoExtra>(head, requirement))
+            .map(drop)
+            .map_err(refusal);
+        let verified = ready_now(authx.verify::<NoExtra>(token, requirement))
+            .map(drop)
+            .map_err(refusal);
+        let offline = authx
+            .verify_offline::<NoExtra>(token, requirement)
+            .map(drop)
+            .map_err(refusal);
+        let guard = authx.guard(requirement.clone()).unwrap();
+        let service = guard.layer(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }));
+        let response = ready_now(service.oneshot(request)).unwrap();
+        let layered = match response.extensions().get::<AuthError>() {
+            None => {
+                assert_eq!(response.status(), 200);
+                Ok(())
+            }
+            Some(e) => {
+                assert_eq!(response.status(), e.status());
+                Err(refusal(e.clone()))
+            }
+        };
+        vec![layered, authenticated, verified, offline]
+    }
+}
+
+proptest! {
+    // Cheap cases (no network): many of them, so every refusal is met.
+    #![proptest_config(ProptestConfig { cases: 2048, ..config() })]
+
+    #[test]
+    fn every_entry_point_gives_the_same_verdict(
+        sub in prop_oneof![6 => Just(json!("user1")), 1 => Just(json!(1)), 1 => Just(json!(""))],
+        token_type in prop_oneof![2 => Just(None), 3 => Just(Some(json!("access"))), 3 => Just(Some(json!("refresh"))), 1 => Just(Some(json!(7)))],
+        fresh in prop_oneof![2 => Just(None), 3 => Just(Some(json!(true))), 3 => Just(Some(json!(false))), 1 => Just(Some(json!("yes")))],
+        exp_offset in prop_oneof![1 => Just(None), 2 => (-100i64..0).prop_map(Some), 6 => (1i64..1000).prop_map(Some)],
+        nbf_offset in prop_oneof![4 => Just(None), 1 => (-100i64..100).prop_map(Some)],
+        scopes in prop_oneof![2 => Just(None), 3 => Just(Some(json!(["read"]))), 1 => Just(Some(json!(["write"]))), 1 => Just(Some(json!("read")))],
+        header in prop_oneof![
+            6 => Just(json!({"alg": "HS256", "typ": "JWT"})),
+            2 => Just(json!({"alg": "HS256"})),
+            1 => Just(json!({"alg": "HS256", "kid": "unknown"})),
+            1 => Just(json!({"alg": "HS384", "typ": "JWT"})),
+            1 => Just(json!({"alg": "none"})),
+            1 => Just(json!({"alg": "HS256", "crit": ["exp"]})),
+        ],
+        tamper in prop_oneof![8 => Just(0u8), 1 => Just(1), 1 => Just(2)],
+        requirement in 0usize..5,
+    ) {
+        let t = now() as i64;
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), sub);
+        if let Some(v) = token_type { claims.insert("type".into(), v); }
+        if let Some(v) = fresh { claims.insert("fresh".into(), v); }
+        if let Some(o) = exp_offset { claims.insert("exp".into(), json!(t + o)); }
+        if let Some(o) = nbf_offset { claims.insert("nbf".into(), json!(t + o)); }
+        if let Some(v) = scopes { claims.insert("scopes".into(), v); }
+        claims.insert("iat".into(), json!(t - 10));
+        claims.insert("jti".into(), json!(uuid::Uuid::new_v4().to_string()));
+        let token = support::forge(&header.to_string(), &Value::Object(claims).to_string(), SECRET.as_bytes());
+        let token = match tamper {
+            // The signature of another key.
+            1 => support::forge(&header.to_string(), &support::payload_of(&token).to_string(), b"another secret of thirty-two bytes!!"),
+            // A segment cut off.
+            2 => token.rsplit_once('.').unwrap().0.to_owned(),
+            _ => token,
+        };
+        let requirement = [
+            Requirement::access(),
+            Requirement::fresh(),
+            Requirement::refresh(),
+            Requirement::any_type(),
+            Requirement::access().all_scopes(["read"]),
+        ][requirement].clone();
+        let verdicts = every_entry_point::verdicts(&authx(), &token, &requirement);
+        for (name, verdict) in ["authenticate", "verify", "verify_offline"].iter().zip(&verdicts[1..]) {
+            prop_assert_eq!(verdict, &verdicts[0], "the guard and {} differ on {}", name, token);
+        }
+    }
+}

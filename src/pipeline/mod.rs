@@ -32,27 +32,23 @@ use http::Request;
 
 use crate::claims::{Claims, NumericDate};
 use crate::csrf::check_csrf;
-#[cfg(feature = "remote-keys")]
-use crate::dpop::check_scheme;
 use crate::dpop::{DpopCheck, Proof, Unsigned, check_binding, replay_verdict};
-use crate::error::{AuthError, InvalidToken};
+use crate::error::AuthError;
 use crate::mtls::{self, CertificateSource, check_certificate};
 use crate::observe::{Meters, Notes, Observed};
 use crate::policy::{Admission, Requirement};
 use crate::request::RequestHead;
 use crate::source::{Found, JsonTokens, Sources};
 use crate::store::{RevocationStore, StoreError, StoreFuture, TokenRecord};
-use crate::token::{JoseHeader, Unverified};
 
 mod pending;
+mod read;
 mod trust;
 
 pub(crate) use pending::{Pending, StoreChecks};
-use trust::Route;
+use read::{Read, Wait, Waited};
 #[cfg(feature = "remote-keys")]
 pub(crate) use trust::check_trust;
-#[cfg(feature = "remote-keys")]
-use trust::{Asked, Introspected};
 pub(crate) use trust::{Trust, audience_is_resource};
 
 /// What extra-claims types must be to travel in request extensions.
@@ -200,95 +196,41 @@ impl Pipeline {
             }
             Err(error) => return Err(error),
         };
-        // Only one way without `remote-keys`.
-        #[cfg_attr(
-            not(feature = "remote-keys"),
-            allow(clippy::infallible_destructuring_match)
-        )]
-        let issuer = match self.trust.route(&found.token)? {
-            Route::Local(issuer) => issuer,
-            #[cfg(feature = "remote-keys")]
-            Route::Introspect(asked) => {
-                // A cached answer goes on at once; else the request waits.
-                let Some(introspected) = self.trust.cached(asked, &found.token) else {
-                    // What can be refused locally is, before the call.
-                    let required = self.dpop.as_ref().is_some_and(|d| d.required);
-                    check_scheme(required, found.dpop)?;
-                    let client = crate::request::client_of(Some(req.extensions()));
-                    return Ok(Some(self.introspection(asked, &found, client)));
-                };
-                notes.issuer(introspected.0);
-                let claims = self.trust.introspected::<E>(&introspected, now)?;
-                let presented = Presented::found(&found);
-                let proof = self.checked(req, &claims, presented, requirement, now)?;
-                return self.admit(req, claims, proof, presented.cookie, notes);
-            }
-        };
-        notes.issuer(issuer);
-        let trusted = self.trust.get(issuer);
-        let select = |kid: Option<&str>, alg: &str| {
-            let key = trusted.keys.select(kid, alg);
-            if let Ok(key) = &key {
-                notes.key(key);
-            }
-            key
-        };
-        let claims = match trusted.verifier.verify::<E>(&found.token, now, select) {
-            Ok(claims) => claims,
-            Err(Unverified::Invalid(error)) => return Err(error.into()),
-            Err(Unverified::KeyMissing(header)) => {
-                return match trusted.keys.refetch(header.kid.as_deref()) {
-                    Some(fetch) => Ok(Some(Pending::Keys {
-                        fetch,
-                        issuer,
-                        token: found.token.into_owned(),
-                        csrf: found.csrf.map(<[u8]>::to_vec),
-                        header,
-                        dpop: found.dpop,
-                        cookie: found.cookie,
-                    })),
-                    None => Err(InvalidToken::UnknownKey.into()),
-                };
-            }
-        };
         let presented = Presented::found(&found);
-        let proof = self.checked(req, &claims, presented, requirement, now)?;
-        self.admit(req, claims, proof, presented.cookie, notes)
-    }
-
-    /// A token its issuer is asked about: the call to wait for.
-    #[cfg(feature = "remote-keys")]
-    fn introspection(
-        &self,
-        asked: Asked,
-        found: &Found<'_>,
-        client: Option<std::net::IpAddr>,
-    ) -> Pending {
-        Pending::Introspection {
-            call: self
-                .trust
-                .introspect(asked, found.token.clone().into_owned(), client),
-            token: found.token.clone().into_owned(),
-            csrf: found.csrf.map(<[u8]>::to_vec),
-            dpop: found.dpop,
-            cookie: found.cookie,
+        match self.read::<E>(presented, Some(req.extensions()), now, notes)? {
+            Read::Claims(claims) => {
+                let proof = self.checked(req, &claims, presented, requirement, now)?;
+                self.admit(req, claims, proof, presented.cookie, notes)
+            }
+            Read::Waits(wait) => Ok(Some(Pending::Claims {
+                wait,
+                token: found.token.into_owned(),
+                csrf: found.csrf.map(<[u8]>::to_vec),
+                dpop: found.dpop,
+                cookie: found.cookie,
+            })),
         }
     }
 
-    /// Goes on with a token its issuer answered for.
-    #[cfg(feature = "remote-keys")]
-    pub(crate) fn after_introspection<E: ClaimsExtra, B>(
+    /// Goes on once what reading the claims waited for is in.
+    pub(crate) fn after_wait<E: ClaimsExtra, B>(
         &self,
         requirement: &Requirement,
         req: &mut Request<B>,
-        introspected: &Introspected,
+        wait: &Wait,
+        waited: Waited,
         presented: Presented<'_>,
-        now: NumericDate,
         notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
-        notes.issuer(introspected.0);
-        let claims = self.trust.introspected::<E>(introspected, now)?;
-        self.go_on(req, claims, presented, requirement, now, notes)
+        let claims = self.read_after::<E>(wait, waited, presented.token, notes)?;
+        self.go_on(
+            req,
+            claims,
+            presented,
+            requirement,
+            NumericDate::now(),
+            notes,
+        )
     }
 
     /// Every stage after the token's claims are known, for a request.
@@ -322,26 +264,6 @@ impl Pipeline {
             requirement,
             now,
         )
-    }
-
-    /// Goes on with a token whose issuer's keys were just refetched.
-    pub(crate) fn after_keys<E: ClaimsExtra, B>(
-        &self,
-        requirement: &Requirement,
-        req: &mut Request<B>,
-        issuer: usize,
-        presented: Presented<'_>,
-        header: &JoseHeader<'static>,
-        notes: &Notes,
-    ) -> Result<Option<Pending>, AuthError> {
-        let now = NumericDate::now();
-        let trusted = self.trust.get(issuer);
-        let key = trust::key_after_fetch(&trusted.keys, header, presented.token, now)?;
-        notes.key(&key);
-        let claims = trusted
-            .verifier
-            .verify_with::<E>(presented.token, header, &key, now)?;
-        self.go_on(req, claims, presented, requirement, now, notes)
     }
 
     /// A request as the stages after verification see it: its head and the
@@ -470,9 +392,9 @@ impl Pipeline {
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
-        let claims = self.trust.verify_now(token, now)?;
+        let claims = self.read_now(Presented::token(token), now)?;
         self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
-        Ok(claims)
+        Ok(*claims)
     }
 
     /// The claims of a token this `AuthX` just handed out or already
@@ -484,7 +406,7 @@ impl Pipeline {
         &self,
         token: &str,
     ) -> Result<Claims<E>, AuthError> {
-        self.trust.verify_now(token, NumericDate::now())
+        Ok(*self.read_now(Presented::token(token), NumericDate::now())?)
     }
 
     /// [`verify_offline`](Self::verify_offline), and keys a remote issuer
@@ -496,10 +418,13 @@ impl Pipeline {
         requirement: &Requirement,
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
-        let claims = self.trust.verify_fetching(token, now, None).await?;
-        self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
+        let presented = Presented::token(token);
+        let claims = self
+            .read_waiting(presented, None, now, &Notes::default())
+            .await?;
+        self.after_verify(None, presented, &claims, requirement, now)?;
         self.await_stores(self.ask_stores(&claims, None)?).await?;
-        Ok(claims)
+        Ok(*claims)
     }
 
     /// Every stage the layers run, for a request's head: the token from its
@@ -516,25 +441,18 @@ impl Pipeline {
         let json = request.extensions.and_then(|e| e.get::<JsonTokens>());
         let found = self.sources.find(request, json, requirement.token_type())?;
         let now = NumericDate::now();
-        let client = crate::request::client_of(request.extensions);
+        let presented = Presented::found(&found);
         let claims = self
-            .trust
-            .verify_fetching(&found.token, now, client)
+            .read_waiting(presented, request.extensions, now, &Notes::default())
             .await?;
         let arrival = Arrival {
             head: request,
             certificate: self.certificates.of(&request),
         };
-        let proof = self.after_verify(
-            Some(arrival),
-            Presented::found(&found),
-            &claims,
-            requirement,
-            now,
-        )?;
+        let proof = self.after_verify(Some(arrival), presented, &claims, requirement, now)?;
         self.await_stores(self.ask_stores(&claims, proof.as_ref())?)
             .await?;
-        Ok(claims)
+        Ok(*claims)
     }
 
     /// The store's question about verified `claims`.

@@ -1,6 +1,6 @@
 //! What a request waits for before its fate is known, and how it goes on
-//! from there: a refetch of its issuer's keys, or the network stores'
-//! answers. A pending step knows how to continue itself.
+//! from there: what reading its token's claims waits for (see `read.rs`), or
+//! the network stores' answers. A pending step knows how to continue itself.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,38 +8,25 @@ use std::task::{Context, Poll, ready};
 
 use http::Request;
 
+use super::read::Wait;
 use super::{ClaimsExtra, Pipeline, Presented};
 use crate::dpop::replay_verdict;
 use crate::error::AuthError;
-use crate::keys::KeyFuture;
 use crate::observe::{Notes, store_answered};
 use crate::policy::Requirement;
 use crate::store::StoreFuture;
-use crate::token::JoseHeader;
 
 /// What a request waits for before its fate is known.
 pub(crate) enum Pending {
-    /// The issuer's keys, refetched because the token names a `kid` we lack;
-    /// the token (and its CSRF value) as read, to go on with.
-    Keys {
-        fetch: KeyFuture,
-        /// Which issuer's keys (see `Trust`).
-        issuer: usize,
+    /// What reading the token's claims waits for (its issuer's keys, or its
+    /// answer about the token); the token (and its CSRF value) as read, to
+    /// go on with.
+    Claims {
+        wait: Wait,
         token: String,
         csrf: Option<Vec<u8>>,
-        header: JoseHeader<'static>,
         /// Whether it came with the DPoP scheme (its proof is read once the
         /// token is verified).
-        dpop: bool,
-        cookie: bool,
-    },
-    /// The token's issuer, asked about it (an opaque token); the token as
-    /// read, to go on with.
-    #[cfg(feature = "remote-keys")]
-    Introspection {
-        call: super::trust::IntrospectionFuture,
-        token: String,
-        csrf: Option<Vec<u8>>,
         dpop: bool,
         cookie: bool,
     },
@@ -99,53 +86,27 @@ impl Pending {
     ) -> Poll<Result<Option<Pending>, AuthError>> {
         match self {
             Pending::Stores(checks) => checks.poll_verdict(cx, pipeline).map(|v| v.map(|()| None)),
-            #[cfg(feature = "remote-keys")]
-            Pending::Introspection {
-                call,
+            Pending::Claims {
+                wait,
                 token,
                 csrf,
                 dpop,
                 cookie,
             } => {
-                let introspected = ready!(Pin::new(call).poll(cx))?;
+                let waited = ready!(wait.poll_wait(cx))?;
+                // On from where the request stopped.
                 let presented = Presented {
                     token,
                     dpop: *dpop,
                     csrf: csrf.as_deref(),
                     cookie: *cookie,
                 };
-                Poll::Ready(pipeline.after_introspection::<E, B>(
+                Poll::Ready(pipeline.after_wait::<E, B>(
                     requirement,
                     req,
-                    &introspected,
+                    wait,
+                    waited,
                     presented,
-                    crate::claims::NumericDate::now(),
-                    notes,
-                ))
-            }
-            Pending::Keys {
-                fetch,
-                issuer,
-                token,
-                csrf,
-                header,
-                dpop,
-                cookie,
-            } => {
-                ready!(Pin::new(fetch).poll(cx));
-                // On from where the request stopped, with the keys now held.
-                let presented = Presented {
-                    token,
-                    dpop: *dpop,
-                    csrf: csrf.as_deref(),
-                    cookie: *cookie,
-                };
-                Poll::Ready(pipeline.after_keys::<E, B>(
-                    requirement,
-                    req,
-                    *issuer,
-                    presented,
-                    header,
                     notes,
                 ))
             }

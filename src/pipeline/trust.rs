@@ -4,13 +4,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::claims::{Claims, Idp, NumericDate, Seal, Wildcards, is_known_claim};
+use crate::claims::{Idp, NumericDate, Seal, Wildcards, is_known_claim};
 use crate::config::AuthXConfig;
 use crate::error::{AuthError, ConfigError, InvalidToken};
 #[cfg(feature = "remote-keys")]
 use crate::introspection::{Answer, Introspector};
 use crate::keys::{Key, KeyRing, KeySource};
-use crate::token::{JoseHeader, Unverified, Verifier};
+use crate::token::{JoseHeader, Verifier};
 
 /// How a token is verified: with the keys of the issuer at an index, or by
 /// asking.
@@ -206,46 +206,9 @@ impl Trust {
     }
 }
 
-/// Verifying a token the way its issuer's keys and rules say.
+/// Reading an introspection answer the way its issuer's rules say.
+#[cfg(feature = "remote-keys")]
 impl Trust {
-    /// Verifies `token` with the keys held now; a key not held comes back as
-    /// the keys and rules to fetch it for, with the token's header.
-    fn verify_held<E: serde::de::DeserializeOwned>(
-        &self,
-        index: usize,
-        token: &str,
-        now: NumericDate,
-    ) -> Result<Result<Claims<E>, (&Trusted, JoseHeader<'static>)>, AuthError> {
-        let trusted = self.get(index);
-        let select = |kid: Option<&str>, alg: &str| trusted.keys.select(kid, alg);
-        match trusted.verifier.verify(token, now, select) {
-            Ok(claims) => Ok(Ok(*claims)),
-            Err(Unverified::Invalid(error)) => Err(error.into()),
-            Err(Unverified::KeyMissing(header)) => Ok(Err((trusted, header))),
-        }
-    }
-
-    /// Verifies `token` with what is at hand now: the keys held, a cached
-    /// introspection answer. A token that needs a call is refused 503.
-    pub(super) fn verify_now<E: serde::de::DeserializeOwned>(
-        &self,
-        token: &str,
-        now: NumericDate,
-    ) -> Result<Claims<E>, AuthError> {
-        match self.route(token)? {
-            Route::Local(index) => self
-                .verify_held(index, token, now)?
-                .map_err(|_| InvalidToken::UnknownKey.into()),
-            #[cfg(feature = "remote-keys")]
-            Route::Introspect(asked) => match self.cached(asked, token) {
-                Some(introspected) => Ok(*self.introspected(&introspected, now)?),
-                None => Err(AuthError::IntrospectionUnavailable {
-                    retry_after: std::time::Duration::from_secs(1),
-                }),
-            },
-        }
-    }
-
     /// The claims an introspection answer says, checked as a JWT's are
     /// (types, time, issuer, audience) by its issuer's rules.
     #[cfg(feature = "remote-keys")]
@@ -253,48 +216,10 @@ impl Trust {
         &self,
         (index, answer): &Introspected,
         now: NumericDate,
-    ) -> Result<Box<Claims<E>>, InvalidToken> {
+    ) -> Result<Box<crate::claims::Claims<E>>, InvalidToken> {
         self.get(*index)
             .verifier
             .read_payload(answer.payload(), now)
-    }
-
-    /// Verifies `token` as the layers do: awaiting one refetch of a remote
-    /// issuer's keys when it names a key not held yet, or its issuer's
-    /// introspection (within the share of `client`, the request's address).
-    #[cfg_attr(not(feature = "remote-keys"), allow(unused_variables))]
-    pub(super) async fn verify_fetching<E: serde::de::DeserializeOwned>(
-        &self,
-        token: &str,
-        now: NumericDate,
-        client: Option<std::net::IpAddr>,
-    ) -> Result<Claims<E>, AuthError> {
-        #[cfg_attr(
-            not(feature = "remote-keys"),
-            allow(clippy::infallible_destructuring_match)
-        )]
-        let index = match self.route(token)? {
-            Route::Local(index) => index,
-            #[cfg(feature = "remote-keys")]
-            Route::Introspect(asked) => {
-                let introspected = match self.cached(asked, token) {
-                    Some(hit) => hit,
-                    None => self.introspect(asked, token.to_owned(), client).await?,
-                };
-                return Ok(*self.introspected(&introspected, NumericDate::now())?);
-            }
-        };
-        let (trusted, header) = match self.verify_held(index, token, now)? {
-            Ok(claims) => return Ok(claims),
-            Err(missing) => missing,
-        };
-        let Some(fetch) = trusted.keys.refetch(header.kid.as_deref()) else {
-            return Err(InvalidToken::UnknownKey.into());
-        };
-        fetch.await;
-        let now = NumericDate::now();
-        let key = key_after_fetch(&trusted.keys, &header, token, now)?;
-        Ok(*trusted.verifier.verify_with(token, &header, &key, now)?)
     }
 }
 
