@@ -82,6 +82,44 @@ impl IntoResponse for MissingAuthLayer {
     }
 }
 
+/// A refusal in the guards' default shape (its status, an RFC 6750
+/// `WWW-Authenticate`, `{"detail": ...}`), so that a handler can return
+/// `authx.verify(&token, &requirement).await?`. What your `AuthX` configures
+/// (a realm, its token locations in the "no token" wording, `on_reject`)
+/// needs the `AuthX` and the request: answer `authx.reject(&error, head)`
+/// for that.
+///
+/// ```
+/// use axum_core::response::IntoResponse;
+/// use tower_authx::{AuthError, AuthX, Claims, Requirement};
+///
+/// // A handler's body, returning the error as axum's answer.
+/// async fn whoami(authx: AuthX, token: &str) -> Result<String, AuthError> {
+///     let claims: Claims = authx.verify(token, &Requirement::access()).await?;
+///     Ok(claims.sub)
+/// }
+///
+/// let refused = AuthError::MissingToken.into_response();
+/// assert_eq!(refused.status(), 401);
+/// assert!(refused.headers()["www-authenticate"].to_str()?.starts_with("Bearer"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl IntoResponse for crate::AuthError {
+    fn into_response(self) -> Response {
+        let uri = http::Uri::from_static("/");
+        let headers = http::HeaderMap::new();
+        let head = crate::RequestHead {
+            method: &http::Method::GET,
+            uri: &uri,
+            headers: &headers,
+            extensions: None,
+        };
+        let mut response = crate::reject::Challenge::plain().response(&self, head, None);
+        response.extensions_mut().insert(self);
+        response.map(axum_core::body::Body::from)
+    }
+}
+
 /// A route wired without the layer its extractor reads: logged, and `500`
 /// with the fix.
 fn server_bug(missing: &dyn fmt::Display) -> Response {

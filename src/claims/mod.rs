@@ -129,6 +129,9 @@ pub(crate) struct Seal {
     /// Where a granted `ns:*` is AuthX's wildcard, as the verifier's issuer
     /// says (exact matching for claims read any other way).
     pub(crate) wildcards: Wildcards,
+    /// A guard of that `AuthX` admitted them for a request, every stage and
+    /// store included: an inner guard of the same `AuthX` reuses them.
+    admitted: bool,
 }
 
 impl Seal {
@@ -137,6 +140,7 @@ impl Seal {
         Seal {
             by: Some(id),
             wildcards: Wildcards::None,
+            admitted: false,
         }
     }
 
@@ -148,6 +152,19 @@ impl Seal {
     /// Whether the `AuthX` whose pipeline is `id` verified them.
     pub(crate) fn is(self, id: u64) -> bool {
         self.by == Some(id)
+    }
+
+    /// The same mark, once a guard admitted the claims for a request.
+    pub(crate) const fn admitted(self) -> Seal {
+        Seal {
+            admitted: true,
+            ..self
+        }
+    }
+
+    /// Whether a guard of the `AuthX` whose pipeline is `id` admitted them.
+    pub(crate) fn admitted_by(self, id: u64) -> bool {
+        self.admitted && self.is(id)
     }
 }
 

@@ -24,7 +24,6 @@
 //! (keys, a network store) comes back as [`Pending`], and the request goes on
 //! from where it stopped: nothing is read twice.
 
-use std::any::TypeId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,14 +130,6 @@ pub(crate) struct CookieSession {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Anonymous;
 
-/// Which AuthX verified the `Claims<E>` in the extensions, so an inner guard
-/// reuses only what its own keys, issuer, audience and store vouched for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct VerifiedBy {
-    pipeline: u64,
-    claims: TypeId,
-}
-
 impl Observed for Pipeline {
     fn meters(&self) -> &Meters {
         &self.meters
@@ -155,13 +146,6 @@ impl Observed for Pipeline {
 }
 
 impl Pipeline {
-    fn verified_by<E: 'static>(&self) -> VerifiedBy {
-        VerifiedBy {
-            pipeline: self.id,
-            claims: TypeId::of::<E>(),
-        }
-    }
-
     /// Authorizes `req` for `admission` as far as can be done now (the
     /// layers' entry point).
     pub(crate) fn start<E: ClaimsExtra, B>(
@@ -173,7 +157,7 @@ impl Pipeline {
         let requirement = admission.requirement();
         let now = NumericDate::now();
         if let Some(claims) = req.extensions().get::<Claims<E>>()
-            && req.extensions().get::<VerifiedBy>() == Some(&self.verified_by::<E>())
+            && claims.verified_by.admitted_by(self.id)
         {
             // Verified, and asked of the store, by an outer guard of this very
             // AuthX: one request, one signature check, one store lookup.
@@ -237,7 +221,7 @@ impl Pipeline {
     fn go_on<E: ClaimsExtra, B>(
         &self,
         req: &mut Request<B>,
-        claims: Box<Claims<E>>,
+        claims: Claims<E>,
         presented: Presented<'_>,
         requirement: &Requirement,
         now: NumericDate,
@@ -352,7 +336,7 @@ impl Pipeline {
     fn admit<E: ClaimsExtra, B>(
         &self,
         req: &mut Request<B>,
-        claims: Box<Claims<E>>,
+        claims: Claims<E>,
         proof: Option<Proof>,
         cookie: bool,
         notes: &Notes,
@@ -365,8 +349,9 @@ impl Pipeline {
                 jti: claims.jti.clone(),
             });
         }
-        req.extensions_mut().insert(*claims);
-        req.extensions_mut().insert(self.verified_by::<E>());
+        let mut claims = claims;
+        claims.verified_by = claims.verified_by.admitted();
+        req.extensions_mut().insert(claims);
         Ok(checks.map(|mut checks| {
             notes.store_asked();
             checks.asked = crate::observe::store_asked_at();
@@ -394,7 +379,7 @@ impl Pipeline {
         let now = NumericDate::now();
         let claims = self.read_now(Presented::token(token), now)?;
         self.after_verify(None, Presented::token(token), &claims, requirement, now)?;
-        Ok(*claims)
+        Ok(claims)
     }
 
     /// The claims of a token this `AuthX` just handed out or already
@@ -406,7 +391,7 @@ impl Pipeline {
         &self,
         token: &str,
     ) -> Result<Claims<E>, AuthError> {
-        Ok(*self.read_now(Presented::token(token), NumericDate::now())?)
+        self.read_now(Presented::token(token), NumericDate::now())
     }
 
     /// [`verify_offline`](Self::verify_offline), and keys a remote issuer
@@ -419,12 +404,10 @@ impl Pipeline {
     ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         let presented = Presented::token(token);
-        let claims = self
-            .read_waiting(presented, None, now, &Notes::default())
-            .await?;
+        let claims = self.read_waiting(presented, None, now).await?;
         self.after_verify(None, presented, &claims, requirement, now)?;
         self.await_stores(self.ask_stores(&claims, None)?).await?;
-        Ok(*claims)
+        Ok(claims)
     }
 
     /// Every stage the layers run, for a request's head: the token from its
@@ -443,7 +426,7 @@ impl Pipeline {
         let now = NumericDate::now();
         let presented = Presented::found(&found);
         let claims = self
-            .read_waiting(presented, request.extensions, now, &Notes::default())
+            .read_waiting(presented, request.extensions, now)
             .await?;
         let arrival = Arrival {
             head: request,
@@ -452,7 +435,7 @@ impl Pipeline {
         let proof = self.after_verify(Some(arrival), presented, &claims, requirement, now)?;
         self.await_stores(self.ask_stores(&claims, proof.as_ref())?)
             .await?;
-        Ok(*claims)
+        Ok(claims)
     }
 
     /// The store's question about verified `claims`.

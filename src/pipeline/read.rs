@@ -22,8 +22,11 @@ use crate::observe::Notes;
 use crate::token::{JoseHeader, Unverified};
 
 /// A token's claims, or what reading them waits for.
+// Not boxed: the claims go into the request's extensions, which box them
+// once; a box here would be a second allocation on every request.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Read<E> {
-    Claims(Box<Claims<E>>),
+    Claims(Claims<E>),
     Waits(Wait),
 }
 
@@ -167,7 +170,7 @@ impl Pipeline {
         waited: Waited,
         token: &str,
         notes: &Notes,
-    ) -> Result<Box<Claims<E>>, AuthError> {
+    ) -> Result<Claims<E>, AuthError> {
         let now = NumericDate::now();
         match (wait, waited) {
             (Wait::Keys { issuer, header, .. }, Waited::Keys) => {
@@ -189,19 +192,20 @@ impl Pipeline {
     }
 
     /// [`read`](Self::read), awaiting what it waits for (`verify`,
-    /// `authenticate`).
+    /// `authenticate`). No span here, so nothing is noted; and no `Notes`
+    /// (not `Sync`) is held across the wait, so the future is `Send`.
     pub(super) async fn read_waiting<E: serde::de::DeserializeOwned>(
         &self,
         presented: Presented<'_>,
         extensions: Option<&http::Extensions>,
         now: NumericDate,
-        notes: &Notes,
-    ) -> Result<Box<Claims<E>>, AuthError> {
-        match self.read(presented, extensions, now, notes)? {
+    ) -> Result<Claims<E>, AuthError> {
+        let read = self.read(presented, extensions, now, &Notes::default())?;
+        match read {
             Read::Claims(claims) => Ok(claims),
             Read::Waits(mut wait) => {
                 let waited = std::future::poll_fn(|cx| wait.poll_wait(cx)).await?;
-                self.read_after(&wait, waited, presented.token, notes)
+                self.read_after(&wait, waited, presented.token, &Notes::default())
             }
         }
     }
@@ -212,7 +216,7 @@ impl Pipeline {
         &self,
         presented: Presented<'_>,
         now: NumericDate,
-    ) -> Result<Box<Claims<E>>, AuthError> {
+    ) -> Result<Claims<E>, AuthError> {
         match self.read(presented, None, now, &Notes::default())? {
             Read::Claims(claims) => Ok(claims),
             Read::Waits(wait) => Err(wait.refusal()),

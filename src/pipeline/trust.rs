@@ -216,7 +216,7 @@ impl Trust {
         &self,
         (index, answer): &Introspected,
         now: NumericDate,
-    ) -> Result<Box<crate::claims::Claims<E>>, InvalidToken> {
+    ) -> Result<crate::claims::Claims<E>, InvalidToken> {
         self.get(*index)
             .verifier
             .read_payload(answer.payload(), now)

@@ -113,6 +113,30 @@ fn fixed_kind(error: &AuthError, missing_mask: usize) -> Option<(&'static str, &
 }
 
 impl Challenge {
+    /// The answers of a default configuration (the `Authorization: Bearer`
+    /// header, no realm, no DPoP), for a refusal made without an `AuthX` at
+    /// hand (`AuthError` as axum's `IntoResponse`).
+    #[cfg(feature = "axum")]
+    pub(crate) fn plain() -> &'static Challenge {
+        static PLAIN: std::sync::LazyLock<Challenge> = std::sync::LazyLock::new(|| Challenge {
+            scheme: "Bearer".to_owned(),
+            realm: None,
+            missing_details: missing_details(&Places {
+                locations: &[crate::TokenLocation::Headers],
+                scheme: "Bearer",
+                header: "authorization",
+                cookie: "access_token_cookie",
+                query: "token",
+            }),
+            header: http::header::AUTHORIZATION,
+            csrf_missing_detail: "Missing CSRF token in 'X-CSRF-TOKEN' header.".to_owned(),
+            dpop: None,
+            resource_metadata: None,
+            prepared: Default::default(),
+        });
+        &PLAIN
+    }
+
     /// `401`/`400`/`403`/`503` with `{"detail": ...}` and an RFC 6750
     /// `WWW-Authenticate`; for a gRPC request, a trailers-only gRPC status.
     /// `route_scopes`: the refusing route's, which a protected resource's

@@ -694,3 +694,21 @@ fn every_weakening_setting_is_a_danger_shown_in_debug() {
         assert!(debug.contains(name), "{name} not in {debug}");
     }
 }
+
+/// The async entry points can be awaited in a spawned task (axum handlers,
+/// `tokio::spawn`): their futures are `Send`, whatever they wait for.
+#[test]
+fn the_async_entry_points_are_send() {
+    fn send<T: Send>(_: T) {}
+    let authx =
+        tower_authx::AuthX::new(tower_authx::AuthXConfig::from_secret(support::SECRET).unwrap())
+            .unwrap();
+    let request = http::Request::get("/").body(()).unwrap();
+    let requirement = tower_authx::Requirement::access();
+    send(authx.verify::<tower_authx::NoExtra>("t", &requirement));
+    send(authx.authenticate::<tower_authx::NoExtra>(
+        tower_authx::RequestHead::of(&request),
+        &requirement,
+    ));
+    send(authx.dpop_key(tower_authx::RequestHead::of(&request)));
+}

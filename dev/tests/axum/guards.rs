@@ -282,3 +282,62 @@ async fn the_loaded_user_is_an_axum_extractor() {
         .to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("LoadUserLayer"));
 }
+
+/// A handler that verifies by itself returns `authx.verify(..).await?`: the
+/// refusal is the guards' default answer (status, challenge, JSON detail).
+#[tokio::test]
+async fn a_handler_returns_an_auth_error_as_the_guards_would_answer() {
+    use axum::extract::State;
+    use http_body_util::BodyExt;
+    async fn handler(
+        State(authx): State<AuthX>,
+        headers: http::HeaderMap,
+    ) -> Result<String, tower_authx::AuthError> {
+        let token = headers
+            .get("x-token")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(tower_authx::AuthError::MissingToken)?;
+        let claims: tower_authx::Claims = authx
+            .verify(token, &tower_authx::Requirement::fresh())
+            .await?;
+        Ok(claims.sub)
+    }
+    let authx = authx();
+    let router = Router::new()
+        .route("/r", get(handler))
+        .with_state(authx.clone());
+    let call = |token: Option<String>| {
+        let router = router.clone();
+        async move {
+            let mut req = Request::get("/r");
+            if let Some(token) = token {
+                req = req.header("x-token", token);
+            }
+            let res = router
+                .oneshot(req.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            (parts, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    let fresh = authx.access_token("u").fresh(true).issue().unwrap();
+    let (parts, body) = call(Some(fresh)).await;
+    assert_eq!((parts.status, body.as_str()), (StatusCode::OK, "u"));
+    let stale = authx.access_token("u").issue().unwrap();
+    let (parts, body) = call(Some(stale)).await;
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, r#"{"detail":"Fresh token required"}"#);
+    assert!(
+        parts.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer error=\"insufficient_user_authentication\"")
+    );
+    assert!(parts.extensions.get::<tower_authx::AuthError>().is_some());
+    let (parts, _) = call(Some("garbage".into())).await;
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+    let (parts, _) = call(None).await;
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+}
