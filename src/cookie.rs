@@ -13,6 +13,7 @@ use crate::error::{AuthError, ConfigError};
 
 /// The `SameSite` attribute of the cookies we set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SameSite {
     /// Sent on same-site requests only.
     Strict,

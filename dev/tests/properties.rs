@@ -148,6 +148,7 @@ proptest! {
         let type_ok = match requirement.token_type() {
             Some(tower_authx::TokenType::Refresh) => is_refresh,
             Some(tower_authx::TokenType::Access) => !is_refresh,
+            Some(other) => panic!("a requirement of another type: {other:?}"),
             None => true,
         };
         let fresh_ok = !requirement.needs_fresh() || is_fresh;

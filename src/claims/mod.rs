@@ -292,6 +292,7 @@ fn scope_covers(granted: &str, required: &str) -> bool {
 /// The `type` claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TokenType {
     /// Sent with each request.
     Access,
@@ -382,6 +383,7 @@ impl NumericDate {
 /// The `aud` claim: one audience or several.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum Audience {
     /// `"aud": "api"`
     One(String),

@@ -133,6 +133,7 @@ pub enum DpopError {
 
 /// How the CSRF double submit failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CsrfFailure {
     /// The CSRF header is missing or empty.
     Missing,

@@ -493,9 +493,10 @@ impl Introspector {
     }
 }
 
-/// For the fuzz target only: reads `body` as an answer from the issuer
-/// `https://as.example`; `Some(payload)` for an active one.
-#[doc(hidden)]
+/// For the fuzz target only (built by cargo-fuzz, which sets `cfg(fuzzing)`;
+/// not in the public API otherwise): reads `body` as an answer from the
+/// issuer `https://as.example`; `Some(payload)` for an active one.
+#[cfg(fuzzing)]
 pub fn fuzz_answer(body: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let reading = Reading {
         iss: "https://as.example",

@@ -9,6 +9,7 @@ use crate::error::ConfigError;
 /// A JWS signing algorithm (RFC 7518). `none` does not exist here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
+#[non_exhaustive]
 pub enum Algorithm {
     HS256,
     HS384,

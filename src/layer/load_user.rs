@@ -40,6 +40,7 @@ impl<T: Into<Box<dyn std::error::Error + Send + Sync>>> From<T> for LoadError {
 
 /// What an unknown user gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum UnknownUser {
     /// 401 `invalid_token`: the token speaks for nobody (the default).
     #[default]

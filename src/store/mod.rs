@@ -230,6 +230,7 @@ impl SessionInfo {
 
 /// What spending a refresh token found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RefreshUse {
     /// The session's current refresh token: it is now spent, and the one named
     /// `next` is the session's current one.
