@@ -893,3 +893,39 @@ async fn a_server_starts_while_an_issuer_is_down_and_serves_it_once_reachable() 
     let a_health = &health.iter().find(|(iss, _)| *iss == a_iss).unwrap().1;
     assert!(!a_health.failing && a_health.last_success.is_some());
 }
+
+/// A token without `kid` takes the issuer's one key that serves its `alg`,
+/// whether the issuer's set holds that key alone or beside keys of other
+/// algorithms; among several keys of its `alg` it is refused at once (401,
+/// no key tried); before any key is held, the keys are fetched first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_kid_takes_the_one_key_that_serves_its_alg() {
+    let signer = AuthX::new(AuthXConfig::new(
+        private_key(Algorithm::ES256, "ec256_private.pem").with_kid("k1"),
+    ))
+    .unwrap();
+    let published: serde_json::Value = serde_json::from_str(signer.jwks()).unwrap();
+    let key = published["keys"][0].clone();
+    // Signed by hand: tokens this crate issues always name their key.
+    let kidless = support::dpop::ProofKey::es256().sign(
+        &serde_json::json!({"alg": "ES256", "typ": "JWT"}),
+        &serde_json::json!({"sub": "u", "exp": now() + 60}),
+    );
+    let mut twin = key.clone();
+    twin["kid"] = "k2".into();
+    for (keys, expected) in [
+        (vec![key.clone()], StatusCode::OK),
+        (vec![key.clone(), twin], StatusCode::UNAUTHORIZED),
+    ] {
+        let server = jwks_server(serde_json::json!({ "keys": keys }).to_string()).await;
+        let resource = AuthX::new(
+            AuthXConfig::from_jwks(RemoteJwks::new(&server.url).unwrap())
+                .danger_accept_any_issuer(),
+        )
+        .unwrap();
+        let res = guarded(resource).oneshot(bearer(&kidless)).await.unwrap();
+        let why = res.extensions().get::<tower_authx::AuthError>().cloned();
+        assert_eq!(res.status(), expected, "{} keys: {why:?}", keys.len());
+        assert_eq!(server.hits.load(Ordering::SeqCst), 1, "fetched once, first");
+    }
+}
