@@ -51,9 +51,15 @@ pub(crate) struct Trusted {
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Trust {
     One(Trusted),
+    /// In the configured order, with each one's place by its `iss`.
     #[cfg(feature = "remote-keys")]
-    Issuers(Vec<(String, Trusted)>),
+    Issuers(Vec<(String, Trusted)>, IssuerIndex),
 }
+
+/// Where each configured issuer is, by its `iss`: a token finds its issuer
+/// in one lookup however many are configured.
+#[cfg(feature = "remote-keys")]
+pub(crate) type IssuerIndex = std::collections::HashMap<String, usize>;
 
 impl Trust {
     /// How `token` is checked: with the one set of keys and rules, or with
@@ -69,7 +75,7 @@ impl Trust {
                 Ok(Route::Local(0))
             }
             #[cfg(feature = "remote-keys")]
-            Trust::Issuers(issuers) => {
+            Trust::Issuers(issuers, index_of) => {
                 // Never a call about what no source would have taken.
                 if token.len() > issuers[0].1.verifier.max_len() {
                     return Err(InvalidToken::TooLong.into());
@@ -92,9 +98,8 @@ impl Trust {
                     };
                 }
                 let iss = crate::token::unverified_issuer(token);
-                let index = issuers
-                    .iter()
-                    .position(|(known, _)| Some(known) == iss.as_ref())
+                let index = *iss
+                    .and_then(|iss| index_of.get(iss.as_str()))
                     .ok_or(AuthError::InvalidToken(InvalidToken::Issuer))?;
                 let all = issuers[index]
                     .1
@@ -154,7 +159,7 @@ impl Trust {
                 .map(|r| (r.url().to_string(), r.health()))
                 .into_iter()
                 .collect(),
-            Trust::Issuers(issuers) => issuers
+            Trust::Issuers(issuers, _) => issuers
                 .iter()
                 .filter_map(|(iss, trusted)| {
                     remote(&trusted.keys).map(|r| (iss.clone(), r.health()))
@@ -174,7 +179,7 @@ impl Trust {
         match self {
             Trust::One(_) => 1,
             #[cfg(feature = "remote-keys")]
-            Trust::Issuers(issuers) => issuers.len(),
+            Trust::Issuers(issuers, _) => issuers.len(),
         }
     }
 
@@ -187,7 +192,7 @@ impl Trust {
                 Some(0)
             }
             #[cfg(feature = "remote-keys")]
-            Trust::Issuers(issuers) => issuers
+            Trust::Issuers(issuers, _) => issuers
                 .iter()
                 .position(|(known, _)| Some(known.as_str()) == iss),
         }
@@ -201,7 +206,7 @@ impl Trust {
             }
             // `index` came from `route` on this very list.
             #[cfg(feature = "remote-keys")]
-            Trust::Issuers(issuers) => &issuers[index].1,
+            Trust::Issuers(issuers, _) => &issuers[index].1,
         }
     }
 }
@@ -423,49 +428,52 @@ impl Trust {
         #[cfg(feature = "remote-keys")]
         if config.by_issuers {
             let issuers = std::mem::take(&mut config.issuers);
-            return Ok(Trust::Issuers(
-                issuers
-                    .into_iter()
-                    .map(|issuer| {
-                        check_paths(issuer.permissions.as_ref())?;
-                        let leeway = issuer.leeway.unwrap_or(config.leeway);
-                        // An issuer's own Idp, else the configuration's.
-                        let idp = issuer.permissions.or_else(|| config.permissions.clone());
-                        let audience = issuer.audience.clone();
-                        // Another issuer's scopes are opaque strings unless
-                        // its operator says they are namespaced AuthX's way.
-                        let wildcards = if issuer.scope_wildcards {
-                            Wildcards::Every
-                        } else {
-                            Wildcards::None
-                        };
-                        let rules =
-                            verifier(Some(issuer.iss.clone()), audience, leeway, &idp, wildcards)
-                                .requiring_at_jwt(issuer.require_at_jwt);
-                        let introspection = issuer
-                            .introspection
-                            .map(|introspection| {
-                                Introspector::new(
-                                    introspection,
-                                    &issuer.iss,
-                                    issuer.introspection_endpoint.as_deref(),
-                                    issuer.keys.http_client(),
-                                    KeySource::Remote(issuer.keys.clone()),
-                                    &issuer.audience,
-                                )
-                            })
-                            .transpose()?;
-                        let trusted = Trusted {
-                            keys: KeySource::Remote(issuer.keys),
-                            verifier: rules,
-                            introspection,
-                            #[cfg(feature = "metrics")]
-                            label: issuer.iss.clone().into(),
-                        };
-                        Ok((issuer.iss, trusted))
-                    })
-                    .collect::<Result<_, ConfigError>>()?,
-            ));
+            let issuers: Vec<(String, Trusted)> = issuers
+                .into_iter()
+                .map(|issuer| {
+                    check_paths(issuer.permissions.as_ref())?;
+                    let leeway = issuer.leeway.unwrap_or(config.leeway);
+                    // An issuer's own Idp, else the configuration's.
+                    let idp = issuer.permissions.or_else(|| config.permissions.clone());
+                    let audience = issuer.audience.clone();
+                    // Another issuer's scopes are opaque strings unless
+                    // its operator says they are namespaced AuthX's way.
+                    let wildcards = if issuer.scope_wildcards {
+                        Wildcards::Every
+                    } else {
+                        Wildcards::None
+                    };
+                    let rules =
+                        verifier(Some(issuer.iss.clone()), audience, leeway, &idp, wildcards)
+                            .requiring_at_jwt(issuer.require_at_jwt);
+                    let introspection = issuer
+                        .introspection
+                        .map(|introspection| {
+                            Introspector::new(
+                                introspection,
+                                &issuer.iss,
+                                issuer.introspection_endpoint.as_deref(),
+                                issuer.keys.http_client(),
+                                KeySource::Remote(issuer.keys.clone()),
+                                &issuer.audience,
+                            )
+                        })
+                        .transpose()?;
+                    let trusted = Trusted {
+                        keys: KeySource::Remote(issuer.keys),
+                        verifier: rules,
+                        introspection,
+                        #[cfg(feature = "metrics")]
+                        label: issuer.iss.clone().into(),
+                    };
+                    Ok((issuer.iss, trusted))
+                })
+                .collect::<Result<_, ConfigError>>()?;
+            let mut index = IssuerIndex::with_capacity(issuers.len());
+            for (at, (iss, _)) in issuers.iter().enumerate() {
+                index.entry(iss.clone()).or_insert(at);
+            }
+            return Ok(Trust::Issuers(issuers, index));
         }
         #[cfg(feature = "remote-keys")]
         let remote = config.remote.take();
