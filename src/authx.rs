@@ -23,7 +23,7 @@ use crate::request::RequestHead;
 use crate::resource::{Enforced, Published, ResourceMetadata, ResourceMetadataService};
 use crate::source::{HeaderSource, Sources, TokenLocation};
 use crate::store::MemoryStore;
-use crate::token::Signer;
+use crate::token::{IssuerRules, Signer};
 
 /// What issuing needs, prepared once by `AuthX::new`.
 pub(crate) struct Issuing {
@@ -340,6 +340,25 @@ impl AuthX {
         now: NumericDate,
     ) -> Result<(), AuthError> {
         Ok(requirement.check(claims, now, self.inner.pipeline.fresh_max_age)?)
+    }
+
+    /// How each issuer's tokens are checked (or, without issuers, our own
+    /// keys'), in the order configured: the rules every entry point applies,
+    /// with the algorithms of the keys held now. Print one for a readable
+    /// report.
+    ///
+    /// ```
+    /// use tower_authx::{AuthX, AuthXConfig};
+    ///
+    /// let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32])?.audience("api"))?;
+    /// let rules = &authx.rules()[0];
+    /// assert_eq!(rules.audiences, ["api"]);
+    /// assert_eq!(rules.required_claims, ["exp", "sub", "aud"]);
+    /// assert!(rules.to_string().contains("algorithms: HS256"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rules(&self) -> Vec<IssuerRules> {
+        self.inner.pipeline.trust.rules()
     }
 
     /// The health of every issuer's keys this handle verifies with (feature

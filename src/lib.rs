@@ -125,3 +125,4 @@ pub use store::{
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{DEFAULT_VIEW_CAPACITY, RedisStore};
+pub use token::IssuerRules;

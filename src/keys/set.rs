@@ -159,6 +159,19 @@ pub(crate) struct KeyRing {
 }
 
 impl KeyRing {
+    /// The algorithms its keys serve, each once, in a stable order.
+    pub(crate) fn algorithms(&self) -> Vec<Algorithm> {
+        let mut algorithms: Vec<Algorithm> = self
+            .by_kid
+            .values()
+            .chain(&self.default)
+            .map(|key| key.algorithm())
+            .collect();
+        algorithms.sort_by_key(|alg| alg.as_str());
+        algorithms.dedup();
+        algorithms
+    }
+
     pub(crate) fn new(keys: &KeySet) -> Result<KeyRing, ConfigError> {
         let mut ring = KeyRing::default();
         for key in keys.all() {

@@ -91,6 +91,15 @@ impl KeySource {
 }
 
 impl KeySource {
+    /// The algorithms of the keys held now.
+    pub(crate) fn algorithms(&self) -> Vec<super::Algorithm> {
+        match self {
+            KeySource::Local(ring) => ring.algorithms(),
+            #[cfg(feature = "remote-keys")]
+            KeySource::Remote(remote) => remote.ring().algorithms(),
+        }
+    }
+
     /// When a token refused because its key is not known yet is worth
     /// sending again: when the refetch that decides may run (whole seconds,
     /// at least one). Our own keys never change: one second.

@@ -4,13 +4,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::claims::{Idp, NumericDate, Seal, Wildcards, is_known_claim};
+use crate::claims::{Idp, NumericDate, Seal, is_known_claim};
 use crate::config::AuthXConfig;
 use crate::error::{AuthError, ConfigError, InvalidToken};
 #[cfg(feature = "remote-keys")]
 use crate::introspection::{Answer, Introspector};
 use crate::keys::{Key, KeyRing, KeySource};
-use crate::token::{JoseHeader, Verifier};
+use crate::token::{IssuerRules, JoseHeader, Verifier};
 
 /// How a token is verified: with the keys of the issuer at an index, or by
 /// asking.
@@ -35,6 +35,9 @@ pub(crate) type Introspected = (usize, Arc<Answer>);
 /// Keys and the rules a token is checked by.
 pub(crate) struct Trusted {
     pub(crate) keys: KeySource,
+    /// The rules, as `AuthX::rules` shows them.
+    pub(crate) rules: IssuerRules,
+    /// The rules, prepared for every request.
     pub(crate) verifier: Verifier,
     /// Its introspection endpoint, for the tokens its keys do not verify.
     #[cfg(feature = "remote-keys")]
@@ -145,6 +148,24 @@ impl Trust {
             let answer = introspector.introspect(&token, client).await?;
             Ok((asked.0, answer))
         }))
+    }
+
+    /// Each issuer's rules (or our own keys'), with the algorithms of the
+    /// keys held now.
+    pub(crate) fn rules(&self) -> Vec<IssuerRules> {
+        let with_algorithms = |trusted: &Trusted| {
+            let mut rules = trusted.rules.clone();
+            rules.algorithms = trusted.keys.algorithms();
+            rules
+        };
+        match self {
+            Trust::One(trusted) => vec![with_algorithms(trusted)],
+            #[cfg(feature = "remote-keys")]
+            Trust::Issuers(issuers, _) => issuers
+                .iter()
+                .map(|(_, trusted)| with_algorithms(trusted))
+                .collect(),
+        }
     }
 
     /// Each remote key source's health, named by its issuer (or JWKS URL).
@@ -407,22 +428,17 @@ impl Trust {
     /// claims marked with `seal`. Takes the issuers and remote keys out of
     /// `config`.
     pub(crate) fn from_config(config: &mut AuthXConfig, seal: Seal) -> Result<Trust, ConfigError> {
-        let verifier = |issuer: Option<String>,
-                        audience: Vec<String>,
-                        leeway,
-                        idp: &Option<Idp>,
-                        wildcards: Wildcards| {
-            Verifier::new(
-                seal,
-                leeway,
-                issuer,
-                audience,
-                config.max_token_len,
-                config.max_token_lifetime,
-                config.verified_cache.filter(|c| *c > 0),
-            )
-            .reading_permissions(idp.as_ref().map_or(&[][..], Idp::paths))
-            .scope_wildcards(wildcards)
+        // One issuer's rules: its own where it has them, else the configuration's.
+        let rules = |issuer: Option<String>, audiences: Vec<String>, leeway, idp: Option<Idp>| {
+            let mut rules = IssuerRules::new(issuer, audiences);
+            rules.leeway = leeway;
+            rules.max_lifetime = config.max_token_lifetime;
+            rules.max_token_len = config.max_token_len;
+            rules.permissions = idp;
+            rules.verified_cache = config.verified_cache.filter(|c| *c > 0);
+            rules.dpop = config.dpop.is_some();
+            rules.dpop_required = config.dpop.as_ref().is_some_and(|d| d.is_required());
+            rules
         };
         check_paths(config.permissions.as_ref())?;
         #[cfg(feature = "remote-keys")]
@@ -436,16 +452,12 @@ impl Trust {
                     // An issuer's own Idp, else the configuration's.
                     let idp = issuer.permissions.or_else(|| config.permissions.clone());
                     let audience = issuer.audience.clone();
+                    let mut rules = rules(Some(issuer.iss.clone()), audience, leeway, idp);
                     // Another issuer's scopes are opaque strings unless
                     // its operator says they are namespaced AuthX's way.
-                    let wildcards = if issuer.scope_wildcards {
-                        Wildcards::Every
-                    } else {
-                        Wildcards::None
-                    };
-                    let rules =
-                        verifier(Some(issuer.iss.clone()), audience, leeway, &idp, wildcards)
-                            .requiring_at_jwt(issuer.require_at_jwt);
+                    rules.scope_wildcards = issuer.scope_wildcards;
+                    rules.at_jwt_only = issuer.require_at_jwt;
+                    rules.introspected = issuer.introspection.is_some();
                     let introspection = issuer
                         .introspection
                         .map(|introspection| {
@@ -461,7 +473,8 @@ impl Trust {
                         .transpose()?;
                     let trusted = Trusted {
                         keys: KeySource::Remote(issuer.keys),
-                        verifier: rules,
+                        verifier: Verifier::new(seal, &rules, false),
+                        rules,
                         introspection,
                         #[cfg(feature = "metrics")]
                         label: issuer.iss.clone().into(),
@@ -481,28 +494,30 @@ impl Trust {
         let remote: Option<std::convert::Infallible> = None;
         // Our own keys sign AuthX's `scopes` with its wildcards; a JWKS's
         // issuer is another party, whose scopes are matched exactly.
-        let (keys, wildcards) = match remote {
+        let (keys, own_keys) = match remote {
             #[cfg(feature = "remote-keys")]
-            Some(remote) => (KeySource::Remote(remote), Wildcards::None),
+            Some(remote) => (KeySource::Remote(remote), false),
             #[cfg(not(feature = "remote-keys"))]
             Some(never) => match never {},
             None => (
                 KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
-                Wildcards::AuthxScopes,
+                true,
             ),
         };
+        let mut rules = rules(
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.leeway,
+            config.permissions.clone(),
+        );
+        rules.scope_wildcards = own_keys;
+        rules.at_jwt_only = config.require_at_jwt;
         Ok(Trust::One(Trusted {
             keys,
             #[cfg(feature = "remote-keys")]
             introspection: None,
-            verifier: verifier(
-                config.issuer.clone(),
-                config.audience.clone(),
-                config.leeway,
-                &config.permissions,
-                wildcards,
-            )
-            .requiring_at_jwt(config.require_at_jwt),
+            verifier: Verifier::new(seal, &rules, own_keys),
+            rules,
             #[cfg(feature = "metrics")]
             label: metrics::SharedString::const_str(""),
         }))

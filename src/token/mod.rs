@@ -11,14 +11,16 @@ use serde::de::DeserializeOwned;
 
 mod cache;
 pub(crate) mod header;
+mod rules;
 mod sign;
 
 use crate::base64url;
-use crate::claims::{ClaimPath, Claims, ClaimsSeed, NumericDate, Seal, Wildcards};
+use crate::claims::{ClaimPath, Claims, ClaimsSeed, NumericDate, Seal};
 use crate::error::InvalidToken;
 use crate::keys::Key;
 use cache::VerifiedCache;
 pub(crate) use header::JoseHeader;
+pub use rules::IssuerRules;
 pub(crate) use sign::Signer;
 
 fn malformed(why: &'static str) -> InvalidToken {
@@ -142,51 +144,30 @@ pub(crate) struct Verifier {
 }
 
 impl Verifier {
-    pub(crate) fn new(
-        seal: Seal,
-        leeway: std::time::Duration,
-        issuer: Option<String>,
-        audience: Vec<String>,
-        max_len: usize,
-        max_lifetime: Option<std::time::Duration>,
-        cache_capacity: Option<usize>,
-    ) -> Self {
+    /// The verifier of `rules`, marking what it vouches for with `seal`.
+    /// `own_keys`: the keys are ours (AuthX's wildcards are then read in
+    /// its `scopes` claim alone).
+    pub(crate) fn new(seal: Seal, rules: &IssuerRules, own_keys: bool) -> Self {
         Verifier {
-            seal,
-            leeway: leeway.as_secs_f64(),
-            issuer,
-            audience,
-            max_len,
-            max_lifetime: max_lifetime.map(|d| d.as_secs_f64()),
-            cache: cache_capacity.map(VerifiedCache::new),
-            permissions: Box::new([]),
-            require_at_jwt: false,
+            seal: seal.reading(rules.wildcards(own_keys)),
+            leeway: rules.leeway.as_secs_f64(),
+            issuer: rules.issuer.clone(),
+            audience: rules.audiences.clone(),
+            max_len: rules.max_token_len,
+            max_lifetime: rules.max_lifetime.map(|d| d.as_secs_f64()),
+            cache: rules.verified_cache.map(VerifiedCache::new),
+            permissions: rules.permissions.as_ref().map_or_else(
+                || Box::new([]) as Box<[ClaimPath]>,
+                |idp| idp.paths().into(),
+            ),
+            require_at_jwt: rules.at_jwt_only,
         }
-    }
-
-    /// Takes only tokens typed `at+jwt` in their header (RFC 9068 2.1), for
-    /// an issuer that types its access tokens: an ID token never is.
-    pub(crate) fn requiring_at_jwt(mut self, require: bool) -> Self {
-        self.require_at_jwt = require;
-        self
-    }
-
-    /// Reads granted `ns:*` scopes as wildcards where `wildcards` says.
-    pub(crate) fn scope_wildcards(mut self, wildcards: Wildcards) -> Self {
-        self.seal = self.seal.reading(wildcards);
-        self
     }
 
     /// The longest token it takes.
     #[cfg(feature = "remote-keys")]
     pub(crate) fn max_len(&self) -> usize {
         self.max_len
-    }
-
-    /// Reads each token's permission set from `paths` (its issuer's `Idp`).
-    pub(crate) fn reading_permissions(mut self, paths: &[ClaimPath]) -> Self {
-        self.permissions = paths.into();
-        self
     }
 
     /// Checks shape, header, signature, claim types and time; nothing about

@@ -929,3 +929,64 @@ async fn a_token_without_kid_takes_the_one_key_that_serves_its_alg() {
         assert_eq!(server.hits.load(Ordering::SeqCst), 1, "fetched once, first");
     }
 }
+
+/// Each issuer's rules, as `AuthX::rules` shows and prints them: one value
+/// per issuer, every setting that changes a check in it.
+#[test]
+fn each_issuers_rules_are_one_value_that_prints() {
+    let a = tower_authx::Issuer::new(
+        "https://a.example",
+        RemoteJwks::new("http://127.0.0.1:9/a.json").unwrap(),
+    )
+    .audience("api")
+    .leeway(std::time::Duration::from_secs(30))
+    .require_at_jwt();
+    let b = tower_authx::Issuer::new(
+        "https://b.example",
+        RemoteJwks::new("http://127.0.0.1:9/b.json").unwrap(),
+    )
+    .scope_wildcards();
+    let authx = AuthX::new(
+        AuthXConfig::from_issuers([a, b])
+            .max_token_lifetime(std::time::Duration::from_secs(30 * 24 * 3600))
+            .verified_token_cache(100),
+    )
+    .unwrap();
+    let rules = authx.rules();
+    assert_eq!(rules.len(), 2);
+    let (a, b) = (&rules[0], &rules[1]);
+    assert_eq!(a.issuer.as_deref(), Some("https://a.example"));
+    assert_eq!(a.audiences, ["api"]);
+    assert_eq!(a.required_claims, ["exp", "sub", "iss", "aud"]);
+    assert_eq!(a.leeway, std::time::Duration::from_secs(30));
+    assert!(a.at_jwt_only && !a.scope_wildcards);
+    assert_eq!(
+        a.max_lifetime,
+        Some(std::time::Duration::from_secs(30 * 24 * 3600))
+    );
+    assert_eq!(a.verified_cache, Some(100));
+    assert!(a.algorithms.is_empty(), "no keys fetched yet");
+    assert_eq!(b.required_claims, ["exp", "sub", "iss"]);
+    assert!(b.scope_wildcards && !b.at_jwt_only && b.audiences.is_empty());
+    let printed = a.to_string();
+    for said in [
+        "issuer https://a.example",
+        "audiences: api",
+        "required claims: exp, sub, iss, aud",
+        "typ at+jwt only",
+        "leeway: 30 s; max lifetime: 2592000 s",
+        "verified-token cache: 100 tokens",
+    ] {
+        assert!(printed.contains(said), "{said:?} in\n{printed}");
+    }
+    assert!(
+        b.to_string()
+            .contains("audiences: none (a token naming one is refused)")
+    );
+    // Our own keys: no issuer, AuthX's wildcards, the key's algorithm.
+    let own = AuthX::new(AuthXConfig::from_secret(support::SECRET).unwrap()).unwrap();
+    let own = &own.rules()[0];
+    assert_eq!(own.issuer, None);
+    assert_eq!(own.algorithms, [Algorithm::HS256]);
+    assert!(own.scope_wildcards);
+}
