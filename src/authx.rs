@@ -1,7 +1,7 @@
 //! [`AuthX`]: the handle that issues and verifies tokens, cheap to clone, shared
 //! by every layer built from it. It holds the prepared configuration; what it
 //! does lives beside it: issuing in `issue.rs`, logout and rotation in
-//! `session.rs`, the order of a request in `pipeline/`, refusals in `reject/`.
+//! `session/`, the order of a request in `pipeline/`, refusals in `reject/`.
 
 use std::fmt;
 use std::sync::Arc;

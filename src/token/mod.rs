@@ -1,6 +1,6 @@
 //! The wire format of a compact JWS token, verified with the key it is handed:
-//! its header read by our rules, its signature checked (the only use of
-//! `jsonwebtoken`, for the arithmetic alone), its claims read strictly and
+//! its header read by our rules, its signature checked by the key (its crypto
+//! backend, aws-lc-rs or ring, does the arithmetic), its claims read strictly and
 //! checked for time, issuer and audience. Where keys come from is not this
 //! module's business: it asks the caller for the key a `kid` names.
 
