@@ -41,6 +41,39 @@
 //! # }
 //! ```
 //!
+//! # Features
+//!
+//! | feature | what it adds | what it builds |
+//! | --- | --- | --- |
+//! | `aws-lc-rs` (default) | public-key algorithms (RS*, PS*, ES*, EdDSA) at OpenSSL's speed; HMAC needs no backend | aws-lc (a C library: about 24 s of CPU, once) |
+//! | `ring` | the same on ring, when aws-lc cannot build | ring (about 5 s); RSA and P-384 verify slower |
+//! | `axum` | `Claims`, `Option<Claims>` and `User` extractors; `AuthError` as a response | axum-core |
+//! | `tonic` | gRPC refusals, tonic's `NamedService` kept through the layers | tonic |
+//! | `remote-keys` | issuers' JWKS over HTTPS, OIDC discovery, several issuers, introspection | hyper's client, rustls |
+//! | `redis` | revocations, rotation and DPoP replay shared through Redis (and Redis Cluster) | redis, tokio |
+//! | `mcp` | MCP servers as OAuth protected resources: per-tool scopes from the JSON-RPC body | tokio's timer |
+//! | `metrics` | a span per guarded request and counters through the `metrics` facade | metrics |
+//!
+//! # Where things are
+//!
+//! - [`AuthX`] and [`AuthXConfig`]: the handle that issues and verifies, and
+//!   how it is configured; [`AuthX::rules`] shows what it checks, per issuer.
+//! - [`layer`]: the guards ([`RequireAuthLayer`], [`RequireFreshLayer`],
+//!   [`RequireScopesLayer`], [`OptionalAuthLayer`]) and the layers that
+//!   work beside them (loading a user, reading a JSON body's token).
+//! - [`Claims`], [`Requirement`] and [`Rule`]: what a verified token says,
+//!   and what a route requires of it.
+//! - [`Key`], [`KeySet`] and, with `remote-keys`, `RemoteJwks` and `Issuer`:
+//!   where verification keys come from.
+//! - [`MemoryStore`], `RedisStore` ([`RevocationStore`]) and [`MemoryReplay`]
+//!   ([`ReplayStore`]): logout, rotation and DPoP replay.
+//! - [`Dpop`], [`ClientCertificate`]: sender-constrained tokens (RFC 9449,
+//!   RFC 8705); [`ProtectedResource`]: RFC 9728 metadata.
+//! - [`AuthError`], [`Refusal`] and [`Reject`]: why a request is refused, and
+//!   how the answer is shaped.
+//! - `extract` (axum), `introspection` (RFC 7662), `mcp` and `metrics`: one
+//!   module each, behind their features.
+//!
 //! [AuthX]: https://pypi.org/project/authx/
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
