@@ -54,7 +54,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::layer::{JsonTokenLayer, RequestBody};
+use tower_authx::layer::{EitherBody, JsonTokenLayer};
 use tower_authx::{
     AuthError, AuthX, DpopKey, RequestHead, RequireAuthLayer, RequireFreshLayer, Requirement,
     TokenLocation, TokenType,
@@ -62,7 +62,7 @@ use tower_authx::{
 
 /// A request as the routes get it: its body read whole when it is JSON and
 /// `json` a token location, untouched otherwise.
-type In = Request<RequestBody<Incoming>>;
+type In = Request<EitherBody<Incoming>>;
 
 #[path = "shared/mod.rs"]
 mod shared;

@@ -398,20 +398,11 @@ impl AuthX {
         claims.is_fresh_at(NumericDate::now(), self.inner.pipeline.fresh_max_age)
     }
 
-    /// The default rejection: status, `{"detail": ...}` and `WWW-Authenticate`;
-    /// for a gRPC call (a `POST` with `content-type: application/grpc`,
-    /// `+proto`, `-web`, ...), HTTP 200 with `grpc-status` 16 (7 for scopes,
-    /// 14 when keys or store are unavailable) and a percent-encoded `grpc-message`.
-    pub fn default_rejection(
-        &self,
-        error: &AuthError,
-        request: RequestHead<'_>,
-    ) -> Response<Bytes> {
-        self.inner.answers.default(error, request, None)
-    }
-
-    /// The configured rejection for `error` (the default, through your hook
-    /// for its protocol if you set one), with the `AuthError` in the
+    /// The rejection for `error`, as the guards answer: the default (status,
+    /// `{"detail": ...}` and `WWW-Authenticate`; for a gRPC call, HTTP 200
+    /// with `grpc-status` 16, 7 for scopes, 14 when keys or a store are
+    /// unavailable), through your hook for its protocol if you set one, with
+    /// the `AuthError` in the
     /// response's extensions and a `tracing` event that names the reason and
     /// never the token.
     pub fn reject(&self, error: &AuthError, request: RequestHead<'_>) -> Response<Bytes> {

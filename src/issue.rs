@@ -13,17 +13,10 @@ use crate::error::IssueError;
 use crate::mtls::ClientCertificate;
 
 impl AuthX {
-    /// A fresh access token and a refresh token, as a login answers. Both start
-    /// a new login session (refresh-token family): rotation keeps it, a reused
-    /// refresh token or a logout ends it.
-    pub fn create_token_pair(&self, sub: impl Into<String>) -> Result<TokenPair, IssueError> {
-        self.token_pair(sub).issue()
-    }
-
-    /// Starts a login's token pair with options: your own claims and scopes
-    /// go into both tokens, freshness into the access token, and both belong
-    /// to one new session, so logout and refresh-token reuse detection cover
-    /// them as they cover [`create_token_pair`](Self::create_token_pair)'s.
+    /// A login's token pair: a fresh access token and a refresh token that
+    /// start one new login session (refresh-token family: rotation keeps it,
+    /// a reused refresh token or a logout ends it), with options (your own
+    /// claims and scopes go into both tokens) before `issue()`.
     ///
     /// ```
     /// # use tower_authx::{AuthX, AuthXConfig};
@@ -73,7 +66,7 @@ fn audience_claim(audience: &[String]) -> Option<Audience> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TokenPair {
     /// An access token: fresh from a login ([`AuthX::token_pair`](crate::AuthX::token_pair),
-    /// `create_token_pair`), not fresh from a rotation ([`AuthX::rotate`](crate::AuthX::rotate)).
+    /// `token_pair`), not fresh from a rotation ([`AuthX::rotate`](crate::AuthX::rotate)).
     pub access_token: String,
     /// A refresh token.
     pub refresh_token: String,

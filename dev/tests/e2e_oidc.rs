@@ -242,7 +242,7 @@ where
     >,
     L::Service: tower::Service<
             Request<Full<Bytes>>,
-            Response = Response<tower_authx::layer::ResponseBody<Full<Bytes>>>,
+            Response = Response<tower_authx::layer::EitherBody<Full<Bytes>>>,
         >,
     <L::Service as tower::Service<Request<Full<Bytes>>>>::Error: std::fmt::Debug,
 {

@@ -287,7 +287,7 @@ async fn a_logout_on_another_instance_is_refused_by_the_tonic_example() {
             .revocation_store(tower_authx::RedisStore::connect(&url).await.unwrap()),
     )
     .unwrap();
-    let pair = elsewhere.create_token_pair("user1").unwrap();
+    let pair = elsewhere.token_pair("user1").issue().unwrap();
     let channel = channel(&tonic.addr).await;
     // Seen (and cached) before the logout.
     assert!(check(&channel, Some(&pair.access_token)).await.is_ok());

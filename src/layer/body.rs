@@ -18,13 +18,6 @@ pin_project! {
     }
 }
 
-/// A guarded service's response body: the inner service's, or a rejection's.
-pub type ResponseBody<B> = EitherBody<B>;
-
-/// The request body behind [`JsonTokenLayer`](super::JsonTokenLayer): the
-/// JSON body it read, whole and unchanged, or any other body untouched.
-pub type RequestBody<B> = EitherBody<B>;
-
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {

@@ -13,7 +13,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::ResponseBody;
+use super::EitherBody;
 
 pin_project! {
     /// Response future of a layer that checks a request before calling its
@@ -73,18 +73,18 @@ where
     S: Service<R, Response = Response<ResBody>>,
     C: Future<Output = Result<R, Response<Bytes>>>,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    type Output = Result<Response<EitherBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project().state.project() {
                 StateProj::Calling { future } => {
                     let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                    return Poll::Ready(Ok(response.map(EitherBody::inner)));
                 }
                 StateProj::Refused { response } => {
                     let response = response.take().unwrap_or_default();
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                    return Poll::Ready(Ok(response.map(EitherBody::rejection)));
                 }
                 StateProj::Checking { check, service } => {
                     let checked = ready!(check.poll(cx));

@@ -14,7 +14,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::body::ResponseBody;
+use super::body::EitherBody;
 use crate::authx::AuthX;
 use crate::observe::{Observation, Outcome};
 use crate::pipeline::{ClaimsExtra, Pending};
@@ -110,14 +110,14 @@ where
     S: Service<Request<B>, Response = Response<ResBody>>,
     E: ClaimsExtra,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    type Output = Result<Response<EitherBody<ResBody>>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project().state.project() {
                 StateProj::Inner { future } => {
                     let res = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                    return Poll::Ready(Ok(res.map(EitherBody::inner)));
                 }
                 StateProj::Preflight { future, refusal } => {
                     let res = ready!(future.poll(cx))?;
@@ -125,7 +125,7 @@ where
                         .headers()
                         .contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
                     {
-                        return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                        return Poll::Ready(Ok(res.map(EitherBody::inner)));
                     }
                     tracing::warn!(
                         status = %res.status(),
@@ -136,13 +136,13 @@ where
                     let refusal = refusal
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(refusal.map(ResponseBody::rejection)));
+                    return Poll::Ready(Ok(refusal.map(EitherBody::rejection)));
                 }
                 StateProj::Rejected { response } => {
                     let response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                    return Poll::Ready(Ok(response.map(EitherBody::rejection)));
                 }
                 StateProj::Waiting { waiting } => {
                     let Waiting {

@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{CheckedFuture, RequestBody, ResponseBody};
+use super::{CheckedFuture, EitherBody};
 use crate::authx::AuthX;
 use crate::error::AuthError;
 use crate::request::RequestHead;
@@ -44,7 +44,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// ```
 /// use tower::ServiceBuilder;
-/// use tower_authx::layer::{JsonTokenLayer, RequestBody};
+/// use tower_authx::layer::{JsonTokenLayer, EitherBody};
 /// use tower_authx::{AuthX, AuthXConfig, RequireAuthLayer, TokenLocation};
 ///
 /// let authx = AuthX::new(
@@ -54,7 +54,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// let service = ServiceBuilder::new()
 ///     .layer(JsonTokenLayer::new(authx.clone()))
 ///     .layer(RequireAuthLayer::new(authx))
-///     .service_fn(|_req: http::Request<RequestBody<String>>| async {
+///     .service_fn(|_req: http::Request<EitherBody<String>>| async {
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
 ///     });
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -150,13 +150,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 impl<S, B, ResBody> Service<Request<B>> for JsonToken<S>
 where
-    S: Service<Request<RequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<EitherBody<B>>, Response = Response<ResBody>> + Clone,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<EitherBody<ResBody>>;
     type Error = S::Error;
-    type Future = CheckedFuture<S, Request<RequestBody<B>>, ReadJson<B>>;
+    type Future = CheckedFuture<S, Request<EitherBody<B>>, ReadJson<B>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -168,7 +168,7 @@ where
             || !is_json(request.headers())
             || !reads_path(self.paths.as_deref(), request.uri().path())
         {
-            return CheckedFuture::calling(self.inner.call(request.map(RequestBody::inner)));
+            return CheckedFuture::calling(self.inner.call(request.map(EitherBody::inner)));
         }
         // Said to be too large: refused before a byte is read.
         let declared = request
@@ -214,7 +214,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    type Output = Result<Request<RequestBody<B>>, Response<Bytes>>;
+    type Output = Result<Request<EitherBody<B>>, Response<Bytes>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -236,7 +236,7 @@ where
         };
         let tokens = this.authx.pipeline().sources.json_keys.read(&bytes);
         parts.extensions.insert(tokens);
-        Poll::Ready(Ok(Request::from_parts(parts, RequestBody::whole(bytes))))
+        Poll::Ready(Ok(Request::from_parts(parts, EitherBody::whole(bytes))))
     }
 }
 

@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{CheckedFuture, ResponseBody};
+use super::{CheckedFuture, EitherBody};
 use crate::authx::AuthX;
 use crate::claims::{Claims, NoExtra};
 use crate::error::AuthError;
@@ -181,7 +181,7 @@ where
     U: Clone + Send + Sync + 'static,
     E: Send + Sync + 'static,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<EitherBody<ResBody>>;
     type Error = S::Error;
     type Future = CheckedFuture<S, Request<B>, LoadingUser<Fut, B, U>>;
 

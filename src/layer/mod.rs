@@ -16,7 +16,7 @@ mod require_auth;
 mod require_fresh;
 mod require_scopes;
 
-pub use body::{EitherBody, RequestBody, ResponseBody};
+pub use body::EitherBody;
 pub use checked::CheckedFuture;
 pub use future::ResponseFuture;
 pub use json_token::{DEFAULT_MAX_JSON_BODY, JsonToken, JsonTokenLayer, ReadJson};
@@ -206,10 +206,10 @@ macro_rules! guard_service {
         where
             $crate::layer::RequireAuth<S, E>: tower_service::Service<
                 http::Request<ReqBody>,
-                Response = http::Response<$crate::layer::ResponseBody<ResBody>>,
+                Response = http::Response<$crate::layer::EitherBody<ResBody>>,
             >,
         {
-            type Response = http::Response<$crate::layer::ResponseBody<ResBody>>;
+            type Response = http::Response<$crate::layer::EitherBody<ResBody>>;
             type Error = <$crate::layer::RequireAuth<S, E> as tower_service::Service<
                 http::Request<ReqBody>,
             >>::Error;

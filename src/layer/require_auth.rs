@@ -8,7 +8,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{ClaimsExtra, ResponseBody, ResponseFuture, call_guarded};
+use super::{ClaimsExtra, EitherBody, ResponseFuture, call_guarded};
 use crate::authx::AuthX;
 use crate::claims::NoExtra;
 use crate::error::ConfigError;
@@ -49,13 +49,10 @@ impl RequireAuthLayer<NoExtra> {
 
     /// Requires whatever `requirement` says (every requirement needs a
     /// credential; optional authentication is
-    /// [`OptionalAuthLayer`](super::OptionalAuthLayer)).
-    /// A requirement with a slip in its rule (see [`Requirement::flaw`])
-    /// refuses every request; [`AuthX::guard`] refuses to build it.
-    pub fn with_requirement(authx: AuthX, requirement: Requirement) -> Self {
-        if let Some(flaw) = requirement.flaw() {
-            tracing::error!(%flaw, "tower-authx: this guard refuses every request");
-        }
+    /// [`OptionalAuthLayer`](super::OptionalAuthLayer)). Public callers go
+    /// through [`AuthX::guard`], which refuses a requirement no token could
+    /// meet; one that slipped through here would still refuse every request.
+    pub(crate) fn with_requirement(authx: AuthX, requirement: Requirement) -> Self {
         Self::admitting(authx, Admission::Required(requirement))
     }
 
@@ -202,7 +199,7 @@ where
     ReqBody: http_body::Body,
     E: ClaimsExtra,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<EitherBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody, E>;
 

@@ -35,20 +35,41 @@ super::guard_service! {
 
 impl RequireScopesLayer<NoExtra> {
     /// Requires an access token with every scope in `scopes`.
+    ///
+    /// # Panics
+    ///
+    /// When no token could ever meet it: `scopes` is empty, or names a
+    /// wildcard (`admin:*` is granted, never required). A guard that refused
+    /// everyone would hide the slip until the first request;
+    /// [`AuthX::guard`] returns it as an error instead.
     pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(authx: AuthX, scopes: I) -> Self {
-        RequireScopesLayer(RequireAuthLayer::with_requirement(
+        RequireScopesLayer(checked(
             authx,
             Requirement::access().all_scopes(scopes),
+            "all",
         ))
     }
 
     /// Requires an access token with at least one scope in `scopes`.
+    ///
+    /// # Panics
+    ///
+    /// As [`all`](Self::all) does.
     pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(authx: AuthX, scopes: I) -> Self {
-        RequireScopesLayer(RequireAuthLayer::with_requirement(
+        RequireScopesLayer(checked(
             authx,
             Requirement::access().any_scope(scopes),
+            "any",
         ))
     }
+}
+
+/// The guard for `requirement`, which must be one a token could meet.
+fn checked(authx: AuthX, requirement: Requirement, which: &str) -> RequireAuthLayer {
+    if let Some(flaw) = requirement.flaw() {
+        panic!("RequireScopesLayer::{which}: {flaw}");
+    }
+    RequireAuthLayer::with_requirement(authx, requirement)
 }
 
 impl<E> RequireScopesLayer<E> {

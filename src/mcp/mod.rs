@@ -71,7 +71,7 @@ use tower_service::Service;
 use crate::authx::AuthX;
 use crate::claims::{Claims, NoExtra, NumericDate};
 use crate::error::AuthError;
-use crate::layer::{CheckedFuture, ResponseBody};
+use crate::layer::{CheckedFuture, EitherBody};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
 
@@ -242,7 +242,7 @@ where
     B::Error: Into<BoxError>,
     E: Send + Sync + 'static,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<EitherBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S, B, E>;
 
@@ -348,7 +348,7 @@ where
     B::Error: Into<BoxError>,
     E: Send + Sync + 'static,
 {
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    type Output = Result<Response<EitherBody<ResBody>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();

@@ -52,7 +52,7 @@ async fn logout_rotation_and_reuse_across_instances_and_slots_of_a_cluster() {
 
     // Subjects spread over the three primaries.
     let pairs: Vec<_> = (0..24)
-        .map(|i| issuer.create_token_pair(format!("subject-{i}")).unwrap())
+        .map(|i| issuer.token_pair(format!("subject-{i}")).issue().unwrap())
         .collect();
     let primaries: std::collections::HashSet<u16> = (0..24)
         .map(|i| cluster.primary_of(&format!("authx:sub:subject-{i}")))
@@ -111,7 +111,7 @@ async fn logout_rotation_and_reuse_across_instances_and_slots_of_a_cluster() {
 
     // The feed cut while Redis answers: every subscriber is disconnected; the
     // instances ask Redis directly until they subscribe again, and stay right.
-    let pair = issuer.create_token_pair("after-the-cut").unwrap();
+    let pair = issuer.token_pair("after-the-cut").issue().unwrap();
     assert_eq!(status(&b, &pair.access_token).await, StatusCode::OK);
     for port in cluster.live_ports() {
         cluster.cli(port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
@@ -141,8 +141,8 @@ async fn a_killed_primary_is_replaced_and_no_logout_comes_back() {
     let a = Server::start("fresh_token", &env).await;
     let b = Server::start("fresh_token", &env).await;
     let issuer = issuer();
-    let gone = issuer.create_token_pair("victim").unwrap();
-    let kept = issuer.create_token_pair("survivor").unwrap();
+    let gone = issuer.token_pair("victim").issue().unwrap();
+    let kept = issuer.token_pair("survivor").issue().unwrap();
     assert_eq!(status(&b, &gone.access_token).await, StatusCode::OK);
     let res = a.post("/logout").bearer(&gone.access_token).send().await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
@@ -193,7 +193,7 @@ async fn a_killed_primary_is_replaced_and_no_logout_comes_back() {
         "the old primary is a replica again after {:?}",
         back.elapsed()
     );
-    let later = issuer.create_token_pair("victim").unwrap();
+    let later = issuer.token_pair("victim").issue().unwrap();
     assert_eq!(status(&b, &later.access_token).await, StatusCode::OK);
     // A replica that has just caught up may still miss a write's `WAIT` on
     // a loaded machine: that logout is 503 with `Retry-After` (the primary
@@ -255,10 +255,10 @@ async fn a_logout_waits_for_the_replica_of_its_own_primary() {
         gone
     });
     assert!(replica_gone, "the primary still counts its killed replica");
-    let kept = issuer.create_token_pair(&elsewhere).unwrap();
+    let kept = issuer.token_pair(&elsewhere).issue().unwrap();
     let res = a.post("/logout").bearer(&kept.access_token).send().await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    let unsafe_logout = issuer.create_token_pair("alone").unwrap();
+    let unsafe_logout = issuer.token_pair("alone").issue().unwrap();
     let res = a
         .post("/logout")
         .bearer(&unsafe_logout.access_token)
@@ -299,7 +299,7 @@ async fn the_local_view_steps_aside_while_redis_is_gone() {
             .verify_offline(token, &tower_authx::Requirement::access())
             .unwrap()
     };
-    let pair = authx.create_token_pair("viewed").unwrap();
+    let pair = authx.token_pair("viewed").issue().unwrap();
     let mine = claims(&authx, &pair.access_token);
     assert!(authx.check_revocation(&mine).await.is_ok());
     let start = Instant::now();
@@ -325,7 +325,7 @@ async fn the_local_view_steps_aside_while_redis_is_gone() {
     }
     println!("another process's logout seen after {:?}", start.elapsed());
 
-    let live = authx.create_token_pair("still-live").unwrap();
+    let live = authx.token_pair("still-live").issue().unwrap();
     let live = claims(&authx, &live.access_token);
     assert!(authx.check_revocation(&live).await.is_ok());
     redis.kill();
@@ -360,7 +360,7 @@ async fn one_node_url_of_a_cluster_means_the_cluster() {
     let server = Server::start("fresh_token", &[("REDIS_URL", one.as_str())]).await;
     let issuer = issuer();
     for i in 0..12 {
-        let pair = issuer.create_token_pair(format!("one-url-{i}")).unwrap();
+        let pair = issuer.token_pair(format!("one-url-{i}")).issue().unwrap();
         assert_eq!(status(&server, &pair.access_token).await, StatusCode::OK);
         let res = server
             .post("/logout")

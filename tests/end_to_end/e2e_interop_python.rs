@@ -195,7 +195,7 @@ async fn asymmetric_tokens_cross_both_ways() {
             tower_authx::Key::signing_pem(alg, &std::fs::read(&private).unwrap()).unwrap(),
         ))
         .unwrap();
-        let pair = ours.create_token_pair("user1").unwrap();
+        let pair = ours.token_pair("user1").issue().unwrap();
         let tokens = vec![
             entry(
                 &format!("{alg} fresh access"),

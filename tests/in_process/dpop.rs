@@ -678,7 +678,7 @@ async fn a_bound_session_rotates_bound_and_only_with_its_key() {
     // Freshness rules still apply: the rotated access token is not fresh.
     let proof = key.proof("GET", URL, Some(access));
     let answer = send_to(
-        RequireAuthLayer::with_requirement(authx.clone(), Requirement::fresh()),
+        authx.guard(Requirement::fresh()).unwrap(),
         "GET",
         "/protected",
         &[("authorization", &dpop_auth(access)), ("dpop", &proof)],

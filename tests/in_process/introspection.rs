@@ -271,7 +271,7 @@ async fn status<S>(service: S, token: &str) -> (StatusCode, String, http::Header
 where
     S: tower::Service<
             Request<Full<Bytes>>,
-            Response = Response<tower_authx::layer::ResponseBody<Full<Bytes>>>,
+            Response = Response<tower_authx::layer::EitherBody<Full<Bytes>>>,
             Error = Infallible,
         >,
 {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::layer::{JsonTokenLayer, RequestBody};
+use tower_authx::layer::{EitherBody, JsonTokenLayer};
 use tower_authx::{AuthX, AuthXConfig, Claims, RequireAuthLayer, TokenLocation};
 
 const SECRET: &[u8] = b"json-body-tests-secret-of-32byte";
@@ -34,7 +34,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Debug,
 {
-    let echo = service_fn(|req: Request<RequestBody<B>>| async move {
+    let echo = service_fn(|req: Request<EitherBody<B>>| async move {
         let sub = req
             .extensions()
             .get::<Claims>()
@@ -102,7 +102,7 @@ async fn the_refresh_member_on_refresh_routes_and_the_configured_keys() {
             .json_keys("jwt", "refresh_jwt"),
     )
     .unwrap();
-    let pair = authx.create_token_pair("alice").unwrap();
+    let pair = authx.token_pair("alice").issue().unwrap();
     let body = format!(
         r#"{{"jwt":"{}","refresh_jwt":"{}"}}"#,
         pair.access_token, pair.refresh_token
@@ -244,7 +244,7 @@ async fn bodies_are_read_only_on_the_routes_named_and_within_64_kib() {
     let authx = authx(&[TokenLocation::Json]);
     let token = authx.access_token("alice").issue().unwrap();
     let body = format!("{{\"access_token\": \"{token}\"}}");
-    let echo = service_fn(|req: Request<RequestBody<Full<Bytes>>>| async move {
+    let echo = service_fn(|req: Request<EitherBody<Full<Bytes>>>| async move {
         let sub = req
             .extensions()
             .get::<Claims>()

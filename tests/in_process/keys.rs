@@ -79,7 +79,7 @@ fn guarded(
     resource: AuthX,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
-    Response = Response<tower_authx::layer::ResponseBody<Full<Bytes>>>,
+    Response = Response<tower_authx::layer::EitherBody<Full<Bytes>>>,
     Error = Infallible,
     Future = impl Send,
 > + Clone {

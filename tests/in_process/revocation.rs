@@ -439,7 +439,7 @@ async fn the_memory_store_is_bounded_and_forgets_expired_entries() {
 async fn a_rotation_flood_keeps_one_entry_per_session() {
     let store = Arc::new(MemoryStore::default());
     let authx = authx_with(SharedMemory(store.clone()));
-    let mut refresh = authx.create_token_pair("flooder").unwrap().refresh_token;
+    let mut refresh = authx.token_pair("flooder").issue().unwrap().refresh_token;
     let first = refresh.clone();
     for _ in 0..2_000 {
         let claims: Claims = authx
@@ -471,15 +471,15 @@ async fn a_rotation_flood_keeps_one_entry_per_session() {
 async fn a_login_logout_flood_by_one_user_stays_bounded_and_costs_no_one_else() {
     let store = Arc::new(MemoryStore::default().per_subject(100));
     let authx = authx_with(SharedMemory(store.clone()));
-    let victim = authx.create_token_pair("victim").unwrap();
-    let victim_logged_out = authx.create_token_pair("victim").unwrap();
+    let victim = authx.token_pair("victim").issue().unwrap();
+    let victim_logged_out = authx.token_pair("victim").issue().unwrap();
     let claims: Claims = authx
         .verify_offline(&victim_logged_out.access_token, &Requirement::access())
         .unwrap();
     authx.revoke(&claims).await.unwrap();
-    let first = authx.create_token_pair("flooder").unwrap();
+    let first = authx.token_pair("flooder").issue().unwrap();
     for _ in 0..5_000 {
-        let pair = authx.create_token_pair("flooder").unwrap();
+        let pair = authx.token_pair("flooder").issue().unwrap();
         let claims: Claims = authx
             .verify_offline(&pair.access_token, &Requirement::access())
             .unwrap();
@@ -543,7 +543,7 @@ fn authx_with(store: impl RevocationStore) -> AuthX {
 #[tokio::test]
 async fn revoke_and_rotate_through_the_handle() {
     let authx = authx_with(MemoryStore::default());
-    let pair = authx.create_token_pair("user1").unwrap();
+    let pair = authx.token_pair("user1").issue().unwrap();
     let access: Claims = authx
         .verify_offline(&pair.access_token, &Requirement::access())
         .unwrap();
@@ -586,7 +586,7 @@ async fn revoke_and_rotate_through_the_handle() {
     ));
 
     // Logout of another session leaves this one alone... and ends its own.
-    let other = authx.create_token_pair("user2").unwrap();
+    let other = authx.token_pair("user2").issue().unwrap();
     let other_access: Claims = authx
         .verify_offline(&other.access_token, &Requirement::access())
         .unwrap();
@@ -832,7 +832,7 @@ async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_log
 async fn a_key_that_cannot_sign_makes_rotation_a_server_error_and_spends_nothing() {
     let store = Arc::new(MemoryStore::default());
     let issuer = authx_with(SharedMemory(store.clone()));
-    let pair = issuer.create_token_pair("user1").unwrap();
+    let pair = issuer.token_pair("user1").issue().unwrap();
     // The same secret and store, but a key set that only verifies.
     let verifier = AuthX::new(
         AuthXConfig::new(tower_authx::KeySet::verify_only([tower_authx::Key::hs256(
@@ -864,7 +864,7 @@ async fn a_key_that_cannot_sign_makes_rotation_a_server_error_and_spends_nothing
 async fn rotate_and_revoke_take_only_claims_this_handle_verified() {
     use base64::Engine as _;
     let authx = authx_with(MemoryStore::default());
-    let pair = authx.create_token_pair("victim").unwrap();
+    let pair = authx.token_pair("victim").issue().unwrap();
     // What an attacker posts: the payload of a refresh token, any subject.
     let payload = pair.refresh_token.split('.').nth(1).unwrap();
     let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD

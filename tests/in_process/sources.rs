@@ -433,10 +433,9 @@ async fn grpc_requests_are_refused_the_grpc_way() {
 
     let scoped = authx.access_token("u").scopes(["read"]).issue().unwrap();
     let out = send(
-        RequireAuthLayer::with_requirement(
-            authx.clone(),
-            Requirement::access().all_scopes(["write"]),
-        ),
+        authx
+            .guard(Requirement::access().all_scopes(["write"]))
+            .unwrap(),
         grpc(Some(&scoped)),
     )
     .await;
