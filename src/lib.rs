@@ -59,8 +59,9 @@
 //! - [`AuthX`] and [`AuthXConfig`]: the handle that issues and verifies, and
 //!   how it is configured; [`AuthX::rules`] shows what it checks, per issuer.
 //! - [`layer`]: the guards ([`RequireAuthLayer`], [`RequireFreshLayer`],
-//!   [`RequireScopesLayer`], [`OptionalAuthLayer`]) and the layers that
-//!   work beside them (loading a user, reading a JSON body's token).
+//!   [`RequireScopesLayer`], [`OptionalAuthLayer`]) and every layer that
+//!   works beside them (loading a user, a JSON body's token, implicit
+//!   refresh, MCP tool scopes).
 //! - [`Claims`], [`Requirement`] and [`Rule`]: what a verified token says,
 //!   and what a route requires of it.
 //! - [`Key`], [`KeySet`] and, with `remote-keys`, `RemoteJwks` and `Issuer`:
@@ -71,8 +72,8 @@
 //!   RFC 8705); [`ProtectedResource`]: RFC 9728 metadata.
 //! - [`AuthError`], [`Refusal`] and [`Reject`]: why a request is refused, and
 //!   how the answer is shaped.
-//! - `extract` (axum), `introspection` (RFC 7662), `mcp` and `metrics`: one
-//!   module each, behind their features.
+//! - `extract` (axum), `introspection` (RFC 7662) and `metrics`: one module
+//!   each, behind their features; MCP's `ToolScopesLayer` is in [`layer`].
 //!
 //! [AuthX]: https://pypi.org/project/authx/
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -99,9 +100,6 @@ mod issuer;
 mod json;
 mod keys;
 pub mod layer;
-#[cfg(feature = "mcp")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
-pub mod mcp;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -148,7 +146,6 @@ pub use policy::{ClaimsView, Requirement, Rule, Scopes};
 pub use reject::{Refusal, Reject};
 pub use request::RequestHead;
 pub use resource::{ProtectedResource, ResourceMetadata, ResourceMetadataService};
-pub use session::{ImplicitRefresh, ImplicitRefreshFuture, ImplicitRefreshLayer};
 pub use source::TokenLocation;
 pub use store::{
     DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT,

@@ -47,10 +47,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tower_authx::layer::JsonTokenLayer;
+use tower_authx::layer::{ImplicitRefreshLayer, JsonTokenLayer};
 use tower_authx::{
-    AuthError, AuthX, Claims, CookieConfig, ImplicitRefreshLayer, NumericDate, RequestHead,
-    RequireAuthLayer, RequireFreshLayer, Requirement, TokenLocation, TokenType,
+    AuthError, AuthX, Claims, CookieConfig, NumericDate, RequestHead, RequireAuthLayer,
+    RequireFreshLayer, Requirement, TokenLocation, TokenType,
 };
 
 #[path = "../../examples/shared/prometheus.rs"]

@@ -35,7 +35,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use tower::ServiceBuilder;
-use tower_authx::mcp::ToolScopesLayer;
+use tower_authx::layer::ToolScopesLayer;
 use tower_authx::{AuthX, AuthXConfig, Claims, Issuer, ProtectedResource, RequireScopesLayer};
 
 #[path = "../../examples/shared/mod.rs"]

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use libfuzzer_sys::fuzz_target;
-use tower_authx::mcp::ToolScopesLayer;
+use tower_authx::layer::ToolScopesLayer;
 use tower_authx::{AuthX, AuthXConfig, Claims, ProtectedResource};
 use tower_layer::Layer;
 use tower_service::Service;

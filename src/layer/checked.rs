@@ -1,5 +1,5 @@
 //! [`CheckedFuture`]: the response future of a layer that must finish an
-//! asynchronous check before its inner service may run (`mcp::ToolScopes`
+//! asynchronous check before its inner service may run (`ToolScopes`
 //! reading the body, `LoadUser` loading the user): the check, then the inner
 //! service's future, or the check's refusal. Nothing is boxed.
 

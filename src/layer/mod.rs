@@ -1,5 +1,10 @@
-//! The layers: [`RequireAuth`], [`RequireFresh`] and [`RequireScopes`], in tower-http's shape
-//! (`Layer` → `Service` → hand-written `ResponseFuture`, body type kept).
+//! Every layer of the crate, in tower-http's shape (`Layer` → `Service` →
+//! hand-written future, body type kept): the guards ([`RequireAuth`],
+//! [`RequireFresh`], [`RequireScopes`], [`OptionalAuth`]), and the layers that
+//! work beside them: [`LoadUser`] (a user from the verified claims),
+//! [`JsonToken`] (a token in a JSON body), [`ImplicitRefresh`] (cookie
+//! sessions renewed near expiry) and, with the `mcp` feature, `ToolScopes`
+//! (scopes per MCP tool, read from the JSON-RPC body).
 //!
 //! A guarded request takes the pipeline's one way (see `pipeline/`): token
 //! from its location → key → verify → CSRF → policy → revocation store → claims
@@ -15,7 +20,10 @@ mod optional_auth;
 mod require_auth;
 mod require_fresh;
 mod require_scopes;
+#[cfg(feature = "mcp")]
+mod tool_scopes;
 
+pub use crate::session::{ImplicitRefresh, ImplicitRefreshFuture, ImplicitRefreshLayer};
 pub use body::EitherBody;
 pub use checked::CheckedFuture;
 pub use future::ResponseFuture;
@@ -25,6 +33,12 @@ pub use optional_auth::{OptionalAuth, OptionalAuthLayer};
 pub use require_auth::{RequireAuth, RequireAuthLayer};
 pub use require_fresh::{RequireFresh, RequireFreshLayer};
 pub use require_scopes::{RequireScopes, RequireScopesLayer};
+#[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
+pub use tool_scopes::{
+    DEFAULT_MAX_MCP_BODY, DEFAULT_MCP_BODY_TIMEOUT, ReadTools, ToolScopes, ToolScopesFuture,
+    ToolScopesLayer,
+};
 
 use http::Request;
 use tower_service::Service;

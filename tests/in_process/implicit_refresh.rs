@@ -11,9 +11,9 @@ use http::{HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
+use tower_authx::layer::ImplicitRefreshLayer;
 use tower_authx::{
-    AuthX, AuthXConfig, Claims, ImplicitRefreshLayer, NumericDate, RequireAuthLayer, Requirement,
-    TokenLocation,
+    AuthX, AuthXConfig, Claims, NumericDate, RequireAuthLayer, Requirement, TokenLocation,
 };
 
 const SECRET: &[u8] = b"implicit-refresh-secret-32-bytes";

@@ -11,7 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt, service_fn};
 #[cfg(feature = "mcp")]
-use tower_authx::mcp::ToolScopesLayer;
+use tower_authx::layer::ToolScopesLayer;
 use tower_authx::{
     AuthX, AuthXConfig, Dpop, ProtectedResource, RequireAuthLayer, RequireScopesLayer,
     ResourceMetadata, TokenLocation,

@@ -68,10 +68,10 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::{CheckedFuture, EitherBody};
 use crate::authx::AuthX;
 use crate::claims::{Claims, NoExtra, NumericDate};
 use crate::error::AuthError;
-use crate::layer::{CheckedFuture, EitherBody};
 use crate::policy::Requirement;
 use crate::request::RequestHead;
 
@@ -84,10 +84,10 @@ use sessions::{MCP_SESSION_ID, Owner, Sessions};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The largest body read by default.
-pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+pub const DEFAULT_MAX_MCP_BODY: usize = 1024 * 1024;
 
 /// How long a body may take to arrive by default.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MCP_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Applies [`ToolScopes`]: each named tool requires all of its scopes.
 #[must_use]
@@ -116,8 +116,8 @@ impl ToolScopesLayer<NoExtra> {
                 authx,
                 tools: HashMap::new(),
                 unlisted_open: false,
-                max_body: DEFAULT_MAX_BODY,
-                body_timeout: DEFAULT_BODY_TIMEOUT,
+                max_body: DEFAULT_MAX_MCP_BODY,
+                body_timeout: DEFAULT_MCP_BODY_TIMEOUT,
                 sessions: Arc::default(),
             }),
             _claims: PhantomData,
@@ -147,14 +147,14 @@ impl<E> ToolScopesLayer<E> {
         self
     }
 
-    /// The largest request body read ([`DEFAULT_MAX_BODY`] by default).
+    /// The largest request body read ([`DEFAULT_MAX_MCP_BODY`] by default).
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.check_mut().max_body = bytes;
         self
     }
 
     /// How long a request body may take to arrive whole
-    /// ([`DEFAULT_BODY_TIMEOUT`] by default); slower is `408`, so that a
+    /// ([`DEFAULT_MCP_BODY_TIMEOUT`] by default); slower is `408`, so that a
     /// client sending a byte now and then cannot hold the request (and what
     /// it buffered) open.
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
@@ -244,7 +244,7 @@ where
 {
     type Response = Response<EitherBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B, E>;
+    type Future = ToolScopesFuture<S, B, E>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -266,7 +266,7 @@ where
             }
             (Some(_), Some(_)) => {
                 let why = "Session not found";
-                return ResponseFuture::refused(plain(StatusCode::NOT_FOUND, why));
+                return ToolScopesFuture::refused(plain(StatusCode::NOT_FOUND, why));
             }
             (None, Some(owner)) => After::Bind(owner),
             (Some(_), None) => {
@@ -276,7 +276,7 @@ where
                 );
                 let head = RequestHead::of(&request);
                 let refusal = self.check.authx.reject(&AuthError::MissingToken, head);
-                return ResponseFuture::refused(refusal);
+                return ToolScopesFuture::refused(refusal);
             }
             (None, None) => After::Nothing,
         };
@@ -291,7 +291,7 @@ where
             check: self.check.clone(),
             _claims: PhantomData,
         };
-        ResponseFuture {
+        ToolScopesFuture {
             inner: CheckedFuture::checking(read, service),
             after,
             sessions: self.check.sessions.clone(),
@@ -313,7 +313,7 @@ pin_project! {
     /// Response future of [`ToolScopes`]: reading the body, then the inner
     /// service's future or a refusal; a session the answer opens or ends is
     /// noted.
-    pub struct ResponseFuture<S, B, E>
+    pub struct ToolScopesFuture<S, B, E>
     where
         S: Service<Request<Full<Bytes>>>,
         B: Body,
@@ -326,14 +326,14 @@ pin_project! {
     }
 }
 
-impl<S, B, E> ResponseFuture<S, B, E>
+impl<S, B, E> ToolScopesFuture<S, B, E>
 where
     S: Service<Request<Full<Bytes>>>,
     B: Body,
     B::Error: Into<BoxError>,
 {
     fn refused(response: Response<Bytes>) -> Self {
-        ResponseFuture {
+        ToolScopesFuture {
             inner: CheckedFuture::refused(response),
             after: After::Nothing,
             sessions: Arc::default(),
@@ -341,7 +341,7 @@ where
     }
 }
 
-impl<S, B, E, ResBody> Future for ResponseFuture<S, B, E>
+impl<S, B, E, ResBody> Future for ToolScopesFuture<S, B, E>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     B: Body,
@@ -368,14 +368,14 @@ where
     }
 }
 
-impl<S, B, E> fmt::Debug for ResponseFuture<S, B, E>
+impl<S, B, E> fmt::Debug for ToolScopesFuture<S, B, E>
 where
     S: Service<Request<Full<Bytes>>>,
     B: Body,
     B::Error: Into<BoxError>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ToolScopesFuture").finish_non_exhaustive()
     }
 }
 
