@@ -104,11 +104,11 @@ impl IntoResponse for MissingAuthLayer {
 /// assert!(refused.headers()["www-authenticate"].to_str()?.starts_with("Bearer"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-impl IntoResponse for crate::AuthError {
+impl IntoResponse for crate::error::AuthError {
     fn into_response(self) -> Response {
         let uri = http::Uri::from_static("/");
         let headers = http::HeaderMap::new();
-        let head = crate::RequestHead {
+        let head = crate::request::RequestHead {
             method: &http::Method::GET,
             uri: &uri,
             headers: &headers,

@@ -430,10 +430,9 @@ impl Trust {
     pub(crate) fn from_config(config: &mut AuthXConfig, seal: Seal) -> Result<Trust, ConfigError> {
         // One issuer's rules: its own where it has them, else the configuration's.
         let rules = |issuer: Option<String>, audiences: Vec<String>, leeway, idp: Option<Idp>| {
-            let mut rules = IssuerRules::new(issuer, audiences);
+            let mut rules = IssuerRules::new(issuer, audiences, config.max_token_len);
             rules.leeway = leeway;
             rules.max_lifetime = config.max_token_lifetime;
-            rules.max_token_len = config.max_token_len;
             rules.permissions = idp;
             rules.verified_cache = config.verified_cache.filter(|c| *c > 0);
             rules.dpop = config.dpop.is_some();

@@ -122,7 +122,7 @@ impl Challenge {
             scheme: "Bearer".to_owned(),
             realm: None,
             missing_details: missing_details(&Places {
-                locations: &[crate::TokenLocation::Headers],
+                locations: &[crate::source::TokenLocation::Headers],
                 scheme: "Bearer",
                 header: "authorization",
                 cookie: "access_token_cookie",

@@ -57,9 +57,13 @@ pub struct IssuerRules {
 }
 
 impl IssuerRules {
-    /// The rules for `issuer` and `audiences`, with the configuration's
-    /// bounds; the rest is filled in as the configuration says.
-    pub(crate) fn new(issuer: Option<String>, audiences: Vec<String>) -> IssuerRules {
+    /// The rules for `issuer` and `audiences`, reading tokens up to
+    /// `max_token_len` bytes; the rest is filled in as the configuration says.
+    pub(crate) fn new(
+        issuer: Option<String>,
+        audiences: Vec<String>,
+        max_token_len: usize,
+    ) -> IssuerRules {
         let mut required_claims = vec!["exp", "sub"];
         if issuer.is_some() {
             required_claims.push("iss");
@@ -73,7 +77,7 @@ impl IssuerRules {
             algorithms: Vec::new(),
             leeway: Duration::ZERO,
             max_lifetime: None,
-            max_token_len: crate::config::DEFAULT_MAX_TOKEN_LEN,
+            max_token_len,
             required_claims,
             at_jwt_only: false,
             scope_wildcards: false,
