@@ -219,10 +219,9 @@ impl RemoteJwks {
     /// fetch that brings a new document, atomically) and, now, reads it: keys
     /// saved from this same URL (for discovered keys: for the same issuer,
     /// whether found at start or on first use) at most `max_age` ago serve at
-    /// once, until the
-    /// first successful fetch replaces them (one is tried on first use). A
-    /// restart while the issuer is down then serves its tokens instead of
-    /// answering 503 until it is back.
+    /// once, until the first successful fetch replaces them (one is tried on
+    /// first use). A restart while the issuer is down then serves its tokens
+    /// instead of answering 503 until it is back.
     ///
     /// The trade-off, yours to bound with `max_age`: a key the issuer has
     /// since withdrawn keeps verifying from the file while the issuer cannot

@@ -55,7 +55,8 @@ use crate::pipeline::CookieSession;
 /// ```
 /// use std::time::Duration;
 /// use tower::ServiceBuilder;
-/// use tower_authx::{AuthX, AuthXConfig, ImplicitRefreshLayer, RequireAuthLayer, TokenLocation};
+/// use tower_authx::layer::ImplicitRefreshLayer;
+/// use tower_authx::{AuthX, AuthXConfig, RequireAuthLayer, TokenLocation};
 ///
 /// let authx = AuthX::new(
 ///     AuthXConfig::from_secret([7u8; 32])?.token_location([TokenLocation::Cookies]),

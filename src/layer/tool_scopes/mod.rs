@@ -12,7 +12,7 @@
 //! ```
 //! # use tower_authx::{AuthX, AuthXConfig, ProtectedResource, RequireScopesLayer};
 //! use tower::ServiceBuilder;
-//! use tower_authx::mcp::ToolScopesLayer;
+//! use tower_authx::layer::ToolScopesLayer;
 //! # let config = AuthXConfig::from_secret([7u8; 32])?.issuer("https://as.example");
 //! # let authx = AuthX::new(config.protected_resource(ProtectedResource::new("https://api.example/mcp")))?;
 //! # let mcp_service = tower::service_fn(|_req: http::Request<http_body_util::Full<bytes::Bytes>>| async {
