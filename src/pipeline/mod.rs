@@ -40,15 +40,17 @@ use crate::request::RequestHead;
 use crate::source::{Found, JsonTokens, Sources};
 use crate::store::{RevocationStore, StoreError, StoreFuture, TokenRecord};
 
+mod build;
 mod pending;
 mod read;
 mod trust;
 
+pub(crate) use build::audience_is_resource;
+#[cfg(feature = "remote-keys")]
+pub(crate) use build::check_trust;
 pub(crate) use pending::{Pending, StoreChecks};
 use read::{Read, Wait, Waited};
-#[cfg(feature = "remote-keys")]
-pub(crate) use trust::check_trust;
-pub(crate) use trust::{Trust, audience_is_resource};
+pub(crate) use trust::Trust;
 
 /// What extra-claims types must be to travel in request extensions.
 pub trait ClaimsExtra: serde::de::DeserializeOwned + Clone + Send + Sync + 'static {}

@@ -1,0 +1,264 @@
+//! The configuration compiled once, by `AuthX::new`: whom tokens may come
+//! from (`Trust`, each issuer with its rules and its verifier), and every
+//! check of the settings that decide it, each naming the setting and the fix.
+
+use std::sync::Arc;
+
+#[cfg(feature = "remote-keys")]
+use super::trust::IssuerIndex;
+use super::trust::{Trust, Trusted};
+use crate::claims::{Idp, Seal, is_known_claim};
+use crate::config::AuthXConfig;
+use crate::error::ConfigError;
+#[cfg(feature = "remote-keys")]
+use crate::introspection::Introspector;
+use crate::keys::{KeyRing, KeySource};
+use crate::token::{IssuerRules, Verifier};
+
+/// Whom a verify-only configuration trusts must be said, once: a JWKS may
+/// serve many issuers, and settings that would be silently dropped are errors.
+#[cfg(feature = "remote-keys")]
+pub(crate) fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
+    if config.by_issuers {
+        if config.issuers.is_empty() {
+            return Err(ConfigError::new("from_issuers needs at least one Issuer"));
+        }
+        if config.issuer.is_some() || !config.audience.is_empty() {
+            return Err(ConfigError::new(
+                "with from_issuers, set the audience on each Issuer (Issuer::audience); \
+                 AuthXConfig::issuer and AuthXConfig::audience would be ignored",
+            ));
+        }
+        if config.any_issuer {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer contradicts from_issuers, which names the issuers",
+            ));
+        }
+        for (i, issuer) in config.issuers.iter().enumerate() {
+            if config.issuers[..i]
+                .iter()
+                .any(|other| other.iss == issuer.iss)
+            {
+                return Err(ConfigError::new(format!(
+                    "two issuers share the iss {:?}: one would shadow the other",
+                    issuer.iss
+                )));
+            }
+        }
+        check_opaque_routes(&config.issuers)?;
+    } else if config.any_issuer {
+        if config.remote.is_none() {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer applies to from_jwks only",
+            ));
+        }
+        if config.issuer.is_some() {
+            return Err(ConfigError::new(
+                "danger_accept_any_issuer contradicts AuthXConfig::issuer",
+            ));
+        }
+    } else if config.remote.is_some() && config.issuer.is_none() {
+        return Err(ConfigError::new(
+            "a JWKS may serve many issuers (every tenant of a multi-tenant identity provider): \
+             name the one whose tokens you accept with AuthXConfig::issuer, or opt out with \
+             AuthXConfig::danger_accept_any_issuer",
+        ));
+    }
+    Ok(())
+}
+
+/// An opaque token names no issuer, so it must go to exactly one: with
+/// several issuers introspecting opaque tokens, each says which (a prefix),
+/// and no prefix may take another's tokens.
+#[cfg(feature = "remote-keys")]
+fn check_opaque_routes(issuers: &[crate::issuer::Issuer]) -> Result<(), ConfigError> {
+    let opaque: Vec<(&str, Option<&str>)> = issuers
+        .iter()
+        .filter_map(|issuer| {
+            let introspection = issuer.introspection.as_ref()?;
+            introspection
+                .takes_opaque_tokens()
+                .then_some((issuer.iss.as_str(), introspection.opaque_prefix.as_deref()))
+        })
+        .collect();
+    if opaque.len() < 2 {
+        return Ok(());
+    }
+    if let Some((iss, _)) = opaque
+        .iter()
+        .find(|(_, prefix)| prefix.is_none_or(str::is_empty))
+    {
+        return Err(ConfigError::new(format!(
+            "several issuers introspect opaque tokens, which name no issuer: say which are whose \
+             with Introspection::opaque_tokens_prefixed (the issuer {iss:?} has no prefix), or \
+             let all but one introspect only their JWTs (IntrospectedTokens::Jwts); a token is \
+             never sent to each in turn"
+        )));
+    }
+    for (i, (iss, prefix)) in opaque.iter().enumerate() {
+        for (other, other_prefix) in &opaque[..i] {
+            let (a, b) = (prefix.unwrap_or_default(), other_prefix.unwrap_or_default());
+            if a.starts_with(b) || b.starts_with(a) {
+                return Err(ConfigError::new(format!(
+                    "the opaque-token prefixes of {other:?} ({b:?}) and {iss:?} ({a:?}) overlap: \
+                     a token could be either's"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Claim paths that can be read: each names something, and none starts at a
+/// claim the reader takes as its own (`scope` is read as scopes).
+fn check_paths(idp: Option<&Idp>) -> Result<(), ConfigError> {
+    for path in idp.map_or(&[][..], Idp::paths) {
+        if path.names().is_empty() || path.names().iter().any(String::is_empty) {
+            return Err(ConfigError::new(format!(
+                "the claim path {path:?} has an empty name"
+            )));
+        }
+        if is_known_claim(path.root()) {
+            return Err(ConfigError::new(format!(
+                "the claim path {path} starts at '{}', which is read as a claim of its own \
+                 (require scopes for scope, scp and scopes)",
+                path.root()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A protected resource takes only tokens issued for it (RFC 8707): makes
+/// `resource` every token's required audience, where an audience configured
+/// otherwise is an error, not a second door. Returns the issuers, for the
+/// metadata's `authorization_servers`.
+pub(crate) fn audience_is_resource(
+    config: &mut AuthXConfig,
+    resource: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let only_resource = |audience: &mut Vec<String>, whose: &str| {
+        if audience.iter().any(|aud| aud != resource) {
+            return Err(ConfigError::new(format!(
+                "{whose} names an audience other than the protected resource {resource:?}: \
+                 a protected resource takes only tokens issued for it (RFC 8707)"
+            )));
+        }
+        *audience = vec![resource.to_owned()];
+        Ok(())
+    };
+    #[cfg(feature = "remote-keys")]
+    if config.by_issuers {
+        let mut issuers = Vec::new();
+        for issuer in &mut config.issuers {
+            only_resource(
+                &mut issuer.audience,
+                &format!("the issuer {:?}", issuer.iss),
+            )?;
+            issuers.push(issuer.iss.clone());
+        }
+        return Ok(issuers);
+    }
+    only_resource(&mut config.audience, "AuthXConfig::audience")?;
+    Ok(config.issuer.iter().cloned().collect())
+}
+
+impl Trust {
+    /// Whom `config` trusts, each with its keys and rules; every verifier's
+    /// claims marked with `seal`. Takes the issuers and remote keys out of
+    /// `config`.
+    pub(crate) fn from_config(config: &mut AuthXConfig, seal: Seal) -> Result<Trust, ConfigError> {
+        // One issuer's rules: its own where it has them, else the configuration's.
+        let rules = |issuer: Option<String>, audiences: Vec<String>, leeway, idp: Option<Idp>| {
+            let mut rules = IssuerRules::new(issuer, audiences, config.max_token_len);
+            rules.leeway = leeway;
+            rules.max_lifetime = config.max_token_lifetime;
+            rules.permissions = idp;
+            rules.verified_cache = config.verified_cache.filter(|c| *c > 0);
+            rules.dpop = config.dpop.is_some();
+            rules.dpop_required = config.dpop.as_ref().is_some_and(|d| d.is_required());
+            rules
+        };
+        check_paths(config.permissions.as_ref())?;
+        #[cfg(feature = "remote-keys")]
+        if config.by_issuers {
+            let issuers = std::mem::take(&mut config.issuers);
+            let issuers: Vec<(String, Trusted)> = issuers
+                .into_iter()
+                .map(|issuer| {
+                    check_paths(issuer.permissions.as_ref())?;
+                    let leeway = issuer.leeway.unwrap_or(config.leeway);
+                    // An issuer's own Idp, else the configuration's.
+                    let idp = issuer.permissions.or_else(|| config.permissions.clone());
+                    let audience = issuer.audience.clone();
+                    let mut rules = rules(Some(issuer.iss.clone()), audience, leeway, idp);
+                    // Another issuer's scopes are opaque strings unless
+                    // its operator says they are namespaced AuthX's way.
+                    rules.scope_wildcards = issuer.scope_wildcards;
+                    rules.at_jwt_only = issuer.require_at_jwt;
+                    rules.introspected = issuer.introspection.is_some();
+                    let introspection = issuer
+                        .introspection
+                        .map(|introspection| {
+                            Introspector::new(
+                                introspection,
+                                &issuer.iss,
+                                issuer.introspection_endpoint.as_deref(),
+                                issuer.keys.http_client(),
+                                KeySource::Remote(issuer.keys.clone()),
+                                &issuer.audience,
+                            )
+                        })
+                        .transpose()?;
+                    let trusted = Trusted {
+                        keys: KeySource::Remote(issuer.keys),
+                        verifier: Verifier::new(seal, &rules, false),
+                        rules,
+                        introspection,
+                        #[cfg(feature = "metrics")]
+                        label: issuer.iss.clone().into(),
+                    };
+                    Ok((issuer.iss, trusted))
+                })
+                .collect::<Result<_, ConfigError>>()?;
+            let mut index = IssuerIndex::with_capacity(issuers.len());
+            for (at, (iss, _)) in issuers.iter().enumerate() {
+                index.entry(iss.clone()).or_insert(at);
+            }
+            return Ok(Trust::Issuers(issuers, index));
+        }
+        #[cfg(feature = "remote-keys")]
+        let remote = config.remote.take();
+        #[cfg(not(feature = "remote-keys"))]
+        let remote: Option<std::convert::Infallible> = None;
+        // Our own keys sign AuthX's `scopes` with its wildcards; a JWKS's
+        // issuer is another party, whose scopes are matched exactly.
+        let (keys, own_keys) = match remote {
+            #[cfg(feature = "remote-keys")]
+            Some(remote) => (KeySource::Remote(remote), false),
+            #[cfg(not(feature = "remote-keys"))]
+            Some(never) => match never {},
+            None => (
+                KeySource::Local(Arc::new(KeyRing::new(&config.keys)?)),
+                true,
+            ),
+        };
+        let mut rules = rules(
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.leeway,
+            config.permissions.clone(),
+        );
+        rules.scope_wildcards = own_keys;
+        rules.at_jwt_only = config.require_at_jwt;
+        Ok(Trust::One(Trusted {
+            keys,
+            #[cfg(feature = "remote-keys")]
+            introspection: None,
+            verifier: Verifier::new(seal, &rules, own_keys),
+            rules,
+            #[cfg(feature = "metrics")]
+            label: metrics::SharedString::const_str(""),
+        }))
+    }
+}
