@@ -133,7 +133,8 @@ impl AuthX {
             None => None,
         };
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let trust = Trust::from_config(&mut config, Seal::of(id))?;
+        let dpop_required = dpop.as_ref().map(|dpop| dpop.required);
+        let trust = Trust::from_config(&mut config, Seal::of(id), dpop_required)?;
         let challenge = Challenge {
             missing_details: missing_details(&Places {
                 locations: &config.locations,

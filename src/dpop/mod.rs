@@ -99,11 +99,6 @@ impl Dpop {
         self
     }
 
-    /// Whether bearer tokens are refused (a DPoP proof required).
-    pub(crate) fn is_required(&self) -> bool {
-        self.required
-    }
-
     /// The algorithms a proof may be signed with (default: every asymmetric
     /// one; HMAC is never accepted).
     #[must_use]

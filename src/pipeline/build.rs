@@ -167,7 +167,13 @@ impl Trust {
     /// Whom `config` trusts, each with its keys and rules; every verifier's
     /// claims marked with `seal`. Takes the issuers and remote keys out of
     /// `config`.
-    pub(crate) fn from_config(config: &mut AuthXConfig, seal: Seal) -> Result<Trust, ConfigError> {
+    /// `dpop`: whether DPoP is taken, and then whether it is required (the
+    /// configuration's DPoP settings are already compiled by then).
+    pub(crate) fn from_config(
+        config: &mut AuthXConfig,
+        seal: Seal,
+        dpop: Option<bool>,
+    ) -> Result<Trust, ConfigError> {
         // One issuer's rules: its own where it has them, else the configuration's.
         let rules = |issuer: Option<String>, audiences: Vec<String>, leeway, idp: Option<Idp>| {
             let mut rules = IssuerRules::new(issuer, audiences, config.max_token_len);
@@ -175,8 +181,8 @@ impl Trust {
             rules.max_lifetime = config.max_token_lifetime;
             rules.permissions = idp;
             rules.verified_cache = config.verified_cache.filter(|c| *c > 0);
-            rules.dpop = config.dpop.is_some();
-            rules.dpop_required = config.dpop.as_ref().is_some_and(|d| d.is_required());
+            rules.dpop = dpop.is_some();
+            rules.dpop_required = dpop == Some(true);
             rules
         };
         check_paths(config.permissions.as_ref())?;

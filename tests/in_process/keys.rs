@@ -983,10 +983,20 @@ fn each_issuers_rules_are_one_value_that_prints() {
         b.to_string()
             .contains("audiences: none (a token naming one is refused)")
     );
-    // Our own keys: no issuer, AuthX's wildcards, the key's algorithm.
-    let own = AuthX::new(AuthXConfig::from_secret(support::SECRET).unwrap()).unwrap();
+    assert!(!a.dpop && !a.dpop_required);
+    assert!(a.to_string().contains("DPoP: off"));
+    // Our own keys: no issuer, AuthX's wildcards, the key's algorithm; DPoP
+    // as configured.
+    let own = AuthX::new(
+        AuthXConfig::from_secret(support::SECRET)
+            .unwrap()
+            .dpop(tower_authx::Dpop::new("https://api.example").required(true)),
+    )
+    .unwrap();
     let own = &own.rules()[0];
     assert_eq!(own.issuer, None);
     assert_eq!(own.algorithms, [Algorithm::HS256]);
     assert!(own.scope_wildcards);
+    assert!(own.dpop && own.dpop_required);
+    assert!(own.to_string().contains("DPoP: required"));
 }
