@@ -59,50 +59,9 @@ impl AuthX {
     /// Checks the configuration and prepares keys and validation once.
     pub fn new(config: AuthXConfig) -> Result<AuthX, ConfigError> {
         let mut config = config;
-        // Every setting that weakens a check, said once, loudly.
-        let dangers = config.dangers();
-        if !dangers.is_empty() {
-            tracing::warn!(
-                settings = ?dangers,
-                "tower-authx: built with settings that weaken its checks"
-            );
-        }
-        for key in config.keys.all().filter(|k| k.weak_secret) {
-            if !config.allow_weak_secret {
-                return Err(ConfigError::new(format!(
-                    "the {} secret is shorter than the algorithm's output size (RFC 7518 3.2); \
-                     use a longer random secret, or opt in with AuthXConfig::danger_allow_weak_secret()",
-                    key.alg
-                )));
-            }
-            tracing::warn!(alg = %key.alg, "tower-authx: using an HMAC secret too short to be safe");
-        }
-        #[cfg(feature = "remote-keys")]
-        crate::pipeline::check_trust(&config)?;
+        crate::pipeline::check_settings(&config)?;
         config.keys.name_keys();
         let jwks = jwks(&config.keys);
-        if config.max_token_len == 0 {
-            return Err(ConfigError::new("max_token_len must be positive"));
-        }
-        if config.header_type.bytes().any(|b| !b.is_ascii_graphic()) {
-            return Err(ConfigError::new("header_type must be a single ASCII token"));
-        }
-        if let Some(max) = config.max_token_lifetime
-            && (config.access_lifetime > max || config.refresh_lifetime > max)
-        {
-            return Err(ConfigError::new(
-                "access_token_lifetime and refresh_token_lifetime must fit max_token_lifetime",
-            ));
-        }
-        if config.locations.is_empty() {
-            return Err(ConfigError::new(
-                "token_location needs at least one location",
-            ));
-        }
-        config.cookies.validate()?;
-        if config.query_name.is_empty() {
-            return Err(ConfigError::new("query_param must not be empty"));
-        }
         let scheme = if config.header_type.is_empty() {
             "Bearer".to_owned()
         } else {

@@ -15,10 +15,58 @@ use crate::introspection::Introspector;
 use crate::keys::{KeyRing, KeySource};
 use crate::token::{IssuerRules, Verifier};
 
+/// Every setting checked before anything is built from them, each refusal
+/// naming the setting and the fix; and every setting that weakens a check
+/// said once, loudly.
+pub(crate) fn check_settings(config: &AuthXConfig) -> Result<(), ConfigError> {
+    let dangers = config.dangers();
+    if !dangers.is_empty() {
+        tracing::warn!(
+            settings = ?dangers,
+            "tower-authx: built with settings that weaken its checks"
+        );
+    }
+    for key in config.keys.all().filter(|k| k.weak_secret) {
+        if !config.allow_weak_secret {
+            return Err(ConfigError::new(format!(
+                "the {} secret is shorter than the algorithm's output size (RFC 7518 3.2); \
+                 use a longer random secret, or opt in with AuthXConfig::danger_allow_weak_secret()",
+                key.alg
+            )));
+        }
+        tracing::warn!(alg = %key.alg, "tower-authx: using an HMAC secret too short to be safe");
+    }
+    #[cfg(feature = "remote-keys")]
+    check_trust(config)?;
+    if config.max_token_len == 0 {
+        return Err(ConfigError::new("max_token_len must be positive"));
+    }
+    if config.header_type.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(ConfigError::new("header_type must be a single ASCII token"));
+    }
+    if let Some(max) = config.max_token_lifetime
+        && (config.access_lifetime > max || config.refresh_lifetime > max)
+    {
+        return Err(ConfigError::new(
+            "access_token_lifetime and refresh_token_lifetime must fit max_token_lifetime",
+        ));
+    }
+    if config.locations.is_empty() {
+        return Err(ConfigError::new(
+            "token_location needs at least one location",
+        ));
+    }
+    config.cookies.validate()?;
+    if config.query_name.is_empty() {
+        return Err(ConfigError::new("query_param must not be empty"));
+    }
+    Ok(())
+}
+
 /// Whom a verify-only configuration trusts must be said, once: a JWKS may
 /// serve many issuers, and settings that would be silently dropped are errors.
 #[cfg(feature = "remote-keys")]
-pub(crate) fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
+fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
     if config.by_issuers {
         if config.issuers.is_empty() {
             return Err(ConfigError::new("from_issuers needs at least one Issuer"));

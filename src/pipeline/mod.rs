@@ -45,9 +45,7 @@ mod pending;
 mod read;
 mod trust;
 
-pub(crate) use build::audience_is_resource;
-#[cfg(feature = "remote-keys")]
-pub(crate) use build::check_trust;
+pub(crate) use build::{audience_is_resource, check_settings};
 pub(crate) use pending::{Pending, StoreChecks};
 use read::{Read, Wait, Waited};
 pub(crate) use trust::Trust;
