@@ -214,8 +214,7 @@ pub(crate) fn audience_is_resource(
 impl Trust {
     /// Whom `config` trusts, each with its keys and rules; every verifier's
     /// claims marked with `seal`. Takes the issuers and remote keys out of
-    /// `config`.
-    /// `dpop`: whether DPoP is taken, and then whether it is required (the
+    /// `config`. `dpop`: whether DPoP is taken, and then whether it is required (the
     /// configuration's DPoP settings are already compiled by then).
     pub(crate) fn from_config(
         config: &mut AuthXConfig,
