@@ -29,25 +29,14 @@ const AUDIENCE: &str = "https://api.example";
 /// `tests/oidc/` with its npm packages installed, and node; `None` (a visible
 /// skip) where they are missing, which CI does not allow.
 fn provider_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/oidc"));
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if node && dir.join("node_modules/oidc-provider").exists() {
+    if let Some(dir) = support::oidc_packages() {
         return Some(dir);
     }
     assert!(
         std::env::var_os("CI").is_none(),
         "CI needs node and `npm ci --prefix tests/oidc` (see .ci/run)"
     );
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {}: no node or no tests/oidc/node_modules (npm ci --prefix tests/oidc)",
-        std::thread::current().name().unwrap_or("a test")
-    );
+    support::skipped("no node to run panva's oidc-provider (tests/oidc)");
     None
 }
 

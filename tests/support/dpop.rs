@@ -174,24 +174,14 @@ impl ProofClient {
     /// panva's `dpop` with `alg`; `None` (a visible skip) without node or the
     /// npm packages, which CI does not allow.
     pub async fn node(alg: &str) -> Option<ProofClient> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/oidc")
-            .canonicalize()
-            .ok()
-            .or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../tests/oidc")
-                    .canonicalize()
-                    .ok()
-            })?;
-        if !dir.join("node_modules/dpop").exists() {
+        let Some(dir) = super::oidc_packages() else {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "CI needs `npm ci --prefix tests/oidc` (see .ci/run)"
+                "CI needs node and `npm ci --prefix tests/oidc` (see .ci/run)"
             );
-            super::skipped("no tests/oidc/node_modules (npm ci --prefix tests/oidc)");
+            super::skipped("no node to run tests/oidc's packages");
             return None;
-        }
+        };
         let mut command = tokio::process::Command::new("node");
         command.arg(dir.join("dpop_proofs.mjs")).env("ALG", alg);
         Some(ProofClient::spawn(format!("panva's dpop ({alg})"), command).await)

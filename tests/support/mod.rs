@@ -281,27 +281,128 @@ pub fn now() -> u64 {
 pub const HS256: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 /// A Python with authx, flask-jwt-extended, fastapi and uvicorn: the one in
-/// `TOWER_AUTHX_PYTHON`, else `python3` if it has them. `None` means skip, which
-/// CI (`CI` set) does not allow.
+/// `TOWER_AUTHX_PYTHON`; else `python3` if it has them; else the repository's
+/// own venv (`target/interop-venv`, as `.ci/run` makes it), made here from
+/// `tests/interop/requirements.txt` when `python3` can make one. `None` means
+/// skip, which CI (`CI` set) does not allow.
 pub fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("TOWER_AUTHX_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "python3".into());
-    let usable = std::process::Command::new(&candidate)
-        .args(["-c", "import authx, flask_jwt_extended, fastapi, uvicorn"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if usable {
-        return Some(candidate);
+    let usable = has_interop_packages;
+    if let Some(chosen) = std::env::var_os("TOWER_AUTHX_PYTHON").map(PathBuf::from) {
+        if usable(&chosen) {
+            return Some(chosen);
+        }
+    } else if usable("python3".as_ref()) {
+        return Some("python3".into());
+    } else if let Some(venv) = interop_venv()
+        && usable(&venv)
+    {
+        return Some(venv);
     }
     assert!(
         std::env::var_os("CI").is_none(),
         "CI needs the Python interop packages: set TOWER_AUTHX_PYTHON to a python with authx==1.7.1, \
          flask-jwt-extended==4.7.1, fastapi and uvicorn (see .ci/run)"
     );
-    skipped("no python with authx and flask-jwt-extended (set TOWER_AUTHX_PYTHON)");
+    skipped(
+        "no python with authx and flask-jwt-extended, and none could be made (set TOWER_AUTHX_PYTHON)",
+    );
     None
+}
+
+/// The repository's root (this file is shared by the root's tests and dev/'s).
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if manifest.join("tests/interop").exists() {
+        manifest
+    } else {
+        manifest.join("..")
+    }
+}
+
+/// Whether `python` has the interop packages.
+fn has_interop_packages(python: &std::path::Path) -> bool {
+    std::process::Command::new(python)
+        .args(["-c", "import authx, flask_jwt_extended, fastapi, uvicorn"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The interop venv's python, made once per test process if missing (as
+/// `.ci/run` makes it: the pinned requirements from PyPI).
+fn interop_venv() -> Option<PathBuf> {
+    static MADE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let root = repo_root();
+        let venv = root.join("target/interop-venv");
+        let python = venv.join("bin/python");
+        if has_interop_packages(&python) {
+            return Some(python);
+        }
+        if !python.exists() {
+            say("preparing the interop venv (target/interop-venv) from tests/interop/requirements.txt");
+            let made = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !made {
+                return None;
+            }
+        }
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(root.join("tests/interop/requirements.txt"))
+            .status()
+            .is_ok_and(|s| s.success());
+        installed.then_some(python)
+    })
+    .clone()
+}
+
+/// `tests/oidc` with its node packages installed (from its lockfile, made
+/// once per test process when node and npm are there and they are not), or
+/// `None`: no node.
+pub fn oidc_packages() -> Option<PathBuf> {
+    static READY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let dir = repo_root().join("tests/oidc").canonicalize().ok()?;
+            let node = std::process::Command::new("node")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !node {
+                return None;
+            }
+            let ready = |dir: &std::path::Path| {
+                ["oidc-provider", "dpop", "@modelcontextprotocol/sdk"]
+                    .iter()
+                    .all(|package| dir.join("node_modules").join(package).exists())
+            };
+            if !ready(&dir) {
+                say("preparing tests/oidc's node packages (npm ci, from its lockfile)");
+                let _ = std::process::Command::new("npm")
+                    .args([
+                        "ci",
+                        "--no-audit",
+                        "--no-fund",
+                        "--loglevel=error",
+                        "--prefix",
+                    ])
+                    .arg(&dir)
+                    .status();
+            }
+            ready(&dir).then_some(dir)
+        })
+        .clone()
+}
+
+/// A line for whoever runs the tests, past libtest's output capture.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Says that the running test skipped, and why, where the test runner does
