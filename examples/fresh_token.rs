@@ -354,7 +354,7 @@ fn refusal<B>(app: &App, error: &AuthError, req: &Request<B>) -> Response<Full<B
 
 async fn protected(req: In, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infallible> {
     let claims = verified(&req);
-    let fresh = app.authx.is_fresh(claims);
+    let fresh = claims.is_fresh();
     Ok(json_response(
         StatusCode::OK,
         shared::protected(claims, &app.users, fresh),

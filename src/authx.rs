@@ -93,7 +93,8 @@ impl AuthX {
         };
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dpop_required = dpop.as_ref().map(|dpop| dpop.required);
-        let trust = Trust::from_config(&mut config, Seal::of(id), dpop_required)?;
+        let seal = Seal::of(id, config.fresh_max_age);
+        let trust = Trust::from_config(&mut config, seal, dpop_required)?;
         let challenge = Challenge {
             missing_details: missing_details(&Places {
                 locations: &config.locations,
@@ -351,11 +352,6 @@ impl AuthX {
             .resource
             .clone()
             .map(ResourceMetadataService::new)
-    }
-
-    /// Whether `claims` prove a recent login now (any of the three lawful forms).
-    pub fn is_fresh<E>(&self, claims: &Claims<E>) -> bool {
-        claims.is_fresh_at(NumericDate::now(), self.inner.pipeline.fresh_max_age)
     }
 
     /// The rejection for `error`, as the guards answer: the default (status,

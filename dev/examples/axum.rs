@@ -335,7 +335,7 @@ fn tokens(body: serde_json::Value) -> Response {
 }
 
 async fn protected(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {
-    let fresh = app.authx.is_fresh(&claims);
+    let fresh = claims.is_fresh();
     Json(shared::protected(&claims, &app.users, fresh))
 }
 

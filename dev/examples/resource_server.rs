@@ -304,7 +304,7 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
         service_fn(move |r: Request<Incoming>| {
             let claims = verified(&r);
             let body = match path.as_str() {
-                "/protected" => shared::protected(claims, &app.users, app.authx.is_fresh(claims)),
+                "/protected" => shared::protected(claims, &app.users, claims.is_fresh()),
                 "/me" => match r.extensions().get::<User<serde_json::Value>>() {
                     Some(User(email)) => json!({"username": claims.sub, "email": email}),
                     None => json!({}),

@@ -39,8 +39,8 @@ pub struct Claims<E = NoExtra> {
     #[serde(rename = "type")]
     pub token_type: TokenType,
     /// Freshness as written in the token (access tokens only). Whether a token
-    /// is fresh now is [`AuthX::is_fresh`](crate::AuthX::is_fresh)'s answer: it
-    /// also reads a dated `fresh` and `auth_time` within `fresh_max_age`.
+    /// is fresh now is [`is_fresh`](Self::is_fresh)'s answer: it also reads a
+    /// dated `fresh` and `auth_time` within `fresh_max_age`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fresh: Option<Fresh>,
     /// The value a cookie-borne token's CSRF header must repeat.
@@ -132,15 +132,19 @@ pub(crate) struct Seal {
     /// A guard of that `AuthX` admitted them for a request, every stage and
     /// store included: an inner guard of the same `AuthX` reuses them.
     admitted: bool,
+    /// How long after `auth_time` that `AuthX` counts a login as fresh.
+    fresh_max_age: Option<Duration>,
 }
 
 impl Seal {
-    /// Claims verified by the `AuthX` whose pipeline is `id`.
-    pub(crate) const fn of(id: u64) -> Seal {
+    /// Claims verified by the `AuthX` whose pipeline is `id`, which counts
+    /// a login as fresh for `fresh_max_age` after its `auth_time`.
+    pub(crate) const fn of(id: u64, fresh_max_age: Option<Duration>) -> Seal {
         Seal {
             by: Some(id),
             wildcards: Wildcards::None,
             admitted: false,
+            fresh_max_age,
         }
     }
 
@@ -175,6 +179,14 @@ impl PartialEq for Seal {
 }
 
 impl<E> Claims<E> {
+    /// Whether the token proves a recent login now: `"fresh": true`, a
+    /// `"fresh"` NumericDate not yet past, or an `auth_time` within the
+    /// `fresh_max_age` of the `AuthX` that verified it. Claims read any other
+    /// way (built by hand, deserialized) count only what they say.
+    pub fn is_fresh(&self) -> bool {
+        self.is_fresh_at(NumericDate::now(), self.verified_by.fresh_max_age)
+    }
+
     /// Whether the token proves a recent login at `now`: `"fresh": true`, a
     /// `"fresh"` NumericDate not yet past, or an `auth_time` within `max_age`.
     pub(crate) fn is_fresh_at(&self, now: NumericDate, max_age: Option<Duration>) -> bool {

@@ -712,3 +712,36 @@ fn the_async_entry_points_are_send() {
     ));
     send(authx.dpop_key(tower_authx::RequestHead::of(&request)));
 }
+
+/// `Claims::is_fresh` reads all three lawful forms by the rules of the
+/// `AuthX` that verified the claims: an `auth_time` within its
+/// `fresh_max_age` is fresh; the same claims read any other way count only
+/// what they say.
+#[tokio::test]
+async fn claims_know_whether_they_are_fresh_by_their_verifiers_rules() {
+    let authx = tower_authx::AuthX::new(
+        tower_authx::AuthXConfig::from_secret(support::SECRET)
+            .unwrap()
+            .fresh_max_age(std::time::Duration::from_secs(300)),
+    )
+    .unwrap();
+    let now = tower_authx::NumericDate::now();
+    let recent = authx.access_token("u").auth_time(now).issue().unwrap();
+    let claims: tower_authx::Claims = authx
+        .verify(&recent, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    assert!(claims.is_fresh(), "{:?} {:?}", claims.fresh, claims.auth_time);
+    let by_hand: tower_authx::Claims =
+        serde_json::from_value(support::payload_of(&recent)).unwrap();
+    assert!(
+        !by_hand.is_fresh(),
+        "no AuthX's rules: auth_time alone says nothing"
+    );
+    let written = authx.access_token("u").fresh(true).issue().unwrap();
+    let claims: tower_authx::Claims = authx
+        .verify(&written, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    assert!(claims.is_fresh());
+}

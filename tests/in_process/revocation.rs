@@ -558,7 +558,7 @@ async fn revoke_and_rotate_through_the_handle() {
     let next_access: Claims = authx
         .verify_offline(&next.access_token, &Requirement::access())
         .unwrap();
-    assert!(!authx.is_fresh(&next_access));
+    assert!(!next_access.is_fresh());
     assert_eq!(next_access.fam, refresh.fam);
     let next_refresh: Claims = authx
         .verify_offline(&next.refresh_token, &Requirement::refresh())
@@ -790,7 +790,7 @@ async fn a_pair_with_own_claims_keeps_its_session_through_rotation_reuse_and_log
     assert_eq!(next.extra.tenant, "acme");
     assert_eq!(next.scopes.as_deref(), Some(&["posts:read".to_owned()][..]));
     assert_eq!(next.fam, refresh.fam);
-    assert!(!authx.is_fresh(&next));
+    assert!(!next.is_fresh());
     let next_refresh: Claims<Tenant> = authx
         .verify_offline(&rotated.refresh_token, &Requirement::refresh())
         .unwrap();
