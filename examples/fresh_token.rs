@@ -1,4 +1,4 @@
-//! The seed's fresh-token server (AuthX's FastAPI example) on hyper, guarded by
+//! AuthX's fresh-token server (its FastAPI example) on hyper, guarded by
 //! tower-authx: same routes, same JSON, same statuses.
 //!
 //! ```sh
@@ -7,8 +7,8 @@
 //!      -d '{"username":"user1","password":"password1"}'
 //! ```
 //!
-//! Beyond the seed: `/login` also answers a `refresh_token`; `/refresh` takes
-//! either the fresh access token (as the seed's walkthrough does) or a refresh
+//! Beyond AuthX's example: `/login` also answers a `refresh_token`; `/refresh` takes
+//! either the fresh access token (as AuthX's walkthrough does) or a refresh
 //! token, which it rotates (a new refresh token comes back; presenting the old one
 //! again revokes the whole session); `POST /logout` revokes the presented token and
 //! its session; `GET /.well-known/jwks.json` publishes the public keys (with an
@@ -253,7 +253,7 @@ async fn refresh(req: In, app: Arc<App>) -> Result<Response<Full<Bytes>>, Infall
             Err(error) => refusal(&app, &error, &req),
         });
     }
-    // The seed's way: a fresh access token buys a non-fresh one (same session).
+    // AuthX's way: a fresh access token buys a non-fresh one (same session).
     let mut builder = app.authx.access_token(claims.sub.clone()).fresh(false);
     if let Some(session) = &claims.fam {
         builder = builder.fam(session.clone());

@@ -1,4 +1,4 @@
-//! The seed's fresh-token server on axum: the same routes, JSON, statuses and
+//! AuthX's fresh-token server on axum: the same routes, JSON, statuses and
 //! environment variables as `examples/fresh_token.rs`, plus cookie login with
 //! CSRF double submit and a fresh-required password change.
 //!
@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secure = std::env::var("JWT_COOKIE_SECURE").map_or(true, |v| v != "false");
     // Every guarded route takes the header or the cookies set by
     // /login/cookie (with the CSRF double submit on POST); a client that sends
-    // no cookies gets the seed's answers.
+    // no cookies gets AuthX's answers.
     let config = shared::shared_settings(shared::config_from_env()?)
         .await?
         .cookies(if secure {
@@ -197,7 +197,7 @@ async fn credentials(app: &App, body: Body) -> Result<Login, (StatusCode, &'stat
     Ok(user)
 }
 
-/// The seed's refusal of a login; a 401 challenges like the seed's.
+/// AuthX's refusal of a login; a 401 challenges like AuthX's.
 fn login_refused((status, why): (StatusCode, &str)) -> Response {
     let mut res = detail(status, why);
     if status == StatusCode::UNAUTHORIZED {
@@ -283,7 +283,7 @@ async fn refresh(State(app): Shared, request: Head, claims: Claims) -> Response 
             Err(error) => refusal(&app, &error, &request),
         };
     }
-    // The seed's way: a fresh access token buys a non-fresh one (same session).
+    // AuthX's way: a fresh access token buys a non-fresh one (same session).
     let mut builder = app.authx.access_token(claims.sub.clone()).fresh(false);
     if let Some(session) = &claims.fam {
         builder = builder.fam(session.clone());

@@ -1,5 +1,5 @@
-//! What the example servers share: settings from the environment, the seed's
-//! users, and the seed's JSON answers. Not an example itself (no `main.rs`).
+//! What the example servers share: settings from the environment, AuthX's example's
+//! users, and AuthX's example's JSON answers. Not an example itself (no `main.rs`).
 #![allow(dead_code)]
 
 pub mod observability;
@@ -29,7 +29,7 @@ pub fn address(default_port: u16) -> Result<(String, u16), Box<dyn std::error::E
 
 /// The keys from the environment:
 /// - `JWT_ALGORITHM` (default HS256);
-/// - HS*: `JWT_SECRET_KEY` (default: the seed's `your-secret-key`, accepted with a warning);
+/// - HS*: `JWT_SECRET_KEY` (default: AuthX's example's `your-secret-key`, accepted with a warning);
 /// - RS*/PS*/ES*/EdDSA: `JWT_PRIVATE_KEY_FILE` (PEM) signs, with its RFC 7638 thumbprint as
 ///   `kid`; `JWT_PREVIOUS_KEY_FILE` (PEM, public or private; `JWT_PREVIOUS_ALGORITHM`, default
 ///   the same) keeps verifying and being published after a rotation;
@@ -69,7 +69,7 @@ fn keys_from_env() -> Result<AuthXConfig, Box<dyn std::error::Error>> {
     let secret = std::env::var("JWT_SECRET_KEY").unwrap_or_else(|_| "your-secret-key".into());
     let mut config = AuthXConfig::new(Key::hmac(alg, &secret)?);
     if secret.len() < 32 {
-        // The seed's demo secret is 15 bytes; HS256 wants 32 (RFC 7518 3.2).
+        // AuthX's demo secret is 15 bytes; HS256 wants 32 (RFC 7518 3.2).
         eprintln!(
             "warning: JWT_SECRET_KEY is shorter than 32 bytes; set a long random secret in production"
         );
@@ -207,7 +207,7 @@ where
     }
 }
 
-/// The seed's sample users, with passwords that `/account/password` may change.
+/// AuthX's example's sample users, with passwords that `/account/password` may change.
 pub struct Users {
     by_name: Mutex<HashMap<String, (String, String)>>,
 }
@@ -276,7 +276,7 @@ pub const DEMO_OTP: &str = "000000";
 pub const BAD_OTP: &str = "Invalid one-time code";
 
 /// How a login authenticated, for `amr`: with the demo second factor
-/// `["pwd", "otp"]`, without it nothing (the seed's tokens, unchanged); a
+/// `["pwd", "otp"]`, without it nothing (AuthX's example's tokens, unchanged); a
 /// wrong code is the 401 that refuses the login.
 pub fn second_factor(
     user: &Login,

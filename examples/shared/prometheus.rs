@@ -1,6 +1,6 @@
 //! `GET /metrics` for the examples in `dev/` (axum, resource_server): with
 //! `--features metrics`, every tower-authx metric in Prometheus text. Apart
-//! from `shared/mod.rs` so that the seed example, which does not serve it,
+//! from `shared/mod.rs` so that the fresh-token example, which does not serve it,
 //! never builds the exporter.
 
 use bytes::Bytes;

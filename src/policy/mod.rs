@@ -77,7 +77,7 @@ impl Requirement {
         Requirement::of(Some(TokenType::Refresh), false)
     }
 
-    /// An access or a refresh token (for a `/refresh` route that, like the seed's,
+    /// An access or a refresh token (for a `/refresh` route that, like AuthX's example,
     /// also takes the access token obtained at login).
     pub const fn any_type() -> Self {
         Requirement::of(None, false)

@@ -731,7 +731,12 @@ async fn claims_know_whether_they_are_fresh_by_their_verifiers_rules() {
         .verify(&recent, &tower_authx::Requirement::access())
         .await
         .unwrap();
-    assert!(claims.is_fresh(), "{:?} {:?}", claims.fresh, claims.auth_time);
+    assert!(
+        claims.is_fresh(),
+        "{:?} {:?}",
+        claims.fresh,
+        claims.auth_time
+    );
     let by_hand: tower_authx::Claims =
         serde_json::from_value(support::payload_of(&recent)).unwrap();
     assert!(
