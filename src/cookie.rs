@@ -187,23 +187,28 @@ impl CookieConfig {
             // RFC 6265 4.1.1: a cookie-name is an RFC 7230 token.
             let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
             if name.is_empty() || !name.bytes().all(token_char) {
-                return Err(ConfigError::new(format!("invalid cookie name {name:?}")));
+                return Err(ConfigError::new(format!(
+                    "CookieConfig: {name:?} is not a cookie name (RFC 6265 token characters only)"
+                )));
             }
         }
         let attribute_ok = |v: &str| v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b';');
         if !self.path.starts_with('/') || !attribute_ok(&self.path) {
             return Err(ConfigError::new(
-                "cookie path must start with '/' and hold no ';'",
+                "CookieConfig::path must start with '/' and hold no ';'",
             ));
         }
         if let Some(domain) = &self.domain
             && (domain.is_empty() || !attribute_ok(domain) || domain.contains(' '))
         {
-            return Err(ConfigError::new("invalid cookie domain"));
+            return Err(ConfigError::new(
+                "CookieConfig::domain must be a host name (no space, no ';'), or unset",
+            ));
         }
         if self.same_site == SameSite::None && !self.secure {
             return Err(ConfigError::new(
-                "SameSite=None cookies need Secure (browsers drop them otherwise)",
+                "CookieConfig: SameSite=None cookies need Secure (browsers drop them \
+                 otherwise): keep Secure, or choose SameSite::Lax",
             ));
         }
         if self.csrf_protect && self.csrf_methods.is_empty() {

@@ -39,26 +39,38 @@ pub(crate) fn check_settings(config: &AuthXConfig) -> Result<(), ConfigError> {
     #[cfg(feature = "remote-keys")]
     check_trust(config)?;
     if config.max_token_len == 0 {
-        return Err(ConfigError::new("max_token_len must be positive"));
+        return Err(ConfigError::new(
+            "AuthXConfig::max_token_len(0) would refuse every token: give the longest token to \
+             read, in bytes (default DEFAULT_MAX_TOKEN_LEN)",
+        ));
     }
     if config.header_type.bytes().any(|b| !b.is_ascii_graphic()) {
-        return Err(ConfigError::new("header_type must be a single ASCII token"));
+        return Err(ConfigError::new(
+            "AuthXConfig::header_type must be one auth-scheme (visible ASCII, no space), \
+             such as \"Bearer\", or empty for a bare token",
+        ));
     }
     if let Some(max) = config.max_token_lifetime
         && (config.access_lifetime > max || config.refresh_lifetime > max)
     {
         return Err(ConfigError::new(
-            "access_token_lifetime and refresh_token_lifetime must fit max_token_lifetime",
+            "AuthXConfig::access_token_lifetime and refresh_token_lifetime must fit \
+             max_token_lifetime: lengthen max_token_lifetime or shorten them (our own tokens \
+             would be refused)",
         ));
     }
     if config.locations.is_empty() {
         return Err(ConfigError::new(
-            "token_location needs at least one location",
+            "AuthXConfig::token_location([]) leaves no place to find a token: name at least \
+             one (TokenLocation::Headers is the default)",
         ));
     }
     config.cookies.validate()?;
     if config.query_name.is_empty() {
-        return Err(ConfigError::new("query_param must not be empty"));
+        return Err(ConfigError::new(
+            "AuthXConfig::query_param(\"\") names no query parameter: give one (default \
+             \"token\")",
+        ));
     }
     Ok(())
 }
@@ -69,7 +81,9 @@ pub(crate) fn check_settings(config: &AuthXConfig) -> Result<(), ConfigError> {
 fn check_trust(config: &AuthXConfig) -> Result<(), ConfigError> {
     if config.by_issuers {
         if config.issuers.is_empty() {
-            return Err(ConfigError::new("from_issuers needs at least one Issuer"));
+            return Err(ConfigError::new(
+                "AuthXConfig::from_issuers([]) trusts nobody: give at least one Issuer",
+            ));
         }
         if config.issuer.is_some() || !config.audience.is_empty() {
             return Err(ConfigError::new(
