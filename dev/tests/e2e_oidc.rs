@@ -484,11 +484,7 @@ async fn answer(
     proof: Option<&str>,
 ) -> (StatusCode, http::HeaderMap, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = support::http1(stream).await;
     let mut request = Request::get(path).header("host", addr);
     if !authorization.is_empty() {
         request = request.header("authorization", authorization);
@@ -584,11 +580,7 @@ async fn behind_a_real_provider_garbage_is_401_and_retry_after_holds() {
     let provider = start(&dir, "ES256", port, &files).await;
     let rotated = token(&tls, &provider.iss, "read", AUDIENCE).await;
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = support::http1(stream).await;
     let request = Request::get("/protected")
         .header("host", &addr)
         .header("authorization", format!("Bearer {rotated}"))
@@ -1536,11 +1528,7 @@ async fn an_introspection_flood_from_one_address_leaves_another_clients_tokens_a
         let (addr, stop) = (addr.clone(), stop.clone());
         flood.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
+            let mut sender = support::http1(stream).await;
             let (mut sent, mut shed) = (0u64, 0u64);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let token = format!("{:032x}", rand_token(worker, sent));
@@ -1566,11 +1554,7 @@ async fn an_introspection_flood_from_one_address_leaves_another_clients_tokens_a
         let stream = tokio::net::TcpSocket::new_v4().unwrap();
         stream.bind("127.0.0.2:0".parse().unwrap()).unwrap();
         let stream = stream.connect(addr.parse().unwrap()).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = support::http1(stream).await;
         let request = Request::get("/read")
             .header("host", &addr)
             .header("authorization", format!("Bearer {token}"))

@@ -42,6 +42,20 @@ async fn login(server: &Server, base: &str, client: &mut ProofClient) -> (String
     (access, json["refresh_token"].as_str().unwrap().to_owned())
 }
 
+/// A login as `user` (`userN`, whose password is `passwordN`) with a proof
+/// by `key`, for the example at `base`: the fresh access token, bound to it.
+async fn dpop_login(server: &Server, base: &str, user: &str, key: &ProofKey) -> String {
+    let res = server
+        .post("/login")
+        .header("content-type", "application/json")
+        .header("dpop", key.proof("POST", &format!("{base}/login"), None))
+        .body(json!({"username": user, "password": format!("password{}", &user[4..])}).to_string())
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    res.json()["fresh_token"].as_str().unwrap().to_owned()
+}
+
 async fn call(
     server: &Server,
     method: http::Method,
@@ -314,23 +328,9 @@ async fn a_one_account_proof_flood_is_refused_alone_over_tcp() {
     let a = Server::start("fresh_token", &env).await;
     let b = Server::start("fresh_token", &env).await;
     let protected = format!("{base}/protected");
-    let login_as = |server: &Server, user: &str, key: &ProofKey| {
-        let proof = key.proof("POST", &format!("{base}/login"), None);
-        let body = json!({"username": user, "password": format!("password{}", &user[4..])});
-        let request = server
-            .post("/login")
-            .header("content-type", "application/json")
-            .header("dpop", proof)
-            .body(body.to_string());
-        async move {
-            let res = request.send().await;
-            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-            res.json()["fresh_token"].as_str().unwrap().to_owned()
-        }
-    };
     let (mut accepted, mut refused) = (0, None);
     'flood: for key in [ProofKey::es256(), ProofKey::ed25519()] {
-        let token = login_as(&a, "user1", &key).await;
+        let token = dpop_login(&a, base, "user1", &key).await;
         for i in 0..40 {
             let server = if i % 2 == 0 { &a } else { &b };
             let proof = key.proof("GET", &protected, Some(&token));
@@ -356,7 +356,7 @@ async fn a_one_account_proof_flood_is_refused_alone_over_tcp() {
 
     // user2, on either instance: requests, then a logout that holds.
     let key = ProofKey::rs256();
-    let token = login_as(&b, "user2", &key).await;
+    let token = dpop_login(&b, base, "user2", &key).await;
     for server in [&a, &b] {
         let proof = key.proof("GET", &protected, Some(&token));
         let res = call(server, http::Method::GET, "/protected", &token, &proof).await;
@@ -388,11 +388,7 @@ async fn a_login_flood_with_a_new_key_each_time_is_refused_alone_over_tcp() {
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
             socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
             let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
+            let mut sender = support::http1(stream).await;
             let (mut accepted, mut refused) = (0u32, 0u32);
             for _ in 0..1500 {
                 let key = ProofKey::new_es256();
@@ -463,31 +459,6 @@ async fn a_proof_flood_over_tcp_never_takes_a_logouts_room_in_redis() {
         ("DPOP_PROOFS_PER_SUBJECT", "1000000"),
     ];
     let server = Server::start("fresh_token", &env).await;
-    let memory = |field: &str| -> u64 {
-        redis
-            .cli(&["INFO", "memory"])
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let login_as = |user: &'static str, key: &ProofKey| {
-        let request = server
-            .post("/login")
-            .header("content-type", "application/json")
-            .header("dpop", key.proof("POST", &format!("{base}/login"), None))
-            .body(
-                json!({"username": user, "password": format!("password{}", &user[4..])})
-                    .to_string(),
-            );
-        async move {
-            let res = request.send().await;
-            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-            res.json()["fresh_token"].as_str().unwrap().to_owned()
-        }
-    };
     // The bystander holds bearer tokens (a login without a proof).
     let bearer_login = || async {
         let res = server
@@ -502,21 +473,17 @@ async fn a_proof_flood_over_tcp_never_takes_a_logouts_room_in_redis() {
     let server = &server;
     let logout = |token: String| async move { server.post("/logout").bearer(&token).send().await };
     let (during, after) = (bearer_login().await, bearer_login().await);
-    let max = memory("used_memory:") + 3 * 1024 * 1024;
+    let max = redis.memory("used_memory:") + 3 * 1024 * 1024;
     redis.cli(&["CONFIG", "SET", "maxmemory", &max.to_string()]);
     let protected = format!("{base}/protected");
     let mut flood = Vec::new();
     for _ in 0..8 {
         let key = ProofKey::new_es256();
-        let token = login_as("user1", &key).await;
+        let token = dpop_login(&server, base, "user1", &key).await;
         let (addr, protected) = (server.addr.clone(), protected.clone());
         flood.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(conn);
+            let mut sender = support::http1(stream).await;
             let (mut accepted, mut waited) = (0u32, 0u32);
             while waited < 50 {
                 let request = http::Request::get("/protected")
@@ -544,7 +511,7 @@ async fn a_proof_flood_over_tcp_never_takes_a_logouts_room_in_redis() {
     for worker in flood {
         accepted += worker.await.unwrap();
     }
-    let used = memory("used_memory:");
+    let used = redis.memory("used_memory:");
     println!(
         "{accepted} proofs accepted over TCP; Redis at {:.1}% of maxmemory",
         used as f64 * 100.0 / max as f64

@@ -1043,14 +1043,7 @@ async fn near_maxmemory_proofs_wait_and_logouts_keep_their_room() {
     use tower_authx::{ProofUse, ReplayStore};
     let Some(redis) = Redis::start() else { return };
     let store = connected(&redis).await;
-    let used: u64 = redis
-        .cli(&["INFO", "memory"])
-        .lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let used = redis.memory("used_memory:");
     // 95% used: above the proofs' share, below the logouts'.
     redis.cli(&["CONFIG", "SET", "maxmemory", &(used * 100 / 95).to_string()]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -1129,17 +1122,7 @@ async fn a_burst_of_proofs_stops_at_the_line_whatever_its_rate() {
     use tower_authx::{ProofUse, ReplayStore};
     let Some(redis) = Redis::start() else { return };
     let store = connected(&redis).await;
-    let memory = |field: &str| -> u64 {
-        redis
-            .cli(&["INFO", "memory"])
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let max = memory("used_memory:") + 3 * 1024 * 1024;
+    let max = redis.memory("used_memory:") + 3 * 1024 * 1024;
     redis.cli(&["CONFIG", "SET", "maxmemory", &max.to_string()]);
     // A calm answer first: the watch has just seen plenty of room.
     let id = [1u8; 32];
@@ -1192,7 +1175,7 @@ async fn a_burst_of_proofs_stops_at_the_line_whatever_its_rate() {
         accepted += a;
         assert!(r > 0, "a writer was never refused");
     }
-    let used = memory("used_memory:");
+    let used = redis.memory("used_memory:");
     eprintln!(
         "{accepted} proofs in {:?}; Redis at {:.1}% of maxmemory",
         started.elapsed(),

@@ -399,6 +399,16 @@ pub fn oidc_packages() -> Option<PathBuf> {
         .clone()
 }
 
+/// An HTTP/1.1 connection over `stream`, for many requests in turn (its
+/// driver spawned).
+pub async fn http1(stream: TcpStream) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// A line for whoever runs the tests, past libtest's output capture.
 fn say(line: &str) {
     use std::io::Write;
@@ -481,6 +491,17 @@ impl Redis {
     /// `redis-cli` against this server; its output.
     pub fn cli(&self, args: &[&str]) -> String {
         redis_cli(self.port, args)
+    }
+
+    /// A number from `INFO memory` (`used_memory:`, `maxmemory:`, ...).
+    pub fn memory(&self, field: &str) -> u64 {
+        self.cli(&["INFO", "memory"])
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .unwrap_or_else(|| panic!("no {field} in INFO memory"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     pub fn url(&self) -> String {
