@@ -479,7 +479,7 @@ async fn a_proof_flood_over_tcp_never_takes_a_logouts_room_in_redis() {
     let mut flood = Vec::new();
     for _ in 0..8 {
         let key = ProofKey::new_es256();
-        let token = dpop_login(&server, base, "user1", &key).await;
+        let token = dpop_login(server, base, "user1", &key).await;
         let (addr, protected) = (server.addr.clone(), protected.clone());
         flood.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
