@@ -44,6 +44,7 @@ async fn login(server: &Server, base: &str, client: &mut ProofClient) -> (String
 
 /// A login as `user` (`userN`, whose password is `passwordN`) with a proof
 /// by `key`, for the example at `base`: the fresh access token, bound to it.
+#[cfg(feature = "redis")]
 async fn dpop_login(server: &Server, base: &str, user: &str, key: &ProofKey) -> String {
     let res = server
         .post("/login")
