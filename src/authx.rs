@@ -76,10 +76,12 @@ impl AuthX {
             Some(dpop) => Some(DpopCheck::new(dpop)?),
             None => None,
         };
+        // A protected resource requires itself as every token's audience.
+        let mut resource_id = None;
         let resource = match config.resource.take() {
             Some(resource) => {
-                let id = resource.identifier()?.to_owned();
-                let issuers = audience_is_resource(&mut config, &id)?;
+                let id = resource_id.insert(resource.identifier()?.to_owned());
+                let issuers = audience_is_resource(&config, id)?;
                 let header_only = config.locations == [TokenLocation::Headers]
                     && config.header_name == http::header::AUTHORIZATION
                     && config.header_type.eq_ignore_ascii_case("Bearer");
@@ -94,7 +96,7 @@ impl AuthX {
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dpop_required = dpop.as_ref().map(|dpop| dpop.required);
         let seal = Seal::of(id, config.fresh_max_age);
-        let trust = Trust::from_config(&mut config, seal, dpop_required)?;
+        let trust = Trust::from_config(&config, seal, dpop_required, resource_id.as_deref())?;
         let challenge = Challenge {
             missing_details: missing_details(&Places {
                 locations: &config.locations,
@@ -160,7 +162,11 @@ impl AuthX {
                     access_lifetime: config.access_lifetime,
                     refresh_lifetime: config.refresh_lifetime,
                     issuer: config.issuer,
-                    audience: config.audience,
+                    // A protected resource issues tokens for itself too.
+                    audience: match resource_id {
+                        Some(resource) => vec![resource],
+                        None => config.audience,
+                    },
                 },
                 jwks,
                 resource,

@@ -191,52 +191,55 @@ fn check_paths(idp: Option<&Idp>) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A protected resource takes only tokens issued for it (RFC 8707): makes
-/// `resource` every token's required audience, where an audience configured
-/// otherwise is an error, not a second door. Returns the issuers, for the
+/// A protected resource takes only tokens issued for it (RFC 8707): an
+/// audience configured otherwise is an error, not a second door (`Trust`
+/// then requires `resource` of every token). Returns the issuers, for the
 /// metadata's `authorization_servers`.
 pub(crate) fn audience_is_resource(
-    config: &mut AuthXConfig,
+    config: &AuthXConfig,
     resource: &str,
 ) -> Result<Vec<String>, ConfigError> {
-    let only_resource = |audience: &mut Vec<String>, whose: &str| {
+    let only_resource = |audience: &[String], whose: &str| {
         if audience.iter().any(|aud| aud != resource) {
             return Err(ConfigError::new(format!(
                 "{whose} names an audience other than the protected resource {resource:?}: \
                  a protected resource takes only tokens issued for it (RFC 8707)"
             )));
         }
-        *audience = vec![resource.to_owned()];
         Ok(())
     };
     #[cfg(feature = "remote-keys")]
     if config.by_issuers {
         let mut issuers = Vec::new();
-        for issuer in &mut config.issuers {
-            only_resource(
-                &mut issuer.audience,
-                &format!("the issuer {:?}", issuer.iss),
-            )?;
+        for issuer in &config.issuers {
+            only_resource(&issuer.audience, &format!("the issuer {:?}", issuer.iss))?;
             issuers.push(issuer.iss.clone());
         }
         return Ok(issuers);
     }
-    only_resource(&mut config.audience, "AuthXConfig::audience")?;
+    only_resource(&config.audience, "AuthXConfig::audience")?;
     Ok(config.issuer.iter().cloned().collect())
 }
 
 impl Trust {
     /// Whom `config` trusts, each with its keys and rules; every verifier's
-    /// claims marked with `seal`. Takes the issuers and remote keys out of
-    /// `config`. `dpop`: whether DPoP is taken, and then whether it is required (the
-    /// configuration's DPoP settings are already compiled by then).
+    /// claims marked with `seal`. `dpop`: whether DPoP is taken, and then
+    /// whether it is required (the configuration's DPoP settings are already
+    /// compiled by then); `resource`: the protected resource every token must
+    /// be issued for, in place of the configured audiences (checked by
+    /// `audience_is_resource`).
     pub(crate) fn from_config(
-        config: &mut AuthXConfig,
+        config: &AuthXConfig,
         seal: Seal,
         dpop: Option<bool>,
+        resource: Option<&str>,
     ) -> Result<Trust, ConfigError> {
         // One issuer's rules: its own where it has them, else the configuration's.
-        let rules = |issuer: Option<String>, audiences: Vec<String>, leeway, idp: Option<Idp>| {
+        let rules = |issuer: Option<String>, audiences: &[String], leeway, idp: Option<Idp>| {
+            let audiences = match resource {
+                Some(resource) => vec![resource.to_owned()],
+                None => audiences.to_vec(),
+            };
             let mut rules = IssuerRules::new(issuer, audiences, config.max_token_len);
             rules.leeway = leeway;
             rules.max_lifetime = config.max_token_lifetime;
@@ -249,16 +252,18 @@ impl Trust {
         check_paths(config.permissions.as_ref())?;
         #[cfg(feature = "remote-keys")]
         if config.by_issuers {
-            let issuers = std::mem::take(&mut config.issuers);
-            let issuers: Vec<(String, Trusted)> = issuers
-                .into_iter()
+            let issuers: Vec<(String, Trusted)> = config
+                .issuers
+                .iter()
                 .map(|issuer| {
                     check_paths(issuer.permissions.as_ref())?;
                     let leeway = issuer.leeway.unwrap_or(config.leeway);
                     // An issuer's own Idp, else the configuration's.
-                    let idp = issuer.permissions.or_else(|| config.permissions.clone());
-                    let audience = issuer.audience.clone();
-                    let mut rules = rules(Some(issuer.iss.clone()), audience, leeway, idp);
+                    let idp = issuer
+                        .permissions
+                        .clone()
+                        .or_else(|| config.permissions.clone());
+                    let mut rules = rules(Some(issuer.iss.clone()), &issuer.audience, leeway, idp);
                     // Another issuer's scopes are opaque strings unless
                     // its operator says they are namespaced AuthX's way.
                     rules.scope_wildcards = issuer.scope_wildcards;
@@ -266,6 +271,7 @@ impl Trust {
                     rules.introspected = issuer.introspection.is_some();
                     let introspection = issuer
                         .introspection
+                        .clone()
                         .map(|introspection| {
                             Introspector::new(
                                 introspection,
@@ -273,19 +279,19 @@ impl Trust {
                                 issuer.introspection_endpoint.as_deref(),
                                 issuer.keys.http_client(),
                                 KeySource::Remote(issuer.keys.clone()),
-                                &issuer.audience,
+                                &rules.audiences,
                             )
                         })
                         .transpose()?;
                     let trusted = Trusted {
-                        keys: KeySource::Remote(issuer.keys),
+                        keys: KeySource::Remote(issuer.keys.clone()),
                         verifier: Verifier::new(seal, &rules, false),
                         rules,
                         introspection,
                         #[cfg(feature = "metrics")]
                         label: issuer.iss.clone().into(),
                     };
-                    Ok((issuer.iss, trusted))
+                    Ok((issuer.iss.clone(), trusted))
                 })
                 .collect::<Result<_, ConfigError>>()?;
             let mut index = IssuerIndex::with_capacity(issuers.len());
@@ -295,7 +301,7 @@ impl Trust {
             return Ok(Trust::Issuers(issuers, index));
         }
         #[cfg(feature = "remote-keys")]
-        let remote = config.remote.take();
+        let remote = config.remote.clone();
         #[cfg(not(feature = "remote-keys"))]
         let remote: Option<std::convert::Infallible> = None;
         // Our own keys sign AuthX's `scopes` with its wildcards; a JWKS's
@@ -312,7 +318,7 @@ impl Trust {
         };
         let mut rules = rules(
             config.issuer.clone(),
-            config.audience.clone(),
+            &config.audience,
             config.leeway,
             config.permissions.clone(),
         );
