@@ -417,11 +417,43 @@ fn say(line: &str) {
 
 /// Says that the running test skipped, and why, where the test runner does
 /// not hide it: straight to stderr, past libtest's output capture, so
-/// `cargo test` shows `SKIPPED` beside the test's `ok`.
+/// `cargo test` shows `SKIPPED` beside the test's `ok`. libtest cannot mark a
+/// test ignored once it runs, so it counts the test as passed: the skips are
+/// also listed again, counted, after libtest's summary (at the process's exit).
 pub fn skipped(why: &str) {
     use std::io::Write;
     let test = std::thread::current().name().unwrap_or("a test").to_owned();
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+    let mut skips = SKIPS.lock().unwrap_or_else(|e| e.into_inner());
+    if skips.is_empty() {
+        unsafe extern "C" {
+            fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+        }
+        // SAFETY: `atexit` is the C library's (always linked); the callback
+        // neither panics nor unwinds.
+        unsafe { atexit(report_skips) };
+    }
+    skips.entry(test).or_insert_with(|| why.to_owned());
+}
+
+/// The tests that skipped in this process, and why, for the report at its exit.
+static SKIPS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// After libtest's summary, which counted them as passed: how many tests
+/// skipped, and which.
+extern "C" fn report_skips() {
+    use std::io::Write;
+    let skips = SKIPS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "\nSKIPPED {} of the tests counted as passed above (they did not run what they test):",
+        skips.len()
+    );
+    for (test, why) in skips.iter() {
+        let _ = writeln!(err, "  {test}: {why}");
+    }
 }
 
 /// A free loopback port (for servers that cannot report theirs), never handed
