@@ -74,13 +74,20 @@
 //!   how the answer is shaped.
 //! - `extract` (axum), `introspection` (RFC 7662) and `metrics`: one module
 //!   each, behind their features; MCP's `ToolScopesLayer` is in [`layer`].
+//! - [`guide`]: the longer pages: DPoP, certificate-bound tokens, Redis and
+//!   Redis Cluster, and where each AuthX setting went.
 //!
 //! [AuthX]: https://pypi.org/project/authx/
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The docs link to items of the features they mention (docs.rs builds them
 // all); without those features such a link has nothing to point at.
 #![cfg_attr(
-    not(all(feature = "remote-keys", feature = "redis", feature = "axum", feature = "tonic")),
+    not(all(
+        feature = "remote-keys",
+        feature = "redis",
+        feature = "axum",
+        feature = "tonic"
+    )),
     allow(rustdoc::broken_intra_doc_links)
 )]
 #![forbid(unsafe_code)]
@@ -97,6 +104,7 @@ mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+pub mod guide;
 #[cfg(feature = "remote-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
 pub mod introspection;

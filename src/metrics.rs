@@ -1,21 +1,7 @@
-//! What an operator can alert on (feature `metrics`), through the `metrics`
-//! facade, so any exporter works. Every name is here; labels are bounded:
-//! a layer kind, an outcome, a reason (the kind of refusal, never free text),
-//! a configured issuer, a store, a result. Never a subject, a `jti`, a token,
-//! a caller's `kid` or a path.
+//! What an operator can alert on, through the `metrics` facade, so any
+//! exporter works: every name is a constant here.
 //!
-//! | metric | type | labels |
-//! | --- | --- | --- |
-//! | `authx_requests_total` | counter | `layer`, `outcome` (`allowed`, `anonymous`, `refused`), `reason`, `issuer` |
-//! | `authx_verify_duration_seconds` | histogram (one request in 8) | `layer` |
-//! | `authx_store_duration_seconds` | histogram | `store` (`revocation`, `replay`), `result` (`ok`, `error`) |
-//! | `authx_jwks_fetches_total` | counter | `issuer`, `result` (`ok`, `error`) |
-//! | `authx_jwks_keys` | gauge | `issuer` |
-//! | `authx_jwks_last_success_timestamp_seconds` | gauge | `issuer` |
-//! | `authx_verified_cache_total` | counter | `result` (`hit`, `miss`) |
-//! | `authx_introspections_total` | counter | `issuer`, `result` (`active`, `inactive`, `error`, `shed`) |
-//! | `authx_introspection_cache_total` | counter | `result` (`hit`, `miss`) |
-//! | `authx_store_unreplicated_writes_total` | counter | |
+#![doc = include_str!("guide/metrics.md")]
 
 use crate::error::AuthError;
 

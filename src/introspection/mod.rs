@@ -1,27 +1,4 @@
-//! Opaque tokens, by asking their issuer (RFC 7662; feature `remote-keys`).
-//!
-//! An [`Issuer`](crate::Issuer) given an [`Introspection`] sends the tokens it
-//! cannot verify alone (by default, those that are not JWS) to its
-//! introspection endpoint, with the resource server's client credentials
-//! ([`ClientAuth`]). An active answer becomes the same [`Claims`](crate::Claims)
-//! a JWT's payload would, and every later stage runs as for a JWT: time,
-//! issuer, audience, binding (DPoP, certificate), the route's requirement,
-//! revocation. What the server cannot answer, fails closed (503).
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::time::Duration;
-//! use tower_authx::{AuthX, AuthXConfig, ClientAuth, Introspection, Issuer};
-//!
-//! let introspection = Introspection::discovered(ClientAuth::secret_basic("api", "s3cret"))
-//!     .cache(Duration::from_secs(30));
-//! let issuer = Issuer::discover("https://sso.example/realms/staff")
-//!     .await?
-//!     .audience("api")
-//!     .introspection(introspection);
-//! let authx = AuthX::new(AuthXConfig::from_issuers([issuer]))?;
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../guide/introspection.md")]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -72,7 +72,7 @@ async fn call(
         .await
 }
 
-/// The walkthrough of the README's DPoP section, with `client`.
+/// The walkthrough of the DPoP guide (src/guide/dpop.md), with `client`.
 async fn walkthrough(server: &Server, base: &str, client: &mut ProofClient) {
     let who = client.name.clone();
     let (access, refresh) = login(server, base, client).await;
@@ -279,7 +279,7 @@ async fn a_proof_replayed_to_another_instance_is_refused() {
     }
 }
 
-/// The README's DPoP walkthrough (a node client with panva's `dpop`) runs
+/// The DPoP guide's walkthrough (a node client with panva's `dpop`) runs
 /// unchanged against the example.
 #[tokio::test]
 async fn the_readme_dpop_walkthrough_runs_against_the_example() {
