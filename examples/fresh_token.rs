@@ -41,6 +41,31 @@
 //!
 //! Operating it: `RUST_LOG` filters the logs (stderr; default `warn`). The axum
 //! example (`dev/examples/axum.rs`) serves the same API with `GET /metrics`.
+//!
+//! Outside this repository: copy this file into a new crate as `src/main.rs`,
+//! and `examples/shared/` as `src/shared/`, with these lines in its `Cargo.toml`
+//! (`dev/copy-out-examples` builds it exactly so; until tower-authx is
+//! published, `path` names a checkout of it):
+//!
+//! ```toml
+//! [dependencies]
+//! tower-authx = { path = "../tower-authx" }
+//! bytes = "1"
+//! http = "1"
+//! http-body = "1"
+//! http-body-util = "0.1"
+//! hyper = { version = "1", features = ["server", "http1"] }
+//! hyper-util = { version = "0.1", features = ["tokio", "server", "http1"] }
+//! pin-project-lite = "0.2"
+//! serde = { version = "1", features = ["derive"] }
+//! serde_json = { version = "1", features = ["preserve_order"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "time", "signal"] }
+//! tower = { version = "0.5", features = ["util"] }
+//! tracing-subscriber = { version = "0.3", default-features = false, features = ["fmt", "std"] }
+//!
+//! [features]
+//! redis = ["tower-authx/redis"]
+//! ```
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -24,6 +24,33 @@
 //! `http://127.0.0.1:8002/mcp`), `HOST` (127.0.0.1), `PORT` (8002),
 //! `SSL_CERT_FILE` (a root to trust besides the platform's), `REDIS_URL`
 //! (revocations and DPoP proofs shared by every instance), `RUST_LOG`.
+//!
+//! Outside this repository: copy this file into a new crate as `src/main.rs`,
+//! and `examples/shared/` as `src/shared/`, with these lines in its `Cargo.toml`
+//! (`dev/copy-out-examples` builds it exactly so; until tower-authx is
+//! published, `path` names a checkout of it):
+//!
+//! ```toml
+//! [dependencies]
+//! tower-authx = { path = "../tower-authx", features = ["mcp", "remote-keys"] }
+//! axum = { version = "0.8", default-features = false, features = ["tokio", "http1", "json"] }
+//! rmcp = { version = "3.11", default-features = false, features = ["server", "macros", "transport-streamable-http-server"] }
+//! bytes = "1"
+//! http = "1"
+//! http-body = "1"
+//! http-body-util = "0.1"
+//! hyper = { version = "1", features = ["server", "http1"] }
+//! hyper-util = { version = "0.1", features = ["tokio", "server", "http1"] }
+//! pin-project-lite = "0.2"
+//! serde = { version = "1", features = ["derive"] }
+//! serde_json = { version = "1", features = ["preserve_order"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "time", "signal"] }
+//! tower = { version = "0.5", features = ["util"] }
+//! tracing-subscriber = { version = "0.3", default-features = false, features = ["fmt", "std"] }
+//!
+//! [features]
+//! redis = ["tower-authx/redis"]
+//! ```
 
 use std::sync::Arc;
 
@@ -38,7 +65,7 @@ use tower::ServiceBuilder;
 use tower_authx::layer::ToolScopesLayer;
 use tower_authx::{AuthX, AuthXConfig, Claims, Issuer, ProtectedResource, RequireScopesLayer};
 
-#[path = "../../examples/shared/mod.rs"]
+#[path = "shared/mod.rs"]
 mod shared;
 
 /// What every MCP request needs, and what `admin_reset` needs.

@@ -58,6 +58,35 @@
 //! Operating it: `RUST_LOG` filters the logs (stderr; default `warn`); built with
 //! `--features metrics`, `GET /metrics` serves every tower-authx metric in
 //! Prometheus text.
+//!
+//! Outside this repository: copy this file into a new crate as `src/main.rs`,
+//! and `examples/shared/` as `src/shared/` and `dev/examples/support/` as `src/support/`, with these lines in its `Cargo.toml`
+//! (`dev/copy-out-examples` builds it exactly so; until tower-authx is
+//! published, `path` names a checkout of it):
+//!
+//! ```toml
+//! [dependencies]
+//! tower-authx = { path = "../tower-authx", features = ["remote-keys"] }
+//! rustls = { version = "0.23", default-features = false, features = ["ring", "std", "tls12"] }
+//! tokio-rustls = { version = "0.26", default-features = false, features = ["ring", "tls12"] }
+//! bytes = "1"
+//! http = "1"
+//! http-body = "1"
+//! http-body-util = "0.1"
+//! hyper = { version = "1", features = ["server", "http1"] }
+//! hyper-util = { version = "0.1", features = ["tokio", "server", "http1"] }
+//! pin-project-lite = "0.2"
+//! serde = { version = "1", features = ["derive"] }
+//! serde_json = { version = "1", features = ["preserve_order"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "time", "signal"] }
+//! tower = { version = "0.5", features = ["util"] }
+//! tracing-subscriber = { version = "0.3", default-features = false, features = ["fmt", "std"] }
+//! metrics-exporter-prometheus = { version = "0.18", default-features = false, optional = true }
+//!
+//! [features]
+//! redis = ["tower-authx/redis"]
+//! metrics = ["tower-authx/metrics", "dep:metrics-exporter-prometheus"]
+//! ```
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -74,9 +103,9 @@ use tower_authx::{
     RequireAuthLayer, RequireFreshLayer, RequireScopesLayer, Requirement, Rule,
 };
 
-#[path = "../../examples/shared/prometheus.rs"]
+#[path = "shared/prometheus.rs"]
 mod prometheus;
-#[path = "../../examples/shared/mod.rs"]
+#[path = "shared/mod.rs"]
 mod shared;
 #[path = "support/tls_server.rs"]
 mod tls_server;

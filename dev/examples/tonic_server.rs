@@ -13,15 +13,45 @@
 //! grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"name":"world"}' \
 //!     -proto hello.proto localhost:50051 helloworld.Greeter/SayHello
 //! ```
+//!
+//! Outside this repository: copy this file into a new crate as `src/main.rs`,
+//! and `examples/shared/` as `src/shared/`, with these lines in its `Cargo.toml`
+//! (`dev/copy-out-examples` builds it exactly so; until tower-authx is
+//! published, `path` names a checkout of it):
+//!
+//! ```toml
+//! [dependencies]
+//! tower-authx = { path = "../tower-authx", features = ["tonic"] }
+//! prost = "0.14"
+//! tokio-stream = { version = "0.1", features = ["net"] }
+//! tonic = "0.14"
+//! tonic-health = "0.14"
+//! tonic-prost = "0.14"
+//! bytes = "1"
+//! http = "1"
+//! http-body = "1"
+//! http-body-util = "0.1"
+//! hyper = { version = "1", features = ["server", "http1"] }
+//! hyper-util = { version = "0.1", features = ["tokio", "server", "http1"] }
+//! pin-project-lite = "0.2"
+//! serde = { version = "1", features = ["derive"] }
+//! serde_json = { version = "1", features = ["preserve_order"] }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "time", "signal"] }
+//! tower = { version = "0.5", features = ["util"] }
+//! tracing-subscriber = { version = "0.3", default-features = false, features = ["fmt", "std"] }
+//!
+//! [features]
+//! redis = ["tower-authx/redis"]
+//! ```
 
 use tonic::Status;
 use tonic::transport::Server;
 use tower::Layer;
 use tower_authx::{AuthX, Claims, RequireAuthLayer, RequireFreshLayer};
 
-#[path = "../../examples/shared/greeter.rs"]
+#[path = "shared/greeter.rs"]
 mod greeter;
-#[path = "../../examples/shared/mod.rs"]
+#[path = "shared/mod.rs"]
 mod shared;
 use greeter::{GreeterServer, HelloReply, HelloRequest};
 
