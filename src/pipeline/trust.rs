@@ -101,7 +101,7 @@ impl Trust {
                         .into()),
                     };
                 }
-                let iss = crate::token::unverified_issuer(token);
+                let iss = crate::token::unverified_issuer(token)?;
                 let index = *iss
                     .and_then(|iss| index_of.get(iss.as_str()))
                     .ok_or(AuthError::InvalidToken(InvalidToken::Issuer))?;

@@ -49,14 +49,20 @@ pub(crate) fn unverified_issued_at(token: &str, now: NumericDate) -> Option<f64>
 }
 
 /// The `iss` a token says it is from, unverified: to choose whose keys and
-/// rules verify it.
+/// rules verify it. A payload that is not base64url JSON is malformed (a
+/// garbage token is told so, not "invalid issuer"); a token that names no
+/// issuer, or names it with another type than a string, names none.
 #[cfg(feature = "remote-keys")]
-pub(crate) fn unverified_issuer(token: &str) -> Option<String> {
+pub(crate) fn unverified_issuer(token: &str) -> Result<Option<String>, InvalidToken> {
     #[derive(serde::Deserialize)]
     struct Peek {
         iss: Option<String>,
     }
-    unverified::<Peek>(token)?.iss
+    match unverified::<Peek>(token) {
+        Some(peek) => Ok(peek.iss),
+        None if unverified::<serde::de::IgnoredAny>(token).is_some() => Ok(None),
+        None => Err(malformed("the payload is not base64url-encoded JSON")),
+    }
 }
 
 /// The payload of a compact JWS whose header's `typ` is `typ`, signed with

@@ -720,6 +720,39 @@ async fn from_issuers_refuses_settings_it_would_drop_and_issuers_that_shadow_eac
     );
 }
 
+/// A garbage token on a guard of several issuers is told it is malformed,
+/// as on a guard of one; a readable token of no configured issuer is told
+/// its issuer is not trusted. Both before any key is fetched.
+#[tokio::test]
+async fn garbage_on_several_issuers_is_malformed_and_a_stranger_is_an_invalid_issuer() {
+    let issuer = |iss: &str| {
+        tower_authx::Issuer::new(iss, RemoteJwks::new("https://login.example/jwks").unwrap())
+    };
+    let authx = AuthX::new(AuthXConfig::from_issuers([
+        issuer("https://a"),
+        issuer("https://b"),
+    ]))
+    .unwrap();
+    let stranger = forge(
+        r#"{"alg":"RS256","typ":"JWT"}"#,
+        r#"{"iss":"https://c","sub":"u"}"#,
+        b"any secret",
+    );
+    for (token, detail) in [
+        (
+            "abc.def.ghi",
+            "Invalid token: the payload is not base64url-encoded JSON",
+        ),
+        (stranger.as_str(), "Invalid issuer"),
+    ] {
+        let err = authx
+            .verify::<tower_authx::NoExtra>(token, &Requirement::access())
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), detail, "{token}");
+    }
+}
+
 /// Issue 38, finding 1: an RSA modulus that is empty or zero (as a JWK, or
 /// as the DER INTEGER 0 of an `RSA PUBLIC KEY`) is refused, never a panic;
 /// a DER `NULL` with content is not DER.
