@@ -229,6 +229,19 @@ impl AuthX {
         self.inner.pipeline.authenticate(request, requirement).await
     }
 
+    /// The token a guard of this `AuthX` admitted for `request`, to call
+    /// other services on the caller's behalf ([`exchange`](crate::exchange)):
+    /// `None` when no such guard admitted one (the route is not guarded, or
+    /// by another `AuthX`). `E` is the guard's claims type
+    /// ([`NoExtra`](crate::NoExtra) unless you chose one).
+    #[cfg(feature = "remote-keys")]
+    pub fn caller<E: Send + Sync + 'static>(
+        &self,
+        request: RequestHead<'_>,
+    ) -> Option<crate::exchange::Caller> {
+        self.inner.pipeline.caller::<E>(request)
+    }
+
     /// The client key a token request (a login) proves with its `DPoP`
     /// header, to bind the tokens issued to it
     /// ([`PairBuilder::bound_to`](crate::PairBuilder::bound_to)): `None` when

@@ -5,6 +5,9 @@
 
 use crate::error::AuthError;
 
+/// Token exchanges (RFC 8693) by result: `cached`, `issued`, `refused`,
+/// `error`, `caller_expired`.
+pub const EXCHANGES: &str = "authx_exchanges_total";
 /// Guarded requests by layer kind, outcome, reason and issuer.
 pub const REQUESTS: &str = "authx_requests_total";
 /// Seconds a guard spent deciding (everything but a network store's wait),
@@ -63,6 +66,7 @@ pub fn describe() {
         "Introspection calls by issuer and result (shed: refused at the bound)"
     );
     describe_counter!(INTROSPECTION_CACHE, "Introspection cache lookups by result");
+    describe_counter!(EXCHANGES, "Token exchanges (RFC 8693) by result");
     describe_counter!(
         UNREPLICATED_WRITES,
         "Writes a Redis primary counted without a replica (a shard running alone)"

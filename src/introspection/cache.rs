@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use super::answer::Answer;
 
 /// A token's cache and flight key.
-pub(super) type TokenHash = [u8; 32];
+pub(crate) type TokenHash = [u8; 32];
 
-pub(super) fn hash(token: &str) -> TokenHash {
+pub(crate) fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 

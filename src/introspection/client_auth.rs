@@ -96,7 +96,7 @@ impl ClientAuth {
 
     /// Puts the credentials on a request to `endpoint`: into `form`, or as
     /// the `Authorization` header returned.
-    pub(super) fn apply(
+    pub(crate) fn apply(
         &self,
         endpoint: &str,
         form: &mut Form,
@@ -141,10 +141,10 @@ impl ClientAuth {
 
 /// An `application/x-www-form-urlencoded` body.
 #[derive(Default)]
-pub(super) struct Form(String);
+pub(crate) struct Form(String);
 
 impl Form {
-    pub(super) fn field(&mut self, name: &str, value: &str) {
+    pub(crate) fn field(&mut self, name: &str, value: &str) {
         if !self.0.is_empty() {
             self.0.push('&');
         }
@@ -165,7 +165,7 @@ impl Form {
         }
     }
 
-    pub(super) fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         self.0
     }
 }

@@ -19,12 +19,12 @@ use super::cache::TokenHash;
 type Flight<T> = Arc<OnceCell<T>>;
 
 /// The calls under way, by token.
-pub(super) struct Flights<T> {
+pub(crate) struct Flights<T> {
     calls: Mutex<HashMap<TokenHash, Flight<T>>>,
 }
 
 impl<T: Clone> Flights<T> {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Flights {
             calls: Mutex::new(HashMap::new()),
         }
@@ -33,7 +33,7 @@ impl<T: Clone> Flights<T> {
     /// `call`'s outcome, made once however many requests with the same token
     /// ask at the same time. If the request making the call goes away, a
     /// waiting one makes it instead.
-    pub(super) async fn share<F: Future<Output = T>>(
+    pub(crate) async fn share<F: Future<Output = T>>(
         &self,
         key: TokenHash,
         call: impl FnOnce() -> F,

@@ -14,9 +14,9 @@ use crate::keys::fetch::{HttpsClient, PlainHttp, fetchable_url, https_client, se
 use crate::token::{self, Unverified};
 
 mod answer;
-mod cache;
-mod client_auth;
-mod flight;
+pub(crate) mod cache;
+pub(crate) mod client_auth;
+pub(crate) mod flight;
 
 pub(crate) use answer::Answer;
 use answer::{Reading, Unread, Verdict};

@@ -244,6 +244,7 @@ pub(crate) fn openid_configuration_url(iss: &str) -> Result<Uri, ConfigError> {
 pub(crate) struct OpenIdConfiguration {
     pub(crate) jwks_uri: String,
     pub(crate) introspection_endpoint: Option<String>,
+    pub(crate) token_endpoint: Option<String>,
 }
 
 /// Fetches `iss`'s OpenID configuration from `url` (OpenID Connect
@@ -285,8 +286,19 @@ pub(crate) async fn openid_configuration(
             "the OpenID configuration (over https) names an introspection_endpoint that is not https".into(),
         ));
     }
+    let token_endpoint = member("token_endpoint").map(str::to_owned);
+    if https
+        && token_endpoint
+            .as_deref()
+            .is_some_and(|endpoint| !endpoint.starts_with("https://"))
+    {
+        return Err(FetchError::Document(
+            "the OpenID configuration (over https) names a token_endpoint that is not https".into(),
+        ));
+    }
     Ok(OpenIdConfiguration {
         jwks_uri: jwks_uri.to_owned(),
         introspection_endpoint,
+        token_endpoint,
     })
 }

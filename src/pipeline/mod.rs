@@ -410,6 +410,23 @@ impl Pipeline {
         Ok(claims)
     }
 
+    /// The token a guard of this pipeline admitted for `request`: the one
+    /// its sources find there (the guard found it the same way), with the
+    /// claims the guard left in the extensions.
+    #[cfg(feature = "remote-keys")]
+    pub(crate) fn caller<E: Send + Sync + 'static>(
+        &self,
+        request: RequestHead<'_>,
+    ) -> Option<crate::exchange::Caller> {
+        let extensions = request.extensions?;
+        let claims = extensions
+            .get::<Claims<E>>()
+            .filter(|claims| claims.verified_by.admitted_by(self.id))?;
+        let json = extensions.get::<JsonTokens>();
+        let found = self.sources.find(request, json, None).ok()?;
+        Some(crate::exchange::Caller::new(&found.token, claims))
+    }
+
     /// Every stage the layers run, for a request's head: the token from its
     /// location, keys (fetched when rotated), verification, the DPoP proof and
     /// binding, the CSRF double submit, `requirement`, then the replay and
