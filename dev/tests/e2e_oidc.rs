@@ -1633,3 +1633,204 @@ async fn a_restart_while_the_provider_is_down_serves_from_the_saved_keys() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "without them");
     let _ = std::fs::remove_dir_all(&saved);
 }
+
+// Token exchange (RFC 8693): a service (A) calls another (B) on its caller's
+// behalf with a token exchanged at the provider, never the caller's own.
+
+/// The downstream service's name at the provider: the exchanged token's `aud`.
+const ORDERS: &str = "https://orders.example";
+
+/// Serves `service` over TCP on loopback (HTTP/1.1); its base URL.
+async fn serve<S, B>(service: S) -> String
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let service = service.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// B: takes only tokens for [`ORDERS`] from `iss`; answers each token's
+/// payload as JSON and counts what it was sent.
+async fn orders_service(
+    iss: &str,
+    tls: &rustls::ClientConfig,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    let found = Issuer::discover_with(iss, tls.clone()).await.unwrap();
+    let authx =
+        AuthX::new(AuthXConfig::from_issuers([Issuer::new(found.iss(), found.keys().clone())
+            .audience(ORDERS)]))
+        .unwrap();
+    let echo = service_fn(move |req: Request<hyper::body::Incoming>| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let token = req.headers()["authorization"].to_str().unwrap();
+            let token = token.strip_prefix("Bearer ").unwrap();
+            let payload = support::payload_of(token);
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(payload.to_string()))))
+        }
+    });
+    // The guard counts nothing: B's own count is of what passed the guard.
+    let counted = RequireAuthLayer::new(authx).layer(echo);
+    serve(counted).await
+}
+
+/// A: guarded for [`AUDIENCE`]; `GET /relay` calls B's `/read` through
+/// `exchange`'s layer and answers B's status and body (502 and the error
+/// when there is no exchanged token).
+async fn gateway_service(
+    iss: &str,
+    tls: &rustls::ClientConfig,
+    exchange: tower_authx::exchange::TokenExchange,
+    downstream: String,
+) -> String {
+    let authx = AuthX::new(AuthXConfig::from_issuers([discovered(iss, tls).await])).unwrap();
+    let client = tower::ServiceBuilder::new().layer(exchange.layer()).service(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Full<Bytes>>(),
+    );
+    let handler_authx = authx.clone();
+    let relay = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let (authx, client, downstream) = (handler_authx.clone(), client.clone(), downstream.clone());
+        async move {
+            let caller = authx
+                .caller::<tower_authx::NoExtra>(tower_authx::RequestHead::of(&req))
+                .expect("the guard admitted a caller");
+            let mut call = Request::get(format!("{downstream}/read"))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            call.extensions_mut().insert(caller);
+            Ok::<_, Infallible>(match client.oneshot(call).await {
+                Ok(answer) => {
+                    let status = answer.status();
+                    let body = answer.into_body().collect().await.unwrap().to_bytes();
+                    Response::builder().status(status).body(Full::new(body)).unwrap()
+                }
+                Err(error) => Response::builder()
+                    .status(StatusCode::BAD_GATEWAY)
+                    .body(Full::new(Bytes::from(error.to_string())))
+                    .unwrap(),
+            })
+        }
+    });
+    serve(RequireAuthLayer::new(authx).layer(relay)).await
+}
+
+/// `GET url` with `token` as Bearer: the status and the body.
+async fn get_with(url: &str, token: &str) -> (StatusCode, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let request = Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    let answer = client.request(request).await.unwrap();
+    let status = answer.status();
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Issue 40, over TCP against panva's oidc-provider with an RFC 8693 grant
+/// registered through its `registerGrantType`: the form the provider
+/// receives; the audience switched (B takes the exchanged token, refuses the
+/// caller's); `act` names the gateway; a hundred concurrent requests of one
+/// caller make one exchange; the provider down is an error to the handler and
+/// nothing reaches B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower_authx::ClientAuth;
+    use tower_authx::exchange::{ExchangeConfig, TokenExchange};
+
+    let Some(dir) = provider_dir() else { return };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "exchange");
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let iss = provider.iss.clone();
+
+    let b_calls = Arc::new(AtomicUsize::new(0));
+    let b = orders_service(&iss, &tls, b_calls.clone()).await;
+    let config = ExchangeConfig::discover_with_tls(
+        &iss,
+        ClientAuth::secret_basic("gateway", "gateway-secret"),
+        tls.clone(),
+    )
+    .await
+    .unwrap()
+    .audience(ORDERS)
+    .scope("read")
+    .act_as_client(None);
+    let exchange = TokenExchange::new(config).unwrap();
+    let a = gateway_service(&iss, &tls, exchange, b.clone()).await;
+
+    let caller = token(&tls, &iss, "read", AUDIENCE).await;
+    // The caller's own token is not B's.
+    assert_eq!(get_with(&format!("{b}/read"), &caller).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(b_calls.load(Ordering::SeqCst), 0);
+
+    let (status, body) = get_with(&format!("{a}/relay"), &caller).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sent["aud"], ORDERS, "{sent}");
+    assert_eq!(sent["sub"], support::payload_of(&caller)["sub"], "{sent}");
+    assert_eq!(sent["act"]["sub"], "gateway", "{sent}");
+    assert_eq!(sent["scope"], "read", "{sent}");
+
+    // RFC 8693 2.1's form, as the provider received it.
+    let seen = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
+    let last = &seen["last"];
+    assert_eq!(last["grant_type"], "urn:ietf:params:oauth:grant-type:token-exchange");
+    assert_eq!(last["subject_token"], caller.as_str());
+    assert_eq!(last["subject_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(last["actor_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(last["audience"], ORDERS);
+    assert_eq!(last["scope"], "read");
+    assert_ne!(last["actor_token"], caller.as_str());
+    assert_eq!(seen["count"], 1);
+
+    // Cached: the same caller again makes no exchange.
+    assert_eq!(get_with(&format!("{a}/relay"), &caller).await.0, StatusCode::OK);
+    // A hundred concurrent requests of a new caller: one exchange.
+    let other = token(&tls, &iss, "read", AUDIENCE).await;
+    let relays = (0..100).map(|_| {
+        let (a, other) = (a.clone(), other.clone());
+        tokio::spawn(async move { get_with(&format!("{a}/relay"), &other).await.0 })
+    });
+    for relay in relays {
+        assert_eq!(relay.await.unwrap(), StatusCode::OK);
+    }
+    let seen = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
+    assert_eq!(seen["count"], 2, "one exchange per caller");
+
+    // The provider down: an error to the handler, and nothing reaches B.
+    let stranded = token(&tls, &iss, "read", AUDIENCE).await;
+    drop(provider);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = b_calls.load(Ordering::SeqCst);
+    let (status, body) = get_with(&format!("{a}/relay"), &stranded).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("token exchange unavailable"), "{body}");
+    assert_eq!(b_calls.load(Ordering::SeqCst), before, "nothing sent downstream");
+}

@@ -19,6 +19,17 @@
 // API): their `aud` is the resource's, and they must never pass as access
 // tokens.
 //
+// Token exchange (RFC 8693) is registered through oidc-provider's
+// registerGrantType: the client gateway exchanges an access token of this
+// provider (subject_token) for one whose `aud` is the `audience` (or
+// `resource`) asked for, with the subject's `sub`, the scope asked for (at
+// most the subject token's) and, when an actor_token (an access token of this
+// provider) comes too, `act: { sub: <its client_id> }` (nested over the
+// subject token's own `act`). Its tokens live EXCHANGE_TTL seconds (default
+// 300), at most as long as the subject token. GET /test/exchanges answers how
+// many exchanges were asked for and the form parameters of the last one, as
+// received.
+//
 // Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
 // KEYS_FILE (where to keep its signing keys: reused when present, so a restart
 // keeps them; delete it to rotate), AUDIENCE (the resource).
@@ -27,7 +38,8 @@
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
+import { createLocalJWKSet, jwtVerify, SignJWT, importJWK } from 'jose';
 
 const port = Number(process.env.PORT);
 const alg = process.env.ALG || 'ES256';
@@ -131,6 +143,14 @@ const provider = new Provider(issuer, {
     redirect_uris: [],
     response_types: [],
     id_token_signed_response_alg: alg,
+  }, {
+    client_id: 'gateway',
+    client_secret: 'gateway-secret',
+    grant_types: ['client_credentials', 'urn:ietf:params:oauth:grant-type:token-exchange'],
+    redirect_uris: [],
+    response_types: [],
+    scope: 'read orders:write',
+    id_token_signed_response_alg: alg,
   }, ...(process.env.RS_JWKS_FILE ? [{
     client_id: 'resource-server-jwt',
     token_endpoint_auth_method: 'private_key_jwt',
@@ -183,8 +203,70 @@ const provider = new Provider(issuer, {
 // Loopback only, over HTTPS made by the test.
 provider.proxy = false;
 
+const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+const exchangeTtl = Number(process.env.EXCHANGE_TTL || 300);
+const publicKeys = createLocalJWKSet({
+  keys: keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub),
+});
+const exchanges = { count: 0, last: null };
+async function ourAccessToken(token, what) {
+  try {
+    const { payload } = await jwtVerify(token, publicKeys, { issuer });
+    return payload;
+  } catch (e) {
+    throw new errors.InvalidGrant(`${what} is not a valid access token of this provider`);
+  }
+}
+provider.registerGrantType(EXCHANGE, async (ctx) => {
+  const params = ctx.oidc.params;
+  exchanges.count += 1;
+  exchanges.last = Object.fromEntries(
+    Object.entries(params).filter(([, v]) => v !== undefined),
+  );
+  if (params.subject_token_type !== ACCESS_TOKEN) {
+    throw new errors.InvalidRequest('subject_token_type must be an access token');
+  }
+  const subject = await ourAccessToken(params.subject_token, 'subject_token');
+  let act;
+  if (params.actor_token) {
+    if (params.actor_token_type !== ACCESS_TOKEN) {
+      throw new errors.InvalidRequest('actor_token_type must be an access token');
+    }
+    const actor = await ourAccessToken(params.actor_token, 'actor_token');
+    act = { sub: actor.client_id ?? actor.sub, ...(subject.act ? { act: subject.act } : {}) };
+  }
+  const audience = params.audience ?? params.resource;
+  if (!audience) throw new errors.InvalidTarget('name the audience or the resource');
+  const held = String(subject.scope ?? '').split(' ');
+  const scope = String(params.scope ?? subject.scope ?? '').split(' ')
+    .filter((s) => s && held.includes(s)).join(' ');
+  const now = Math.floor(Date.now() / 1000);
+  const exp = Math.min(now + exchangeTtl, subject.exp);
+  const [signing] = keys;
+  const token = await new SignJWT({
+    sub: subject.sub, client_id: ctx.oidc.client.clientId, scope, ...(act ? { act } : {}),
+  })
+    .setProtectedHeader({ alg, kid: signing.kid, typ: 'at+jwt' })
+    .setIssuer(issuer).setAudience(audience).setIssuedAt(now).setExpirationTime(exp)
+    .setJti(randomUUID())
+    .sign(await importJWK(signing, alg));
+  ctx.body = {
+    access_token: token,
+    issued_token_type: ACCESS_TOKEN,
+    token_type: 'Bearer',
+    expires_in: exp - now,
+    scope,
+  };
+}, new Set(['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type',
+  'audience', 'resource', 'scope', 'requested_token_type']), new Set(['audience', 'resource']));
+
 let introspections = 0;
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/exchanges') {
+    ctx.body = exchanges;
+    return;
+  }
   if (ctx.path === '/test/introspections') {
     ctx.body = { count: introspections };
     return;
