@@ -241,6 +241,7 @@ impl<'a> TokenBuilder<'a> {
                 auth_time: None,
                 fam: None,
                 cnf: None,
+                act: None,
                 acr: None,
                 amr: None,
                 permissions: Default::default(),

@@ -101,12 +101,12 @@ mod cookie;
 mod csrf;
 mod dpop;
 mod error;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod extract;
 #[cfg(feature = "remote-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
 pub mod exchange;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 pub mod guide;
 #[cfg(feature = "remote-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote-keys")))]
@@ -134,8 +134,8 @@ mod token;
 
 pub use authx::AuthX;
 pub use claims::{
-    Audience, ClaimPath, Claims, Confirmation, Fresh, Idp, NoExtra, NumericDate, Permissions,
-    TokenType,
+    Actor, Audience, ClaimPath, Claims, Confirmation, Fresh, Idp, NoExtra, NumericDate,
+    Permissions, TokenType,
 };
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};

@@ -1656,7 +1656,9 @@ where
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let service = service.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
@@ -1669,7 +1671,8 @@ where
     format!("http://{addr}")
 }
 
-/// B: takes only tokens for [`ORDERS`] from `iss`; answers each token's
+/// B: takes only tokens for [`ORDERS`] from `iss` that the gateway acts
+/// with (`act.sub`, and no other actor in the chain); answers each token's
 /// payload as JSON and counts what it was sent.
 async fn orders_service(
     iss: &str,
@@ -1677,10 +1680,12 @@ async fn orders_service(
     calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> String {
     let found = Issuer::discover_with(iss, tls.clone()).await.unwrap();
-    let authx =
-        AuthX::new(AuthXConfig::from_issuers([Issuer::new(found.iss(), found.keys().clone())
-            .audience(ORDERS)]))
-        .unwrap();
+    let authx = AuthX::new(AuthXConfig::from_issuers([Issuer::new(
+        found.iss(),
+        found.keys().clone(),
+    )
+    .audience(ORDERS)]))
+    .unwrap();
     let echo = service_fn(move |req: Request<hyper::body::Incoming>| {
         calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         async move {
@@ -1691,7 +1696,10 @@ async fn orders_service(
         }
     });
     // The guard counts nothing: B's own count is of what passed the guard.
-    let counted = RequireAuthLayer::new(authx).layer(echo);
+    let requirement = tower_authx::Requirement::access()
+        .actor("gateway")
+        .rule(tower_authx::Rule::actors_among(["gateway"]));
+    let counted = authx.guard(requirement).unwrap().layer(echo);
     serve(counted).await
 }
 
@@ -1705,13 +1713,16 @@ async fn gateway_service(
     downstream: String,
 ) -> String {
     let authx = AuthX::new(AuthXConfig::from_issuers([discovered(iss, tls).await])).unwrap();
-    let client = tower::ServiceBuilder::new().layer(exchange.layer()).service(
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<Full<Bytes>>(),
-    );
+    let client = tower::ServiceBuilder::new()
+        .layer(exchange.layer())
+        .service(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>(),
+        );
     let handler_authx = authx.clone();
     let relay = service_fn(move |req: Request<hyper::body::Incoming>| {
-        let (authx, client, downstream) = (handler_authx.clone(), client.clone(), downstream.clone());
+        let (authx, client, downstream) =
+            (handler_authx.clone(), client.clone(), downstream.clone());
         async move {
             let caller = authx
                 .caller::<tower_authx::NoExtra>(tower_authx::RequestHead::of(&req))
@@ -1724,7 +1735,10 @@ async fn gateway_service(
                 Ok(answer) => {
                     let status = answer.status();
                     let body = answer.into_body().collect().await.unwrap().to_bytes();
-                    Response::builder().status(status).body(Full::new(body)).unwrap()
+                    Response::builder()
+                        .status(status)
+                        .body(Full::new(body))
+                        .unwrap()
                 }
                 Err(error) => Response::builder()
                     .status(StatusCode::BAD_GATEWAY)
@@ -1787,7 +1801,10 @@ async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token()
 
     let caller = token(&tls, &iss, "read", AUDIENCE).await;
     // The caller's own token is not B's.
-    assert_eq!(get_with(&format!("{b}/read"), &caller).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_with(&format!("{b}/read"), &caller).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(b_calls.load(Ordering::SeqCst), 0);
 
     let (status, body) = get_with(&format!("{a}/relay"), &caller).await;
@@ -1801,17 +1818,60 @@ async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token()
     // RFC 8693 2.1's form, as the provider received it.
     let seen = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
     let last = &seen["last"];
-    assert_eq!(last["grant_type"], "urn:ietf:params:oauth:grant-type:token-exchange");
+    assert_eq!(
+        last["grant_type"],
+        "urn:ietf:params:oauth:grant-type:token-exchange"
+    );
     assert_eq!(last["subject_token"], caller.as_str());
-    assert_eq!(last["subject_token_type"], "urn:ietf:params:oauth:token-type:access_token");
-    assert_eq!(last["actor_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(
+        last["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(
+        last["actor_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
     assert_eq!(last["audience"], ORDERS);
     assert_eq!(last["scope"], "read");
     assert_ne!(last["actor_token"], caller.as_str());
     assert_eq!(seen["count"], 1);
 
+    // Impersonation, not delegation (no actor token): B refuses it.
+    let plain = TokenExchange::new(
+        ExchangeConfig::discover_with_tls(
+            &iss,
+            ClientAuth::secret_basic("gateway", "gateway-secret"),
+            tls.clone(),
+        )
+        .await
+        .unwrap()
+        .audience(ORDERS),
+    )
+    .unwrap();
+    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(&iss, &tls).await])).unwrap();
+    let claims: tower_authx::Claims = verifier
+        .verify(&caller, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    let impersonating = plain
+        .exchange(&tower_authx::exchange::Caller::new(&caller, &claims))
+        .await
+        .unwrap();
+    assert_eq!(
+        support::payload_of(impersonating.token())["aud"],
+        ORDERS,
+        "a token for B"
+    );
+    let (status, _) = get_with(&format!("{b}/read"), impersonating.token()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no act: refused");
+    let seen = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
+    assert_eq!(seen["count"], 2);
+
     // Cached: the same caller again makes no exchange.
-    assert_eq!(get_with(&format!("{a}/relay"), &caller).await.0, StatusCode::OK);
+    assert_eq!(
+        get_with(&format!("{a}/relay"), &caller).await.0,
+        StatusCode::OK
+    );
     // A hundred concurrent requests of a new caller: one exchange.
     let other = token(&tls, &iss, "read", AUDIENCE).await;
     let relays = (0..100).map(|_| {
@@ -1822,7 +1882,7 @@ async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token()
         assert_eq!(relay.await.unwrap(), StatusCode::OK);
     }
     let seen = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
-    assert_eq!(seen["count"], 2, "one exchange per caller");
+    assert_eq!(seen["count"], 3, "one exchange per caller");
 
     // The provider down: an error to the handler, and nothing reaches B.
     let stranded = token(&tls, &iss, "read", AUDIENCE).await;
@@ -1832,5 +1892,9 @@ async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token()
     let (status, body) = get_with(&format!("{a}/relay"), &stranded).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("token exchange unavailable"), "{body}");
-    assert_eq!(b_calls.load(Ordering::SeqCst), before, "nothing sent downstream");
+    assert_eq!(
+        b_calls.load(Ordering::SeqCst),
+        before,
+        "nothing sent downstream"
+    );
 }

@@ -82,6 +82,10 @@ pub struct Claims<E = NoExtra> {
     /// that key, never as a bearer token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,
+    /// `act` (RFC 8693 4.1): who acts for the subject (a service that
+    /// exchanged the subject's token), and through whom, nested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
     /// How strongly the user authenticated (OpenID Connect `acr`; RFC 9470).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
@@ -414,6 +418,52 @@ impl Audience {
     }
 }
 
+/// An `act` claim (RFC 8693 4.1): the party acting for the subject, and the
+/// one that acted before it (`act` inside `act`), at most
+/// [`MAX_ACTOR_DEPTH`] deep.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// The acting party (a client id, usually).
+    pub sub: String,
+    /// Its issuer, when named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Who acted before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+/// How deep an `act` chain is read; a deeper one refuses the token.
+pub const MAX_ACTOR_DEPTH: usize = 8;
+
+impl Actor {
+    /// The chain, the current actor first.
+    pub fn chain(&self) -> impl Iterator<Item = &Actor> {
+        std::iter::successors(Some(self), |actor| actor.act.as_deref())
+    }
+
+    /// The actor `value` (a JSON object with a string `sub`) describes.
+    pub(crate) fn read(value: &serde_json::Value, depth: usize) -> Result<Actor, &'static str> {
+        if depth >= MAX_ACTOR_DEPTH {
+            return Err("the act claim is nested too deep");
+        }
+        let object = value.as_object().ok_or("the act claim is not an object")?;
+        let text = |name: &str| match object.get(name) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err("a member of the act claim is not a string"),
+        };
+        Ok(Actor {
+            sub: text("sub")?.ok_or("the act claim names no sub")?,
+            iss: text("iss")?,
+            act: match object.get("act") {
+                None => None,
+                Some(inner) => Some(Box::new(Actor::read(inner, depth + 1)?)),
+            },
+        })
+    }
+}
+
 /// The `cnf` claim (RFC 7800): how the token is bound to its holder's key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Confirmation {
@@ -456,6 +506,46 @@ mod tests {
 
     fn parse(json: &str) -> Result<Claims, String> {
         serde_json::from_str::<Claims>(json).map_err(|e| e.to_string())
+    }
+
+    /// `act` (RFC 8693) is read as a chain, bounded in depth, each actor
+    /// with a string `sub`; anything else refuses the token.
+    #[test]
+    fn act_chains_are_read_bounded_and_typed() {
+        let json = r#"{"sub":"u","exp":1,"act":{"sub":"gw","iss":"https://as","act":{"sub":"edge","x":1}}}"#;
+        let claims: Claims = serde_json::from_str(json).unwrap();
+        let chain: Vec<&str> = claims
+            .act
+            .as_ref()
+            .unwrap()
+            .chain()
+            .map(|a| a.sub.as_str())
+            .collect();
+        assert_eq!(chain, ["gw", "edge"]);
+        assert_eq!(
+            claims.act.as_ref().unwrap().iss.as_deref(),
+            Some("https://as")
+        );
+        let nested = |depth: usize| {
+            let mut act = r#"{"sub":"a0"}"#.to_owned();
+            for i in 1..depth {
+                act = format!(r#"{{"sub":"a{i}","act":{act}}}"#);
+            }
+            format!(r#"{{"sub":"u","exp":1,"act":{act}}}"#)
+        };
+        assert!(serde_json::from_str::<Claims>(&nested(MAX_ACTOR_DEPTH)).is_ok());
+        let deep = serde_json::from_str::<Claims>(&nested(MAX_ACTOR_DEPTH + 1)).unwrap_err();
+        assert!(deep.to_string().contains("nested too deep"), "{deep}");
+        for bad in [
+            r#"{"sub":"u","exp":1,"act":"gw"}"#,
+            r#"{"sub":"u","exp":1,"act":{}}"#,
+            r#"{"sub":"u","exp":1,"act":{"sub":7}}"#,
+            r#"{"sub":"u","exp":1,"act":{"sub":"gw","act":[]}}"#,
+            r#"{"sub":"u","exp":1,"act":{"sub":"gw","sub":"other"}}"#,
+            r#"{"sub":"u","exp":1,"act":{"sub":"gw"},"act":{"sub":"gw"}}"#,
+        ] {
+            assert!(serde_json::from_str::<Claims>(bad).is_err(), "{bad}");
+        }
     }
 
     /// `NoExtra` skips unknown claims instead of keeping them, and refuses

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::json::{Strict, Unique};
 
 use super::{
-    Audience, ClaimPath, Claims, Confirmation, Fresh, MAX_NUMERIC_DATE, NoExtra, NumericDate,
-    Permissions, Seal, TokenType,
+    Actor, Audience, ClaimPath, Claims, Confirmation, Fresh, MAX_NUMERIC_DATE, NoExtra,
+    NumericDate, Permissions, Seal, TokenType,
 };
 
 impl<'de> Deserialize<'de> for Fresh {
@@ -154,6 +154,7 @@ enum Member<'de> {
     AuthTime,
     Family,
     Cnf,
+    Act,
     Acr,
     Amr,
     /// Claims that say what kind of token this is (see [`TokenKind`]).
@@ -183,6 +184,7 @@ impl<'de> Member<'de> {
             "auth_time" => Member::AuthTime,
             "fam" => Member::Family,
             "cnf" => Member::Cnf,
+            "act" => Member::Act,
             "acr" => Member::Acr,
             "amr" => Member::Amr,
             "nonce" => Member::Nonce,
@@ -397,7 +399,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
         let (mut iat, mut exp, mut nbf, mut iss, mut aud) = (None, None, None, None, None);
         let (mut scopes, mut auth_time, mut family, mut cnf) = (None, None, None, None);
         let (mut scope, mut scp) = (None::<String>, None::<Audience>);
-        let (mut acr, mut amr) = (None, None);
+        let (mut acr, mut amr, mut act) = (None, None, None::<Strict>);
         let mut kind = TokenKind::default();
         let paths = self.0.paths;
         let mut permissions = Vec::new();
@@ -425,6 +427,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
                 Member::AuthTime => read_once(m, &mut auth_time, "auth_time", DATE)?,
                 Member::Family => read_once(m, &mut family, "fam", STRING)?,
                 Member::Cnf => read_once(m, &mut cnf, "cnf", "a confirmation object")?,
+                Member::Act => read_once(m, &mut act, "act", "an actor object")?,
                 Member::Acr => read_once(m, &mut acr, "acr", STRING)?,
                 Member::Amr => read_once(m, &mut amr, "amr", "a list of strings")?,
                 Member::Nonce => read_once(m, &mut kind.nonce, "nonce", "a JSON value")?,
@@ -475,6 +478,10 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
             de::Error::custom("the token's own claims do not have the expected types")
         })?;
         let sub: String = sub.ok_or_else(|| de::Error::custom("missing claim 'sub'"))?;
+        let act = act
+            .map(|Strict(value)| Actor::read(&value, 0))
+            .transpose()
+            .map_err(de::Error::custom)?;
         let client = kind.is_client(&sub);
         Ok(Claims {
             client,
@@ -499,6 +506,7 @@ impl<'de, E: DeserializeOwned> Visitor<'de> for ClaimsVisitor<'_, E> {
             auth_time,
             fam: family,
             cnf,
+            act,
             acr,
             amr,
             permissions: Permissions::new(permissions),

@@ -62,7 +62,8 @@ pub struct TokenExchangeFuture<R> {
 
 impl<R> std::fmt::Debug for TokenExchangeFuture<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenExchangeFuture").finish_non_exhaustive()
+        f.debug_struct("TokenExchangeFuture")
+            .finish_non_exhaustive()
     }
 }
 

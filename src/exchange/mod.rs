@@ -182,8 +182,9 @@ impl ExchangedToken {
     /// The `Authorization` header value that presents it.
     pub fn authorization(&self) -> Result<http::HeaderValue, ExchangeError> {
         let scheme = if self.dpop { "DPoP" } else { "Bearer" };
-        http::HeaderValue::try_from(format!("{scheme} {}", self.token))
-            .map_err(|_| ExchangeError::Unavailable("the issued token is not a header value".into()))
+        http::HeaderValue::try_from(format!("{scheme} {}", self.token)).map_err(|_| {
+            ExchangeError::Unavailable("the issued token is not a header value".into())
+        })
     }
 }
 
@@ -231,7 +232,8 @@ impl ExchangeConfig {
     /// The token endpoint `issuer`'s OpenID configuration names (fetched now;
     /// the configuration must name `issuer` exactly).
     pub async fn discover(issuer: &str, client: ClientAuth) -> Result<ExchangeConfig, FetchError> {
-        let url = openid_configuration_url(issuer).map_err(|e| FetchError::Document(e.to_string()))?;
+        let url =
+            openid_configuration_url(issuer).map_err(|e| FetchError::Document(e.to_string()))?;
         let http = https_client(platform_tls().map_err(|e| FetchError::Document(e.to_string()))?);
         Self::discover_with(issuer, client, &url, &http).await
     }
@@ -242,7 +244,8 @@ impl ExchangeConfig {
         client: ClientAuth,
         tls: rustls::ClientConfig,
     ) -> Result<ExchangeConfig, FetchError> {
-        let url = openid_configuration_url(issuer).map_err(|e| FetchError::Document(e.to_string()))?;
+        let url =
+            openid_configuration_url(issuer).map_err(|e| FetchError::Document(e.to_string()))?;
         let http = https_client(tls.clone());
         Ok(Self::discover_with(issuer, client, &url, &http)
             .await?
@@ -391,24 +394,24 @@ impl TokenExchange {
 
     /// One exchange for `caller`, cached when it succeeds, counted and logged.
     async fn call_once(&self, caller: &Caller, now: f64) -> Result<ExchangedToken, ExchangeError> {
-                let result = tokio::time::timeout(self.inner.config.timeout, self.call(caller))
-                    .await
-                    .unwrap_or_else(|_| Err(ExchangeError::Unavailable("timed out".into())));
-                match &result {
-                    Ok(token) => {
-                        self.record("issued");
-                        self.inner.cache.insert(caller.hash, token.clone(), now);
-                    }
-                    Err(ExchangeError::Refused { error, .. }) => {
-                        self.record("refused");
-                        tracing::info!(%error, sub = %caller.sub, "tower-authx: token exchange refused");
-                    }
-                    Err(error) => {
-                        self.record("error");
-                        tracing::warn!(%error, "tower-authx: token exchange failed");
-                    }
-                }
-                result
+        let result = tokio::time::timeout(self.inner.config.timeout, self.call(caller))
+            .await
+            .unwrap_or_else(|_| Err(ExchangeError::Unavailable("timed out".into())));
+        match &result {
+            Ok(token) => {
+                self.record("issued");
+                self.inner.cache.insert(caller.hash, token.clone(), now);
+            }
+            Err(ExchangeError::Refused { error, .. }) => {
+                self.record("refused");
+                tracing::info!(%error, sub = %caller.sub, "tower-authx: token exchange refused");
+            }
+            Err(error) => {
+                self.record("error");
+                tracing::warn!(%error, "tower-authx: token exchange failed");
+            }
+        }
+        result
     }
 
     /// Forgets what was exchanged for `caller` (the downstream service
@@ -551,7 +554,8 @@ fn read_answer(body: &[u8]) -> Result<TokenAnswer, ExchangeError> {
         issued_token_type: Option<String>,
         expires_in: Option<f64>,
     }
-    let malformed = |why: &str| ExchangeError::Unavailable(format!("the token endpoint's answer {why}"));
+    let malformed =
+        |why: &str| ExchangeError::Unavailable(format!("the token endpoint's answer {why}"));
     if !crate::json::unique_members(body) {
         return Err(malformed("is not JSON, or names a member twice"));
     }
@@ -560,7 +564,10 @@ fn read_answer(body: &[u8]) -> Result<TokenAnswer, ExchangeError> {
     if wire.access_token.is_empty() || !wire.access_token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(malformed("holds no usable access_token"));
     }
-    if wire.expires_in.is_some_and(|secs| !secs.is_finite() || secs < 0.0) {
+    if wire
+        .expires_in
+        .is_some_and(|secs| !secs.is_finite() || secs < 0.0)
+    {
         return Err(malformed("has an expires_in that is no duration"));
     }
     Ok(TokenAnswer {
@@ -582,7 +589,12 @@ fn read_refusal(body: &[u8]) -> Option<ExchangeError> {
     }
     let wire: Wire = serde_json::from_slice(body).ok()?;
     // Printed to logs and handlers: only what RFC 6749 5.2 allows in them.
-    let printable = |s: &str| s.chars().take(256).filter(|c| (' '..='~').contains(c)).collect();
+    let printable = |s: &str| {
+        s.chars()
+            .take(256)
+            .filter(|c| (' '..='~').contains(c))
+            .collect()
+    };
     Some(ExchangeError::Refused {
         error: printable(&wire.error),
         description: wire.error_description.as_deref().map(printable),

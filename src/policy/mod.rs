@@ -131,6 +131,13 @@ impl Requirement {
         self.rule(Rule::amr(methods))
     }
 
+    /// Requires that `actor` acts for the subject ([`Rule::actor`]): a
+    /// token exchanged by that service on a user's behalf.
+    #[must_use]
+    pub fn actor(self, actor: impl Into<String>) -> Self {
+        self.rule(Rule::actor(actor))
+    }
+
     /// Also requires `rule` (every call adds one; all must hold).
     #[must_use]
     pub fn rule(mut self, rule: Rule) -> Self {

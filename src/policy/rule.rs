@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::claims::{Claims, Permissions, ScopeClaims};
+use crate::claims::{Actor, Claims, Permissions, ScopeClaims};
 
 use super::Scopes;
 
@@ -60,6 +60,8 @@ pub struct ClaimsView<'a> {
     pub amr: &'a [String],
     /// The roles, groups or permissions read from the issuer's claim paths.
     pub permissions: &'a Permissions,
+    /// `act` (RFC 8693): who acts for the subject, and through whom.
+    pub act: Option<&'a Actor>,
     scopes: ScopeClaims<'a>,
     client: bool,
 }
@@ -72,6 +74,7 @@ impl<'a> ClaimsView<'a> {
             acr: claims.acr.as_deref(),
             amr: claims.amr.as_deref().unwrap_or_default(),
             permissions: &claims.permissions,
+            act: claims.act.as_ref(),
             scopes: claims.scope_claims(),
             client: claims.is_client(),
         }
@@ -142,6 +145,29 @@ impl Rule {
     /// An `amr` that holds every method in `methods` (`["otp"]`, `["mfa"]`).
     pub fn amr<I: IntoIterator<Item = S>, S: Into<String>>(methods: I) -> Rule {
         Rule(Node::Amr(list(methods)))
+    }
+
+    /// Delegation (RFC 8693): the token says in `act` that `actor` (a
+    /// client id) acts for its subject, as a token exchanged by that service
+    /// does. A token without `act` (the user's own) is refused.
+    pub fn actor(actor: impl Into<String>) -> Rule {
+        let actor = actor.into();
+        Rule::predicate(&format!("acting through {actor}"), move |claims| {
+            claims.act.is_some_and(|act| act.sub == actor)
+        })
+    }
+
+    /// Delegation through trusted parties only: every actor of the token's
+    /// `act` chain is among `actors` (a token without `act` passes; add
+    /// [`actor`](Self::actor) to require one).
+    pub fn actors_among<I: IntoIterator<Item = S>, S: Into<String>>(actors: I) -> Rule {
+        let trusted = list(actors);
+        let name = format!("actors among {trusted:?}");
+        Rule::predicate(&name, move |claims| {
+            claims
+                .act
+                .is_none_or(|act| act.chain().all(|a| trusted.contains(&a.sub)))
+        })
     }
 
     /// Every rule in `rules`. None at all refuses every request.
