@@ -74,6 +74,8 @@
 //!   how the answer is shaped.
 //! - `extract` (axum), `introspection` (RFC 7662) and `metrics`: one module
 //!   each, behind their features; MCP's `ToolScopesLayer` is in [`layer`].
+//! - `exchange` (feature `remote-keys`): calling other services on the
+//!   caller's behalf with an exchanged token (RFC 8693).
 //! - [`guide`]: the longer pages: DPoP, certificate-bound tokens, Redis and
 //!   Redis Cluster, and where each AuthX setting went.
 //!

@@ -420,7 +420,7 @@ impl Audience {
 
 /// An `act` claim (RFC 8693 4.1): the party acting for the subject, and the
 /// one that acted before it (`act` inside `act`), at most
-/// [`MAX_ACTOR_DEPTH`] deep.
+/// 8 deep (a deeper chain refuses the token).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Actor {
     /// The acting party (a client id, usually).
@@ -434,7 +434,7 @@ pub struct Actor {
 }
 
 /// How deep an `act` chain is read; a deeper one refuses the token.
-pub const MAX_ACTOR_DEPTH: usize = 8;
+pub(crate) const MAX_ACTOR_DEPTH: usize = 8;
 
 impl Actor {
     /// The chain, the current actor first.
