@@ -55,6 +55,11 @@
 //! certificate from that CA; a token whose `cnf.x5t#S256` names a
 //! certificate is then taken only on a connection with that certificate.
 //!
+//! Delegation (RFC 8693): with `REQUIRE_ACTOR` (a client id), every route
+//! takes only tokens whose `act.sub` names that client, as the tokens the
+//! `on_behalf_of` example exchanges do; the routes' JSON then names the
+//! `actor`.
+//!
 //! Operating it: `RUST_LOG` filters the logs (stderr; default `warn`); built with
 //! `--features metrics`, `GET /metrics` serves every tower-authx metric in
 //! Prometheus text.
@@ -100,7 +105,7 @@ use tower::{Layer, ServiceExt, service_fn};
 use tower_authx::layer::{LoadUserLayer, User};
 use tower_authx::{
     AuthX, AuthXConfig, Claims, ClientAuth, Idp, Introspection, Issuer, RemoteJwks,
-    RequireAuthLayer, RequireFreshLayer, RequireScopesLayer, Requirement, Rule,
+    RequireAuthLayer, Requirement, Rule,
 };
 
 #[path = "shared/prometheus.rs"]
@@ -117,9 +122,9 @@ struct App {
     metrics: prometheus::Metrics,
     users: Users,
     access: RequireAuthLayer,
-    fresh: RequireFreshLayer,
-    read: RequireScopesLayer,
-    admin: RequireScopesLayer,
+    fresh: RequireAuthLayer,
+    read: RequireAuthLayer,
+    admin: RequireAuthLayer,
     staff: RequireAuthLayer,
     orders: RequireAuthLayer,
     bound: RequireAuthLayer,
@@ -205,17 +210,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let config = config.permissions(roles_preset()?);
     let authx = AuthX::new(config)?;
+    // REQUIRE_ACTOR: every route takes only tokens in which that client acts
+    // for the user (RFC 8693 `act`), as the on_behalf_of example's are.
+    let actor = std::env::var("REQUIRE_ACTOR")
+        .ok()
+        .filter(|a| !a.is_empty());
+    let guard = |requirement: Requirement| match &actor {
+        Some(actor) => authx.guard(requirement.actor(actor.as_str())),
+        None => authx.guard(requirement),
+    };
     let app = Arc::new(App {
-        staff: authx.guard(Requirement::access().any_role(["staff"]))?,
-        bound: authx.guard(Requirement::access().certificate_bound())?,
-        orders: authx.guard(Requirement::access().rule(Rule::any_of([
+        staff: guard(Requirement::access().any_role(["staff"]))?,
+        bound: guard(Requirement::access().certificate_bound())?,
+        orders: guard(Requirement::access().rule(Rule::any_of([
             Rule::all_scopes(["orders:write"]),
             Rule::any_role(["admin"]),
         ])))?,
-        access: RequireAuthLayer::new(authx.clone()),
-        fresh: RequireFreshLayer::new(authx.clone()),
-        read: RequireScopesLayer::all(authx.clone(), ["read"]),
-        admin: RequireScopesLayer::all(authx.clone(), ["admin:users"]),
+        access: guard(Requirement::access())?,
+        fresh: guard(Requirement::fresh())?,
+        read: guard(Requirement::access().all_scopes(["read"]))?,
+        admin: guard(Requirement::access().all_scopes(["admin:users"]))?,
         users: Users::seed(),
         authx,
         metrics,
@@ -339,12 +353,19 @@ async fn route(req: Request<Incoming>, app: Arc<App>) -> Result<Response<Body>, 
                     None => json!({}),
                 },
                 "/fresh-required" => shared::fresh_required(claims, &app.users),
-                _ => json!({
-                    "message": format!("You may {}", &path[1..]),
-                    "subject": claims.sub,
-                    "scopes": claims.granted_scopes().collect::<Vec<_>>(),
-                    "roles": claims.permissions().iter().collect::<Vec<_>>(),
-                }),
+                _ => {
+                    let mut body = json!({
+                        "message": format!("You may {}", &path[1..]),
+                        "subject": claims.sub,
+                        "scopes": claims.granted_scopes().collect::<Vec<_>>(),
+                        "roles": claims.permissions().iter().collect::<Vec<_>>(),
+                    });
+                    // A delegated token: who acts for the subject.
+                    if let Some(act) = &claims.act {
+                        body["actor"] = json!(act.sub);
+                    }
+                    body
+                }
             };
             async move { Ok::<_, Infallible>(json_response(StatusCode::OK, body)) }
         })

@@ -1750,14 +1750,15 @@ async fn gateway_service(
     serve(RequireAuthLayer::new(authx).layer(relay)).await
 }
 
-/// `GET url` with `token` as Bearer: the status and the body.
+/// `GET url` with `token` as Bearer (none when empty): the status and the body.
 async fn get_with(url: &str, token: &str) -> (StatusCode, String) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
-    let request = Request::get(url)
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap();
+    let mut request = Request::get(url);
+    if !token.is_empty() {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(Full::default()).unwrap();
     let answer = client.request(request).await.unwrap();
     let status = answer.status();
     let body = answer.into_body().collect().await.unwrap().to_bytes();
@@ -1897,4 +1898,66 @@ async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token()
         before,
         "nothing sent downstream"
     );
+}
+
+/// Issue 40's examples, over TCP against the provider: `on_behalf_of` relays
+/// a caller's `GET /relay` to `resource_server`'s `/read` (run with
+/// `REQUIRE_ACTOR=gateway`) with an exchanged token; the downstream refuses
+/// the caller's own token and a token for it in which no one acts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_on_behalf_of_example_calls_the_resource_server_example_with_an_exchanged_token() {
+    let Some(dir) = provider_dir() else { return };
+    let (Some(gateway), Some(downstream)) = (example("on_behalf_of"), example("resource_server"))
+    else {
+        return;
+    };
+    let (pki, files, ca) = with_ca("on-behalf-of");
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let (_orders, orders) = resource_server(
+        &downstream,
+        &provider,
+        &ca,
+        &[("AUDIENCE", ORDERS), ("REQUIRE_ACTOR", "gateway")],
+    )
+    .await;
+    let (_gateway, gateway) = run_example(
+        &gateway,
+        &[
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("OIDC_ISSUER", provider.iss.as_str()),
+            ("AUDIENCE", AUDIENCE),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+            ("DOWNSTREAM_URL", &format!("http://{orders}")),
+            ("EXCHANGE_CLIENT_ID", "gateway"),
+            ("EXCHANGE_CLIENT_SECRET", "gateway-secret"),
+            ("EXCHANGE_AUDIENCE", ORDERS),
+            ("EXCHANGE_SCOPE", "read"),
+        ],
+    )
+    .await;
+    let caller = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    let (status, body) = get_with(&format!("http://{gateway}/relay"), &caller).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["actor"], "gateway", "{answer}");
+    assert_eq!(answer["subject"], "api-client", "{answer}");
+    assert_eq!(answer["scopes"], serde_json::json!(["read"]), "{answer}");
+    // Without a token, nothing is exchanged.
+    let (status, _) = get_with(&format!("http://{gateway}/relay"), "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The caller's own token, and a token for the downstream in which no one
+    // acts, are refused there.
+    let (status, _) = get_with(&format!("http://{orders}/read"), &caller).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let undelegated = token(&tls, &provider.iss, "read", ORDERS).await;
+    let (status, body) = get_with(&format!("http://{orders}/read"), &undelegated).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The provider down: 502, the caller's token never sent.
+    let other = token(&tls, &provider.iss, "read", AUDIENCE).await;
+    drop(provider);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = get_with(&format!("http://{gateway}/relay"), &other).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
 }
