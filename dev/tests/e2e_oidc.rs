@@ -1961,3 +1961,94 @@ async fn the_on_behalf_of_example_calls_the_resource_server_example_with_an_exch
     let (status, body) = get_with(&format!("http://{gateway}/relay"), &other).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
 }
+
+/// Issue 40: a downstream 401 `invalid_token` (the exchanged token revoked
+/// there, say) drops the cached token, and the request goes once more with a
+/// new one; a second refusal is the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downstream_refusal_of_the_exchanged_token_is_retried_once_with_a_new_one() {
+    use std::sync::{Arc, Mutex};
+    use tower_authx::ClientAuth;
+    use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
+
+    let Some(dir) = provider_dir() else { return };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "exchange-retry");
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let iss = provider.iss.clone();
+    // Refuses the first token it is sent (as if revoked there); with
+    // `refuse_all`, every token.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refuse_all = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let downstream = {
+        let (seen, refuse_all) = (seen.clone(), refuse_all.clone());
+        serve(service_fn(move |req: Request<hyper::body::Incoming>| {
+            let token = req.headers()["authorization"].to_str().unwrap().to_owned();
+            let mut seen = seen.lock().unwrap();
+            let first = seen.first().is_none_or(|revoked| *revoked == token);
+            seen.push(token);
+            let refuse = first || refuse_all.load(std::sync::atomic::Ordering::SeqCst);
+            let answer = if refuse {
+                Response::builder()
+                    .status(StatusCode::UNAUTHORIZED)
+                    .header("www-authenticate", r#"Bearer error="invalid_token""#)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            } else {
+                Response::new(Full::new(Bytes::from_static(b"{}")))
+            };
+            async move { Ok::<_, Infallible>(answer) }
+        }))
+        .await
+    };
+    let exchange = TokenExchange::new(
+        ExchangeConfig::discover_with_tls(
+            &iss,
+            ClientAuth::secret_basic("gateway", "gateway-secret"),
+            tls.clone(),
+        )
+        .await
+        .unwrap()
+        .audience(ORDERS),
+    )
+    .unwrap();
+    let client = tower::ServiceBuilder::new()
+        .layer(exchange.layer())
+        .service(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>(),
+        );
+    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(&iss, &tls).await])).unwrap();
+    let token = token(&tls, &iss, "read", AUDIENCE).await;
+    let claims: tower_authx::Claims = verifier
+        .verify(&token, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    let caller = Caller::new(&token, &claims);
+    let call = || {
+        let mut call = Request::get(format!("{downstream}/read"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        call.extensions_mut().insert(caller.clone());
+        client.clone().oneshot(call)
+    };
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_ne!(seen[0], seen[1], "a new token the second time");
+        assert!(
+            !seen.iter().any(|sent| sent.contains(&token)),
+            "never the caller's"
+        );
+    }
+    let exchanges = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
+    assert_eq!(exchanges["count"], 2);
+    // Refused again after the retry: the refusal is the answer, one retry only.
+    refuse_all.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(call().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(seen.lock().unwrap().len(), 4);
+    let exchanges = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
+    assert_eq!(exchanges["count"], 3);
+}
