@@ -105,7 +105,7 @@ where
                 // A request without a body can be sent again as it was.
                 let again = request.body().is_end_stream().then(|| head_of(&request));
                 let response = inner
-                    .call(with_token(request, &token)?)
+                    .call(with_token(request, &token))
                     .await
                     .map_err(Into::into)?;
                 let Some(again) = again.filter(|_| refuses_the_token(&response)) else {
@@ -118,7 +118,7 @@ where
                     .map_err(Into::into)?;
                 let request = Request::from_parts(again, B::default());
                 inner
-                    .call(with_token(request, &token)?)
+                    .call(with_token(request, &token))
                     .await
                     .map_err(Into::into)
             }),
@@ -126,15 +126,13 @@ where
     }
 }
 
-/// `request` with `token` as its only credential.
-fn with_token<B>(
-    mut request: Request<B>,
-    token: &super::ExchangedToken,
-) -> Result<Request<B>, ExchangeError> {
-    let headers = request.headers_mut();
-    headers.remove(header::AUTHORIZATION);
-    headers.insert(header::AUTHORIZATION, token.authorization()?);
-    Ok(request)
+/// `request` with `token` as its only credential (`insert` replaces every
+/// `Authorization` the request had).
+fn with_token<B>(mut request: Request<B>, token: &super::ExchangedToken) -> Request<B> {
+    request
+        .headers_mut()
+        .insert(header::AUTHORIZATION, token.authorization());
+    request
 }
 
 /// A copy of `request`'s head, to send it again.

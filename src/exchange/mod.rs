@@ -158,6 +158,8 @@ impl std::error::Error for ExchangeError {}
 #[derive(Clone)]
 pub struct ExchangedToken {
     token: Arc<str>,
+    /// `Bearer <token>` (or `DPoP <token>`), made once: every call sends it.
+    authorization: http::HeaderValue,
     dpop: bool,
     /// When it must no longer be used (Unix seconds): the sooner of its own
     /// end and the caller's, less a margin.
@@ -180,11 +182,8 @@ impl ExchangedToken {
     }
 
     /// The `Authorization` header value that presents it.
-    pub fn authorization(&self) -> Result<http::HeaderValue, ExchangeError> {
-        let scheme = if self.dpop { "DPoP" } else { "Bearer" };
-        http::HeaderValue::try_from(format!("{scheme} {}", self.token)).map_err(|_| {
-            ExchangeError::Unavailable("the issued token is not a header value".into())
-        })
+    pub fn authorization(&self) -> http::HeaderValue {
+        self.authorization.clone()
     }
 }
 
@@ -460,8 +459,15 @@ impl TokenExchange {
         };
         let now = NumericDate::now().as_secs_f64();
         let own_end = answer.expires_in.map_or(now, |secs| now + secs);
+        let scheme = if dpop { "DPoP" } else { "Bearer" };
+        let mut authorization =
+            http::HeaderValue::try_from(format!("{scheme} {}", answer.access_token)).map_err(
+                |_| ExchangeError::Unavailable("the issued token is not a header value".into()),
+            )?;
+        authorization.set_sensitive(true);
         Ok(ExchangedToken {
             token: answer.access_token.into(),
+            authorization,
             dpop,
             use_until: own_end.min(caller.exp) - EXPIRY_MARGIN_SECS,
         })
