@@ -2052,3 +2052,163 @@ async fn a_downstream_refusal_of_the_exchanged_token_is_retried_once_with_a_new_
     let exchanges = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
     assert_eq!(exchanges["count"], 3);
 }
+
+/// Issue 40, independently: the same exchange against @jmondi/oauth2-server's
+/// own TokenExchangeGrant (`tests/oidc/jmondi_exchange.mjs`), whose answers
+/// carry no `issued_token_type`. The caller's token is one tower-authx
+/// issued (HS256, shared with the server); the downstream takes only the
+/// exchanged token, for it, with the gateway acting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exchange_works_against_jmondi_oauth2_server_too() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
+    use tower_authx::{ClientAuth, Requirement};
+
+    const SECRET: &str = "a shared secret of thirty-two bytes or more";
+    const ISSUER: &str = "https://authx.example";
+    let Some(dir) = provider_dir() else { return };
+    let mut child = Command::new("node")
+        .arg(dir.join("jmondi_exchange.mjs"))
+        .env("PORT", free_port().to_string())
+        .env("SECRET", SECRET)
+        .env("ISSUER", ISSUER)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let server = listening(&mut child, "listening on ").await;
+
+    let users = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap().issuer(ISSUER)).unwrap();
+    let orders = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .issuer(ISSUER)
+            .audience(ORDERS),
+    )
+    .unwrap();
+    let b_calls = Arc::new(AtomicUsize::new(0));
+    let b = {
+        let calls = b_calls.clone();
+        let echo = service_fn(move |req: Request<hyper::body::Incoming>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let token = req.headers()["authorization"].to_str().unwrap().to_owned();
+            let payload = support::payload_of(token.strip_prefix("Bearer ").unwrap());
+            async move {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(payload.to_string()))))
+            }
+        });
+        let guard = orders
+            .guard(Requirement::access().actor("gateway"))
+            .unwrap();
+        serve(guard.layer(echo)).await
+    };
+    let config = || {
+        ExchangeConfig::at(
+            &format!("{server}/token"),
+            ClientAuth::secret_basic("gateway", "gateway-secret"),
+        )
+        .unwrap()
+        .audience(ORDERS)
+        .scope("read")
+    };
+    let delegating = TokenExchange::new(config().act_as_client(None)).unwrap();
+    let client = tower::ServiceBuilder::new()
+        .layer(delegating.layer())
+        .service(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>(),
+        );
+    let caller_of = |user: &str| {
+        let token = users.access_token(user).issue().unwrap();
+        let claims: tower_authx::Claims = users
+            .verify_offline(&token, &Requirement::access())
+            .unwrap();
+        (token.clone(), Caller::new(&token, &claims))
+    };
+    let call = |caller: Caller| {
+        let mut call = Request::get(format!("{b}/read"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        call.extensions_mut().insert(caller);
+        client.clone().oneshot(call)
+    };
+
+    let (alice_token, alice) = caller_of("alice");
+    assert_eq!(
+        get_with(&format!("{b}/read"), &alice_token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let answer = call(alice.clone()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["aud"], ORDERS, "{sent}");
+    assert_eq!(sent["sub"], "alice", "{sent}");
+    assert_eq!(sent["act"]["sub"], "gateway", "{sent}");
+    assert_eq!(sent["scope"], "read", "{sent}");
+
+    let seen = provider_json_http(&format!("{server}/test/exchanges")).await;
+    let last = &seen["last"];
+    assert_eq!(
+        last["grant_type"],
+        "urn:ietf:params:oauth:grant-type:token-exchange"
+    );
+    assert_eq!(last["subject_token"], alice_token.as_str());
+    assert_eq!(
+        last["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(
+        last["actor_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(last["audience"], ORDERS);
+    assert_eq!(last["scope"], "read");
+    assert_eq!(seen["count"], 1);
+
+    // Fifty concurrent calls for a new caller: one exchange.
+    let (_, bob) = caller_of("bob");
+    let calls: Vec<_> = (0..50).map(|_| tokio::spawn(call(bob.clone()))).collect();
+    for one in calls {
+        assert_eq!(one.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let seen = provider_json_http(&format!("{server}/test/exchanges")).await;
+    assert_eq!(seen["count"], 2);
+
+    // Without an actor token the server impersonates: the downstream refuses it.
+    let impersonating = TokenExchange::new(config())
+        .unwrap()
+        .exchange(&alice)
+        .await
+        .unwrap();
+    assert_eq!(
+        get_with(&format!("{b}/read"), impersonating.token())
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // A caller the server does not trust: refused there, nothing sent downstream.
+    let stranger = AuthX::new(AuthXConfig::from_secret([9u8; 32]).unwrap().issuer(ISSUER)).unwrap();
+    let token = stranger.access_token("mallory").issue().unwrap();
+    let claims: tower_authx::Claims = stranger
+        .verify_offline(&token, &Requirement::access())
+        .unwrap();
+    let before = b_calls.load(Ordering::SeqCst);
+    let error = call(Caller::new(&token, &claims)).await.unwrap_err();
+    let refusal = error
+        .downcast_ref::<tower_authx::exchange::ExchangeError>()
+        .unwrap();
+    assert!(
+        matches!(refusal, tower_authx::exchange::ExchangeError::Refused { error, .. } if error == "invalid_grant"),
+        "{refusal:?}"
+    );
+    assert_eq!(b_calls.load(Ordering::SeqCst), before);
+}
+
+/// The JSON a plain-HTTP test server answers a GET of `url`.
+async fn provider_json_http(url: &str) -> serde_json::Value {
+    let (status, body) = get_with(url, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}

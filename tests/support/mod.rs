@@ -377,9 +377,15 @@ pub fn oidc_packages() -> Option<PathBuf> {
                 return None;
             }
             let ready = |dir: &std::path::Path| {
-                ["oidc-provider", "dpop", "@modelcontextprotocol/sdk"]
-                    .iter()
-                    .all(|package| dir.join("node_modules").join(package).exists())
+                [
+                    "oidc-provider",
+                    "dpop",
+                    "@modelcontextprotocol/sdk",
+                    "@jmondi/oauth2-server",
+                    "jsonwebtoken",
+                ]
+                .iter()
+                .all(|package| dir.join("node_modules").join(package).exists())
             };
             if !ready(&dir) {
                 say("preparing tests/oidc's node packages (npm ci, from its lockfile)");
