@@ -141,7 +141,7 @@ pub use claims::{
 };
 pub use config::{AuthXConfig, DEFAULT_MAX_TOKEN_LEN};
 pub use cookie::{CookieConfig, SameSite};
-pub use dpop::{Dpop, DpopKey};
+pub use dpop::{Dpop, DpopKey, DpopSigner};
 pub use error::{
     AuthError, ConfigError, CsrfFailure, DpopError, FetchError, InvalidToken, IssueError,
 };

@@ -1653,6 +1653,21 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on(listener, service)
+}
+
+/// [`serve`] on `listener`, bound by the caller (who needed its address).
+fn serve_on<S, B>(listener: tokio::net::TcpListener, service: S) -> String
+where
+    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -2211,4 +2226,109 @@ async fn provider_json_http(url: &str) -> serde_json::Value {
     let (status, body) = get_with(url, "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     serde_json::from_str(&body).unwrap()
+}
+
+/// Issue 40, sender-constrained downstream: the exchange carries a DPoP
+/// proof of the gateway's key (the provider first asks for a nonce), the
+/// provider binds the exchanged token to it, and the downstream (DPoP
+/// required, with nonces of its own) takes it with a fresh proof on each call
+/// and refuses it without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchanged_token_bound_to_the_gateways_dpop_key_goes_with_a_proof() {
+    use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
+    use tower_authx::{Algorithm, ClientAuth, Dpop, DpopSigner, Requirement};
+
+    let Some(dir) = provider_dir() else { return };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "exchange-dpop");
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let nonce = std::path::Path::new("as-nonce-1");
+    let provider = start_with(
+        &dir,
+        "ES256",
+        free_port(),
+        &files,
+        &[("EXCHANGE_DPOP_NONCE", nonce)],
+    )
+    .await;
+    let iss = provider.iss.clone();
+
+    // B: DPoP required, nonces of its own.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_url = format!("http://{}", listener.local_addr().unwrap());
+    let found = Issuer::discover_with(&iss, tls.clone()).await.unwrap();
+    let orders = AuthX::new(
+        AuthXConfig::from_issuers(
+            [Issuer::new(found.iss(), found.keys().clone()).audience(ORDERS)],
+        )
+        .dpop(Dpop::new(b_url.clone()).required(true).nonces(
+            b"the downstream's nonce secret, 32+ bytes",
+            Duration::from_secs(300),
+        )),
+    )
+    .unwrap();
+    let echo = service_fn(|req: Request<hyper::body::Incoming>| async move {
+        let token = req.headers()["authorization"].to_str().unwrap().to_owned();
+        let payload = support::payload_of(token.strip_prefix("DPoP ").unwrap());
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(payload.to_string()))))
+    });
+    let b = serve_on(listener, RequireAuthLayer::new(orders).layer(echo));
+
+    let signer =
+        DpopSigner::new(support::private_key(Algorithm::ES256, "ec256_private.pem")).unwrap();
+    let jkt = signer.thumbprint().to_owned();
+    let exchange = TokenExchange::new(
+        ExchangeConfig::discover_with_tls(
+            &iss,
+            ClientAuth::secret_basic("gateway", "gateway-secret"),
+            tls.clone(),
+        )
+        .await
+        .unwrap()
+        .audience(ORDERS)
+        .dpop(signer),
+    )
+    .unwrap();
+    let client = tower::ServiceBuilder::new()
+        .layer(exchange.layer())
+        .service(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>(),
+        );
+    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(&iss, &tls).await])).unwrap();
+    let token = token(&tls, &iss, "read", AUDIENCE).await;
+    let claims: tower_authx::Claims = verifier
+        .verify(&token, &Requirement::access())
+        .await
+        .unwrap();
+    let caller = Caller::new(&token, &claims);
+    let call = || {
+        let mut call = Request::get(format!("{b}/read"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        call.extensions_mut().insert(caller.clone());
+        client.clone().oneshot(call)
+    };
+    for round in 0..3 {
+        let answer = call().await.unwrap();
+        let status = answer.status();
+        let body = answer.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "round {round}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(sent["cnf"]["jkt"], jkt.as_str(), "{sent}");
+        assert_eq!(sent["aud"], ORDERS, "{sent}");
+    }
+    let seen = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
+    assert_eq!(seen["count"], 2, "one request for the nonce, one with it");
+
+    // The bound token alone, as DPoP without a proof or as Bearer: refused.
+    let bound = exchange.exchange(&caller).await.unwrap();
+    assert!(bound.authorization().to_str().unwrap().starts_with("DPoP "));
+    let (status, _) = get_with(&format!("{b}/read"), bound.token()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

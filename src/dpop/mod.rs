@@ -21,11 +21,13 @@ use crate::keys::Algorithm;
 use crate::request::RequestHead;
 use crate::store::{MemoryReplay, ProofUse, ReplayStore, StoreError, StoreFuture};
 
+mod client;
 mod htu;
 mod keys;
 mod nonce;
 mod proof;
 
+pub use client::DpopSigner;
 use keys::ProofKeys;
 pub(crate) use nonce::Nonces;
 pub(crate) use proof::{Proof, Unsigned};

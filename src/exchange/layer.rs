@@ -104,35 +104,36 @@ where
                 let token = exchange.exchange(&caller).await?;
                 // A request without a body can be sent again as it was.
                 let again = request.body().is_end_stream().then(|| head_of(&request));
+                let uri = request.uri().clone();
                 let response = inner
-                    .call(with_token(request, &token))
+                    .call(exchange.present(request, &token)?)
                     .await
                     .map_err(Into::into)?;
-                let Some(again) = again.filter(|_| refuses_the_token(&response)) else {
+                let new_nonce = exchange.note_nonce(&uri, response.headers());
+                let Some(again) = again else {
                     return Ok(response);
                 };
-                exchange.forget(&caller);
-                let token = exchange.exchange(&caller).await?;
+                let token = if refuses_the_token(&response) {
+                    // Revoked or rotated away there: a new one, once.
+                    exchange.forget(&caller);
+                    exchange.exchange(&caller).await?
+                } else if new_nonce && asks_for(&response, "use_dpop_nonce") {
+                    // The same token, with a proof that carries the nonce.
+                    token
+                } else {
+                    return Ok(response);
+                };
                 std::future::poll_fn(|cx| inner.poll_ready(cx))
                     .await
                     .map_err(Into::into)?;
                 let request = Request::from_parts(again, B::default());
                 inner
-                    .call(with_token(request, &token))
+                    .call(exchange.present(request, &token)?)
                     .await
                     .map_err(Into::into)
             }),
         }
     }
-}
-
-/// `request` with `token` as its only credential (`insert` replaces every
-/// `Authorization` the request had).
-fn with_token<B>(mut request: Request<B>, token: &super::ExchangedToken) -> Request<B> {
-    request
-        .headers_mut()
-        .insert(header::AUTHORIZATION, token.authorization());
-    request
 }
 
 /// A copy of `request`'s head, to send it again.
@@ -149,10 +150,20 @@ fn head_of<B>(request: &Request<B>) -> http::request::Parts {
 /// Whether the downstream service refused the token itself (RFC 6750 3.1
 /// `invalid_token`), as it does for a token revoked or rotated away.
 fn refuses_the_token<B>(response: &Response<B>) -> bool {
+    asks_for(response, "invalid_token")
+}
+
+/// Whether `response` is a 401 whose challenge names `error`.
+fn asks_for<B>(response: &Response<B>, error: &str) -> bool {
     response.status() == StatusCode::UNAUTHORIZED
         && response
             .headers()
             .get_all(header::WWW_AUTHENTICATE)
             .iter()
-            .any(|value| value.as_bytes().windows(13).any(|w| w == b"invalid_token"))
+            .any(|value| {
+                value
+                    .as_bytes()
+                    .windows(error.len())
+                    .any(|w| w == error.as_bytes())
+            })
 }

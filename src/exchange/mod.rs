@@ -38,10 +38,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Uri, header};
+use http::{HeaderName, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
 
 use crate::claims::NumericDate;
+use crate::dpop::DpopSigner;
 use crate::error::{ConfigError, FetchError};
 use crate::introspection::ClientAuth;
 use crate::introspection::cache::{TokenHash, hash};
@@ -54,9 +55,13 @@ use crate::keys::fetch::{
 
 mod cache;
 mod layer;
+mod nonces;
 
 use cache::ExchangeCache;
 pub use layer::{BoxError, TokenExchangeFuture, TokenExchangeLayer, TokenExchangeService};
+
+/// RFC 9449's request header.
+const DPOP: HeaderName = HeaderName::from_static("dpop");
 
 /// RFC 8693's grant type.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -199,6 +204,7 @@ pub struct ExchangeConfig {
     timeout: Duration,
     cache_capacity: usize,
     tls: Option<rustls::ClientConfig>,
+    dpop: Option<Arc<DpopSigner>>,
 }
 
 /// Whose token goes as the `actor_token` (delegation: the new token then
@@ -225,6 +231,7 @@ impl ExchangeConfig {
             timeout: Duration::from_secs(5),
             cache_capacity: 10_000,
             tls: None,
+            dpop: None,
         })
     }
 
@@ -312,6 +319,18 @@ impl ExchangeConfig {
         self
     }
 
+    /// Sender-constrained downstream calls (RFC 9449): token requests carry
+    /// a DPoP proof of `signer`'s key, so that the authorization server may
+    /// bind the exchanged token to it; a token it binds (`token_type` DPoP)
+    /// is then sent as `Authorization: DPoP` with a fresh proof on every
+    /// call. Server nonces (`use_dpop_nonce`) are learned and sent, at the
+    /// token endpoint and downstream.
+    #[must_use]
+    pub fn dpop(mut self, signer: DpopSigner) -> Self {
+        self.dpop = Some(Arc::new(signer));
+        self
+    }
+
     /// Its own TLS configuration (default: the platform's roots).
     #[must_use]
     pub fn tls_config(mut self, config: rustls::ClientConfig) -> Self {
@@ -343,6 +362,8 @@ struct Inner {
     flights: Flights<Result<ExchangedToken, ExchangeError>>,
     /// The service's own token, for `act`.
     actor: tokio::sync::Mutex<Option<(Arc<str>, f64)>>,
+    /// The DPoP nonces servers gave, by origin.
+    nonces: nonces::DpopNonces,
 }
 
 impl TokenExchange {
@@ -360,6 +381,7 @@ impl TokenExchange {
                 http,
                 flights: Flights::new(),
                 actor: tokio::sync::Mutex::new(None),
+                nonces: nonces::DpopNonces::default(),
             }),
         })
     }
@@ -413,6 +435,43 @@ impl TokenExchange {
         result
     }
 
+    /// `request` with `token` as its only credential (`insert` replaces
+    /// every `Authorization` it had) and, for a DPoP-bound token, a fresh
+    /// proof for this request (with the downstream's nonce, if it gave one).
+    pub(crate) fn present<B>(
+        &self,
+        mut request: Request<B>,
+        token: &ExchangedToken,
+    ) -> Result<Request<B>, ExchangeError> {
+        if token.dpop {
+            let signer = self.inner.config.dpop.as_ref().ok_or_else(|| {
+                ExchangeError::Unavailable("a DPoP-bound token without a DPoP key".into())
+            })?;
+            let nonce = self.inner.nonces.get(request.uri());
+            let proof = signer
+                .proof(
+                    request.method(),
+                    request.uri(),
+                    Some(token.token()),
+                    nonce.as_deref(),
+                )
+                .map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
+            let proof = http::HeaderValue::try_from(proof)
+                .map_err(|e| ExchangeError::Unavailable(e.to_string()))?;
+            request.headers_mut().insert(DPOP, proof);
+        }
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, token.authorization());
+        Ok(request)
+    }
+
+    /// Keeps the DPoP nonce a downstream answer to `uri` carries; whether it
+    /// is a new one.
+    pub(crate) fn note_nonce(&self, uri: &Uri, headers: &http::HeaderMap) -> bool {
+        self.inner.config.dpop.is_some() && self.inner.nonces.note(uri, headers)
+    }
+
     /// Forgets what was exchanged for `caller` (the downstream service
     /// refused it).
     pub fn forget(&self, caller: &Caller) {
@@ -450,7 +509,7 @@ impl TokenExchange {
         }
         let dpop = match answer.token_type.to_ascii_lowercase().as_str() {
             "bearer" => false,
-            "dpop" => true,
+            "dpop" if config.dpop.is_some() => true,
             other => {
                 return Err(ExchangeError::Unavailable(format!(
                     "the issued token's type is {other:?}, not Bearer"
@@ -498,9 +557,18 @@ impl TokenExchange {
 
     /// One call to the token endpoint with `form` and the client's
     /// credentials: the answer (RFC 6749 5.1), or why there is none (5.2).
-    async fn post(&self, mut form: Form) -> Result<TokenAnswer, ExchangeError> {
+    async fn post(&self, form: Form) -> Result<TokenAnswer, ExchangeError> {
+        // A server that wants a DPoP nonce says so once (RFC 9449 8): the
+        // request goes again with it.
+        match self.post_once(form.clone()).await {
+            Err(Asked::Nonce) => self.post_once(form).await.map_err(Asked::into_error),
+            other => other.map_err(Asked::into_error),
+        }
+    }
+
+    async fn post_once(&self, mut form: Form) -> Result<TokenAnswer, Asked> {
         let inner = &*self.inner;
-        let unavailable = |why: String| ExchangeError::Unavailable(why);
+        let unavailable = |why: String| Asked::Error(ExchangeError::Unavailable(why));
         let authorization = inner
             .config
             .client
@@ -512,6 +580,18 @@ impl TokenExchange {
         if let Some(authorization) = authorization {
             request = request.header(header::AUTHORIZATION, authorization);
         }
+        if let Some(signer) = &inner.config.dpop {
+            let nonce = inner.nonces.get(&inner.config.endpoint);
+            let proof = signer
+                .proof(
+                    &Method::POST,
+                    &inner.config.endpoint,
+                    None,
+                    nonce.as_deref(),
+                )
+                .map_err(|e| unavailable(e.to_string()))?;
+            request = request.header(DPOP, proof);
+        }
         let request = request
             .body(Full::new(Bytes::from(form.into_string())))
             .map_err(|e| unavailable(e.to_string()))?;
@@ -521,18 +601,26 @@ impl TokenExchange {
             .await
             .map_err(|e| unavailable(format!("the token endpoint is unreachable: {e}")))?;
         let status = response.status();
+        let new_nonce = inner
+            .nonces
+            .note(&inner.config.endpoint, response.headers());
         let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
             .map_err(|e| unavailable(format!("the token endpoint's answer: {e}")))?
             .to_bytes();
         if status.is_success() {
-            return read_answer(&body);
+            return read_answer(&body).map_err(Asked::Error);
         }
         if status.is_client_error()
             && let Some(refusal) = read_refusal(&body)
         {
-            return Err(refusal);
+            if new_nonce
+                && matches!(&refusal, ExchangeError::Refused { error, .. } if error == "use_dpop_nonce")
+            {
+                return Err(Asked::Nonce);
+            }
+            return Err(Asked::Error(refusal));
         }
         Err(unavailable(format!("the token endpoint answered {status}")))
     }
@@ -541,6 +629,24 @@ impl TokenExchange {
         #[cfg(feature = "metrics")]
         metrics::counter!(crate::metrics::EXCHANGES, "result" => result).increment(1);
         let _ = result;
+    }
+}
+
+/// Why one request to the token endpoint gave no token.
+enum Asked {
+    /// A DPoP nonce to send (now held): ask again.
+    Nonce,
+    Error(ExchangeError),
+}
+
+impl Asked {
+    fn into_error(self) -> ExchangeError {
+        match self {
+            Asked::Nonce => {
+                ExchangeError::Unavailable("the token endpoint asked for a DPoP nonce twice".into())
+            }
+            Asked::Error(error) => error,
+        }
     }
 }
 

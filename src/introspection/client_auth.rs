@@ -140,7 +140,7 @@ impl ClientAuth {
 }
 
 /// An `application/x-www-form-urlencoded` body.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Form(String);
 
 impl Form {

@@ -15,9 +15,6 @@ pub(crate) struct Signer {
 
 impl Signer {
     pub(crate) fn new(key: &Key) -> Option<Signer> {
-        if !key.can_sign() {
-            return None;
-        }
         // Members sorted as PyJWT writes them: {"alg":..,"kid":..,"typ":"JWT"}.
         let mut header = serde_json::Map::new();
         header.insert("alg".into(), key.alg.as_str().into());
@@ -25,7 +22,19 @@ impl Signer {
             header.insert("kid".into(), kid.as_str().into());
         }
         header.insert("typ".into(), "JWT".into());
-        let header_b64 = URL_SAFE_NO_PAD.encode(serde_json::Value::Object(header).to_string());
+        Signer::with_header(key, &header)
+    }
+
+    /// A signer that writes `header` (which must name the key's `alg`).
+    pub(crate) fn with_header(
+        key: &Key,
+        header: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Signer> {
+        if !key.can_sign() {
+            return None;
+        }
+        let header_b64 =
+            URL_SAFE_NO_PAD.encode(serde_json::Value::Object(header.clone()).to_string());
         Some(Signer {
             key: key.clone(),
             header_b64,

@@ -28,7 +28,10 @@
 // subject token's own `act`). Its tokens live EXCHANGE_TTL seconds (default
 // 300), at most as long as the subject token. GET /test/exchanges answers how
 // many exchanges were asked for and the form parameters of the last one, as
-// received.
+// received. With a DPoP proof (RFC 9449: typ dpop+jwt, htm POST, htu the
+// token endpoint, at most a minute old, and the nonce EXCHANGE_DPOP_NONCE when
+// set, else 400 use_dpop_nonce with it), the token is bound to the proof's
+// key (cnf.jkt) and its token_type is DPoP.
 //
 // Environment: PORT, TLS_CERT and TLS_KEY (PEM files), ALG (ES256 or RS256),
 // KEYS_FILE (where to keep its signing keys: reused when present, so a restart
@@ -39,7 +42,9 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { generateKeyPairSync, randomUUID, X509Certificate } from 'node:crypto';
 import Provider, { errors } from 'oidc-provider';
-import { createLocalJWKSet, jwtVerify, SignJWT, importJWK } from 'jose';
+import {
+  createLocalJWKSet, jwtVerify, SignJWT, importJWK, EmbeddedJWK, calculateJwkThumbprint,
+} from 'jose';
 
 const port = Number(process.env.PORT);
 const alg = process.env.ALG || 'ES256';
@@ -218,6 +223,30 @@ async function ourAccessToken(token, what) {
     throw new errors.InvalidGrant(`${what} is not a valid access token of this provider`);
   }
 }
+const exchangeNonce = process.env.EXCHANGE_DPOP_NONCE;
+// The key a token request's DPoP proof proves, or undefined without one;
+// false when the answer is already set (a nonce asked for).
+async function dpopKey(ctx) {
+  const proof = ctx.get('DPoP');
+  if (!proof) return undefined;
+  let verified;
+  try {
+    verified = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', maxTokenAge: '60s' });
+  } catch (e) {
+    throw new errors.InvalidDpopProof(`invalid DPoP proof: ${e.message}`);
+  }
+  const { payload, protectedHeader } = verified;
+  if (payload.htm !== 'POST' || payload.htu !== `${issuer}/token` || !payload.jti) {
+    throw new errors.InvalidDpopProof('the DPoP proof is not for this request');
+  }
+  if (exchangeNonce && payload.nonce !== exchangeNonce) {
+    ctx.set('DPoP-Nonce', exchangeNonce);
+    ctx.status = 400;
+    ctx.body = { error: 'use_dpop_nonce', error_description: 'a nonce is required' };
+    return false;
+  }
+  return calculateJwkThumbprint(protectedHeader.jwk);
+}
 provider.registerGrantType(EXCHANGE, async (ctx) => {
   const params = ctx.oidc.params;
   exchanges.count += 1;
@@ -236,6 +265,8 @@ provider.registerGrantType(EXCHANGE, async (ctx) => {
     const actor = await ourAccessToken(params.actor_token, 'actor_token');
     act = { sub: actor.client_id ?? actor.sub, ...(subject.act ? { act: subject.act } : {}) };
   }
+  const jkt = await dpopKey(ctx);
+  if (jkt === false) return;
   const audience = params.audience ?? params.resource;
   if (!audience) throw new errors.InvalidTarget('name the audience or the resource');
   const held = String(subject.scope ?? '').split(' ');
@@ -245,7 +276,11 @@ provider.registerGrantType(EXCHANGE, async (ctx) => {
   const exp = Math.min(now + exchangeTtl, subject.exp);
   const [signing] = keys;
   const token = await new SignJWT({
-    sub: subject.sub, client_id: ctx.oidc.client.clientId, scope, ...(act ? { act } : {}),
+    sub: subject.sub,
+    client_id: ctx.oidc.client.clientId,
+    scope,
+    ...(act ? { act } : {}),
+    ...(jkt ? { cnf: { jkt } } : {}),
   })
     .setProtectedHeader({ alg, kid: signing.kid, typ: 'at+jwt' })
     .setIssuer(issuer).setAudience(audience).setIssuedAt(now).setExpirationTime(exp)
@@ -254,7 +289,7 @@ provider.registerGrantType(EXCHANGE, async (ctx) => {
   ctx.body = {
     access_token: token,
     issued_token_type: ACCESS_TOKEN,
-    token_type: 'Bearer',
+    token_type: jkt ? 'DPoP' : 'Bearer',
     expires_in: exp - now,
     scope,
   };
