@@ -2332,3 +2332,55 @@ async fn an_exchanged_token_bound_to_the_gateways_dpop_key_goes_with_a_proof() {
     let (status, _) = get_with(&format!("{b}/read"), bound.token()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// Issue 40: an exchanged token is never used past its end (less a margin
+/// of 5 s): with the provider's tokens living 7 s, the second call within the
+/// first seconds is a cache hit, and one past 2 s exchanges again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchanged_token_is_not_used_past_its_end() {
+    use tower_authx::ClientAuth;
+    use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
+
+    let Some(dir) = provider_dir() else { return };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "exchange-ttl");
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let ttl = std::path::Path::new("7");
+    let provider = start_with(&dir, "ES256", free_port(), &files, &[("EXCHANGE_TTL", ttl)]).await;
+    let iss = provider.iss.clone();
+    let exchange = TokenExchange::new(
+        ExchangeConfig::discover_with_tls(
+            &iss,
+            ClientAuth::secret_basic("gateway", "gateway-secret"),
+            tls.clone(),
+        )
+        .await
+        .unwrap()
+        .audience(ORDERS),
+    )
+    .unwrap();
+    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(&iss, &tls).await])).unwrap();
+    let token = token(&tls, &iss, "read", AUDIENCE).await;
+    let claims: tower_authx::Claims = verifier
+        .verify(&token, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    let caller = Caller::new(&token, &claims);
+    let count = || async {
+        provider_json(&tls, &format!("{iss}/test/exchanges")).await["count"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = exchange.exchange(&caller).await.unwrap();
+    let exp = support::payload_of(first.token())["exp"].as_u64().unwrap();
+    let again = exchange.exchange(&caller).await.unwrap();
+    assert_eq!(again.token(), first.token());
+    assert_eq!(count().await, 1);
+    // Past exp - 5 s: a new one.
+    while support::now() + 5 < exp {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let later = exchange.exchange(&caller).await.unwrap();
+    assert_ne!(later.token(), first.token());
+    assert_eq!(count().await, 2);
+}

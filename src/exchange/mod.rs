@@ -517,7 +517,11 @@ impl TokenExchange {
             }
         };
         let now = NumericDate::now().as_secs_f64();
-        let own_end = answer.expires_in.map_or(now, |secs| now + secs);
+        // The sooner of what the answer says and, for a JWT, its own `exp`
+        // (the answer's whole seconds can run past it).
+        let said = answer.expires_in.map_or(now, |secs| now + secs);
+        let own_end =
+            crate::token::unverified_expiry(&answer.access_token).map_or(said, |exp| exp.min(said));
         let scheme = if dpop { "DPoP" } else { "Bearer" };
         let mut authorization =
             http::HeaderValue::try_from(format!("{scheme} {}", answer.access_token)).map_err(
@@ -550,7 +554,10 @@ impl TokenExchange {
         }
         let answer = self.post(form).await?;
         let token: Arc<str> = answer.access_token.into();
-        let until = answer.expires_in.map_or(now, |secs| now + secs) - EXPIRY_MARGIN_SECS;
+        let said = answer.expires_in.map_or(now, |secs| now + secs);
+        let until = crate::token::unverified_expiry(&answer.access_token)
+            .map_or(said, |exp| exp.min(said))
+            - EXPIRY_MARGIN_SECS;
         *held = Some((token.clone(), until));
         Ok(token)
     }

@@ -48,6 +48,17 @@ pub(crate) fn unverified_issued_at(token: &str, now: NumericDate) -> Option<f64>
     (iat.is_finite() && iat >= 0.0 && iat <= now.as_secs_f64() + 60.0).then_some(iat)
 }
 
+/// The `exp` a JWT says it has, unverified: for a client that holds a token
+/// it cannot verify (an exchanged one), to never use it past its end.
+#[cfg(feature = "remote-keys")]
+pub(crate) fn unverified_expiry(token: &str) -> Option<f64> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        exp: Option<f64>,
+    }
+    unverified::<Peek>(token)?.exp.filter(|exp| exp.is_finite())
+}
+
 /// The `iss` a token says it is from, unverified: to choose whose keys and
 /// rules verify it. A payload that is not base64url JSON is malformed (a
 /// garbage token is told so, not "invalid issuer"); a token that names no
