@@ -553,11 +553,11 @@ impl TokenExchange {
             form.field("scope", scope);
         }
         let answer = self.post(form).await?;
-        let token: Arc<str> = answer.access_token.into();
         let said = answer.expires_in.map_or(now, |secs| now + secs);
         let until = crate::token::unverified_expiry(&answer.access_token)
             .map_or(said, |exp| exp.min(said))
             - EXPIRY_MARGIN_SECS;
+        let token: Arc<str> = answer.access_token.into();
         *held = Some((token.clone(), until));
         Ok(token)
     }
