@@ -403,3 +403,101 @@ async fn silent_connections_make_room_for_a_new_grpc_client() {
     );
     drop(silent);
 }
+
+/// Issue 40: `TokenExchangeLayer` in front of a tonic channel. A gateway
+/// calls a guarded gRPC service on its caller's behalf with a token
+/// exchanged at @jmondi/oauth2-server (tests/oidc/jmondi_exchange.mjs); the
+/// service takes only tokens in which the gateway acts, and refuses the
+/// caller's own.
+#[cfg(feature = "remote-keys")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tonic_channel_calls_on_the_callers_behalf_with_an_exchanged_token() {
+    use tokio::io::AsyncBufReadExt;
+    use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
+    use tower_authx::{ClientAuth, Requirement};
+
+    const ISSUER: &str = "https://authx.example";
+    const ORDERS: &str = "https://orders.example";
+    let Some(dir) = support::oidc_packages() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs node and tests/oidc's packages"
+        );
+        support::skipped("no node to run @jmondi/oauth2-server (tests/oidc)");
+        return;
+    };
+    let mut node = tokio::process::Command::new("node")
+        .arg(dir.join("jmondi_exchange.mjs"))
+        .env("PORT", support::free_port().to_string())
+        .env("SECRET", SECRET)
+        .env("ISSUER", ISSUER)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let server = loop {
+        let line = lines.next_line().await.unwrap().expect("listening");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+
+    let users = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap().issuer(ISSUER)).unwrap();
+    let orders = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .issuer(ISSUER)
+            .audience(ORDERS),
+    )
+    .unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let guard = orders
+        .guard(Requirement::access().actor("gateway"))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(tower::Layer::layer(&guard, health))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = channel(&addr).await;
+
+    let exchange = TokenExchange::new(
+        ExchangeConfig::at(
+            &format!("{server}/token"),
+            ClientAuth::secret_basic("gateway", "gateway-secret"),
+        )
+        .unwrap()
+        .audience(ORDERS)
+        .act_as_client(None),
+    )
+    .unwrap();
+    let mut client = HealthClient::new(
+        tower::ServiceBuilder::new()
+            .layer(exchange.layer())
+            .service(channel.clone()),
+    );
+    let token = users.access_token("alice").issue().unwrap();
+    let claims: Claims = users
+        .verify_offline(&token, &Requirement::access())
+        .unwrap();
+    let mut request = Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    request
+        .extensions_mut()
+        .insert(Caller::new(&token, &claims));
+    let status = client.check(request).await.unwrap().into_inner().status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+    // The caller's own token, sent as it is: refused.
+    let status = check(&channel, Some(&token)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    // No caller on the request: nothing is sent.
+    let request = Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    let status = client.check(request).await.unwrap_err();
+    assert!(status.message().contains("no caller"), "{status:?}");
+}
