@@ -100,7 +100,7 @@ impl Caller {
     /// `token`, whose verified claims are `claims` (prefer
     /// [`AuthX::caller`](crate::AuthX::caller), which takes both from a
     /// guarded request).
-    pub fn new<E>(token: &str, claims: &crate::Claims<E>) -> Caller {
+    pub fn new<E>(token: &str, claims: &crate::claims::Claims<E>) -> Caller {
         Caller {
             token: token.into(),
             exp: claims.exp.as_secs_f64(),
