@@ -132,6 +132,9 @@ mod resource;
 mod session;
 mod source;
 mod store;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
 mod token;
 
 pub use authx::AuthX;

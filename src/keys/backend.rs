@@ -224,3 +224,12 @@ pub(crate) fn tls_provider() -> Result<rustls::crypto::CryptoProvider, ConfigErr
     #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
     Err(ConfigError::NoBackend)
 }
+
+/// A new P-256 key pair as PKCS#8 DER (the test issuer's signing keys).
+#[cfg(all(feature = "test-util", any(feature = "ring", feature = "aws-lc-rs")))]
+pub(crate) fn generate_p256_pkcs8() -> Result<Vec<u8>, ConfigError> {
+    let rng = imp::rand::SystemRandom::new();
+    signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map(|pkcs8| pkcs8.as_ref().to_vec())
+        .map_err(|_| ConfigError::unusable_key("the crypto backend could not make a key"))
+}

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::error::ConfigError;
 
 mod algorithm;
-mod backend;
+pub(crate) mod backend;
 mod der;
 #[cfg(feature = "remote-keys")]
 pub(crate) mod fetch;

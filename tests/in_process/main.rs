@@ -22,4 +22,6 @@ mod resource;
 mod revocation;
 mod sources;
 mod spans;
+#[cfg(feature = "test-util")]
+mod testing;
 mod wycheproof;
