@@ -333,7 +333,7 @@ fn token(state: &State, headers: &http::HeaderMap, form: &HashMap<String, String
     let jkt = match headers.get("dpop").map(|proof| proof_key(state, proof)) {
         None => None,
         Some(Ok(jkt)) => Some(jkt),
-        Some(Err(refusal)) => return refusal,
+        Some(Err(refusal)) => return *refusal,
     };
     let audience = form
         .get("resource")
@@ -370,8 +370,14 @@ fn token(state: &State, headers: &http::HeaderMap, form: &HashMap<String, String
 /// The key a token request's DPoP proof proves (its thumbprint), once its
 /// signature, `typ`, `htm` and `htu` hold, and its nonce when one is asked
 /// for; or the refusal to answer.
-fn proof_key(state: &State, proof: &http::HeaderValue) -> Result<String, Answer> {
-    let invalid = |why: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", why);
+fn proof_key(state: &State, proof: &http::HeaderValue) -> Result<String, Box<Answer>> {
+    let invalid = |why: &str| {
+        Box::new(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            why,
+        ))
+    };
     let proof = proof.to_str().map_err(|_| invalid("not text"))?;
     let mut parts = proof.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
@@ -410,7 +416,7 @@ fn proof_key(state: &State, proof: &http::HeaderValue) -> Result<String, Answer>
         if let Ok(value) = http::HeaderValue::try_from(nonce) {
             answer.headers_mut().insert("dpop-nonce", value);
         }
-        return Err(answer);
+        return Err(Box::new(answer));
     }
     key.thumbprint().ok_or_else(|| invalid("no thumbprint"))
 }
