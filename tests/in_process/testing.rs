@@ -284,7 +284,7 @@ async fn claims_without_a_token_reach_a_handler_but_never_pass_a_guard() {
         )
     };
     // The handler alone, as a unit test runs it.
-    let answer = handler.clone().oneshot(request()).await.unwrap();
+    let answer = handler.oneshot(request()).await.unwrap();
     assert_eq!(
         answer.into_body().collect().await.unwrap().to_bytes(),
         "alice"
