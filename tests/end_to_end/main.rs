@@ -15,3 +15,4 @@ mod e2e_rejections;
 mod e2e_revocation;
 mod e2e_seed_walkthrough;
 mod e2e_sessions;
+mod e2e_test_util;

@@ -383,6 +383,8 @@ pub fn oidc_packages() -> Option<PathBuf> {
                     "@modelcontextprotocol/sdk",
                     "@jmondi/oauth2-server",
                     "jsonwebtoken",
+                    "openid-client",
+                    "jose",
                 ]
                 .iter()
                 .all(|package| dir.join("node_modules").join(package).exists())
