@@ -11,7 +11,8 @@
     feature = "tonic",
     feature = "redis",
     feature = "remote-keys",
-    feature = "mcp"
+    feature = "mcp",
+    feature = "test-util"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -53,6 +53,7 @@
 //! | `redis` | revocations, rotation and DPoP replay shared through Redis (and Redis Cluster) | redis, tokio |
 //! | `mcp` | MCP servers as OAuth protected resources: per-tool scopes from the JSON-RPC body | tokio's timer |
 //! | `metrics` | a span per guarded request and counters through the `metrics` facade | metrics |
+//! | `test-util` | [`testing`](crate::testing): a mock OpenID Provider, tokens on demand, claims without tokens (dev-dependencies only) | `remote-keys`, hyper's server |
 //!
 //! # Where things are
 //!
@@ -76,6 +77,7 @@
 //!   each, behind their features; MCP's `ToolScopesLayer` is in [`layer`].
 //! - `exchange` (feature `remote-keys`): calling other services on the
 //!   caller's behalf with an exchanged token (RFC 8693).
+//! - `testing` (feature `test-util`): what your tests need.
 //! - [`guide`]: the longer pages: DPoP, certificate-bound tokens, Redis and
 //!   Redis Cluster, and where each AuthX setting went.
 //!

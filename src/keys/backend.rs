@@ -233,3 +233,12 @@ pub(crate) fn generate_p256_pkcs8() -> Result<Vec<u8>, ConfigError> {
         .map(|pkcs8| pkcs8.as_ref().to_vec())
         .map_err(|_| ConfigError::unusable_key("the crypto backend could not make a key"))
 }
+
+/// Without a backend there is no key pair to make.
+#[cfg(all(
+    feature = "test-util",
+    not(any(feature = "ring", feature = "aws-lc-rs"))
+))]
+pub(crate) fn generate_p256_pkcs8() -> Result<Vec<u8>, ConfigError> {
+    Err(ConfigError::NoBackend)
+}
