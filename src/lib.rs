@@ -53,7 +53,7 @@
 //! | `redis` | revocations, rotation and DPoP replay shared through Redis (and Redis Cluster) | redis, tokio |
 //! | `mcp` | MCP servers as OAuth protected resources: per-tool scopes from the JSON-RPC body | tokio's timer |
 //! | `metrics` | a span per guarded request and counters through the `metrics` facade | metrics |
-//! | `test-util` | [`testing`](crate::testing): a mock OpenID Provider, tokens on demand, claims without tokens (dev-dependencies only) | `remote-keys`, hyper's server |
+//! | `test-util` | `testing`: a mock OpenID Provider, tokens on demand, claims without tokens (dev-dependencies only) | `remote-keys`, hyper's server |
 //!
 //! # Where things are
 //!
