@@ -353,8 +353,12 @@ pub struct NumericDate(f64);
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
 impl NumericDate {
-    /// The current time.
+    /// The current time (with `test-util`, the test clock's: see
+    /// [`testing`](crate::testing)).
     pub fn now() -> Self {
+        #[cfg(feature = "test-util")]
+        return NumericDate::from_system_time(crate::testing::clock::now());
+        #[cfg(not(feature = "test-util"))]
         NumericDate::from_system_time(SystemTime::now())
     }
 

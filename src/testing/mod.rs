@@ -15,6 +15,10 @@
 //! - [`with_claims`]: verified claims put into a request without any token,
 //!   for a handler's unit test. A guard never takes them: they carry no
 //!   guard's mark, so a guarded route still asks for a token.
+//! - A clock moved by tokio's paused time: with this feature every check
+//!   (and the mock issuer) reads the current runtime's clock, so in a test run
+//!   with `#[tokio::test(start_paused = true)]`, `tokio::time::advance` ages
+//!   tokens and freshness windows without sleeping ([`skew`] says by how much).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -32,9 +36,11 @@
 //! ```
 
 mod claims;
+pub(crate) mod clock;
 mod issuer;
 mod token;
 
 pub use claims::{test_claims, with_claims};
+pub use clock::skew;
 pub use issuer::MockIssuer;
 pub use token::{MockToken, RolesIn};

@@ -296,3 +296,53 @@ async fn claims_without_a_token_reach_a_handler_but_never_pass_a_guard() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// The test clock: in a paused runtime, `tokio::time::advance` ages tokens
+/// and freshness windows for the guards and the mock issuer alike, without
+/// sleeping.
+#[tokio::test(start_paused = true)]
+async fn a_paused_clock_ages_tokens_and_freshness_without_sleeping() {
+    let idp = MockIssuer::start(API).await.unwrap();
+    let remote = AuthX::new(AuthXConfig::from_issuers([idp.issuer().unwrap()])).unwrap();
+    let guard = RequireAuthLayer::new(remote);
+    let token = idp.token().lifetime(Duration::from_secs(60)).issue();
+    assert_eq!(status(&guard, Some(&token)).await, StatusCode::OK);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert!(tower_authx::testing::skew() >= Duration::from_secs(60));
+    assert_eq!(status(&guard, Some(&token)).await, StatusCode::UNAUTHORIZED);
+    // The mock issuer's new tokens are made at the moved time, and pass.
+    assert_eq!(
+        status(&guard, Some(&idp.token().issue())).await,
+        StatusCode::OK
+    );
+
+    // A login (`auth_time`) proves freshness for the configured window,
+    // then does not.
+    let fresh_within = AuthX::new(
+        AuthXConfig::from_issuers([idp.issuer().unwrap()]).fresh_max_age(Duration::from_secs(300)),
+    )
+    .unwrap();
+    let fresh_guard = tower_authx::RequireFreshLayer::new(fresh_within);
+    let now = tower_authx::NumericDate::now().as_secs_f64() as u64;
+    let login = idp
+        .token()
+        .lifetime(Duration::from_secs(900))
+        .claim("auth_time", now)
+        .issue();
+    let fresh_status = |token: String| {
+        let guard = fresh_guard.clone();
+        async move {
+            let request = Request::get("/")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let ok = service_fn(|_req: Request<Full<Bytes>>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default()))
+            });
+            guard.layer(ok).oneshot(request).await.unwrap().status()
+        }
+    };
+    assert_eq!(fresh_status(login.clone()).await, StatusCode::OK);
+    tokio::time::advance(Duration::from_secs(301)).await;
+    assert_eq!(fresh_status(login).await, StatusCode::UNAUTHORIZED);
+}
