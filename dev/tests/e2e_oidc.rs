@@ -2384,3 +2384,67 @@ async fn an_exchanged_token_is_not_used_past_its_end() {
     assert_ne!(later.token(), first.token());
     assert_eq!(count().await, 2);
 }
+
+/// Issue 42: a sample of the resource-server checks run once behind panva's
+/// oidc-provider and once behind the crate's `MockIssuer`, with the same
+/// outcomes: a client's token on a plain, a scoped and an admin route, a
+/// token for another audience, garbage, and no token.
+#[cfg(feature = "test-util")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mock_issuer_and_oidc_provider_give_the_same_outcomes() {
+    use tower_authx::testing::MockIssuer;
+
+    let Some(dir) = provider_dir() else { return };
+    let pki = tls::pki();
+    let files = Files::new(&pki, "sample");
+    let tls = tls::client_trusting(pki.ca_der.clone());
+    let provider = start(&dir, "ES256", free_port(), &files).await;
+    let mock = MockIssuer::start(AUDIENCE).await.unwrap();
+
+    /// The statuses of the sample, for one issuer's tokens.
+    async fn outcomes(authx: AuthX, read: String, elsewhere: String) -> Vec<StatusCode> {
+        let any = || RequireAuthLayer::new(authx.clone());
+        let scoped = || RequireScopesLayer::all(authx.clone(), ["read"]);
+        let admin = || RequireScopesLayer::all(authx.clone(), ["admin:users"]);
+        vec![
+            status(any(), &read).await,
+            status(scoped(), &read).await,
+            status(admin(), &read).await,
+            status(any(), &elsewhere).await,
+            status(any(), "abc.def.ghi").await,
+            status(any(), "").await,
+        ]
+    }
+    let behind_provider = AuthX::new(AuthXConfig::from_issuers([
+        discovered(&provider.iss, &tls).await
+    ]))
+    .unwrap();
+    let from_provider = outcomes(
+        behind_provider,
+        token(&tls, &provider.iss, "read", AUDIENCE).await,
+        token(&tls, &provider.iss, "read", "https://billing.example").await,
+    )
+    .await;
+    let behind_mock = AuthX::new(AuthXConfig::from_issuers([mock.issuer().unwrap()])).unwrap();
+    let from_mock = outcomes(
+        behind_mock,
+        mock.token().subject("api-client").scope("read").issue(),
+        mock.token()
+            .scope("read")
+            .audience("https://billing.example")
+            .issue(),
+    )
+    .await;
+    assert_eq!(
+        from_provider,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::FORBIDDEN,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
+        ]
+    );
+    assert_eq!(from_mock, from_provider);
+}
