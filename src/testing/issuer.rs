@@ -14,7 +14,8 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{Map, Value, json};
 
-use super::token::{MockToken, sign};
+use super::state::{State, new_key, sign};
+use super::token::MockToken;
 use crate::error::ConfigError;
 use crate::issuer::Issuer;
 use crate::keys::{Algorithm, Key, RemoteJwks};
@@ -25,35 +26,6 @@ const CLIENT: (&str, &str) = ("test-client", "test-secret");
 const PASSWORD: &str = "password";
 /// How long the tokens of its token endpoint live.
 const TOKEN_SECS: i64 = 300;
-
-/// A new ES256 key pair, named by its thumbprint.
-pub(super) fn new_key() -> Result<Key, ConfigError> {
-    let der = crate::keys::backend::generate_p256_pkcs8()?;
-    let key = Key::signing_der(Algorithm::ES256, &der)?;
-    let kid = key.thumbprint().unwrap_or_default();
-    Ok(key.with_kid(kid))
-}
-
-/// What the issuer holds and what it was asked.
-pub(super) struct State {
-    pub(super) url: String,
-    pub(super) audience: String,
-    /// Its keys, the signing one last.
-    keys: Mutex<Vec<Key>>,
-    down: AtomicBool,
-    delay_ms: AtomicU64,
-    requests: Mutex<HashMap<String, u64>>,
-    /// Opaque tokens and what introspection answers about them.
-    opaque: Mutex<HashMap<String, Value>>,
-    dpop_nonce: Mutex<Option<String>>,
-}
-
-impl State {
-    pub(super) fn current_key(&self) -> Key {
-        let keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.last().cloned().expect("the issuer always has a key")
-    }
-}
 
 /// A mock OpenID Provider on `127.0.0.1` (see [the module](super)). Stops
 /// serving when dropped.

@@ -38,6 +38,7 @@
 mod claims;
 pub(crate) mod clock;
 mod issuer;
+mod state;
 mod token;
 
 pub use claims::{test_claims, with_claims};

@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::issuer::State;
+use super::state::{State, new_key, sign};
 use crate::claims::NumericDate;
-use crate::keys::Key;
-use crate::token::Signer;
 
 /// Where a token carries its roles, as each identity provider writes them
 /// (the crate reads them with the matching [`Idp`](crate::Idp) preset).
@@ -191,23 +189,10 @@ impl MockToken {
     /// If the crypto backend cannot sign (a test setup fault).
     pub fn issue(&self) -> String {
         let key = if self.unknown_key {
-            super::issuer::new_key().expect("a key")
+            new_key().expect("a key")
         } else {
             self.state.current_key()
         };
         sign(&key, &self.header_typ, &self.claims)
     }
-}
-
-/// `claims` signed with `key`, the header naming its `kid` and `typ`.
-pub(super) fn sign(key: &Key, typ: &str, claims: &Map<String, Value>) -> String {
-    let mut header = Map::new();
-    header.insert("alg".into(), key.algorithm().as_str().into());
-    if let Some(kid) = key.kid() {
-        header.insert("kid".into(), kid.into());
-    }
-    header.insert("typ".into(), typ.into());
-    Signer::with_header(key, &header)
-        .and_then(|signer| signer.sign(claims).ok())
-        .expect("the mock issuer's key signs")
 }
