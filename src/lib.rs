@@ -100,6 +100,8 @@
 mod authx;
 mod base64url;
 mod claims;
+#[cfg(feature = "test-util")]
+mod clock;
 mod config;
 mod cookie;
 mod csrf;

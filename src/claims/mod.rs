@@ -357,7 +357,7 @@ impl NumericDate {
     /// [`testing`](crate::testing)).
     pub fn now() -> Self {
         #[cfg(feature = "test-util")]
-        return NumericDate::from_system_time(crate::testing::clock::now());
+        return NumericDate::from_system_time(crate::clock::now());
         #[cfg(not(feature = "test-util"))]
         NumericDate::from_system_time(SystemTime::now())
     }

@@ -36,12 +36,11 @@
 //! ```
 
 mod claims;
-pub(crate) mod clock;
 mod issuer;
 mod state;
 mod token;
 
+pub use crate::clock::skew;
 pub use claims::{test_claims, with_claims};
-pub use clock::skew;
 pub use issuer::MockIssuer;
 pub use token::{MockToken, RolesIn};
