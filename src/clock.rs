@@ -1,6 +1,5 @@
-//! The clock every check reads when `test-util` is on (re-exported as
-//! `testing::skew`): the wall clock, moved
-//! by tokio's paused time. In a test run with `#[tokio::test(start_paused =
+//! The clock every check reads when `test-util` is on: the wall clock,
+//! moved by tokio's paused time (`testing::skew` says how far). In a test run with `#[tokio::test(start_paused =
 //! true)]` (tokio's own `test-util` feature), `tokio::time::advance` moves
 //! what the guards, the verified-token cache and the mock issuer call now,
 //! so expiry and freshness windows are tested without sleeping. Each runtime
