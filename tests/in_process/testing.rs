@@ -346,3 +346,52 @@ async fn a_paused_clock_ages_tokens_and_freshness_without_sleeping() {
     tokio::time::advance(Duration::from_secs(301)).await;
     assert_eq!(fresh_status(login).await, StatusCode::UNAUTHORIZED);
 }
+
+/// Implicit refresh on the paused clock: an hour-long session cookie is left
+/// alone at first, and renewed once `tokio::time::advance` brings it within
+/// the layer's ten minutes of its end.
+#[tokio::test(start_paused = true)]
+async fn a_paused_clock_brings_a_cookie_into_its_renewal_window() {
+    use tower_authx::layer::ImplicitRefreshLayer;
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(b"implicit-refresh-secret-32-bytes")
+            .unwrap()
+            .token_location([
+                tower_authx::TokenLocation::Headers,
+                tower_authx::TokenLocation::Cookies,
+            ]),
+    )
+    .unwrap();
+    let token = authx
+        .access_token("alice")
+        .fam("session-1")
+        .auth_time(tower_authx::NumericDate::now())
+        .lifetime(Duration::from_secs(3600))
+        .issue()
+        .unwrap();
+    let renews = || {
+        let service = RequireAuthLayer::new(authx.clone()).layer(
+            ImplicitRefreshLayer::new(authx.clone()).layer(service_fn(
+                |_req: Request<Full<Bytes>>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::<Bytes>::default()))
+                },
+            )),
+        );
+        let request = Request::get("/")
+            .header("cookie", format!("access_token_cookie={token}"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        async move {
+            let answer = service.oneshot(request).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+            answer
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .any(|line| line.to_str().unwrap().starts_with("access_token_cookie="))
+        }
+    };
+    assert!(!renews().await, "an hour left: not renewed");
+    tokio::time::advance(Duration::from_secs(3600 - 300)).await;
+    assert!(renews().await, "five minutes left: renewed");
+}
