@@ -183,6 +183,43 @@ impl PartialEq for Seal {
 }
 
 impl<E> Claims<E> {
+    /// Claims that say only who (`sub`), what (`token_type`) and when
+    /// (`iat`, `exp`), with `extra`; no guard's mark. Made by the crate
+    /// (tokens it issues, test claims), never read from a token.
+    pub(crate) fn bare(
+        sub: String,
+        token_type: TokenType,
+        iat: NumericDate,
+        exp: NumericDate,
+        extra: E,
+    ) -> Claims<E> {
+        Claims {
+            sub,
+            jti: None,
+            token_type,
+            fresh: None,
+            csrf: None,
+            iat: Some(iat),
+            exp,
+            nbf: None,
+            iss: None,
+            aud: None,
+            scopes: None,
+            scope: None,
+            scp: None,
+            auth_time: None,
+            fam: None,
+            cnf: None,
+            act: None,
+            acr: None,
+            amr: None,
+            permissions: Default::default(),
+            extra,
+            verified_by: Default::default(),
+            client: false,
+        }
+    }
+
     /// Whether the token proves a recent login now: `"fresh": true`, a
     /// `"fresh"` NumericDate not yet past, or an `auth_time` within the
     /// `fresh_max_age` of the `AuthX` that verified it. Claims read any other

@@ -5,32 +5,9 @@ use crate::claims::{Claims, NoExtra, NumericDate, TokenType};
 /// Claims for `sub`, as a verified access token would give them (valid for
 /// five minutes, no issuer or audience); set any public field before use.
 pub fn test_claims(sub: &str) -> Claims<NoExtra> {
-    let now = NumericDate::now().as_secs_f64().floor() as u64;
-    Claims {
-        sub: sub.to_owned(),
-        jti: None,
-        token_type: TokenType::Access,
-        fresh: None,
-        csrf: None,
-        iat: Some(NumericDate::from_secs(now)),
-        exp: NumericDate::from_secs(now + 300),
-        nbf: None,
-        iss: None,
-        aud: None,
-        scopes: None,
-        scope: None,
-        scp: None,
-        auth_time: None,
-        fam: None,
-        cnf: None,
-        act: None,
-        acr: None,
-        amr: None,
-        permissions: Default::default(),
-        extra: NoExtra,
-        verified_by: Default::default(),
-        client: false,
-    }
+    let now = NumericDate::now().whole_seconds();
+    let exp = NumericDate::from_secs(now.as_secs_f64() as u64 + 300);
+    Claims::bare(sub.to_owned(), TokenType::Access, now, exp, NoExtra)
 }
 
 /// `request` with `claims` in its extensions, where a guard would have put
