@@ -1640,6 +1640,65 @@ async fn a_restart_while_the_provider_is_down_serves_from_the_saved_keys() {
 /// The downstream service's name at the provider: the exchanged token's `aud`.
 const ORDERS: &str = "https://orders.example";
 
+/// The gateway's exchange at `iss`'s discovered token endpoint, as client
+/// `gateway`, shaped by `shape` (audience, scope, actor, DPoP).
+async fn gateway_exchange(
+    iss: &str,
+    tls: &rustls::ClientConfig,
+    shape: impl FnOnce(tower_authx::exchange::ExchangeConfig) -> tower_authx::exchange::ExchangeConfig,
+) -> tower_authx::exchange::TokenExchange {
+    let config = tower_authx::exchange::ExchangeConfig::discover_with_tls(
+        iss,
+        tower_authx::ClientAuth::secret_basic("gateway", "gateway-secret"),
+        tls.clone(),
+    )
+    .await
+    .unwrap();
+    tower_authx::exchange::TokenExchange::new(shape(config)).unwrap()
+}
+
+/// A plain-HTTP hyper client whose requests go through `exchange`'s layer.
+type ExchangingClient = tower_authx::exchange::TokenExchangeService<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+>;
+
+fn exchanging_client(exchange: &tower_authx::exchange::TokenExchange) -> ExchangingClient {
+    tower::ServiceBuilder::new()
+        .layer(exchange.layer())
+        .service(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>(),
+        )
+}
+
+/// `token` of `iss`, verified, as the caller a gateway exchanges for.
+async fn caller_of(
+    iss: &str,
+    tls: &rustls::ClientConfig,
+    token: &str,
+) -> tower_authx::exchange::Caller {
+    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(iss, tls).await])).unwrap();
+    let claims: tower_authx::Claims = verifier
+        .verify(token, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    tower_authx::exchange::Caller::new(token, &claims)
+}
+
+/// `GET url` for `caller`, through `client`.
+async fn get_for(
+    client: &ExchangingClient,
+    url: String,
+    caller: &tower_authx::exchange::Caller,
+) -> Result<Response<hyper::body::Incoming>, tower_authx::exchange::BoxError> {
+    let mut call = Request::get(url).body(Full::<Bytes>::default()).unwrap();
+    call.extensions_mut().insert(caller.clone());
+    client.clone().oneshot(call).await
+}
+
 /// Serves `service` over TCP on loopback (HTTP/1.1); its base URL.
 async fn serve<S, B>(service: S) -> String
 where
@@ -1728,12 +1787,7 @@ async fn gateway_service(
     downstream: String,
 ) -> String {
     let authx = AuthX::new(AuthXConfig::from_issuers([discovered(iss, tls).await])).unwrap();
-    let client = tower::ServiceBuilder::new()
-        .layer(exchange.layer())
-        .service(
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>(),
-        );
+    let client = exchanging_client(&exchange);
     let handler_authx = authx.clone();
     let relay = service_fn(move |req: Request<hyper::body::Incoming>| {
         let (authx, client, downstream) =
@@ -1790,8 +1844,6 @@ async fn get_with(url: &str, token: &str) -> (StatusCode, String) {
 async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tower_authx::ClientAuth;
-    use tower_authx::exchange::{ExchangeConfig, TokenExchange};
 
     let Some(dir) = provider_dir() else { return };
     let pki = tls::pki();
@@ -1802,17 +1854,10 @@ async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token()
 
     let b_calls = Arc::new(AtomicUsize::new(0));
     let b = orders_service(&iss, &tls, b_calls.clone()).await;
-    let config = ExchangeConfig::discover_with_tls(
-        &iss,
-        ClientAuth::secret_basic("gateway", "gateway-secret"),
-        tls.clone(),
-    )
-    .await
-    .unwrap()
-    .audience(ORDERS)
-    .scope("read")
-    .act_as_client(None);
-    let exchange = TokenExchange::new(config).unwrap();
+    let exchange = gateway_exchange(&iss, &tls, |config| {
+        config.audience(ORDERS).scope("read").act_as_client(None)
+    })
+    .await;
     let a = gateway_service(&iss, &tls, exchange, b.clone()).await;
 
     let caller = token(&tls, &iss, "read", AUDIENCE).await;
@@ -1853,24 +1898,9 @@ async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token()
     assert_eq!(seen["count"], 1);
 
     // Impersonation, not delegation (no actor token): B refuses it.
-    let plain = TokenExchange::new(
-        ExchangeConfig::discover_with_tls(
-            &iss,
-            ClientAuth::secret_basic("gateway", "gateway-secret"),
-            tls.clone(),
-        )
-        .await
-        .unwrap()
-        .audience(ORDERS),
-    )
-    .unwrap();
-    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(&iss, &tls).await])).unwrap();
-    let claims: tower_authx::Claims = verifier
-        .verify(&caller, &tower_authx::Requirement::access())
-        .await
-        .unwrap();
+    let plain = gateway_exchange(&iss, &tls, |config| config.audience(ORDERS)).await;
     let impersonating = plain
-        .exchange(&tower_authx::exchange::Caller::new(&caller, &claims))
+        .exchange(&caller_of(&iss, &tls, &caller).await)
         .await
         .unwrap();
     assert_eq!(
@@ -1983,8 +2013,6 @@ async fn the_on_behalf_of_example_calls_the_resource_server_example_with_an_exch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downstream_refusal_of_the_exchanged_token_is_retried_once_with_a_new_one() {
     use std::sync::{Arc, Mutex};
-    use tower_authx::ClientAuth;
-    use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
 
     let Some(dir) = provider_dir() else { return };
     let pki = tls::pki();
@@ -2017,37 +2045,11 @@ async fn a_downstream_refusal_of_the_exchanged_token_is_retried_once_with_a_new_
         }))
         .await
     };
-    let exchange = TokenExchange::new(
-        ExchangeConfig::discover_with_tls(
-            &iss,
-            ClientAuth::secret_basic("gateway", "gateway-secret"),
-            tls.clone(),
-        )
-        .await
-        .unwrap()
-        .audience(ORDERS),
-    )
-    .unwrap();
-    let client = tower::ServiceBuilder::new()
-        .layer(exchange.layer())
-        .service(
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>(),
-        );
-    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(&iss, &tls).await])).unwrap();
+    let exchange = gateway_exchange(&iss, &tls, |config| config.audience(ORDERS)).await;
+    let client = exchanging_client(&exchange);
     let token = token(&tls, &iss, "read", AUDIENCE).await;
-    let claims: tower_authx::Claims = verifier
-        .verify(&token, &tower_authx::Requirement::access())
-        .await
-        .unwrap();
-    let caller = Caller::new(&token, &claims);
-    let call = || {
-        let mut call = Request::get(format!("{downstream}/read"))
-            .body(Full::<Bytes>::default())
-            .unwrap();
-        call.extensions_mut().insert(caller.clone());
-        client.clone().oneshot(call)
-    };
+    let caller = caller_of(&iss, &tls, &token).await;
+    let call = || get_for(&client, format!("{downstream}/read"), &caller);
     assert_eq!(call().await.unwrap().status(), StatusCode::OK);
     {
         let seen = seen.lock().unwrap();
@@ -2235,8 +2237,7 @@ async fn provider_json_http(url: &str) -> serde_json::Value {
 /// and refuses it without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exchanged_token_bound_to_the_gateways_dpop_key_goes_with_a_proof() {
-    use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
-    use tower_authx::{Algorithm, ClientAuth, Dpop, DpopSigner, Requirement};
+    use tower_authx::{Algorithm, Dpop, DpopSigner};
 
     let Some(dir) = provider_dir() else { return };
     let pki = tls::pki();
@@ -2277,38 +2278,12 @@ async fn an_exchanged_token_bound_to_the_gateways_dpop_key_goes_with_a_proof() {
     let signer =
         DpopSigner::new(support::private_key(Algorithm::ES256, "ec256_private.pem")).unwrap();
     let jkt = signer.thumbprint().to_owned();
-    let exchange = TokenExchange::new(
-        ExchangeConfig::discover_with_tls(
-            &iss,
-            ClientAuth::secret_basic("gateway", "gateway-secret"),
-            tls.clone(),
-        )
-        .await
-        .unwrap()
-        .audience(ORDERS)
-        .dpop(signer),
-    )
-    .unwrap();
-    let client = tower::ServiceBuilder::new()
-        .layer(exchange.layer())
-        .service(
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Full<Bytes>>(),
-        );
-    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(&iss, &tls).await])).unwrap();
+    let exchange =
+        gateway_exchange(&iss, &tls, |config| config.audience(ORDERS).dpop(signer)).await;
+    let client = exchanging_client(&exchange);
     let token = token(&tls, &iss, "read", AUDIENCE).await;
-    let claims: tower_authx::Claims = verifier
-        .verify(&token, &Requirement::access())
-        .await
-        .unwrap();
-    let caller = Caller::new(&token, &claims);
-    let call = || {
-        let mut call = Request::get(format!("{b}/read"))
-            .body(Full::<Bytes>::default())
-            .unwrap();
-        call.extensions_mut().insert(caller.clone());
-        client.clone().oneshot(call)
-    };
+    let caller = caller_of(&iss, &tls, &token).await;
+    let call = || get_for(&client, format!("{b}/read"), &caller);
     for round in 0..3 {
         let answer = call().await.unwrap();
         let status = answer.status();
@@ -2338,9 +2313,6 @@ async fn an_exchanged_token_bound_to_the_gateways_dpop_key_goes_with_a_proof() {
 /// first seconds is a cache hit, and one past 2 s exchanges again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exchanged_token_is_not_used_past_its_end() {
-    use tower_authx::ClientAuth;
-    use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
-
     let Some(dir) = provider_dir() else { return };
     let pki = tls::pki();
     let files = Files::new(&pki, "exchange-ttl");
@@ -2348,24 +2320,9 @@ async fn an_exchanged_token_is_not_used_past_its_end() {
     let ttl = std::path::Path::new("7");
     let provider = start_with(&dir, "ES256", free_port(), &files, &[("EXCHANGE_TTL", ttl)]).await;
     let iss = provider.iss.clone();
-    let exchange = TokenExchange::new(
-        ExchangeConfig::discover_with_tls(
-            &iss,
-            ClientAuth::secret_basic("gateway", "gateway-secret"),
-            tls.clone(),
-        )
-        .await
-        .unwrap()
-        .audience(ORDERS),
-    )
-    .unwrap();
-    let verifier = AuthX::new(AuthXConfig::from_issuers([discovered(&iss, &tls).await])).unwrap();
+    let exchange = gateway_exchange(&iss, &tls, |config| config.audience(ORDERS)).await;
     let token = token(&tls, &iss, "read", AUDIENCE).await;
-    let claims: tower_authx::Claims = verifier
-        .verify(&token, &tower_authx::Requirement::access())
-        .await
-        .unwrap();
-    let caller = Caller::new(&token, &claims);
+    let caller = caller_of(&iss, &tls, &token).await;
     let count = || async {
         provider_json(&tls, &format!("{iss}/test/exchanges")).await["count"]
             .as_u64()
