@@ -1699,6 +1699,21 @@ async fn get_for(
     client.clone().oneshot(call).await
 }
 
+/// The form of RFC 8693 2.1 as a server received it: a delegation of
+/// `subject` for [`ORDERS`], scope `read`, with an actor token.
+fn assert_delegation_form(last: &serde_json::Value, subject: &str) {
+    assert_eq!(
+        last["grant_type"],
+        "urn:ietf:params:oauth:grant-type:token-exchange"
+    );
+    assert_eq!(last["subject_token"], subject);
+    let access_token = "urn:ietf:params:oauth:token-type:access_token";
+    assert_eq!(last["subject_token_type"], access_token);
+    assert_eq!(last["actor_token_type"], access_token);
+    assert_eq!(last["audience"], ORDERS);
+    assert_eq!(last["scope"], "read");
+}
+
 /// Serves `service` over TCP on loopback (HTTP/1.1); its base URL.
 async fn serve<S, B>(service: S) -> String
 where
@@ -1878,23 +1893,8 @@ async fn a_service_calls_another_on_its_callers_behalf_with_an_exchanged_token()
 
     // RFC 8693 2.1's form, as the provider received it.
     let seen = provider_json(&tls, &format!("{iss}/test/exchanges")).await;
-    let last = &seen["last"];
-    assert_eq!(
-        last["grant_type"],
-        "urn:ietf:params:oauth:grant-type:token-exchange"
-    );
-    assert_eq!(last["subject_token"], caller.as_str());
-    assert_eq!(
-        last["subject_token_type"],
-        "urn:ietf:params:oauth:token-type:access_token"
-    );
-    assert_eq!(
-        last["actor_token_type"],
-        "urn:ietf:params:oauth:token-type:access_token"
-    );
-    assert_eq!(last["audience"], ORDERS);
-    assert_eq!(last["scope"], "read");
-    assert_ne!(last["actor_token"], caller.as_str());
+    assert_delegation_form(&seen["last"], &caller);
+    assert_ne!(seen["last"]["actor_token"], caller.as_str());
     assert_eq!(seen["count"], 1);
 
     // Impersonation, not delegation (no actor token): B refuses it.
@@ -2166,22 +2166,7 @@ async fn the_exchange_works_against_jmondi_oauth2_server_too() {
     assert_eq!(sent["scope"], "read", "{sent}");
 
     let seen = provider_json_http(&format!("{server}/test/exchanges")).await;
-    let last = &seen["last"];
-    assert_eq!(
-        last["grant_type"],
-        "urn:ietf:params:oauth:grant-type:token-exchange"
-    );
-    assert_eq!(last["subject_token"], alice_token.as_str());
-    assert_eq!(
-        last["subject_token_type"],
-        "urn:ietf:params:oauth:token-type:access_token"
-    );
-    assert_eq!(
-        last["actor_token_type"],
-        "urn:ietf:params:oauth:token-type:access_token"
-    );
-    assert_eq!(last["audience"], ORDERS);
-    assert_eq!(last["scope"], "read");
+    assert_delegation_form(&seen["last"], &alice_token);
     assert_eq!(seen["count"], 1);
 
     // Fifty concurrent calls for a new caller: one exchange.
