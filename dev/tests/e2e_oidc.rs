@@ -2084,17 +2084,9 @@ async fn the_exchange_works_against_jmondi_oauth2_server_too() {
 
     const SECRET: &str = "a shared secret of thirty-two bytes or more";
     const ISSUER: &str = "https://authx.example";
-    let Some(dir) = provider_dir() else { return };
-    let mut child = Command::new("node")
-        .arg(dir.join("jmondi_exchange.mjs"))
-        .env("PORT", free_port().to_string())
-        .env("SECRET", SECRET)
-        .env("ISSUER", ISSUER)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node");
-    let server = listening(&mut child, "listening on ").await;
+    let Some((_node, server)) = support::jmondi_exchange(SECRET, ISSUER).await else {
+        return;
+    };
 
     let users = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap().issuer(ISSUER)).unwrap();
     let orders = AuthX::new(

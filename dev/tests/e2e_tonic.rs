@@ -412,35 +412,13 @@ async fn silent_connections_make_room_for_a_new_grpc_client() {
 #[cfg(feature = "remote-keys")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tonic_channel_calls_on_the_callers_behalf_with_an_exchanged_token() {
-    use tokio::io::AsyncBufReadExt;
     use tower_authx::exchange::{Caller, ExchangeConfig, TokenExchange};
     use tower_authx::{ClientAuth, Requirement};
 
     const ISSUER: &str = "https://authx.example";
     const ORDERS: &str = "https://orders.example";
-    let Some(dir) = support::oidc_packages() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs node and tests/oidc's packages"
-        );
-        support::skipped("no node to run @jmondi/oauth2-server (tests/oidc)");
+    let Some((_node, server)) = support::jmondi_exchange(SECRET, ISSUER).await else {
         return;
-    };
-    let mut node = tokio::process::Command::new("node")
-        .arg(dir.join("jmondi_exchange.mjs"))
-        .env("PORT", support::free_port().to_string())
-        .env("SECRET", SECRET)
-        .env("ISSUER", ISSUER)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node");
-    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
-    let server = loop {
-        let line = lines.next_line().await.unwrap().expect("listening");
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_owned();
-        }
     };
 
     let users = AuthX::new(AuthXConfig::from_secret(SECRET).unwrap().issuer(ISSUER)).unwrap();

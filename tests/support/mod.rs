@@ -309,6 +309,46 @@ pub fn python() -> Option<PathBuf> {
     None
 }
 
+/// @jmondi/oauth2-server's token exchange (`tests/oidc/jmondi_exchange.mjs`)
+/// on a free loopback port, signing HS256 with `secret` as `issuer`: the
+/// node process (killed when dropped) and its URL. `None` (a visible skip)
+/// without node, which CI does not allow.
+pub async fn jmondi_exchange(
+    secret: &str,
+    issuer: &str,
+) -> Option<(tokio::process::Child, String)> {
+    use tokio::io::AsyncBufReadExt;
+    let Some(dir) = oidc_packages() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs node and tests/oidc's packages"
+        );
+        skipped("no node to run @jmondi/oauth2-server (tests/oidc)");
+        return None;
+    };
+    let mut node = tokio::process::Command::new("node")
+        .arg(dir.join("jmondi_exchange.mjs"))
+        .env("PORT", free_port().to_string())
+        .env("SECRET", secret)
+        .env("ISSUER", issuer)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node");
+    let mut lines = tokio::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("it says it listens");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_owned();
+        }
+    };
+    Some((node, url))
+}
+
 /// The repository's root (this file is shared by the root's tests and dev/'s).
 pub fn repo_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
