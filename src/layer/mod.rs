@@ -4,7 +4,8 @@
 //! work beside them: [`LoadUser`] (a user from the verified claims),
 //! [`JsonToken`] (a token in a JSON body), [`ImplicitRefresh`] (cookie
 //! sessions renewed near expiry) and, with the `mcp` feature, `ToolScopes`
-//! (scopes per MCP tool, read from the JSON-RPC body).
+//! (scopes per MCP tool, read from the JSON-RPC body); with `streams`,
+//! `EndWithCredential` (a response stream ends with its credential).
 //!
 //! A guarded request takes the pipeline's one way (see `pipeline/`): token
 //! from its location → key → verify → CSRF → policy → revocation store → claims
@@ -13,6 +14,8 @@
 
 mod body;
 mod checked;
+#[cfg(feature = "streams")]
+mod credential_end;
 mod future;
 mod json_token;
 mod load_user;
@@ -26,6 +29,11 @@ mod tool_scopes;
 pub use crate::session::{ImplicitRefresh, ImplicitRefreshFuture, ImplicitRefreshLayer};
 pub use body::EitherBody;
 pub use checked::CheckedFuture;
+#[cfg(feature = "streams")]
+#[cfg_attr(docsrs, doc(cfg(feature = "streams")))]
+pub use credential_end::{
+    CredentialBody, EndWithCredential, EndWithCredentialFuture, EndWithCredentialLayer,
+};
 pub use future::ResponseFuture;
 pub use json_token::{DEFAULT_MAX_JSON_BODY, JsonToken, JsonTokenLayer, ReadJson};
 pub use load_user::{LoadError, LoadUser, LoadUserLayer, UnknownUser, User};

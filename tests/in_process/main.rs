@@ -22,6 +22,7 @@ mod resource;
 mod revocation;
 mod sources;
 mod spans;
+mod streams;
 #[cfg(feature = "test-util")]
 mod testing;
 mod wycheproof;
