@@ -156,6 +156,8 @@ impl AuthX {
                     },
                     trace_subject: config.trace_subject,
                     meters: crate::observe::Meters::new(trust_len),
+                    #[cfg(feature = "streams")]
+                    streams: Default::default(),
                 },
                 issuing: Issuing {
                     signer: config.keys.signing.as_ref().and_then(Signer::new),

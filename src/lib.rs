@@ -136,6 +136,8 @@ mod resource;
 mod session;
 mod source;
 mod store;
+#[cfg(feature = "streams")]
+mod stream;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
@@ -176,7 +178,7 @@ pub use source::TokenLocation;
 pub use store::{
     DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT,
     DEFAULT_REPLAY_CAPACITY, MemoryReplay, MemoryStore, ProofUse, RefreshUse, ReplayStore,
-    RevocationStore, SessionInfo, StoreError, StoreFuture, TokenRecord,
+    RevocationChanges, RevocationStore, SessionInfo, StoreError, StoreFuture, TokenRecord,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

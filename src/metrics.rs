@@ -30,6 +30,11 @@ pub const VERIFIED_CACHE: &str = "authx_verified_cache_total";
 pub const INTROSPECTIONS: &str = "authx_introspections_total";
 /// Introspection cache lookups by result.
 pub const INTROSPECTION_CACHE: &str = "authx_introspection_cache_total";
+/// Streams (server-sent events, gRPC streams, WebSockets) ended with their
+/// credential, by reason: `expired`, `revoked`, `renewal_refused`.
+pub const STREAMS_ENDED: &str = "authx_streams_ended_total";
+/// Streams open behind `EndWithCredentialLayer` now.
+pub const STREAMS_OPEN: &str = "authx_streams_open";
 /// Writes a Redis primary counted without a replica to copy them to (a
 /// shard running alone after a failover: alert on any increase).
 pub const UNREPLICATED_WRITES: &str = "authx_store_unreplicated_writes_total";
@@ -67,6 +72,8 @@ pub fn describe() {
     );
     describe_counter!(INTROSPECTION_CACHE, "Introspection cache lookups by result");
     describe_counter!(EXCHANGES, "Token exchanges (RFC 8693) by result");
+    describe_counter!(STREAMS_ENDED, "Streams ended with their credential, by reason");
+    describe_gauge!(STREAMS_OPEN, "Streams open behind EndWithCredentialLayer");
     describe_counter!(
         UNREPLICATED_WRITES,
         "Writes a Redis primary counted without a replica (a shard running alone)"

@@ -5,7 +5,8 @@
 //! [`JsonToken`] (a token in a JSON body), [`ImplicitRefresh`] (cookie
 //! sessions renewed near expiry) and, with the `mcp` feature, `ToolScopes`
 //! (scopes per MCP tool, read from the JSON-RPC body); with `streams`,
-//! `EndWithCredential` (a response stream ends with its credential).
+//! `EndWithCredential` (a response stream or a WebSocket ends with its
+//! credential).
 //!
 //! A guarded request takes the pipeline's one way (see `pipeline/`): token
 //! from its location → key → verify → CSRF → policy → revocation store → claims
@@ -32,7 +33,8 @@ pub use checked::CheckedFuture;
 #[cfg(feature = "streams")]
 #[cfg_attr(docsrs, doc(cfg(feature = "streams")))]
 pub use credential_end::{
-    CredentialBody, EndWithCredential, EndWithCredentialFuture, EndWithCredentialLayer,
+    CredentialBody, EndWithCredential, EndWithCredentialFuture, EndWithCredentialLayer, Ended,
+    LiveCredential, Renewal,
 };
 pub use future::ResponseFuture;
 pub use json_token::{DEFAULT_MAX_JSON_BODY, JsonToken, JsonTokenLayer, ReadJson};

@@ -73,6 +73,10 @@ pub(crate) struct Pipeline {
     /// Whether the request's span names the subject.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) trace_subject: bool,
+    /// Every open stream that ends with its credential, made when the first
+    /// `EndWithCredentialLayer` is.
+    #[cfg(feature = "streams")]
+    pub(crate) streams: std::sync::OnceLock<Arc<crate::stream::Schedule>>,
 }
 
 /// A request, for the stages after verification: its head, and the client
@@ -145,6 +149,37 @@ impl Observed for Pipeline {
     }
 }
 
+#[cfg(feature = "streams")]
+impl Pipeline {
+    /// The schedule of this AuthX's open streams, made on first use.
+    pub(crate) fn streams(&self) -> &Arc<crate::stream::Schedule> {
+        self.streams.get_or_init(|| {
+            let leeway = self
+                .trust
+                .rules()
+                .into_iter()
+                .map(|rules| (rules.issuer, rules.leeway))
+                .collect();
+            Arc::new(crate::stream::Schedule::new(self.store.clone(), leeway))
+        })
+    }
+
+    /// Keeps what each guard of `req` requires, once streams are watched: a
+    /// WebSocket's renewal is checked against all of it.
+    fn keep_requirement<B>(&self, req: &mut Request<B>, requirement: &Requirement) {
+        if self.streams.get().is_none() {
+            return;
+        }
+        let extensions = req.extensions_mut();
+        match extensions.get_mut::<crate::stream::Required>() {
+            Some(required) => required.0.push(requirement.clone()),
+            None => {
+                extensions.insert(crate::stream::Required(vec![requirement.clone()]));
+            }
+        }
+    }
+}
+
 impl Pipeline {
     /// Authorizes `req` for `admission` as far as can be done now (the
     /// layers' entry point).
@@ -155,6 +190,8 @@ impl Pipeline {
         notes: &Notes,
     ) -> Result<Option<Pending>, AuthError> {
         let requirement = admission.requirement();
+        #[cfg(feature = "streams")]
+        self.keep_requirement(req, requirement);
         let now = NumericDate::now();
         if let Some(claims) = req.extensions().get::<Claims<E>>()
             && claims.verified_by.admitted_by(self.id)

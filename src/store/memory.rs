@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::subject::{Subject, Write, secs_ceil, warn_collapsed};
 use super::{
-    DEFAULT_ENTRIES_PER_SUBJECT, RefreshUse, RevocationStore, SessionInfo, StoreError, StoreFuture,
-    TokenRecord,
+    DEFAULT_ENTRIES_PER_SUBJECT, RefreshUse, RevocationChanges, RevocationStore, SessionInfo,
+    StoreError, StoreFuture, TokenRecord,
 };
 use crate::claims::NumericDate;
 
@@ -30,6 +30,8 @@ pub struct MemoryStore {
     marked: SubjectFilter,
     capacity: usize,
     per_subject: usize,
+    /// Every write announced to this process's open streams.
+    changes: RevocationChanges,
 }
 
 /// A bit per subject hash (4096 bits): set when the subject is written,
@@ -160,6 +162,7 @@ impl MemoryStore {
             marked: SubjectFilter::new(),
             capacity: capacity.max(1),
             per_subject: DEFAULT_ENTRIES_PER_SUBJECT,
+            changes: RevocationChanges::default(),
         }
     }
 
@@ -202,6 +205,9 @@ impl MemoryStore {
             self.marked.rebuild(state.subjects.keys().map(|s| &**s));
         }
         drop(state);
+        // Any write may revoke (a logout, a reused refresh token, a
+        // subject's cut-off): its open streams look again.
+        self.changes.announce(subject);
         let answer = answer?;
         Ok(match answer {
             Write::Done(answer) => answer,
@@ -288,6 +294,10 @@ impl RevocationStore for MemoryStore {
         }
         let horizon = secs_ceil(horizon);
         StoreFuture::ready(self.write(subject, |entries, _| entries.refreshed(id, at, horizon), ()))
+    }
+
+    fn changes(&self) -> Option<&RevocationChanges> {
+        Some(&self.changes)
     }
 
     fn sessions(&self, subject: &str) -> StoreFuture<Vec<SessionInfo>> {

@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 
 use crate::claims::{Claims, NumericDate};
 
+mod changes;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -32,6 +33,9 @@ mod subject;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_VIEW_CAPACITY, RedisStore};
+#[cfg(feature = "streams")]
+pub(crate) use changes::{Change, Listener};
+pub use changes::RevocationChanges;
 pub use memory::MemoryStore;
 pub use replay::{
     DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT, DEFAULT_REPLAY_CAPACITY, MemoryReplay,
@@ -307,5 +311,13 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn sessions(&self, subject: &str) -> StoreFuture<Vec<SessionInfo>> {
         let _ = subject;
         StoreFuture::ready(Err(StoreError::new("this store keeps no list of sessions")))
+    }
+
+    /// Where this store announces revocations to this process's open
+    /// streams, started if it needs to be (asked once, inside the runtime,
+    /// when the first stream opens). `None` (the default): an open stream
+    /// ends at its credential's expiry only, never on revocation.
+    fn changes(&self) -> Option<&RevocationChanges> {
+        None
     }
 }

@@ -1,5 +1,6 @@
-//! Issue 41, first part: a guarded response stream ends when its credential
-//! expires, with the protocol's own signal (feature `streams`).
+//! Issue 41: a guarded response stream ends when its credential expires or
+//! is revoked, with the protocol's own signal, and a WebSocket's handle ends
+//! and renews in band (feature `streams`).
 #![cfg(feature = "streams")]
 
 use std::convert::Infallible;
@@ -12,7 +13,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_authx::layer::EndWithCredentialLayer;
+use tower_authx::layer::{EndWithCredentialLayer, Ended, LiveCredential, Renewal};
 use tower_authx::{AuthX, AuthXConfig, NumericDate, RequireAuthLayer};
 
 /// A stream that says hello once, then never ends by itself.
@@ -123,4 +124,197 @@ async fn without_claims_a_stream_is_left_alone() {
         .unwrap()
         .into_body();
     assert_eq!(body.collect().await.unwrap().to_bytes(), "whole");
+}
+
+/// A guarded SSE service of `authx` (a stream that never ends by itself),
+/// and the handle the layer left in the request, sent out by the handler.
+fn events(
+    authx: &AuthX,
+    live: tokio::sync::mpsc::UnboundedSender<LiveCredential>,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<tower_authx::layer::EitherBody<tower_authx::layer::CredentialBody<Forever>>>,
+    Error = Infallible,
+> + Clone {
+    let stream = service_fn(move |req: Request<Full<Bytes>>| {
+        let live = live.clone();
+        async move {
+            if let Some(handle) = req.extensions().get::<LiveCredential>() {
+                let _ = live.send(handle.clone());
+            }
+            let mut response = Response::new(Forever(false));
+            response
+                .headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            Ok::<_, Infallible>(response)
+        }
+    });
+    RequireAuthLayer::new(authx.clone()).layer(EndWithCredentialLayer::new(authx).layer(stream))
+}
+
+fn bearer(token: &str) -> Request<Full<Bytes>> {
+    Request::get("/events")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+/// The data of `body` until it ends (at most `within`), or `None` if it
+/// had not ended by then.
+async fn until_end<B: Body<Data = Bytes> + Unpin>(body: &mut B, within: Duration) -> Option<String>
+where
+    B::Error: std::fmt::Debug,
+{
+    let mut text = String::new();
+    tokio::time::timeout(within, async {
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame.unwrap().data_ref() {
+                text.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    })
+    .await
+    .ok()?;
+    Some(text)
+}
+
+/// A logout (the memory store, one instance) ends the session's open
+/// streams within a second, and only them: another session of the same
+/// subject and another subject stream on.
+#[tokio::test]
+async fn a_logout_ends_that_sessions_streams_within_a_second() {
+    let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32]).unwrap()).unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let service = events(&authx, tx);
+    let alice = authx.token_pair("alice").issue().unwrap();
+    let alice_elsewhere = authx.token_pair("alice").issue().unwrap();
+    let bob = authx.token_pair("bob").issue().unwrap();
+    let mut bodies = Vec::new();
+    for token in [&alice.access_token, &alice_elsewhere.access_token, &bob.access_token] {
+        let response = service.clone().oneshot(bearer(token)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        body.frame().await.unwrap().unwrap(); // the hello
+        bodies.push(body);
+    }
+    let claims = authx
+        .verify::<tower_authx::NoExtra>(&alice.access_token, &tower_authx::Requirement::access())
+        .await
+        .unwrap();
+    authx.revoke(&claims).await.unwrap();
+    let ended = until_end(&mut bodies[0], Duration::from_secs(1))
+        .await
+        .expect("the logged-out session's stream ended within a second");
+    assert!(ended.starts_with("event: credential-ended\n"), "{ended:?}");
+    assert!(ended.contains("\"reason\":\"revoked\""), "{ended:?}");
+    for other in &mut bodies[1..] {
+        assert!(
+            until_end(other, Duration::from_millis(600)).await.is_none(),
+            "another session's stream goes on"
+        );
+    }
+}
+
+/// A WebSocket's handle: renewed in band with a token of the same session
+/// it lives on; one of another subject or another session is refused and
+/// ends it, as does a token a new request would not pass (not fresh on a
+/// fresh-only route).
+#[tokio::test]
+async fn a_renewal_extends_the_same_session_and_anything_else_ends_it() {
+    let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32]).unwrap()).unwrap();
+    let open = |token: String, fresh_only: bool| {
+        let authx = authx.clone();
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let stream = service_fn(move |req: Request<Full<Bytes>>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(req.extensions().get::<LiveCredential>().cloned());
+                    Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+                }
+            });
+            let inner = EndWithCredentialLayer::new(&authx).layer(stream);
+            let response = if fresh_only {
+                tower_authx::RequireFreshLayer::new(authx.clone())
+                    .layer(inner)
+                    .oneshot(bearer(&token))
+                    .await
+                    .unwrap()
+            } else {
+                RequireAuthLayer::new(authx.clone())
+                    .layer(inner)
+                    .oneshot(bearer(&token))
+                    .await
+                    .unwrap()
+            };
+            assert_eq!(response.status(), 200);
+            rx.recv().await.unwrap().expect("a LiveCredential for the handler")
+        }
+    };
+    let session = "session-1";
+    let short = |sub: &str, fam: &str, fresh: bool, secs: u64| {
+        authx
+            .access_token(sub)
+            .fam(fam)
+            .fresh(fresh)
+            .lifetime(Duration::from_secs(secs))
+            .issue()
+            .unwrap()
+    };
+
+    // Same subject and session: the end moves to the new token's.
+    let live = open(short("alice", session, false, 60), false).await;
+    let before = live.expires();
+    let renewal = Renewal::parse(&Renewal::new(short("alice", session, false, 600), None).to_message())
+        .expect("the documented message shape");
+    live.renew::<tower_authx::NoExtra>(&renewal).await.unwrap();
+    assert!(live.expires().as_secs_f64() > before.as_secs_f64() + 500.0);
+    assert_eq!(live.has_ended(), None);
+
+    for (refused, fresh_only, token) in [
+        ("another subject", false, short("mallory", session, false, 600)),
+        ("another session", false, short("alice", "session-2", false, 600)),
+        ("not fresh on a fresh-only route", true, short("alice", session, false, 600)),
+        ("garbage", false, "abc.def.ghi".to_owned()),
+    ] {
+        let live = open(short("alice", session, true, 60), fresh_only).await;
+        let error = live
+            .renew::<tower_authx::NoExtra>(&Renewal::new(token, None))
+            .await
+            .expect_err(refused);
+        let ended = tokio::time::timeout(Duration::from_secs(1), live.ended())
+            .await
+            .expect("ended at once");
+        assert_eq!(ended, Ended::RenewalRefused, "{refused}: {error}");
+        assert_eq!(ended.close_code(), 1008);
+    }
+
+    // An application's own messages are not renewals.
+    for message in ["hello", "{\"type\":\"chat\",\"access_token\":\"x\"}", "{\"type\":\"authx.renew\"}"] {
+        assert!(Renewal::parse(message).is_none(), "{message}");
+    }
+}
+
+/// The handle of a connection whose token expires ends by itself, with
+/// `Expired`, within a second of `exp`.
+#[tokio::test]
+async fn a_handle_ends_at_expiry() {
+    let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32]).unwrap()).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let service = events(&authx, tx);
+    let token = authx
+        .access_token("alice")
+        .lifetime(Duration::from_secs(2))
+        .issue()
+        .unwrap();
+    let exp = crate::support::payload_of(&token)["exp"].as_f64().unwrap();
+    let response = service.oneshot(bearer(&token)).await.unwrap();
+    let live = rx.recv().await.unwrap();
+    drop(response); // a WebSocket's 101: the body ends, the handle lives on
+    let ended = tokio::time::timeout(Duration::from_secs(5), live.ended())
+        .await
+        .expect("ended");
+    assert_eq!(ended, Ended::Expired);
+    let at = NumericDate::now().as_secs_f64();
+    assert!(at >= exp && at < exp + 1.0, "ended {:.2} s after exp", at - exp);
 }

@@ -9,7 +9,9 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::Watched;
+use std::sync::Arc;
+
+use crate::stream::{Ended, Slot};
 
 /// How a stream says that it ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,21 +42,19 @@ impl Ending {
     }
 }
 
-/// What the body says last when its credential ends (the SSE event's data,
-/// the gRPC message).
-pub(super) const ENDED: &str = "the credential has expired or was revoked; authenticate again";
-
 /// The SSE event that ends a stream.
-fn sse_event() -> Bytes {
+fn sse_event(why: Ended) -> Bytes {
     Bytes::from(format!(
-        "event: credential-ended\ndata: {{\"error\":\"invalid_token\",\"error_description\":\"{ENDED}\"}}\n\n"
+        "event: credential-ended\ndata: {{\"error\":\"invalid_token\",\"reason\":\"{}\",\"error_description\":\"{}\"}}\n\n",
+        why.as_str(),
+        why.reason()
     ))
 }
 
-fn grpc_trailers() -> HeaderMap {
+fn grpc_trailers(why: Ended) -> HeaderMap {
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("16"));
-    trailers.insert("grpc-message", HeaderValue::from_static(ENDED));
+    trailers.insert("grpc-message", HeaderValue::from_static(why.reason()));
     trailers
 }
 
@@ -65,14 +65,14 @@ pin_project! {
     pub struct CredentialBody<B> {
         #[pin]
         inner: B,
-        slot: Option<Watched>,
+        slot: Option<Arc<Slot>>,
         ending: Ending,
         done: bool,
     }
 }
 
 impl<B> CredentialBody<B> {
-    pub(super) fn new(inner: B, slot: Option<Watched>, ending: Ending) -> Self {
+    pub(super) fn new(inner: B, slot: Option<Arc<Slot>>, ending: Ending) -> Self {
         CredentialBody {
             inner,
             slot,
@@ -103,19 +103,20 @@ impl<B: Body<Data = Bytes>> Body for CredentialBody<B> {
         if *this.done {
             return Poll::Ready(None);
         }
-        if let Some(watched) = this.slot
-            && watched.slot.ended(cx.waker())
-        {
+        if let Some(why) = this.slot.as_ref().and_then(|slot| slot.ended(cx.waker())) {
             *this.done = true;
+            *this.slot = None;
             return Poll::Ready(match this.ending {
-                Ending::Grpc => Some(Ok(Frame::trailers(grpc_trailers()))),
-                Ending::Sse => Some(Ok(Frame::data(sse_event()))),
+                Ending::Grpc => Some(Ok(Frame::trailers(grpc_trailers(why)))),
+                Ending::Sse => Some(Ok(Frame::data(sse_event(why)))),
                 Ending::Plain => None,
             });
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(None) => {
+                // The response is over: the stream leaves the schedule.
                 *this.done = true;
+                *this.slot = None;
                 Poll::Ready(None)
             }
             other => other,

@@ -1,18 +1,18 @@
 //! [`EndWithCredential`]: a guarded response that is a stream (server-sent
 //! events, a gRPC server stream, any long body) ends when the credential that
-//! opened it expires (its `exp` plus its issuer's leeway), instead of running
-//! for hours after. Opt-in per route, inside a guard.
+//! opened it does (its `exp` plus its issuer's leeway, or its revocation),
+//! instead of running for hours after; a WebSocket's handler gets a
+//! [`LiveCredential`] to close the connection then, and to renew it in band.
+//! Opt-in per route, inside a guard.
 
 mod body;
-mod schedule;
+mod live;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -21,19 +21,29 @@ use tower_service::Service;
 
 pub use body::CredentialBody;
 use body::Ending;
-use schedule::{Schedule, Slot};
+pub use live::{LiveCredential, Renewal};
 
 use crate::authx::AuthX;
-use crate::claims::{Claims, NoExtra, NumericDate};
+use crate::claims::{Claims, NoExtra};
+use crate::stream::{Credential, Slot};
+pub use crate::stream::Ended;
 
 /// Ends each response stream when the credential its request was admitted
-/// with expires: gRPC with trailers `grpc-status: 16` (UNAUTHENTICATED) and a
-/// message a client can act on, server-sent events with a last
-/// `credential-ended` event, any other body by its end. Place it inside a
-/// guard of the same `AuthX` (it reads the claims the guard left); a request
-/// without them is served unchanged. One schedule per layer wakes every
-/// stream, four times a second: a stream ends within a quarter of a second
-/// of its credential's end.
+/// with ends: at its expiry (`exp` plus its issuer's leeway), or when the
+/// revocation store announces that its token, session or subject was revoked
+/// (a logout here, or on another instance through Redis). gRPC ends with
+/// trailers `grpc-status: 16` (UNAUTHENTICATED) and a message a client can
+/// act on, server-sent events with a last `credential-ended` event, any other
+/// body by its end. A WebSocket's handler finds a [`LiveCredential`] in the
+/// request's extensions: close the socket when it ends (code 1008), and renew
+/// it in band.
+///
+/// Place it inside a guard of the same `AuthX` (it reads the claims the guard
+/// admitted); a request without them is served unchanged. One schedule per
+/// `AuthX` serves every such layer: it looks at the deadlines four times a
+/// second (a stream ends within a quarter of a second of its credential's
+/// expiry) and asks the store about a subject's streams only when a change of
+/// that subject is announced.
 ///
 /// ```
 /// # use tower_authx::{AuthX, AuthXConfig, RequireAuthLayer};
@@ -45,16 +55,14 @@ use crate::claims::{Claims, NoExtra, NumericDate};
 /// # let _ = events; Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct EndWithCredentialLayer<E = NoExtra> {
-    schedule: Arc<Schedule>,
-    leeway: Arc<HashMap<Option<String>, Duration>>,
+    authx: AuthX,
     claims: PhantomData<fn() -> E>,
 }
 
 impl<E> Clone for EndWithCredentialLayer<E> {
     fn clone(&self) -> Self {
         EndWithCredentialLayer {
-            schedule: self.schedule.clone(),
-            leeway: self.leeway.clone(),
+            authx: self.authx.clone(),
             claims: PhantomData,
         }
     }
@@ -63,7 +71,6 @@ impl<E> Clone for EndWithCredentialLayer<E> {
 impl<E> std::fmt::Debug for EndWithCredentialLayer<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndWithCredentialLayer")
-            .field("leeway", &self.leeway)
             .finish_non_exhaustive()
     }
 }
@@ -72,14 +79,10 @@ impl EndWithCredentialLayer<NoExtra> {
     /// Streams of requests admitted by `authx`'s guards end with their
     /// credential (each issuer's leeway read from `authx`'s rules).
     pub fn new(authx: &AuthX) -> Self {
-        let leeway = authx
-            .rules()
-            .into_iter()
-            .map(|rules| (rules.issuer, rules.leeway))
-            .collect();
+        // Made now, so the guards keep what they require from now on.
+        authx.pipeline().streams();
         EndWithCredentialLayer {
-            schedule: Arc::default(),
-            leeway: Arc::new(leeway),
+            authx: authx.clone(),
             claims: PhantomData,
         }
     }
@@ -89,8 +92,7 @@ impl<E> EndWithCredentialLayer<E> {
     /// Reads the guard's claims as `Claims<E2>` (the guard's own type).
     pub fn with_claims<E2>(self) -> EndWithCredentialLayer<E2> {
         EndWithCredentialLayer {
-            schedule: self.schedule,
-            leeway: self.leeway,
+            authx: self.authx,
             claims: PhantomData,
         }
     }
@@ -143,23 +145,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let deadline = request.extensions().get::<Claims<E>>().map(|claims| {
-            let leeway = self
-                .layer
-                .leeway
-                .get(&claims.iss)
-                .or_else(|| self.layer.leeway.get(&None))
-                .copied()
-                .unwrap_or_default();
-            NumericDate::from_secs_f64(claims.exp.as_secs_f64() + leeway.as_secs_f64())
-        });
+    fn call(&mut self, mut request: Request<ReqB>) -> Self::Future {
+        let pipeline = self.layer.authx.pipeline();
+        let slot = request
+            .extensions()
+            .get::<Claims<E>>()
+            .filter(|claims| claims.verified_by.admitted_by(pipeline.id))
+            .map(|claims| pipeline.streams().watch(Credential::of(claims)));
+        if let Some(slot) = &slot {
+            let live = LiveCredential::new(slot.clone(), &self.layer.authx, &request);
+            request.extensions_mut().insert(live);
+        }
         EndWithCredentialFuture {
             inner: self.inner.call(request),
-            slot: deadline.map(|deadline| Watched {
-                slot: self.layer.schedule.add(deadline),
-                _schedule: self.layer.schedule.clone(),
-            }),
+            slot,
         }
     }
 }
@@ -170,16 +169,8 @@ pin_project! {
     pub struct EndWithCredentialFuture<F> {
         #[pin]
         inner: F,
-        slot: Option<Watched>,
+        slot: Option<Arc<Slot>>,
     }
-}
-
-/// A stream's end, and the schedule that sets it: a stream keeps its
-/// schedule running after the service that opened it is gone.
-struct Watched {
-    slot: Arc<Slot>,
-    /// Held, never read: it keeps the schedule's task alive.
-    _schedule: Arc<Schedule>,
 }
 
 impl<F: std::fmt::Debug> std::fmt::Debug for EndWithCredentialFuture<F> {

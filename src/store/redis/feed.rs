@@ -18,13 +18,14 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisResult};
 
+use super::Announced;
 use super::view::LocalView;
 
 /// How often the feed beats and pings, and how long each may take.
@@ -40,6 +41,7 @@ const BEAT: &str = "\0authx-beat:";
 /// dropped. Messages name the changed key: `key_prefix` and the subject.
 pub(super) fn spawn_feed(
     view: Weak<LocalView>,
+    announced: Arc<Announced>,
     nodes: Vec<String>,
     channel: String,
     key_prefix: String,
@@ -60,10 +62,13 @@ pub(super) fn spawn_feed(
                     let Some(strong) = view.upgrade() else { return };
                     strong.reset(true);
                     drop(strong);
+                    // What was written while no feed listened was never
+                    // announced: every open stream looks again.
+                    announced.changes.announce_all();
                     tracing::info!(
                         "tower-authx: revocation feed up; answering from the local view"
                     );
-                    let gone = feed.follow(&view, &key_prefix).await;
+                    let gone = feed.follow(&view, &announced, &key_prefix).await;
                     if let Some(strong) = view.upgrade() {
                         strong.reset(false);
                     }
@@ -163,7 +168,7 @@ impl Feed {
         self.beat().await;
         while !self.all_heard_since(started) {
             let left = BEAT_MISSED.saturating_sub(started.elapsed());
-            if left.is_zero() || !self.next(view, key_prefix, left).await.unwrap_or(true) {
+            if left.is_zero() || !self.next(view, None, key_prefix, left).await.unwrap_or(true) {
                 return false;
             }
         }
@@ -172,14 +177,19 @@ impl Feed {
 
     /// Applies messages until the feed ends, falls silent, or stops hearing a
     /// primary; `true` when the view itself is gone.
-    async fn follow(&mut self, view: &Weak<LocalView>, key_prefix: &str) -> bool {
+    async fn follow(
+        &mut self,
+        view: &Weak<LocalView>,
+        announced: &Announced,
+        key_prefix: &str,
+    ) -> bool {
         let mut tick = Instant::now() + HEARTBEAT;
         loop {
             // The tick comes when due, however busy the channel: a steady
             // stream of writes must not keep the beats from being checked.
             let left = tick.saturating_duration_since(Instant::now());
             if !left.is_zero() {
-                match self.next(view, key_prefix, left).await {
+                match self.next(view, Some(announced), key_prefix, left).await {
                     Some(true) => continue,
                     Some(false) => return view.strong_count() == 0,
                     None => {}
@@ -207,6 +217,7 @@ impl Feed {
     async fn next(
         &mut self,
         view: &Weak<LocalView>,
+        announced: Option<&Announced>,
         key_prefix: &str,
         wait: Duration,
     ) -> Option<bool> {
@@ -222,6 +233,11 @@ impl Feed {
         Some(match self.read(payload.as_deref(), key_prefix) {
             Message::Changed(subject) => {
                 view.invalidate(&subject);
+                // Before the feed is up, the announcement of everything
+                // covers this one.
+                if let Some(announced) = announced {
+                    announced.changes.announce(&subject);
+                }
                 true
             }
             Message::Beat => true,

@@ -29,8 +29,8 @@ use self::view::LocalView;
 
 use super::subject::{millis, secs_ceil};
 use super::{
-    DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT, StoreError,
-    StoreFuture,
+    DEFAULT_ENTRIES_PER_SUBJECT, DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT,
+    RevocationChanges, StoreError, StoreFuture,
 };
 use crate::claims::NumericDate;
 
@@ -82,6 +82,17 @@ pub struct RedisStore {
     /// Where writes that wait for replicas go: connections of their own, so
     /// a `WAIT` never holds up the checks.
     writes: Option<Link>,
+    /// Every instance's writes, announced to this process's open streams.
+    announced: Arc<Announced>,
+}
+
+/// The feed's announcements to open streams, and the feed that carries them
+/// when no local view is configured (a view that is never asked, kept only
+/// to keep its feed running).
+#[derive(Default)]
+pub(super) struct Announced {
+    pub(super) changes: RevocationChanges,
+    feed_only: OnceLock<Arc<LocalView>>,
 }
 
 /// The local view as configured, started on first use (within the runtime).
@@ -227,6 +238,7 @@ impl RedisStore {
             replicas: None,
             unreplicated: Arc::default(),
             writes: None,
+            announced: Arc::default(),
         }
     }
 
@@ -333,14 +345,33 @@ impl RedisStore {
         Some(settings.started.get_or_init(|| {
             let view = Arc::new(LocalView::new(settings.capacity, self.view_max_age));
             self.policy.watch_view(Arc::downgrade(&view));
-            spawn_feed(
-                Arc::downgrade(&view),
-                self.nodes.to_vec(),
-                self.channel(),
-                self.key(""),
-            );
+            self.spawn_feed(&view);
             view
         }))
+    }
+
+    fn spawn_feed(&self, view: &Arc<LocalView>) {
+        spawn_feed(
+            Arc::downgrade(view),
+            self.announced.clone(),
+            self.nodes.to_vec(),
+            self.channel(),
+            self.key(""),
+        );
+    }
+
+    /// Where every instance's writes are announced to this process's open
+    /// streams: the local view's feed, started for them alone when no view
+    /// is configured.
+    pub(super) fn announcements(&self) -> &RevocationChanges {
+        if self.view().is_none() {
+            self.announced.feed_only.get_or_init(|| {
+                let view = Arc::new(LocalView::new(1, self.view_max_age));
+                self.spawn_feed(&view);
+                view
+            });
+        }
+        &self.announced.changes
     }
 
     /// The channel every write announces its key on.

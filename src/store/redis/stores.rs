@@ -13,8 +13,8 @@ use super::{RedisStore, now_secs};
 use crate::claims::NumericDate;
 use crate::store::subject::{self, millis, secs_ceil, warn_collapsed};
 use crate::store::{
-    ProofUse, RefreshUse, ReplayStore, RevocationStore, SessionInfo, StoreError, StoreFuture,
-    TokenRecord,
+    ProofUse, RefreshUse, ReplayStore, RevocationChanges, RevocationStore, SessionInfo,
+    StoreError, StoreFuture, TokenRecord,
 };
 
 impl RedisStore {
@@ -120,6 +120,10 @@ impl ReplayStore for RedisStore {
 }
 
 impl RevocationStore for RedisStore {
+    fn changes(&self) -> Option<&RevocationChanges> {
+        Some(self.announcements())
+    }
+
     fn is_revoked(&self, token: &TokenRecord<'_>) -> StoreFuture<bool> {
         if let Some(view) = self.view() {
             if let Some(subject) = view
