@@ -21,6 +21,14 @@
 //! - `POST /account/password` `{"new_password": "..."}`: needs a fresh token.
 //! - `POST /logout` revokes the presented token's session; `/refresh` with a
 //!   refresh token rotates it (presenting it again revokes the session).
+//! - `GET /events`: server-sent events, one a second naming the subject; the
+//!   stream ends when the token does (expiry or logout, here or on another
+//!   instance sharing `REDIS_URL`), with a last `credential-ended` event.
+//! - `GET /ws`: a WebSocket that echoes text and binary messages; it is
+//!   closed with code 1008 when the token ends, and a client may renew it
+//!   before then by sending `{"type":"authx.renew","access_token":"..."}`
+//!   (answered `{"type":"authx.renewed","exp":...}`; a token of another
+//!   subject or session closes it).
 //!
 //! - Cookie sessions are renewed implicitly (AuthX's `implicit_refresh`) on
 //!   the guarded routes with `IMPLICIT_REFRESH_SECS` (the window before
@@ -44,8 +52,8 @@
 //!
 //! ```toml
 //! [dependencies]
-//! tower-authx = { path = "../tower-authx", features = ["axum"] }
-//! axum = { version = "0.8", default-features = false, features = ["tokio", "http1", "json"] }
+//! tower-authx = { path = "../tower-authx", features = ["axum", "streams"] }
+//! axum = { version = "0.8", default-features = false, features = ["tokio", "http1", "json", "ws"] }
 //! bytes = "1"
 //! http = "1"
 //! http-body = "1"
@@ -56,6 +64,7 @@
 //! serde = { version = "1", features = ["derive"] }
 //! serde_json = { version = "1", features = ["preserve_order"] }
 //! tokio = { version = "1", features = ["macros", "rt-multi-thread", "net", "time", "signal"] }
+//! tokio-stream = "0.1"
 //! tower = { version = "0.5", features = ["util"] }
 //! tracing-subscriber = { version = "0.3", default-features = false, features = ["fmt", "std"] }
 //! metrics-exporter-prometheus = { version = "0.18", default-features = false, optional = true }
@@ -76,7 +85,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use tower_authx::layer::{ImplicitRefreshLayer, JsonTokenLayer};
+use tower_authx::layer::{
+    EndWithCredentialLayer, ImplicitRefreshLayer, JsonTokenLayer, LiveCredential, Renewal,
+};
 use tower_authx::{
     AuthError, AuthX, Claims, CookieConfig, NumericDate, RequestHead, RequireAuthLayer,
     RequireFreshLayer, Requirement, TokenLocation, TokenType,
@@ -180,6 +191,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 authx.guard(Requirement::access().amr(["otp"]))?,
                 &renew,
             )),
+        )
+        .route(
+            "/events",
+            get(events)
+                .route_layer(EndWithCredentialLayer::new(&authx))
+                .route_layer(guarded(RequireAuthLayer::new(authx.clone()), &None)),
+        )
+        .route(
+            "/ws",
+            get(websocket)
+                .route_layer(EndWithCredentialLayer::new(&authx))
+                .route_layer(guarded(RequireAuthLayer::new(authx.clone()), &None)),
         )
         .route(
             "/account/password",
@@ -366,6 +389,76 @@ fn tokens(body: serde_json::Value) -> Response {
 async fn protected(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {
     let fresh = claims.is_fresh();
     Json(shared::protected(&claims, &app.users, fresh))
+}
+
+/// One event a second naming the subject, until the token ends (the layer
+/// ends the stream then, with a last `credential-ended` event).
+async fn events(
+    claims: Claims,
+) -> axum::response::Sse<
+    impl tokio_stream::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use tokio_stream::StreamExt;
+    let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(
+        std::time::Duration::from_secs(1),
+    ));
+    let subject = claims.sub;
+    let mut n = 0u64;
+    let events = ticks.map(move |_| {
+        n += 1;
+        let data = json!({ "sub": subject, "n": n }).to_string();
+        Ok(axum::response::sse::Event::default().event("tick").data(data))
+    });
+    axum::response::Sse::new(events)
+}
+
+/// The longest WebSocket message read: an echo needs no more, and a renewal
+/// (a token) fits.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+async fn websocket(
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+    axum::Extension(live): axum::Extension<LiveCredential>,
+) -> Response {
+    upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| echo(socket, live))
+}
+
+/// Echoes every message until the credential ends (closed with 1008 and
+/// why), taking in-band renewals on the way.
+async fn echo(mut socket: axum::extract::ws::WebSocket, live: LiveCredential) {
+    use axum::extract::ws::{CloseFrame, Message};
+    loop {
+        let message = tokio::select! {
+            why = live.ended() => {
+                let close = CloseFrame { code: why.close_code(), reason: why.reason().into() };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return;
+            }
+            message = socket.recv() => message,
+        };
+        let reply = match message {
+            Some(Ok(Message::Text(text))) => match Renewal::parse(&text) {
+                Some(renewal) => match live.renew::<tower_authx::NoExtra>(&renewal).await {
+                    Ok(claims) => {
+                        let renewed = json!({ "type": "authx.renewed", "exp": claims.exp });
+                        Message::Text(renewed.to_string().into())
+                    }
+                    // Refused: `ended` resolves next, and closes.
+                    Err(_) => continue,
+                },
+                None => Message::Text(text),
+            },
+            Some(Ok(Message::Binary(data))) => Message::Binary(data),
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+            Some(Ok(_)) => continue, // pings are answered by the library
+        };
+        if socket.send(reply).await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn mfa_required(State(app): Shared, claims: Claims) -> Json<serde_json::Value> {

@@ -376,7 +376,9 @@ where
     let serving = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(io), tracked);
+        .serve_connection(TokioIo::new(io), tracked)
+        // A WebSocket leaves this connection once upgraded.
+        .with_upgrades();
     tokio::pin!(serving);
     // Errors here are the client's (it hung up, sent garbage): nothing to do.
     tokio::select! {
