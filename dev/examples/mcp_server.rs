@@ -16,6 +16,10 @@
 //! - tool `admin_reset` (scopes `mcp:tools mcp:admin`): without `mcp:admin`,
 //!   a 403 `insufficient_scope` challenge names both, and the client steps up.
 //!
+//! The standalone GET stream (server-to-client messages) ends when its token
+//! does (expiry, or a logout shared through `REDIS_URL`) with a last SSE
+//! event `credential-ended`; the client authenticates again and reconnects.
+//!
 //! Tokens must name `PUBLIC_URL` in `aud` (RFC 8707: another resource's token
 //! is refused) and come in `Authorization: Bearer`, or `DPoP` with a proof.
 //!
@@ -32,7 +36,7 @@
 //!
 //! ```toml
 //! [dependencies]
-//! tower-authx = { path = "../tower-authx", features = ["mcp", "remote-keys"] }
+//! tower-authx = { path = "../tower-authx", features = ["mcp", "remote-keys", "streams"] }
 //! axum = { version = "0.8", default-features = false, features = ["tokio", "http1", "json"] }
 //! rmcp = { version = "3.11", default-features = false, features = ["server", "macros", "transport-streamable-http-server"] }
 //! bytes = "1"
@@ -62,7 +66,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 use tower::ServiceBuilder;
-use tower_authx::layer::ToolScopesLayer;
+use tower_authx::layer::{EndWithCredentialLayer, ToolScopesLayer};
 use tower_authx::{AuthX, AuthXConfig, Claims, Issuer, ProtectedResource, RequireScopesLayer};
 
 #[path = "shared/mod.rs"]
@@ -109,6 +113,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(RequireScopesLayer::all(authx.clone(), [TOOLS]))
         // What the guard admitted: its connection keeps its place under pressure.
         .map_request(shared::server::marked)
+        // The GET stream (and a tool call's event stream) ends with the
+        // token: a last `credential-ended` event, then the client signs in
+        // again and reconnects.
+        .layer(EndWithCredentialLayer::new(&authx))
         .layer(
             ToolScopesLayer::new(authx.clone())
                 .tool("whoami", [TOOLS])

@@ -1,5 +1,6 @@
 //! A tonic server guarded by tower-authx: the standard `grpc.health.v1.Health`
-//! service behind `RequireAuth`, and `helloworld.Greeter/SayHello` behind
+//! service behind `RequireAuth` (its server stream `Watch` ends when the
+//! token does, at expiry or logout, with `UNAUTHENTICATED`), and `helloworld.Greeter/SayHello` behind
 //! `RequireFresh`, whose reply names the caller. Reads `JWT_VERIFIED_CACHE` and
 //! `REDIS_URL` (with `--features redis`) like the HTTP examples, so a logout
 //! there is refused here. Refusals are gRPC statuses
@@ -21,7 +22,7 @@
 //!
 //! ```toml
 //! [dependencies]
-//! tower-authx = { path = "../tower-authx", features = ["tonic"] }
+//! tower-authx = { path = "../tower-authx", features = ["tonic", "streams"] }
 //! prost = "0.14"
 //! tokio-stream = { version = "0.1", features = ["net"] }
 //! tonic = "0.14"
@@ -47,6 +48,7 @@
 use tonic::Status;
 use tonic::transport::Server;
 use tower::Layer;
+use tower_authx::layer::EndWithCredentialLayer;
 use tower_authx::{AuthX, Claims, RequireAuthLayer, RequireFreshLayer};
 
 #[path = "shared/greeter.rs"]
@@ -90,7 +92,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_connection_age(std::time::Duration::from_secs(600))
         .concurrency_limit_per_connection(64)
         // Each service keeps its gRPC name through the layer (NamedService).
-        .add_service(RequireAuthLayer::new(authx.clone()).layer(health))
+        // Health/Watch streams until the token ends, then UNAUTHENTICATED.
+        .add_service(
+            RequireAuthLayer::new(authx.clone())
+                .layer(EndWithCredentialLayer::new(&authx).layer(health)),
+        )
         .add_service(RequireFreshLayer::new(authx).layer(greeter))
         .serve_with_incoming(connections)
         .await?;

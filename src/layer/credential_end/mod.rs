@@ -163,6 +163,11 @@ where
     }
 }
 
+#[cfg(feature = "tonic")]
+impl<S: tonic::server::NamedService, E> tonic::server::NamedService for EndWithCredential<S, E> {
+    const NAME: &'static str = S::NAME;
+}
+
 pin_project! {
     /// The future of [`EndWithCredential`]: the inner response, its body
     /// bound to the credential.
