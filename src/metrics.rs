@@ -72,7 +72,10 @@ pub fn describe() {
     );
     describe_counter!(INTROSPECTION_CACHE, "Introspection cache lookups by result");
     describe_counter!(EXCHANGES, "Token exchanges (RFC 8693) by result");
-    describe_counter!(STREAMS_ENDED, "Streams ended with their credential, by reason");
+    describe_counter!(
+        STREAMS_ENDED,
+        "Streams ended with their credential, by reason"
+    );
     describe_gauge!(STREAMS_OPEN, "Streams open behind EndWithCredentialLayer");
     describe_counter!(
         UNREPLICATED_WRITES,

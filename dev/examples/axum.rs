@@ -407,7 +407,9 @@ async fn events(
     let events = ticks.map(move |_| {
         n += 1;
         let data = json!({ "sub": subject, "n": n }).to_string();
-        Ok(axum::response::sse::Event::default().event("tick").data(data))
+        Ok(axum::response::sse::Event::default()
+            .event("tick")
+            .data(data))
     });
     axum::response::Sse::new(events)
 }

@@ -33,9 +33,9 @@ mod subject;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{DEFAULT_VIEW_CAPACITY, RedisStore};
+pub use changes::RevocationChanges;
 #[cfg(feature = "streams")]
 pub(crate) use changes::{Change, Listener};
-pub use changes::RevocationChanges;
 pub use memory::MemoryStore;
 pub use replay::{
     DEFAULT_PROOFS_PER_KEY, DEFAULT_PROOFS_PER_SUBJECT, DEFAULT_REPLAY_CAPACITY, MemoryReplay,

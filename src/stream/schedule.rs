@@ -104,7 +104,10 @@ impl Slot {
         }
         #[cfg(feature = "metrics")]
         metrics::counter!(crate::metrics::STREAMS_ENDED, "reason" => why.as_str()).increment(1);
-        tracing::debug!(reason = why.as_str(), "tower-authx: a stream ended with its credential");
+        tracing::debug!(
+            reason = why.as_str(),
+            "tower-authx: a stream ended with its credential"
+        );
         for waker in lock(&self.wakers).drain(..) {
             waker.wake();
         }
@@ -128,7 +131,12 @@ impl Drop for Slot {
         let Some(schedule) = self.schedule.upgrade() else {
             return;
         };
-        let subject = &self.credential.get_mut().unwrap_or_else(|e| e.into_inner()).0.sub;
+        let subject = &self
+            .credential
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .sub;
         let mut state = lock(&schedule.state);
         state.live.remove(&self.id);
         if let Some(ids) = state.by_subject.get_mut(subject.as_str()) {

@@ -133,7 +133,9 @@ fn events(
     live: tokio::sync::mpsc::UnboundedSender<LiveCredential>,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
-    Response = Response<tower_authx::layer::EitherBody<tower_authx::layer::CredentialBody<Forever>>>,
+    Response = Response<
+        tower_authx::layer::EitherBody<tower_authx::layer::CredentialBody<Forever>>,
+    >,
     Error = Infallible,
 > + Clone {
     let stream = service_fn(move |req: Request<Full<Bytes>>| {
@@ -190,7 +192,11 @@ async fn a_logout_ends_that_sessions_streams_within_a_second() {
     let alice_elsewhere = authx.token_pair("alice").issue().unwrap();
     let bob = authx.token_pair("bob").issue().unwrap();
     let mut bodies = Vec::new();
-    for token in [&alice.access_token, &alice_elsewhere.access_token, &bob.access_token] {
+    for token in [
+        &alice.access_token,
+        &alice_elsewhere.access_token,
+        &bob.access_token,
+    ] {
         let response = service.clone().oneshot(bearer(token)).await.unwrap();
         assert_eq!(response.status(), 200);
         let mut body = response.into_body();
@@ -248,7 +254,10 @@ async fn a_renewal_extends_the_same_session_and_anything_else_ends_it() {
                     .unwrap()
             };
             assert_eq!(response.status(), 200);
-            rx.recv().await.unwrap().expect("a LiveCredential for the handler")
+            rx.recv()
+                .await
+                .unwrap()
+                .expect("a LiveCredential for the handler")
         }
     };
     let session = "session-1";
@@ -265,16 +274,29 @@ async fn a_renewal_extends_the_same_session_and_anything_else_ends_it() {
     // Same subject and session: the end moves to the new token's.
     let live = open(short("alice", session, false, 60), false).await;
     let before = live.expires();
-    let renewal = Renewal::parse(&Renewal::new(short("alice", session, false, 600), None).to_message())
-        .expect("the documented message shape");
+    let renewal =
+        Renewal::parse(&Renewal::new(short("alice", session, false, 600), None).to_message())
+            .expect("the documented message shape");
     live.renew::<tower_authx::NoExtra>(&renewal).await.unwrap();
     assert!(live.expires().as_secs_f64() > before.as_secs_f64() + 500.0);
     assert_eq!(live.has_ended(), None);
 
     for (refused, fresh_only, token) in [
-        ("another subject", false, short("mallory", session, false, 600)),
-        ("another session", false, short("alice", "session-2", false, 600)),
-        ("not fresh on a fresh-only route", true, short("alice", session, false, 600)),
+        (
+            "another subject",
+            false,
+            short("mallory", session, false, 600),
+        ),
+        (
+            "another session",
+            false,
+            short("alice", "session-2", false, 600),
+        ),
+        (
+            "not fresh on a fresh-only route",
+            true,
+            short("alice", session, false, 600),
+        ),
         ("garbage", false, "abc.def.ghi".to_owned()),
     ] {
         let live = open(short("alice", session, true, 60), fresh_only).await;
@@ -290,7 +312,11 @@ async fn a_renewal_extends_the_same_session_and_anything_else_ends_it() {
     }
 
     // An application's own messages are not renewals.
-    for message in ["hello", "{\"type\":\"chat\",\"access_token\":\"x\"}", "{\"type\":\"authx.renew\"}"] {
+    for message in [
+        "hello",
+        "{\"type\":\"chat\",\"access_token\":\"x\"}",
+        "{\"type\":\"authx.renew\"}",
+    ] {
         assert!(Renewal::parse(message).is_none(), "{message}");
     }
 }
@@ -316,5 +342,9 @@ async fn a_handle_ends_at_expiry() {
         .expect("ended");
     assert_eq!(ended, Ended::Expired);
     let at = NumericDate::now().as_secs_f64();
-    assert!(at >= exp && at < exp + 1.0, "ended {:.2} s after exp", at - exp);
+    assert!(
+        at >= exp && at < exp + 1.0,
+        "ended {:.2} s after exp",
+        at - exp
+    );
 }

@@ -269,6 +269,14 @@ pub fn hs256(secret: &[u8], message: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// Now, in Unix seconds with a fraction.
+pub fn now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 /// Seconds since the epoch, now.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -362,7 +370,10 @@ pub fn repo_root() -> PathBuf {
 /// Whether `python` has the interop packages.
 fn has_interop_packages(python: &std::path::Path) -> bool {
     std::process::Command::new(python)
-        .args(["-c", "import authx, flask_jwt_extended, fastapi, uvicorn"])
+        .args([
+            "-c",
+            "import authx, flask_jwt_extended, fastapi, uvicorn, websockets, grpc",
+        ])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
@@ -425,6 +436,7 @@ pub fn oidc_packages() -> Option<PathBuf> {
                     "jsonwebtoken",
                     "openid-client",
                     "jose",
+                    "ws",
                 ]
                 .iter()
                 .all(|package| dir.join("node_modules").join(package).exists())

@@ -9,6 +9,7 @@ mod support;
 
 mod dpop_builders;
 mod e2e_axum;
+mod e2e_streams;
 mod guards;
 mod implicit_refresh;
 mod json_body;

@@ -151,7 +151,10 @@ impl LiveCredential {
             extensions: Some(&opened.extensions),
         };
         let mut required = opened.required.iter();
-        let first = required.next().cloned().unwrap_or(crate::policy::Requirement::access());
+        let first = required
+            .next()
+            .cloned()
+            .unwrap_or(crate::policy::Requirement::access());
         let claims: Claims<E> = opened.authx.authenticate(head, &first).await?;
         let now = NumericDate::now();
         for requirement in required {

@@ -25,8 +25,8 @@ pub use live::{LiveCredential, Renewal};
 
 use crate::authx::AuthX;
 use crate::claims::{Claims, NoExtra};
-use crate::stream::{Credential, Slot};
 pub use crate::stream::Ended;
+use crate::stream::{Credential, Slot};
 
 /// Ends each response stream when the credential its request was admitted
 /// with ends: at its expiry (`exp` plus its issuer's leeway), or when the

@@ -168,7 +168,12 @@ impl Feed {
         self.beat().await;
         while !self.all_heard_since(started) {
             let left = BEAT_MISSED.saturating_sub(started.elapsed());
-            if left.is_zero() || !self.next(view, None, key_prefix, left).await.unwrap_or(true) {
+            if left.is_zero()
+                || !self
+                    .next(view, None, key_prefix, left)
+                    .await
+                    .unwrap_or(true)
+            {
                 return false;
             }
         }

@@ -13,8 +13,8 @@ use super::{RedisStore, now_secs};
 use crate::claims::NumericDate;
 use crate::store::subject::{self, millis, secs_ceil, warn_collapsed};
 use crate::store::{
-    ProofUse, RefreshUse, ReplayStore, RevocationChanges, RevocationStore, SessionInfo,
-    StoreError, StoreFuture, TokenRecord,
+    ProofUse, RefreshUse, ReplayStore, RevocationChanges, RevocationStore, SessionInfo, StoreError,
+    StoreFuture, TokenRecord,
 };
 
 impl RedisStore {

@@ -1,0 +1,288 @@
+//! The axum example's `GET /events` (SSE) and `GET /ws` (WebSocket echo)
+//! over TCP with real clients (curl, Python's `websockets`): each ends with
+//! the protocol's own signal within a second of the token's end, at expiry
+//! or on a logout (here, or on another instance through Redis and Redis
+//! Cluster), and a WebSocket renews in band (issue 41).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{self, Redis, RedisCluster, Server};
+
+/// How long the tokens of these tests live.
+const LIFETIME: &str = "2";
+
+/// `exp` of `token`, as a float.
+fn exp_of(token: &str) -> f64 {
+    support::payload_of(token)["exp"].as_f64().unwrap()
+}
+
+/// curl reading `/events` with `token` until the stream ends (at most 20 s):
+/// its events (name, data) and when it ended.
+async fn events(server: &Server, token: &str) -> (Vec<(String, Value)>, f64) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(25),
+        tokio::process::Command::new("curl")
+            .args(["-sN", "--max-time", "20", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("http://{}/events", server.addr))
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("curl finished")
+    .expect("curl runs");
+    let ended = support::now_f64();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let events = text
+        .split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            };
+            let data = serde_json::from_str(&field("data:")).unwrap_or(Value::Null);
+            (field("event:"), data)
+        })
+        .collect();
+    (events, ended)
+}
+
+/// Python's `websockets` on `/ws` with `token`, running `steps` (see
+/// `tests/interop/stream_clients.py`): one JSON line per event.
+async fn websocket(server: &Server, token: &str, steps: &[String]) -> Vec<Value> {
+    stream_client("ws", &format!("ws://{}/ws", server.addr), token, steps).await
+}
+
+pub(crate) async fn stream_client(
+    kind: &str,
+    target: &str,
+    token: &str,
+    steps: &[String],
+) -> Vec<Value> {
+    let python = support::python().expect("python with websockets and grpcio");
+    let output = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::process::Command::new(python)
+            .arg(support::repo_root().join("tests/interop/stream_clients.py"))
+            .args([kind, target, token])
+            .args(steps)
+            .output(),
+    )
+    .await
+    .expect("the client finished")
+    .expect("the client runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect()
+}
+
+fn closing(lines: &[Value]) -> &Value {
+    lines
+        .iter()
+        .find(|l| l.get("closed").is_some())
+        .unwrap_or_else(|| panic!("never closed: {lines:?}"))
+}
+
+/// Tokens that expire two seconds after the stream opens: `/events` ends
+/// with a `credential-ended` event, `/ws` with close 1008, each within a
+/// second of `exp` (the example's leeway is 0).
+#[tokio::test]
+async fn sse_and_websocket_end_within_a_second_of_expiry() {
+    if support::python().is_none() {
+        return;
+    }
+    let server = Server::start("axum", &[("ACCESS_TOKEN_LIFETIME_SECS", LIFETIME)]).await;
+    let (token, _) = server.login().await;
+    let exp = exp_of(&token);
+    let (sse, ws) = tokio::join!(events(&server, &token), websocket(&server, &token, &[]));
+
+    let (events, ended) = sse;
+    assert!(events.len() >= 2, "ticks before the end: {events:?}");
+    assert_eq!(events[0].0, "tick");
+    assert_eq!(events[0].1["sub"], "user1");
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "credential-ended", "{events:?}");
+    assert_eq!(data["reason"], "expired");
+    assert_eq!(data["error"], "invalid_token");
+    assert!(
+        ended >= exp && ended < exp + 1.0,
+        "SSE ended {:.2} s after exp",
+        ended - exp
+    );
+
+    assert_eq!(ws[1]["echo"], "hello", "{ws:?}");
+    let closed = closing(&ws);
+    assert_eq!(closed["closed"], 1008, "{ws:?}");
+    assert!(closed["reason"].as_str().unwrap().contains("expired"));
+    let at = closed["at"].as_f64().unwrap();
+    assert!(
+        at >= exp && at < exp + 1.0,
+        "WebSocket closed {:.2} s after exp",
+        at - exp
+    );
+
+    // Refused before the upgrade without a token, or with the expired one.
+    let refused = websocket(&server, "not-a-token", &[]).await;
+    assert_eq!(refused[0]["refused"], 401, "{refused:?}");
+    let refused = websocket(&server, &token, &[]).await;
+    assert_eq!(refused[0]["refused"], 401, "{refused:?}");
+}
+
+/// In-band renewal: a token of the same session (from `/refresh`) carries
+/// the connection past the first token's end; one of another subject
+/// closes it at once with 1008.
+#[tokio::test]
+async fn a_websocket_renewed_in_band_outlives_its_first_token() {
+    if support::python().is_none() {
+        return;
+    }
+    let server = Server::start("axum", &[("ACCESS_TOKEN_LIFETIME_SECS", "4")]).await;
+    let (token, refresh) = server.login().await;
+    let stranger = server.login_as("user2", "password2").await["fresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The session's next access token, made two seconds later: it ends two
+    // seconds after the first (`exp` is in whole seconds).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let renewed = server.post("/refresh").bearer(&refresh).send().await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let exp = exp_of(&token);
+    assert!(exp_of(&renewed) > exp + 1.0);
+
+    // Renewed, then closed at the renewed token's end, not the first's.
+    let lines = websocket(
+        &server,
+        &token,
+        &[format!("renew={renewed}"), "echo".into()],
+    )
+    .await;
+    let renewal = lines
+        .iter()
+        .find_map(|l| l.get("renewal"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(renewal["type"], "authx.renewed", "{lines:?}");
+    assert_eq!(renewal["exp"].as_f64().unwrap(), exp_of(&renewed));
+    let closed = closing(&lines);
+    assert_eq!(closed["closed"], 1008);
+    let at = closed["at"].as_f64().unwrap();
+    assert!(
+        at > exp + 0.5,
+        "outlived the first token: {:.2} s after its exp",
+        at - exp
+    );
+    assert!(at < exp_of(&renewed) + 1.0, "ended with the renewed token");
+
+    // Another subject's token: closed at once, with the renewal's refusal.
+    let (token, _) = server.login().await;
+    let lines = websocket(&server, &token, &[format!("renew={stranger}")]).await;
+    let closed = closing(&lines);
+    assert_eq!(closed["closed"], 1008, "{lines:?}");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("renewal was refused")
+    );
+    assert!(
+        closed["at"].as_f64().unwrap() < exp_of(&token) - 0.5,
+        "before the token's end"
+    );
+}
+
+/// A logout on the same instance (the memory store) ends that session's
+/// open WebSocket and event stream within a second.
+#[tokio::test]
+async fn a_logout_ends_open_streams_on_the_same_instance() {
+    if support::python().is_none() {
+        return;
+    }
+    let server = Server::start("axum", &[]).await;
+    logout_ends_streams(&server, &server).await;
+}
+
+/// A logout on instance A ends the stream on instance B within a second:
+/// both on one Redis (the store's feed announces it to B).
+#[tokio::test]
+async fn a_logout_on_one_instance_ends_streams_on_another_through_redis() {
+    let Some(redis) = Redis::start() else { return };
+    if support::python().is_none() {
+        return;
+    }
+    let url = redis.url();
+    let a = Server::start("axum", &[("REDIS_URL", &url)]).await;
+    let b = Server::start("axum", &[("REDIS_URL", &url)]).await;
+    logout_ends_streams(&a, &b).await;
+}
+
+/// The same through a Redis Cluster (three primaries).
+#[tokio::test]
+async fn a_logout_on_one_instance_ends_streams_on_another_through_redis_cluster() {
+    let Some(cluster) = RedisCluster::start(3, 0) else {
+        return;
+    };
+    if support::python().is_none() {
+        return;
+    }
+    let urls = cluster.urls();
+    let a = Server::start("axum", &[("REDIS_URL", &urls)]).await;
+    let b = Server::start("axum", &[("REDIS_URL", &urls)]).await;
+    logout_ends_streams(&a, &b).await;
+}
+
+/// Opens `/events` and `/ws` on `b` with one session, and another session's
+/// `/events`; logs the first out on `a` after a second: both of its streams
+/// end within a second, saying "revoked"; the other session's streams on.
+async fn logout_ends_streams(a: &Server, b: &Server) {
+    let (token, _) = a.login().await;
+    let (other, _) = a.login().await;
+    let logout = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let status = a.post("/logout").bearer(&token).send().await.status;
+        (status, support::now_f64())
+    };
+    let (sse, ws, (status, logged_out), still) = tokio::join!(
+        events(b, &token),
+        websocket(b, &token, &[]),
+        logout,
+        tokio::time::timeout(Duration::from_secs(4), events(b, &other)),
+    );
+    assert_eq!(status, 200);
+    let (events, ended) = sse;
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "credential-ended", "{events:?}");
+    assert_eq!(data["reason"], "revoked");
+    assert!(
+        ended - logged_out < 1.0,
+        "SSE ended {:.2} s after the logout",
+        ended - logged_out
+    );
+    let closed = closing(&ws);
+    assert_eq!(closed["closed"], 1008, "{ws:?}");
+    assert!(closed["reason"].as_str().unwrap().contains("revoked"));
+    let at = closed["at"].as_f64().unwrap();
+    assert!(
+        at - logged_out < 1.0,
+        "WebSocket closed {:.2} s after the logout",
+        at - logged_out
+    );
+    assert!(still.is_err(), "the other session's stream goes on");
+}
