@@ -479,3 +479,61 @@ async fn a_tonic_channel_calls_on_the_callers_behalf_with_an_exchanged_token() {
     let status = client.check(request).await.unwrap_err();
     assert!(status.message().contains("no caller"), "{status:?}");
 }
+
+/// `grpc.health.v1.Health/Watch` from Python's `grpcio` with a token that
+/// ends two seconds after the call: SERVING, then UNAUTHENTICATED (with
+/// why) within a second of `exp`; a logout on another instance (Redis)
+/// ends another Watch within a second of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_watch_ends_unauthenticated_with_its_token() {
+    let Some(redis) = support::Redis::start() else {
+        return;
+    };
+    if support::python().is_none() {
+        return;
+    }
+    let url = redis.url();
+    let tonic = Server::start("tonic_server", &[("REDIS_URL", url.as_str())]).await;
+    let elsewhere = AuthX::new(
+        AuthXConfig::from_secret(SECRET)
+            .unwrap()
+            .revocation_store(tower_authx::RedisStore::connect(&url).await.unwrap()),
+    )
+    .unwrap();
+    let short = elsewhere
+        .access_token("user1")
+        .lifetime(std::time::Duration::from_secs(2))
+        .issue()
+        .unwrap();
+    let exp = support::payload_of(&short)["exp"].as_f64().unwrap();
+    let pair = elsewhere.token_pair("user1").issue().unwrap();
+    let logout = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let claims: Claims = elsewhere
+            .verify_offline(&pair.access_token, &tower_authx::Requirement::access())
+            .unwrap();
+        let at = support::now_f64();
+        elsewhere.revoke(&claims).await.unwrap();
+        at
+    };
+    let (expiring, revoked, logged_out) = tokio::join!(
+        support::stream_client("grpc", &tonic.addr, &short, &[]),
+        support::stream_client("grpc", &tonic.addr, &pair.access_token, &[]),
+        logout,
+    );
+    for (lines, from, why) in [
+        (&expiring, exp, "expired"),
+        (&revoked, logged_out, "revoked"),
+    ] {
+        assert_eq!(lines[0]["status"], 1, "SERVING first: {lines:?}");
+        let end = lines.last().unwrap();
+        assert_eq!(end["ended"], "UNAUTHENTICATED", "{lines:?}");
+        assert!(end["details"].as_str().unwrap().contains(why), "{end}");
+        let at = end["at"].as_f64().unwrap();
+        assert!(
+            at >= from && at < from + 1.0,
+            "{why}: ended {:.2} s after",
+            at - from
+        );
+    }
+}

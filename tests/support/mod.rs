@@ -941,3 +941,31 @@ pub fn ready_now<F: std::future::Future>(future: F) -> F::Output {
         std::task::Poll::Pending => panic!("the future was not ready at once"),
     }
 }
+
+/// A real stream client of `tests/interop/stream_clients.py` (Python's
+/// `websockets` or `grpcio`): `kind` at `target` with `token`, running
+/// `steps`; one JSON line per event, each with when it happened (`at`).
+pub async fn stream_client(kind: &str, target: &str, token: &str, steps: &[String]) -> Vec<Value> {
+    let python = python().expect("python with websockets and grpcio");
+    let output = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::process::Command::new(python)
+            .arg(repo_root().join("tests/interop/stream_clients.py"))
+            .args([kind, target, token])
+            .args(steps)
+            .output(),
+    )
+    .await
+    .expect("the client finished")
+    .expect("the client runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect()
+}

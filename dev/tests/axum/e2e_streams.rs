@@ -59,37 +59,7 @@ async fn events(server: &Server, token: &str) -> (Vec<(String, Value)>, f64) {
 /// Python's `websockets` on `/ws` with `token`, running `steps` (see
 /// `tests/interop/stream_clients.py`): one JSON line per event.
 async fn websocket(server: &Server, token: &str, steps: &[String]) -> Vec<Value> {
-    stream_client("ws", &format!("ws://{}/ws", server.addr), token, steps).await
-}
-
-pub(crate) async fn stream_client(
-    kind: &str,
-    target: &str,
-    token: &str,
-    steps: &[String],
-) -> Vec<Value> {
-    let python = support::python().expect("python with websockets and grpcio");
-    let output = tokio::time::timeout(
-        Duration::from_secs(40),
-        tokio::process::Command::new(python)
-            .arg(support::repo_root().join("tests/interop/stream_clients.py"))
-            .args([kind, target, token])
-            .args(steps)
-            .output(),
-    )
-    .await
-    .expect("the client finished")
-    .expect("the client runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
-        .collect()
+    support::stream_client("ws", &format!("ws://{}/ws", server.addr), token, steps).await
 }
 
 fn closing(lines: &[Value]) -> &Value {
