@@ -626,14 +626,15 @@ impl McpRun {
 }
 
 /// Runs the official MCP client against `server` as `api-client` asking for
-/// `scope`; with DPoP when `dpop`.
+/// `scope`; in `mode` `dpop` (DPoP-bound tokens) or `stream` (watching the
+/// GET stream) when given.
 async fn mcp_client(
     dir: &std::path::Path,
     ca: &std::path::Path,
     server: &str,
     iss: &str,
     scope: &str,
-    dpop: bool,
+    mode: Option<&str>,
 ) -> McpRun {
     let mut command = Command::new("node");
     command
@@ -641,9 +642,7 @@ async fn mcp_client(
         .args([server, "api-client", "api-secret", iss, scope])
         .env("NODE_EXTRA_CA_CERTS", ca)
         .stderr(Stdio::null());
-    if dpop {
-        command.arg("dpop");
-    }
+    command.args(mode);
     let output = tokio::time::timeout(Duration::from_secs(60), command.output())
         .await
         .expect("the MCP client finished in time")
@@ -706,7 +705,7 @@ async fn the_mcp_server_example_with_the_official_typescript_sdk() {
 
     // A client allowed only mcp:tools: in, whoami names it, admin_reset is
     // refused with the scope challenge (the SDK retries once, then gives up).
-    let run = mcp_client(&dir, &ca, &resource, &provider.iss, "mcp:tools", false).await;
+    let run = mcp_client(&dir, &ca, &resource, &provider.iss, "mcp:tools", None).await;
     let first = run.exchanges()[0];
     assert_eq!(first["status"], 401);
     let challenge = first["challenge"].as_str().unwrap();
@@ -766,7 +765,7 @@ async fn the_mcp_server_example_with_the_official_typescript_sdk() {
         &resource,
         &provider.iss,
         "mcp:tools mcp:admin",
-        false,
+        None,
     )
     .await;
     assert_eq!(
@@ -783,7 +782,7 @@ async fn the_mcp_server_example_with_the_official_typescript_sdk() {
         &resource,
         &provider.iss,
         "mcp:tools mcp:admin",
-        true,
+        Some("dpop"),
     )
     .await;
     assert!(
@@ -874,6 +873,84 @@ async fn the_mcp_server_example_with_the_official_typescript_sdk() {
     assert!(
         status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
         "{status} {body}"
+    );
+}
+
+/// The MCP example's standalone GET stream, opened by the official
+/// TypeScript SDK with a token that lives three seconds: it ends within a
+/// second of `exp` with a last `credential-ended` event saying why, and
+/// the SDK opens the stream again with a new token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_get_stream_ends_with_its_token() {
+    let Some(dir) = provider_dir() else { return };
+    let Some(binary) = example("mcp_server") else {
+        return;
+    };
+    let (_pki, files, ca) = with_ca("mcp-stream");
+    let ttl = std::path::Path::new("3");
+    let provider = start_with(
+        &dir,
+        "ES256",
+        free_port(),
+        &files,
+        &[("CLIENT_CREDENTIALS_TTL", ttl)],
+    )
+    .await;
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let port_env = port.to_string();
+    let (_child, _addr) = run_example(
+        &binary,
+        &[
+            ("PORT", &port_env),
+            ("PUBLIC_URL", &resource),
+            ("OIDC_ISSUER", &provider.iss),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let run = mcp_client(
+        &dir,
+        &ca,
+        &resource,
+        &provider.iss,
+        "mcp:tools",
+        Some("stream"),
+    )
+    .await;
+    assert_eq!(run.step("connect")["ok"], true, "{:?}", run.lines);
+    let events: Vec<&serde_json::Value> = run.lines.iter().filter_map(|l| l.get("sse")).collect();
+    let ended = run
+        .lines
+        .iter()
+        .find_map(|l| l.get("sse_end"))
+        .unwrap_or_else(|| panic!("the GET stream never ended: {:?}", run.lines));
+    let last = events
+        .iter()
+        .rfind(|e| e["exp"] == ended["exp"])
+        .unwrap_or_else(|| panic!("no event before the end: {:?}", run.lines));
+    assert_eq!(last["event"], "credential-ended", "{:?}", run.lines);
+    let data: serde_json::Value = serde_json::from_str(last["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["reason"], "expired");
+    let (exp, at) = (
+        ended["exp"].as_f64().unwrap(),
+        ended["at"].as_f64().unwrap(),
+    );
+    assert!(
+        at >= exp && at < exp + 1.0,
+        "ended {:.2} s after exp",
+        at - exp
+    );
+    // The SDK came back: a GET with a new token, answered with a stream.
+    let gets: Vec<_> = run
+        .exchanges()
+        .into_iter()
+        .filter(|e| e["method"] == "GET" && e["path"] == "/mcp")
+        .collect();
+    assert!(
+        gets.iter().filter(|e| e["status"] == 200).count() >= 2,
+        "the SDK reopened the stream: {:?}",
+        run.lines
     );
 }
 

@@ -97,7 +97,7 @@ const provider = new Provider(issuer, {
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
   },
-  ttl: { ClientCredentials: 600 },
+  ttl: { ClientCredentials: Number(process.env.CLIENT_CREDENTIALS_TTL || 600) },
   clients: [{
     client_id: 'api-client',
     client_secret: 'api-secret',
