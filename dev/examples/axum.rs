@@ -422,7 +422,11 @@ async fn websocket(
     upgrade: axum::extract::ws::WebSocketUpgrade,
     axum::Extension(live): axum::Extension<LiveCredential>,
 ) -> Response {
+    // Small buffers (tungstenite's default is 128 KiB each way): thousands of
+    // mostly idle sockets cost kilobytes each, not a quarter of a megabyte.
     upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .on_upgrade(move |socket| echo(socket, live))

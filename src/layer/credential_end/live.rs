@@ -73,6 +73,19 @@ impl std::fmt::Debug for LiveCredential {
     }
 }
 
+/// The headers a renewal's checks read besides the token's own: the host,
+/// and the client certificate a trusted proxy forwards (RFC 9440); the rest
+/// is not kept (memory per open connection stays small).
+fn kept_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in [&http::header::HOST, &crate::mtls::CLIENT_CERT] {
+        for value in headers.get_all(name) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
+}
+
 impl LiveCredential {
     pub(super) fn new<B>(slot: Arc<Slot>, authx: &AuthX, request: &Request<B>) -> Self {
         // What the pipeline reads of a request besides its head: the
@@ -90,7 +103,7 @@ impl LiveCredential {
                 authx: authx.clone(),
                 method: request.method().clone(),
                 uri: request.uri().clone(),
-                headers: request.headers().clone(),
+                headers: kept_headers(request.headers()),
                 extensions,
                 required: request
                     .extensions()
@@ -170,15 +183,11 @@ impl LiveCredential {
     }
 }
 
-/// The upgrade request's head with `renewal`'s token where this `AuthX`
-/// reads one (its header, else its access cookie), every earlier token and
-/// proof taken out.
+/// The upgrade request's head (as kept) with `renewal`'s token where this
+/// `AuthX` reads one: its header, else its access cookie.
 fn replayed(opened: &Opened, renewal: &Renewal) -> Result<(HeaderMap, Uri), AuthError> {
     let sources = &opened.authx.pipeline().sources;
     let mut headers = opened.headers.clone();
-    headers.remove(&sources.header.name);
-    headers.remove(&crate::dpop::DPOP);
-    headers.remove(http::header::COOKIE);
     let bad = |_| AuthError::InvalidToken(InvalidToken::Malformed("the renewal's token".into()));
     if sources.order.contains(&TokenLocation::Headers) {
         let value = match (&renewal.dpop, sources.header.scheme.as_str()) {
