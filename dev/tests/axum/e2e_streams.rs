@@ -256,3 +256,67 @@ async fn logout_ends_streams(a: &Server, b: &Server) {
     );
     assert!(still.is_err(), "the other session's stream goes on");
 }
+
+/// An upgraded WebSocket keeps its connection's place under
+/// `MAX_CONNECTIONS` until it closes: three open sockets on a server of
+/// three leave a fourth client waiting, served once they end (with their
+/// token). Released at the upgrade, one user could hold any number.
+#[tokio::test]
+async fn open_websockets_count_against_the_connection_cap() {
+    if support::python().is_none() {
+        return;
+    }
+    let server = Server::start(
+        "axum",
+        &[
+            ("MAX_CONNECTIONS", "3"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "3"),
+            ("ACCESS_TOKEN_LIFETIME_SECS", "6"),
+        ],
+    )
+    .await;
+    let (token, _) = server.login().await;
+    let curl = |timeout: &'static str| {
+        let url = format!("http://{}/", server.addr);
+        async move {
+            tokio::process::Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    timeout,
+                ])
+                .arg(url)
+                .output()
+                .await
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap()
+        }
+    };
+    // One after another, each upgraded before the next arrives (at the cap,
+    // the server may close a connection that has not yet sent its request).
+    let after = |ms: u64| {
+        let (server, token) = (&server, &token);
+        async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            websocket(server, token, &[]).await
+        }
+    };
+    let waiting = async {
+        // Python starts in a few hundred milliseconds: all three are open.
+        tokio::time::sleep(Duration::from_millis(2800)).await;
+        curl("1").await
+    };
+    let (a, b, c, during) = tokio::join!(after(200), after(500), after(800), waiting);
+    for lines in [&a, &b, &c] {
+        assert_eq!(closing(lines)["closed"], 1008, "{lines:?}");
+    }
+    assert_eq!(
+        during, "000",
+        "a fourth connection waits while three sockets are open"
+    );
+    assert_eq!(curl("5").await, "200", "served once they closed");
+}
