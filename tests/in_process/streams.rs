@@ -348,3 +348,87 @@ async fn a_handle_ends_at_expiry() {
         at - exp
     );
 }
+
+/// A DPoP-bound connection renews with a token bound to the same key and a
+/// fresh proof for the upgrade request's method and URL, checked as a new
+/// request: without a proof, or with one already spent, it is refused.
+#[tokio::test]
+async fn a_dpop_bound_connection_renews_with_a_proof() {
+    use crate::support::dpop::ProofKey;
+    const BASE: &str = "https://api.example.com";
+    let authx = AuthX::new(
+        AuthXConfig::from_secret(crate::support::SECRET)
+            .unwrap()
+            .dpop(tower_authx::Dpop::new(BASE)),
+    )
+    .unwrap();
+    let key = ProofKey::es256();
+    let login = Request::post("/login")
+        .header("dpop", key.proof("POST", &format!("{BASE}/login"), None))
+        .body(())
+        .unwrap();
+    let bound = authx
+        .dpop_key(tower_authx::RequestHead::of(&login))
+        .await
+        .unwrap()
+        .unwrap();
+    let session = "bound-session";
+    let token = |secs| {
+        authx
+            .access_token("alice")
+            .fam(session)
+            .bound_to(&bound)
+            .lifetime(Duration::from_secs(secs))
+            .issue()
+            .unwrap()
+    };
+    let open = || {
+        let authx = authx.clone();
+        let first = token(60);
+        let proof = key.proof("GET", &format!("{BASE}/ws"), Some(&first));
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let stream = service_fn(move |req: Request<Full<Bytes>>| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(req.extensions().get::<LiveCredential>().cloned());
+                    Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+                }
+            });
+            let request = Request::get("/ws")
+                .header("authorization", format!("DPoP {first}"))
+                .header("dpop", proof)
+                .body(Full::default())
+                .unwrap();
+            let response = RequireAuthLayer::new(authx.clone())
+                .layer(EndWithCredentialLayer::new(&authx).layer(stream))
+                .oneshot(request)
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            rx.recv().await.unwrap().unwrap()
+        }
+    };
+
+    let live = open().await;
+    let next = token(600);
+    let proof = key.proof("GET", &format!("{BASE}/ws"), Some(&next));
+    live.renew::<tower_authx::NoExtra>(&Renewal::new(next.clone(), Some(proof.clone())))
+        .await
+        .expect("a bound token with its proof");
+    assert!(live.expires().as_secs_f64() > NumericDate::now().as_secs_f64() + 500.0);
+
+    // The same proof again: a replay, refused, and the connection ends.
+    let error = live
+        .renew::<tower_authx::NoExtra>(&Renewal::new(next.clone(), Some(proof)))
+        .await
+        .expect_err("a spent proof");
+    assert_eq!(live.has_ended(), Some(Ended::RenewalRefused), "{error}");
+
+    // A bound token without a proof.
+    let live = open().await;
+    live.renew::<tower_authx::NoExtra>(&Renewal::new(token(600), None))
+        .await
+        .expect_err("a bound token without its proof");
+    assert_eq!(live.has_ended(), Some(Ended::RenewalRefused));
+}
