@@ -107,6 +107,21 @@ async fn sse_and_websocket_end_within_a_second_of_expiry() {
         at - exp
     );
 
+    // Counted, by reason; none left open.
+    #[cfg(feature = "metrics")]
+    {
+        let scrape = server.get("/metrics").send().await.text();
+        let value = |line: &str| {
+            scrape
+                .lines()
+                .find(|l| l.starts_with(line))
+                .and_then(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        };
+        let ended = value("authx_streams_ended_total{reason=\"expired\"}");
+        assert_eq!(ended, Some(2.0), "{scrape}");
+        assert_eq!(value("authx_streams_open "), Some(0.0), "{scrape}");
+    }
+
     // Refused before the upgrade without a token, or with the expired one.
     let refused = websocket(&server, "not-a-token", &[]).await;
     assert_eq!(refused[0]["refused"], 401, "{refused:?}");
