@@ -53,6 +53,7 @@
 //! | `redis` | revocations, rotation and DPoP replay shared through Redis (and Redis Cluster) | redis, tokio |
 //! | `mcp` | MCP servers as OAuth protected resources: per-tool scopes from the JSON-RPC body | tokio's timer |
 //! | `metrics` | a span per guarded request and counters through the `metrics` facade | metrics |
+//! | `streams` | SSE, gRPC streams and WebSockets that end with their credential (expiry, revocation); in-band renewal | tokio |
 //! | `test-util` | `testing`: a mock OpenID Provider, tokens on demand, claims without tokens (dev-dependencies only) | `remote-keys`, hyper's server |
 //!
 //! # Where things are
@@ -62,7 +63,7 @@
 //! - [`layer`]: the guards ([`RequireAuthLayer`], [`RequireFreshLayer`],
 //!   [`RequireScopesLayer`], [`OptionalAuthLayer`]) and every layer that
 //!   works beside them (loading a user, a JSON body's token, implicit
-//!   refresh, MCP tool scopes).
+//!   refresh, MCP tool scopes, streams that end with their credential).
 //! - [`Claims`], [`Requirement`] and [`Rule`]: what a verified token says,
 //!   and what a route requires of it.
 //! - [`Key`], [`KeySet`] and, with `remote-keys`, `RemoteJwks` and `Issuer`:
