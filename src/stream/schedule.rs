@@ -9,7 +9,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Waker;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -24,6 +24,15 @@ const TICK: Duration = Duration::from_millis(250);
 /// Subjects announced and not yet looked at, at most; past it the next look
 /// covers every stream (memory stays bounded under a flood of logouts).
 const PENDING_SUBJECTS: usize = 4096;
+
+/// How long an announcement is remembered for streams that open after it: a
+/// guard asked the store, the revocation was announced, then the stream was
+/// registered; the stream is looked at once.
+const RECENT: Duration = Duration::from_secs(1);
+
+/// Announcements remembered at most (past it, every stream that opens
+/// within `RECENT` is looked at once).
+const RECENT_SUBJECTS: usize = 1024;
 
 /// What a stream's credential is, as the store and the deadline need it.
 #[derive(Clone, Debug)]
@@ -160,6 +169,38 @@ struct State {
     by_subject: HashMap<String, HashSet<u64>>,
     pending: HashSet<String>,
     pending_all: bool,
+    /// Subjects announced within `RECENT`, oldest first.
+    recent: std::collections::VecDeque<(Instant, String)>,
+    /// When everything was last announced (or `recent` overflowed).
+    recent_all: Option<Instant>,
+}
+
+impl State {
+    fn remember(&mut self, change: Change<'_>) {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RECENT)
+        {
+            self.recent.pop_front();
+        }
+        match change {
+            Change::Subject(subject) if self.recent.len() < RECENT_SUBJECTS => {
+                self.recent.push_back((now, subject.to_owned()));
+            }
+            _ => self.recent_all = Some(now),
+        }
+    }
+
+    /// Whether `subject` may have been revoked just before its stream opened.
+    fn recently_announced(&self, subject: &str) -> bool {
+        self.recent_all.is_some_and(|at| at.elapsed() <= RECENT)
+            || self
+                .recent
+                .iter()
+                .any(|(at, s)| s == subject && at.elapsed() <= RECENT)
+    }
 }
 
 /// Every open stream of one `AuthX`.
@@ -229,19 +270,44 @@ impl Schedule {
         {
             let mut state = lock(&self.state);
             state.live.insert(id, Arc::downgrade(&slot));
+            // Announced after its guard asked the store: looked at once.
+            let look = state.recently_announced(&subject);
+            if look {
+                if state.pending.len() >= PENDING_SUBJECTS {
+                    state.pending_all = true;
+                } else {
+                    state.pending.insert(subject.clone());
+                }
+            }
             state.by_subject.entry(subject).or_default().insert(id);
             state.deadlines.push(Reverse((deadline, id)));
             if state.deadlines.len() > 2 * state.live.len() + 1024 {
                 sweep(&mut state);
             }
+            if look {
+                self.wake.notify_one();
+            }
         }
-        if !self.running.swap(true, Ordering::AcqRel) {
-            self.start();
+        self.start();
+        if !self.running.load(Ordering::Acquire) {
+            tracing::warn!(
+                "tower-authx: a stream opened outside a tokio runtime: it will not end with \
+                 its credential (EndWithCredentialLayer needs tokio)"
+            );
         }
         slot
     }
 
-    fn start(self: &Arc<Self>) {
+    /// Listens to the store's announcements and starts the task, once; from
+    /// within a runtime (the layer's constructor when it runs in one, else
+    /// the first stream): from then on announcements are remembered for
+    /// streams that open after them.
+    pub(crate) fn start(self: &Arc<Self>) {
+        if tokio::runtime::Handle::try_current().is_err()
+            || self.running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
         if let Some(changes) = self.store.changes() {
             let listener: Weak<dyn Listener> = Arc::downgrade(self) as Weak<Schedule>;
             changes.listen(listener);
@@ -334,6 +400,7 @@ impl Listener for Schedule {
     fn changed(&self, change: Change<'_>) {
         {
             let mut state = lock(&self.state);
+            state.remember(change);
             match change {
                 Change::Subject(subject) if !state.pending_all => {
                     // Only subjects with open streams are worth a look.

@@ -138,6 +138,20 @@ fn events(
     >,
     Error = Infallible,
 > + Clone {
+    RequireAuthLayer::new(authx.clone()).layer(events_inner(authx, live))
+}
+
+/// [`events`] without its guard.
+fn events_inner(
+    authx: &AuthX,
+    live: tokio::sync::mpsc::UnboundedSender<LiveCredential>,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<tower_authx::layer::CredentialBody<Forever>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send {
     let stream = service_fn(move |req: Request<Full<Bytes>>| {
         let live = live.clone();
         async move {
@@ -151,7 +165,7 @@ fn events(
             Ok::<_, Infallible>(response)
         }
     });
-    RequireAuthLayer::new(authx.clone()).layer(EndWithCredentialLayer::new(authx).layer(stream))
+    EndWithCredentialLayer::new(authx).layer(stream)
 }
 
 fn bearer(token: &str) -> Request<Full<Bytes>> {
@@ -431,4 +445,41 @@ async fn a_dpop_bound_connection_renews_with_a_proof() {
         .await
         .expect_err("a bound token without its proof");
     assert_eq!(live.has_ended(), Some(Ended::RenewalRefused));
+}
+
+/// A logout that lands between the guard's store check and the stream's
+/// registration (simulated by a layer between them that revokes) still
+/// ends the stream at once: the schedule remembers the last second's
+/// announcements for streams that open after them.
+#[tokio::test]
+async fn a_revocation_just_before_the_stream_opens_still_ends_it() {
+    let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32]).unwrap()).unwrap();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ends, _) = {
+        let inner = events_inner(&authx, tx);
+        let revoking = {
+            let authx = authx.clone();
+            service_fn(move |req: Request<Full<Bytes>>| {
+                let (authx, inner) = (authx.clone(), inner.clone());
+                async move {
+                    let claims = req
+                        .extensions()
+                        .get::<tower_authx::Claims>()
+                        .unwrap()
+                        .clone();
+                    authx.revoke(&claims).await.unwrap();
+                    inner.oneshot(req).await
+                }
+            })
+        };
+        (RequireAuthLayer::new(authx.clone()).layer(revoking), ())
+    };
+    let token = authx.token_pair("alice").issue().unwrap().access_token;
+    let response = ends.oneshot(bearer(&token)).await.unwrap();
+    assert_eq!(response.status(), 200, "admitted before the logout");
+    let mut body = response.into_body();
+    let ended = until_end(&mut body, Duration::from_secs(1))
+        .await
+        .expect("ended within a second");
+    assert!(ended.contains("\"reason\":\"revoked\""), "{ended:?}");
 }

@@ -79,8 +79,9 @@ impl EndWithCredentialLayer<NoExtra> {
     /// Streams of requests admitted by `authx`'s guards end with their
     /// credential (each issuer's leeway read from `authx`'s rules).
     pub fn new(authx: &AuthX) -> Self {
-        // Made now, so the guards keep what they require from now on.
-        authx.pipeline().streams();
+        // Made now, so the guards keep what they require from now on, and
+        // (within a runtime) listening to the store from now on.
+        authx.pipeline().streams().start();
         EndWithCredentialLayer {
             authx: authx.clone(),
             claims: PhantomData,
