@@ -382,6 +382,29 @@ async fn resource_server(
 
 /// An example binary started with `env`; the running child and the address
 /// (host and port) it says it listens on, over HTTP or HTTPS.
+/// The `mcp_server` example trusting `iss` (its TLS root `ca`) on a free
+/// port: the process, its address and its resource identifier.
+async fn mcp_example(
+    binary: &std::path::Path,
+    iss: &str,
+    ca: &std::path::Path,
+) -> (Child, String, String) {
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let port_env = port.to_string();
+    let (child, addr) = run_example(
+        binary,
+        &[
+            ("PORT", &port_env),
+            ("PUBLIC_URL", &resource),
+            ("OIDC_ISSUER", iss),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    )
+    .await;
+    (child, addr, resource)
+}
+
 async fn run_example(binary: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(binary)
         .envs(env.iter().copied())
@@ -672,20 +695,8 @@ async fn the_mcp_server_example_with_the_official_typescript_sdk() {
     };
     let (pki, files, ca) = with_ca("mcp");
     let provider = start(&dir, "ES256", free_port(), &files).await;
-    let port = free_port();
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    let metadata_url = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp");
-    let port_env = port.to_string();
-    let (_child, addr) = run_example(
-        &binary,
-        &[
-            ("PORT", &port_env),
-            ("PUBLIC_URL", &resource),
-            ("OIDC_ISSUER", &provider.iss),
-            ("SSL_CERT_FILE", ca.to_str().unwrap()),
-        ],
-    )
-    .await;
+    let (_child, addr, resource) = mcp_example(&binary, &provider.iss, &ca).await;
+    let metadata_url = format!("http://{addr}/.well-known/oauth-protected-resource/mcp");
     let pointer = format!("resource_metadata=\"{metadata_url}\"");
 
     // The metadata names the resource byte for byte, and the provider.
@@ -896,19 +907,7 @@ async fn the_mcp_get_stream_ends_with_its_token() {
         &[("CLIENT_CREDENTIALS_TTL", ttl)],
     )
     .await;
-    let port = free_port();
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    let port_env = port.to_string();
-    let (_child, _addr) = run_example(
-        &binary,
-        &[
-            ("PORT", &port_env),
-            ("PUBLIC_URL", &resource),
-            ("OIDC_ISSUER", &provider.iss),
-            ("SSL_CERT_FILE", ca.to_str().unwrap()),
-        ],
-    )
-    .await;
+    let (_child, _addr, resource) = mcp_example(&binary, &provider.iss, &ca).await;
     let run = mcp_client(
         &dir,
         &ca,

@@ -245,14 +245,7 @@ async fn a_renewal_extends_the_same_session_and_anything_else_ends_it() {
     let open = |token: String, fresh_only: bool| {
         let authx = authx.clone();
         async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let stream = service_fn(move |req: Request<Full<Bytes>>| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(req.extensions().get::<LiveCredential>().cloned());
-                    Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-                }
-            });
+            let (stream, mut rx) = upgrade_handler();
             let inner = EndWithCredentialLayer::new(&authx).layer(stream);
             let response = if fresh_only {
                 tower_authx::RequireFreshLayer::new(authx.clone())
@@ -401,14 +394,7 @@ async fn a_dpop_bound_connection_renews_with_a_proof() {
         let first = token(60);
         let proof = key.proof("GET", &format!("{BASE}/ws"), Some(&first));
         async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let stream = service_fn(move |req: Request<Full<Bytes>>| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(req.extensions().get::<LiveCredential>().cloned());
-                    Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
-                }
-            });
+            let (stream, mut rx) = upgrade_handler();
             let request = Request::get("/ws")
                 .header("authorization", format!("DPoP {first}"))
                 .header("dpop", proof)
@@ -482,4 +468,27 @@ async fn a_revocation_just_before_the_stream_opens_still_ends_it() {
         .await
         .expect("ended within a second");
     assert!(ended.contains("\"reason\":\"revoked\""), "{ended:?}");
+}
+
+/// A WebSocket route's handler, in short: it answers at once and hands out
+/// the `LiveCredential` the layer left (`None` if there was none).
+fn upgrade_handler() -> (
+    impl tower::Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send,
+    tokio::sync::mpsc::UnboundedReceiver<Option<LiveCredential>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let handler = service_fn(move |req: Request<Full<Bytes>>| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(req.extensions().get::<LiveCredential>().cloned());
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }
+    });
+    (handler, rx)
 }
