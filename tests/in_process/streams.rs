@@ -245,7 +245,8 @@ async fn a_renewal_extends_the_same_session_and_anything_else_ends_it() {
     let open = |token: String, fresh_only: bool| {
         let authx = authx.clone();
         async move {
-            let (stream, mut rx) = upgrade_handler();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let stream = upgrade_handler(tx);
             let inner = EndWithCredentialLayer::new(&authx).layer(stream);
             let response = if fresh_only {
                 tower_authx::RequireFreshLayer::new(authx.clone())
@@ -394,7 +395,8 @@ async fn a_dpop_bound_connection_renews_with_a_proof() {
         let first = token(60);
         let proof = key.proof("GET", &format!("{BASE}/ws"), Some(&first));
         async move {
-            let (stream, mut rx) = upgrade_handler();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let stream = upgrade_handler(tx);
             let request = Request::get("/ws")
                 .header("authorization", format!("DPoP {first}"))
                 .header("dpop", proof)
@@ -470,25 +472,22 @@ async fn a_revocation_just_before_the_stream_opens_still_ends_it() {
     assert!(ended.contains("\"reason\":\"revoked\""), "{ended:?}");
 }
 
-/// A WebSocket route's handler, in short: it answers at once and hands out
+/// A WebSocket route's handler, in short: it answers at once and sends out
 /// the `LiveCredential` the layer left (`None` if there was none).
-fn upgrade_handler() -> (
-    impl tower::Service<
-        Request<Full<Bytes>>,
-        Response = Response<Full<Bytes>>,
-        Error = Infallible,
-        Future: Send,
-    > + Clone
-    + Send,
-    tokio::sync::mpsc::UnboundedReceiver<Option<LiveCredential>>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let handler = service_fn(move |req: Request<Full<Bytes>>| {
+fn upgrade_handler(
+    tx: tokio::sync::mpsc::UnboundedSender<Option<LiveCredential>>,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send {
+    service_fn(move |req: Request<Full<Bytes>>| {
         let tx = tx.clone();
         async move {
             let _ = tx.send(req.extensions().get::<LiveCredential>().cloned());
             Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
         }
-    });
-    (handler, rx)
+    })
 }
