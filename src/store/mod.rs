@@ -314,9 +314,10 @@ pub trait RevocationStore: Send + Sync + 'static {
     }
 
     /// Where this store announces revocations to this process's open
-    /// streams, started if it needs to be (asked once, inside the runtime,
-    /// when the first stream opens). `None` (the default): an open stream
-    /// ends at its credential's expiry only, never on revocation.
+    /// streams, started if it needs to be (asked once per `AuthX`, inside a
+    /// tokio runtime, when its first stream layer is built or its first
+    /// stream opens). `None` (the default): an open stream ends at its
+    /// credential's expiry only, never on revocation.
     fn changes(&self) -> Option<&RevocationChanges> {
         None
     }
