@@ -1,5 +1,5 @@
 //! The axum example's `GET /events` (SSE) and `GET /ws` (WebSocket echo)
-//! over TCP with real clients (curl, Python's `websockets`): each ends with
+//! over TCP with real clients (curl, Python's `websockets`, npm `ws`): each ends with
 //! the protocol's own signal within a second of the token's end, at expiry
 //! or on a logout (here, or on another instance through Redis and Redis
 //! Cluster), and a WebSocket renews in band (issue 41).
@@ -62,6 +62,41 @@ async fn websocket(server: &Server, token: &str, steps: &[String]) -> Vec<Value>
     support::stream_client("ws", &format!("ws://{}/ws", server.addr), token, steps).await
 }
 
+/// npm `ws` on `/ws` with `token` (`tests/oidc/ws_client.mjs`), renewing
+/// with `renew` when given; `None` (a visible skip) without node, which CI
+/// does not allow.
+async fn node_websocket(server: &Server, token: &str, renew: Option<&str>) -> Option<Vec<Value>> {
+    let Some(dir) = support::oidc_packages() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs node and tests/oidc's packages"
+        );
+        support::skipped("no node for npm ws (tests/oidc)");
+        return None;
+    };
+    let output = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::process::Command::new("node")
+            .arg(dir.join("ws_client.mjs"))
+            .arg(format!("ws://{}/ws", server.addr))
+            .arg(token)
+            .args(renew)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the client finished")
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    Some(
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+            .collect(),
+    )
+}
+
 fn closing(lines: &[Value]) -> &Value {
     lines
         .iter()
@@ -80,7 +115,11 @@ async fn sse_and_websocket_end_within_a_second_of_expiry() {
     let server = Server::start("axum", &[("ACCESS_TOKEN_LIFETIME_SECS", LIFETIME)]).await;
     let (token, _) = server.login().await;
     let exp = exp_of(&token);
-    let (sse, ws) = tokio::join!(events(&server, &token), websocket(&server, &token, &[]));
+    let (sse, ws, node) = tokio::join!(
+        events(&server, &token),
+        websocket(&server, &token, &[]),
+        node_websocket(&server, &token, None),
+    );
 
     let (events, ended) = sse;
     assert!(events.len() >= 2, "ticks before the end: {events:?}");
@@ -96,16 +135,19 @@ async fn sse_and_websocket_end_within_a_second_of_expiry() {
         ended - exp
     );
 
-    assert_eq!(ws[1]["echo"], "hello", "{ws:?}");
-    let closed = closing(&ws);
-    assert_eq!(closed["closed"], 1008, "{ws:?}");
-    assert!(closed["reason"].as_str().unwrap().contains("expired"));
-    let at = closed["at"].as_f64().unwrap();
-    assert!(
-        at >= exp && at < exp + 1.0,
-        "WebSocket closed {:.2} s after exp",
-        at - exp
-    );
+    // Python's websockets and npm ws alike.
+    for ws in [Some(ws), node].iter().flatten() {
+        assert_eq!(ws[1]["echo"], "hello", "{ws:?}");
+        let closed = closing(ws);
+        assert_eq!(closed["closed"], 1008, "{ws:?}");
+        assert!(closed["reason"].as_str().unwrap().contains("expired"));
+        let at = closed["at"].as_f64().unwrap();
+        assert!(
+            at >= exp && at < exp + 1.0,
+            "WebSocket closed {:.2} s after exp",
+            at - exp
+        );
+    }
 
     // Counted, by reason; none left open.
     #[cfg(feature = "metrics")]
@@ -118,7 +160,7 @@ async fn sse_and_websocket_end_within_a_second_of_expiry() {
                 .and_then(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         };
         let ended = value("authx_streams_ended_total{reason=\"expired\"}");
-        assert_eq!(ended, Some(2.0), "{scrape}");
+        assert_eq!(ended, Some(3.0), "SSE and two WebSockets: {scrape}");
         assert_eq!(value("authx_streams_open "), Some(0.0), "{scrape}");
     }
 
@@ -176,21 +218,25 @@ async fn a_websocket_renewed_in_band_outlives_its_first_token() {
     );
     assert!(at < exp_of(&renewed) + 1.0, "ended with the renewed token");
 
-    // Another subject's token: closed at once, with the renewal's refusal.
+    // Another subject's token: closed at once, with the renewal's refusal
+    // (Python's websockets, and npm ws).
     let (token, _) = server.login().await;
-    let lines = websocket(&server, &token, &[format!("renew={stranger}")]).await;
-    let closed = closing(&lines);
-    assert_eq!(closed["closed"], 1008, "{lines:?}");
-    assert!(
-        closed["reason"]
-            .as_str()
-            .unwrap()
-            .contains("renewal was refused")
-    );
-    assert!(
-        closed["at"].as_f64().unwrap() < exp_of(&token) - 0.5,
-        "before the token's end"
-    );
+    let python = websocket(&server, &token, &[format!("renew={stranger}")]).await;
+    let node = node_websocket(&server, &token, Some(&stranger)).await;
+    for lines in [Some(python), node].iter().flatten() {
+        let closed = closing(lines);
+        assert_eq!(closed["closed"], 1008, "{lines:?}");
+        assert!(
+            closed["reason"]
+                .as_str()
+                .unwrap()
+                .contains("renewal was refused")
+        );
+        assert!(
+            closed["at"].as_f64().unwrap() < exp_of(&token) - 0.5,
+            "before the token's end"
+        );
+    }
 }
 
 /// A logout on the same instance (the memory store) ends that session's
