@@ -218,6 +218,22 @@ fn stacked_and_rejections(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // What a guard pays once some route of its AuthX ends streams with the
+    // credential: it keeps its requirement in the request, for renewals.
+    #[cfg(feature = "streams")]
+    {
+        let watched = AuthX::new(AuthXConfig::new(key(Algorithm::HS256))).unwrap();
+        let _streams = tower_authx::layer::EndWithCredentialLayer::new(&watched);
+        let token = watched.access_token("user1").fresh(true).issue().unwrap();
+        let mut auth = RequireAuthLayer::new(watched).layer(inner());
+        group.bench_function("RequireAuth, streams watched", |b| {
+            b.iter_batched(
+                || request(&token),
+                |req| now(auth.call(req)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.bench_function("RequireFresh inside RequireAuth", |b| {
         b.iter_batched(
             || request(&token),
