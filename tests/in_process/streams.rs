@@ -420,7 +420,16 @@ async fn a_dpop_bound_connection_renews_with_a_proof() {
         .expect("a bound token with its proof");
     assert!(live.expires().as_secs_f64() > NumericDate::now().as_secs_f64() + 500.0);
 
-    // The same proof again: a replay, refused, and the connection ends.
+    // Within the second: not checked, not refused; the connection goes on.
+    let error = live
+        .renew::<tower_authx::NoExtra>(&Renewal::new(next.clone(), Some(proof.clone())))
+        .await
+        .expect_err("a second renewal within the second");
+    assert!(error.to_string().contains("one renewal a second"), "{error}");
+    assert_eq!(live.has_ended(), None);
+
+    // The same proof again, later: a replay, refused, and the connection ends.
+    tokio::time::sleep(Duration::from_millis(1050)).await;
     let error = live
         .renew::<tower_authx::NoExtra>(&Renewal::new(next.clone(), Some(proof)))
         .await

@@ -62,7 +62,12 @@ struct Opened {
     headers: HeaderMap,
     extensions: http::Extensions,
     required: Vec<crate::policy::Requirement>,
+    /// When a renewal was last checked.
+    last_renewal: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// At most one renewal is checked per connection in this long.
+const RENEWAL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for LiveCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,6 +115,7 @@ impl LiveCredential {
                     .get::<Required>()
                     .map(|required| required.0.clone())
                     .unwrap_or_default(),
+                last_renewal: Default::default(),
             }),
         }
     }
@@ -137,13 +143,30 @@ impl LiveCredential {
     /// (every stage of the pipeline and every guard's requirement), and that
     /// it is of the same issuer, subject and session; then the connection
     /// lives until the new token's end. A refusal ends the connection
-    /// ([`Ended::RenewalRefused`]) and says why.
+    /// ([`Ended::RenewalRefused`]) and says why. One renewal a second is
+    /// checked; another within the second is answered
+    /// [`AuthError::InvalidRequest`] unchecked, and the connection goes on
+    /// (a flood of renewals costs a check a second, not one a message).
     pub async fn renew<E: ClaimsExtra>(&self, renewal: &Renewal) -> Result<Claims<E>, AuthError> {
         if let Some(ended) = self.has_ended() {
             return Err(match ended {
                 Ended::Revoked => AuthError::Revoked,
                 _ => AuthError::InvalidToken(InvalidToken::Expired),
             });
+        }
+        {
+            let mut last = self
+                .opened
+                .last_renewal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < RENEWAL_INTERVAL) {
+                // Not checked, so not refused: the connection goes on.
+                return Err(AuthError::InvalidRequest(
+                    "at most one renewal a second on a connection",
+                ));
+            }
+            *last = Some(std::time::Instant::now());
         }
         let checked = self.check::<E>(renewal).await;
         match &checked {
