@@ -27,8 +27,9 @@
 //! - `GET /ws`: a WebSocket that echoes text and binary messages; it is
 //!   closed with code 1008 when the token ends, and a client may renew it
 //!   before then by sending `{"type":"authx.renew","access_token":"..."}`
-//!   (answered `{"type":"authx.renewed","exp":...}`; a token of another
-//!   subject or session closes it).
+//!   (answered `{"type":"authx.renewed","exp":...}`, or `authx.renewal_deferred`
+//!   within a second of the last; a token of another subject or session
+//!   closes it).
 //!
 //! - Cookie sessions are renewed implicitly (AuthX's `implicit_refresh`) on
 //!   the guarded routes with `IMPLICIT_REFRESH_SECS` (the window before
@@ -453,7 +454,13 @@ async fn echo(mut socket: axum::extract::ws::WebSocket, live: LiveCredential) {
                         Message::Text(renewed.to_string().into())
                     }
                     // Refused: `ended` resolves next, and closes.
-                    Err(_) => continue,
+                    Err(_) if live.has_ended().is_some() => continue,
+                    // Too soon after the last one: not checked, the socket goes on.
+                    Err(error) => {
+                        let too_soon =
+                            json!({ "type": "authx.renewal_deferred", "error": error.to_string() });
+                        Message::Text(too_soon.to_string().into())
+                    }
                 },
                 None => Message::Text(text),
             },

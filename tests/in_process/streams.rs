@@ -425,7 +425,10 @@ async fn a_dpop_bound_connection_renews_with_a_proof() {
         .renew::<tower_authx::NoExtra>(&Renewal::new(next.clone(), Some(proof.clone())))
         .await
         .expect_err("a second renewal within the second");
-    assert!(error.to_string().contains("one renewal a second"), "{error}");
+    assert!(
+        error.to_string().contains("one renewal a second"),
+        "{error}"
+    );
     assert_eq!(live.has_ended(), None);
 
     // The same proof again, later: a replay, refused, and the connection ends.
