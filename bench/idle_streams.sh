@@ -31,7 +31,7 @@ round() {
   token=$(curl -s -X POST "localhost:$port/login" -H 'content-type: application/json' \
     -d '{"username":"user1","password":"password1"}' | jq -r .fresh_token)
   sleep 0.5; before=$(rss $pid)
-  exec {hold}> >("$PYTHON" bench/idle_streams.py "ws://127.0.0.1:$port/ws" "$token" "$N" >"$log.client")
+  exec {hold}> >("$PYTHON" tests/interop/hold_websockets.py "ws://127.0.0.1:$port/ws" "$token" "$N" >"$log.client")
   until grep -q '^open' "$log.client" 2>/dev/null; do sleep 0.2; done
   sleep 1; after=$(rss $pid); c0=$(cpu $pid); sleep "$IDLE"; c1=$(cpu $pid)
   printf '%-5s %6d streams  RSS %7d -> %7d KiB  %6.0f B/stream  idle CPU %5.2f%% of a core\n' \

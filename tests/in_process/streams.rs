@@ -42,12 +42,7 @@ impl Body for Forever {
 /// when it ended.
 async fn frames(content_type: &'static str) -> (Vec<Frame<Bytes>>, f64, f64) {
     let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32]).unwrap()).unwrap();
-    let token = authx
-        .access_token("alice")
-        .lifetime(Duration::from_secs(2))
-        .issue()
-        .unwrap();
-    let exp = crate::support::payload_of(&token)["exp"].as_f64().unwrap();
+    let (token, exp) = two_second_token(&authx);
     let stream = service_fn(move |_req: Request<Full<Bytes>>| async move {
         let mut response = Response::new(Forever(false));
         response
@@ -336,12 +331,7 @@ async fn a_handle_ends_at_expiry() {
     let authx = AuthX::new(AuthXConfig::from_secret([7u8; 32]).unwrap()).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let service = events(&authx, tx);
-    let token = authx
-        .access_token("alice")
-        .lifetime(Duration::from_secs(2))
-        .issue()
-        .unwrap();
-    let exp = crate::support::payload_of(&token)["exp"].as_f64().unwrap();
+    let (token, exp) = two_second_token(&authx);
     let response = service.oneshot(bearer(&token)).await.unwrap();
     let live = rx.recv().await.unwrap();
     drop(response); // a WebSocket's 101: the body ends, the handle lives on
@@ -502,4 +492,15 @@ fn upgrade_handler(
             Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
         }
     })
+}
+
+/// An access token of alice's that lives two seconds, and its `exp`.
+fn two_second_token(authx: &AuthX) -> (String, f64) {
+    let token = authx
+        .access_token("alice")
+        .lifetime(Duration::from_secs(2))
+        .issue()
+        .unwrap();
+    let exp = crate::support::payload_of(&token)["exp"].as_f64().unwrap();
+    (token, exp)
 }

@@ -947,17 +947,21 @@ pub fn ready_now<F: std::future::Future>(future: F) -> F::Output {
 /// `steps`; one JSON line per event, each with when it happened (`at`).
 pub async fn stream_client(kind: &str, target: &str, token: &str, steps: &[String]) -> Vec<Value> {
     let python = python().expect("python with websockets and grpcio");
-    let output = tokio::time::timeout(
-        Duration::from_secs(40),
-        tokio::process::Command::new(python)
-            .arg(repo_root().join("tests/interop/stream_clients.py"))
-            .args([kind, target, token])
-            .args(steps)
-            .output(),
-    )
-    .await
-    .expect("the client finished")
-    .expect("the client runs");
+    let mut command = Command::new(python);
+    command
+        .arg(repo_root().join("tests/interop/stream_clients.py"))
+        .args([kind, target, token])
+        .args(steps);
+    json_lines(command).await
+}
+
+/// Runs `command` (a client that reports one JSON value a line), at most
+/// 40 s and killed if dropped; it must succeed. Its lines, read.
+pub async fn json_lines(mut command: Command) -> Vec<Value> {
+    let output = tokio::time::timeout(Duration::from_secs(40), command.kill_on_drop(true).output())
+        .await
+        .expect("the client finished")
+        .expect("the client runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -1,7 +1,7 @@
 """Holds N idle WebSockets open on URL with TOKEN (Python's `websockets`),
 prints "open N" once they are all open, then waits for stdin to close.
 
-    python bench/idle_streams.py ws://127.0.0.1:8000/ws TOKEN 5000
+    python tests/interop/hold_websockets.py ws://127.0.0.1:8000/ws TOKEN 5000
 """
 
 import asyncio
